@@ -1,0 +1,3 @@
+from aielower.cli import main
+
+raise SystemExit(main())

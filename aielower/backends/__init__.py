@@ -1,0 +1,1 @@
+"""Code generators. ``ref``: NumPy. (``aie``: the Ryzen AI NPU, not yet implemented.)"""

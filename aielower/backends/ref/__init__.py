@@ -1,0 +1,6 @@
+"""Reference backend: NumPy code generated from the IR, for correctness and accuracy checks."""
+
+from aielower.backends.ref.codegen import generate
+from aielower.backends.ref.runtime import RefCompiledModel
+
+__all__ = ["RefCompiledModel", "generate"]

@@ -1,0 +1,147 @@
+"""IR module -> Python source using NumPy, rendered from jinja2 templates.
+
+The module template lays out one kernel function per op kind used (each from
+``templates/kernels/<op name>.py.j2``) and one Python function per IR function, with
+one kernel call per op. Values are deleted after their last use so that peak memory
+stays near torch's.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass, field
+
+import jinja2
+
+from aielower.errors import CompileError
+from aielower.ir import Function, Module, Sym, Value, Weight
+from aielower.ir.types import DTYPES
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("aielower.backends.ref", "templates"),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+
+def kernel_name(op_name: str) -> str:
+    return op_name.replace(".", "_")
+
+
+def supported_ops() -> set[str]:
+    return {name[len("kernels/") : -len(".py.j2")] for name in _ENV.list_templates() if name.startswith("kernels/")}
+
+
+def sym_var(sym: Sym) -> str:
+    return f"sym_{sym.name}"
+
+
+def py_literal(value) -> str:
+    """Python source for an attribute value (symbols become their run-time variables)."""
+    if isinstance(value, Sym):
+        return sym_var(value)
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(py_literal(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else f"float({str(value)!r})"
+    return repr(value)
+
+
+@dataclass
+class Line:
+    results: list[str]
+    kernel: str
+    args: list[str]
+    dead: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FunctionCode:
+    name: str
+    signature: str
+    args: list[str]
+    symbols: list[dict]
+    body: list[Line]
+    results: list[str]
+
+
+_RESERVED = re.compile(r"^(v\d+|W|np|DTYPES|(nn|tensor|quant|fused|sym|arg)_.*)$")
+
+
+def _usable_arg_name(hint: str | None) -> bool:
+    return bool(hint) and hint.isidentifier() and not keyword.iskeyword(hint) and not _RESERVED.match(hint)
+
+
+class _Names:
+    def __init__(self):
+        self.names: dict[int, str] = {}
+
+    def define(self, v: Value, name: str) -> str:
+        self.names[id(v)] = name
+        return name
+
+    def __call__(self, v: Value) -> str:
+        if isinstance(v, Weight):
+            return f"W[{v.name!r}]"
+        return self.names[id(v)]
+
+
+def _function_code(fn: Function) -> FunctionCode:
+    names = _Names()
+    args = [names.define(a, a.name_hint if _usable_arg_name(a.name_hint) else f"arg_{i}") for i, a in enumerate(fn.args)]
+    symbols, seen = [], set()
+    for a, var in zip(fn.args, args):
+        for axis, d in enumerate(a.type.shape):
+            if isinstance(d, Sym) and d not in seen:
+                seen.add(d)
+                symbols.append({"var": sym_var(d), "source": var, "axis": axis})
+    last_use: dict[int, int] = {}
+    for i, op in enumerate(fn.ops):
+        for v in op.operands:
+            if not isinstance(v, Weight):
+                last_use[id(v)] = i
+    returned = {id(v) for v in fn.results}
+    body: list[Line] = []
+    counter = 0
+    for i, op in enumerate(fn.ops):
+        results = []
+        for r in op.results:
+            results.append(names.define(r, f"v{counter}"))
+            counter += 1
+        call_args = [
+            "[" + ", ".join(names(v) for v in op._groups[f.name]) + "]" if f.variadic else names(op._groups[f.name][0])
+            for f in op.operand_fields
+            if op._groups[f.name]
+        ]
+        call_args += [
+            f"{f.name}={py_literal(op.attributes[f.name])}" for f in op.attr_fields if op.attributes[f.name] != f.default
+        ]
+        dead = sorted(
+            {names(v) for v in op.operands if not isinstance(v, Weight) and last_use.get(id(v)) == i and id(v) not in returned}
+        )
+        dead += [names(r) for r in op.results if id(r) not in last_use and id(r) not in returned]
+        body.append(Line(results, kernel_name(op.name), call_args, dead))
+    signature = f"@{fn.name}({', '.join(str(a.type) for a in fn.args)}) -> {', '.join(str(t) for t in fn.result_types)}"
+    return FunctionCode(fn.name, signature, args, symbols, body, [names(v) for v in fn.results])
+
+
+def generate(module: Module) -> str:
+    """Python source of the module: ``def <function>(*args, W)`` per IR function."""
+    available = supported_ops()
+    used = sorted({op.name for fn in module.functions.values() for op in fn.ops})
+    missing = [name for name in used if name not in available]
+    if missing:
+        raise CompileError(
+            f"the ref backend has no kernel for {', '.join(missing)}; "
+            f"add aielower/backends/ref/templates/kernels/<op>.py.j2 (or run a pipeline that lowers them)"
+        )
+    return _ENV.get_template("module.py.j2").render(
+        module_name=module.name,
+        dtypes={k: v for k, v in DTYPES.items() if v is not None},
+        kernels=used,
+        functions=[_function_code(fn) for fn in module.functions.values()],
+    )

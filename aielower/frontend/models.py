@@ -1,0 +1,84 @@
+"""Finding and loading the Hugging Face model to compile.
+
+A MODEL is either the name of a bundled config (built on the ``meta`` device: shapes
+only, enough to compile, plan and report) or a local Hugging Face model directory
+(loaded with its weights, in fp32). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from aielower.errors import ModelError
+
+SUPPORTED_ARCHITECTURE = "Qwen2ForCausalLM"
+
+
+def bundled_configs() -> list[str]:
+    """Names of the configs that ship with aielower (e.g. ``qwen1.5-7b-chat``)."""
+    folder = resources.files("aielower.frontend") / "configs"
+    return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def bundled_config(name: str):
+    """The ``Qwen2Config`` of a bundled config name."""
+    from transformers import Qwen2Config
+
+    names = bundled_configs()
+    if name not in names:
+        raise ModelError(f"unknown model {name!r}: not a bundled config ({', '.join(names)}) nor a local directory")
+    text = (resources.files("aielower.frontend") / "configs" / f"{name}.json").read_text(encoding="utf-8")
+    data = {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+    config = Qwen2Config(**data)
+    config.name_or_path = name
+    return config
+
+
+def load_model(name_or_dir: str | Path):
+    """Return a ``Qwen2ForCausalLM``: on ``meta`` for a bundled config name, with weights
+    (fp32, eval mode) for a local Hugging Face model directory."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, Qwen2ForCausalLM
+
+    path = Path(name_or_dir)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path} is a directory without config.json: not a Hugging Face model directory")
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        check_config(config, str(path))
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+        return model.eval()
+    config = bundled_config(str(name_or_dir))
+    with torch.device("meta"):
+        model = Qwen2ForCausalLM(config)
+    return model.eval()
+
+
+def check_config(config, where: str) -> None:
+    archs = getattr(config, "architectures", None) or []
+    if getattr(config, "model_type", None) != "qwen2" or (archs and SUPPORTED_ARCHITECTURE not in archs):
+        raise ModelError(
+            f"{where}: model type {getattr(config, 'model_type', None)!r} ({', '.join(archs) or 'no architecture'}) "
+            f"is not supported; aielower compiles {SUPPORTED_ARCHITECTURE} (Qwen1.5, Qwen2, Qwen2.5)"
+        )
+
+
+def check_model(model) -> None:
+    """Raise ModelError unless ``model`` is a Qwen2ForCausalLM the frontend can capture."""
+    from transformers import Qwen2ForCausalLM
+
+    if not isinstance(model, Qwen2ForCausalLM):
+        raise ModelError(
+            f"{type(model).__name__} is not supported; aielower compiles {SUPPORTED_ARCHITECTURE} "
+            "(Qwen1.5, Qwen2, Qwen2.5). Load one with aielower.load_model() or transformers."
+        )
+    dtypes = {p.dtype for p in model.parameters()}
+    import torch
+
+    if dtypes != {torch.float32}:
+        raise ModelError(
+            f"model parameters are {', '.join(sorted(str(d) for d in dtypes))}; aielower captures fp32 models "
+            "(quantization is done by the compiler): pass model.float()"
+        )

@@ -1,0 +1,114 @@
+"""Functions and the module that holds them together with the weight store."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from aielower.errors import IRError
+from aielower.ir.core import Argument, Op, Value, Weight
+from aielower.ir.types import Type
+
+
+class Function:
+    """A straight-line SSA function: arguments, ops in order, returned values."""
+
+    def __init__(self, name: str, args: list[Argument] | None = None):
+        self.name = name
+        self.args: list[Argument] = list(args or [])
+        self.ops: list[Op] = []
+        self.results: list[Value] = []
+
+    def add_arg(self, name: str, type: Type) -> Argument:
+        if any(a.name_hint == name for a in self.args):
+            raise IRError(f"@{self.name}: argument %{name} already exists")
+        arg = Argument(type, name)
+        self.args.append(arg)
+        return arg
+
+    def set_results(self, values: list[Value]) -> None:
+        for v in self.results:
+            v.users.remove(self)  # type: ignore[arg-type]
+        self.results = list(values)
+        for v in self.results:
+            v.users.append(self)  # type: ignore[arg-type]
+
+    def replace_result(self, old: Value, new: Value) -> None:
+        self.set_results([new if v is old else v for v in self.results])
+
+    # Functions are "users" of their returned values, so that dead-code analyses and
+    # replace_all_uses_with see the return. They behave like an op for that purpose.
+    def replace_operand(self, old: Value, new: Value) -> None:
+        self.replace_result(old, new)
+
+    @property
+    def result_types(self) -> list[Type]:
+        return [v.type for v in self.results]
+
+    def walk(self) -> Iterator[Op]:
+        return iter(list(self.ops))
+
+    def __repr__(self) -> str:
+        return f"<Function @{self.name}: {len(self.ops)} ops>"
+
+
+class Module:
+    """Functions by name (``prefill``, later ``decode``) and the weights they share.
+
+    ``weights`` maps a weight name (the Hugging Face state-dict key) to a :class:`Weight`
+    value, which carries its type and, unless the model was on ``meta``, its array.
+    """
+
+    def __init__(self, name: str = "module"):
+        self.name = name
+        self.functions: dict[str, Function] = {}
+        self.weights: dict[str, Weight] = {}
+        self.metadata: dict[str, Any] = {}
+
+    def add_function(self, fn: Function) -> Function:
+        if fn.name in self.functions:
+            raise IRError(f"module already has a function @{fn.name}")
+        self.functions[fn.name] = fn
+        return fn
+
+    def add_weight(self, name: str, type: Type, data: Any = None) -> Weight:
+        if name in self.weights:
+            raise IRError(f"module already has a weight @{name}")
+        w = Weight(name, type, data)
+        self.weights[name] = w
+        return w
+
+    def remove_unused_weights(self) -> list[str]:
+        dead = [n for n, w in self.weights.items() if not w.users]
+        for n in dead:
+            del self.weights[n]
+        return dead
+
+    @property
+    def has_weight_data(self) -> bool:
+        return all(w.data is not None for w in self.weights.values())
+
+    def weight_bytes(self) -> int:
+        from aielower.ir.types import QTensorType, TensorType
+
+        total = 0
+        for w in self.weights.values():
+            t = w.type
+            n = 1
+            for d in t.shape:
+                n *= d
+            if isinstance(t, QTensorType):
+                total += n * t.bits // 8
+            elif isinstance(t, TensorType):
+                total += n * _DTYPE_BYTES.get(t.dtype, 4)
+        return total
+
+    def __str__(self) -> str:
+        from aielower.ir.printer import print_module
+
+        return print_module(self)
+
+    def __repr__(self) -> str:
+        return f"<Module {self.name}: functions {list(self.functions)}, {len(self.weights)} weights>"
+
+
+_DTYPE_BYTES = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i64": 8, "i32": 4, "i8": 1, "u8": 1, "i1": 1}

@@ -1,0 +1,342 @@
+"""Read IR text (see ``printer``) back into a :class:`Module`.
+
+Errors are :class:`ParseError` naming ``file:line:col``, what was expected, the line and
+a caret. Ops are built through their classes, so their type rules and ``verify()`` run
+while parsing and a wrong printed result type is reported where it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from aielower.errors import IRError, ParseError
+from aielower.ir.core import OP_REGISTRY, AttrField, Op, Value
+from aielower.ir.module import Function, Module
+from aielower.ir.types import DTYPES, QTensorType, Sym, TensorType, Type
+
+_NAME = re.compile(r"[A-Za-z0-9_$.\-]+")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+)")
+_INT = re.compile(r"\d+")
+_SYM = re.compile(r"[A-Za-wyz_][A-Za-wyz0-9_]*")
+
+
+class Parser:
+    def __init__(self, text: str, filename: str = "<string>"):
+        self.text, self.filename, self.pos = text, filename, 0
+
+    # -- low level -------------------------------------------------------------------
+
+    def error(self, message: str, pos: int | None = None) -> ParseError:
+        pos = self.pos if pos is None else pos
+        line = self.text.count("\n", 0, pos) + 1
+        start = self.text.rfind("\n", 0, pos) + 1
+        end = self.text.find("\n", pos)
+        source_line = self.text[start : end if end >= 0 else len(self.text)]
+        return ParseError(message, filename=self.filename, line=line, col=pos - start + 1, source_line=source_line)
+
+    def skip(self) -> None:
+        while self.pos < len(self.text):
+            c = self.text[self.pos]
+            if c in " \t\r\n":
+                self.pos += 1
+            elif self.text.startswith("//", self.pos):
+                nl = self.text.find("\n", self.pos)
+                self.pos = len(self.text) if nl < 0 else nl
+            else:
+                return
+
+    def peek(self, s: str) -> bool:
+        self.skip()
+        return self.text.startswith(s, self.pos)
+
+    def accept(self, s: str) -> bool:
+        if self.peek(s):
+            self.pos += len(s)
+            return True
+        return False
+
+    def expect(self, s: str, what: str | None = None) -> None:
+        if not self.accept(s):
+            raise self.error(f"expected {what or repr(s)}")
+
+    def match(self, pattern: re.Pattern, what: str) -> str:
+        self.skip()
+        m = pattern.match(self.text, self.pos)
+        if not m:
+            raise self.error(f"expected {what}")
+        self.pos = m.end()
+        return m.group(0)
+
+    def at_end(self) -> bool:
+        self.skip()
+        return self.pos >= len(self.text)
+
+    # -- types -----------------------------------------------------------------------
+
+    def parse_type(self) -> Type:
+        self.skip()
+        start = self.pos
+        if self.accept("tensor<"):
+            return self._tensor_body(start)
+        if self.accept("qtensor<"):
+            return self._qtensor_body(start)
+        raise self.error("expected a type ('tensor<...>' or 'qtensor<...>')")
+
+    def _dims_and_dtype(self) -> tuple[list, str]:
+        dims: list = []
+        while True:
+            self.skip()
+            if self.accept("?"):
+                dims.append(Sym(self.match(_SYM, "a symbol name after '?'")))
+            elif self.text[self.pos : self.pos + 1].isdigit():
+                dims.append(int(self.match(_INT, "a dim")))
+            else:
+                pos = self.pos
+                dtype = self.match(_IDENT, "a dim or an element type")
+                if dtype not in DTYPES:
+                    raise self.error(f"unknown element type '{dtype}'; expected one of {', '.join(DTYPES)}", pos)
+                return dims, dtype
+            if not self.text.startswith("x", self.pos):
+                raise self.error("expected 'x' after a dim")
+            self.pos += 1
+
+    def _tensor_body(self, start: int) -> TensorType:
+        dims, dtype = self._dims_and_dtype()
+        self.expect(">", "'>' closing the tensor type")
+        return TensorType(tuple(dims), dtype)
+
+    def _qtensor_body(self, start: int) -> QTensorType:
+        dims, dtype = self._dims_and_dtype()
+        if not dtype.startswith("u"):
+            raise self.error("expected an unsigned storage type such as u4", start)
+        fields: dict[str, str] = {}
+        while self.accept(","):
+            key = self.match(_IDENT, "a qtensor field (group, scale, zero)")
+            self.expect("=")
+            fields[key] = self.match(_NAME, f"a value for '{key}'")
+        self.expect(">", "'>' closing the qtensor type")
+        try:
+            return QTensorType(tuple(dims), int(dtype[1:]), int(fields["group"]), fields.get("scale", "bf16"), fields.get("zero", "u4"))
+        except (KeyError, ValueError, IRError) as e:
+            raise self.error(f"bad qtensor type: {e}", start) from None
+
+    def parse_types(self) -> list[Type]:
+        types = [self.parse_type()]
+        while self.accept(","):
+            types.append(self.parse_type())
+        return types
+
+    # -- attributes ------------------------------------------------------------------
+
+    def parse_attr_value(self) -> Any:
+        self.skip()
+        c = self.text[self.pos : self.pos + 1]
+        if c == "[":
+            self.pos += 1
+            items: list = []
+            if not self.accept("]"):
+                items.append(self.parse_attr_value())
+                while self.accept(","):
+                    items.append(self.parse_attr_value())
+                self.expect("]", "',' or ']' in a list")
+            return items
+        if c == '"':
+            m = re.compile(r'"(?:[^"\\]|\\.)*"').match(self.text, self.pos)
+            if not m:
+                raise self.error("unterminated string")
+            self.pos = m.end()
+            return json.loads(m.group(0))
+        if c == "?":
+            self.pos += 1
+            return Sym(self.match(_SYM, "a symbol name after '?'"))
+        m = _NUMBER.match(self.text, self.pos)
+        if m:
+            self.pos = m.end()
+            tok = m.group(0)
+            return int(tok) if re.fullmatch(r"[-+]?\d+", tok) else float(tok)
+        word = self.match(_IDENT, "an attribute value")
+        if word in ("true", "false"):
+            return word == "true"
+        if word in ("inf", "nan"):
+            return float(word)
+        return word  # a bare identifier, e.g. a dtype
+
+    def parse_attrs(self, cls: type[Op]) -> dict[str, Any]:
+        fields: dict[str, AttrField] = {f.name: f for f in cls.attr_fields}
+        attrs: dict[str, Any] = {}
+        if not self.accept("{"):
+            return attrs
+        if self.accept("}"):
+            return attrs
+        while True:
+            pos = self.pos
+            key = self.match(_IDENT, "an attribute name")
+            if key not in fields:
+                valid = ", ".join(fields) or "none"
+                raise self.error(f"{cls.name} has no attribute '{key}' (valid: {valid})", pos)
+            if key in attrs:
+                raise self.error(f"attribute '{key}' given twice", pos)
+            self.expect("=", "'=' after the attribute name")
+            self.skip()
+            vpos = self.pos
+            value = self.parse_attr_value()
+            try:
+                attrs[key] = fields[key].coerce(value, cls.name)
+            except IRError as e:
+                raise self.error(str(e), vpos) from None
+            if self.accept("}"):
+                return attrs
+            self.expect(",", "',' or '}' in the attribute list")
+
+    # -- module ----------------------------------------------------------------------
+
+    def parse_module(self) -> Module:
+        module = Module()
+        while not self.at_end():
+            if self.peek("weight"):
+                self.parse_weight(module)
+            elif self.peek("func"):
+                self.parse_function(module)
+            else:
+                raise self.error("expected 'weight' or 'func' at top level")
+        return module
+
+    def parse_weight(self, module: Module) -> None:
+        self.expect("weight")
+        self.expect("@", "'@' and a weight name")
+        pos = self.pos
+        name = self.match(_NAME, "a weight name")
+        self.expect(":", "':' and the weight's type")
+        wtype = self.parse_type()
+        if name in module.weights:
+            raise self.error(f"weight @{name} is declared twice", pos)
+        module.add_weight(name, wtype)
+
+    def parse_function(self, module: Module) -> None:
+        self.expect("func")
+        self.expect("@", "'@' and a function name")
+        pos = self.pos
+        fname = self.match(_IDENT, "a function name")
+        if fname in module.functions:
+            raise self.error(f"function @{fname} is defined twice", pos)
+        fn = Function(fname)
+        scope: dict[str, Value] = {}
+        self.expect("(", "'(' opening the argument list")
+        if not self.accept(")"):
+            while True:
+                self.expect("%", "'%' and an argument name")
+                apos = self.pos
+                aname = self.match(_NAME, "an argument name")
+                if aname in scope:
+                    raise self.error(f"argument %{aname} is defined twice", apos)
+                self.expect(":", "':' and the argument's type")
+                scope[aname] = fn.add_arg(aname, self.parse_type())
+                if self.accept(")"):
+                    break
+                self.expect(",", "',' or ')' in the argument list")
+        self.expect("->", "'->' and the result types")
+        if self.accept("("):
+            declared = self.parse_types()
+            self.expect(")", "')' closing the result types")
+        else:
+            declared = [self.parse_type()]
+        self.expect("{", "'{' opening the function body")
+        while not self.peek("return"):
+            if self.at_end() or self.peek("}"):
+                raise self.error("expected an op or 'return' (every function ends with 'return')")
+            fn.ops.append(self.parse_op(module, scope))
+        self.expect("return")
+        self.skip()
+        rpos = self.pos
+        results = [self.parse_operand(module, scope)]
+        while self.accept(","):
+            results.append(self.parse_operand(module, scope))
+        got = [r.type for r in results]
+        if got != declared:
+            raise self.error(
+                f"returned types ({', '.join(map(str, got))}) differ from the declared result types "
+                f"({', '.join(map(str, declared))})",
+                rpos,
+            )
+        fn.set_results(results)
+        self.expect("}", "'}' closing the function body")
+        module.add_function(fn)
+
+    def parse_operand(self, module: Module, scope: dict[str, Value]) -> Value:
+        self.skip()
+        pos = self.pos
+        if self.accept("%"):
+            name = self.match(_NAME, "a value name")
+            if name not in scope:
+                raise self.error(f"use of undefined value %{name}", pos)
+            return scope[name]
+        if self.accept("@"):
+            name = self.match(_NAME, "a weight name")
+            if name not in module.weights:
+                raise self.error(f"unknown weight @{name} (declare it with 'weight @{name} : <type>')", pos)
+            return module.weights[name]
+        raise self.error("expected an operand ('%value' or '@weight')")
+
+    def parse_op(self, module: Module, scope: dict[str, Value]) -> Op:
+        names: list[tuple[str, int]] = []
+        while True:
+            self.expect("%", "an op ('%result = dialect.op ...') or 'return'")
+            pos = self.pos
+            names.append((self.match(_NAME, "a result name"), pos))
+            if not self.accept(","):
+                break
+        self.expect("=", "'=' after the result names")
+        self.skip()
+        opos = self.pos
+        opname = self.match(_IDENT, "an op name")
+        cls = OP_REGISTRY.get(opname)
+        if cls is None:
+            raise self.error(f"unknown op '{opname}'", opos)
+        args: list[Value] = []
+        self.skip()
+        if self.text.startswith(("%", "@"), self.pos):
+            args.append(self.parse_operand(module, scope))
+            while self.accept(","):
+                args.append(self.parse_operand(module, scope))
+        attrs = self.parse_attrs(cls)
+        self.expect(":", "':' and the result types after the operands")
+        self.skip()
+        tpos = self.pos
+        types = self.parse_types()
+        if len(cls.operand_fields) == 1 and cls.operand_fields[0].variadic:
+            args = [args]  # type: ignore[list-item]
+        try:
+            new = cls(*args, **attrs)
+            new.verify()
+        except IRError as e:
+            raise self.error(str(e), opos) from None
+        computed = [r.type for r in new.results]
+        if computed != types:
+            new.drop_operands()
+            raise self.error(
+                f"{opname} computes result type(s) {', '.join(map(str, computed))}, "
+                f"but {', '.join(map(str, types))} is written",
+                tpos,
+            )
+        if len(names) != len(new.results):
+            new.drop_operands()
+            raise self.error(f"{opname} has {len(new.results)} result(s), {len(names)} name(s) given", names[0][1])
+        for (name, pos), result in zip(names, new.results):
+            if name in scope:
+                raise self.error(f"value %{name} is defined twice", pos)
+            result.name_hint = name
+            scope[name] = result
+        return new
+
+
+def parse(text: str, filename: str = "<string>") -> Module:
+    """Parse IR text into a Module (weights are shape-only)."""
+    return Parser(text, filename).parse_module()
+
+
+def parse_file(path) -> Module:
+    with open(path, encoding="utf-8") as f:
+        return parse(f.read(), str(path))

@@ -1,0 +1,113 @@
+"""The IR text format (MLIR-like). ``parser.parse`` reads exactly what this writes.
+
+```
+weight @lm_head.weight : tensor<100x64xf32>
+
+func @prefill(%input_ids: tensor<?bx?sxi64>) -> tensor<?bx?sx100xf32> {
+  %0 = nn.embedding %input_ids, @model.embed_tokens.weight : tensor<?bx?sx64xf32>
+  %1, %2 = tensor.split %0 {dim = -1, sizes = [32, 32]} : tensor<?bx?sx32xf32>, tensor<?bx?sx32xf32>
+  return %1
+}
+```
+
+Values keep the names they were parsed with; unnamed values are numbered in order.
+Attributes equal to their declared default are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from aielower.ir.core import AttrField, Op, Value, Weight
+from aielower.ir.module import Function, Module
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_$.\-]+$")
+
+
+def format_attr(field: AttrField, value) -> str:
+    kind = field.kind
+    if kind == "bool":
+        return "true" if value else "false"
+    if kind == "str":
+        return json.dumps(value)
+    if kind in ("ints", "dims"):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    if kind == "float" or (kind == "number" and isinstance(value, float)):
+        return repr(float(value))
+    return str(value)  # int, number (int), dtype, dim
+
+
+def format_attrs(op: Op) -> str:
+    parts = [
+        f"{f.name} = {format_attr(f, op.attributes[f.name])}"
+        for f in op.attr_fields
+        if f.default is ... or op.attributes[f.name] != f.default
+    ]
+    return "{" + ", ".join(parts) + "}" if parts else ""
+
+
+class Namer:
+    """Gives every value of a function a unique printed name."""
+
+    def __init__(self, fn: Function):
+        self.names: dict[int, str] = {}
+        taken: set[str] = set()
+        values: list[Value] = list(fn.args) + [r for o in fn.ops for r in o.results]
+        for v in values:
+            hint = v.name_hint
+            if hint and NAME_RE.match(hint) and hint not in taken:
+                self.names[id(v)] = hint
+                taken.add(hint)
+        counter = 0
+        for v in values:
+            if id(v) in self.names:
+                continue
+            while str(counter) in taken:
+                counter += 1
+            self.names[id(v)] = str(counter)
+            taken.add(str(counter))
+            counter += 1
+
+    def __call__(self, v: Value) -> str:
+        if isinstance(v, Weight):
+            return f"@{v.name}"
+        try:
+            return f"%{self.names[id(v)]}"
+        except KeyError:
+            return f"%<undefined {v.type}>"
+
+
+def print_op(op: Op, name: Namer) -> str:
+    results = ", ".join(name(r) for r in op.results)
+    text = f"{results} = {op.name}"
+    if op.operands:
+        text += " " + ", ".join(name(v) for v in op.operands)
+    attrs = format_attrs(op)
+    if attrs:
+        text += " " + attrs
+    text += " : " + ", ".join(str(r.type) for r in op.results)
+    return text
+
+
+def print_function(fn: Function) -> str:
+    name = Namer(fn)
+    args = ", ".join(f"{name(a)}: {a.type}" for a in fn.args)
+    types = [str(t) for t in fn.result_types]
+    ret = types[0] if len(types) == 1 else "(" + ", ".join(types) + ")"
+    lines = [f"func @{fn.name}({args}) -> {ret} {{"]
+    lines += [f"  {print_op(o, name)}" for o in fn.ops]
+    lines.append("  return " + ", ".join(name(v) for v in fn.results))
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def print_module(module: Module) -> str:
+    blocks = []
+    if module.weights:
+        blocks.append("\n".join(f"weight @{w.name} : {w.type}" for w in module.weights.values()))
+    blocks += [print_function(f) for f in module.functions.values()]
+    return "\n\n".join(blocks) + "\n"
+
+
+__all__ = ["print_module", "print_function", "print_op", "format_attr"]

@@ -1,0 +1,100 @@
+"""Op construction, result-type rules, the verifier and the networkx view."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+
+from aielower.errors import IRError, VerifyError
+from aielower.ir import Builder, Function, Module, Sym, TensorType, parse, to_networkx, verify
+from aielower.ir.dialects import nn, tensor
+
+B, S = Sym("b"), Sym("s")
+
+
+def make_module():
+    m = Module("t")
+    w = m.add_weight("w", TensorType((32, 64), "f32"))
+    fn = m.add_function(Function("prefill"))
+    x = fn.add_arg("x", TensorType((B, S, 64), "f32"))
+    b = Builder(fn)
+    y = b.add(nn.Linear(x, w))
+    z = b.add(nn.Silu(y))
+    fn.set_results([z])
+    return m, fn, x, y, z
+
+
+def test_builder_and_use_lists():
+    m, fn, x, y, z = make_module()
+    verify(m)
+    assert [op.name for op in fn.ops] == ["nn.linear", "nn.silu"]
+    assert x.users == [fn.ops[0]]
+    assert m.weights["w"].users == [fn.ops[0]]
+    assert y.type == TensorType((B, S, 32), "f32")
+
+
+def test_replace_all_uses_with_updates_users_and_returns():
+    m, fn, x, y, z = make_module()
+    b = Builder(fn)
+    z2 = b.add(nn.Neg(y))
+    z.replace_all_uses_with(z2)
+    assert fn.results == [z2]
+    verify(m)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda x, w: nn.Linear(x, x), "weight must be 2-D"),
+        (lambda x, w: nn.Linear(x, w, w), "bias"),
+        (lambda x, w: tensor.Reshape(x, shape=[S, 3]), "cannot reshape"),
+        (lambda x, w: tensor.Split(x, dim=-1, sizes=[30, 30]), "do not add up"),
+        (lambda x, w: tensor.Transpose(x, dim0=0, dim1=5), "out of range"),
+        (lambda x, w: nn.Add(x, tensor.Cast(x, dtype="f16").result), "dtypes differ"),
+        (lambda x, w: nn.Mean(x, dims=[0], kep=True), "unknown attribute(s) kep"),
+        (lambda x, w: tensor.Concat([x, x], dim=1), "symbolic dim"),
+        (lambda x, w: nn.Softmax(x), "missing attribute 'dim'"),
+    ],
+)
+def test_type_rules_reject_bad_ops(build, message):
+    m, fn, x, *_ = make_module()
+    with pytest.raises(IRError, match=None) as info:
+        build(x, m.weights["w"])
+    assert message in str(info.value)
+
+
+def test_verifier_names_function_and_op():
+    m, fn, x, y, z = make_module()
+    fn.ops.reverse()  # silu now reads the linear result before it is defined
+    with pytest.raises(VerifyError) as info:
+        verify(m)
+    assert "@prefill, op #0 (nn.silu): uses a value that is not defined before it" in str(info.value)
+
+
+def test_verifier_catches_stale_result_types():
+    m, fn, x, y, z = make_module()
+    other = m.add_weight("w2", TensorType((16, 64), "f32"))
+    fn.ops[0].replace_operand(m.weights["w"], other)  # result type is now stale
+    with pytest.raises(VerifyError, match="differ from what the op computes"):
+        verify(m)
+
+
+def test_bad_symbol_name_is_rejected():
+    with pytest.raises(IRError, match="no lowercase 'x'"):
+        Sym("max")
+
+
+def test_to_networkx_is_a_read_only_dataflow_graph():
+    m, fn, *_ = make_module()
+    g = to_networkx(m)
+    assert nx.is_frozen(g)
+    assert g.nodes["prefill:0"]["op"] == "nn.linear"
+    assert list(nx.topological_sort(g))[-1] == "prefill:return"
+    assert g.has_edge("@w", "prefill:0") and g.has_edge("prefill:%x", "prefill:0")
+    with pytest.raises(nx.NetworkXError):
+        g.add_node("x")
+
+
+def test_parse_of_a_printed_module_verifies():
+    m, *_ = make_module()
+    verify(parse(str(m)))

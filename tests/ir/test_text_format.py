@@ -1,0 +1,125 @@
+"""IR text: printing, parsing back, and parse errors that name line:column."""
+
+from __future__ import annotations
+
+import pytest
+
+from aielower.errors import ParseError
+from aielower.ir import parse, verify
+
+SAMPLE = """\
+weight @emb : tensor<128x64xf32>
+weight @q.weight : tensor<64x64xf32>
+weight @q.bias : tensor<64xf32>
+weight @inv_freq : tensor<8xf32>
+
+func @prefill(%input_ids: tensor<?bx?sxi64>) -> (tensor<?bx4x?sx16xf32>, tensor<?bx?sx32xf32>) {
+  %x = nn.embedding %input_ids, @emb : tensor<?bx?sx64xf32>
+  %pos = tensor.arange {end = ?s} : tensor<?sxi64>
+  %posf = tensor.cast %pos {dtype = f32} : tensor<?sxf32>
+  %p2 = tensor.reshape %posf {shape = [?s, 1]} : tensor<?sx1xf32>
+  %freqs = nn.mul %p2, @inv_freq : tensor<?sx8xf32>
+  %emb2 = tensor.concat %freqs, %freqs {dim = -1} : tensor<?sx16xf32>
+  %c = nn.cos %emb2 : tensor<?sx16xf32>
+  %sq = nn.pow_scalar %x {value = 2} : tensor<?bx?sx64xf32>
+  %ms = nn.mean %sq {dims = [-1], keepdim = true} : tensor<?bx?sx1xf32>
+  %eps = nn.add_scalar %ms {value = 1e-06} : tensor<?bx?sx1xf32>
+  %r = nn.rsqrt %eps : tensor<?bx?sx1xf32>
+  %n = nn.mul %x, %r : tensor<?bx?sx64xf32>
+  %q = nn.linear %n, @q.weight, @q.bias : tensor<?bx?sx64xf32>
+  %q4 = tensor.reshape %q {shape = [?b, ?s, 4, 16]} : tensor<?bx?sx4x16xf32>
+  %qt = tensor.transpose %q4 {dim0 = 1, dim1 = 2} : tensor<?bx4x?sx16xf32>
+  %lo = tensor.slice %qt {dim = 3, end = 8} : tensor<?bx4x?sx8xf32>
+  %hi = tensor.slice %qt {dim = 3, start = 8, end = 16} : tensor<?bx4x?sx8xf32>
+  %rot = tensor.concat %hi, %lo {dim = -1} : tensor<?bx4x?sx16xf32>
+  %qr = nn.mul %rot, %c : tensor<?bx4x?sx16xf32>
+  %e = tensor.reshape %qr {shape = [?b, 4, 1, ?s, 16]} : tensor<?bx4x1x?sx16xf32>
+  %ex = tensor.expand %e {shape = [?b, 4, 2, ?s, 16]} : tensor<?bx4x2x?sx16xf32>
+  %kv = tensor.reshape %ex {shape = [?b, 8, ?s, 16]} : tensor<?bx8x?sx16xf32>
+  %k4 = tensor.slice %kv {dim = 1, end = 4} : tensor<?bx4x?sx16xf32>
+  %a = nn.sdpa %qr, %k4, %k4 {scale = 0.25} : tensor<?bx4x?sx16xf32>
+  %s0, %s1 = tensor.split %q {dim = 2, sizes = [32, 32]} : tensor<?bx?sx32xf32>, tensor<?bx?sx32xf32>
+  %h = nn.silu %s0 : tensor<?bx?sx32xf32>
+  %m = nn.mul_scalar %h {value = 0.5} : tensor<?bx?sx32xf32>
+  %perm = tensor.permute %m {perm = [1, 0, 2]} : tensor<?sx?bx32xf32>
+  %back = tensor.permute %perm {perm = [1, 0, 2]} : tensor<?bx?sx32xf32>
+  %g = nn.sub %back, %s1 : tensor<?bx?sx32xf32>
+  return %a, %g
+}
+"""
+
+
+def test_round_trip_of_every_construct():
+    module = parse(SAMPLE)
+    verify(module)
+    assert str(module) == SAMPLE
+    assert str(parse(str(module))) == str(module)
+
+
+def test_introspection_api():
+    module = parse(SAMPLE)
+    fn = module.functions["prefill"]
+    linear = next(op for op in fn.ops if op.name == "nn.linear")
+    assert [v.type.shape[-1] for v in linear.operands[1:]] == [64, 64]
+    assert linear.results[0].type.dtype == "f32"
+    assert str(linear.results[0].type) == "tensor<?bx?sx64xf32>"
+    split = next(op for op in fn.ops if op.name == "tensor.split")
+    assert split.attributes == {"dim": 2, "sizes": (32, 32)}
+    assert len(split.results) == 2
+    assert module.weights["q.bias"].data is None  # parsed weights are shape-only
+
+
+def test_unnamed_values_are_numbered_around_named_ones():
+    text = SAMPLE.replace("%sq", "%0").replace("%ms", "%1")
+    module = parse(text)
+    assert str(module) == text
+
+
+def _error(text: str) -> ParseError:
+    with pytest.raises(ParseError) as info:
+        parse(text, "graph.ir")
+    return info.value
+
+
+@pytest.mark.parametrize(
+    "old, new, line, col, expected",
+    [
+        ("%q = nn.linear %n, @q.weight, @q.bias", "%q = nn.linear %n, @q.wt, @q.bias", 19, 22, "unknown weight @q.wt"),
+        ("%q = nn.linear %n, @q.weight, @q.bias", "%q = nn.linear %nn, @q.weight, @q.bias", 19, 18, "use of undefined value %nn"),
+        ("%c = nn.cos %emb2", "%c = nn.cosine %emb2", 13, 8, "unknown op 'nn.cosine'"),
+        ("{dim0 = 1, dim1 = 2}", "{dim0 = 1, dimm = 2}", 21, 40, "has no attribute 'dimm' (valid: dim0, dim1)"),
+        ("%r = nn.rsqrt %eps : tensor<?bx?sx1xf32>", "%r = nn.rsqrt %eps tensor<?bx?sx1xf32>", 17, 22, "expected ':' and the result types"),
+        ("tensor<?bx?sx64xf32>\n  %q4", "tensor<?bx?sx65xf32>\n  %q4", 19, 43, "computes result type(s) tensor<?bx?sx64xf32>"),
+        ("tensor<64xf32>", "tensor<64xf33>", 3, 28, "unknown element type 'f33'"),
+        ("  return %a, %g", "  retrun %a, %g", 37, 3, "expected an op"),
+        ("{dim = 3, end = 8}", "{dim = 3, end = [8]}", 22, 42, "attribute 'end' must be an int or a symbol"),
+    ],
+)
+def test_parse_errors_name_line_and_column(old, new, line, col, expected):
+    assert old in SAMPLE
+    err = _error(SAMPLE.replace(old, new, 1))
+    assert expected in err.reason
+    assert (err.line, err.col) == (line, col), str(err)
+    assert str(err).startswith(f"graph.ir:{line}:{col}: error: ")
+    assert str(err).splitlines()[2].index("^") == col + 1  # caret under the column (after two spaces)
+
+
+def test_parse_error_on_garbage_at_top_level():
+    err = _error("module {\n}")
+    assert (err.line, err.col) == (1, 1)
+    assert "expected 'weight' or 'func'" in err.reason
+
+
+def test_redefined_value_is_an_error():
+    err = _error(SAMPLE.replace("%r = nn.rsqrt %eps", "%x = nn.rsqrt %eps"))
+    assert "value %x is defined twice" in err.reason
+
+
+def test_qtensor_weight_type_round_trips():
+    text = "weight @w : qtensor<12288x4096xu4, group=128, scale=bf16, zero=u4>\n"
+    module = parse(text)
+    t = module.weights["w"].type
+    assert (t.shape, t.bits, t.group, t.scale) == ((12288, 4096), 4, 128, "bf16")
+    assert str(module) == text
+    err = _error(text.replace("group=128", "group=0"))
+    assert "bad qtensor type" in err.reason and (err.line, err.col) == (1, 13)

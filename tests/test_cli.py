@@ -1,0 +1,60 @@
+"""The ``aielower`` command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from aielower.cli import main
+from tests.ir.test_text_format import SAMPLE
+
+
+def test_compile_bundled_config_prints_summary(tmp_path, capsys):
+    assert main(["compile", "qwen1.5-7b-chat", "--target", "ref", "--dump-ir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "compiled qwen1.5-7b-chat for target ref" in out
+    assert "function @prefill(tensor<?bx?sxi64>) -> tensor<?bx?sx151936xf32>" in out
+    assert "nn.linear                 225" in out
+    assert "shape only (meta device)" in out
+    text = (tmp_path / "00-capture.ir").read_text()
+    assert text.startswith("weight @model.embed_tokens.weight : tensor<151936x4096xf32>")
+
+
+def test_target_aie_is_refused_clearly(capsys):
+    assert main(["compile", "qwen2-0.5b", "--target", "aie"]) == 1
+    assert "target 'aie' is not available yet" in capsys.readouterr().err
+
+
+def test_unknown_target_lists_valid_ones(capsys):
+    assert main(["compile", "qwen2-0.5b", "--target", "gpu"]) == 1
+    assert "unknown target 'gpu'; valid targets: ref, aie" in capsys.readouterr().err
+
+
+def test_unknown_model(capsys):
+    assert main(["compile", "no-such-model"]) == 1
+    assert "unknown model 'no-such-model'" in capsys.readouterr().err
+
+
+def test_opt_round_trips_an_ir_file(tmp_path, capsys):
+    f = tmp_path / "g.ir"
+    f.write_text(SAMPLE)
+    assert main(["opt", str(f)]) == 0
+    assert capsys.readouterr().out == SAMPLE
+
+
+def test_opt_reports_parse_errors_with_location(tmp_path, capsys):
+    f = tmp_path / "bad.ir"
+    f.write_text(SAMPLE.replace("nn.silu", "nn.swish"))
+    assert main(["opt", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{f}:32:8: error: unknown op 'nn.swish'")
+    assert "^" in err
+
+
+@pytest.mark.parametrize("argv", [["-m", "aielower", "--help"]])
+def test_python_dash_m_entry_point(argv):
+    result = subprocess.run([sys.executable, *argv], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "compile" in result.stdout and "opt" in result.stdout
