@@ -6,7 +6,7 @@
     print(cm.ir)                                 # the IR
 """
 
-from aielower.api import compile
+from aielower.api import QuantConfig, compile, default_pipeline
 from aielower.errors import AielowerError, CompileError, ConversionError, IRError, ModelError, ParseError, VerifyError
 from aielower.frontend import bundled_configs, load_model
 from aielower.ir import parse
@@ -20,9 +20,11 @@ __all__ = [
     "IRError",
     "ModelError",
     "ParseError",
+    "QuantConfig",
     "VerifyError",
     "bundled_configs",
     "compile",
+    "default_pipeline",
     "load_model",
     "parse",
 ]

@@ -1,4 +1,4 @@
-"""``aielower.compile``: frontend -> (passes) -> backend."""
+"""``aielower.compile``: frontend -> pass pipeline -> backend."""
 
 from __future__ import annotations
 
@@ -10,33 +10,79 @@ from pathlib import Path
 from aielower.errors import CompileError
 from aielower.frontend import import_model, load_model
 from aielower.ir import Module, verify
+from aielower.passes import PassManager, PassTiming
 
 TARGETS = ("ref", "aie")
+FUSIONS = "canonicalize,fuse-norm,fuse-attention,fuse-qkv,fuse-mlp"
+CLEANUP = "cse,dce"
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Weight-only group quantization (AWQ / Ryzen AI convention: asymmetric, bf16 scales).
+
+    ``lm_head_group_size=None`` leaves the lm_head in fp32; the model card's
+    "+ lm_head(g:32)" is ``lm_head_group_size=32``.
+    """
+
+    bits: int = 4
+    group_size: int = 128
+    method: str = "rtn"
+    lm_head_group_size: int | None = None
+
+    def pipeline(self) -> str:
+        text = f"quantize-linear{{bits={self.bits} group={self.group_size} method={self.method}}}"
+        if self.lm_head_group_size is not None:
+            text += f",quantize-lm-head{{bits={self.bits} group={self.lm_head_group_size} method={self.method}}}"
+        return text
+
+
+def default_pipeline(target: str = "ref", quant: QuantConfig | None = None) -> str:
+    """Fusions, then quantization when asked, then cleanup (``ref`` and ``aie`` share it)."""
+    parts = [FUSIONS] + ([quant.pipeline()] if quant is not None else []) + [CLEANUP]
+    return ",".join(parts)
 
 
 @dataclass
 class CompileStats:
-    """What a compile did and how long each stage took (seconds)."""
+    """What a compile did: seconds per stage and per pass."""
 
     seconds: dict[str, float] = field(default_factory=dict)
+    passes: list[PassTiming] = field(default_factory=list)
+    pipeline: str = ""
 
     @staticmethod
     def ops_by_kind(module: Module) -> Counter:
         return Counter(op.name for fn in module.functions.values() for op in fn.ops)
 
 
-def compile(model, target: str = "ref", *, dump_ir: str | Path | None = None, name: str | None = None):
+def compile(
+    model,
+    target: str = "ref",
+    *,
+    quant: QuantConfig | None = None,
+    pipeline: str | None = None,
+    dump_ir: str | Path | None = None,
+    verify_each: bool = True,
+    name: str | None = None,
+):
     """Compile a Qwen2ForCausalLM (or a bundled config name / local HF directory).
 
-    ``target="ref"`` returns a :class:`~aielower.backends.ref.RefCompiledModel`: call it
-    with ``input_ids`` [batch, seq] to get logits. ``dump_ir`` names a directory that
-    receives the IR text after capture (``00-capture.ir``).
+    ``quant`` selects weight quantization (None keeps fp32); ``pipeline`` replaces the
+    default pass pipeline (see ``default_pipeline``); ``dump_ir`` names a directory that
+    receives the IR before and after every pass. ``target="ref"`` returns a
+    :class:`~aielower.backends.ref.RefCompiledModel`: call it with ``input_ids`` [batch, seq].
     """
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; valid targets: {', '.join(TARGETS)}")
     if target == "aie":
         raise CompileError("target 'aie' is not available yet: the AIE backend is not implemented; use target='ref'")
-    stats = CompileStats()
+    if pipeline is not None and quant is not None:
+        raise CompileError("give either quant= or pipeline= (a pipeline string already says how to quantize)")
+    text = pipeline if pipeline is not None else default_pipeline(target, quant)
+    stats = CompileStats(pipeline=text)
+    manager = PassManager.parse(text, verify_each=verify_each, dump_dir=dump_ir)  # rejects bad pipelines first
+
     t0 = time.perf_counter()
     if isinstance(model, (str, Path)):
         name = name or Path(model).name
@@ -44,10 +90,11 @@ def compile(model, target: str = "ref", *, dump_ir: str | Path | None = None, na
     module = import_model(model, name)
     verify(module)
     stats.seconds["capture"] = time.perf_counter() - t0
-    if dump_ir is not None:
-        out = Path(dump_ir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "00-capture.ir").write_text(str(module), encoding="utf-8")
+
+    t0 = time.perf_counter()
+    manager.run(module)
+    stats.seconds["passes"] = time.perf_counter() - t0
+    stats.passes = manager.timings
 
     from aielower.backends.ref import RefCompiledModel, generate
 

@@ -1,17 +1,19 @@
 """The ``aielower`` command.
 
-    aielower compile MODEL [--target ref] [--dump-ir DIR]
-    aielower opt FILE.ir
+    aielower compile MODEL [--target ref] [--quant w4g128] [--lm-head-group 32] [--pipeline P] [--dump-ir DIR]
+    aielower opt FILE.ir [--pipeline P]
+    aielower passes
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
 
-from aielower.errors import AielowerError, ParseError
+from aielower.errors import AielowerError, CompileError, ParseError
 
 
 def _summary(compiled, total_seconds: float) -> str:
@@ -36,29 +38,64 @@ def _summary(compiled, total_seconds: float) -> str:
         f"  weights: {len(module.weights)} tensors, {n_params / 1e9:.3f} G elements, "
         f"{module.weight_bytes() / 2**30:.2f} GiB as stored, {state}"
     )
+    lines.append(f"  pipeline: {compiled.stats.pipeline}")
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in compiled.stats.seconds.items())
     lines.append(f"  time: {stages}; total {total_seconds:.2f} s")
     return "\n".join(lines)
+
+
+_QUANT_RE = re.compile(r"w(\d+)g(\d+)")
+
+
+def parse_quant(spec: str | None, lm_head_group: int | None):
+    """``w4g128`` -> QuantConfig(bits=4, group_size=128); None -> fp32."""
+    from aielower.api import QuantConfig
+
+    if spec is None:
+        if lm_head_group is not None:
+            raise CompileError("--lm-head-group needs --quant (e.g. --quant w4g128 --lm-head-group 32)")
+        return None
+    m = _QUANT_RE.fullmatch(spec)
+    if not m:
+        raise CompileError(f"bad --quant {spec!r}: expected w<bits>g<group>, e.g. w4g128")
+    return QuantConfig(bits=int(m.group(1)), group_size=int(m.group(2)), lm_head_group_size=lm_head_group)
 
 
 def cmd_compile(args) -> int:
     import aielower
 
     t0 = time.perf_counter()
-    compiled = aielower.compile(args.model, target=args.target, dump_ir=args.dump_ir)
+    quant = parse_quant(args.quant, args.lm_head_group)
+    compiled = aielower.compile(args.model, target=args.target, quant=quant, pipeline=args.pipeline, dump_ir=args.dump_ir)
     print(_summary(compiled, time.perf_counter() - t0))
     if args.dump_ir:
-        print(f"  IR written to {Path(args.dump_ir) / '00-capture.ir'}")
+        print(f"  IR after each pass written to {args.dump_ir}/")
     return 0
 
 
 def cmd_opt(args) -> int:
     from aielower.ir import parse, verify
+    from aielower.passes import PassManager
 
-    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    manager = PassManager.parse(args.pipeline or "", dump_dir=args.dump_ir)  # bad pipelines fail before parsing
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except OSError as e:
+        raise CompileError(f"cannot read {args.file}: {e.strerror}") from None
     module = parse(text, "<stdin>" if args.file == "-" else args.file)
     verify(module)
+    manager.run(module)
     sys.stdout.write(str(module))
+    return 0
+
+
+def cmd_passes(args) -> int:
+    from aielower.api import default_pipeline
+    from aielower.passes import available_passes
+
+    print("passes:")
+    print(available_passes())
+    print(f"default pipeline (ref, fp32): {default_pipeline('ref')}")
     return 0
 
 
@@ -71,12 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="capture a model and compile it for a target")
     c.add_argument("model", help=f"a bundled config ({', '.join(bundled_configs())}) or a local Hugging Face model directory")
     c.add_argument("--target", default="ref", help="ref (NumPy reference backend; default) or aie (not available yet)")
-    c.add_argument("--dump-ir", metavar="DIR", help="write the IR text to DIR")
+    c.add_argument("--quant", metavar="wBgG", help="quantize weights, e.g. w4g128 (default: keep fp32)")
+    c.add_argument("--lm-head-group", type=int, metavar="G", help="also quantize the lm_head with group G (e.g. 32)")
+    c.add_argument("--pipeline", help="pass pipeline replacing the default (see 'aielower passes')")
+    c.add_argument("--dump-ir", metavar="DIR", help="write the IR before and after every pass to DIR")
     c.set_defaults(run=cmd_compile)
 
-    o = sub.add_parser("opt", help="parse, verify and print an IR file ('-' reads stdin)")
+    o = sub.add_parser("opt", help="parse, verify, run passes on and print an IR file ('-' reads stdin)")
     o.add_argument("file")
+    o.add_argument("--pipeline", help='passes to run, e.g. "fuse-norm,quantize-linear{bits=4 group=128},dce"')
+    o.add_argument("--dump-ir", metavar="DIR", help="write the IR before and after every pass to DIR")
     o.set_defaults(run=cmd_opt)
+
+    ls = sub.add_parser("passes", help="list the registered passes, their options and the default pipeline")
+    ls.set_defaults(run=cmd_passes)
     return p
 
 

@@ -12,14 +12,52 @@ from tests.ir.test_text_format import SAMPLE
 
 
 def test_compile_bundled_config_prints_summary(tmp_path, capsys):
-    assert main(["compile", "qwen1.5-7b-chat", "--target", "ref", "--dump-ir", str(tmp_path)]) == 0
+    argv = ["compile", "qwen1.5-7b-chat", "--target", "ref", "--quant", "w4g128", "--lm-head-group", "32"]
+    assert main(argv + ["--dump-ir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "compiled qwen1.5-7b-chat for target ref" in out
     assert "function @prefill(tensor<?bx?sxi64>) -> tensor<?bx?sx151936xf32>" in out
-    assert "nn.linear                 225" in out
+    assert "quant.linear              129" in out
+    assert "fused.attention            32" in out
+    assert "quantize-linear{bits=4 group=128 method=rtn},quantize-lm-head{bits=4 group=32 method=rtn}" in out
     assert "shape only (meta device)" in out
-    text = (tmp_path / "00-capture.ir").read_text()
+    text = (tmp_path / "00-input.ir").read_text()
     assert text.startswith("weight @model.embed_tokens.weight : tensor<151936x4096xf32>")
+    assert "qtensor<22016x4096xu4, group=128" in (tmp_path / "09-dce.ir").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--quant", "int4"], "bad --quant 'int4': expected w<bits>g<group>, e.g. w4g128"),
+        (["--lm-head-group", "32"], "--lm-head-group needs --quant"),
+        (["--pipeline", "fuse-norm,bogus"], "unknown pass 'bogus' in pipeline"),
+    ],
+)
+def test_compile_option_errors(argv, message, capsys):
+    assert main(["compile", "qwen2-0.5b", *argv]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_opt_runs_a_pipeline(tmp_path, capsys):
+    f = tmp_path / "g.ir"
+    f.write_text(SAMPLE.replace("  return %a, %g", "  %dead = nn.exp %g : tensor<?bx?sx32xf32>\n  return %a, %g"))
+    assert main(["opt", str(f)]) == 0
+    assert "%dead = nn.exp" in capsys.readouterr().out
+    assert main(["opt", str(f), "--pipeline", "dce"]) == 0
+    out = capsys.readouterr().out
+    assert "%dead" not in out and "nn.sdpa" in out
+
+
+def test_opt_missing_file(capsys):
+    assert main(["opt", "/no/such/file.ir"]) == 1
+    assert "cannot read /no/such/file.ir" in capsys.readouterr().err
+
+
+def test_passes_lists_registered_passes(capsys):
+    assert main(["passes"]) == 0
+    out = capsys.readouterr().out
+    assert "quantize-linear{bits=4 group=128 method=rtn}" in out and "default pipeline" in out
 
 
 def test_target_aie_is_refused_clearly(capsys):

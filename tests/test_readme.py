@@ -23,3 +23,32 @@ def test_readme_has_install_and_test_commands():
 def test_ci_runs_the_readme_test_command():
     _, tests = readme_commands()
     assert tests in (ROOT / ".ci" / "run").read_text()
+
+
+FOLD_TEST_IR = """\
+func @f(%x: tensor<?bx4xf32>) -> tensor<?bx4xf32> {
+  %0 = nn.mul_scalar %x {value = 2.0} : tensor<?bx4xf32>
+  %1 = nn.mul_scalar %0 {value = 3.0} : tensor<?bx4xf32>
+  return %1
+}
+"""
+
+
+def test_fusion_pass_example_runs():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Writing a fusion pass", 1)[1].split("\n## ", 1)[0]
+    code = re.findall(r"```python\n(.*?)\n```", section, re.S)[0]
+    assert len(code.splitlines()) <= 40
+    from aielower.ir import parse
+    from aielower.passes import PassManager
+    from aielower.passes.base import PASS_REGISTRY
+
+    namespace: dict = {}
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)
+        assert namespace["pipeline"].endswith(",fold-scalar-muls,dce")
+        module = PassManager.parse("fold-scalar-muls,dce").run(parse(FOLD_TEST_IR))
+        ops = module.functions["f"].ops
+        assert [(op.name, op.attributes["value"]) for op in ops] == [("nn.mul_scalar", 6.0)]
+    finally:
+        PASS_REGISTRY.pop("fold-scalar-muls", None)

@@ -27,6 +27,15 @@ _ENV = jinja2.Environment(
 )
 
 
+# Kernels that call other kernels.
+KERNEL_DEPENDENCIES = {
+    "fused.add_rms_norm": ("fused.rms_norm",),
+    "fused.attention": ("nn.sdpa",),
+    "fused.silu_mul": ("nn.silu",),
+    "quant.linear": ("nn.linear",),
+}
+
+
 def kernel_name(op_name: str) -> str:
     return op_name.replace(".", "_")
 
@@ -132,16 +141,17 @@ def _function_code(fn: Function) -> FunctionCode:
 def generate(module: Module) -> str:
     """Python source of the module: ``def <function>(*args, W)`` per IR function."""
     available = supported_ops()
-    used = sorted({op.name for fn in module.functions.values() for op in fn.ops})
-    missing = [name for name in used if name not in available]
+    used = {op.name for fn in module.functions.values() for op in fn.ops}
+    missing = sorted(name for name in used if name not in available)
     if missing:
         raise CompileError(
             f"the ref backend has no kernel for {', '.join(missing)}; "
             f"add aielower/backends/ref/templates/kernels/<op>.py.j2 (or run a pipeline that lowers them)"
         )
+    used |= {dep for name in used for dep in KERNEL_DEPENDENCIES.get(name, ())}
     return _ENV.get_template("module.py.j2").render(
         module_name=module.name,
         dtypes={k: v for k, v in DTYPES.items() if v is not None},
-        kernels=used,
+        kernels=sorted(used),
         functions=[_function_code(fn) for fn in module.functions.values()],
     )

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from aielower.errors import AielowerError, ModelError
-from aielower.ir import Module
+from aielower.ir import Module, QTensorType
 
 
 def load_source(source: str, filename: str) -> dict[str, Any]:
@@ -55,7 +55,9 @@ class RefCompiledModel:
                     f"e.g. @{missing[0]}): it was built on the meta device, which is enough to compile but not to run. "
                     "Load a checkpoint (a local Hugging Face directory) to run it."
                 )
-            self._weights = {n: w.data for n, w in self.ir.weights.items()}
+            # Quantized weights are dequantized once here; kernels see [out, in] float32.
+            self._weights = {n: w.data.dequantize() if isinstance(w.type, QTensorType) else w.data
+                             for n, w in self.ir.weights.items()}
         return self._weights
 
     def run(self, function: str, *args):

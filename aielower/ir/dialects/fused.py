@@ -1,0 +1,89 @@
+"""``fused`` dialect: the fused ops the pass pipeline forms (the model card's module tree)."""
+
+from __future__ import annotations
+
+from aielower.ir.core import Op, attr, op, operand, require, tensor_type
+
+
+@op("fused.rms_norm")
+class RMSNorm(Op):
+    """y = x / sqrt(mean(x^2, -1) + eps) * weight"""
+
+    x = operand()
+    weight = operand()
+    eps = attr("float")
+
+    def result_types(self):
+        x = tensor_type(self.x, self.name, "x")
+        w = tensor_type(self.weight, self.name, "weight")
+        require(w.shape == x.shape[-1:], f"{self.name}: weight {w} must match the last dim of x {x}")
+        return [x]
+
+
+@op("fused.add_rms_norm")
+class AddRMSNorm(Op):
+    """sum = x + residual; normed = rms_norm(sum, weight, eps). Two results: (sum, normed)."""
+
+    x = operand()
+    residual = operand()
+    weight = operand()
+    eps = attr("float")
+
+    def result_types(self):
+        x = tensor_type(self.x, self.name, "x")
+        r = tensor_type(self.residual, self.name, "residual")
+        w = tensor_type(self.weight, self.name, "weight")
+        require(x == r, f"{self.name}: x {x} and residual {r} must have the same type")
+        require(w.shape == x.shape[-1:], f"{self.name}: weight {w} must match the last dim of x {x}")
+        return [x, x]
+
+
+@op("fused.silu_mul")
+class SiluMul(Op):
+    """The gated-MLP activation on a fused gate/up projection: silu(x[..., :n]) * x[..., n:]."""
+
+    x = operand()
+
+    def result_types(self):
+        x = tensor_type(self.x, self.name, "x")
+        last = x.shape[-1]
+        require(isinstance(last, int) and last % 2 == 0, f"{self.name}: last dim of {x} must be even")
+        return [x.with_shape(x.shape[:-1] + (last // 2,))]
+
+
+@op("fused.attention")
+class Attention(Op):
+    """Causal multi-head attention with rotary embedding and grouped key/value heads.
+
+    q [b, heads, s, d], k and v [b, kv_heads, s, d] (before rotary); cos and sin
+    [1, 1, s, d] are the rotary tables of the positions. Computes
+    rope(q), rope(k) with rope(x) = x*cos + rotate_half(x)*sin, repeats each key/value
+    head heads/kv_heads times, then softmax(q k^T * scale + causal mask) v -> [b, heads, s, d].
+    ``rope_theta`` records the base the tables were built with (0.0 when unknown).
+    """
+
+    q = operand()
+    k = operand()
+    v = operand()
+    cos = operand()
+    sin = operand()
+    heads = attr("int")
+    kv_heads = attr("int")
+    head_dim = attr("int")
+    scale = attr("float")
+    rope_theta = attr("float", 0.0)
+    causal = attr("bool", True)
+
+    def result_types(self):
+        q, k, v = (tensor_type(getattr(self, n), self.name, n) for n in ("q", "k", "v"))
+        cos, sin = tensor_type(self.cos, self.name, "cos"), tensor_type(self.sin, self.name, "sin")
+        require(q.rank == k.rank == v.rank == 4, f"{self.name}: q, k, v must be 4-D [batch, heads, seq, head_dim]")
+        require(q.shape[1] == self.heads and k.shape[1] == v.shape[1] == self.kv_heads,
+                f"{self.name}: q has {q.shape[1]} heads, k/v {k.shape[1]}/{v.shape[1]}; attributes say {self.heads}/{self.kv_heads}")
+        require(self.heads % self.kv_heads == 0, f"{self.name}: heads {self.heads} not a multiple of kv_heads {self.kv_heads}")
+        require(q.shape[3] == k.shape[3] == v.shape[3] == self.head_dim and self.head_dim % 2 == 0,
+                f"{self.name}: head dims of q, k, v must equal head_dim {self.head_dim} (even)")
+        require(k.shape[2] == v.shape[2], f"{self.name}: key and value lengths differ")
+        require(cos == sin and cos.rank == 4 and cos.shape[2:] == (q.shape[2], self.head_dim),
+                f"{self.name}: cos/sin {cos} must be [1, 1, seq, head_dim] like q")
+        return [q]

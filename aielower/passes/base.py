@@ -1,0 +1,110 @@
+"""Passes: classes with a registered name and typed options.
+
+    @register_pass("quantize-linear")
+    class QuantizeLinear(ModulePass):
+        '''Lower nn.linear to quant.linear.'''
+        options = (
+            Option("bits", int, 4, "bits per weight", choices=(2, 4, 8)),
+            Option("group", int, 128, "input channels per scale"),
+        )
+
+        def run(self, module):
+            ... self.bits, self.group ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from aielower.errors import CompileError
+from aielower.ir import Module
+
+PASS_REGISTRY: dict[str, type["ModulePass"]] = {}
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    type: type
+    default: Any
+    help: str = ""
+    choices: tuple | None = None
+
+    def convert(self, value: Any, pass_name: str) -> Any:
+        """Check (and, from pipeline text, convert) a value for this option."""
+        if isinstance(value, str) and self.type is not str:
+            text = value
+            try:
+                if self.type is bool:
+                    if text not in ("true", "false", "1", "0"):
+                        raise ValueError
+                    value = text in ("true", "1")
+                else:
+                    value = self.type(text)
+            except ValueError:
+                raise CompileError(
+                    f"pass '{pass_name}': option '{self.name}' expects {self.type.__name__}, got {text!r}"
+                ) from None
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
+            raise CompileError(f"pass '{pass_name}': option '{self.name}' expects {self.type.__name__}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise CompileError(
+                f"pass '{pass_name}': option '{self.name}' must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+            )
+        return value
+
+    def describe(self) -> str:
+        choices = f" ({'|'.join(map(str, self.choices))})" if self.choices else ""
+        return f"{self.name}={self.default}{choices}: {self.help}"
+
+
+class ModulePass:
+    """Base class: set ``name`` (via @register_pass) and ``options``; implement ``run``."""
+
+    name: ClassVar[str] = "<unregistered>"
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    def __init__(self, **values: Any):
+        known = {o.name: o for o in self.options}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            valid = ", ".join(o.describe() for o in self.options) or "this pass takes no options"
+            raise CompileError(f"pass '{self.name}' has no option {', '.join(map(repr, unknown))}; valid: {valid}")
+        self.values = {o.name: o.convert(values.get(o.name, o.default), self.name) for o in self.options}
+
+    def __getattr__(self, item: str) -> Any:
+        values = self.__dict__.get("values", {})
+        if item in values:
+            return values[item]
+        raise AttributeError(item)
+
+    def run(self, module: Module) -> None:
+        raise NotImplementedError
+
+    def spec(self) -> str:
+        """The pipeline text for this pass with its options."""
+        changed = [f"{k}={_fmt(v)}" for k, v in self.values.items()]
+        return self.name + ("{" + " ".join(changed) + "}" if changed else "")
+
+    def __repr__(self) -> str:
+        return f"<pass {self.spec()}>"
+
+
+def _fmt(v: Any) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
+def register_pass(name: str):
+    """Class decorator registering a pass under ``name`` for pipeline strings."""
+
+    def register(cls: type[ModulePass]) -> type[ModulePass]:
+        if name in PASS_REGISTRY and PASS_REGISTRY[name] is not cls:
+            raise CompileError(f"pass {name!r} is registered twice")
+        cls.name = name
+        PASS_REGISTRY[name] = cls
+        return cls
+
+    return register

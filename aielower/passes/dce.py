@@ -1,0 +1,22 @@
+"""dce: erase ops whose results nobody reads, then weights nobody reads."""
+
+from __future__ import annotations
+
+from aielower.ir import Module
+from aielower.passes.base import ModulePass, register_pass
+
+
+@register_pass("dce")
+class DeadCodeElimination(ModulePass):
+    """Erase unused ops and weights."""
+
+    def run(self, module: Module) -> None:
+        for fn in module.functions.values():
+            kept = []
+            for op in reversed(fn.ops):  # users come after producers: one backward sweep suffices
+                if any(r.users for r in op.results):
+                    kept.append(op)
+                else:
+                    op.drop_operands()
+            fn.ops[:] = reversed(kept)
+        module.remove_unused_weights()

@@ -1,0 +1,52 @@
+"""Pipeline strings: ``fuse-norm,quantize-linear{bits=4 group=128},dce``.
+
+Parsing builds every pass (checking names and options) before anything runs.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aielower.errors import CompileError
+from aielower.passes.base import PASS_REGISTRY, ModulePass
+
+_ITEM = re.compile(r"\s*([A-Za-z0-9_-]+)\s*(?:\{([^{}]*)\})?\s*(?:,|$)")
+_OPTION = re.compile(r"([A-Za-z0-9_-]+)=(\S+)")
+
+
+def available_passes() -> str:
+    lines = []
+    for name in sorted(PASS_REGISTRY):
+        cls = PASS_REGISTRY[name]
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        opts = " ".join(f"{o.name}={o.default}" for o in cls.options)
+        lines.append(f"  {name}{'{' + opts + '}' if opts else ''}  {doc}")
+    return "\n".join(lines)
+
+
+def parse_pipeline(text: str) -> list[ModulePass]:
+    """Build the passes of a pipeline string, or raise CompileError saying what is valid."""
+    passes: list[ModulePass] = []
+    pos = 0
+    text = text.strip()
+    if not text:
+        return passes
+    while pos < len(text):
+        m = _ITEM.match(text, pos)
+        if not m or m.end() == pos:
+            raise CompileError(
+                f"bad pipeline {text!r} at character {pos + 1}: expected 'pass-name' or 'pass-name{{key=value ...}}' "
+                "separated by commas"
+            )
+        name, body = m.group(1), m.group(2)
+        if name not in PASS_REGISTRY:
+            raise CompileError(f"unknown pass {name!r} in pipeline; available passes:\n{available_passes()}")
+        values = {}
+        for token in (body or "").split():
+            om = _OPTION.fullmatch(token)
+            if not om:
+                raise CompileError(f"pass '{name}': bad option {token!r}, expected key=value")
+            values[om.group(1)] = om.group(2)
+        passes.append(PASS_REGISTRY[name](**values))
+        pos = m.end()
+    return passes
