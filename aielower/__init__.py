@@ -8,7 +8,7 @@
 
 from aielower.api import QuantConfig, compile, default_pipeline
 from aielower.errors import AielowerError, CompileError, ConversionError, IRError, ModelError, ParseError, VerifyError
-from aielower.frontend import bundled_configs, load_model
+from aielower.frontend import bundled_configs, load_model, load_tokenizer
 from aielower.ir import parse
 
 __version__ = "0.1.0"
@@ -26,5 +26,6 @@ __all__ = [
     "compile",
     "default_pipeline",
     "load_model",
+    "load_tokenizer",
     "parse",
 ]

@@ -55,6 +55,10 @@ class CompileStats:
     def ops_by_kind(module: Module) -> Counter:
         return Counter(op.name for fn in module.functions.values() for op in fn.ops)
 
+    @staticmethod
+    def ops_by_kind_in(fn) -> Counter:
+        return Counter(op.name for op in fn.ops)
+
 
 def compile(
     model,
@@ -64,13 +68,18 @@ def compile(
     pipeline: str | None = None,
     dump_ir: str | Path | None = None,
     verify_each: bool = True,
+    max_seq_len: int | None = None,
+    functions: tuple[str, ...] = ("prefill", "decode"),
     name: str | None = None,
 ):
     """Compile a Qwen2ForCausalLM (or a bundled config name / local HF directory).
 
     ``quant`` selects weight quantization (None keeps fp32); ``pipeline`` replaces the
     default pass pipeline (see ``default_pipeline``); ``dump_ir`` names a directory that
-    receives the IR before and after every pass. ``target="ref"`` returns a
+    receives the IR before and after every pass; ``max_seq_len`` is the length of the
+    static KV cache of ``decode`` (default 4096, or less if the model allows less); ``functions`` selects what to capture (``prefill``:
+    logits of whole prompts; ``decode``: tokens over the KV cache, for ``generate``).
+    ``target="ref"`` returns a
     :class:`~aielower.backends.ref.RefCompiledModel`: call it with ``input_ids`` [batch, seq].
     """
     if target not in TARGETS:
@@ -87,7 +96,7 @@ def compile(
     if isinstance(model, (str, Path)):
         name = name or Path(model).name
         model = load_model(model)
-    module = import_model(model, name)
+    module = import_model(model, name, functions=functions, max_seq_len=max_seq_len)
     verify(module)
     stats.seconds["capture"] = time.perf_counter() - t0
 

@@ -2,6 +2,7 @@
 
     aielower compile MODEL [--target ref] [--quant w4g128] [--lm-head-group 32] [--pipeline P] [--dump-ir DIR]
     aielower opt FILE.ir [--pipeline P]
+    aielower run MODEL --prompt TEXT [--quant w4g128] [--max-new-tokens 60]
     aielower passes
 """
 
@@ -22,11 +23,16 @@ def _summary(compiled, total_seconds: float) -> str:
     module = compiled.ir
     lines = [f"aielower: compiled {module.name} for target {compiled.target}"]
     for fname, fn in module.functions.items():
-        sig = ", ".join(str(a.type) for a in fn.args)
-        lines.append(f"  function @{fname}({sig}) -> {', '.join(map(str, fn.result_types))}: {len(fn.ops)} ops")
-    lines.append("  ops by kind:")
-    for kind, n in sorted(CompileStats.ops_by_kind(module).items(), key=lambda kv: (-kv[1], kv[0])):
-        lines.append(f"    {kind:<22} {n:>6}")
+        shown = [f"%{a.name_hint}: {a.type}" for a in fn.args[:3]]
+        more = f", ... {len(fn.args) - 3} more" if len(fn.args) > 3 else ""
+        result = str(fn.result_types[0]) + (f", ... {len(fn.results) - 1} more" if len(fn.results) > 1 else "")
+        lines.append(f"  function @{fname}({', '.join(shown)}{more}) -> {result}: {len(fn.ops)} ops")
+    names = list(module.functions)
+    counts = {f: CompileStats.ops_by_kind_in(module.functions[f]) for f in names}
+    kinds = sorted(set().union(*counts.values()), key=lambda k: (-sum(c[k] for c in counts.values()), k))
+    lines.append("  ops by kind:" + " " * 10 + "".join(f"{f:>9}" for f in names))
+    for kind in kinds:
+        lines.append(f"    {kind:<20}" + "".join(f"{counts[f][kind]:>9}" for f in names))
     n_params = 0
     for w in module.weights.values():
         size = 1
@@ -89,6 +95,30 @@ def cmd_opt(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    import aielower
+    from aielower.eval.latency import LatencyRow, markdown_table
+
+    quant = parse_quant(args.quant, args.lm_head_group)
+    tokenizer = aielower.load_tokenizer(args.model)
+    model = aielower.load_model(args.model)
+    if args.chat:
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": args.prompt}], add_generation_prompt=True,
+                                            return_tensors="np", return_dict=True)["input_ids"]
+    else:
+        ids = tokenizer(args.prompt, return_tensors="np").input_ids
+    max_seq_len = args.max_seq_len or ids.shape[1] + args.max_new_tokens
+    compiled = aielower.compile(model, quant=quant, max_seq_len=max_seq_len)
+    tokens = compiled.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=args.sample,
+                               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    print(tokenizer.decode(tokens[0, ids.shape[1]:], skip_special_tokens=True))
+    print()
+    label = f"w{quant.bits}g{quant.group_size}" if quant else "fp32"
+    print(f"Latency: {compiled.ir.name}, {label}, measured on the ref backend (NumPy on this CPU; not NPU figures)")
+    print(markdown_table([LatencyRow.from_stats(compiled.last_stats)]))
+    return 0
+
+
 def cmd_passes(args) -> int:
     from aielower.api import default_pipeline
     from aielower.passes import available_passes
@@ -119,6 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--pipeline", help='passes to run, e.g. "fuse-norm,quantize-linear{bits=4 group=128},dce"')
     o.add_argument("--dump-ir", metavar="DIR", help="write the IR before and after every pass to DIR")
     o.set_defaults(run=cmd_opt)
+
+    r = sub.add_parser("run", help="generate text with the ref backend and print a latency table")
+    r.add_argument("model", help="a local Hugging Face directory, a .gguf file, or a packaged checkpoint name")
+    r.add_argument("--prompt", required=True)
+    r.add_argument("--chat", action="store_true", help="wrap the prompt in the tokenizer's chat template")
+    r.add_argument("--quant", metavar="wBgG", help="quantize weights, e.g. w4g128 (default: fp32)")
+    r.add_argument("--lm-head-group", type=int, metavar="G", help="also quantize the lm_head with group G")
+    r.add_argument("--max-new-tokens", type=int, default=60)
+    r.add_argument("--max-seq-len", type=int, help="KV cache length (default: prompt + new tokens)")
+    r.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    r.add_argument("--temperature", type=float, default=1.0)
+    r.add_argument("--top-k", type=int, default=0)
+    r.add_argument("--top-p", type=float, default=1.0)
+    r.add_argument("--seed", type=int)
+    r.set_defaults(run=cmd_run)
 
     ls = sub.add_parser("passes", help="list the registered passes, their options and the default pipeline")
     ls.set_defaults(run=cmd_passes)

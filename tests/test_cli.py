@@ -16,9 +16,11 @@ def test_compile_bundled_config_prints_summary(tmp_path, capsys):
     assert main(argv + ["--dump-ir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "compiled qwen1.5-7b-chat for target ref" in out
-    assert "function @prefill(tensor<?bx?sxi64>) -> tensor<?bx?sx151936xf32>" in out
-    assert "quant.linear              129" in out
-    assert "fused.attention            32" in out
+    assert "function @prefill(%input_ids: tensor<?bx?sxi64>) -> tensor<?bx?sx151936xf32>" in out
+    assert "function @decode(%input_ids: tensor<?bx?sxi64>, %position: tensor<1xi64>, %k_cache_0: tensor<?bx32x4096x128xf32>, ... 63 more)" in out
+    assert "ops by kind:            prefill   decode" in out
+    assert "    quant.linear              129      129" in out
+    assert "    fused.attention            32       32" in out
     assert "quantize-linear{bits=4 group=128 method=rtn},quantize-lm-head{bits=4 group=32 method=rtn}" in out
     assert "shape only (meta device)" in out
     text = (tmp_path / "00-input.ir").read_text()
@@ -96,3 +98,39 @@ def test_python_dash_m_entry_point(argv):
     result = subprocess.run([sys.executable, *argv], capture_output=True, text=True)
     assert result.returncode == 0
     assert "compile" in result.stdout and "opt" in result.stdout
+
+
+def expected_text(model_dir, prompt, new_tokens, quant=None):
+    import aielower
+
+    tokenizer = aielower.load_tokenizer(model_dir)
+    cm = aielower.compile(aielower.load_model(model_dir), quant=quant, max_seq_len=64)
+    ids = tokenizer(prompt, return_tensors="np").input_ids
+    return tokenizer.decode(cm.generate(ids, max_new_tokens=new_tokens)[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def test_run_generates_and_prints_the_latency_table(tiny_model_dir, capsys):
+    assert main(["run", str(tiny_model_dir), "--prompt", "def f(x):", "--max-new-tokens", "6"]) == 0
+    out = capsys.readouterr().out
+    text, table = out.split("\n\nLatency: ", 1)
+    assert text == expected_text(tiny_model_dir, "def f(x):", 6)
+    assert "measured on the ref backend" in table and "fp32" in table
+    header, rule, row = table.splitlines()[1:4]
+    assert "Prompt Length (tokens)" in header and "Time/Token (ms)" in header and "Tokens/Sec" in header
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["1", "9", "6"] and float(cells[5]) > 0
+
+
+def test_run_with_quantization(tiny_model_dir, capsys):
+    from aielower.api import QuantConfig
+
+    argv = ["run", str(tiny_model_dir), "--prompt", "x = 1", "--max-new-tokens", "5", "--quant", "w4g16"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "w4g16" in out
+    assert out.split("\n\nLatency: ")[0] == expected_text(tiny_model_dir, "x = 1", 5, QuantConfig(group_size=16))
+
+
+def test_run_needs_weights(capsys):
+    assert main(["run", "qwen1.5-7b-chat", "--prompt", "hi"]) == 1
+    assert "bundled config (architecture only): it has no tokenizer or weights" in capsys.readouterr().err

@@ -49,7 +49,8 @@ def rule(*targets) -> Callable[[Rule], Rule]:
 class Importer:
     """Walks one exported graph and builds the IR function, one rule per node."""
 
-    def __init__(self, program: torch.export.ExportedProgram, module: Module, fn_name: str, symbols: dict):
+    def __init__(self, program: torch.export.ExportedProgram, module: Module, fn_name: str, symbols: dict,
+                 arg_names: dict[str, str] | None = None):
         self.program = program
         self.module = module
         self.fn = Function(fn_name)
@@ -60,6 +61,7 @@ class Importer:
         self.param_names = {**sig.inputs_to_parameters, **sig.inputs_to_buffers, **sig.inputs_to_lifted_tensor_constants}
         self.state = {**program.state_dict, **program.constants}
         self.node: torch.fx.Node | None = None
+        self.arg_names = arg_names or {}
 
     # -- lookups used by rules ----------------------------------------------------------
 
@@ -143,7 +145,7 @@ class Importer:
                     if node.users:
                         self.env[node] = self.weight(node)
                 else:
-                    self.env[node] = self.fn.add_arg(node.name, self.meta_type(node))
+                    self.env[node] = self.fn.add_arg(self.arg_names.get(node.name, node.name), self.meta_type(node))
             elif node.op == "call_function":
                 self.env[node] = self.convert(node)
             elif node.op == "output":
@@ -243,6 +245,7 @@ RULES[aten.add.Tensor] = _binary(nn.Add, nn.AddScalar, reverse_scalar=lambda im,
 RULES[aten.sub.Tensor] = _binary(nn.Sub, nn.AddScalar, negate_scalar=True, reverse_scalar=_scalar_minus)
 RULES[aten.mul.Tensor] = _binary(nn.Mul, nn.MulScalar, reverse_scalar=lambda im, c, x: im.emit(nn.MulScalar(x, value=c)))
 RULES[aten.div.Tensor] = _binary(nn.Div, nn.DivScalar)
+RULES[aten.le.Tensor] = _binary(nn.Le, None)
 RULES[aten.add.Scalar] = RULES[aten.add.Tensor]
 RULES[aten.mul.Scalar] = RULES[aten.mul.Tensor]
 
@@ -321,6 +324,12 @@ def _slice(im: Importer, node):
     return im.emit(tensor.Slice(x, dim=dim, start=start, end=end, step=step))
 
 
+@rule(aten.index_copy.default)
+def _index_copy(im: Importer, node):
+    x, dim, index, src = node.args
+    return im.emit(tensor.IndexCopy(im.value(x), im.value(index), im.value(src), dim=dim))
+
+
 @rule(aten.cat.default)
 def _cat(im: Importer, node):
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
@@ -333,8 +342,9 @@ def _sdpa(im: Importer, node):
     names = ["attn_mask", "dropout_p", "is_causal"]
     opts = dict(zip(names, node.args[3:]))
     opts.update({n: node.kwargs[n] for n in names + ["scale", "enable_gqa"] if n in node.kwargs})
-    if opts.get("attn_mask") is not None:
-        raise im.error("scaled_dot_product_attention with an explicit mask is not supported (use is_causal)")
+    mask = opts.get("attn_mask")
+    if mask is not None and opts.get("is_causal", False):
+        raise im.error("scaled_dot_product_attention with both a mask and is_causal is not supported")
     if opts.get("dropout_p", 0.0) != 0.0:
         raise im.error("scaled_dot_product_attention with dropout is not supported (export in eval mode)")
     if opts.get("enable_gqa", False):
@@ -342,4 +352,5 @@ def _sdpa(im: Importer, node):
     scale = opts.get("scale")
     if scale is None:
         scale = 1.0 / math.sqrt(q.type.shape[-1])
-    return im.emit(nn.ScaledDotProductAttention(q, k, v, scale=float(scale), causal=bool(opts.get("is_causal", False))))
+    mask = im.value(mask) if mask is not None else None
+    return im.emit(nn.ScaledDotProductAttention(q, k, v, mask, scale=float(scale), causal=bool(opts.get("is_causal", False))))

@@ -1,8 +1,12 @@
 """Finding and loading the Hugging Face model to compile.
 
-A MODEL is either the name of a bundled config (built on the ``meta`` device: shapes
-only, enough to compile, plan and report) or a local Hugging Face model directory
-(loaded with its weights, in fp32). Nothing is downloaded.
+A MODEL is one of
+- the name of a bundled config (built on the ``meta`` device: shapes only, enough to
+  compile, plan and report), e.g. ``qwen1.5-7b-chat``;
+- the name of a packaged checkpoint, ``qwen2.5-coder-0.5b-instruct``: real weights from
+  the optional ``gguf`` extra, assembled once into a cache (see ``frontend/gguf.py``);
+- a local Hugging Face model directory or a qwen2 ``.gguf`` file (loaded in fp32).
+Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -36,13 +40,28 @@ def bundled_config(name: str):
     return config
 
 
+PACKAGED_CHECKPOINTS = ("qwen2.5-coder-0.5b-instruct",)
+
+
+def _packaged_gguf(name: str) -> Path:
+    from aielower.frontend.gguf import assemble_checkpoint
+
+    return assemble_checkpoint()
+
+
 def load_model(name_or_dir: str | Path):
     """Return a ``Qwen2ForCausalLM``: on ``meta`` for a bundled config name, with weights
-    (fp32, eval mode) for a local Hugging Face model directory."""
+    (fp32, eval mode) for a packaged checkpoint, a local HF directory or a ``.gguf`` file."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, Qwen2ForCausalLM
 
     path = Path(name_or_dir)
+    if str(name_or_dir) in PACKAGED_CHECKPOINTS:
+        path = _packaged_gguf(str(name_or_dir))
+    if path.suffix == ".gguf":
+        from aielower.frontend.gguf import load_gguf
+
+        return load_gguf(path)[0]
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"{path} is a directory without config.json: not a Hugging Face model directory")
@@ -50,10 +69,31 @@ def load_model(name_or_dir: str | Path):
         check_config(config, str(path))
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
         return model.eval()
+    if str(name_or_dir) not in bundled_configs():
+        raise ModelError(
+            f"unknown model {str(name_or_dir)!r}: not a bundled config ({', '.join(bundled_configs())}), "
+            f"a packaged checkpoint ({', '.join(PACKAGED_CHECKPOINTS)}), a local directory or a .gguf file"
+        )
     config = bundled_config(str(name_or_dir))
     with torch.device("meta"):
         model = Qwen2ForCausalLM(config)
     return model.eval()
+
+
+def load_tokenizer(name_or_dir: str | Path):
+    """The tokenizer of a packaged checkpoint, a local HF directory or a ``.gguf`` file."""
+    from transformers import AutoTokenizer
+
+    path = Path(name_or_dir)
+    if str(name_or_dir) in PACKAGED_CHECKPOINTS:
+        path = _packaged_gguf(str(name_or_dir))
+    if path.suffix == ".gguf" and path.is_file():
+        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
+    if path.is_dir():
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if str(name_or_dir) in bundled_configs():
+        raise ModelError(f"{name_or_dir!r} is a bundled config (architecture only): it has no tokenizer or weights")
+    raise ModelError(f"no tokenizer for {str(name_or_dir)!r}: not a packaged checkpoint, a directory or a .gguf file")
 
 
 def check_config(config, where: str) -> None:

@@ -63,6 +63,9 @@ class Module:
         self.functions: dict[str, Function] = {}
         self.weights: dict[str, Weight] = {}
         self.metadata: dict[str, Any] = {}
+        # Weights that passes derived from others, by recipe (e.g. ("concat", 0, names)),
+        # so that functions sharing the source weights also share the derived one.
+        self.derived: dict[tuple, Weight] = {}
 
     def add_function(self, fn: Function) -> Function:
         if fn.name in self.functions:
@@ -81,6 +84,7 @@ class Module:
         dead = [n for n, w in self.weights.items() if not w.users]
         for n in dead:
             del self.weights[n]
+        self.derived = {k: w for k, w in self.derived.items() if self.weights.get(w.name) is w}
         return dead
 
     @property
@@ -96,11 +100,12 @@ class Module:
             n = 1
             for d in t.shape:
                 n *= d
-            if isinstance(t, QTensorType):
-                total += n * t.bits // 8
+            if isinstance(t, QTensorType):  # packed codes + a bf16 scale and a zero point per group
+                groups = n // t.group
+                total += n * t.bits // 8 + groups * (_DTYPE_BYTES[t.scale] + t.bits / 8)
             elif isinstance(t, TensorType):
                 total += n * _DTYPE_BYTES.get(t.dtype, 4)
-        return total
+        return int(total)
 
     def __str__(self) -> str:
         from aielower.ir.printer import print_module

@@ -5,6 +5,16 @@ Matched (as torch captures Qwen2Attention)::
     rope(x)   = nn.add(nn.mul(x, cos), nn.mul(tensor.concat(nn.neg(x[..., d/2:]), x[..., :d/2]), sin))
     repeat(x) = tensor.reshape(tensor.expand(tensor.reshape(x, [b, kv, 1, s, d]), [b, kv, n, s, d]), [b, kv*n, s, d])
     nn.sdpa(rope(q), repeat(rope(k)), repeat(v)) {causal = true}
+
+and, for decode over a KV cache (``position`` the first new position, ``s`` new tokens)::
+
+    cp   = nn.add(tensor.arange {end = ?s}, position)
+    kc'  = tensor.index_copy(k_cache, cp, rope(k)) {dim = 2}       vc' likewise with v
+    mask = tensor.reshape(nn.le(reshape(tensor.arange {end = max_len}), reshape(cp)))
+    nn.sdpa(rope(q), repeat(kc'), repeat(vc'), mask)
+
+which becomes ``fused.attention`` with the caches and position as operands and the new
+caches as extra results.
 """
 
 from __future__ import annotations
@@ -76,6 +86,33 @@ def match_repeat_kv(value):
     return x, n_rep
 
 
+def strip_reshapes(value):
+    while (r := producer(value, tensor.Reshape)) is not None:
+        value = r.x
+    return value
+
+
+def match_positions(value):
+    """``position`` for ``arange(?s) + position`` (position a [1] tensor), else None."""
+    add = producer(value, nn.Add)
+    if add is None:
+        return None
+    for a, b in _operand_pairs(add):
+        ar = producer(a, tensor.Arange)
+        if ar is not None and (ar.start, ar.step) == (0, 1) and b.type.shape == (1,):
+            return b
+    return None
+
+
+def match_visible(mask, positions, max_len) -> bool:
+    """True for the mask ``arange(max_len)[None, :] <= positions[:, None]`` (any reshapes)."""
+    le = producer(strip_reshapes(mask), nn.Le)
+    if le is None or strip_reshapes(le.rhs) is not positions:
+        return False
+    keys = producer(strip_reshapes(le.lhs), tensor.Arange)
+    return keys is not None and (keys.start, keys.step, keys.end) == (0, 1, max_len)
+
+
 class FuseAttention(RewritePattern):
     root = nn.ScaledDotProductAttention
 
@@ -83,8 +120,16 @@ class FuseAttention(RewritePattern):
         self.rope_theta = rope_theta
 
     def match_and_rewrite(self, op, rw):
-        if not op.causal:
-            return
+        if op.mask is None and op.causal:
+            self.rewrite_prefill(op, rw)
+        elif op.mask is not None:
+            self.rewrite_cached(op, rw)
+
+    def attrs(self, op, q, k):
+        return dict(heads=q.type.shape[1], kv_heads=k.type.shape[1], head_dim=q.type.shape[3],
+                    scale=op.scale, rope_theta=self.rope_theta, causal=True)
+
+    def rewrite_prefill(self, op, rw):
         q_rope = match_rope(op.q)
         k_rot, n_k = match_repeat_kv(op.k)
         v, n_v = match_repeat_kv(op.v)
@@ -95,11 +140,35 @@ class FuseAttention(RewritePattern):
         k, k_cos, k_sin = k_rope
         if (k_cos, k_sin) != (cos, sin) or cos.type.rank != 4:
             return
-        heads, kv_heads, head_dim = q.type.shape[1], k.type.shape[1], q.type.shape[3]
-        out = rw.add(
-            fused.Attention(q, k, v, cos, sin, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                            scale=op.scale, rope_theta=self.rope_theta, causal=True)
+        out = rw.add(fused.Attention(q, k, v, cos, sin, **self.attrs(op, q, k)))
+        rw.replace_op(op, [out])
+
+    def rewrite_cached(self, op, rw):
+        q_rope = match_rope(op.q)
+        k_full, n_k = match_repeat_kv(op.k)
+        v_full, n_v = match_repeat_kv(op.v)
+        kc, vc = producer(k_full, tensor.IndexCopy), producer(v_full, tensor.IndexCopy)
+        if q_rope is None or kc is None or vc is None or n_k != n_v or kc.index is not vc.index:
+            return
+        if kc.dim % 4 != 2 or vc.dim % 4 != 2:
+            return
+        k_rope = match_rope(kc.src)
+        position = match_positions(kc.index)
+        if k_rope is None or position is None:
+            return
+        q, cos, sin = q_rope
+        k, k_cos, k_sin = k_rope
+        if (k_cos, k_sin) != (cos, sin) or cos.type.rank != 4:
+            return
+        if not match_visible(op.mask, kc.index, kc.x.type.shape[2]):
+            return
+        first = min(kc, vc, key=rw.fn.ops.index)  # every user of the new caches comes after it
+        fused_op = rw.insert(
+            fused.Attention(q, k, vc.src, cos, sin, kc.x, vc.x, position, **self.attrs(op, q, k)), before=first
         )
+        out, new_k, new_v = fused_op.results
+        kc.result.replace_all_uses_with(new_k)
+        vc.result.replace_all_uses_with(new_v)
         rw.replace_op(op, [out])
 
 

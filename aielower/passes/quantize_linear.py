@@ -37,7 +37,6 @@ class _QuantizeLinears(ModulePass):
         return "lm_head" if self.lm_head else name[: -len(".weight")] if name.endswith(".weight") else name
 
     def run(self, module: Module) -> None:
-        done = {}  # one quantized copy per weight, shared by all functions
         for fn in module.functions.values():
             rw = Rewriter(module, fn)
             for op in [o for o in fn.ops if isinstance(o, nn.Linear) and self.selects(fn, o)]:
@@ -48,12 +47,13 @@ class _QuantizeLinears(ModulePass):
                         f"{self.name}: @{w.name} has {in_f} input features, not a multiple of group {self.group}; "
                         f"choose a group size that divides {in_f}"
                     )
-                if w.name not in done:
-                    qtype = QTensorType((out_f, in_f), bits=self.bits, group=self.group)
-                    data = None if w.data is None else quantize_rtn(w.data, bits=self.bits, group=self.group)
-                    done[w.name] = rw.add_weight(self.quantized_name(op), qtype, data)
+                qweight = rw.derived_weight(
+                    ("quantize", self.method, self.bits, self.group, w.name), self.quantized_name(op),
+                    lambda: (QTensorType((out_f, in_f), bits=self.bits, group=self.group),
+                             None if w.data is None else quantize_rtn(w.data, bits=self.bits, group=self.group)),
+                )
                 rw.anchor = op
-                new = rw.add(quant.QLinear(op.x, done[w.name], op.bias, bits=self.bits, group=self.group))
+                new = rw.add(quant.QLinear(op.x, qweight, op.bias, bits=self.bits, group=self.group))
                 rw.replace_op(op, [new])
         module.remove_unused_weights()
 

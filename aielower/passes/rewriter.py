@@ -86,16 +86,35 @@ class Rewriter:
             name = f"{base}.{n}"
         return self.module.add_weight(name, type, data)
 
+    def derived_weight(self, recipe: tuple, name: str, make) -> Weight:
+        """The weight made by ``recipe`` (a hashable description of how it derives from
+        others): reused if an earlier rewrite made it, else ``make()`` -> (type, data)."""
+        known = self.module.derived.get(recipe)
+        if known is not None and self.module.weights.get(known.name) is known:
+            return known
+        wtype, data = make()
+        weight = self.add_weight(name, wtype, data)
+        self.module.derived[recipe] = weight
+        return weight
+
     def concat_weights(self, weights: Sequence[Value], name: str, axis: int = 0) -> Weight:
-        """One weight holding ``weights`` concatenated along ``axis`` (shape-only if any is)."""
+        """One weight holding ``weights`` concatenated along ``axis`` (shape-only if any is).
+        Concatenating the same weights again (e.g. in another function) returns the same weight."""
+        if not all(isinstance(w, Weight) for w in weights):
+            raise IRError("concat_weights needs module weights")
+        return self.derived_weight(("concat", axis, tuple(w.name for w in weights)), name,
+                                   lambda: self._concat(weights, axis))
+
+    @staticmethod
+    def _concat(weights: Sequence[Weight], axis: int):
         types = [w.type for w in weights]
-        if not all(isinstance(w, Weight) for w in weights) or not all(isinstance(t, TensorType) for t in types):
-            raise IRError("concat_weights needs dense module weights")
+        if not all(isinstance(t, TensorType) for t in types):
+            raise IRError("concat_weights needs dense weights")
         shape = list(types[0].shape)
         shape[axis] = sum(t.shape[axis] for t in types)
         datas = [w.data for w in weights]
         data = None if any(d is None for d in datas) else np.concatenate(datas, axis=axis)
-        return self.add_weight(name, TensorType(tuple(shape), types[0].dtype), data)
+        return TensorType(tuple(shape), types[0].dtype), data
 
 
 class RewritePattern:

@@ -22,9 +22,21 @@ HERE = Path(__file__).parent
 def test_one_layer_ir_filecheck(tmp_path):
     model = tiny_qwen2(num_hidden_layers=1, num_key_value_heads=2)
     ir = tmp_path / "prefill.ir"
-    ir.write_text(str(import_model(model)))
+    ir.write_text(str(import_model(model, functions=("prefill",))))
     result = subprocess.run(
         [sys.executable, "-m", "filecheck", str(HERE / "one_layer_prefill.check"), "--input-file", str(ir)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_one_layer_decode_ir_filecheck(tmp_path):
+    model = tiny_qwen2(num_hidden_layers=1, num_key_value_heads=2)
+    ir = tmp_path / "decode.ir"
+    ir.write_text(str(import_model(model, functions=("decode",), max_seq_len=32)))
+    result = subprocess.run(
+        [sys.executable, "-m", "filecheck", str(HERE / "one_layer_decode.check"), "--input-file", str(ir)],
         capture_output=True,
         text=True,
     )
@@ -41,7 +53,7 @@ def test_capture_restores_the_models_attention():
 @pytest.mark.parametrize("name", ["qwen1.5-7b-chat", "qwen2-7b"])
 def test_7b_configs_capture_on_meta(name):
     t0 = time.perf_counter()
-    module = import_model(load_model(name), name)
+    module = import_model(load_model(name), name, functions=("prefill",))
     seconds = time.perf_counter() - t0
     verify(module)
     text = str(module)
@@ -56,7 +68,7 @@ def test_7b_configs_capture_on_meta(name):
 
 
 def test_qwen15_7b_shapes_match_the_model_card():
-    module = import_model(load_model("qwen1.5-7b-chat"))
+    module = import_model(load_model("qwen1.5-7b-chat"), functions=("prefill",))
     w = {n: tuple(x.type.shape) for n, x in module.weights.items()}
     assert w["model.embed_tokens.weight"] == (151936, 4096)
     assert w["model.layers.31.self_attn.q_proj.weight"] == (4096, 4096)

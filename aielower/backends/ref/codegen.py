@@ -27,6 +27,13 @@ _ENV = jinja2.Environment(
 )
 
 
+# Operands a kernel writes into (its result aliases them); code generation passes a copy
+# when the value is still needed afterwards.
+IN_PLACE_OPERANDS = {
+    "tensor.index_copy": ("x",),
+    "fused.attention": ("k_cache", "v_cache"),
+}
+
 # Kernels that call other kernels.
 KERNEL_DEPENDENCIES = {
     "fused.add_rms_norm": ("fused.rms_norm",),
@@ -121,14 +128,21 @@ def _function_code(fn: Function) -> FunctionCode:
         for r in op.results:
             results.append(names.define(r, f"v{counter}"))
             counter += 1
-        call_args = [
-            "[" + ", ".join(names(v) for v in op._groups[f.name]) + "]" if f.variadic else names(op._groups[f.name][0])
-            for f in op.operand_fields
-            if op._groups[f.name]
-        ]
-        call_args += [
-            f"{f.name}={py_literal(op.attributes[f.name])}" for f in op.attr_fields if op.attributes[f.name] != f.default
-        ]
+        writes = IN_PLACE_OPERANDS.get(op.name, ())
+        call_args = []
+        for f in op.operand_fields:
+            group = op._groups[f.name]
+            if not group:
+                continue
+            if f.variadic:
+                call_args.append("[" + ", ".join(names(v) for v in group) + "]")
+                continue
+            v = group[0]
+            still_needed = (
+                isinstance(v, Weight) or last_use.get(id(v)) != i or id(v) in returned or op.operands.count(v) > 1
+            )
+            call_args.append(f"np.copy({names(v)})" if f.name in writes and still_needed else names(v))
+        call_args += [f"{f.name}={py_literal(op.attributes[f.name])}" for f in op.attr_fields]
         dead = sorted(
             {names(v) for v in op.operands if not isinstance(v, Weight) and last_use.get(id(v)) == i and id(v) not in returned}
         )

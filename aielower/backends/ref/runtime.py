@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import linecache
+import time
 from typing import Any
 
 import numpy as np
 
+from aielower.backends.ref.generation import GenerationStats, SamplingConfig, TokenSelector
 from aielower.errors import AielowerError, ModelError
 from aielower.ir import Module, QTensorType
 
@@ -42,8 +44,9 @@ class RefCompiledModel:
         self.source = source
         self._namespace = load_source(source, f"<aielower-ref {module.name}>")
         self._weights: dict[str, np.ndarray] | None = None
-        tables = [op.table.type.shape[0] for op in module.functions["prefill"].ops if op.name == "nn.embedding"]
+        tables = [op.table.type.shape[0] for fn in module.functions.values() for op in fn.ops if op.name == "nn.embedding"]
         self._vocab = tables[0] if tables else None
+        self.last_stats: GenerationStats | None = None
 
     @property
     def weights(self) -> dict[str, np.ndarray]:
@@ -53,7 +56,7 @@ class RefCompiledModel:
                 raise ModelError(
                     f"model {self.ir.name!r} has no weights ({len(missing)} of {len(self.ir.weights)} are shape-only, "
                     f"e.g. @{missing[0]}): it was built on the meta device, which is enough to compile but not to run. "
-                    "Load a checkpoint (a local Hugging Face directory) to run it."
+                    "Load a checkpoint (a local Hugging Face directory, a .gguf file or a packaged checkpoint) to run it."
                 )
             # Quantized weights are dequantized once here; kernels see [out, in] float32.
             self._weights = {n: w.data.dequantize() if isinstance(w.type, QTensorType) else w.data
@@ -61,13 +64,93 @@ class RefCompiledModel:
         return self._weights
 
     def run(self, function: str, *args):
+        """Call a generated function with its IR arguments (the weights are passed for you)."""
+        if function not in self.ir.functions:
+            raise AielowerError(f"no function @{function}; this module has {', '.join(self.ir.functions)}")
         return self._namespace[function](*args, self.weights)
 
     def __call__(self, input_ids) -> np.ndarray:
+        """Logits [batch, seq, vocab] of the prompts (the ``prefill`` function)."""
+        return self.run("prefill", self._check_ids(input_ids))
+
+    # -- decode ----------------------------------------------------------------------
+
+    def new_cache(self, batch: int) -> list[np.ndarray]:
+        """Zeroed KV caches for ``decode`` (k_cache_0.., v_cache_0..), preallocated once."""
+        if "decode" not in self.ir.functions:
+            raise AielowerError("this module has no decode function: compile with functions including 'decode'")
+        shapes = [a.type.shape for a in self.ir.functions["decode"].args[2:]]
+        return [np.zeros((batch,) + tuple(s[1:]), dtype=np.float32) for s in shapes]
+
+    @property
+    def max_seq_len(self) -> int:
+        return self.ir.functions["decode"].args[2].type.shape[2]
+
+    def decode(self, input_ids, position: int, cache: list[np.ndarray]) -> np.ndarray:
+        """Run ``s`` tokens at ``position..position+s-1``; updates ``cache`` (in place); returns logits."""
+        ids = self._check_ids(input_ids)
+        if position + ids.shape[1] > self.max_seq_len:
+            raise AielowerError(
+                f"sequence of {position + ids.shape[1]} tokens does not fit the KV cache of {self.max_seq_len} "
+                "(compile with a larger max_seq_len)"
+            )
+        logits, *new = self.run("decode", ids, np.array([position], dtype=np.int64), *cache)
+        cache[:] = new
+        return logits
+
+    def generate(self, input_ids, max_new_tokens: int = 60, *, do_sample: bool = False, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+                 eos_token_id: int | list[int] | None = None, pad_token_id: int | None = None) -> np.ndarray:
+        """Prefill the prompt into the KV cache, then one decode step per new token.
+
+        Greedy unless ``do_sample``. Rows that produce ``eos_token_id`` (default: the
+        model config's) are finished and padded with ``pad_token_id`` (default: the first
+        EOS id); generation stops when every row is finished. Returns prompt + new tokens
+        [batch, prompt + n]; timings of the run are in ``last_stats``.
+        """
+        ids = self._check_ids(input_ids)
+        if max_new_tokens < 1:
+            raise AielowerError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        select = TokenSelector(SamplingConfig(do_sample, temperature, top_k, top_p, seed))
+        eos = self._eos_ids(eos_token_id)
+        pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
+        cache = self.new_cache(ids.shape[0])
+        stats = GenerationStats(prompt_tokens=ids.shape[1])
+        tokens = [ids]
+        finished = np.zeros(ids.shape[0], dtype=bool)
+        position = 0
+        step_input = ids
+        for step in range(max_new_tokens):
+            t0 = time.perf_counter()
+            logits = self.decode(step_input, position, cache)
+            nxt = select(logits[:, -1])
+            elapsed = time.perf_counter() - t0
+            if step == 0:
+                stats.prefill_s = elapsed
+            else:
+                stats.step_s.append(elapsed)
+            nxt = np.where(finished, pad, nxt)
+            finished |= np.isin(nxt, eos)
+            tokens.append(nxt[:, None])
+            position += step_input.shape[1]
+            step_input = nxt[:, None].astype(np.int64)
+            if finished.all():
+                break
+        self.last_stats = stats
+        return np.concatenate(tokens, axis=1)
+
+    def _check_ids(self, input_ids) -> np.ndarray:
         ids = as_input_ids(input_ids)
         if self._vocab is not None and (ids.min() < 0 or ids.max() >= self._vocab):
             raise AielowerError(f"input_ids out of range [0, {self._vocab}): min {ids.min()}, max {ids.max()}")
-        return self.run("prefill", ids)
+        return ids
+
+    def _eos_ids(self, eos_token_id) -> list[int]:
+        if eos_token_id is None:
+            eos_token_id = self.ir.metadata.get("config", {}).get("eos_token_id")
+        if eos_token_id is None:
+            return []
+        return [int(e) for e in (eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id])]
 
     def __repr__(self) -> str:
         return f"<RefCompiledModel {self.ir.name}: {', '.join(self.ir.functions)}>"

@@ -60,6 +60,11 @@ class Attention(Op):
     rope(q), rope(k) with rope(x) = x*cos + rotate_half(x)*sin, repeats each key/value
     head heads/kv_heads times, then softmax(q k^T * scale + causal mask) v -> [b, heads, s, d].
     ``rope_theta`` records the base the tables were built with (0.0 when unknown).
+
+    With a KV cache (``k_cache``, ``v_cache`` [b, kv_heads, max_len, d] and ``position``
+    [1], all three or none): rope(k) and v are written into the caches at positions
+    ``position .. position+s-1``, query i attends to cache entries j <= position + i,
+    and the results are (out, new k_cache, new v_cache).
     """
 
     q = operand()
@@ -67,6 +72,9 @@ class Attention(Op):
     v = operand()
     cos = operand()
     sin = operand()
+    k_cache = operand(optional=True)
+    v_cache = operand(optional=True)
+    position = operand(optional=True)
     heads = attr("int")
     kv_heads = attr("int")
     head_dim = attr("int")
@@ -86,4 +94,13 @@ class Attention(Op):
         require(k.shape[2] == v.shape[2], f"{self.name}: key and value lengths differ")
         require(cos == sin and cos.rank == 4 and cos.shape[2:] == (q.shape[2], self.head_dim),
                 f"{self.name}: cos/sin {cos} must be [1, 1, seq, head_dim] like q")
-        return [q]
+        cache = [self.k_cache, self.v_cache, self.position]
+        if all(c is None for c in cache):
+            return [q]
+        require(all(c is not None for c in cache), f"{self.name}: give k_cache, v_cache and position together")
+        kc, vc = tensor_type(self.k_cache, self.name, "k_cache"), tensor_type(self.v_cache, self.name, "v_cache")
+        pos = tensor_type(self.position, self.name, "position")
+        require(kc == vc and kc.rank == 4 and kc.shape[1] == self.kv_heads and kc.shape[3] == self.head_dim
+                and kc.shape[0] == k.shape[0], f"{self.name}: caches {kc}, {vc} must be [batch, kv_heads, max_len, head_dim]")
+        require(pos.shape == (1,) and pos.dtype in ("i64", "i32"), f"{self.name}: position must be tensor<1xi64>, got {pos}")
+        return [q, kc, vc]

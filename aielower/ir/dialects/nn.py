@@ -87,6 +87,14 @@ class Div(_Binary):
     """lhs / rhs"""
 
 
+@op("nn.le")
+class Le(_Binary):
+    """lhs <= rhs, elementwise with broadcasting; result i1."""
+
+    def result_types(self):
+        return [super().result_types()[0].with_dtype("i1")]
+
+
 class _Scalar(Op):
     """Elementwise with a constant; the result keeps the dtype of ``x``."""
 
@@ -197,15 +205,18 @@ class Softmax(Op):
 
 @op("nn.sdpa")
 class ScaledDotProductAttention(Op):
-    """softmax(q @ k^T * scale [+ causal mask]) @ v on [batch, heads, seq, head_dim].
+    """softmax(q @ k^T * scale [+ mask]) @ v on [batch, heads, seq, head_dim].
 
     ``q``, ``k`` and ``v`` have the same number of heads (key/value heads repeated before).
     With ``causal``, query i attends to keys j <= i (top-left aligned, as torch's is_causal).
+    A boolean ``mask`` (broadcastable to [batch, heads, q_len, k_len]) keeps the entries
+    where it is true; ``causal`` and ``mask`` are exclusive.
     """
 
     q = operand()
     k = operand()
     v = operand()
+    mask = operand(optional=True)
     scale = attr("float")
     causal = attr("bool", True)
 
@@ -218,4 +229,9 @@ class ScaledDotProductAttention(Op):
         require(q.shape[:2] == k.shape[:2] == v.shape[:2], f"{self.name}: batch/heads of q {q}, k {k}, v {v} differ")
         require(q.shape[3] == k.shape[3], f"{self.name}: head dims of q and k differ")
         require(k.shape[2] == v.shape[2], f"{self.name}: key and value lengths differ")
+        if self.mask is not None:
+            m = tensor_type(self.mask, self.name, "mask")
+            require(m.dtype == "i1", f"{self.name}: mask must be boolean (i1), got {m}")
+            require(not self.causal, f"{self.name}: give either a mask or causal = true")
+            broadcast_shapes(m.shape, q.shape[:3] + (k.shape[2],), self.name)
         return [q.with_shape(q.shape[:3] + v.shape[3:])]

@@ -135,6 +135,27 @@ class Split(Op):
         return out
 
 
+@op("tensor.index_copy")
+class IndexCopy(Op):
+    """``x`` with the slices ``index[i]`` along ``dim`` replaced by ``src``'s slices ``i``
+    (torch.index_copy). Used for KV-cache writes: the result is the new cache."""
+
+    x = operand()
+    index = operand()
+    src = operand()
+    dim = attr("int")
+
+    def result_types(self):
+        x = tensor_type(self.x, self.name, "x")
+        idx = tensor_type(self.index, self.name, "index")
+        src = tensor_type(self.src, self.name, "src")
+        d = normalize_axis(self.dim, x.rank, self.name)
+        require(idx.rank == 1 and idx.dtype in ("i64", "i32"), f"{self.name}: index must be a 1-D integer tensor, got {idx}")
+        expected = x.shape[:d] + (idx.shape[0],) + x.shape[d + 1 :]
+        require(src.shape == expected and src.dtype == x.dtype, f"{self.name}: src {src} must be {x.with_shape(expected)}")
+        return [x]
+
+
 @op("tensor.arange")
 class Arange(Op):
     """``[start, start + step, ...]`` below ``end`` (``end`` may be a symbol when start=0, step=1)."""

@@ -1,0 +1,1 @@
+"""Evaluation: latency tables (and, later, perplexity and MMLU)."""

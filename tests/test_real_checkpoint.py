@@ -1,0 +1,54 @@
+"""The real Qwen2.5-Coder-0.5B-Instruct checkpoint end to end (needs the optional 'gguf' extra;
+`.ci/run` installs it, so CI runs these)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import aielower
+
+PROMPT = "def quicksort(items):\n    \"\"\"Sort a list of numbers.\"\"\"\n"
+
+
+@pytest.fixture(scope="module")
+def real(real_checkpoint):
+    model, tokenizer = real_checkpoint
+    return model, tokenizer, tokenizer(PROMPT, return_tensors="np").input_ids
+
+
+def test_fp32_generate_equals_hf_generate_for_60_tokens(real):
+    model, tokenizer, ids = real
+    cm = aielower.compile(model, max_seq_len=ids.shape[1] + 60)
+    eos = model.generation_config.eos_token_id
+    ours = cm.generate(ids, max_new_tokens=60, eos_token_id=eos)
+    with torch.no_grad():
+        theirs = model.generate(torch.from_numpy(ids), max_new_tokens=60, do_sample=False).numpy()
+    np.testing.assert_array_equal(ours, theirs)
+    text = tokenizer.decode(ours[0, ids.shape[1]:], skip_special_tokens=True)
+    assert len(text.strip()) > 0
+
+
+def test_prefill_logits_match_torch(real):
+    model, _, ids = real
+    cm = aielower.compile(model, functions=("prefill",))
+    with torch.no_grad():
+        expected = model(torch.from_numpy(ids)).logits.numpy()
+    got = cm(ids)
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_w4_g128_decode_runs_and_stays_close(real):
+    model, _, ids = real
+    cq = aielower.compile(model, quant=aielower.QuantConfig(bits=4, group_size=128, lm_head_group_size=32),
+                          max_seq_len=ids.shape[1] + 8)
+    kinds = aielower.api.CompileStats.ops_by_kind_in(cq.ir.functions["decode"])
+    assert kinds["quant.linear"] == 4 * 24 + 1
+    out = cq.generate(ids, max_new_tokens=8)
+    with torch.no_grad():
+        fp32 = model(torch.from_numpy(ids)).logits.numpy()[0, -1]
+    w4 = cq(ids)[0, -1]
+    # 4-bit weights move the logits, but the fp32 top choice stays among the w4 top 5.
+    assert fp32.argmax() in np.argsort(w4)[-5:]
+    assert out.shape == (1, ids.shape[1] + 8)
