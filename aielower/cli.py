@@ -3,6 +3,7 @@
     aielower compile MODEL [--target ref] [--quant w4g128] [--lm-head-group 32] [--pipeline P] [--dump-ir DIR]
     aielower opt FILE.ir [--pipeline P]
     aielower run MODEL --prompt TEXT [--quant w4g128] [--max-new-tokens 60]
+    aielower export-mlir MODEL -o FILE [--dialect torch|linalg] [--weights auto|inline|args]
     aielower passes
 """
 
@@ -119,6 +120,18 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_export_mlir(args) -> int:
+    import aielower
+    from aielower.frontend.mlir_export import write_mlir
+
+    model = aielower.load_model(args.model)
+    t0 = time.perf_counter()
+    write_mlir(model, args.output, args.dialect, weights=args.weights)
+    size = Path(args.output).stat().st_size
+    print(f"aielower: wrote {args.output} ({args.dialect} dialect, {size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def cmd_passes(args) -> int:
     from aielower.api import default_pipeline
     from aielower.passes import available_passes
@@ -164,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--top-p", type=float, default=1.0)
     r.add_argument("--seed", type=int)
     r.set_defaults(run=cmd_run)
+
+    e = sub.add_parser("export-mlir", help="write the captured prefill as MLIR through torch-mlir (extra 'mlir')")
+    e.add_argument("model", help="a bundled config, a local HF directory, a .gguf file or a packaged checkpoint")
+    e.add_argument("-o", "--output", required=True, metavar="FILE")
+    e.add_argument("--dialect", default="torch", choices=("torch", "linalg"), help="torch (default) or linalg-on-tensors")
+    e.add_argument("--weights", default="auto", choices=("auto", "inline", "args"),
+                   help="auto: inline weights that have data, others (meta) become function arguments")
+    e.set_defaults(run=cmd_export_mlir)
 
     ls = sub.add_parser("passes", help="list the registered passes, their options and the default pipeline")
     ls.set_defaults(run=cmd_passes)

@@ -134,3 +134,23 @@ def test_run_with_quantization(tiny_model_dir, capsys):
 def test_run_needs_weights(capsys):
     assert main(["run", "qwen1.5-7b-chat", "--prompt", "hi"]) == 1
     assert "bundled config (architecture only): it has no tokenizer or weights" in capsys.readouterr().err
+
+
+def test_export_mlir_without_torch_mlir_says_how_to_install(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch_mlir", None)  # as if the optional extra were absent
+    assert main(["export-mlir", "qwen2-0.5b", "-o", str(tmp_path / "m.mlir")]) == 1
+    assert "export-mlir needs torch-mlir: pip install torch==2.13.0 -e '.[mlir]'" in capsys.readouterr().err
+
+
+def test_export_mlir_writes_a_file(tmp_path, capsys):
+    pytest.importorskip("torch_mlir", reason="torch-mlir (optional extra 'mlir') is not installed")
+    out = tmp_path / "tiny.mlir"
+    from tests.conftest import tiny_qwen2
+
+    model_dir = tmp_path / "model"
+    tiny_qwen2(num_hidden_layers=1).save_pretrained(model_dir)
+    assert main(["export-mlir", str(model_dir), "-o", str(out), "--dialect", "linalg"]) == 0
+    assert "linalg dialect" in capsys.readouterr().out
+    assert "func.func @main" in out.read_text() and "linalg." in out.read_text()

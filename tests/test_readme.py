@@ -17,7 +17,7 @@ def readme_commands() -> list[str]:
 def test_readme_has_install_and_test_commands():
     main_job, tests = readme_commands()
     assert "pip install torch==2.13.0 -e ." in main_job and "aielower compile qwen1.5-7b-chat" in main_job
-    assert 'pip install torch==2.13.0 -e ".[test,gguf]"' in tests and "pytest" in tests
+    assert 'pip install torch==2.13.0 -e ".[test,gguf,mlir]"' in tests and "pytest" in tests
 
 
 def test_ci_runs_the_readme_test_command():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aielower.frontend.aten_to_ir import Importer
 from aielower.errors import ModelError
 from aielower.frontend.capture import BATCH_SYMBOL, SEQ_SYMBOL, export_decode, export_prefill
@@ -43,7 +45,7 @@ def import_model(model, name: str | None = None, *, functions=FUNCTIONS, max_seq
     max_seq_len = min(DEFAULT_MAX_SEQ_LEN, limit) if max_seq_len is None else max_seq_len
     if "decode" in functions and not 1 <= max_seq_len <= limit:
         raise ModelError(f"max_seq_len must be in [1, {limit}] (the model's max_position_embeddings), got {max_seq_len}")
-    module = Module(name or getattr(model.config, "name_or_path", None) or "qwen2")
+    module = Module(name or Path(getattr(model.config, "name_or_path", "") or "qwen2").name)
     module.metadata["config"] = model.config.to_dict()
     module.metadata["rope_theta"] = rope_theta(model.config)
     if "prefill" in functions:

@@ -281,12 +281,21 @@ def _softmax(im: Importer, node):
     return im.emit(nn.Softmax(im.value(node.args[0]), dim=node.args[1]))
 
 
-@rule(aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.unsqueeze.default, aten.squeeze.dim,
-      aten.flatten.using_ints)
-def _reshape(im: Importer, node):
-    x = im.value(node.args[0])
-    shape = im.meta_shape(node)
-    return IDENTITY if shape == x.type.shape else im.emit(tensor.Reshape(x, shape=shape))
+def _to_shape(op_cls):
+    """A view-like op whose target shape is read off torch's metadata (no-op views vanish)."""
+
+    def convert(im: Importer, node):
+        x = im.value(node.args[0])
+        shape = im.meta_shape(node)
+        return IDENTITY if shape == x.type.shape else im.emit(op_cls(x, shape=shape))
+
+    return convert
+
+
+for _target in (aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.unsqueeze.default,
+                aten.squeeze.dim, aten.flatten.using_ints):
+    RULES[_target] = _to_shape(tensor.Reshape)
+RULES[aten.expand.default] = _to_shape(tensor.Expand)
 
 
 @rule(aten.transpose.int)
@@ -297,13 +306,6 @@ def _transpose(im: Importer, node):
 @rule(aten.permute.default)
 def _permute(im: Importer, node):
     return im.emit(tensor.Permute(im.value(node.args[0]), perm=list(node.args[1])))
-
-
-@rule(aten.expand.default)
-def _expand(im: Importer, node):
-    x = im.value(node.args[0])
-    shape = im.meta_shape(node)
-    return IDENTITY if shape == x.type.shape else im.emit(tensor.Expand(x, shape=shape))
 
 
 @rule(aten.slice.Tensor)

@@ -61,7 +61,9 @@ def load_model(name_or_dir: str | Path):
     if path.suffix == ".gguf":
         from aielower.frontend.gguf import load_gguf
 
-        return load_gguf(path)[0]
+        model = load_gguf(path)[0]
+        model.config.name_or_path = path.stem  # names the compiled module after the file
+        return model
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"{path} is a directory without config.json: not a Hugging Face model directory")

@@ -82,14 +82,22 @@ class Weight(Value):
 # --------------------------------------------------------------------------- declarations
 
 
-class OperandField:
-    def __init__(self, optional: bool = False, variadic: bool = False, doc: str = ""):
-        self.optional, self.variadic, self.doc = optional, variadic, doc
+class _Field:
+    """A declared field of an op class; remembers its name and declaration order."""
+
+    def __init__(self, doc: str = ""):
+        self.doc = doc
         self.order = next(_field_order)
         self.name = ""
 
     def __set_name__(self, owner, name):
         self.name = name
+
+
+class OperandField(_Field):
+    def __init__(self, optional: bool = False, variadic: bool = False, doc: str = ""):
+        super().__init__(doc)
+        self.optional, self.variadic = optional, variadic
 
     def __get__(self, op, owner=None):
         if op is None:
@@ -100,7 +108,7 @@ class OperandField:
         return group[0] if group else None
 
 
-class AttrField:
+class AttrField(_Field):
     """An attribute. ``kind`` says how it is checked, printed and parsed."""
 
     KINDS = ("int", "float", "number", "bool", "str", "dtype", "ints", "dims", "dim")
@@ -108,12 +116,8 @@ class AttrField:
     def __init__(self, kind: str, default: Any = ..., doc: str = ""):
         if kind not in self.KINDS:
             raise IRError(f"unknown attribute kind {kind!r}")
-        self.kind, self.default, self.doc = kind, default, doc
-        self.order = next(_field_order)
-        self.name = ""
-
-    def __set_name__(self, owner, name):
-        self.name = name
+        super().__init__(doc)
+        self.kind, self.default = kind, default
 
     def __get__(self, op, owner=None):
         if op is None:

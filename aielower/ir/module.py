@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 from aielower.errors import IRError
 from aielower.ir.core import Argument, Op, Value, Weight
@@ -43,9 +43,6 @@ class Function:
     @property
     def result_types(self) -> list[Type]:
         return [v.type for v in self.results]
-
-    def walk(self) -> Iterator[Op]:
-        return iter(list(self.ops))
 
     def __repr__(self) -> str:
         return f"<Function @{self.name}: {len(self.ops)} ops>"

@@ -98,3 +98,15 @@ def test_to_networkx_is_a_read_only_dataflow_graph():
 def test_parse_of_a_printed_module_verifies():
     m, *_ = make_module()
     verify(parse(str(m)))
+
+
+def test_builder_insertion_points():
+    m, fn, x, y, z = make_module()
+    b = Builder(fn)
+    b.set_insertion_point_before(fn.ops[1])
+    neg = b.add(nn.Neg(y))
+    b.set_insertion_point_after(fn.ops[0])
+    b.add(nn.Neg(y))
+    assert [op.name for op in fn.ops] == ["nn.linear", "nn.neg", "nn.neg", "nn.silu"]
+    assert fn.ops[2].result is neg
+    verify(m)

@@ -26,20 +26,22 @@ class Embedding(Op):
         return [table.with_shape(ids.shape + table.shape[1:])]
 
 
-@op("nn.linear")
-class Linear(Op):
-    """``y = x @ weight^T + bias`` with ``weight`` of shape [out, in]."""
+class LinearBase(Op):
+    """Shared by ``nn.linear`` and ``quant.linear``: ``y = x @ W^T + bias``, W [out, in]."""
 
     x = operand()
     weight = operand()
     bias = operand(optional=True)
 
+    def check_weight(self, x) -> None:
+        raise NotImplementedError
+
     def result_types(self):
         x = tensor_type(self.x, self.name, "x")
-        w = tensor_type(self.weight, self.name, "weight")
+        self.check_weight(x)
+        w = self.weight.type
         require(w.rank == 2, f"{self.name}: weight must be 2-D [out, in], got {w}")
         require(x.rank >= 1 and x.shape[-1] == w.shape[1], f"{self.name}: x {x} does not match weight {w} (in features {w.shape[1]})")
-        _same_dtype(self, x, w)
         if self.bias is not None:
             b = tensor_type(self.bias, self.name, "bias")
             require(b.shape == (w.shape[0],), f"{self.name}: bias {b} must be [{w.shape[0]}]")
@@ -52,6 +54,14 @@ class Linear(Op):
     @property
     def out_features(self) -> int:
         return self.weight.type.shape[0]
+
+
+@op("nn.linear")
+class Linear(LinearBase):
+    """``y = x @ weight^T + bias`` with ``weight`` of shape [out, in]."""
+
+    def check_weight(self, x) -> None:
+        _same_dtype(self, x, tensor_type(self.weight, self.name, "weight"))
 
 
 class _Binary(Op):
