@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from aielower.frontend.aten_to_ir import Importer
@@ -48,15 +49,20 @@ def import_model(model, name: str | None = None, *, functions=FUNCTIONS, max_seq
     module = Module(name or Path(getattr(model.config, "name_or_path", "") or "qwen2").name)
     module.metadata["config"] = model.config.to_dict()
     module.metadata["rope_theta"] = rope_theta(model.config)
+    seconds = module.metadata["capture_seconds"] = {}
     if "prefill" in functions:
+        t0 = time.perf_counter()
         program = export_prefill(model)
         module.add_function(Importer(program, module, "prefill", _symbols(program)).run())
+        seconds["prefill"] = time.perf_counter() - t0
     if "decode" in functions:
+        t0 = time.perf_counter()
         program = export_decode(model, max_seq_len)
         layers = model.config.num_hidden_layers
         names = {f"keys_{i}": f"k_cache_{i}" for i in range(layers)} | {f"values_{i}": f"v_cache_{i}" for i in range(layers)}
         module.add_function(Importer(program, module, "decode", _symbols(program), arg_names=names).run())
         module.metadata["max_seq_len"] = max_seq_len
+        seconds["decode"] = time.perf_counter() - t0
     return module
 
 

@@ -123,3 +123,14 @@ def test_prefill_and_decode_share_one_copy_of_the_weights():
 def test_bad_max_seq_len():
     with pytest.raises(aielower.ModelError, match=r"max_seq_len must be in \[1, 256\]"):
         aielower.compile(tiny_qwen2(num_hidden_layers=1), max_seq_len=1000)
+
+
+def test_unknown_function_names_are_errors():
+    model = tiny_qwen2(num_hidden_layers=1)
+    with pytest.raises(aielower.ModelError, match="unknown function.*bogus.*valid: prefill, decode"):
+        aielower.compile(model, functions=("bogus",))
+    cm = aielower.compile(model, functions=("prefill",))
+    with pytest.raises(AielowerError, match="no function @decode; this module has prefill"):
+        cm.run("decode")
+    with pytest.raises(AielowerError, match="no decode function"):
+        cm.generate([[1, 2]])
