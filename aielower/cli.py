@@ -89,6 +89,8 @@ def cmd_opt(args) -> int:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     except OSError as e:
         raise CompileError(f"cannot read {args.file}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise CompileError(f"cannot read {args.file}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     module = parse(text, "<stdin>" if args.file == "-" else args.file)
     verify(module)
     manager.run(module)

@@ -154,3 +154,15 @@ def test_export_mlir_writes_a_file(tmp_path, capsys):
     assert main(["export-mlir", str(model_dir), "-o", str(out), "--dialect", "linalg"]) == 0
     assert "linalg dialect" in capsys.readouterr().out
     assert "func.func @main" in out.read_text() and "linalg." in out.read_text()
+
+
+def test_opt_on_a_binary_file(tmp_path, capsys):
+    f = tmp_path / "b.ir"
+    f.write_bytes(b"\xff\xfe\x00garbage")
+    assert main(["opt", str(f)]) == 1
+    assert "not UTF-8 text" in capsys.readouterr().err
+
+
+def test_zero_group_from_the_command_line(capsys):
+    assert main(["compile", "qwen2-0.5b", "--quant", "w4g0"]) == 1
+    assert "option 'group' must be >= 1, got 0" in capsys.readouterr().err

@@ -315,6 +315,12 @@ def tensor_type(v: Value, opname: str, what: str) -> TensorType:
     return v.type
 
 
+def same_dtype(op: "Op", *types) -> None:
+    """Require one element type across ``types`` (the IR has no implicit casts)."""
+    dtypes = {t.dtype for t in types}
+    require(len(dtypes) == 1, f"{op.name}: operand dtypes differ ({', '.join(sorted(dtypes))}); insert a tensor.cast")
+
+
 def normalize_axis(axis: int, rank: int, opname: str) -> int:
     require(-rank <= axis < rank, f"{opname}: dim {axis} out of range for rank {rank}")
     return axis % rank
@@ -353,5 +359,6 @@ __all__ = [
     "operand",
     "operands",
     "require",
+    "same_dtype",
     "tensor_type",
 ]

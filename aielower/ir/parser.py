@@ -152,6 +152,10 @@ class Parser:
         if c == "?":
             self.pos += 1
             return Sym(self.match(_SYM, "a symbol name after '?'"))
+        special = re.compile(r"[-+]?(inf|nan)\b").match(self.text, self.pos)
+        if special:
+            self.pos = special.end()
+            return float(special.group(0))
         m = _NUMBER.match(self.text, self.pos)
         if m:
             self.pos = m.end()
@@ -160,8 +164,6 @@ class Parser:
         word = self.match(_IDENT, "an attribute value")
         if word in ("true", "false"):
             return word == "true"
-        if word in ("inf", "nan"):
-            return float(word)
         return word  # a bare identifier, e.g. a dtype
 
     def parse_attrs(self, cls: type[Op]) -> dict[str, Any]:

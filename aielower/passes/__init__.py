@@ -7,7 +7,15 @@ from aielower.passes import canonicalize, cse, dce, fuse_attention, fuse_mlp, fu
 from aielower.passes.base import PASS_REGISTRY, ModulePass, Option, register_pass
 from aielower.passes.manager import PassManager, PassTiming
 from aielower.passes.pipeline import available_passes, parse_pipeline
-from aielower.passes.rewriter import PatternPass, RewritePattern, Rewriter, op_users, producer, single_user
+from aielower.passes.rewriter import (
+    PatternPass,
+    RewritePattern,
+    Rewriter,
+    defined_before,
+    op_users,
+    producer,
+    single_user,
+)
 
 __all__ = [
     "PASS_REGISTRY",
@@ -22,6 +30,7 @@ __all__ = [
     "canonicalize",
     "cse",
     "dce",
+    "defined_before",
     "fuse_attention",
     "fuse_mlp",
     "fuse_norm",

@@ -30,6 +30,7 @@ class Option:
     default: Any
     help: str = ""
     choices: tuple | None = None
+    minimum: int | None = None
 
     def convert(self, value: Any, pass_name: str) -> Any:
         """Check (and, from pipeline text, convert) a value for this option."""
@@ -50,6 +51,8 @@ class Option:
             value = float(value)
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
             raise CompileError(f"pass '{pass_name}': option '{self.name}' expects {self.type.__name__}, got {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise CompileError(f"pass '{pass_name}': option '{self.name}' must be >= {self.minimum}, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise CompileError(
                 f"pass '{pass_name}': option '{self.name}' must be one of {', '.join(map(str, self.choices))}, got {value!r}"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from aielower.ir.dialects import fused, nn, tensor
 from aielower.passes.base import register_pass
-from aielower.passes.rewriter import PatternPass, RewritePattern, producer
+from aielower.passes.rewriter import PatternPass, RewritePattern, defined_before, producer
 
 
 def _operand_pairs(op):
@@ -92,22 +92,28 @@ def strip_reshapes(value):
     return value
 
 
-def match_positions(value):
-    """``position`` for ``arange(?s) + position`` (position a [1] tensor), else None."""
+def match_positions(value, length):
+    """``position`` for ``arange(length) + position`` (position a [1] tensor), else None."""
     add = producer(value, nn.Add)
     if add is None:
         return None
     for a, b in _operand_pairs(add):
         ar = producer(a, tensor.Arange)
-        if ar is not None and (ar.start, ar.step) == (0, 1) and b.type.shape == (1,):
+        if ar is not None and (ar.start, ar.step, ar.end) == (0, 1, length) and b.type.shape == (1,):
             return b
     return None
 
 
 def match_visible(mask, positions, max_len) -> bool:
-    """True for the mask ``arange(max_len)[None, :] <= positions[:, None]`` (any reshapes)."""
+    """True for the mask ``arange(max_len)[None, :] <= positions[:, None]`` ([s, max_len],
+    possibly reshaped to [1, 1, s, max_len])."""
     le = producer(strip_reshapes(mask), nn.Le)
     if le is None or strip_reshapes(le.rhs) is not positions:
+        return False
+    n = positions.type.shape[0]
+    if le.result.type.shape != (n, max_len) or mask.type.shape[-2:] != (n, max_len):
+        return False
+    if le.lhs.type.shape != (1, max_len) or le.rhs.type.shape != (n, 1):
         return False
     keys = producer(strip_reshapes(le.lhs), tensor.Arange)
     return keys is not None and (keys.start, keys.step, keys.end) == (0, 1, max_len)
@@ -153,7 +159,7 @@ class FuseAttention(RewritePattern):
         if kc.dim % 4 != 2 or vc.dim % 4 != 2:
             return
         k_rope = match_rope(kc.src)
-        position = match_positions(kc.index)
+        position = match_positions(kc.index, op.q.type.shape[2])
         if k_rope is None or position is None:
             return
         q, cos, sin = q_rope
@@ -163,6 +169,8 @@ class FuseAttention(RewritePattern):
         if not match_visible(op.mask, kc.index, kc.x.type.shape[2]):
             return
         first = min(kc, vc, key=rw.fn.ops.index)  # every user of the new caches comes after it
+        if not defined_before(rw.fn, [q, k, vc.src, cos, sin, kc.x, vc.x, position], first):
+            return
         fused_op = rw.insert(
             fused.Attention(q, k, vc.src, cos, sin, kc.x, vc.x, position, **self.attrs(op, q, k)), before=first
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aielower.ir import Weight
 from aielower.ir.dialects import fused, nn
 from aielower.passes.base import register_pass
 from aielower.passes.naming import fused_weight_name
@@ -21,6 +22,10 @@ class FuseGatedMLP(RewritePattern):
             if not (single_user(act) and single_user(silu.x) and single_user(up_value)):
                 continue
             if gate.out_features != up.out_features:
+                continue
+            if not (isinstance(gate.weight, Weight) and isinstance(up.weight, Weight)):
+                continue  # only module weights can be concatenated
+            if gate.weight.type.dtype != up.weight.type.dtype:
                 continue
             names = [gate.weight.name, up.weight.name]
             weight = rw.concat_weights([gate.weight, up.weight], fused_weight_name(names, "gate_up_proj"))

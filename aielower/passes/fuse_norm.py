@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from aielower.ir.dialects import fused, nn
 from aielower.passes.base import register_pass
-from aielower.passes.rewriter import PatternPass, RewritePattern, producer
+from aielower.passes.rewriter import PatternPass, RewritePattern, defined_before, producer
 
 
 def _split_mul(op: nn.Mul, first_cls):
@@ -57,7 +57,7 @@ class FuseAddRMSNorm(RewritePattern):
 
     def match_and_rewrite(self, op, rw):
         add = producer(op.x, nn.Add)
-        if add is None or add.lhs.type != add.rhs.type:
+        if add is None or add.lhs.type != add.rhs.type or not defined_before(rw.fn, [op.weight], add):
             return
         # At the add's place: every user of the sum comes after it.
         both = rw.insert(fused.AddRMSNorm(add.lhs, add.rhs, op.weight, eps=op.eps), before=add)

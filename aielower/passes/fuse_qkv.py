@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aielower.ir import Weight
 from aielower.ir.dialects import nn, tensor
 from aielower.passes.base import register_pass
 from aielower.passes.naming import fused_weight_name
@@ -17,6 +18,9 @@ class FuseQKV(RewritePattern):
             return
         if len({s.bias is None for s in siblings}) != 1:
             return
+        params = [s.weight for s in siblings] + [s.bias for s in siblings if s.bias is not None]
+        if not all(isinstance(p, Weight) for p in params) or len({p.type.dtype for p in params}) != 1:
+            return  # only module weights can be concatenated
         names = [s.weight.name for s in siblings]
         weight = rw.concat_weights([s.weight for s in siblings], fused_weight_name(names, "qkv_proj"))
         bias = None

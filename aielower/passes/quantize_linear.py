@@ -8,6 +8,8 @@ nothing on ``meta``. The input dimension must be a multiple of the group size.
 
 from __future__ import annotations
 
+import dataclasses
+
 from aielower.errors import CompileError
 from aielower.ir import Module, QTensorType
 from aielower.ir.dialects import nn, quant
@@ -24,7 +26,7 @@ def is_lm_head(fn, op) -> bool:
 class _QuantizeLinears(ModulePass):
     options = (
         Option("bits", int, 4, "bits per weight", choices=(2, 4, 8)),
-        Option("group", int, 128, "input channels sharing one scale and zero point"),
+        Option("group", int, 128, "input channels sharing one scale and zero point", minimum=1),
         Option("method", str, "rtn", "rtn: round to nearest", choices=("rtn",)),
     )
     lm_head: bool = False
@@ -67,5 +69,5 @@ class QuantizeLinear(_QuantizeLinears):
 class QuantizeLMHead(_QuantizeLinears):
     """The lm_head linear -> quant.linear (group 32 by default, as the model card)."""
 
-    options = tuple(Option(o.name, o.type, 32, o.help) if o.name == "group" else o for o in _QuantizeLinears.options)
+    options = tuple(dataclasses.replace(o, default=32) if o.name == "group" else o for o in _QuantizeLinears.options)
     lm_head = True

@@ -42,6 +42,13 @@ def op_users(value: Value, *classes: type[Op]) -> list[Op]:
     return [u for u in users if not classes or isinstance(u, classes)]
 
 
+def defined_before(fn: Function, values: Sequence[Value], anchor: Op) -> bool:
+    """True when every value is available at ``anchor`` (an argument, a weight, or made earlier)."""
+    position = {id(op): i for i, op in enumerate(fn.ops)}
+    limit = position[id(anchor)]
+    return all(not isinstance(v, OpResult) or position.get(id(v.op), limit) < limit for v in values)
+
+
 class Rewriter:
     """Inserts, replaces and erases ops of one function; adds weights to the module."""
 

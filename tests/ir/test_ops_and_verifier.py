@@ -110,3 +110,36 @@ def test_builder_insertion_points():
     assert [op.name for op in fn.ops] == ["nn.linear", "nn.neg", "nn.neg", "nn.silu"]
     assert fn.ops[2].result is neg
     verify(m)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("func @f(%q: tensor<1x1x1x2xf32>, %k: tensor<1x1x4x2xf32>, %m: tensor<1x1x4x1xi1>) -> tensor<1x1x1x2xf32> {\n"
+         "  %0 = nn.sdpa %q, %k, %k, %m {scale = 1.0, causal = false} : tensor<1x1x1x2xf32>\n  return %0\n}\n",
+         "mask tensor<1x1x4x1xi1> must broadcast to the scores"),
+        ("weight @w : tensor<4x2xf32>\nweight @b : tensor<4xi64>\n"
+         "func @f(%x: tensor<3x2xf32>) -> tensor<3x4xf32> {\n"
+         "  %0 = nn.linear %x, @w, @b : tensor<3x4xf32>\n  return %0\n}\n", "operand dtypes differ (f32, i64)"),
+        ("weight @w : tensor<2xf16>\nfunc @f(%x: tensor<3x2xf32>) -> tensor<3x2xf32> {\n"
+         "  %0 = fused.rms_norm %x, @w {eps = 1e-06} : tensor<3x2xf32>\n  return %0\n}\n", "operand dtypes differ (f16, f32)"),
+        ("func @f(%q: tensor<1x2x3x4xf32>, %k: tensor<2x1x3x4xf32>, %c: tensor<1x1x3x4xf32>) -> tensor<1x2x3x4xf32> {\n"
+         "  %0 = fused.attention %q, %k, %k, %c, %c {heads = 2, kv_heads = 1, head_dim = 4, scale = 0.5} : tensor<1x2x3x4xf32>\n"
+         "  return %0\n}\n", "batch of q, k, v differ"),
+        ("func @f(%q: tensor<1x2x3x4xf32>, %k: tensor<1x1x5x4xf32>, %c: tensor<1x1x3x4xf32>) -> tensor<1x2x3x4xf32> {\n"
+         "  %0 = fused.attention %q, %k, %k, %c, %c {heads = 2, kv_heads = 1, head_dim = 4, scale = 0.5} : tensor<1x2x3x4xf32>\n"
+         "  return %0\n}\n", "q has 3 positions, the new k/v 5"),
+    ],
+)
+def test_type_rules_reject_inconsistent_ops_in_text(text, message):
+    from aielower.errors import ParseError
+
+    with pytest.raises(ParseError) as info:
+        parse(text)
+    assert message in info.value.reason
+
+
+@pytest.mark.parametrize("value", ["-inf", "inf", "nan", "-1e-06", "1000000.0"])
+def test_special_float_attributes_round_trip(value):
+    text = f"func @f(%x: tensor<4xf32>) -> tensor<4xf32> {{\n  %0 = nn.add_scalar %x {{value = {value}}} : tensor<4xf32>\n  return %0\n}}\n"
+    assert str(parse(text)) == text

@@ -109,3 +109,23 @@ def test_compile_dump_ir_writes_every_stage(tmp_path):
     aielower.compile(tiny_qwen2(num_hidden_layers=1), quant=aielower.QuantConfig(group_size=16), dump_ir=tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names[0] == "00-input.ir" and "06-quantize-linear.ir" in names and names[-1] == "08-dce.ir"
+
+
+def test_group_must_be_positive():
+    with pytest.raises(CompileError, match="option 'group' must be >= 1, got 0"):
+        parse_pipeline("quantize-linear{group=0}")
+    with pytest.raises(CompileError, match="must be >= 1"):
+        aielower.compile(tiny_qwen2(), quant=aielower.QuantConfig(group_size=0))
+
+
+def test_fusions_leave_linears_on_function_arguments_alone():
+    text = """\
+func @prefill(%x: tensor<?bx8xf32>, %wq: tensor<8x8xf32>, %wk: tensor<4x8xf32>, %wv: tensor<4x8xf32>) -> (tensor<?bx8xf32>, tensor<?bx4xf32>, tensor<?bx4xf32>) {
+  %q = nn.linear %x, %wq : tensor<?bx8xf32>
+  %k = nn.linear %x, %wk : tensor<?bx4xf32>
+  %v = nn.linear %x, %wv : tensor<?bx4xf32>
+  return %q, %k, %v
+}
+"""
+    module = PassManager.parse("fuse-qkv,fuse-mlp").run(parse(text))
+    assert str(module) == text

@@ -28,11 +28,61 @@ _ENV = jinja2.Environment(
 
 
 # Operands a kernel writes into (its result aliases them); code generation passes a copy
-# when the value is still needed afterwards.
+# unless the write is safe (see ``InPlacePlanner``).
 IN_PLACE_OPERANDS = {
     "tensor.index_copy": ("x",),
     "fused.attention": ("k_cache", "v_cache"),
 }
+# Results that may share memory with an operand: result index -> operand name. Views
+# (VIEW_OPS) may also be read-only (broadcasts), so they are never written into.
+VIEW_OPS = frozenset({"tensor.reshape", "tensor.transpose", "tensor.permute", "tensor.expand", "tensor.slice",
+                      "tensor.split"})
+WRITTEN_RESULTS = {"tensor.index_copy": {0: "x"}, "fused.attention": {1: "k_cache", 2: "v_cache"}}
+
+
+def aliased_results(op) -> dict[int, str]:
+    if op.name in VIEW_OPS:
+        return {i: "x" for i in range(len(op.results))}
+    return WRITTEN_RESULTS.get(op.name, {})
+
+
+class InPlacePlanner:
+    """Decides where a kernel may write into an operand without a copy.
+
+    Values that may share memory (views, and results of in-place writes) have one root
+    buffer. Writing into ``v`` at op ``i`` is safe when ``v`` is no view (a function
+    argument, or the result of a kernel that returns fresh or written-in-place memory)
+    and no other value of the same buffer is read after op ``i`` or returned. Function
+    arguments may be written: ``decode`` updates the caches it is given (the runtime
+    passes caches it owns).
+    """
+
+    def __init__(self, fn: Function):
+        self.root: dict[int, int] = {id(a): id(a) for a in fn.args}
+        self.views: set[int] = set()
+        for op in fn.ops:
+            for i, r in enumerate(op.results):
+                source = aliased_results(op).get(i)
+                base = op._groups[source][0] if source else r
+                self.root[id(r)] = self.root.get(id(base), id(base))
+                if op.name in VIEW_OPS:
+                    self.views.add(id(r))
+        self.members: dict[int, list[Value]] = {}
+        for v in list(fn.args) + [r for op in fn.ops for r in op.results]:
+            self.members.setdefault(self.root[id(v)], []).append(v)
+        self.last_read: dict[int, float] = {}
+        for i, op in enumerate(fn.ops):
+            for v in op.operands:
+                self.last_read[id(v)] = i
+        for v in fn.results:
+            self.last_read[id(v)] = float("inf")
+
+    def safe(self, op, index: int, v: Value) -> bool:
+        if isinstance(v, Weight) or id(v) in self.views or op.operands.count(v) > 1:
+            return False
+        own = {id(r) for r in op.results}
+        return all(id(w) in own or self.last_read.get(id(w), -1) <= index for w in self.members[self.root[id(v)]])
+
 
 # Kernels that call other kernels.
 KERNEL_DEPENDENCIES = {
@@ -123,12 +173,14 @@ def _function_code(fn: Function) -> FunctionCode:
     returned = {id(v) for v in fn.results}
     body: list[Line] = []
     counter = 0
+    in_place: InPlacePlanner | None = None
     for i, op in enumerate(fn.ops):
         results = []
         for r in op.results:
             results.append(names.define(r, f"v{counter}"))
             counter += 1
         writes = IN_PLACE_OPERANDS.get(op.name, ())
+        in_place = InPlacePlanner(fn) if writes and in_place is None else in_place
         call_args = []
         for f in op.operand_fields:
             group = op._groups[f.name]
@@ -138,10 +190,8 @@ def _function_code(fn: Function) -> FunctionCode:
                 call_args.append("[" + ", ".join(names(v) for v in group) + "]")
                 continue
             v = group[0]
-            still_needed = (
-                isinstance(v, Weight) or last_use.get(id(v)) != i or id(v) in returned or op.operands.count(v) > 1
-            )
-            call_args.append(f"np.copy({names(v)})" if f.name in writes and still_needed else names(v))
+            copy = f.name in writes and not in_place.safe(op, i, v)
+            call_args.append(f"np.copy({names(v)})" if copy else names(v))
         call_args += [f"{f.name}={py_literal(op.attributes[f.name])}" for f in op.attr_fields]
         dead = sorted(
             {names(v) for v in op.operands if not isinstance(v, Weight) and last_use.get(id(v)) == i and id(v) not in returned}

@@ -75,16 +75,19 @@ class RefCompiledModel:
 
     # -- decode ----------------------------------------------------------------------
 
-    def new_cache(self, batch: int) -> list[np.ndarray]:
-        """Zeroed KV caches for ``decode`` (k_cache_0.., v_cache_0..), preallocated once."""
+    def _decode_fn(self):
         if "decode" not in self.ir.functions:
             raise AielowerError("this module has no decode function: compile with functions including 'decode'")
-        shapes = [a.type.shape for a in self.ir.functions["decode"].args[2:]]
-        return [np.zeros((batch,) + tuple(s[1:]), dtype=np.float32) for s in shapes]
+        return self.ir.functions["decode"]
+
+    def new_cache(self, batch: int) -> list[np.ndarray]:
+        """Zeroed KV caches for ``decode`` (k_cache_0.., v_cache_0..), preallocated once."""
+        return [np.zeros((batch,) + tuple(a.type.shape[1:]), dtype=self._namespace["DTYPES"][a.type.dtype])
+                for a in self._decode_fn().args[2:]]
 
     @property
     def max_seq_len(self) -> int:
-        return self.ir.functions["decode"].args[2].type.shape[2]
+        return self._decode_fn().args[2].type.shape[2]
 
     def decode(self, input_ids, position: int, cache: list[np.ndarray]) -> np.ndarray:
         """Run ``s`` tokens at ``position..position+s-1``; updates ``cache`` (in place); returns logits."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from aielower.ir.core import Op, attr, op, operand, require, tensor_type
+from aielower.ir.core import Op, attr, op, operand, require, same_dtype, tensor_type
+
 
 
 @op("fused.rms_norm")
@@ -17,6 +18,7 @@ class RMSNorm(Op):
         x = tensor_type(self.x, self.name, "x")
         w = tensor_type(self.weight, self.name, "weight")
         require(w.shape == x.shape[-1:], f"{self.name}: weight {w} must match the last dim of x {x}")
+        same_dtype(self, x, w)
         return [x]
 
 
@@ -35,6 +37,7 @@ class AddRMSNorm(Op):
         w = tensor_type(self.weight, self.name, "weight")
         require(x == r, f"{self.name}: x {x} and residual {r} must have the same type")
         require(w.shape == x.shape[-1:], f"{self.name}: weight {w} must match the last dim of x {x}")
+        same_dtype(self, x, w)
         return [x, x]
 
 
@@ -92,6 +95,9 @@ class Attention(Op):
         require(q.shape[3] == k.shape[3] == v.shape[3] == self.head_dim and self.head_dim % 2 == 0,
                 f"{self.name}: head dims of q, k, v must equal head_dim {self.head_dim} (even)")
         require(k.shape[2] == v.shape[2], f"{self.name}: key and value lengths differ")
+        require(q.shape[0] == k.shape[0] == v.shape[0], f"{self.name}: batch of q, k, v differ")
+        require(k.shape[2] == q.shape[2], f"{self.name}: q has {q.shape[2]} positions, the new k/v {k.shape[2]}")
+        same_dtype(self, q, k, v, cos, sin)
         require(cos == sin and cos.rank == 4 and cos.shape[2:] == (q.shape[2], self.head_dim),
                 f"{self.name}: cos/sin {cos} must be [1, 1, seq, head_dim] like q")
         cache = [self.k_cache, self.v_cache, self.position]
@@ -100,6 +106,7 @@ class Attention(Op):
         require(all(c is not None for c in cache), f"{self.name}: give k_cache, v_cache and position together")
         kc, vc = tensor_type(self.k_cache, self.name, "k_cache"), tensor_type(self.v_cache, self.name, "v_cache")
         pos = tensor_type(self.position, self.name, "position")
+        same_dtype(self, k, kc)
         require(kc == vc and kc.rank == 4 and kc.shape[1] == self.kv_heads and kc.shape[3] == self.head_dim
                 and kc.shape[0] == k.shape[0], f"{self.name}: caches {kc}, {vc} must be [batch, kv_heads, max_len, head_dim]")
         require(pos.shape == (1,) and pos.dtype in ("i64", "i32"), f"{self.name}: position must be tensor<1xi64>, got {pos}")

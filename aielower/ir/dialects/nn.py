@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from aielower.ir.core import Op, attr, broadcast_shapes, normalize_axis, op, operand, require, tensor_type
+from aielower.ir.core import Op, attr, broadcast_shapes, normalize_axis, op, operand, require, same_dtype, tensor_type
 from aielower.ir.types import FLOAT_DTYPES
 
 
-def _same_dtype(op: Op, *types) -> None:
-    dtypes = {t.dtype for t in types}
-    require(len(dtypes) == 1, f"{op.name}: operand dtypes differ ({', '.join(sorted(dtypes))}); insert a tensor.cast")
 
 
 @op("nn.embedding")
@@ -45,6 +42,7 @@ class LinearBase(Op):
         if self.bias is not None:
             b = tensor_type(self.bias, self.name, "bias")
             require(b.shape == (w.shape[0],), f"{self.name}: bias {b} must be [{w.shape[0]}]")
+            same_dtype(self, x, b)
         return [x.with_shape(x.shape[:-1] + (w.shape[0],))]
 
     @property
@@ -61,7 +59,7 @@ class Linear(LinearBase):
     """``y = x @ weight^T + bias`` with ``weight`` of shape [out, in]."""
 
     def check_weight(self, x) -> None:
-        _same_dtype(self, x, tensor_type(self.weight, self.name, "weight"))
+        same_dtype(self, x, tensor_type(self.weight, self.name, "weight"))
 
 
 class _Binary(Op):
@@ -73,7 +71,7 @@ class _Binary(Op):
     def result_types(self):
         a = tensor_type(self.lhs, self.name, "lhs")
         b = tensor_type(self.rhs, self.name, "rhs")
-        _same_dtype(self, a, b)
+        same_dtype(self, a, b)
         return [a.with_shape(broadcast_shapes(a.shape, b.shape, self.name))]
 
 
@@ -234,7 +232,7 @@ class ScaledDotProductAttention(Op):
         q = tensor_type(self.q, self.name, "q")
         k = tensor_type(self.k, self.name, "k")
         v = tensor_type(self.v, self.name, "v")
-        _same_dtype(self, q, k, v)
+        same_dtype(self, q, k, v)
         require(q.rank == 4 and k.rank == 4 and v.rank == 4, f"{self.name}: q, k, v must be 4-D [batch, heads, seq, dim]")
         require(q.shape[:2] == k.shape[:2] == v.shape[:2], f"{self.name}: batch/heads of q {q}, k {k}, v {v} differ")
         require(q.shape[3] == k.shape[3], f"{self.name}: head dims of q and k differ")
@@ -243,5 +241,7 @@ class ScaledDotProductAttention(Op):
             m = tensor_type(self.mask, self.name, "mask")
             require(m.dtype == "i1", f"{self.name}: mask must be boolean (i1), got {m}")
             require(not self.causal, f"{self.name}: give either a mask or causal = true")
-            broadcast_shapes(m.shape, q.shape[:3] + (k.shape[2],), self.name)
+            scores = q.shape[:3] + (k.shape[2],)
+            require(broadcast_shapes(m.shape, scores, self.name) == scores,
+                    f"{self.name}: mask {m} must broadcast to the scores [{', '.join(map(str, scores))}]")
         return [q.with_shape(q.shape[:3] + v.shape[3:])]

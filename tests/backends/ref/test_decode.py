@@ -134,3 +134,11 @@ def test_unknown_function_names_are_errors():
         cm.run("decode")
     with pytest.raises(AielowerError, match="no decode function"):
         cm.generate([[1, 2]])
+
+
+def test_cache_queries_without_decode_are_errors():
+    cm = aielower.compile(tiny_qwen2(num_hidden_layers=1), functions=("prefill",))
+    with pytest.raises(AielowerError, match="no decode function"):
+        cm.max_seq_len
+    with pytest.raises(AielowerError, match="no decode function"):
+        cm.decode([[1]], 0, [])
