@@ -5,6 +5,14 @@ from __future__ import annotations
 from aielower.ir.core import Op, attr, op, operand, require, same_dtype, tensor_type
 
 
+def _normed_type(op: Op):
+    """The type of ``op.x``, checked against ``op.weight`` (one weight per channel of the last dim)."""
+    x = tensor_type(op.x, op.name, "x")
+    w = tensor_type(op.weight, op.name, "weight")
+    require(w.shape == x.shape[-1:], f"{op.name}: weight {w} must match the last dim of x {x}")
+    same_dtype(op, x, w)
+    return x
+
 
 @op("fused.rms_norm")
 class RMSNorm(Op):
@@ -15,11 +23,7 @@ class RMSNorm(Op):
     eps = attr("float")
 
     def result_types(self):
-        x = tensor_type(self.x, self.name, "x")
-        w = tensor_type(self.weight, self.name, "weight")
-        require(w.shape == x.shape[-1:], f"{self.name}: weight {w} must match the last dim of x {x}")
-        same_dtype(self, x, w)
-        return [x]
+        return [_normed_type(self)]
 
 
 @op("fused.add_rms_norm")
@@ -32,12 +36,9 @@ class AddRMSNorm(Op):
     eps = attr("float")
 
     def result_types(self):
-        x = tensor_type(self.x, self.name, "x")
+        x = _normed_type(self)
         r = tensor_type(self.residual, self.name, "residual")
-        w = tensor_type(self.weight, self.name, "weight")
         require(x == r, f"{self.name}: x {x} and residual {r} must have the same type")
-        require(w.shape == x.shape[-1:], f"{self.name}: weight {w} must match the last dim of x {x}")
-        same_dtype(self, x, w)
         return [x, x]
 
 
