@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from aielower.errors import CompileError
-from aielower.ir import Module, QTensorType
+from aielower.ir import Module, QTensorType, Weight
 from aielower.ir.dialects import nn, quant
 from aielower.passes.base import ModulePass, Option, register_pass
 from aielower.passes.rewriter import Rewriter
@@ -43,6 +43,11 @@ class _QuantizeLinears(ModulePass):
             rw = Rewriter(module, fn)
             for op in [o for o in fn.ops if isinstance(o, nn.Linear) and self.selects(fn, o)]:
                 w = op.weight
+                if not isinstance(w, Weight):
+                    raise CompileError(
+                        f"{self.name}: the weight of {op.name} in @{fn.name} is a run-time value ({w.type}), "
+                        "not a module weight; only module weights can be quantized ahead of time"
+                    )
                 out_f, in_f = w.type.shape
                 if in_f % self.group:
                     raise CompileError(

@@ -129,3 +129,15 @@ func @prefill(%x: tensor<?bx8xf32>, %wq: tensor<8x8xf32>, %wk: tensor<4x8xf32>, 
 """
     module = PassManager.parse("fuse-qkv,fuse-mlp").run(parse(text))
     assert str(module) == text
+
+
+def test_quantizing_a_run_time_weight_is_a_clear_error():
+    text = """\
+func @prefill(%x: tensor<?bx8xf32>, %w: tensor<4x8xf32>) -> (tensor<?bx4xf32>, tensor<?bx4xf32>) {
+  %a = nn.linear %x, %w : tensor<?bx4xf32>
+  %b = nn.silu %a : tensor<?bx4xf32>
+  return %b, %b
+}
+"""
+    with pytest.raises(CompileError, match=r"weight of nn.linear in @prefill is a run-time value \(tensor<4x8xf32>\)"):
+        PassManager.parse("quantize-linear{group=8}").run(parse(text))
