@@ -173,14 +173,13 @@ def _function_code(fn: Function) -> FunctionCode:
     returned = {id(v) for v in fn.results}
     body: list[Line] = []
     counter = 0
-    in_place: InPlacePlanner | None = None
+    in_place = InPlacePlanner(fn) if any(op.name in IN_PLACE_OPERANDS for op in fn.ops) else None
     for i, op in enumerate(fn.ops):
         results = []
         for r in op.results:
             results.append(names.define(r, f"v{counter}"))
             counter += 1
         writes = IN_PLACE_OPERANDS.get(op.name, ())
-        in_place = InPlacePlanner(fn) if writes and in_place is None else in_place
         call_args = []
         for f in op.operand_fields:
             group = op._groups[f.name]
