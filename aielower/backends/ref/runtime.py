@@ -115,6 +115,12 @@ class RefCompiledModel:
         if max_new_tokens < 1:
             raise AielowerError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         select = TokenSelector(SamplingConfig(do_sample, temperature, top_k, top_p, seed))
+        needed = ids.shape[1] + max_new_tokens - 1  # the last new token is never fed back
+        if needed > self.max_seq_len:
+            raise AielowerError(
+                f"sequence of {needed} tokens does not fit the KV cache of {self.max_seq_len} "
+                "(compile with a larger max_seq_len, or ask for fewer new tokens)"
+            )
         eos = self._eos_ids(eos_token_id)
         pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
         cache = self.new_cache(ids.shape[0])
