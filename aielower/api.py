@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aielower.backends.aie.device import get_device
 from aielower.errors import CompileError
 from aielower.frontend import import_model, load_model
 from aielower.ir import Module, verify
@@ -30,6 +31,11 @@ class QuantConfig:
     method: str = "rtn"
     lm_head_group_size: int | None = None
 
+    def label(self) -> str:
+        """As the model card writes it, e.g. ``w4 g128 rtn + lm_head g32``."""
+        text = f"w{self.bits} g{self.group_size} {self.method}"
+        return text + (f" + lm_head g{self.lm_head_group_size}" if self.lm_head_group_size is not None else "")
+
     def pipeline(self) -> str:
         text = f"quantize-linear{{bits={self.bits} group={self.group_size} method={self.method}}}"
         if self.lm_head_group_size is not None:
@@ -37,9 +43,14 @@ class QuantConfig:
         return text
 
 
-def default_pipeline(target: str = "ref", quant: QuantConfig | None = None) -> str:
-    """Fusions, then quantization when asked, then cleanup (``ref`` and ``aie`` share it)."""
+AIE_QUANT = QuantConfig(lm_head_group_size=32)  # the model card's "w4 g128 + lm_head(g:32)"
+
+
+def default_pipeline(target: str = "ref", quant: QuantConfig | None = None, device: str = "npu2") -> str:
+    """Fusions, then quantization when asked, then cleanup; ``aie`` adds ``plan-aie-tiling{device=...}``."""
     parts = [FUSIONS] + ([quant.pipeline()] if quant is not None else []) + [CLEANUP]
+    if target == "aie":
+        parts.append(f"plan-aie-tiling{{device={device}}}")
     return ",".join(parts)
 
 
@@ -71,6 +82,9 @@ def compile(
     max_seq_len: int | None = None,
     functions: tuple[str, ...] = ("prefill", "decode"),
     name: str | None = None,
+    numerics: str = "fp32",
+    out_dir: str | Path | None = None,
+    device: str = "npu2",
 ):
     """Compile a Qwen2ForCausalLM (or a bundled config name / local HF directory).
 
@@ -81,14 +95,26 @@ def compile(
     logits of whole prompts; ``decode``: tokens over the KV cache, for ``generate``).
     ``target="ref"`` returns a
     :class:`~aielower.backends.ref.RefCompiledModel`: call it with ``input_ids`` [batch, seq].
+    ``numerics`` (ref): ``"fp32"``, or ``"aie"`` to mirror the AIE backend's bf16 numerics (docs/aie-kernels.md).
+    ``target="aie"`` plans the module for ``device`` (``npu1`` or ``npu2``), writes kernels, designs, pre-tiled
+    weights, manifest, build file and report into ``out_dir`` and returns an
+    :class:`~aielower.backends.aie.compiled.AieArtifact` (``emulate`` / ``emulate_decode`` run it on the host
+    emulator); without ``quant`` or ``pipeline`` it quantizes as the model card does (w4 g128, lm_head g32).
     """
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; valid targets: {', '.join(TARGETS)}")
-    if target == "aie":
-        raise CompileError("target 'aie' is not available yet: the AIE backend is not implemented; use target='ref'")
     if pipeline is not None and quant is not None:
         raise CompileError("give either quant= or pipeline= (a pipeline string already says how to quantize)")
-    text = pipeline if pipeline is not None else default_pipeline(target, quant)
+    from aielower.backends.ref import RefCompiledModel, check_numerics, generate
+
+    check_numerics(numerics)
+    if target == "aie":
+        if out_dir is None:
+            raise CompileError("target 'aie' writes kernels, designs, weights and a report: give out_dir=")
+        get_device(device)
+        if pipeline is None and quant is None:
+            quant = AIE_QUANT
+    text = pipeline if pipeline is not None else default_pipeline(target, quant, device)
     stats = CompileStats(pipeline=text)
     manager = PassManager.parse(text, verify_each=verify_each, dump_dir=dump_ir)  # rejects bad pipelines first
 
@@ -105,10 +131,34 @@ def compile(
     stats.seconds["passes"] = time.perf_counter() - t0
     stats.passes = manager.timings
 
-    from aielower.backends.ref import RefCompiledModel, generate
-
     t0 = time.perf_counter()
-    compiled = RefCompiledModel(module, generate(module))
+    if target == "aie":
+        compiled = _aie_artifact(module, device, out_dir, text, quant)
+    else:
+        compiled = RefCompiledModel(module, generate(module, numerics), numerics)
     stats.seconds["codegen"] = time.perf_counter() - t0
     compiled.stats = stats
     return compiled
+
+
+def _aie_artifact(module: Module, device: str, out_dir, pipeline: str, quant: QuantConfig | None):
+    from aielower.backends.aie.artifact import write_artifact
+    from aielower.backends.aie.compiled import AieArtifact
+    from aielower.backends.aie.report import NEW_TOKENS, SHORT_PROMPTS, build_report
+
+    if "decode" not in module.functions:
+        raise CompileError("target 'aie' needs the decode function (the report models decode steps): compile with "
+                           "functions=('prefill', 'decode')")
+    if module.metadata.get("aie_device") is None:
+        raise CompileError("the pipeline has no plan-aie-tiling pass: target 'aie' needs one, e.g. "
+                           f"'...,plan-aie-tiling{{device={device}}}'")
+    dev = get_device(module.metadata["aie_device"])
+    label = quant.label() if quant is not None else "as the pipeline says"
+    cache = module.metadata["max_seq_len"]
+    if cache >= max(SHORT_PROMPTS) + NEW_TOKENS:
+        report = build_report(module, dev, quant=label)
+    else:  # a small KV cache (tests, tiny models): model a quarter of it as prompt and a quarter as new tokens
+        report = build_report(module, dev, quant=label, new_tokens=max(1, cache // 4),
+                              short_prompts=(max(1, cache // 4),))
+    manifest = write_artifact(module, dev, out_dir, pipeline, report)
+    return AieArtifact(module, dev, Path(out_dir), manifest, report)

@@ -1,10 +1,12 @@
 """The ``aielower`` command.
 
-    aielower compile MODEL [--target ref] [--quant w4g128] [--lm-head-group 32] [--pipeline P] [--dump-ir DIR]
+    aielower compile MODEL [--target ref|aie] [-o DIR] [--device npu2] [--quant w4g128] [--lm-head-group 32]
+                           [--pipeline P] [--dump-ir DIR]
     aielower opt FILE.ir [--pipeline P]
     aielower run MODEL --prompt TEXT [--quant w4g128] [--max-new-tokens 60]
     aielower export-mlir MODEL -o FILE [--dialect torch|linalg] [--weights auto|inline|args]
     aielower passes
+    aielower bench MODEL [--device npu2] [--quant w4g128] [--lm-head-group 32] [-o DIR] [--plot]
 """
 
 from __future__ import annotations
@@ -73,10 +75,25 @@ def cmd_compile(args) -> int:
 
     t0 = time.perf_counter()
     quant = parse_quant(args.quant, args.lm_head_group)
-    compiled = aielower.compile(args.model, target=args.target, quant=quant, pipeline=args.pipeline, dump_ir=args.dump_ir)
+    if args.target == "aie" and args.output is None:
+        raise CompileError("--target aie writes kernels, designs, weights and a report: give -o DIR")
+    if args.target != "aie" and (args.output is not None or args.device is not None):
+        raise CompileError("-o and --device are options of --target aie")
+    extra = {"out_dir": args.output, "device": args.device or "npu2"} if args.target == "aie" else {}
+    compiled = aielower.compile(args.model, target=args.target, quant=quant, pipeline=args.pipeline,
+                                dump_ir=args.dump_ir, **extra)
     print(_summary(compiled, time.perf_counter() - t0))
     if args.dump_ir:
         print(f"  IR after each pass written to {args.dump_ir}/")
+    if args.target == "aie":
+        from aielower.backends.aie.report import render_markdown
+
+        m = compiled.manifest
+        print(f"  wrote {args.output}/: {len(m['kernels'])} kernels, {len(m['designs'])} designs, "
+              f"{'weights, ' if (Path(args.output) / 'weights').exists() else 'no weights (meta device), '}"
+              "manifest.json, Makefile, module.ir, report.md, report.json")
+        print()
+        print(render_markdown(compiled.report))
     return 0
 
 
@@ -144,6 +161,36 @@ def cmd_passes(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from aielower.api import default_pipeline
+    from aielower.backends.aie.device import get_device
+    from aielower.backends.aie.report import build_report, render_markdown, write_report
+    from aielower.frontend import import_model, load_model
+    from aielower.passes import PassManager
+
+    device = get_device(args.device)
+    quant = parse_quant(args.quant, args.lm_head_group or None)
+    label = f"w{quant.bits}g{quant.group_size}" + (f" + lm_head g{quant.lm_head_group_size}"
+                                                    if quant.lm_head_group_size else " (lm_head on the host)")
+    plot = args.plot
+    if plot:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            print("aielower: warning: --plot needs matplotlib (pip install 'aielower[plot]'); writing no figure",
+                  file=sys.stderr)
+            plot = False
+    t0 = time.perf_counter()
+    name = Path(args.model).name
+    module = import_model(load_model(args.model), name, max_seq_len=args.max_seq_len)
+    PassManager.parse(default_pipeline("aie", quant, device.name)).run(module)
+    report = build_report(module, device, quant=label)
+    written = write_report(report, args.output, plot=plot)
+    print(render_markdown(report))
+    print(f"aielower: modelled in {time.perf_counter() - t0:.1f} s; wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from aielower.frontend import bundled_configs
 
@@ -152,7 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="capture a model and compile it for a target")
     c.add_argument("model", help=f"a bundled config ({', '.join(bundled_configs())}) or a local Hugging Face model directory")
-    c.add_argument("--target", default="ref", help="ref (NumPy reference backend; default) or aie (not available yet)")
+    c.add_argument("--target", default="ref",
+                   help="ref (NumPy reference backend; default) or aie (kernels, designs and weights for the NPU)")
+    c.add_argument("-o", "--output", metavar="DIR", help="--target aie: the output directory")
+    c.add_argument("--device", choices=("npu1", "npu2"), help="--target aie: the NPU to plan for (default npu2)")
     c.add_argument("--quant", metavar="wBgG", help="quantize weights, e.g. w4g128 (default: keep fp32)")
     c.add_argument("--lm-head-group", type=int, metavar="G", help="also quantize the lm_head with group G (e.g. 32)")
     c.add_argument("--pipeline", help="pass pipeline replacing the default (see 'aielower passes')")
@@ -187,6 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--weights", default="auto", choices=("auto", "inline", "args"),
                    help="auto: inline weights that have data, others (meta) become function arguments")
     e.set_defaults(run=cmd_export_mlir)
+
+    b = sub.add_parser("bench", help="modelled NPU latency in the model card's format (report.md, report.json)")
+    b.add_argument("model", help=f"a bundled config ({', '.join(bundled_configs())}) or a local Hugging Face directory")
+    b.add_argument("--device", default="npu2", choices=("npu1", "npu2"), help="the NPU to model (default npu2)")
+    b.add_argument("--quant", default="w4g128", metavar="wBgG", help="weight quantization (default w4g128)")
+    b.add_argument("--lm-head-group", type=int, default=32, metavar="G",
+                   help="quantize the lm_head with group G (default 32; 0 keeps it unquantized, on the host)")
+    b.add_argument("--max-seq-len", type=int, help="KV cache length (default: 4096, or the model's limit)")
+    b.add_argument("-o", "--output", default=".", metavar="DIR", help="where report.md and report.json go (default .)")
+    b.add_argument("--plot", action="store_true", help="also write report.png (needs the 'plot' extra: matplotlib)")
+    b.set_defaults(run=cmd_bench)
 
     ls = sub.add_parser("passes", help="list the registered passes, their options and the default pipeline")
     ls.set_defaults(run=cmd_passes)

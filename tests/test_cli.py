@@ -62,9 +62,14 @@ def test_passes_lists_registered_passes(capsys):
     assert "quantize-linear{bits=4 group=128 method=rtn}" in out and "default pipeline" in out
 
 
-def test_target_aie_is_refused_clearly(capsys):
+def test_target_aie_needs_an_output_directory(capsys):
     assert main(["compile", "qwen2-0.5b", "--target", "aie"]) == 1
-    assert "target 'aie' is not available yet" in capsys.readouterr().err
+    assert "--target aie writes kernels, designs, weights and a report: give -o DIR" in capsys.readouterr().err
+
+
+def test_output_directory_is_for_target_aie_only(capsys):
+    assert main(["compile", "qwen2-0.5b", "-o", "x"]) == 1
+    assert "-o and --device are options of --target aie" in capsys.readouterr().err
 
 
 def test_unknown_target_lists_valid_ones(capsys):

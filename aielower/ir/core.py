@@ -17,6 +17,8 @@ Printing, parsing and the generic constructor work from these declarations.
 
 from __future__ import annotations
 
+import re
+
 import itertools
 from typing import Any, Callable, Iterable
 
@@ -214,6 +216,29 @@ def op(name: str) -> Callable[[type["Op"]], type["Op"]]:
     return register
 
 
+def is_discardable_name(name: str) -> bool:
+    """``dialect.key`` names an attribute an op does not declare (MLIR's discardable attributes): a pass
+    annotates ops with them, e.g. ``aie.plan`` from plan-aie-tiling. Declared attributes never contain a dot."""
+    return bool(re.fullmatch(r"[a-z_][a-z0-9_]*\.[A-Za-z_][A-Za-z0-9_.]*", name))
+
+
+def check_plain_data(value: Any, what: str) -> Any:
+    """Discardable attribute values are plain data: bool, int, float, str, lists of them and dicts with
+    identifier keys. Returns the canonical form (tuples become lists, dicts keep their order)."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [check_plain_data(v, what) for v in value]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+                raise IRError(f"{what}: dictionary key {k!r} is not an identifier")
+            out[k] = check_plain_data(v, what)
+        return out
+    raise IRError(f"{what}: {type(value).__name__} is not plain data (bool, int, float, str, list, dict)")
+
+
 def require(cond: bool, message: str) -> None:
     """Use inside ``verify()`` / ``result_types()``: raise an IRError when ``cond`` is false."""
     if not cond:
@@ -261,6 +286,8 @@ class Op:
             else:
                 raise IRError(f"{self.name}: missing attribute '{field.name}'")
             self.attributes[field.name] = field.coerce(value, self.name)
+        for key in [k for k in kwargs if is_discardable_name(k)]:
+            self.attributes[key] = check_plain_data(kwargs.pop(key), f"{self.name}: attribute '{key}'")
         if kwargs:
             valid = ", ".join(f.name for f in self.attr_fields) or "none"
             raise IRError(f"{self.name}: unknown attribute(s) {', '.join(sorted(kwargs))}; valid: {valid}")
@@ -354,6 +381,8 @@ __all__ = [
     "Weight",
     "attr",
     "broadcast_shapes",
+    "check_plain_data",
+    "is_discardable_name",
     "normalize_axis",
     "op",
     "operand",

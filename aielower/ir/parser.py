@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from aielower.errors import IRError, ParseError
-from aielower.ir.core import OP_REGISTRY, AttrField, Op, Value
+from aielower.ir.core import OP_REGISTRY, AttrField, Op, Value, is_discardable_name
 from aielower.ir.module import Function, Module
 from aielower.ir.types import DTYPES, QTensorType, Sym, TensorType, Type
 
@@ -20,6 +20,7 @@ _NAME = re.compile(r"[A-Za-z0-9_$.\-]+")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+)")
 _INT = re.compile(r"\d+")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SYM = re.compile(r"[A-Za-wyz_][A-Za-wyz0-9_]*")
 
 
@@ -134,6 +135,22 @@ class Parser:
     def parse_attr_value(self) -> Any:
         self.skip()
         c = self.text[self.pos : self.pos + 1]
+        if c == "{":
+            self.pos += 1
+            entries: dict = {}
+            if not self.accept("}"):
+                while True:
+                    self.skip()
+                    kpos = self.pos
+                    key = self.match(_KEY, "a dictionary key")
+                    if key in entries:
+                        raise self.error(f"key '{key}' given twice", kpos)
+                    self.expect("=", "'=' after the dictionary key")
+                    entries[key] = self.parse_attr_value()
+                    if self.accept("}"):
+                        break
+                    self.expect(",", "',' or '}' in a dictionary")
+            return entries
         if c == "[":
             self.pos += 1
             items: list = []
@@ -176,6 +193,15 @@ class Parser:
         while True:
             pos = self.pos
             key = self.match(_IDENT, "an attribute name")
+            if key not in fields and is_discardable_name(key):
+                if key in attrs:
+                    raise self.error(f"attribute '{key}' given twice", pos)
+                self.expect("=", "'=' after the attribute name")
+                attrs[key] = self.parse_attr_value()
+                if self.accept("}"):
+                    return attrs
+                self.expect(",", "',' or '}' in the attribute list")
+                continue
             if key not in fields:
                 valid = ", ".join(fields) or "none"
                 raise self.error(f"{cls.name} has no attribute '{key}' (valid: {valid})", pos)

@@ -38,12 +38,29 @@ def format_attr(field: AttrField, value) -> str:
     return str(value)  # int, number (int), dtype, dim
 
 
+def format_plain(value) -> str:
+    """A discardable attribute value: ``{key = value, ...}``, ``[...]``, numbers, strings, booleans."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(format_plain(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {format_plain(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
 def format_attrs(op: Op) -> str:
+    declared = {f.name for f in op.attr_fields}
     parts = [
         f"{f.name} = {format_attr(f, op.attributes[f.name])}"
         for f in op.attr_fields
         if f.default is ... or op.attributes[f.name] != f.default
     ]
+    parts += [f"{k} = {format_plain(v)}" for k, v in sorted(op.attributes.items()) if k not in declared]
     return "{" + ", ".join(parts) + "}" if parts else ""
 
 
@@ -110,4 +127,4 @@ def print_module(module: Module) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-__all__ = ["print_module", "print_function", "print_op", "format_attr"]
+__all__ = ["print_module", "print_function", "print_op", "format_attr", "format_plain"]

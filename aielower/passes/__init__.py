@@ -3,7 +3,17 @@
 Importing this package registers the built-in passes.
 """
 
-from aielower.passes import canonicalize, cse, dce, fuse_attention, fuse_mlp, fuse_norm, fuse_qkv, quantize_linear
+from aielower.passes import (
+    canonicalize,
+    cse,
+    dce,
+    fuse_attention,
+    fuse_mlp,
+    fuse_norm,
+    fuse_qkv,
+    plan_aie_tiling,
+    quantize_linear,
+)
 from aielower.passes.base import PASS_REGISTRY, ModulePass, Option, register_pass
 from aielower.passes.manager import PassManager, PassTiming
 from aielower.passes.pipeline import available_passes, parse_pipeline

@@ -3,7 +3,8 @@
 The module template lays out one kernel function per op kind used (each from
 ``templates/kernels/<op name>.py.j2``) and one Python function per IR function, with
 one kernel call per op. Values are deleted after their last use so that peak memory
-stays near torch's.
+stays near torch's. With ``numerics="aie"`` (see :mod:`aielower.backends.ref.numerics`) the
+calls of the ops the NPU runs as kernels round their operands and results to bf16.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from dataclasses import dataclass, field
 
 import jinja2
 
+from aielower.backends.ref.numerics import (
+    AIE_KERNEL_OPS,
+    VALUE_PRESERVING_OPS,
+    bf16_weight_names,
+    check_numerics,
+    is_float,
+)
 from aielower.errors import CompileError
 from aielower.ir import Function, Module, Sym, Value, Weight
 from aielower.ir.types import DTYPES
@@ -118,11 +126,21 @@ def py_literal(value) -> str:
 
 
 @dataclass
+class Arg:
+    """One argument of a kernel call: a variable, ``W['name']``, a list of them or ``name=literal``."""
+
+    value: str
+    copy: bool = False  # pass a copy: the kernel writes into it
+    bf16: bool = False  # pass it rounded to bf16 (numerics="aie")
+
+
+@dataclass
 class Line:
     results: list[str]
     kernel: str
-    args: list[str]
+    args: list[Arg]
     dead: list[str] = field(default_factory=list)
+    rounded: list[str] = field(default_factory=list)  # results rounded to bf16 after the call
 
 
 @dataclass
@@ -156,8 +174,14 @@ class _Names:
         return self.names[id(v)]
 
 
-def _function_code(fn: Function) -> FunctionCode:
+def _function_code(fn: Function, numerics: str, bf16_weights: set[str]) -> FunctionCode:
     names = _Names()
+    aie = numerics == "aie"
+    exact: set[int] = set()  # values already bf16 (aie numerics): rounded kernel results and copies of them
+
+    def is_bf16(v: Value) -> bool:
+        return v.name in bf16_weights if isinstance(v, Weight) else id(v) in exact
+
     args = [names.define(a, a.name_hint if _usable_arg_name(a.name_hint) else f"arg_{i}") for i, a in enumerate(fn.args)]
     symbols, seen = [], set()
     for a, var in zip(fn.args, args):
@@ -180,29 +204,43 @@ def _function_code(fn: Function) -> FunctionCode:
             results.append(names.define(r, f"v{counter}"))
             counter += 1
         writes = IN_PLACE_OPERANDS.get(op.name, ())
+        # AIE numerics: a kernel reads and writes bf16 memory, so operands not known to be bf16
+        # are rounded. The KV caches are not (that would copy the whole cache per layer): they
+        # start at zero and only ever receive bf16 values.
+        kernel = aie and op.name in AIE_KERNEL_OPS
         call_args = []
         for f in op.operand_fields:
             group = op._groups[f.name]
             if not group:
                 continue
             if f.variadic:
-                call_args.append("[" + ", ".join(names(v) for v in group) + "]")
+                call_args.append(Arg("[" + ", ".join(names(v) for v in group) + "]"))
                 continue
             v = group[0]
             copy = f.name in writes and not in_place.safe(op, i, v)
-            call_args.append(f"np.copy({names(v)})" if copy else names(v))
-        call_args += [f"{f.name}={py_literal(op.attributes[f.name])}" for f in op.attr_fields]
+            to_bf16 = kernel and f.name not in writes and is_float(v) and not is_bf16(v)
+            call_args.append(Arg(names(v), copy=copy, bf16=to_bf16))
+        call_args += [Arg(f"{f.name}={py_literal(op.attributes[f.name])}") for f in op.attr_fields]
         dead = sorted(
             {names(v) for v in op.operands if not isinstance(v, Weight) and last_use.get(id(v)) == i and id(v) not in returned}
         )
         dead += [names(r) for r in op.results if id(r) not in last_use and id(r) not in returned]
-        body.append(Line(results, kernel_name(op.name), call_args, dead))
+        rounded = [names(r) for k, r in enumerate(op.results)
+                   if kernel and k not in aliased_results(op) and is_float(r) and names(r) not in dead]
+        if kernel or (aie and op.name in VALUE_PRESERVING_OPS and all(is_bf16(v) for v in op.operands if is_float(v))):
+            exact.update(id(r) for r in op.results)
+        body.append(Line(results, kernel_name(op.name), call_args, dead, rounded))
     signature = f"@{fn.name}({', '.join(str(a.type) for a in fn.args)}) -> {', '.join(str(t) for t in fn.result_types)}"
     return FunctionCode(fn.name, signature, args, symbols, body, [names(v) for v in fn.results])
 
 
-def generate(module: Module) -> str:
-    """Python source of the module: ``def <function>(*args, W)`` per IR function."""
+def generate(module: Module, numerics: str = "fp32") -> str:
+    """Python source of the module: ``def <function>(*args, W)`` per IR function.
+
+    ``numerics`` is ``"fp32"`` or ``"aie"`` (see :mod:`aielower.backends.ref.numerics`);
+    an ``"aie"`` source expects the weights rounded as ``RefCompiledModel(numerics="aie")`` loads them.
+    """
+    check_numerics(numerics)
     available = supported_ops()
     used = {op.name for fn in module.functions.values() for op in fn.ops}
     missing = sorted(name for name in used if name not in available)
@@ -216,5 +254,8 @@ def generate(module: Module) -> str:
         module_name=module.name,
         dtypes={k: v for k, v in DTYPES.items() if v is not None},
         kernels=sorted(used),
-        functions=[_function_code(fn) for fn in module.functions.values()],
+        functions=[_function_code(fn, numerics, bf16_weight_names(module) if numerics == "aie" else set())
+                   for fn in module.functions.values()],
+        numerics=numerics,
+        aie_kernels=sorted(AIE_KERNEL_OPS),
     )

@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 
 from aielower.backends.ref.generation import GenerationStats, SamplingConfig, TokenSelector
-from aielower.errors import AielowerError, ModelError
+from aielower.backends.ref.numerics import bf16_weight_names, check_numerics
+from aielower.errors import AielowerError, CompileError, ModelError
 from aielower.ir import Module, QTensorType
+from aielower.quant.bf16 import round_to_bf16
 
 
 def load_source(source: str, filename: str) -> dict[str, Any]:
@@ -34,15 +36,24 @@ def as_input_ids(input_ids) -> np.ndarray:
 class RefCompiledModel:
     """A module compiled to NumPy. ``cm(input_ids)`` returns logits [batch, seq, vocab].
 
-    ``ir`` is the module after the pipeline; ``source`` the generated Python code.
+    ``ir`` is the module after the pipeline; ``source`` the generated Python code, made by
+    ``generate(module, numerics)`` with the same ``numerics`` (``"fp32"`` or ``"aie"``, see
+    :mod:`aielower.backends.ref.numerics`).
     """
 
     target = "ref"
 
-    def __init__(self, module: Module, source: str):
+    def __init__(self, module: Module, source: str, numerics: str = "fp32"):
         self.ir = module
         self.source = source
+        self.numerics = check_numerics(numerics)
         self._namespace = load_source(source, f"<aielower-ref {module.name}>")
+        generated_for = self._namespace.get("NUMERICS", "fp32")
+        if generated_for != numerics:
+            raise CompileError(
+                f"the source was generated with numerics={generated_for!r} but the model is built with "
+                f"numerics={numerics!r}; pass the same value to generate() and RefCompiledModel()"
+            )
         self._weights: dict[str, np.ndarray] | None = None
         tables = [op.table.type.shape[0] for fn in module.functions.values() for op in fn.ops if op.name == "nn.embedding"]
         self._vocab = tables[0] if tables else None
@@ -61,6 +72,9 @@ class RefCompiledModel:
             # Quantized weights are dequantized once here; kernels see [out, in] float32.
             self._weights = {n: w.data.dequantize() if isinstance(w.type, QTensorType) else w.data
                              for n, w in self.ir.weights.items()}
+            if self.numerics == "aie":  # what the NPU stores: bf16, and bf16((q - z) * s)
+                for n in bf16_weight_names(self.ir):
+                    self._weights[n] = round_to_bf16(self._weights[n])
         return self._weights
 
     def run(self, function: str, *args):
@@ -162,4 +176,5 @@ class RefCompiledModel:
         return [int(e) for e in (eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id])]
 
     def __repr__(self) -> str:
-        return f"<RefCompiledModel {self.ir.name}: {', '.join(self.ir.functions)}>"
+        numerics = ", aie numerics" if self.numerics == "aie" else ""
+        return f"<RefCompiledModel {self.ir.name}: {', '.join(self.ir.functions)}{numerics}>"

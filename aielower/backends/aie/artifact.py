@@ -1,0 +1,214 @@
+"""Code generation for the AIE backend, and the compiled artifact ``compile(target="aie")`` returns.
+
+``write_artifact`` turns a planned module into a directory::
+
+    kernels/<symbol>.cc      one AIE API kernel per family and constants (docs/aie-kernels.md)
+    design/<name>.mlir       one MLIR-AIE design per kernel, shape and bucket
+    weights/                 pre-tiled 4-bit weights (<name>.w4.bin, in DMA order), bf16 / fp32 tensors, index.json
+    module.ir                the planned IR (every plan printed as an ``aie.plan`` attribute)
+    manifest.json            model, device, pipeline, kernels, designs, buffers, the launch schedule per function
+    Makefile                 builds kernels (Peano) and designs (aiecc.py) with the mlir-aie toolchain
+    report.md, report.json   modelled latency and DDR traffic (see :mod:`aielower.backends.aie.report`)
+
+Everything is written in a fixed order with sorted keys and no timestamps, so compiling twice gives byte-identical
+files. On the meta device (no weights) everything but ``weights/`` is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aielower.backends.aie.binding import kernel_spec
+from aielower.backends.aie.buildfile import render_build_file
+from aielower.backends.aie.design import render_design
+from aielower.backends.aie.device import Device
+from aielower.backends.aie.kernels import KernelSpec
+from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of
+from aielower.backends.aie.report import write_report
+from aielower.backends.aie.weights import pretile_linear
+from aielower.backends.ref.numerics import bf16_weight_names
+from aielower.ir import Module, QTensorType, Weight, print_module
+from aielower.ir.printer import Namer
+from aielower.quant.bf16 import bf16_bits
+
+MANIFEST_FORMAT = "aielower-aie-manifest/1"
+
+
+@dataclass(frozen=True)
+class Design:
+    name: str
+    launch: LaunchPlan
+    plan: OpPlan
+    spec: KernelSpec
+
+    @property
+    def file(self) -> str:
+        return f"design/{self.name}.mlir"
+
+
+def design_name(launch: LaunchPlan, plan: OpPlan) -> str:
+    """Readable and unique: the role, the bucket and a digest of everything the design depends on."""
+    key = json.dumps([plan.kind, plan.shape, launch.to_attr()], sort_keys=True)
+    return f"{launch.role}_b{launch.bucket}_{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def collect(module: Module, device: Device) -> tuple[dict[str, KernelSpec], dict[str, Design]]:
+    """Every kernel and every design the module's plans need, each once, in a deterministic order."""
+    kernels: dict[str, KernelSpec] = {}
+    designs: dict[str, Design] = {}
+    for fn in module.functions.values():
+        for op in fn.ops:
+            plan = plan_of(op)
+            if plan is None:
+                continue
+            for launch in plan.launches:
+                spec = kernel_spec(launch, device)
+                kernels.setdefault(spec.symbol, spec)
+                name = design_name(launch, plan)
+                designs.setdefault(name, Design(name, launch, plan, spec))
+    return dict(sorted(kernels.items())), dict(sorted(designs.items()))
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def weight_files(module: Module) -> dict[str, dict]:
+    """What ``weights/`` holds for each weight: file, layout, and (for 4-bit linears) the tiling it was cut for."""
+    tilings: dict[str, dict] = {}
+    bias_of: dict[str, str | None] = {}
+    for fn in module.functions.values():
+        for op in fn.ops:
+            plan = plan_of(op)
+            if plan is not None and plan.kind == "linear":
+                tilings[op.weight.name] = plan.shape
+                bias_of[op.weight.name] = op.bias.name if isinstance(op.bias, Weight) else None
+    stored_bf16 = bf16_weight_names(module)
+    files = {}
+    for name, w in sorted(module.weights.items()):
+        if isinstance(w.type, QTensorType):
+            shape = tilings[name]
+            files[name] = {"file": f"{name}.w4.bin", "layout": "linear_w4 tiles (docs/aie-kernels.md)",
+                           "bias": bias_of[name], "bytes": shape["weight_bytes"],
+                           **{k: shape[k] for k in ("n", "k", "n_pad", "k_pad", "tn", "tk", "group")}}
+        else:
+            dtype = "bf16" if name in stored_bf16 else "f32"
+            files[name] = {"file": f"{name}.{dtype}.bin", "layout": f"{dtype} row-major",
+                           "shape": list(w.type.shape), "bytes": int(np.prod(w.type.shape)) * (2 if dtype == "bf16" else 4)}
+    return files
+
+
+def write_weights(module: Module, files: dict[str, dict], directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, entry in files.items():
+        w = module.weights[name]
+        if isinstance(w.type, QTensorType):
+            bias = module.weights[entry["bias"]].data if entry["bias"] else None
+            data = pretile_linear(w.data, bias, entry["n_pad"], entry["k_pad"], entry["tn"], entry["tk"])
+        elif entry["file"].endswith(".bf16.bin"):
+            data = bf16_bits(np.asarray(w.data, np.float32)).astype("<u2")
+        else:
+            data = np.asarray(w.data, "<f4")
+        data.tofile(directory / entry["file"])
+    (directory / "index.json").write_text(json.dumps(files, indent=1, sort_keys=True) + "\n")
+
+
+def read_weights(directory: Path, module: Module) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(pre-tiled blobs of the 4-bit linears, float32 arrays of the other weights) from ``weights/``."""
+    from aielower.quant.bf16 import from_bf16_bits
+
+    files = json.loads((directory / "index.json").read_text())
+    blobs, arrays = {}, {}
+    for name, entry in files.items():
+        path = directory / entry["file"]
+        if entry["file"].endswith(".w4.bin"):
+            blobs[name] = np.fromfile(path, np.uint8)
+        elif entry["file"].endswith(".bf16.bin"):
+            arrays[name] = from_bf16_bits(np.fromfile(path, "<u2")).reshape(entry["shape"])
+        else:
+            arrays[name] = np.fromfile(path, "<f4").reshape(entry["shape"])
+    return blobs, arrays
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def schedule(module: Module) -> dict[str, list[dict]]:
+    """Per function, one step per op in order: where it runs and, for NPU ops, the designs per bucket."""
+    out = {}
+    for fn in module.functions.values():
+        name = Namer(fn)
+        steps = []
+        for index, op in enumerate(fn.ops):
+            plan = plan_of(op)
+            step = {"step": index, "op": op.name, "operands": [name(v) for v in op.operands],
+                    "results": [name(r) for r in op.results]}
+            if plan is None:
+                step["on"] = "host"
+            else:
+                step["on"] = "npu"
+                step["kind"] = plan.kind
+                launches: dict[str, list[str]] = {}
+                for launch in plan.launches:
+                    launches.setdefault(str(launch.bucket), []).append(design_name(launch, plan))
+                step["designs"] = launches
+            steps.append(step)
+        out[fn.name] = steps
+    return out
+
+
+def manifest(module: Module, device: Device, pipeline: str, kernels: dict[str, KernelSpec],
+             designs: dict[str, Design], files: dict[str, dict]) -> dict:
+    return {
+        "format": MANIFEST_FORMAT,
+        "model": module.name,
+        "device": {"name": device.name, "arch": device.arch, "product": device.product,
+                   "columns": device.columns, "core_rows": device.core_rows},
+        "pipeline": pipeline,
+        "numerics": "bf16 tensors, fp32 accumulation, 4-bit weights dequantized to bf16 (docs/aie-kernels.md)",
+        "kernels": [{"symbol": s.symbol, "file": f"kernels/{s.filename}", "family": s.family,
+                     "params": s.p, "functions": list(s.functions)} for s in kernels.values()],
+        "designs": [{"name": d.name, "file": d.file, "kernel": d.spec.symbol, "role": d.launch.role,
+                     "bucket": d.launch.bucket, "cores": [d.launch.columns, d.launch.rows],
+                     "l1_bytes": d.launch.l1_bytes(), "l2_bytes": d.launch.l2_bytes()} for d in designs.values()],
+        "buffers": {
+            "weights": files,
+            "functions": {fn.name: {"arguments": [str(a.type) for a in fn.args],
+                                    "results": [str(t) for t in fn.result_types]}
+                          for fn in module.functions.values()},
+        },
+        "schedule": schedule(module),
+    }
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline: str, report: dict) -> dict:
+    """Write the whole output directory; returns the manifest."""
+    out = Path(out_dir)
+    kernels, designs = collect(module, device)
+    for spec in kernels.values():
+        _write(out / "kernels" / spec.filename, spec.render())
+    for d in designs.values():
+        _write(out / d.file, render_design(d.launch, d.plan, device, d.spec, d.name))
+    _write(out / "Makefile", render_build_file(list(kernels.values()), [(d.name, d.spec.symbol) for d in designs.values()],
+                                               device))
+    files = weight_files(module)
+    if all(w.data is not None for w in module.weights.values()):
+        write_weights(module, files, out / "weights")
+    _write(out / "module.ir", print_module(module))
+    data = manifest(module, device, pipeline, kernels, designs, files)
+    _write(out / "manifest.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
+    write_report(report, out)
+    return data
+
+
+__all__ = ["Design", "MANIFEST_FORMAT", "collect", "design_name", "manifest", "read_weights", "weight_files",
+           "write_artifact", "write_weights"]

@@ -1,0 +1,341 @@
+"""The host emulator: runs a planned module on the CPU the way the NPU would, launch by launch and tile by tile.
+
+Ops with an ``aie.plan`` run as launches: the schedule (:mod:`aielower.backends.aie.schedule`) says, for every core,
+which kernel function to call on which tiles; the emulator gathers every input tile from the launch's DDR tensors
+with its DMA access pattern, calls the generated kernel (compiled with g++ against our host AIE API), and scatters
+the output tiles back with theirs. Linear weights come from the pre-tiled files in ``weights/``, read in the order
+the DMA reads them. Ops without a plan run on the host with the reference backend's NumPy kernels.
+
+What the emulator does that the NPU build would do differently: DDR tensors live at their logical sizes on the host
+and are padded with zeros at each launch (on the NPU they would be allocated padded); the batch is a host loop
+around the attention launches; layout ops (split, reshape, transpose) are host copies (on the NPU they would fold
+into the next launch's access patterns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from aielower.backends.aie import schedule as sched
+from aielower.backends.aie.binding import kernel_spec
+from aielower.backends.aie.device import Device
+from aielower.backends.aie.kernels import KernelLibrary
+from aielower.backends.aie.plan import AccessPattern, LaunchPlan, OpPlan, plan_of
+from aielower.backends.aie.planner import roundup
+from aielower.errors import AielowerError, CompileError
+from aielower.ir import Module, Sym, Weight
+from aielower.quant.bf16 import bf16_bits, from_bf16_bits
+
+
+def to_bf16(x: np.ndarray) -> np.ndarray:
+    return bf16_bits(np.asarray(x, dtype=np.float32))
+
+
+def from_bf16(bits: np.ndarray) -> np.ndarray:
+    return from_bf16_bits(bits)
+
+
+def strided_view(flat: np.ndarray, ap: AccessPattern, tensor: str) -> np.ndarray:
+    """The elements ``ap`` addresses in the 1-D array ``flat``, as a view shaped like ``ap.sizes``."""
+    last = ap.offset + sum((size - 1) * stride for size, stride in zip(ap.sizes, ap.strides))
+    if last >= flat.size:
+        raise AielowerError(f"access pattern offset={ap.offset} sizes={list(ap.sizes)} strides={list(ap.strides)} "
+                            f"reads element {last} of tensor '{tensor}', which has {flat.size}")
+    item = flat.itemsize
+    return np.lib.stride_tricks.as_strided(flat[ap.offset :], shape=ap.sizes, strides=[s * item for s in ap.strides])
+
+
+class LaunchRunner:
+    """Runs the core programs of one launch over named flat DDR tensors."""
+
+    def __init__(self, library: KernelLibrary, device: Device):
+        self.library, self.device = library, device
+        self.calls = 0
+
+    def run(self, launch: LaunchPlan, programs: list[sched.CoreProgram], tensors: dict[str, np.ndarray]) -> None:
+        spec = kernel_spec(launch, self.device)
+        ins = [s for s in launch.streams if s.direction == "in"]
+        outs = [s for s in launch.streams if s.direction == "out"]
+        acc_floats = sum(b.bytes for b in launch.buffers if b.tier == "L1" and b.name in ("acc", "state")) // 4
+        functions: dict[str, Callable] = {}
+        for program in programs:
+            acc = np.zeros(max(acc_floats, 1), np.float32)  # the core's accumulator / attention state
+            for call in program.calls:
+                name = spec.symbol + (f"_{call.function}" if call.function else "")
+                if name not in functions:
+                    functions[name] = self.library.function(name)
+                function = functions[name]
+                args, writes = [], []
+                n_in = n_out = 0
+                for arg, declared in zip(call.args, function.args):
+                    if isinstance(arg, sched.In):
+                        args.append(self._gather(arg, ins[n_in], tensors))
+                        n_in += 1
+                    elif isinstance(arg, sched.Out):
+                        buf = self._out_buffer(outs[n_out], tensors[arg.tiles[0].tensor].dtype)
+                        args.append(buf)
+                        writes.append((arg, buf))
+                        n_out += 1
+                    elif isinstance(arg, sched.Acc):
+                        args.append(acc[arg.offset : arg.offset + declared.size])
+                    else:
+                        args.append(int(arg))
+                function(*args)
+                self.calls += 1
+                for out, buf in writes:
+                    self._scatter(out, buf, tensors)
+
+    @staticmethod
+    def _gather(arg: sched.In, stream, tensors) -> np.ndarray:
+        dtype = tensors[arg.tiles[0].tensor].dtype
+        part = stream.tile_bytes // dtype.itemsize // len(arg.tiles)
+        buf = np.zeros(part * len(arg.tiles), dtype)
+        for i, ref in enumerate(arg.tiles):
+            data = strided_view(tensors[ref.tensor], ref.ap, ref.tensor).reshape(-1)
+            if data.size > part:
+                raise AielowerError(f"a tile of stream '{stream.name}' reads {data.size} elements into {part}")
+            buf[i * part : i * part + data.size] = data
+        return buf
+
+    @staticmethod
+    def _out_buffer(stream, dtype) -> np.ndarray:
+        return np.zeros(stream.tile_bytes // dtype.itemsize, dtype)
+
+    @staticmethod
+    def _scatter(arg: sched.Out, buf: np.ndarray, tensors) -> None:
+        part = buf.size // len(arg.tiles)
+        for i, ref in enumerate(arg.tiles):
+            view = strided_view(tensors[ref.tensor], ref.ap, ref.tensor)
+            view[...] = buf[i * part : i * part + ref.ap.elements].reshape(ref.ap.sizes)
+
+
+def _pad2(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    out = np.zeros((rows, cols), x.dtype)
+    out[: x.shape[0], : x.shape[1]] = x
+    return out
+
+
+class Emulator:
+    """Runs the functions of a planned module: NPU launches through the kernel library, the rest on the host.
+
+    ``blobs`` maps each quantized weight's name to its pre-tiled bytes (as read from ``weights/``);
+    ``host_kernels`` are the reference backend's NumPy kernels by op name; ``host_weights`` the arrays host ops
+    read (bf16-rounded where the NPU build stores bf16).
+    """
+
+    def __init__(self, module: Module, device: Device, library: KernelLibrary, blobs: dict[str, np.ndarray],
+                 host_kernels: dict[str, Callable], host_weights: dict[str, np.ndarray]):
+        self.module, self.device = module, device
+        self.runner = LaunchRunner(library, device)
+        self.blobs, self.host_kernels, self.host_weights = blobs, host_kernels, host_weights
+        self.launches = 0
+
+    # -- functions ----------------------------------------------------------------------------------------
+
+    def run(self, function: str, *args: np.ndarray) -> list[np.ndarray]:
+        fn = self.module.functions.get(function)
+        if fn is None:
+            raise AielowerError(f"the module has no function @{function}; it has {', '.join(self.module.functions)}")
+        if len(args) != len(fn.args):
+            raise AielowerError(f"@{function} takes {len(fn.args)} arguments, got {len(args)}")
+        env: dict[int, np.ndarray] = {}
+        symbols: dict[str, int] = {}
+        for a, value in zip(fn.args, args):
+            env[id(a)] = value
+            for dim, size in zip(a.type.shape, np.shape(value)):
+                if isinstance(dim, Sym):
+                    symbols[dim.name] = int(size)
+
+        def value_of(v):
+            return self.host_weights.get(v.name) if isinstance(v, Weight) else env[id(v)]
+
+        for op in fn.ops:
+            plan = plan_of(op)
+            if plan is None:
+                results = self._host(op, [_field_value(op, f, value_of) for f in op.operand_fields
+                                          if f.variadic or op._groups[f.name]], symbols)
+            else:
+                results = self._npu(op, plan, [value_of(v) for v in op.operands])
+            results = results if isinstance(results, (tuple, list)) else (results,)
+            for r, value in zip(op.results, results):
+                env[id(r)] = value
+        return [env[id(v)] if not isinstance(v, Weight) else self.host_weights[v.name] for v in fn.results]
+
+    def _host(self, op, operands, symbols):
+        kernel = self.host_kernels.get(op.name)
+        if kernel is None:
+            raise CompileError(f"the host emulator has no host kernel for {op.name}")
+        attrs = {}
+        for f in op.attr_fields:
+            value = op.attributes[f.name]
+            attrs[f.name] = _concrete(value, symbols)
+        return kernel(*operands, **attrs)
+
+    # -- NPU ops ----------------------------------------------------------------------------------------------
+
+    def _npu(self, op, plan: OpPlan, operands):
+        self.launches += 1
+        if plan.kind == "linear":
+            return self._linear(op, plan, *operands)
+        if plan.kind in ("rms_norm", "add_rms_norm"):
+            return self._norm(plan, *operands)
+        if plan.kind == "silu_mul":
+            return self._silu_mul(plan, *operands)
+        if plan.kind == "attention":
+            return self._attention(op, plan, *operands)
+        raise CompileError(f"the host emulator cannot run plans of kind {plan.kind!r}")
+
+    def _launch(self, plan: OpPlan, bucket: int, role: str | None = None) -> LaunchPlan:
+        for launch in plan.launches_for(bucket):
+            if role is None or launch.role == role:
+                return launch
+        raise CompileError(f"no {role or plan.kind} launch planned for bucket {bucket}")
+
+    def _linear(self, op, plan: OpPlan, x, weight=None, bias=None):
+        s = plan.shape
+        n, k, n_pad, k_pad = s["n"], s["k"], s["n_pad"], s["k_pad"]
+        blob = self.blobs[op.weight.name]
+        lead = x.shape[:-1]
+        rows = to_bf16(x.reshape(-1, k))
+        out = np.empty((rows.shape[0], n), np.float32)
+        largest = plan.buckets[-1]
+        for m0 in range(0, rows.shape[0], largest):
+            chunk = rows[m0 : m0 + largest]
+            bucket = plan.bucket_for(chunk.shape[0])
+            launch = self._launch(plan, bucket)
+            if launch.role == "gemv":
+                tensors = {"x": _pad2(chunk, 1, k_pad).reshape(-1), "w": blob, "y": np.zeros(n_pad, np.uint16)}
+                self.runner.run(launch, sched.gemv(launch, n_pad, k_pad, s["tile_bytes"]), tensors)
+                result = tensors["y"].reshape(1, n_pad)
+            else:
+                tensors = {"a": _pad2(chunk, bucket, k_pad).reshape(-1), "w": blob,
+                           "c": np.zeros(bucket * n_pad, np.uint16)}
+                self.runner.run(launch, sched.gemm(launch, bucket, n_pad, k_pad, s["tile_bytes"]), tensors)
+                result = tensors["c"].reshape(bucket, n_pad)
+            out[m0 : m0 + chunk.shape[0]] = from_bf16(result[: chunk.shape[0], :n])
+        return out.reshape(*lead, n)
+
+    def _rows_launch(self, plan: OpPlan, m: int) -> tuple[LaunchPlan, int]:
+        bucket = plan.bucket_for(m)
+        if m > bucket:
+            raise AielowerError(f"{m} rows exceed the largest planned bucket {bucket}")
+        return self._launch(plan, bucket), bucket
+
+    def _norm(self, plan: OpPlan, *operands):
+        add = plan.kind == "add_rms_norm"
+        x, weight = (operands[0], operands[2]) if add else operands
+        d, d_pad = plan.shape["d"], plan.shape["d_pad"]
+        lead = x.shape[:-1]
+        m = int(np.prod(lead))
+        launch, bucket = self._rows_launch(plan, m)
+        m_pad = roundup(bucket, launch.params["tr"])
+        tensors = {"w": _pad2(to_bf16(weight).reshape(1, d), 1, d_pad).reshape(-1),
+                   "y": np.zeros(m_pad * d_pad, np.uint16)}
+        names = ("a", "b") if add else ("x",)
+        for name, value in zip(names, operands[:2] if add else operands[:1]):
+            tensors[name] = _pad2(to_bf16(value.reshape(m, d)), m_pad, d_pad).reshape(-1)
+        if add:
+            tensors["sum"] = np.zeros(m_pad * d_pad, np.uint16)
+        self.runner.run(launch, sched.rms_norm(launch, m_pad), tensors)
+
+        def crop(name):
+            return from_bf16(tensors[name].reshape(m_pad, d_pad)[:m, :d]).reshape(*lead, d)
+
+        return (crop("sum"), crop("y")) if add else crop("y")
+
+    def _silu_mul(self, plan: OpPlan, x):
+        i, i_pad = plan.shape["i"], plan.shape["i_pad"]
+        lead = x.shape[:-1]
+        m = int(np.prod(lead))
+        launch, _ = self._rows_launch(plan, m)
+        flat = to_bf16(x.reshape(m, 2 * i))
+        gu = np.zeros((m, 2 * i_pad), np.uint16)
+        gu[:, :i], gu[:, i_pad : i_pad + i] = flat[:, :i], flat[:, i:]
+        tensors = {"gu": gu.reshape(-1), "y": np.zeros(m * i_pad, np.uint16)}
+        self.runner.run(launch, sched.silu_mul(launch, m, i_pad), tensors)
+        return from_bf16(tensors["y"].reshape(m, i_pad)[:, :i]).reshape(*lead, i)
+
+    def _attention(self, op, plan: OpPlan, q, k, v, cos, sin, k_cache=None, v_cache=None, position=None):
+        b, heads, s, d = q.shape
+        kv_heads, gq, d_pad = plan.shape["kv_heads"], plan.shape["gq"], plan.shape["d_pad"]
+        bucket = plan.bucket_for(s)
+        if s > bucket:
+            raise AielowerError(f"{s} query tokens exceed the largest planned attention bucket {bucket}")
+        half = d // 2
+        cos2, sin2 = np.asarray(cos).reshape(s, d), np.asarray(sin).reshape(s, d)
+        if not (np.array_equal(cos2[:, :half], cos2[:, half:]) and np.array_equal(sin2[:, :half], sin2[:, half:])):
+            raise CompileError(f"{op.name}: the rotary tables are not in rotate-half form (cos/sin halves differ)")
+        cs = to_bf16(np.concatenate([cos2[:, :half], sin2[:, :half]], axis=1))
+        rope_q, rope_k = self._launch(plan, bucket, "rope_q"), self._launch(plan, bucket, "rope_k")
+        attn = self._launch(plan, bucket, "attention")
+        tq, tkv = attn.params["tq"], attn.params["tkv"]
+        cached = k_cache is not None
+        pos = int(np.asarray(position).reshape(-1)[0]) if cached else 0
+        out = np.empty((b, heads, s, d), np.float32)
+        new_k = np.array(k_cache, copy=True) if cached else None
+        new_v = np.array(v_cache, copy=True) if cached else None
+        for bi in range(b):
+            q_rot = self._rope(rope_q, to_bf16(q[bi]), cs, s)
+            if cached:
+                cache_len = k_cache.shape[2]
+                if pos + s > cache_len:
+                    raise AielowerError(f"positions {pos}..{pos + s - 1} do not fit the KV cache of {cache_len}")
+                k_bits = to_bf16(new_k[bi])  # the cache holds bf16 values
+                self._rope(rope_k, to_bf16(k[bi]), cs, s, into=k_bits, start=pos)
+                new_k[bi] = from_bf16(k_bits)
+                new_v[bi][:, pos : pos + s] = from_bf16(to_bf16(v[bi]))  # the host copies v into the cache
+                keys, values, kv_rows, kv_valid = k_bits, to_bf16(new_v[bi]), cache_len, pos + s
+            else:
+                keys = self._rope(rope_k, to_bf16(k[bi]), cs, s)
+                values = to_bf16(v[bi])
+                kv_rows, kv_valid = roundup(s, tkv), s
+            s_pad = roundup(s, tq)
+            tensors = {
+                "q": _pad3(q_rot[:, :s], heads, s_pad, d_pad),
+                "k": _pad3(keys[:, :kv_rows], kv_heads, kv_rows, d_pad),
+                "v": _pad3(values[:, :kv_rows], kv_heads, kv_rows, d_pad),
+                "out": np.zeros(heads * s_pad * d_pad, np.uint16),
+            }
+            programs = sched.attention(attn, kv_heads, s, s_pad, kv_rows, kv_valid, pos, op.causal)
+            self.runner.run(attn, programs, tensors)
+            out[bi] = from_bf16(tensors["out"].reshape(heads, s_pad, d_pad)[:, :s, :d])
+        return (out, new_k, new_v) if cached else out
+
+    def _rope(self, launch: LaunchPlan, x_bits: np.ndarray, cs: np.ndarray, s: int, into=None, start: int = 0):
+        """Rotate ``x_bits`` [heads, s, d]; into a new [heads, s_pad, d] array, or into the cache ``into`` at
+        rows ``start ...``."""
+        heads, _, d = x_bits.shape
+        s_pad = roundup(s, launch.params["tr"])
+        tensors = {"x": _pad3(x_bits, heads, s_pad, d), "cs": _pad2(cs, s_pad, d).reshape(-1)}
+        if into is None:
+            tensors["y"] = np.zeros(heads * s_pad * d, np.uint16)
+            self.runner.run(launch, sched.rope(launch, heads, s, s_pad), tensors)
+            return tensors["y"].reshape(heads, s_pad, d)
+        flat = into.reshape(-1)  # a view: the launch writes the cache in place
+        tensors["y"] = flat
+        self.runner.run(launch, sched.rope(launch, heads, s, s_pad, out_rows=into.shape[1], out_start=start), tensors)
+        return into
+
+
+def _pad3(x: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
+    out = np.zeros((a, b, c), x.dtype)
+    out[: x.shape[0], : x.shape[1], : x.shape[2]] = x
+    return out.reshape(-1)
+
+
+def _field_value(op, field, value_of):
+    group = op._groups[field.name]
+    return [value_of(v) for v in group] if field.variadic else value_of(group[0])
+
+
+def _concrete(value, symbols: dict[str, int]):
+    if isinstance(value, Sym):
+        return symbols[value.name]
+    if isinstance(value, tuple):
+        return tuple(_concrete(v, symbols) for v in value)
+    return value
+
+
+__all__ = ["Emulator", "LaunchRunner", "strided_view"]

@@ -1,0 +1,234 @@
+"""The tiling plan of one op: what ``plan-aie-tiling`` decides and stores in the op's ``aie.plan`` attribute.
+
+An :class:`OpPlan` holds the op's padded shape and one :class:`LaunchPlan` per shape bucket: a launch is one run of one
+MLIR-AIE design (one kernel, one shape) on ``columns x rows`` cores. A launch lists its buffers (per core in L1, per
+memory tile in L2, with their double-buffering depth) and its streams (DDR <-> array data movement: which tensors,
+split over the core rows or broadcast to them), so the budgets can be checked from the plan alone
+(:mod:`aielower.backends.aie.budget`). The exact per-tile DMA access patterns follow from the plan by
+:mod:`aielower.backends.aie.schedule`; the plan records the first tile's patterns so the printed IR shows them.
+
+Plans are plain data on the way into and out of the IR (``to_attr`` / ``from_attr``), so printing and parsing the IR
+keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aielower.errors import IRError
+
+PLAN_ATTR = "aie.plan"
+PREFILL_BUCKETS = (128, 256, 512, 1024, 2048)
+DECODE_BUCKETS = (1,) + PREFILL_BUCKETS
+
+
+@dataclass(frozen=True)
+class AccessPattern:
+    """One DMA transfer, as ``aiex.npu_dma_memcpy_nd`` describes it: element ``offset`` into a tensor, then up to four
+    ``sizes`` (outermost first) with their ``strides`` (in elements). Reading it in row-major order of the index
+    gives the elements in stream order."""
+
+    offset: int
+    sizes: tuple[int, ...]
+    strides: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.sizes) != len(self.strides) or not 1 <= len(self.sizes) <= 4:
+            raise IRError(f"an access pattern has 1 to 4 dims with one stride each, got {self.sizes} / {self.strides}")
+        if any(s <= 0 for s in self.sizes) or self.offset < 0 or any(s < 0 for s in self.strides):
+            raise IRError(f"bad access pattern offset={self.offset} sizes={self.sizes} strides={self.strides}")
+
+    @property
+    def elements(self) -> int:
+        n = 1
+        for s in self.sizes:
+            n *= s
+        return n
+
+    def to_attr(self) -> list:
+        return [self.offset, list(self.sizes), list(self.strides)]
+
+    @classmethod
+    def from_attr(cls, value) -> "AccessPattern":
+        offset, sizes, strides = value
+        return cls(offset, tuple(sizes), tuple(strides))
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A buffer in one core's data memory (``L1``) or in one memory tile (``L2``); ``depth`` 2 is double-buffered."""
+
+    name: str
+    tier: str
+    bytes: int
+    depth: int = 1
+
+    @property
+    def total(self) -> int:
+        return self.bytes * self.depth
+
+
+@dataclass(frozen=True)
+class Stream:
+    """DDR <-> array data movement of one operand or result, per column.
+
+    ``tensors`` names what one shim DMA channel walks (several names: buffer descriptors that alternate between
+    tensors, e.g. a residual and the value added to it, which the memory tile joins into one tile);
+    ``direction`` is ``in`` (DDR -> cores) or ``out``; ``to_cores`` is ``split`` (each core row gets its own tiles:
+    one memory-tile channel per row) or ``broadcast`` (one channel feeds every row); ``tile_bytes`` is one
+    element of the core's object FIFO; ``first`` holds the access pattern of core (0, 0)'s first tile, one per
+    tensor."""
+
+    name: str
+    direction: str
+    tensors: tuple[str, ...]
+    to_cores: str
+    tile_bytes: int
+    depth: int
+    first: tuple[AccessPattern, ...] = ()
+
+    def to_attr(self) -> dict:
+        return {
+            "name": self.name,
+            "direction": self.direction,
+            "tensors": list(self.tensors),
+            "to_cores": self.to_cores,
+            "tile_bytes": self.tile_bytes,
+            "depth": self.depth,
+            "first": [ap.to_attr() for ap in self.first],
+        }
+
+    @classmethod
+    def from_attr(cls, d: dict) -> "Stream":
+        return cls(
+            d["name"], d["direction"], tuple(d["tensors"]), d["to_cores"], d["tile_bytes"], d["depth"],
+            tuple(AccessPattern.from_attr(a) for a in d["first"]),
+        )
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """One design: ``kernel`` (a family of docs/aie-kernels.md) with ``params`` at one ``bucket`` on ``columns x
+    rows`` cores.
+
+    ``bucket`` is the padded row count M (linears, norms, silu_mul, rope) or query tokens (attention; 1 = a decode
+    step). Work figures are for one launch at the bucket size: ``macs`` useful multiply-accumulates, ``padded_macs``
+    what the cores execute (padding included), ``ddr_read`` / ``ddr_write`` bytes. Attention adds
+    ``ddr_read_per_kv`` / ``macs_per_kv`` per cached position (decode reads the whole valid cache)."""
+
+    bucket: int
+    kernel: str
+    params: dict
+    columns: int
+    rows: int
+    buffers: tuple[Buffer, ...]
+    streams: tuple[Stream, ...]
+    macs: int
+    padded_macs: int
+    ddr_read: int
+    ddr_write: int
+    ddr_read_per_kv: int = 0
+    macs_per_kv: int = 0
+    role: str = ""
+
+    @property
+    def cores(self) -> int:
+        return self.columns * self.rows
+
+    def l1_bytes(self) -> int:
+        return sum(b.total for b in self.buffers if b.tier == "L1")
+
+    def l2_bytes(self) -> int:
+        return sum(b.total for b in self.buffers if b.tier == "L2")
+
+    def to_attr(self) -> dict:
+        d = {
+            "bucket": self.bucket,
+            "role": self.role,
+            "kernel": self.kernel,
+            "params": dict(self.params),
+            "cores": [self.columns, self.rows],
+            "l1_bytes": self.l1_bytes(),
+            "l2_bytes": self.l2_bytes(),
+            "buffers": [[b.name, b.tier, b.bytes, b.depth] for b in self.buffers],
+            "streams": [s.to_attr() for s in self.streams],
+            "macs": self.macs,
+            "padded_macs": self.padded_macs,
+            "ddr_read": self.ddr_read,
+            "ddr_write": self.ddr_write,
+        }
+        if self.ddr_read_per_kv or self.macs_per_kv:
+            d["ddr_read_per_kv"] = self.ddr_read_per_kv
+            d["macs_per_kv"] = self.macs_per_kv
+        return d
+
+    @classmethod
+    def from_attr(cls, d: dict) -> "LaunchPlan":
+        columns, rows = d["cores"]
+        return cls(
+            bucket=d["bucket"], kernel=d["kernel"], params=dict(d["params"]), columns=columns, rows=rows,
+            buffers=tuple(Buffer(*b) for b in d["buffers"]),
+            streams=tuple(Stream.from_attr(s) for s in d["streams"]),
+            macs=d["macs"], padded_macs=d["padded_macs"], ddr_read=d["ddr_read"], ddr_write=d["ddr_write"],
+            ddr_read_per_kv=d.get("ddr_read_per_kv", 0), macs_per_kv=d.get("macs_per_kv", 0), role=d["role"],
+        )
+
+
+@dataclass(frozen=True)
+class OpPlan:
+    """Everything planned for one op: its kind (``linear``, ``rms_norm``, ``add_rms_norm``, ``silu_mul``,
+    ``attention``), the device, the op-level choices in ``shape`` (padded sizes, weight tiling) and its launches.
+    An attention op has three launches per bucket (rope of q, rope of k, attention), told apart by ``role``."""
+
+    kind: str
+    device: str
+    shape: dict
+    launches: tuple[LaunchPlan, ...] = field(default_factory=tuple)
+
+    def launches_for(self, bucket: int) -> tuple[LaunchPlan, ...]:
+        return tuple(launch for launch in self.launches if launch.bucket == bucket)
+
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        return tuple(sorted({launch.bucket for launch in self.launches}))
+
+    def bucket_for(self, m: int) -> int:
+        """The smallest planned bucket holding ``m`` rows (the largest when none does: the caller chunks)."""
+        for b in self.buckets:
+            if m <= b:
+                return b
+        return self.buckets[-1]
+
+    def to_attr(self) -> dict:
+        return {
+            "kind": self.kind,
+            "device": self.device,
+            "shape": dict(self.shape),
+            "launches": [launch.to_attr() for launch in self.launches],
+        }
+
+    @classmethod
+    def from_attr(cls, d: dict) -> "OpPlan":
+        try:
+            return cls(d["kind"], d["device"], dict(d["shape"]), tuple(LaunchPlan.from_attr(x) for x in d["launches"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise IRError(f"malformed {PLAN_ATTR} attribute: {type(e).__name__}: {e}") from None
+
+
+def plan_of(op) -> OpPlan | None:
+    """The plan stored on ``op`` by plan-aie-tiling, or None if the op runs on the host."""
+    value = op.attributes.get(PLAN_ATTR)
+    return None if value is None else OpPlan.from_attr(value)
+
+
+__all__ = [
+    "AccessPattern",
+    "Buffer",
+    "DECODE_BUCKETS",
+    "LaunchPlan",
+    "OpPlan",
+    "PLAN_ATTR",
+    "PREFILL_BUCKETS",
+    "Stream",
+    "plan_of",
+]

@@ -1,0 +1,79 @@
+"""plan-aie-tiling: choose how every compute op runs on the NPU and store it in the op's ``aie.plan`` attribute.
+
+Planned ops: ``quant.linear`` (GEMV for decode steps, GEMM for prompt buckets), ``fused.rms_norm``,
+``fused.add_rms_norm``, ``fused.silu_mul`` and ``fused.attention`` (rotary + flash attention). Everything else runs
+on the host (embedding lookup, rotary tables, layout changes); an unquantized ``nn.linear`` is left to the host too,
+and the AIE report lists it. An op that cannot be tiled is a CompileError naming the op and the budget it breaks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from aielower.backends.aie.device import get_device
+from aielower.backends.aie.plan import DECODE_BUCKETS, PLAN_ATTR, PREFILL_BUCKETS, OpPlan
+from aielower.backends.aie.planner import plan_attention, plan_linear, plan_norm, plan_silu_mul
+from aielower.errors import CompileError
+from aielower.ir import Module, Weight
+from aielower.ir.dialects import fused, quant
+from aielower.passes.base import ModulePass, Option, register_pass
+
+
+def op_label(fn, index: int, op) -> str:
+    weight = getattr(op, "weight", None)
+    named = f" @{weight.name}" if isinstance(weight, Weight) else ""
+    return f"@{fn.name} op #{index} ({op.name}{named})"
+
+
+@register_pass("plan-aie-tiling")
+class PlanAieTiling(ModulePass):
+    """Tile every compute op for an NPU: L1 / memory-tile buffers, core grid, padding, DMA access patterns."""
+
+    options = (Option("device", str, "npu2", "the NPU to plan for", choices=("npu1", "npu2")),)
+
+    def run(self, module: Module) -> None:
+        device = get_device(self.device)
+        cache: dict[tuple, OpPlan] = {}  # same shape, same plan (the 7B model has 32 identical layers)
+        for fn in module.functions.values():
+            buckets = DECODE_BUCKETS if fn.name == "decode" else PREFILL_BUCKETS
+            for index, op in enumerate(fn.ops):
+                key_plan = self.plan_key(op, buckets)
+                if key_plan is None:
+                    continue
+                key, make = key_plan
+                if key not in cache:
+                    cache[key] = make(op_label(fn, index, op), device)
+                plan = cache[key]
+                if plan.kind == "linear":  # planned for both functions' buckets: keep this function's
+                    plan = dataclasses.replace(plan, launches=tuple(x for x in plan.launches if x.bucket in buckets))
+                op.attributes[PLAN_ATTR] = plan.to_attr()
+        module.metadata["aie_device"] = device.name
+
+    @staticmethod
+    def plan_key(op, buckets):
+        """(a hashable description of what the plan depends on, a function that plans it), or None for host ops."""
+        if isinstance(op, quant.QLinear):
+            n, k = op.weight.type.shape
+            bias = op.bias is not None
+            if op.bits != 4:
+                def refuse(label, device):
+                    raise CompileError(f"cannot tile {label}: the AIE kernels take 4-bit weights, this one has "
+                                       f"{op.bits} bits; quantize with bits=4")
+                return ("refuse", id(op)), refuse
+            # One weight tiling for both functions (prefill and decode read the same pre-tiled weights): plan all
+            # buckets, keep each function's.
+            return ("linear", n, k, op.group, bias), (
+                lambda label, device: plan_linear(label, n, k, op.group, bias, DECODE_BUCKETS, device))
+        if isinstance(op, (fused.RMSNorm, fused.AddRMSNorm)):
+            d = op.x.type.shape[-1]
+            add = isinstance(op, fused.AddRMSNorm)
+            return ("norm", d, op.eps, add, buckets), (
+                lambda label, device: plan_norm(label, d, op.eps, add, buckets, device))
+        if isinstance(op, fused.SiluMul):
+            i = op.x.type.shape[-1] // 2
+            return ("silu_mul", i, buckets), (lambda label, device: plan_silu_mul(label, i, buckets, device))
+        if isinstance(op, fused.Attention):
+            cache_len = op.k_cache.type.shape[2] if op.k_cache is not None else None
+            args = (op.heads, op.kv_heads, op.head_dim, op.scale, op.causal, cache_len, buckets)
+            return ("attention",) + args, (lambda label, device: plan_attention(label, *args, device))
+        return None

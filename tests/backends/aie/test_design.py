@@ -1,0 +1,292 @@
+"""MLIR-AIE designs and the build file: FileCheck of rendered designs of a tiny planned model, the access-pattern
+compaction, DDR traffic against the schedule, determinism, and the Makefile."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aielower.backends.aie import schedule as sched
+from aielower.backends.aie.binding import kernel_spec
+from aielower.backends.aie.buildfile import render_build_file
+from aielower.backends.aie.design import (
+    DmaLimits,
+    _Builder,
+    _programs,
+    box,
+    canonical,
+    compact,
+    expand,
+    hardware_dims,
+    render_design,
+)
+from aielower.backends.aie.device import NPU1, NPU2
+from aielower.backends.aie.plan import AccessPattern
+from aielower.backends.aie.planner import plan_attention, plan_linear, plan_norm, plan_silu_mul
+from aielower.errors import CompileError
+
+# A tiny Qwen2-like model, planned op by op: (op plan, bucket, launch role or None, device).
+CASES = {
+    "gemv": lambda: (plan_linear("test", 512, 256, 32, True, (1, 128), NPU2), 1, None, NPU2),
+    "gemm": lambda: (plan_linear("test", 96, 64, 32, True, (1, 128), NPU2), 128, None, NPU2),
+    "add_rms_norm": lambda: (plan_norm("test", 64, 1e-6, True, (1, 128), NPU1), 128, None, NPU1),
+    "attention": lambda: (plan_attention("test", 4, 2, 16, 0.25, True, 256, (1, 128), NPU2), 1, "attention", NPU2),
+    "attention_prefill": lambda: (plan_attention("test", 4, 2, 16, 0.25, True, None, (128,), NPU2), 128, "attention",
+                                  NPU2),
+    "rope_k": lambda: (plan_attention("test", 4, 2, 16, 0.25, True, 256, (1,), NPU2), 1, "rope_k", NPU2),
+    "silu_mul": lambda: (plan_silu_mul("test", 176, (1,), NPU2), 1, None, NPU2),
+    "rms_norm": lambda: (plan_norm("test", 64, 1e-6, False, (1,), NPU1), 1, None, NPU1),
+}
+
+
+def case(name: str):
+    plan, bucket, role, device = CASES[name]()
+    launch = next(x for x in plan.launches_for(bucket) if role is None or x.role == role)
+    return launch, plan, device, kernel_spec(launch, device)
+
+
+def render(name: str) -> str:
+    launch, plan, device, spec = case(name)
+    return render_design(launch, plan, device, spec, name)
+
+
+# ------------------------------------------------------------------------------------------------ FileCheck
+
+CHECKS = sorted((Path(__file__).parent / "filecheck").glob("*.check"))
+
+
+@pytest.mark.parametrize("path", CHECKS, ids=[p.stem for p in CHECKS])
+def test_filecheck(path):
+    text = render(path.stem)
+    result = subprocess.run([sys.executable, "-m", "filecheck", str(path)], input=text, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr + "\n--- design ---\n" + text
+
+
+def test_every_family_renders_and_is_deterministic():
+    for name in CASES:
+        first, second = render(name), render(name)
+        assert first == second, name
+        assert first.startswith(f"// aielower design {name}: "), name
+        assert first.count("aie.core(") == case(name)[0].cores
+
+
+# ------------------------------------------------------------------------------------------------ compaction
+
+LIMITS = DmaLimits(element_bytes=2)
+
+
+def _offsets(aps) -> np.ndarray:
+    return np.concatenate([expand(ap) for ap in aps]) if aps else np.zeros(0, np.int64)
+
+
+def _random_tiles(rng: random.Random) -> list[AccessPattern]:
+    """Tiles of a random nested walk (with noise), as a schedule produces them."""
+    tile = rng.choice([(16,), (8, 16), (4, 2, 8), (2, 64)])
+    strides = {1: (1,), 2: (64, 1), 3: (256, 32, 1)}[len(tile)]
+    outer = [rng.randint(1, 5) for _ in range(rng.randint(1, 3))]
+    steps = [rng.choice([0, 16, 64, 512, 4096, 100000]) for _ in outer]
+    aps = []
+    for index in np.ndindex(*outer):
+        offset = 2 * sum(i * s for i, s in zip(index, steps))
+        if rng.random() < 0.1:
+            offset += 2 * rng.randint(1, 1000)  # an irregular tile
+        aps.append(AccessPattern(offset, tile, strides))
+    return aps
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_compaction_keeps_the_element_sequence(seed):
+    rng = random.Random(seed)
+    aps = _random_tiles(rng)
+    compacted = compact(aps, LIMITS)
+    assert len(compacted) <= len(aps)
+    assert np.array_equal(_offsets(compacted), _offsets(aps))
+    for ap in compacted:
+        assert hardware_dims(ap, LIMITS) is not None
+
+
+def test_compaction_folds_nested_structure_into_one_transfer():
+    # 4 rows interleaved tile by tile (a split stream's memory-tile element), 32 tiles each, contiguous per row.
+    tile, rows, n, row_stride = 1024, 4, 32, 32 * 1024
+    aps = [AccessPattern(r * row_stride + i * tile, (tile,), (1,)) for i in range(n) for r in range(rows)]
+    (one,) = compact(aps, DmaLimits(element_bytes=1))
+    assert one == AccessPattern(0, (n, rows, tile), (tile, row_stride, 1))
+    # The same activation vector read once per output tile: the repeat dimension (stride 0) holds it.
+    (rep,) = compact([AccessPattern(0, (256,), (1,))] * 8, LIMITS)
+    assert rep.sizes == (8, 256) and rep.strides == (0, 1)
+    assert hardware_dims(rep, LIMITS) == ((8, 1, 1, 256), (0, 0, 0, 1))
+
+
+def test_compaction_respects_the_shim_limits():
+    # 100 repeats exceed the 64 of d3; strides past 4 MiB cannot be walked; a row of 4096 bf16 is cut into rows.
+    assert len(compact([AccessPattern(0, (256,), (1,))] * 100, LIMITS)) == 2
+    far = [AccessPattern(i * (3 << 20), (64,), (1,)) for i in range(3)]
+    assert len(compact(far, LIMITS)) == 3
+    rows = [AccessPattern(r * 262144, (4096,), (1,)) for r in range(4)]
+    (linear,) = compact(rows, LIMITS)  # rows of 8 KiB: only as a linear transfer repeated by d3
+    assert hardware_dims(linear, LIMITS) == ((4, 1, 1, 4096), (262144, 0, 0, 1))
+    (cut,) = compact([AccessPattern(e * 4096, (4, 4096), (262144, 1)) for e in range(2)], LIMITS)
+    assert hardware_dims(cut, LIMITS) == ((2, 4, 4, 1024), (4096, 262144, 1024, 1))  # d0 wrap: 512 words
+    with pytest.raises(CompileError, match="cannot be walked"):
+        compact([AccessPattern(1, (8,), (1,))], LIMITS)  # 2-byte offset: not word aligned
+
+
+def test_canonical_and_box():
+    assert canonical(AccessPattern(5, (1, 4, 8), (99, 8, 1))) == AccessPattern(5, (32,), (1,))
+    # The GEMM's mmul-blocked activation tile is a 32 x 64 box of a row-major [., 256] matrix, reordered.
+    outer, order = box(AccessPattern(0, (8, 8, 4, 8), (4 * 256, 8, 256, 1)))
+    assert outer == AccessPattern(0, (32, 64), (256, 1))
+    assert order == AccessPattern(0, (8, 8, 4, 8), (256, 8, 64, 1))
+    assert box(AccessPattern(7, (2, 16), (100, 1)))[1] is None
+
+
+# ------------------------------------------------------------------------------------------------ traffic
+
+
+def _moved_by_schedule(name: str) -> dict[str, int]:
+    """Elements per stream the schedule moves between DDR and the array: a split stream every core's distinct
+    tiles; a broadcast stream, per column, one row's (the memory tile copies it to the others)."""
+    launch, plan, device, spec = case(name)
+    programs, _ = _programs(launch, plan)
+    ins = [s for s in launch.streams if s.direction == "in"]
+    outs = [s for s in launch.streams if s.direction == "out"]
+    moved = {s.name: 0 for s in launch.streams}
+    for p in programs:
+        for streams, kind in ((ins, sched.In), (outs, sched.Out)):
+            for slot, stream in enumerate(streams):
+                if stream.to_cores == "broadcast" and p.row != 0:
+                    continue
+                last, previous = None, None
+                for call in p.calls:
+                    if call.function == "init" and previous != "init":
+                        last = None  # a new work item: its first tile is a new transfer even if repeated
+                    previous = call.function
+                    args = [a for a in call.args if isinstance(a, kind)]
+                    if args and args[slot].tiles != last:
+                        moved[stream.name] += sum(t.ap.elements for t in args[slot].tiles)
+                        last = args[slot].tiles
+    return moved
+
+
+@pytest.mark.parametrize("name", ["gemv", "gemm", "add_rms_norm", "attention", "rms_norm"])
+def test_runtime_sequence_moves_what_the_schedule_moves(name):
+    launch, plan, device, spec = case(name)
+    builder = _Builder(launch, plan, device, spec, name)
+    by_stream = {s.plan.name: 0 for s in builder.streams}
+    for t in builder.transfers():
+        by_stream[builder.streams[t.stream].plan.name] += t.ap.elements
+    assert by_stream == _moved_by_schedule(name)
+    # and the rendered text carries exactly these transfers
+    text = render(name)
+    rendered = 0
+    for sizes in re.findall(r"dma_memcpy_nd\(%\w+\[[^\]]*\]\[([^\]]*)\]", text):
+        rendered += int(np.prod([int(x) for x in sizes.split(",")]))
+    assert rendered == sum(by_stream.values())
+
+
+def test_gemv_reads_every_weight_byte_once():
+    launch, plan, device, spec = case("gemv")
+    builder = _Builder(launch, plan, device, spec, "gemv")
+    w = sum(t.ap.elements for t in builder.transfers() if t.tensor == "w")
+    assert w == plan.shape["weight_bytes"]
+
+
+def test_a_row_short_of_work_repeats_another_rows_item():
+    # 11 silu_mul tiles on 3 columns x 4 rows: the last column's fourth row runs its first row's tile again.
+    text = render("silu_mul")
+    assert "// core (2, 5): 1 work item, of which 1 repeats another row's item" in text
+    core = text.split("// core (2, 5)")[1].split("aie.end")[0]
+    assert "@gu_c2_r3(Consume, 1)" in core and "func.call @silu_mul_t16_tr1(" in core
+
+
+def test_prefill_attention_drains_kv_tiles_past_the_causal_limit():
+    # Two query tiles of one KV head share the broadcast KV tiles; the first needs only the first of two.
+    text = render("attention_prefill")
+    core = text.split("// core (0, 2)")[1].split("aie.end")[0]
+    drain = re.search(r"scf.for %i1 = %c0 to %c1 step %c1 \{\n\s+%(\w+)_sub = aie.objectfifo.acquire "
+                      r"@kv_c0_cores\(Consume, 1\).*\n.*\n\s+aie.objectfifo.release @kv_c0_cores\(Consume, 1\)", core)
+    assert drain, core
+
+
+def test_rope_into_the_cache_says_the_host_patches_the_position():
+    text = render("rope_k")
+    assert "the host patches the offsets of the\n      // 'y' transfers per step (written here for position 255)" in text
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def test_broadcast_that_the_schedule_contradicts_is_an_error():
+    # Qwen1.5-7B-sized prefill attention: the plan broadcasts KV to a column whose rows the schedule gives
+    # different heads.
+    plan = plan_attention("test", 32, 32, 128, 0.088, True, None, (128,), NPU2)
+    launch = next(x for x in plan.launches if x.role == "attention")
+    with pytest.raises(CompileError, match="broadcast to the rows of column 0"):
+        render_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "attn")
+
+
+# ------------------------------------------------------------------------------------------------ build file
+
+
+def _build_inputs():
+    names = ["gemv", "add_rms_norm", "attention"]
+    kernels, designs = [], []
+    for name in names:
+        launch, plan, device, spec = case(name)
+        kernels.append(spec)
+        designs.append((name, spec.symbol))
+    return kernels, designs
+
+
+def test_build_file_names_every_kernel_and_design():
+    kernels, designs = _build_inputs()
+    text = render_build_file(kernels, designs, NPU2)
+    assert text == render_build_file(list(reversed(kernels)), list(reversed(designs)), NPU2)
+    for spec in kernels:
+        assert f"KERNELS += {spec.symbol}\n" in text
+    for name, symbol in designs:
+        assert f"DESIGNS += {name}\n" in text
+        assert f"$(BUILD)/{name}.xclbin: design/{name}.mlir $(BUILD)/{symbol}.o" in text
+        assert f"--xclbin-name={name}.xclbin --aie-generate-npu-insts --npu-insts-name={name}.insts.bin" in text
+    assert "--target=aie2p-none-unknown-elf" in text
+    assert "--target=aie2-none-unknown-elf" in render_build_file(kernels[:1], designs[:1], NPU1)
+    with pytest.raises(CompileError, match="not among the kernels"):
+        render_build_file(kernels[:1], designs, NPU2)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_makefile_fails_clearly_without_the_toolchain(tmp_path):
+    kernels, designs = _build_inputs()
+    (tmp_path / "Makefile").write_text(render_build_file(kernels, designs, NPU2))
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "design").mkdir()
+    for spec in kernels:
+        (tmp_path / "kernels" / spec.filename).write_text("")
+    for name, _ in designs:
+        (tmp_path / "design" / f"{name}.mlir").write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in ("PEANO_INSTALL_DIR", "MLIR_AIE_DIR")}
+
+    def make(*args):
+        return subprocess.run(["make", "-n", *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    missing = make()
+    assert missing.returncode != 0 and "PEANO_INSTALL_DIR is not set" in missing.stderr
+    missing = make("PEANO_INSTALL_DIR=/opt/peano")
+    assert missing.returncode != 0 and "MLIR_AIE_DIR is not set" in missing.stderr
+    assert make("clean").returncode == 0
+    dry = make("PEANO_INSTALL_DIR=/opt/peano", "MLIR_AIE_DIR=/opt/mlir-aie")
+    assert dry.returncode == 0, dry.stderr
+    for spec in kernels:
+        assert (f"/opt/peano/bin/clang++ -O2 -std=c++20 --target=aie2p-none-unknown-elf" in dry.stdout
+                and f"-I /opt/mlir-aie/include -c kernels/{spec.filename} -o build/{spec.symbol}.o" in dry.stdout)
+    for name, _ in designs:
+        assert f"cd build && /opt/mlir-aie/bin/aiecc.py" in dry.stdout and f"--xclbin-name={name}.xclbin" in dry.stdout
