@@ -94,7 +94,8 @@ def weight_files(module: Module) -> dict[str, dict]:
             shape = tilings[name]
             files[name] = {"file": f"{name}.w4.bin", "layout": "linear_w4 tiles (docs/aie-kernels.md)",
                            "bias": bias_of[name], "bytes": shape["weight_bytes"],
-                           **{k: shape[k] for k in ("n", "k", "n_pad", "k_pad", "tn", "tk", "group")}}
+                           **{k: shape[k] for k in ("n", "k", "n_pad", "k_pad", "tn", "tk", "group", "w_columns",
+                                                          "w_rows")}}
         else:
             dtype = "bf16" if name in stored_bf16 else "f32"
             files[name] = {"file": f"{name}.{dtype}.bin", "layout": f"{dtype} row-major",
@@ -108,7 +109,8 @@ def write_weights(module: Module, files: dict[str, dict], directory: Path) -> No
         w = module.weights[name]
         if isinstance(w.type, QTensorType):
             bias = module.weights[entry["bias"]].data if entry["bias"] else None
-            data = pretile_linear(w.data, bias, entry["n_pad"], entry["k_pad"], entry["tn"], entry["tk"])
+            data = pretile_linear(w.data, bias, entry["n_pad"], entry["k_pad"], entry["tn"], entry["tk"],
+                                  entry["w_columns"], entry["w_rows"])
         elif entry["file"].endswith(".bf16.bin"):
             data = bf16_bits(np.asarray(w.data, np.float32)).astype("<u2")
         else:

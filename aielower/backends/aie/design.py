@@ -26,6 +26,9 @@ values, and keeps the rows of a split stream in lockstep.
 
 Before rendering, every core body is executed symbolically (:func:`_trace`) and must feed each kernel call exactly
 the tiles, accumulator and scalars the schedule gives that call; a mismatch is a CompileError, not a silent design.
+Linears (millions of calls for a big GEMM) do all of this on arrays: the schedule gives their work as
+:class:`~aielower.backends.aie.schedule.LinearWork`, the body is traced loop by loop (:func:`_trace_arrays`), and
+the DMA compaction runs on offset arrays (:func:`compact_offsets`).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ _AIE_DEVICE = {"npu1": "npu1_4col", "npu2": "npu2"}
 _MEMREF_ELEMENT = {"bf16": "bf16", "f32": "f32", "u8": "i8"}
 _ELEMENT_BYTES = {"bf16": 2, "f32": 4, "i8": 1}
 _ACCUMULATING = ("linear_w4_gemv", "linear_w4_gemm", "attention")  # init / step / store kernels
+_LINEAR = ("linear_w4_gemv", "linear_w4_gemm")  # scheduled as arrays (sched.LinearWork), checked on arrays
 FOREVER = 4294967295  # the core loops over launches; one iteration per run of the runtime sequence
 
 
@@ -111,9 +115,16 @@ def hardware_dims(ap: AccessPattern, limits: DmaLimits) -> tuple[tuple[int, ...]
     descriptor cannot walk it. A pattern of fewer than four dims is right-aligned, or has its outermost dim moved to
     d3 (the repeat dimension, the only one that may have stride 0); an innermost run longer than the d0 wrap is
     cut into equal rows when a dim is free."""
-    if ap.strides[-1] != 1 or (ap.offset * limits.element_bytes) % limits.word_bytes:
+    if (ap.offset * limits.element_bytes) % limits.word_bytes:
         return None
-    for sizes, strides in _cut_innermost(list(ap.sizes), list(ap.strides), limits):
+    return _hardware_dims(tuple(ap.sizes), tuple(ap.strides), limits)
+
+
+@lru_cache(maxsize=65536)
+def _hardware_dims(sizes: tuple[int, ...], strides: tuple[int, ...], limits: DmaLimits):
+    if strides[-1] != 1:
+        return None
+    for sizes, strides in _cut_innermost(list(sizes), list(strides), limits):
         n = len(sizes)
         if n > 4:
             continue
@@ -161,41 +172,130 @@ def compact(aps: list[AccessPattern], limits: DmaLimits) -> list[AccessPattern]:
     """Fewer access patterns covering exactly the element sequence of ``aps`` (in order), each one a single shim
     transfer under ``limits``: runs of equal-shaped patterns at a constant offset step become one pattern with an
     extra outer dim, repeatedly, so that nested regular structure (tiles of rows of blocks) folds up to four dims."""
-    current = [canonical(ap) for ap in aps]
-    for ap in current:
-        if hardware_dims(ap, limits) is None:
-            raise CompileError(f"access pattern offset={ap.offset} sizes={list(ap.sizes)} strides={list(ap.strides)} "
-                               "cannot be walked by one shim DMA buffer descriptor (at most 4 dims, innermost stride "
-                               "1, 4-byte words, wraps < 1024, repeat <= 64, strides < 4 MiB)")
-    while True:
-        folded = _fold(current, limits)
-        if len(folded) == len(current):
-            return folded
-        current = folded
-
-
-def _fold(aps: list[AccessPattern], limits: DmaLimits) -> list[AccessPattern]:
     out: list[AccessPattern] = []
-    first, n, step, merged = None, 0, 0, None
-
-    def flush():
-        if first is not None:
-            out.append(merged)
-
-    for ap in aps:
-        if first is not None and ap.sizes == first.sizes and ap.strides == first.strides:
-            delta = ap.offset - first.offset
-            if (n == 1 and delta >= 0) or (n > 1 and delta == n * step):
-                new_step = delta if n == 1 else step
-                sizes, strides = _canonical((n + 1,) + first.sizes, (new_step,) + first.strides)
-                candidate = AccessPattern(first.offset, sizes, strides) if len(sizes) <= 4 else None
-                if candidate is not None and hardware_dims(candidate, limits) is not None:
-                    n, step, merged = n + 1, new_step, candidate
-                    continue
-        flush()
-        first, n, step, merged = ap, 1, 0, ap
-    flush()
+    i = 0
+    current = [canonical(ap) for ap in aps]
+    while i < len(current):
+        j = i
+        while j < len(current) and current[j].sizes == current[i].sizes and current[j].strides == current[i].strides:
+            j += 1
+        offsets = np.array([ap.offset for ap in current[i:j]], np.int64)
+        out.extend(compact_offsets(offsets, current[i].sizes, current[i].strides, limits))
+        i = j
     return out
+
+
+def compact_offsets(offsets: np.ndarray, sizes: tuple[int, ...], strides: tuple[int, ...],
+                    limits: DmaLimits) -> list[AccessPattern]:
+    """:func:`compact` of the patterns ``(offset, sizes, strides)`` for every offset in ``offsets``, in order, on
+    arrays: a stream of a million tiles costs NumPy passes, not a million pattern objects."""
+    sizes, strides = _canonical(tuple(sizes), tuple(strides))
+    for offset in {int(offsets[0]), int(offsets[-1])} if len(offsets) else ():
+        _check_walkable(offset, sizes, strides, limits)
+    if len(offsets) and ((offsets * limits.element_bytes) % limits.word_bytes).any():
+        bad = int(offsets[(offsets * limits.element_bytes) % limits.word_bytes != 0][0])
+        _check_walkable(bad, sizes, strides, limits)
+    groups = [(np.asarray(offsets, np.int64), sizes, strides)]
+    while True:
+        folded = []
+        for group in groups:
+            for item in _fold_group(*group, limits):
+                if folded and folded[-1][1] == item[1] and folded[-1][2] == item[2]:
+                    folded[-1] = (np.concatenate([folded[-1][0], item[0]]), item[1], item[2])
+                else:
+                    folded.append(item)
+        if sum(len(g[0]) for g in folded) == sum(len(g[0]) for g in groups):
+            break
+        groups = folded
+    return [AccessPattern(int(o), sz, st) for offs, sz, st in groups for o in offs.tolist()]
+
+
+def _check_walkable(offset: int, sizes, strides, limits: DmaLimits) -> None:
+    if hardware_dims(AccessPattern(offset, sizes, strides), limits) is None:
+        raise CompileError(f"access pattern offset={offset} sizes={list(sizes)} strides={list(strides)} "
+                           "cannot be walked by one shim DMA buffer descriptor (at most 4 dims, innermost stride "
+                           "1, 4-byte words, wraps < 1024, repeat <= 64, strides < 4 MiB)")
+
+
+@lru_cache(maxsize=65536)
+def _run(sizes: tuple[int, ...], strides: tuple[int, ...], step: int, n: int, limits: DmaLimits):
+    """The shape ``(sizes, strides)`` of ``n`` patterns ``(sizes, strides)`` at offset step ``step`` as one
+    pattern, or None if one transfer cannot walk it."""
+    if step < 0:
+        return None
+    sz, st = _canonical((n,) + sizes, (step,) + strides)
+    if len(sz) > 4 or hardware_dims(AccessPattern(0, sz, st), limits) is None:
+        return None
+    return sz, st
+
+
+@lru_cache(maxsize=65536)
+def _longest_run(sizes: tuple[int, ...], strides: tuple[int, ...], step: int, limits: DmaLimits) -> int:
+    """About the most patterns at offset step ``step`` one transfer can walk (0: not even two); the walkable
+    lengths are nearly always a prefix, and the caller checks the length it takes with :func:`_run`."""
+    if _run(sizes, strides, step, 2, limits) is None:
+        return 0
+    lo = 2
+    while lo < (1 << 40) and _run(sizes, strides, step, lo * 2, limits) is not None:
+        lo *= 2
+    hi = lo * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if _run(sizes, strides, step, mid, limits) is not None else (lo, mid)
+    return lo
+
+
+def _fold_group(offsets: np.ndarray, sizes, strides, limits: DmaLimits) -> list[tuple]:
+    """One folding pass over equal-shaped patterns: greedy runs at a constant offset step (as long as one transfer
+    can walk them) become one pattern each. Returns groups ``(offsets, sizes, strides)`` in order."""
+    n = len(offsets)
+    if n < 2:
+        return [(offsets, sizes, strides)]
+    d = np.diff(offsets)
+    # Runs of the first run's length k at its step d0 are preferred over longer greedy runs: a run that reaches
+    # into the next block (contiguous by accident) would break the regular structure the next passes fold.
+    d0 = int(d[0])
+    longest = _longest_run(sizes, strides, d0, limits)
+    k = min(int(np.argmax(d != d0)) + 1 if (d != d0).any() else n, longest)
+    k = k if k > 1 and _run(sizes, strides, d0, k, limits) is not None else 0
+    if k and n % k == 0 and (offsets.reshape(-1, k)[:, 1:] - offsets.reshape(-1, k)[:, :-1] == d0).all():
+        return [(offsets[::k].copy(), *_run(sizes, strides, d0, k, limits))]  # fast path: all rows of k
+    good = np.zeros(n, bool)  # good[i]: items i .. i+k-1 are a run at step d0
+    if k:
+        same = np.concatenate([[0], np.cumsum(d == d0)])
+        good[: n - k + 1] = same[k - 1 :] - same[: n - k + 1] == k - 1
+    # General case: a scan over the runs, on plain ints.
+    out: list[tuple] = []
+    offs, diffs, good = offsets.tolist(), d.tolist(), good.tolist()
+    i = 0
+
+    def emit(group_offsets, sz, st):
+        if out and out[-1][1] == sz and out[-1][2] == st:
+            out[-1][0].extend(group_offsets)
+        else:
+            out.append((list(group_offsets), sz, st))
+
+    while i < n:
+        if good[i]:
+            emit([offs[i]], *_run(sizes, strides, d0, k, limits))
+            i += k
+            continue
+        if i == n - 1:
+            emit([offs[i]], sizes, strides)
+            break
+        step = diffs[i]
+        longest = _longest_run(sizes, strides, step, limits)
+        e = i
+        while e < n - 1 and diffs[e] == step and e - i + 1 < longest and not (k and good[e + 1]):
+            e += 1
+        while e > i and _run(sizes, strides, step, e - i + 1, limits) is None:
+            e -= 1
+        if e == i:
+            emit([offs[i]], sizes, strides)
+        else:
+            emit([offs[i]], *_run(sizes, strides, step, e - i + 1, limits))
+        i = e + 1
+    return [(np.array(o, np.int64), sz, st) for o, sz, st in out]
 
 
 def box(ap: AccessPattern) -> tuple[AccessPattern, AccessPattern | None]:
@@ -270,6 +370,8 @@ class StreamInfo:
     part: int = 0  # elements of one tensor part of one core's tile
     parts: int = 1
     order: AccessPattern | None = None  # box -> stream reordering of a part (memory-tile dims)
+    tensors: tuple[str, ...] = ()  # the tensor of each part
+    shape: tuple = ()  # (sizes, strides) of each part's tile
 
     @property
     def element(self) -> str:
@@ -344,10 +446,8 @@ class CoreDesign:
 def _programs(launch: LaunchPlan, op_plan: OpPlan) -> tuple[list[sched.CoreProgram], tuple[int, ...]]:
     """The schedule of ``launch`` at its bucket, and the run-time parameter defaults it was made with."""
     s, b, p = op_plan.shape, launch.bucket, launch.params
-    if launch.kernel == "linear_w4_gemv":
-        return sched.gemv(launch, s["n_pad"], s["k_pad"], s["tile_bytes"]), ()
-    if launch.kernel == "linear_w4_gemm":
-        return sched.gemm(launch, b, s["n_pad"], s["k_pad"], s["tile_bytes"]), ()
+    if launch.kernel in _LINEAR:
+        return sched.programs(launch, _linear_work(launch, op_plan)), ()
     if launch.kernel == "rms_norm":
         return sched.rms_norm(launch, roundup(b, p["tr"])), ()
     if launch.kernel == "silu_mul":
@@ -364,6 +464,14 @@ def _programs(launch: LaunchPlan, op_plan: OpPlan) -> tuple[list[sched.CoreProgr
                                    p["causal"])
         return programs, (position, kv_valid)
     raise CompileError(f"no design for kernel family {launch.kernel!r}")
+
+
+def _linear_work(launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork:
+    s = op_plan.shape
+    grid = (s["w_columns"], s["w_rows"])
+    if launch.kernel == "linear_w4_gemv":
+        return sched.gemv_work(launch, s["n_pad"], s["k_pad"], s["tile_bytes"], grid)
+    return sched.gemm_work(launch, launch.bucket, s["n_pad"], s["k_pad"], s["tile_bytes"], grid)
 
 
 def _units(calls: list[sched.Call]) -> list[list[sched.Call]]:
@@ -389,18 +497,83 @@ class _Builder:
     def __init__(self, launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name: str):
         self.launch, self.op_plan, self.device, self.spec, self.name = launch, op_plan, device, spec, name
         self.family = launch.kernel
-        programs, self.rtp = _programs(launch, op_plan)
-        self.cores = {(p.column, p.row): _units(p.calls) for p in programs}
-        self.padded = self._equalize()
         ins = [s for s in launch.streams if s.direction == "in"]
         outs = [s for s in launch.streams if s.direction == "out"]
         self.streams = [StreamInfo(i, s, s.direction == "out", "") for i, s in enumerate(ins + outs)]
         self.ins, self.outs = self.streams[: len(ins)], self.streams[len(ins):]
         if any(s.plan.to_cores == "broadcast" for s in self.outs):
             raise CompileError(f"{name}: an output stream cannot be broadcast")
+        self.work = None
+        if self.family in _LINEAR:
+            self.rtp = ()
+            self.work = _linear_work(launch, op_plan)
+            self._linear_init()
+            return
+        programs, self.rtp = _programs(launch, op_plan)
+        self.cores = {(p.column, p.row): _units(p.calls) for p in programs}
+        self.padded = self._equalize()
+        self.items = {key: (len(units), len(units) - len(self.cores[key])) for key, units in self.padded.items()}
         self._kinds()
         self.elements, self.drains = self._elements()
         self._shapes()
+        self.seq = {}
+        for st in self.streams:
+            self.seq[st.index] = {}
+            for key, per_core in self.elements[st.index].items():
+                for tiles in per_core:
+                    if tuple(t.tensor for t in tiles) != st.tensors:
+                        raise CompileError(f"{name}: the parts of stream '{st.plan.name}' change tensors")
+                self.seq[st.index][key] = np.array([[t.ap.offset for t in tiles] for tiles in per_core],
+                                                   np.int64).reshape(len(per_core), st.parts)
+
+    # -- linears: the schedule as arrays -------------------------------------------------------------------------
+
+    def _linear_init(self) -> None:
+        """Streams, elements and shapes of a linear launch from its :class:`~schedule.LinearWork`: x and w tiles
+        per step (one element per distinct consecutive tile within an item), y tiles per store."""
+        L, work, name = self.launch, self.work, self.name
+        x, w = self.ins
+        (y,) = self.outs
+        step = self.spec.signature(self.spec.symbol + "_step")
+        store = self.spec.signature(self.spec.symbol + "_store")
+        x.kind, w.kind, y.kind = step[0].kind, step[1].kind, store[1].kind
+        x.tensors, w.tensors, y.tensors = (work.x_name,), ("w",), (work.y_name,)
+        x.shape = ((work.x_ap.sizes, work.x_ap.strides),)
+        w.shape = (((work.w_bytes,), (1,)),)
+        y.shape = ((work.y_ap.sizes, work.y_ap.strides),)
+        self.seq = {st.index: {} for st in self.streams}
+        self.items = {}
+        for key, (nbs, xs, ws, ys) in work.cores.items():
+            self.items[key] = (len(nbs), 0)
+            item = np.arange(len(nbs))
+            steps = np.repeat(nbs, xs.shape[1])  # accumulators per (item, kt)
+            valid = np.arange(ws.shape[2])[None, :] < steps[:, None]
+            self.seq[x.index][key] = _distinct(xs.reshape(-1), np.repeat(item, xs.shape[1]))
+            w_items = np.repeat(np.repeat(item, xs.shape[1]), ws.shape[2]).reshape(-1, ws.shape[2])
+            self.seq[w.index][key] = _distinct(ws.reshape(-1, ws.shape[2])[valid], w_items[valid])
+            y_valid = np.arange(ys.shape[1])[None, :] < nbs[:, None]
+            self.seq[y.index][key] = ys[y_valid].reshape(-1, 1)
+        for c in range(L.columns):
+            if not any(self.items[(c, r)][0] for r in range(L.rows)):
+                raise CompileError(f"{name}: column {c} of the {L.columns}x{L.rows} grid gets no work from the "
+                                   "schedule; plan fewer columns")
+            for st in self.streams:
+                rows = [self.seq[st.index][(c, r)] for r in range(L.rows)]
+                if st.plan.to_cores == "broadcast":
+                    if any(not np.array_equal(rows[0], other) for other in rows[1:]):
+                        raise CompileError(f"{name}: stream '{st.plan.name}' is broadcast to the rows of column {c}, "
+                                           "but the schedule gives them different tiles; the plan's broadcast and "
+                                           "the schedule's assignment of work to cores disagree")
+                elif len({len(r_) for r_ in rows}) > 1:
+                    raise CompileError(f"{name}: rows of column {c} read {sorted({len(r_) for r_ in rows})} tiles of "
+                                       f"split stream '{st.plan.name}'; a split stream needs the same count per row")
+        for st in self.streams:
+            (sizes, strides), = st.shape
+            st.parts, st.part = 1, prod(sizes)
+            st.order = box(AccessPattern(0, sizes, strides))[1]
+            if st.tile * _ELEMENT_BYTES[st.element] != st.plan.tile_bytes:
+                raise CompileError(f"{name}: stream '{st.plan.name}' moves {st.tile * _ELEMENT_BYTES[st.element]} "
+                                   f"bytes per tile by the schedule but {st.plan.tile_bytes} by the plan")
 
     # -- work items --------------------------------------------------------------------------------------------
 
@@ -505,6 +678,9 @@ class _Builder:
                 raise CompileError(f"{self.name}: tiles of stream '{s.plan.name}' have {len(shapes)} different shapes; "
                                    "one FIFO element type needs one")
             (shape,) = shapes
+            s.shape = shape
+            first = next(tiles for per_core in self.elements[s.index].values() for tiles in per_core)
+            s.tensors = tuple(t.tensor for t in first)
             s.parts = len(shape)
             sizes = {prod(sz) for sz, _ in shape}
             if len(sizes) != 1:
@@ -571,10 +747,17 @@ class _Builder:
     # -- core bodies ---------------------------------------------------------------------------------------------
 
     def core(self, column: int, row: int) -> CoreDesign:
+        if self.work is not None:
+            core = CoreDesign(column, row, [])
+            nbs = self.work.cores[(column, row)][0]
+            core.acc_size = self.spec.signature(self.spec.functions[0])[0].size
+            core.accs = int(nbs.max()) if len(nbs) else 0
+            core.body = self._body_linear([(int(nb), self.work.cores[(column, row)][1].shape[1]) for nb in nbs],
+                                          (f"v{i}" for i in count()))
+            return core
         units = self.padded[(column, row)]
         names = (f"v{i}" for i in count())
-        build = {"linear_w4_gemv": self._body_accumulate, "linear_w4_gemm": self._body_accumulate,
-                 "attention": self._body_attention}.get(self.family, self._body_elementwise)
+        build = self._body_attention if self.family == "attention" else self._body_elementwise
         core = CoreDesign(column, row, [])
         core.body = build(core, units, names)
         core.elements = {s.index: self.elements[s.index][(column, row)] for s in self.streams}
@@ -604,35 +787,39 @@ class _Builder:
         loop = [Loop(len(units), body)] if len(units) > 1 else body
         return pre + loop + [Release(s.index) for s in held]
 
-    def _body_accumulate(self, core: CoreDesign, units, names) -> list:
-        """Linear kernels: per item ``init`` every accumulator, then per K tile the activation tile once and one
-        ``step`` per weight tile, then ``store`` every accumulator. Items of the same shape share a loop."""
-        acc = self._acc(core, units)
+    def _body_linear(self, shapes: list[tuple[int, int]], names) -> list:
+        """Linear kernels, one work item per ``(nb, kt)`` in ``shapes``: ``init`` accumulators ``0 .. nb-1``, then
+        per K tile the activation tile once and one ``step`` per weight tile, then ``store`` every accumulator.
+        Consecutive items of one shape share a loop, and a repeating sequence of such loops (one per M tile pass
+        of a GEMM) an outer loop."""
         x, w = self.ins
         (y,) = self.outs
-        shapes = []
-        for unit in units:
-            inits = [c for c in unit if c.function == "init"]
-            steps = [c for c in unit if c.function == "step"]
-            shapes.append((len(inits), len(steps) // max(len(inits), 1)))
-        body, i = [], 0
-        while i < len(shapes):
-            j = i
-            while j < len(shapes) and shapes[j] == shapes[i]:
-                j += 1
-            nb, kt = shapes[i]
-            accs = [acc[a.offset] for c in units[i] if c.function == "init" for a in c.args]
+        runs: list[list] = []  # [shape, count]
+        for shape in shapes:
+            if runs and runs[-1][0] == shape:
+                runs[-1][1] += 1
+            else:
+                runs.append([shape, 1])
+        period = next(p for p in range(1, len(runs) + 1)
+                      if len(runs) % p == 0 and all(runs[i] == runs[i % p] for i in range(len(runs))))
+
+        def item(nb: int, kt: int) -> list:
+            accs = list(range(nb))
             xv, wv, yv = next(names), [next(names) for _ in accs], [next(names) for _ in accs]
             steps = [Acquire(x.index, xv)]
             for a, v in zip(accs, wv):
                 steps += [Acquire(w.index, v), Call("step", [("elem", xv), ("elem", v), ("acc", a)]), Release(w.index)]
             steps.append(Release(x.index))
-            item = [Call("init", [("acc", a)]) for a in accs] + ([Loop(kt, steps)] if kt > 1 else steps)
+            body = [Call("init", [("acc", a)]) for a in accs] + ([Loop(kt, steps)] if kt > 1 else steps)
             for a, v in zip(accs, yv):
-                item += [Acquire(y.index, v), Call("store", [("acc", a), ("elem", v)]), Release(y.index)]
-            body += [Loop(j - i, item)] if j - i > 1 else item
-            i = j
-        return body
+                body += [Acquire(y.index, v), Call("store", [("acc", a), ("elem", v)]), Release(y.index)]
+            return body
+
+        body = []
+        for (nb, kt), n in runs[:period]:
+            body += [Loop(n, item(nb, kt))] if n > 1 else item(nb, kt)
+        repeat = len(runs) // period
+        return [Loop(repeat, body)] if repeat > 1 else body
 
     def _body_attention(self, core: CoreDesign, units, names) -> list:
         """Per work item: hold the query tile, ``init``, one ``step`` per KV tile with the positions computed from
@@ -667,44 +854,50 @@ class _Builder:
     # -- runtime sequence ----------------------------------------------------------------------------------------
 
     def transfers(self) -> list[Transfer]:
+        """Per column and stream, the DDR boxes of the stream's tiles in stream order (element, part, row),
+        compacted per run of one tensor."""
         L = self.launch
         out = []
         for s in self.streams:
             limits = DmaLimits(_ELEMENT_BYTES[s.element])
+            boxes = [box(AccessPattern(0, sizes, strides))[0] for sizes, strides in s.shape]
             for c in range(L.columns):
                 rows = range(L.rows) if s.plan.to_cores == "split" else range(1)
-                per_row = [self.elements[s.index][(c, r)] for r in rows]
-                flat: list[tuple[str, AccessPattern]] = []
-                for e in range(len(per_row[0])):
-                    for p in range(s.parts):
-                        for r in rows:
-                            ref = per_row[r][e][p]
-                            flat.append((ref.tensor, box(ref.ap)[0]))
-                total = sum(ap.elements for _, ap in flat)
+                flat = np.stack([self.seq[s.index][(c, r)] for r in rows], axis=-1).reshape(-1)  # [e][part][row]
+                part = np.tile(np.repeat(np.arange(s.parts), len(rows)), len(flat) // (s.parts * len(rows)) or 1)
+                part = part[: len(flat)]
+                tensor = np.array([s.tensors.index(t) for t in s.tensors])[part]  # parts of one tensor share runs
+                same = np.flatnonzero(np.diff(tensor) != 0) + 1 if s.parts > 1 else np.zeros(0, np.int64)
+                starts = np.concatenate([[0], same]).astype(np.int64)
+                ends = np.concatenate([same, [len(flat)]]).astype(np.int64)
+                total = sum(boxes[p].elements for p in part.tolist()) if s.parts > 1 else boxes[0].elements * len(flat)
                 done = 0
-                i = 0
-                while i < len(flat):
-                    j = i
-                    while j < len(flat) and flat[j][0] == flat[i][0]:
-                        j += 1
-                    for ap in compact([ap for _, ap in flat[i:j]], limits):
+                for i, j in zip(starts.tolist(), ends.tolist()):
+                    p = int(part[i])
+                    shapes = {(boxes[q].sizes, boxes[q].strides) for q in set(part[i:j].tolist())}
+                    if len(shapes) == 1:
+                        aps = compact_offsets(flat[i:j] + boxes[p].offset, boxes[p].sizes, boxes[p].strides, limits)
+                    else:
+                        aps = compact([AccessPattern(int(o) + boxes[q].offset, boxes[q].sizes, boxes[q].strides)
+                                       for o, q in zip(flat[i:j].tolist(), part[i:j].tolist())], limits)
+                    for ap in aps:
                         sizes, strides = hardware_dims(ap, limits)
-                        out.append(Transfer(c, s.index, self.fifo(s, c), flat[i][0], ap, s.output, done / total,
+                        out.append(Transfer(c, s.index, self.fifo(s, c), s.tensors[p], ap, s.output, done / total,
                                             (done + ap.elements) / total, sizes, strides))
                         done += ap.elements
-                    i = j
         return out
 
     def tensors(self) -> list[tuple[str, str, int]]:
         """Runtime-sequence arguments: (tensor, memref element type, elements), in order of first use."""
         seen: dict[str, list] = {}
         for s in self.streams:
-            for per_core in self.elements[s.index].values():
-                for tiles in per_core:
-                    for ref in tiles:
-                        last = int(ref.ap.offset + sum((n - 1) * t for n, t in zip(ref.ap.sizes, ref.ap.strides)))
-                        entry = seen.setdefault(ref.tensor, [s.element, 0])
-                        entry[1] = max(entry[1], last + 1)
+            for p, (name, (sizes, strides)) in enumerate(zip(s.tensors, s.shape)):
+                extent = sum((n - 1) * t for n, t in zip(sizes, strides))
+                for offsets in self.seq[s.index].values():
+                    if not len(offsets):
+                        continue
+                    entry = seen.setdefault(name, [s.element, 0])
+                    entry[1] = max(entry[1], int(offsets[:, p].max()) + extent + 1)
         return [(name, element, n) for name, (element, n) in seen.items()]
 
 
@@ -748,6 +941,128 @@ def _trace(core: CoreDesign, streams: list[StreamInfo]) -> list[tuple]:
             raise CompileError(f"internal: core ({core.column}, {core.row}) takes {taken[s.index]} elements of stream "
                                f"'{s.plan.name}', which delivers {len(core.elements[s.index])}")
     return calls
+
+
+def _distinct(offsets: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """FIFO elements ``[n, 1]`` of a sequence of tiles: a tile repeated by the next call of the same item shares
+    its element."""
+    keep = np.ones(len(offsets), bool)
+    keep[1:] = (offsets[1:] != offsets[:-1]) | (items[1:] != items[:-1])
+    return offsets[keep].reshape(-1, 1)
+
+
+def _trace_arrays(body: list, streams: list[StreamInfo]) -> tuple[list[Call], list, np.ndarray, np.ndarray]:
+    """:func:`_trace` on arrays, for bodies of acquires, releases, calls and loops: the call nodes, the stream of
+    each node's FIFO arguments (``len(streams)`` for the others), the calls as rows ``[call node, (value, depth)
+    per argument]`` (an element index for FIFO arguments, the accumulator index otherwise), and the elements taken
+    per stream. A loop is traced once and its rows repeated with the element indices of what it
+    acquires shifted per iteration."""
+    nodes: list[Call] = []
+    node_ids: dict[int, int] = {}
+    slot_stream: list[list[int]] = []
+    width = 1 + 2 * max((len(n.args) for n in _walk(body) if isinstance(n, Call)), default=0)
+    n_streams = len(streams)
+
+    def run(items, counters: np.ndarray, env: dict, depth: int) -> np.ndarray:
+        blocks = []
+        for node in items:
+            if isinstance(node, Acquire):
+                env[node.var] = (node.stream, int(counters[node.stream]), depth)
+                counters[node.stream] += 1
+            elif isinstance(node, Call):
+                if id(node) not in node_ids:
+                    node_ids[id(node)] = len(nodes)
+                    nodes.append(node)
+                    slot_stream.append([env[x][0] if kind == "elem" else n_streams for kind, x in node.args])
+                row = np.full((1, width), -1, np.int64)
+                row[0, 0] = node_ids[id(node)]
+                for k, (kind, x) in enumerate(node.args):
+                    row[0, 1 + 2 * k : 3 + 2 * k] = env[x][1:] if kind == "elem" else (x, -1)
+                blocks.append(row)
+            elif isinstance(node, Loop):
+                before = counters.copy()
+                rows = run(node.body, counters, dict(env), depth + 1)
+                taken = np.append(counters - before, 0)  # per stream, one iteration; 0 for accumulators
+                counters += (node.count - 1) * taken[:-1]
+                if len(rows) and node.count > 1:
+                    table = np.array([s + [n_streams] * (width // 2 - len(s)) for s in slot_stream], np.int64)
+                    it = np.repeat(np.arange(node.count, dtype=np.int64), len(rows))
+                    rows = np.tile(rows, (node.count, 1))
+                    for k in range(width // 2):
+                        moving = rows[:, 2 + 2 * k] > depth
+                        rows[:, 1 + 2 * k] += moving * it * taken[table[rows[:, 0], k]]
+                blocks.append(rows)
+            elif not isinstance(node, Release):
+                raise CompileError(f"internal: {type(node).__name__} in a body traced on arrays")
+        return np.concatenate(blocks) if blocks else np.zeros((0, width), np.int64)
+
+    counters = np.zeros(n_streams, np.int64)
+    rows = run(body, counters, {}, 0)
+    return nodes, slot_stream, rows, counters
+
+
+def _walk(body: list):
+    for node in body:
+        yield node
+        if isinstance(node, Loop):
+            yield from _walk(node.body)
+
+
+_FUNCTIONS = ("init", "step", "store")
+
+
+def _linear_calls(b: _Builder, core: CoreDesign) -> np.ndarray:
+    """The calls a linear core body makes, traced on arrays: rows ``[function, x, w, acc, y]`` (function index in
+    ``init / step / store``, tile offsets, -1 where the call has no such argument)."""
+    key = (core.column, core.row)
+    x, w = b.ins
+    (y,) = b.outs
+    nodes, slot_stream, rows, taken = _trace_arrays(core.body, b.streams)
+    for st in b.streams:
+        if taken[st.index] != len(b.seq[st.index][key]):
+            raise CompileError(f"internal: core {key} takes {taken[st.index]} elements of stream '{st.plan.name}', "
+                               f"which delivers {len(b.seq[st.index][key])}")
+    width = (rows.shape[1] - 1) // 2
+    fn = np.array([_FUNCTIONS.index(node.function) for node in nodes], np.int64)
+    streams = np.array([ss + [-1] * (width - len(ss)) for ss in slot_stream], np.int64)  # len(streams): acc
+    out = np.full((len(rows), 5), -1, np.int64)
+    out[:, 0] = fn[rows[:, 0]] if len(nodes) else 0
+    column = {x.index: 1, w.index: 2, y.index: 4, len(b.streams): 3}
+    for k in range(width):
+        stream_k = streams[rows[:, 0], k]
+        for stream, col in column.items():
+            mask = stream_k == stream
+            if not mask.any():
+                continue
+            values = rows[mask, 1 + 2 * k]
+            out[mask, col] = values if col == 3 else b.seq[stream][key][values, 0]
+    return out
+
+
+def _linear_expected(work: sched.LinearWork, key) -> np.ndarray:
+    """The calls :class:`~schedule.LinearWork` gives core ``key``, as rows like :func:`_linear_calls`'s."""
+    nbs, xs, ws, ys = work.cores[key]
+    blocks = []
+    start = 0
+    kt = xs.shape[1]
+    while start < len(nbs):
+        nb = int(nbs[start])
+        end = start
+        while end < len(nbs) and nbs[end] == nb:
+            end += 1
+        n, j = end - start, np.arange(nb)
+        init = np.full((n, nb, 5), -1, np.int64)
+        init[..., 0], init[..., 3] = 0, j
+        step = np.full((n, kt, nb, 5), -1, np.int64)
+        step[..., 0], step[..., 3] = 1, j
+        step[..., 1] = xs[start:end, :, None]
+        step[..., 2] = ws[start:end, :, :nb]
+        store = np.full((n, nb, 5), -1, np.int64)
+        store[..., 0], store[..., 3] = 2, j
+        store[..., 4] = ys[start:end, :nb]
+        blocks.append(np.concatenate([init, step.reshape(n, kt * nb, 5), store], axis=1).reshape(-1, 5))
+        start = end
+    return np.concatenate(blocks) if blocks else np.zeros((0, 5), np.int64)
 
 
 def _clamped(calls: list[tuple], tkv: int | None) -> list[tuple]:
@@ -827,6 +1142,15 @@ def render_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, nam
     for c in range(launch.columns):
         for r in range(launch.rows):
             core = b.core(c, r)
+            if b.work is not None:
+                got, want = _linear_calls(b, core), _linear_expected(b.work, (c, r))
+                if got.shape != want.shape or not np.array_equal(got, want):
+                    differ = np.flatnonzero((got[: len(want)] != want[: len(got)]).any(axis=1))
+                    first = int(differ[0]) if len(differ) else min(len(got), len(want))
+                    raise CompileError(f"internal: the design of core ({c}, {r}) does not reproduce the schedule "
+                                       f"(call {first} of {len(want)})")
+                cores.append(core)
+                continue
             got = _clamped(_trace(core, b.streams), tkv)
             want = _clamped(_expected(b.padded[(c, r)], core.acc_size or 1), tkv)
             if got != want:
@@ -955,8 +1279,9 @@ def _core_context(core: CoreDesign, b: _Builder, spec) -> dict:
     if core.rtp:
         buffers.append(dict(name=f"rtp_{c}_{r + 2}", type=f"memref<{len(core.rtp)}xi32>"))
     return dict(column=c, row=r + 2, tile=f"%tile_{c}_{r + 2}", buffers=buffers, lines=lines,
-                index_consts=sorted(index_consts), i32_consts=sorted(i32_consts), work=len(b.padded[(c, r)]),
-                padded=len(b.padded[(c, r)]) - len(b.cores[(c, r)]))
+                index_consts=sorted(index_consts), i32_consts=sorted(i32_consts), work=b.items[(c, r)][0],
+                padded=b.items[(c, r)][1])
 
 
-__all__ = ["DmaLimits", "box", "canonical", "compact", "expand", "hardware_dims", "render_build_file", "render_design"]
+__all__ = ["DmaLimits", "box", "canonical", "compact", "compact_offsets", "expand", "hardware_dims",
+           "render_build_file", "render_design"]

@@ -197,6 +197,7 @@ class Emulator:
         s = plan.shape
         n, k, n_pad, k_pad = s["n"], s["k"], s["n_pad"], s["k_pad"]
         blob = self.blobs[op.weight.name]
+        grid = (s["w_columns"], s["w_rows"])
         lead = x.shape[:-1]
         rows = to_bf16(x.reshape(-1, k))
         out = np.empty((rows.shape[0], n), np.float32)
@@ -207,12 +208,12 @@ class Emulator:
             launch = self._launch(plan, bucket)
             if launch.role == "gemv":
                 tensors = {"x": _pad2(chunk, 1, k_pad).reshape(-1), "w": blob, "y": np.zeros(n_pad, np.uint16)}
-                self.runner.run(launch, sched.gemv(launch, n_pad, k_pad, s["tile_bytes"]), tensors)
+                self.runner.run(launch, sched.gemv(launch, n_pad, k_pad, s["tile_bytes"], grid), tensors)
                 result = tensors["y"].reshape(1, n_pad)
             else:
                 tensors = {"a": _pad2(chunk, bucket, k_pad).reshape(-1), "w": blob,
                            "c": np.zeros(bucket * n_pad, np.uint16)}
-                self.runner.run(launch, sched.gemm(launch, bucket, n_pad, k_pad, s["tile_bytes"]), tensors)
+                self.runner.run(launch, sched.gemm(launch, bucket, n_pad, k_pad, s["tile_bytes"], grid), tensors)
                 result = tensors["c"].reshape(bucket, n_pad)
             out[m0 : m0 + chunk.shape[0]] = from_bf16(result[: chunk.shape[0], :n])
         return out.reshape(*lead, n)

@@ -7,12 +7,13 @@ Shapes: ``M`` is the number of activation rows (batch x tokens), padded to a buc
 Data movement (per column; see :mod:`aielower.backends.aie.budget` for the channel count):
 
 - linear, decode (GEMV, M = 1): the ``N`` output rows are split over all cores in blocks of ``tn``; every core
-  streams its weight tiles (``tn x tk``, pre-tiled in DDR in the order the DMA reads them, so one contiguous read per
-  core) and the activation vector, broadcast to the column from the memory tile. Every weight byte crosses DDR once
-  per token.
-- linear, prefill (GEMM): columns split ``N`` (same weight tiles as the GEMV), core rows split ``M`` into ``tm``-row
-  tiles; the memory tile broadcasts each weight tile to the column's rows and splits the activation tiles, which the
-  DMA reshapes into the mmul-blocked layout.
+  streams its weight tiles (``tn x tk``, pre-tiled in DDR in the order the DMA reads them: a column's tiles for all
+  its rows interleaved, so one contiguous read per column that the memory tile splits) and the activation vector,
+  broadcast to the column from the memory tile. Every weight byte crosses DDR once per token.
+- linear, prefill (GEMM): columns split ``N`` (same weight tiles as the GEMV, taken in the blob's order so that a
+  column's weights stay one regular read), core rows split ``M`` into ``tm``-row tiles dealt round-robin (a memory-tile
+  element holds ``rows x tm`` consecutive rows: one box per DMA step); the memory tile broadcasts each weight tile to
+  the column's rows and splits the activation tiles, which the DMA reshapes into the mmul-blocked layout.
 - norms, silu_mul, rope: rows (or column blocks) are split over cores; the norm weight is broadcast once.
 - attention: work items are (KV head, query tile); K and V tiles stream in a joined tile. When a column's rows work
   on the same KV head (prefill: they take different query tiles) the KV stream is broadcast; otherwise (decode) each
@@ -101,8 +102,9 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
         n_pad, k_pad = roundup(n, columns * rows * tn), roundup(k, tk)
         tile = linear_tile_bytes(tn, tk, group, bias)
         blob = (n_pad // tn) * (k_pad // tk) * tile
+        # w_columns x w_rows: the GEMV grid, whose DMA order the weight blob is stored in (weights.tile_positions)
         shape = dict(n=n, k=k, group=group, bias=bias, n_pad=n_pad, k_pad=k_pad, tn=tn, tk=tk, tile_bytes=tile,
-                     weight_bytes=blob)
+                     weight_bytes=blob, w_columns=columns, w_rows=rows)
         launches = []
         for m in buckets:
             if m == 1:
@@ -296,14 +298,15 @@ def plan_attention(label: str, heads: int, kv_heads: int, head_dim: int, scale: 
     def tkv_candidates(kv_len: int) -> list[int]:
         return [t for t in (128, 64, 32, 16, 8) if kv_len % t == 0]
 
-    def build(size: int) -> OpPlan:
+    def build(candidate: tuple[int, int]) -> OpPlan:
+        size, kv_size = candidate
         launches = []
         for s in buckets:
             kv_len = cache_len if cache_len is not None else s
-            tkvs = [t for t in tkv_candidates(kv_len) if t <= size]
+            tkvs = [t for t in tkv_candidates(kv_len) if t <= kv_size]
             if not tkvs:
-                raise Unplannable(f"attention at bucket {s}: no KV tile of at most {size} rows divides the KV length "
-                                  f"{kv_len} (use a multiple of 8)")
+                raise Unplannable(f"attention at bucket {s}: no KV tile of at most {kv_size} rows divides the KV "
+                                  f"length {kv_len} (use a multiple of 8)")
             tkv = tkvs[0]
             tq = 1 if s == 1 else min(s, max(1, size // gq))
             tq = 1 << (tq.bit_length() - 1)  # a power of two dividing the (power-of-two) bucket
@@ -317,7 +320,9 @@ def plan_attention(label: str, heads: int, kv_heads: int, head_dim: int, scale: 
                      cache_len=cache_len if cache_len is not None else 0)
         return OpPlan("attention", device.name, shape, tuple(launches))
 
-    return first_fitting(label, device, (128, 64, 32, 16, 8), build)
+    # The longest KV tiles first (each is one DMA transfer of K and one of V), then the most query rows per tile.
+    sizes = (128, 64, 32, 16, 8)
+    return first_fitting(label, device, [(q, kv) for kv in sizes for q in sizes], build)
 
 
 def _fewest_rows_dropped(make, device: Device) -> LaunchPlan:

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from aielower.backends.aie.plan import AccessPattern, LaunchPlan
+from aielower.backends.aie.weights import tile_positions
+from aielower.errors import CompileError
 
 
 @dataclass(frozen=True)
@@ -72,49 +76,118 @@ def _blocks(items: int, parts: int) -> list[range]:
 # --------------------------------------------------------------------------- linear
 
 
-def gemv(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int) -> list[CoreProgram]:
-    """Tensors: ``x`` [k_pad] bf16, ``w`` the pre-tiled weights (bytes), ``y`` [n_pad] bf16."""
+@dataclass
+class LinearWork:
+    """The work of every core of a linear launch as arrays (big linears make millions of calls, too many for
+    per-call objects; :func:`programs` turns this into :class:`CoreProgram` calls for the emulator, the design
+    generator reads the arrays).
+
+    A core's work items run in order; item ``i`` holds ``nb[i]`` accumulators (``Acc(j * acc_stride)``): ``init``
+    each, then per K tile ``kt`` the activation tile ``x[i, kt]`` and one ``step`` per accumulator ``j`` with weight
+    tile ``w[i, kt, j]``, then ``store`` each into output tile ``y[i, j]``. Offsets are elements of the tensors
+    ``x_name`` / ``w`` (bytes) / ``y_name``; ``w`` and ``y`` hold -1 past ``nb[i]``. Every tile of a tensor has the
+    same shape (``x_ap`` / ``y_ap`` at offset 0; weight tiles are ``w_bytes`` contiguous bytes)."""
+
+    x_name: str
+    y_name: str
+    x_ap: AccessPattern
+    y_ap: AccessPattern
+    w_bytes: int
+    acc_stride: int
+    cores: dict  # (column, row) -> (nb [items], x [items, kt], w [items, kt, nb_max], y [items, nb_max])
+
+
+def gemv_work(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int,
+              grid: tuple[int, int]) -> LinearWork:
+    """Tensors: ``x`` [k_pad] bf16, ``w`` the pre-tiled weights (bytes, in the DMA order of the ``grid`` it was cut
+    for, which must be this launch's), ``y`` [n_pad] bf16. Core ``(c, r)`` computes the ``c * rows + r``-th block of
+    output tiles, one item per tile."""
     p = launch.params
     tn, tk = p["tn"], p["tk"]
-    kt_count = k_pad // tk
-    cores = _cores(launch)
-    for core, tiles in zip(cores, _blocks(n_pad // tn, len(cores))):
-        for nt in tiles:
-            core.calls.append(Call("init", (Acc(),)))
-            for kt in range(kt_count):
-                x = _contiguous("x", kt * tk, tk)
-                w = _contiguous("w", (nt * kt_count + kt) * tile_bytes, tile_bytes)
-                core.calls.append(Call("step", (In((x,)), In((w,)), Acc())))
-            core.calls.append(Call("store", (Acc(), Out((_contiguous("y", nt * tn, tn),)))))
-    return cores
+    n_tiles, k_tiles = n_pad // tn, k_pad // tk
+    if grid != (launch.columns, launch.rows):
+        raise CompileError(f"the GEMV runs on {launch.columns}x{launch.rows} cores but its weights are ordered for "
+                           f"{grid[0]}x{grid[1]}")
+    cores = {}
+    kts = np.arange(k_tiles, dtype=np.int64)
+    for index, tiles in enumerate(_blocks(n_tiles, launch.columns * launch.rows)):
+        nt = np.arange(tiles.start, tiles.stop, dtype=np.int64)
+        w = tile_positions(nt[:, None], kts[None, :], n_tiles, k_tiles, *grid) * tile_bytes
+        cores[divmod(index, launch.rows)] = (np.ones(len(nt), np.int64), np.broadcast_to(kts * tk, (len(nt), k_tiles)),
+                                             w[:, :, None], (nt * tn)[:, None])
+    return LinearWork("x", "y", AccessPattern(0, (tk,), (1,)), AccessPattern(0, (tn,), (1,)), tile_bytes, tn, cores)
 
 
-def gemm(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes: int) -> list[CoreProgram]:
-    """Tensors: ``a`` [m_pad, k_pad] bf16, ``w`` the pre-tiled weights, ``c`` [m_pad, n_pad] bf16. Columns split N,
-    core rows split M; each core keeps ``nb`` accumulators so one activation tile serves ``nb`` weight tiles."""
+def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes: int,
+              grid: tuple[int, int]) -> LinearWork:
+    """Tensors: ``a`` [m_pad, k_pad] bf16, ``w`` the pre-tiled weights (in the DMA order of the GEMV ``grid``),
+    ``c`` [m_pad, n_pad] bf16. Columns split N as the GEMV grid does and take their N tiles in the blob's order
+    (so a column's weight reads stay regular); core rows take the M tiles round-robin (row ``r`` the tiles ``r, r +
+    rows, ...``: a memory-tile element of the split activation stream is ``rows x tm`` consecutive rows). Each
+    core keeps ``nb`` accumulators, so one activation tile serves ``nb`` weight tiles; items are (M tile, block of
+    ``nb`` N tiles), M tile major."""
     p = launch.params
     tm, tn, tk, nb, r, s, t = p["tm"], p["tn"], p["tk"], p["nb"], p["r"], p["s"], p["t"]
-    kt_count = k_pad // tk
-    column_tiles = _blocks(n_pad // tn, launch.columns)
-    row_tiles = _blocks(m_pad // tm, launch.rows)
+    n_tiles, k_tiles, m_tiles = n_pad // tn, k_pad // tk, m_pad // tm
+    if grid[0] != launch.columns:
+        raise CompileError(f"the GEMM runs on {launch.columns} columns but its weights are ordered for {grid[0]}")
+    per_column = n_tiles // launch.columns
+    per_core = per_column // grid[1]
+    kts = np.arange(k_tiles, dtype=np.int64)
+    blocks = [(b0, min(nb, per_column - b0)) for b0 in range(0, per_column, nb)]
+    cores = {}
+    for c in range(launch.columns):
+        i, lane = np.divmod(np.arange(per_column, dtype=np.int64), grid[1])  # the column's tiles in blob order
+        nt = c * per_column + lane * per_core + i
+        w_all = tile_positions(nt[None, :], kts[:, None], n_tiles, k_tiles, *grid) * tile_bytes  # [kt, tile]
+        nbs = np.array([n for _, n in blocks], np.int64)
+        w_blk = np.full((len(blocks), k_tiles, nb), -1, np.int64)
+        n_blk = np.full((len(blocks), nb), -1, np.int64)
+        for b, (b0, n) in enumerate(blocks):
+            w_blk[b, :, :n] = w_all[:, b0 : b0 + n]
+            n_blk[b, :n] = nt[b0 : b0 + n]
+        for row in range(launch.rows):
+            mts = np.arange(row, m_tiles, launch.rows, dtype=np.int64)
+            m0 = np.repeat(mts * tm, len(blocks))  # items: M tile major, N block minor
+            x = m0[:, None] * k_pad + kts[None, :] * tk
+            y = np.where(np.tile(n_blk, (len(mts), 1)) >= 0, m0[:, None] * n_pad + np.tile(n_blk, (len(mts), 1)) * tn,
+                         -1)
+            cores[(c, row)] = (np.tile(nbs, len(mts)), x, np.tile(w_blk, (len(mts), 1, 1)), y)
+    x_ap = AccessPattern(0, (tm // r, tk // s, r, s), (r * k_pad, s, k_pad, 1))
+    y_ap = AccessPattern(0, (tm // r, tn // t, r, t), (r * n_pad, t, n_pad, 1))
+    return LinearWork("a", "c", x_ap, y_ap, tile_bytes, tm * tn, cores)
+
+
+def programs(launch: LaunchPlan, work: LinearWork) -> list[CoreProgram]:
+    """The kernel calls of a linear launch, one :class:`CoreProgram` per core."""
     cores = _cores(launch)
     for core in cores:
-        n_tiles = list(column_tiles[core.column])
-        for mt in row_tiles[core.row]:
-            m0 = mt * tm
-            for b0 in range(0, len(n_tiles), nb):
-                block = n_tiles[b0 : b0 + nb]
-                for j in range(len(block)):
-                    core.calls.append(Call("init", (Acc(j * tm * tn),)))
-                for kt in range(kt_count):
-                    a = TileRef("a", AccessPattern(m0 * k_pad + kt * tk, (tm // r, tk // s, r, s), (r * k_pad, s, k_pad, 1)))
-                    for j, nt in enumerate(block):
-                        w = _contiguous("w", (nt * kt_count + kt) * tile_bytes, tile_bytes)
-                        core.calls.append(Call("step", (In((a,)), In((w,)), Acc(j * tm * tn))))
-                for j, nt in enumerate(block):
-                    c = TileRef("c", AccessPattern(m0 * n_pad + nt * tn, (tm // r, tn // t, r, t), (r * n_pad, t, n_pad, 1)))
-                    core.calls.append(Call("store", (Acc(j * tm * tn), Out((c,)))))
+        nbs, xs, ws, ys = work.cores[(core.column, core.row)]
+        for nb, x_row, w_item, y_row in zip(nbs.tolist(), xs.tolist(), ws.tolist(), ys.tolist()):
+            accs = [Acc(j * work.acc_stride) for j in range(nb)]
+            core.calls.extend(Call("init", (acc,)) for acc in accs)
+            for x_off, w_row in zip(x_row, w_item):
+                x = In((TileRef(work.x_name, _at(work.x_ap, x_off)),))
+                for j in range(nb):
+                    core.calls.append(Call("step", (x, In((_contiguous("w", w_row[j], work.w_bytes),)), accs[j])))
+            for j in range(nb):
+                core.calls.append(Call("store", (accs[j], Out((TileRef(work.y_name, _at(work.y_ap, y_row[j])),)))))
     return cores
+
+
+def _at(ap: AccessPattern, offset: int) -> AccessPattern:
+    return AccessPattern(offset, ap.sizes, ap.strides)
+
+
+def gemv(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int, grid: tuple[int, int]) -> list[CoreProgram]:
+    """:func:`gemv_work` as kernel calls."""
+    return programs(launch, gemv_work(launch, n_pad, k_pad, tile_bytes, grid))
+
+
+def gemm(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes: int,
+         grid: tuple[int, int]) -> list[CoreProgram]:
+    """:func:`gemm_work` as kernel calls."""
+    return programs(launch, gemm_work(launch, m_pad, n_pad, k_pad, tile_bytes, grid))
 
 
 # --------------------------------------------------------------------------- norms, silu_mul, rope
@@ -217,5 +290,5 @@ def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, posit
     core.calls.append(Call("store", (Acc(), Out((TileRef("out", q_ap),)))))
 
 
-__all__ = ["Acc", "Call", "CoreProgram", "In", "Out", "TileRef", "attention", "gemm", "gemv", "rms_norm", "rope",
-           "silu_mul"]
+__all__ = ["Acc", "Call", "CoreProgram", "In", "LinearWork", "Out", "TileRef", "attention", "gemm", "gemm_work", "gemv",
+           "gemv_work", "programs", "rms_norm", "rope", "silu_mul"]

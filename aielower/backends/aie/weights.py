@@ -1,8 +1,13 @@
 """Pre-tiled 4-bit weights: the byte layout the DMA streams to a ``linear_w4`` kernel (docs/aie-kernels.md).
 
-A linear's blob holds one tile per ``(nt, kt)``, ``nt`` major, ``kt`` minor. One tile is, in order: the bias as bf16
-``[TN]`` (only with a bias; the real bias in ``kt == 0`` tiles, zeros elsewhere, since the kernel adds it at every
-step), the codes ``[TN][TK/2]`` (byte ``j`` of a row holds ``k = 2j`` in its low nibble and ``2j + 1`` in its high
+A linear's blob holds one tile per ``(nt, kt)``, in the order the decode (GEMV) launch's shim DMAs read them
+(:func:`tile_positions`): the ``NT`` output tiles are cut into ``columns`` column blocks, each column block into
+``rows`` row blocks of ``P`` consecutive tiles (one per core); a column block is stored as ``[i][kt][row]``, ``i`` the
+tile's index within its row block. A column's whole weight stream is then one contiguous read, which the memory tile
+splits one tile per row. With a ``1 x 1`` grid this is plain ``nt`` major, ``kt`` minor.
+
+One tile is, in order: the bias as bf16 ``[TN]`` (only with a bias; the real bias in ``kt == 0`` tiles, zeros
+elsewhere, since the kernel adds it at every step), the codes ``[TN][TK/2]`` (byte ``j`` of a row holds ``k = 2j`` in its low nibble and ``2j + 1`` in its high
 nibble), the scales as bf16 ``[TN][TK/G]``, the zero points as u4 ``[TN*(TK/G)]`` two per byte (low nibble first),
 and zero bytes up to a multiple of 4. Padded rows and columns have code, scale and zero 0, so they dequantize to 0.
 
@@ -61,6 +66,38 @@ def _check_tile(tn: int, tk: int, group: int) -> None:
         raise CompileError(f"linear_w4 weight tile: TK={tk} must be even (two 4-bit codes per byte)")
 
 
+def tile_positions(nt, kt, n_tiles: int, k_tiles: int, columns: int, rows: int):
+    """Position (in tiles) of tile ``(nt, kt)`` in a blob of ``n_tiles x k_tiles`` tiles ordered for a ``columns x
+    rows`` grid; works elementwise on NumPy integer arrays."""
+    per_column = n_tiles // columns
+    per_core = per_column // rows
+    c, local = np.divmod(nt, per_column)
+    r, i = np.divmod(local, per_core)
+    return c * per_column * k_tiles + (i * k_tiles + kt) * rows + r
+
+
+def _check_order(n_tiles: int, columns: int, rows: int) -> None:
+    for name, v in (("columns", columns), ("rows", rows)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+            raise CompileError(f"linear_w4 weight order: {name} must be a positive integer, got {v!r}")
+    if n_tiles % (columns * rows):
+        raise CompileError(f"linear_w4 weight order: {n_tiles} output tiles do not split evenly over a {columns} x "
+                           f"{rows} core grid: pad N to a multiple of columns x rows x TN")
+
+
+def _to_dma_order(tiles: np.ndarray, columns: int, rows: int) -> np.ndarray:
+    """Tiles ``[NT, KT, bytes]`` (plain order) -> the blob, 1-D."""
+    nt, kt, size = tiles.shape
+    grid = tiles.reshape(columns, rows, nt // (columns * rows), kt, size)
+    return np.ascontiguousarray(grid.transpose(0, 2, 3, 1, 4)).reshape(-1)
+
+
+def _from_dma_order(blob: np.ndarray, nt: int, kt: int, columns: int, rows: int) -> np.ndarray:
+    """Inverse of :func:`_to_dma_order`: the blob -> tiles ``[NT, KT, bytes]``."""
+    grid = blob.reshape(columns, nt // (columns * rows), kt, rows, -1)
+    return np.ascontiguousarray(grid.transpose(0, 3, 1, 2, 4)).reshape(nt, kt, -1)
+
+
 def _check_grid(n: int, k: int, n_pad: int, k_pad: int, tn: int, tk: int, group: int) -> None:
     _check_tile(tn, tk, group)
     if not (0 < n <= n_pad and 0 < k <= k_pad):
@@ -93,15 +130,16 @@ def _nibbles_to_bytes(values: np.ndarray) -> np.ndarray:
 
 
 def pretile_linear(weight: QuantizedWeight, bias: np.ndarray | None, n_pad: int, k_pad: int, tn: int,
-                   tk: int) -> np.ndarray:
-    """The weight blob (``uint8``, 1-D) of a 4-bit linear: tiles ``nt`` major, ``kt`` minor, of the weight padded
-    to ``[n_pad, k_pad]``."""
+                   tk: int, columns: int = 1, rows: int = 1) -> np.ndarray:
+    """The weight blob (``uint8``, 1-D) of a 4-bit linear: the tiles of the weight padded to ``[n_pad, k_pad]``,
+    in the DMA order of a ``columns x rows`` GEMV grid (:func:`tile_positions`)."""
     if weight.bits != _BITS:
         raise CompileError(f"linear_w4 tiles hold 4-bit codes, got a {weight.bits}-bit weight: quantize with bits=4")
     n, k = weight.shape
     group = weight.group
     _check_grid(n, k, n_pad, k_pad, tn, tk, group)
     nt, kt = n_pad // tn, k_pad // tk
+    _check_order(nt, columns, rows)
     ng = tk // group
     offsets = _offsets(tn, tk, group, bias is not None)
     blob = np.zeros((nt, kt, offsets["padding"][1]), dtype=np.uint8)
@@ -117,7 +155,7 @@ def pretile_linear(weight: QuantizedWeight, bias: np.ndarray | None, n_pad: int,
     put("zeros", _nibbles_to_bytes(zeros))
     if bias is not None:
         put("bias", _bias_tiles(bias, n, n_pad, tn, kt))
-    return blob.reshape(-1)
+    return blob.reshape(-1) if columns * rows == 1 else _to_dma_order(blob, columns, rows)
 
 
 def _bias_tiles(bias: np.ndarray, n: int, n_pad: int, tn: int, kt: int) -> np.ndarray:
@@ -133,7 +171,7 @@ def _bias_tiles(bias: np.ndarray, n: int, n_pad: int, tn: int, kt: int) -> np.nd
 
 
 def untile_linear(blob: np.ndarray, n: int, k: int, n_pad: int, k_pad: int, tn: int, tk: int, group: int,
-                  bias: bool) -> tuple[np.ndarray, np.ndarray | None]:
+                  bias: bool, columns: int = 1, rows: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
     """Inverse of :func:`pretile_linear`, for tests: ``bf16((q - z) * s)`` as float32 ``[n, k]``, and the bias as
     float32 ``[n]`` (None without one).
 
@@ -142,8 +180,9 @@ def untile_linear(blob: np.ndarray, n: int, k: int, n_pad: int, k_pad: int, tn: 
     """
     _check_grid(n, k, n_pad, k_pad, tn, tk, group)
     nt, kt, ng = n_pad // tn, k_pad // tk, tk // group
+    _check_order(nt, columns, rows)
     offsets = _offsets(tn, tk, group, bias)
-    tiles = np.asarray(blob, dtype=np.uint8).reshape(nt, kt, offsets["padding"][1])
+    tiles = _from_dma_order(np.asarray(blob, dtype=np.uint8), nt, kt, columns, rows)
 
     def part(name: str) -> np.ndarray:
         start, end = offsets[name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aielower.backends.aie.weights import linear_tile_bytes, pretile_linear, untile_linear
+from aielower.backends.aie.weights import linear_tile_bytes, pretile_linear, tile_positions, untile_linear
 from aielower.errors import CompileError
 from aielower.quant.bf16 import round_to_bf16
 from aielower.quant.groupwise import QuantizedWeight, quantize_rtn
@@ -110,3 +110,23 @@ def test_only_4_bit_weights_tile():
     w = quantize_rtn(np.ones((4, 64), np.float32), bits=8, group=32)
     with pytest.raises(CompileError, match="4-bit"):
         pretile_linear(w, None, 4, 64, 4, 64)
+
+
+def test_blob_is_in_the_gemv_dma_order():
+    """A 2 x 3 grid: per column, for each core step, the 3 rows' tiles side by side; untile inverts it."""
+    rng = np.random.default_rng(7)
+    n, k, tn, tk, group, columns, rows = 96, 128, 8, 64, 32, 2, 3  # 12 N tiles: 2 per core, 2 K tiles
+    w = quantize_rtn(rng.standard_normal((n, k)).astype(np.float32), bits=4, group=group)
+    bias = rng.standard_normal(n).astype(np.float32)
+    size = linear_tile_bytes(tn, tk, group, True)
+    plain = pretile_linear(w, bias, n, k, tn, tk).reshape(n // tn, k // tk, size)
+    blob = pretile_linear(w, bias, n, k, tn, tk, columns, rows)
+    order = [(c * 6 + r * 2 + i, kt) for c in range(columns) for i in range(2) for kt in range(2) for r in range(rows)]
+    np.testing.assert_array_equal(blob, np.concatenate([plain[nt, kt] for nt, kt in order]))
+    for position, (nt, kt) in enumerate(order):
+        assert tile_positions(nt, kt, n // tn, k // tk, columns, rows) == position
+    full, b = untile_linear(blob, n, k, n, k, tn, tk, group, True, columns, rows)
+    np.testing.assert_array_equal(full, round_to_bf16(w.dequantize()))
+    np.testing.assert_array_equal(b, round_to_bf16(bias))
+    with pytest.raises(CompileError, match="do not split evenly over a 5 x 1 core grid"):
+        pretile_linear(w, bias, n, k, tn, tk, 5, 1)
