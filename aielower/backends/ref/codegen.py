@@ -201,20 +201,35 @@ def _function_code(fn: Function) -> FunctionCode:
     return FunctionCode(fn.name, signature, args, symbols, body, [names(v) for v in fn.results])
 
 
-def generate(module: Module) -> str:
-    """Python source of the module: ``def <function>(*args, W)`` per IR function."""
+def _kernels_for(used: set[str]) -> list[str]:
+    """The kernels ops named ``used`` need (with the kernels they call), or a CompileError."""
     available = supported_ops()
-    used = {op.name for fn in module.functions.values() for op in fn.ops}
     missing = sorted(name for name in used if name not in available)
     if missing:
         raise CompileError(
             f"the ref backend has no kernel for {', '.join(missing)}; "
             f"add aielower/backends/ref/templates/kernels/<op>.py.j2 (or run a pipeline that lowers them)"
         )
-    used |= {dep for name in used for dep in KERNEL_DEPENDENCIES.get(name, ())}
+    return sorted(used | {dep for name in used for dep in KERNEL_DEPENDENCIES.get(name, ())})
+
+
+def generate(module: Module) -> str:
+    """Python source of the module: ``def <function>(*args, W)`` per IR function."""
+    used = {op.name for fn in module.functions.values() for op in fn.ops}
     return _ENV.get_template("module.py.j2").render(
         module_name=module.name,
         dtypes={k: v for k, v in DTYPES.items() if v is not None},
-        kernels=sorted(used),
+        kernels=_kernels_for(used),
         functions=[_function_code(fn) for fn in module.functions.values()],
+    )
+
+
+def generate_kernels(module: Module) -> str:
+    """Python source of only the kernels ``module`` uses (no functions), for the interpreter."""
+    used = {op.name for fn in module.functions.values() for op in fn.ops}
+    return _ENV.get_template("module.py.j2").render(
+        module_name=module.name,
+        dtypes={k: v for k, v in DTYPES.items() if v is not None},
+        kernels=_kernels_for(used),
+        functions=[],
     )
