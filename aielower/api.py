@@ -34,7 +34,7 @@ class QuantConfig:
     tokenizer: str | None = None  # model name, directory or .gguf; default: the compiled model's
     samples: int = 128
     seqlen: int = 512
-    clip: bool = True
+    clip: bool = False  # the clip search raised perplexity on the real checkpoint (README)
     progress: bool = True
 
     def pipeline(self) -> str:

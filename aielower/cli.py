@@ -74,7 +74,7 @@ def parse_quant(spec: str | None, lm_head_group: int | None, method: str | None 
     method = method or "rtn"
     given = {k: v for k, v in awq.items() if v is not None}
     if method != "awq" and any(k != "tokenizer" for k in given):
-        raise CompileError(f"--calib, --calib-samples, --calib-seqlen and --no-clip apply to --method awq only")
+        raise CompileError(f"--calib, --calib-samples, --calib-seqlen and --clip apply to --method awq only")
     extra = given if method == "awq" else {}
     return QuantConfig(bits=int(m.group(1)), group_size=int(m.group(2)), method=method,
                        lm_head_group_size=lm_head_group, **extra)
@@ -155,29 +155,27 @@ def cmd_export_mlir(args) -> int:
 
 def _eval_quant(args):
     quant = parse_quant(args.quant, args.lm_head_group, args.method, calib=args.calib, samples=args.calib_samples,
-                        seqlen=args.calib_seqlen, clip=False if args.no_clip else None, tokenizer=args.model)
+                        seqlen=args.calib_seqlen, clip=True if args.clip else None, tokenizer=args.model)
     if args.backend == "torch" and quant is not None:
         raise CompileError("--backend torch runs the fp32 model (the baseline); quantized programs run on "
                            "--backend ref")
     return quant
 
 
-def _eval_model(args, quant):
-    """(model, tokenizer, logits_fn) for the eval commands: torch eager, or the ref-compiled program."""
+def _logits_fn(args, model, quant):
+    """What scores a chunk for the eval commands: torch eager, or the ref-compiled program."""
     import aielower
 
-    tokenizer = aielower.load_tokenizer(args.model)
-    model = aielower.load_model(args.model)
     if args.backend == "torch":
         from aielower.eval.perplexity import torch_logits_fn
 
-        return model, tokenizer, torch_logits_fn(model)
+        return torch_logits_fn(model)
     t0 = time.perf_counter()
     compiled = aielower.compile(model, quant=quant, functions=("prefill",))
     awq = compiled.ir.metadata.get("awq")
     print(f"aielower: compiled {compiled.ir.name} ({quant_label(quant)}) in {time.perf_counter() - t0:.1f} s"
           + (f"; {awq['summary']}" if awq else ""), file=sys.stderr)
-    return model, tokenizer, compiled
+    return compiled
 
 
 def _check_calibration_is_not_evaluation(quant, data) -> None:
@@ -204,11 +202,14 @@ def _max_positions(model) -> int | None:
 def cmd_eval_perplexity(args) -> int:
     from aielower.eval.perplexity import check_seqlen, eval_tokens, perplexity
 
-    quant = _eval_quant(args)  # bad options fail before loading
+    import aielower
+
+    quant = _eval_quant(args)  # bad options and data fail before anything is compiled
     _check_calibration_is_not_evaluation(quant, args.data)
-    model, tokenizer, logits_fn = _eval_model(args, quant)
+    tokens, source = eval_tokens(aielower.load_tokenizer(args.model), args.data)
+    model = aielower.load_model(args.model)
     check_seqlen(args.seqlen, _max_positions(model))
-    tokens, source = eval_tokens(tokenizer, args.data)
+    logits_fn = _logits_fn(args, model, quant)
     all_chunks = args.all_chunks if args.all_chunks is not None else args.all
     result = perplexity(logits_fn, tokens, seqlen=args.seqlen, samples=args.samples, all_chunks=all_chunks,
                         backend=args.backend, quant=quant_label(quant), data=source, progress=not args.no_progress)
@@ -224,9 +225,12 @@ def cmd_eval_perplexity(args) -> int:
 def cmd_eval_mmlu(args) -> int:
     from aielower.eval.mmlu import load_mmlu, mmlu_accuracy
 
+    import aielower
+
     quant = _eval_quant(args)
     rows = load_mmlu(args.subject, args.n, args.data)  # bad subject or file fails before loading the model
-    _, tokenizer, logits_fn = _eval_model(args, quant)
+    tokenizer = aielower.load_tokenizer(args.model)
+    logits_fn = _logits_fn(args, aielower.load_model(args.model), quant)
     result = mmlu_accuracy(logits_fn, tokenizer, rows, backend=args.backend, quant=quant_label(quant),
                            progress=not args.no_progress)
     print(f"MMLU {result.subject}: {result.correct}/{result.n} = {result.accuracy:.2f}%  "
@@ -250,7 +254,7 @@ def cmd_eval_table(args) -> int:
     settings = TableSettings(seqlen=args.seqlen, samples=args.samples, all_chunks=all_chunks, mmlu_rows=rows,
                              group=args.group, lm_head_group=args.lm_head_group, calib=args.calib,
                              calib_samples=128 if args.calib_samples is None else args.calib_samples,
-                             calib_seqlen=512 if args.calib_seqlen is None else args.calib_seqlen, clip=not args.no_clip,
+                             calib_seqlen=512 if args.calib_seqlen is None else args.calib_seqlen, clip=args.clip,
                              progress=not args.no_progress)
     tokenizer = aielower.load_tokenizer(args.model)
     model = aielower.load_model(args.model)
@@ -348,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument("--calib", metavar="FILE", help="awq calibration text (default: ../shared/data/calibration/)")
         parser.add_argument("--calib-samples", type=int, metavar="N", help="awq calibration chunks (default 128)")
         parser.add_argument("--calib-seqlen", type=int, metavar="N", help="tokens per calibration chunk (default 512)")
-        parser.add_argument("--no-clip", action="store_true", help="awq without the clipping search")
+        parser.add_argument("--clip", action="store_true", help="awq: also search the clipping range (off by default)")
 
     def all_options(parser, default_all: bool):
         if default_all:

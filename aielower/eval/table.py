@@ -31,7 +31,7 @@ class TableSettings:
     calib: str | None = None
     calib_samples: int = 128
     calib_seqlen: int = 512
-    clip: bool = True
+    clip: bool = False
     progress: bool = True
 
 

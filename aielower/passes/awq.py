@@ -61,7 +61,7 @@ class AWQOptions:
     bits: int = 4
     group: int = 128
     n_grid: int = 20
-    clip: bool = True
+    clip: bool = False
     search_tokens: int = 4096
     batch_tokens: int = 4096
     progress: bool = True

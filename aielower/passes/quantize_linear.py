@@ -92,7 +92,7 @@ AWQ_OPTIONS = (
     Option("tokenizer", str, "", "awq: model name, directory or .gguf whose tokenizer reads calib (default: the model's)", detail=True),
     Option("samples", int, 128, "awq: calibration chunks", minimum=1, detail=True),
     Option("seqlen", int, 512, "awq: tokens per calibration chunk", minimum=1, detail=True),
-    Option("clip", bool, True, "awq: also search the clipping range of each weight group", detail=True),
+    Option("clip", bool, False, "awq: also search the clipping range of each weight group", detail=True),
     Option("search_tokens", int, 4096, "awq: calibration tokens the output error is measured on", minimum=1, detail=True),
     Option("progress", bool, True, "awq: progress bar on stderr", detail=True),
 )
