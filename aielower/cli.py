@@ -1,6 +1,6 @@
 """The ``aielower`` command.
 
-    aielower compile MODEL [--target ref] [--quant w4g128] [--lm-head-group 32] [--pipeline P] [--dump-ir DIR]
+    aielower compile MODEL [--target ref] [--quant w4g128] [--method rtn|awq] [--lm-head-group 32] [--pipeline P] [--dump-ir DIR]
     aielower opt FILE.ir [--pipeline P]
     aielower run MODEL --prompt TEXT [--quant w4g128] [--max-new-tokens 60]
     aielower export-mlir MODEL -o FILE [--dialect torch|linalg] [--weights auto|inline|args]
@@ -91,7 +91,7 @@ def cmd_compile(args) -> int:
     import aielower
 
     t0 = time.perf_counter()
-    quant = parse_quant(args.quant, args.lm_head_group)
+    quant = parse_quant(args.quant, args.lm_head_group, args.method, tokenizer=args.model)
     compiled = aielower.compile(args.model, target=args.target, quant=quant, pipeline=args.pipeline, dump_ir=args.dump_ir)
     print(_summary(compiled, time.perf_counter() - t0))
     if args.dump_ir:
@@ -121,7 +121,7 @@ def cmd_run(args) -> int:
     import aielower
     from aielower.eval.latency import LatencyRow, markdown_table
 
-    quant = parse_quant(args.quant, args.lm_head_group)
+    quant = parse_quant(args.quant, args.lm_head_group, args.method, tokenizer=args.model)
     tokenizer = aielower.load_tokenizer(args.model)
     model = aielower.load_model(args.model)
     if args.chat:
@@ -301,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", default="ref", help="ref (NumPy reference backend; default) or aie (not available yet)")
     c.add_argument("--quant", metavar="wBgG", help="quantize weights, e.g. w4g128 (default: keep fp32)")
     c.add_argument("--lm-head-group", type=int, metavar="G", help="also quantize the lm_head with group G (e.g. 32)")
+    c.add_argument("--method", choices=("rtn", "awq"), help="rtn (default) or awq (calibrates on the default text)")
     c.add_argument("--pipeline", help="pass pipeline replacing the default (see 'aielower passes')")
     c.add_argument("--dump-ir", metavar="DIR", help="write the IR before and after every pass to DIR")
     c.set_defaults(run=cmd_compile)
@@ -317,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--chat", action="store_true", help="wrap the prompt in the tokenizer's chat template")
     r.add_argument("--quant", metavar="wBgG", help="quantize weights, e.g. w4g128 (default: fp32)")
     r.add_argument("--lm-head-group", type=int, metavar="G", help="also quantize the lm_head with group G")
+    r.add_argument("--method", choices=("rtn", "awq"), help="rtn (default) or awq (calibrates on the default text)")
     r.add_argument("--max-new-tokens", type=int, default=60)
     r.add_argument("--max-seq-len", type=int, help="KV cache length (default: prompt + new tokens)")
     r.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")

@@ -294,10 +294,11 @@ class AWQReport:
 
     def summary(self) -> str:
         folded = sum(g.alpha is not None for g in self.groups)
+        scaled = sum(bool(g.alpha) for g in self.groups)
         ratios = [g.scale_error for g in self.groups if g.scale_error is not None]
         mean = f"{np.mean(ratios):.3f}" if ratios else "n/a"
-        return (f"awq: {self.samples} x {self.seqlen} calibration tokens, {folded}/{len(self.groups)} groups scaled "
-                f"(mean output error vs RTN {mean}), {self.seconds:.1f} s ("
+        return (f"awq: {self.samples} x {self.seqlen} calibration tokens, {folded}/{len(self.groups)} groups "
+                f"foldable, {scaled} scaled (alpha > 0; mean output error vs RTN {mean}), {self.seconds:.1f} s ("
                 + ", ".join(f"{k} {v:.1f} s" for k, v in self.phases.items())
                 + f"), peak {self.peak_traced_mb:.0f} MB allocated, peak RSS {self.peak_rss_mb:.0f} MB")
 

@@ -80,7 +80,7 @@ def test_awq_beats_rtn_on_activation_outliers(tmp_path):
     assert awq < 0.75 * rtn, (awq, rtn)  # measured: 0.038 vs 0.073
     report = cm.ir.metadata["awq"]
     assert report["samples"] == 8 and report["seqlen"] == 64 and report["seconds"] > 0 and report["peak_rss_mb"] > 0
-    assert "awq: 8 x 64 calibration tokens, 8/8 groups scaled" in report["summary"]
+    assert "awq: 8 x 64 calibration tokens, 8/8 groups foldable, 8 scaled (alpha > 0" in report["summary"]
     assert set(report["phases"]) == {"forward", "scale search", "clip search"}
     # Still an ordinary quantized program: quant.linear ops, printable and parsable.
     kinds = aielower.api.CompileStats.ops_by_kind_in(cm.ir.functions["prefill"])
