@@ -30,6 +30,13 @@ class QuantConfig:
     group_size: int = 128
     method: str = "rtn"
     lm_head_group_size: int | None = None
+    # AWQ calibration (method="awq" only); see the quantize-linear pass.
+    calib: str | None = None  # text file; default: ../shared/data/calibration/*.txt
+    tokenizer: str | None = None  # model name, directory or .gguf; default: the compiled model's
+    samples: int = 128
+    seqlen: int = 512
+    clip: bool = False  # the clip search raised perplexity on the real checkpoint (README)
+    progress: bool = True
 
     def label(self) -> str:
         """As the model card writes it, e.g. ``w4 g128 rtn + lm_head g32``."""
@@ -37,9 +44,19 @@ class QuantConfig:
         return text + (f" + lm_head g{self.lm_head_group_size}" if self.lm_head_group_size is not None else "")
 
     def pipeline(self) -> str:
-        text = f"quantize-linear{{bits={self.bits} group={self.group_size} method={self.method}}}"
-        if self.lm_head_group_size is not None:
-            text += f",quantize-lm-head{{bits={self.bits} group={self.lm_head_group_size} method={self.method}}}"
+        options = f"bits={self.bits} group={self.group_size} method={self.method}"
+        if self.method == "awq":
+            for key, value in (("calib", self.calib), ("tokenizer", self.tokenizer)):
+                if value is not None:
+                    if not value or any(c.isspace() or c in "{},=" for c in str(value)):
+                        raise CompileError(f"QuantConfig.{key} {value!r} cannot go into a pipeline string "
+                                           "(no spaces, braces, commas or '='): rename or link the file")
+                    options += f" {key}={value}"
+            options += f" samples={self.samples} seqlen={self.seqlen} clip={str(self.clip).lower()}"
+            options += f" progress={str(self.progress).lower()}"
+        text = f"quantize-linear{{{options}}}"
+        if self.lm_head_group_size is not None:  # the lm_head is rounded to nearest whatever the method
+            text += f",quantize-lm-head{{bits={self.bits} group={self.lm_head_group_size} method=rtn}}"
         return text
 
 
@@ -119,10 +136,14 @@ def compile(
     manager = PassManager.parse(text, verify_each=verify_each, dump_dir=dump_ir)  # rejects bad pipelines first
 
     t0 = time.perf_counter()
+    source = None
     if isinstance(model, (str, Path)):
         name = name or Path(model).name
+        source = str(model)
         model = load_model(model)
     module = import_model(model, name, functions=functions, max_seq_len=max_seq_len)
+    if source is not None:
+        module.metadata["source"] = source  # where the tokenizer is, for AWQ calibration
     verify(module)
     stats.seconds["capture"] = time.perf_counter() - t0
 

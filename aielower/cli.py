@@ -1,10 +1,13 @@
 """The ``aielower`` command.
 
-    aielower compile MODEL [--target ref|aie] [-o DIR] [--device npu2] [--quant w4g128] [--lm-head-group 32]
-                           [--pipeline P] [--dump-ir DIR]
+    aielower compile MODEL [--target ref|aie] [-o DIR] [--device npu2] [--quant w4g128] [--method rtn|awq]
+                           [--lm-head-group 32] [--pipeline P] [--dump-ir DIR]
     aielower opt FILE.ir [--pipeline P]
     aielower run MODEL --prompt TEXT [--quant w4g128] [--max-new-tokens 60]
     aielower export-mlir MODEL -o FILE [--dialect torch|linalg] [--weights auto|inline|args]
+    aielower eval perplexity MODEL [--quant w4g128 --method rtn|awq --lm-head-group 32] [--data FILE] [--seqlen 2048] [--samples 8] [--all]
+    aielower eval mmlu MODEL [--subject "abstract algebra"] [--n 30]
+    aielower eval table MODEL
     aielower passes
     aielower bench MODEL [--device npu2] [--quant w4g128] [--lm-head-group 32] [-o DIR] [--plot]
 """
@@ -56,25 +59,41 @@ def _summary(compiled, total_seconds: float) -> str:
 _QUANT_RE = re.compile(r"w(\d+)g(\d+)")
 
 
-def parse_quant(spec: str | None, lm_head_group: int | None):
-    """``w4g128`` -> QuantConfig(bits=4, group_size=128); None -> fp32."""
+def parse_quant(spec: str | None, lm_head_group: int | None, method: str | None = None, **awq):
+    """``w4g128`` -> QuantConfig(bits=4, group_size=128); None -> fp32. ``awq``: QuantConfig's
+    calibration fields (calib, tokenizer, samples, seqlen, clip), used with method awq."""
     from aielower.api import QuantConfig
 
     if spec is None:
         if lm_head_group is not None:
             raise CompileError("--lm-head-group needs --quant (e.g. --quant w4g128 --lm-head-group 32)")
+        if method is not None:
+            raise CompileError(f"--method {method} needs --quant (e.g. --quant w4g128 --method {method})")
         return None
     m = _QUANT_RE.fullmatch(spec)
     if not m:
         raise CompileError(f"bad --quant {spec!r}: expected w<bits>g<group>, e.g. w4g128")
-    return QuantConfig(bits=int(m.group(1)), group_size=int(m.group(2)), lm_head_group_size=lm_head_group)
+    method = method or "rtn"
+    given = {k: v for k, v in awq.items() if v is not None}
+    if method != "awq" and any(k != "tokenizer" for k in given):
+        raise CompileError(f"--calib, --calib-samples, --calib-seqlen and --clip apply to --method awq only")
+    extra = given if method == "awq" else {}
+    return QuantConfig(bits=int(m.group(1)), group_size=int(m.group(2)), method=method,
+                       lm_head_group_size=lm_head_group, **extra)
+
+
+def quant_label(quant) -> str:
+    if quant is None:
+        return "fp32"
+    text = f"w{quant.bits}g{quant.group_size} {quant.method}"
+    return text + (f" + lm_head g{quant.lm_head_group_size}" if quant.lm_head_group_size is not None else "")
 
 
 def cmd_compile(args) -> int:
     import aielower
 
     t0 = time.perf_counter()
-    quant = parse_quant(args.quant, args.lm_head_group)
+    quant = parse_quant(args.quant, args.lm_head_group, args.method, tokenizer=args.model)
     if args.target == "aie" and args.output is None:
         raise CompileError("--target aie writes kernels, designs, weights and a report: give -o DIR")
     if args.target != "aie" and (args.output is not None or args.device is not None):
@@ -119,7 +138,7 @@ def cmd_run(args) -> int:
     import aielower
     from aielower.eval.latency import LatencyRow, markdown_table
 
-    quant = parse_quant(args.quant, args.lm_head_group)
+    quant = parse_quant(args.quant, args.lm_head_group, args.method, tokenizer=args.model)
     tokenizer = aielower.load_tokenizer(args.model)
     model = aielower.load_model(args.model)
     if args.chat:
@@ -148,6 +167,133 @@ def cmd_export_mlir(args) -> int:
     write_mlir(model, args.output, args.dialect, weights=args.weights)
     size = Path(args.output).stat().st_size
     print(f"aielower: wrote {args.output} ({args.dialect} dialect, {size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _eval_quant(args):
+    quant = parse_quant(args.quant, args.lm_head_group, args.method, calib=args.calib, samples=args.calib_samples,
+                        seqlen=args.calib_seqlen, clip=True if args.clip else None, tokenizer=args.model)
+    if args.backend == "torch" and quant is not None:
+        raise CompileError("--backend torch runs the fp32 model (the baseline); quantized programs run on "
+                           "--backend ref")
+    return quant
+
+
+def _logits_fn(args, model, quant):
+    """What scores a chunk for the eval commands: torch eager, or the ref-compiled program."""
+    import aielower
+
+    if args.backend == "torch":
+        from aielower.eval.perplexity import torch_logits_fn
+
+        return torch_logits_fn(model)
+    t0 = time.perf_counter()
+    compiled = aielower.compile(model, quant=quant, functions=("prefill",))
+    awq = compiled.ir.metadata.get("awq")
+    print(f"aielower: compiled {compiled.ir.name} ({quant_label(quant)}) in {time.perf_counter() - t0:.1f} s"
+          + (f"; {awq['summary']}" if awq else ""), file=sys.stderr)
+    return compiled
+
+
+def _check_calibration_is_not_evaluation(quant, data) -> None:
+    from aielower.data import WIKITEXT_TEST, check_disjoint, default_calibration_file
+    from aielower.eval.perplexity import HF_DATA
+
+    if quant is None or quant.method != "awq" or str(data) == HF_DATA:
+        return
+    check_disjoint(quant.calib or default_calibration_file(), data or WIKITEXT_TEST)
+
+
+def _write_json(path, payload) -> None:
+    import json
+
+    if path:
+        Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        print(f"aielower: wrote {path}", file=sys.stderr)
+
+
+def _max_positions(model) -> int | None:
+    return getattr(model.config, "max_position_embeddings", None)
+
+
+def cmd_eval_perplexity(args) -> int:
+    from aielower.eval.perplexity import check_seqlen, eval_tokens, perplexity
+
+    import aielower
+
+    quant = _eval_quant(args)  # bad options and data fail before anything is compiled
+    _check_calibration_is_not_evaluation(quant, args.data)
+    tokens, source = eval_tokens(aielower.load_tokenizer(args.model), args.data)
+    model = aielower.load_model(args.model)
+    check_seqlen(args.seqlen, _max_positions(model))
+    logits_fn = _logits_fn(args, model, quant)
+    all_chunks = args.all_chunks if args.all_chunks is not None else args.all
+    result = perplexity(logits_fn, tokens, seqlen=args.seqlen, samples=args.samples, all_chunks=all_chunks,
+                        backend=args.backend, quant=quant_label(quant), data=source, progress=not args.no_progress)
+    print(f"perplexity ({result.samples} samples of {result.seqlen} tokens): {result.ppl_samples:.4f}")
+    if result.ppl_all is not None:
+        print(f"perplexity ({result.all_label}, {result.chunks_all * result.seqlen} tokens): {result.ppl_all:.4f}")
+    print(f"  {args.model}, {result.quant}, backend {result.backend}, {result.data}: {result.n_tokens} tokens, "
+          f"{result.n_chunks} chunks; {result.seconds:.1f} s")
+    _write_json(args.json, result.as_dict())
+    return 0
+
+
+def cmd_eval_mmlu(args) -> int:
+    from aielower.eval.mmlu import load_mmlu, mmlu_accuracy
+
+    import aielower
+
+    quant = _eval_quant(args)
+    rows = load_mmlu(args.subject, args.n, args.data)  # bad subject or file fails before loading the model
+    tokenizer = aielower.load_tokenizer(args.model)
+    logits_fn = _logits_fn(args, aielower.load_model(args.model), quant)
+    result = mmlu_accuracy(logits_fn, tokenizer, rows, backend=args.backend, quant=quant_label(quant),
+                           progress=not args.no_progress)
+    print(f"MMLU {result.subject}: {result.correct}/{result.n} = {result.accuracy:.2f}%  "
+          f"({args.model}, {result.quant}, backend {result.backend}; {result.seconds:.1f} s)")
+    _write_json(args.json, result.as_dict())
+    return 0
+
+
+def cmd_eval_table(args) -> int:
+    import aielower
+    from aielower.data import WIKITEXT_TEST, check_disjoint, default_calibration_file
+    from aielower.eval.mmlu import load_mmlu
+    from aielower.eval.perplexity import HF_DATA, check_seqlen, eval_tokens
+    from aielower.eval.table import TableSettings, markdown_table, run_table
+
+    t0 = time.perf_counter()
+    if str(args.data) != HF_DATA:
+        check_disjoint(args.calib or default_calibration_file(), args.data or WIKITEXT_TEST)
+    rows = load_mmlu(args.subject, args.n, args.mmlu_data) if args.n else []
+    all_chunks = args.all_chunks if args.all_chunks is not None else not args.no_all
+    settings = TableSettings(seqlen=args.seqlen, samples=args.samples, all_chunks=all_chunks, mmlu_rows=rows,
+                             group=args.group, lm_head_group=args.lm_head_group, calib=args.calib,
+                             calib_samples=128 if args.calib_samples is None else args.calib_samples,
+                             calib_seqlen=512 if args.calib_seqlen is None else args.calib_seqlen, clip=args.clip,
+                             progress=not args.no_progress)
+    tokenizer = aielower.load_tokenizer(args.model)
+    model = aielower.load_model(args.model)
+    check_seqlen(args.seqlen, _max_positions(model))
+    tokens, source = eval_tokens(tokenizer, args.data)
+
+    def progress(row):
+        print(f"aielower: {row.config} | {row.dev}: {row.ppl.ppl_samples:.3f}"
+              + (f" / {row.ppl.ppl_all:.3f}" if row.ppl.ppl_all is not None else "")
+              + (f", MMLU {row.mmlu:.2f}" if row.mmlu is not None else "") + f" ({row.seconds:.0f} s)"
+              + (f"; {row.notes}" if row.notes else ""), file=sys.stderr)
+
+    table = run_table(model, tokenizer, tokens, settings, source=args.model, data=source, on_row=progress)
+    mmlu_label = f"MMLU ({rows[0]['topic']}, {len(rows)})" if rows else "MMLU"
+    total = time.perf_counter() - t0
+    print(markdown_table(table, mmlu_label))
+    print()
+    print(f"{args.model}; perplexity on {source} ({table[0].ppl.n_tokens} tokens, {table[0].ppl.n_chunks} chunks "
+          f"of {args.seqlen}); weights quantized, activations fp32; ref = aielower's NumPy backend on this CPU.")
+    print("time per row: " + ", ".join(f"{r.config} {r.dev} {r.seconds:.0f} s" for r in table)
+          + f"; total {total:.0f} s")
+    _write_json(args.json, {"model": args.model, "data": source, "seconds": total, "rows": [r.as_dict() for r in table]})
     return 0
 
 
@@ -205,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", choices=("npu1", "npu2"), help="--target aie: the NPU to plan for (default npu2)")
     c.add_argument("--quant", metavar="wBgG", help="quantize weights, e.g. w4g128 (default: keep fp32)")
     c.add_argument("--lm-head-group", type=int, metavar="G", help="also quantize the lm_head with group G (e.g. 32)")
+    c.add_argument("--method", choices=("rtn", "awq"), help="rtn (default) or awq (calibrates on the default text)")
     c.add_argument("--pipeline", help="pass pipeline replacing the default (see 'aielower passes')")
     c.add_argument("--dump-ir", metavar="DIR", help="write the IR before and after every pass to DIR")
     c.set_defaults(run=cmd_compile)
@@ -221,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--chat", action="store_true", help="wrap the prompt in the tokenizer's chat template")
     r.add_argument("--quant", metavar="wBgG", help="quantize weights, e.g. w4g128 (default: fp32)")
     r.add_argument("--lm-head-group", type=int, metavar="G", help="also quantize the lm_head with group G")
+    r.add_argument("--method", choices=("rtn", "awq"), help="rtn (default) or awq (calibrates on the default text)")
     r.add_argument("--max-new-tokens", type=int, default=60)
     r.add_argument("--max-seq-len", type=int, help="KV cache length (default: prompt + new tokens)")
     r.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
@@ -248,6 +396,67 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--output", default=".", metavar="DIR", help="where report.md and report.json go (default .)")
     b.add_argument("--plot", action="store_true", help="also write report.png (needs the 'plot' extra: matplotlib)")
     b.set_defaults(run=cmd_bench)
+    ev = sub.add_parser("eval", help="accuracy: perplexity, MMLU, the model card's accuracy table")
+    evs = ev.add_subparsers(dest="eval_command", required=True)
+    model_help = "a local Hugging Face directory, a .gguf file, or a packaged checkpoint name"
+
+    def quant_options(parser):
+        parser.add_argument("--quant", metavar="wBgG", help="quantize weights, e.g. w4g128 (default: fp32)")
+        parser.add_argument("--method", choices=("rtn", "awq"), help="rtn (default) or awq (calibrates first)")
+        parser.add_argument("--lm-head-group", type=int, metavar="G", help="also quantize the lm_head with group G")
+        parser.add_argument("--backend", choices=("ref", "torch"), default="ref",
+                            help="ref (default): aielower's NumPy backend; torch: eager fp32, the baseline")
+        calib_options(parser)
+        parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    def calib_options(parser):
+        parser.add_argument("--calib", metavar="FILE", help="awq calibration text (default: ../shared/data/calibration/)")
+        parser.add_argument("--calib-samples", type=int, metavar="N", help="awq calibration chunks (default 128)")
+        parser.add_argument("--calib-seqlen", type=int, metavar="N", help="tokens per calibration chunk (default 512)")
+        parser.add_argument("--clip", action="store_true", help="awq: also search the clipping range (off by default)")
+
+    def all_options(parser, default_all: bool):
+        if default_all:
+            parser.add_argument("--no-all", action="store_true", help="skip the figure over all chunks")
+        else:
+            parser.add_argument("--all", action="store_true", help="also the perplexity over all chunks")
+        parser.add_argument("--all-chunks", type=int, metavar="N",
+                            help="the larger figure over the first N chunks instead of all (labelled so)")
+
+    pe = evs.add_parser("perplexity", help="perplexity on WikiText-2 raw (test), non-overlapping chunks")
+    pe.add_argument("model", help=model_help)
+    pe.add_argument("--data", metavar="FILE", help="text file, or 'hf' for the Hugging Face split "
+                    "(default: ../shared/data/wikitext-2-raw/wiki.test.raw)")
+    pe.add_argument("--seqlen", type=int, default=2048, help="tokens per chunk (default 2048)")
+    pe.add_argument("--samples", type=int, default=8, help="chunks in the first figure (default 8)")
+    all_options(pe, default_all=False)
+    quant_options(pe)
+    pe.set_defaults(run=cmd_eval_perplexity)
+
+    mm = evs.add_parser("mmlu", help="zero-shot MMLU accuracy on one subject")
+    mm.add_argument("model", help=model_help)
+    mm.add_argument("--subject", default="abstract algebra", help='e.g. "abstract algebra" (default)')
+    mm.add_argument("--n", type=int, default=30, help="first N questions of the subject (default 30)")
+    mm.add_argument("--data", metavar="FILE", help="MMLU jsonl (default: ../shared/data/mmlu/mmlu.jsonl)")
+    quant_options(mm)
+    mm.set_defaults(run=cmd_eval_mmlu)
+
+    tb = evs.add_parser("table", help="the model card's accuracy table: fp32 torch/ref, w4 RTN, w4 AWQ, + lm_head g32")
+    tb.add_argument("model", help=model_help)
+    tb.add_argument("--data", metavar="FILE", help="perplexity text (default: WikiText-2 raw test), or 'hf'")
+    tb.add_argument("--seqlen", type=int, default=2048)
+    tb.add_argument("--samples", type=int, default=8)
+    all_options(tb, default_all=True)
+    tb.add_argument("--subject", default="abstract algebra")
+    tb.add_argument("--n", type=int, default=30, help="MMLU questions (0: no MMLU column)")
+    tb.add_argument("--mmlu-data", metavar="FILE", help="MMLU jsonl (default: ../shared/data/mmlu/mmlu.jsonl)")
+    tb.add_argument("--group", type=int, default=128, help="weight group size (default 128)")
+    tb.add_argument("--lm-head-group", type=int, default=32, help="lm_head group size of the last row (default 32)")
+    calib_options(tb)
+    tb.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    tb.add_argument("--no-progress", action="store_true", help="no progress bars")
+    tb.set_defaults(run=cmd_eval_table)
 
     ls = sub.add_parser("passes", help="list the registered passes, their options and the default pipeline")
     ls.set_defaults(run=cmd_passes)

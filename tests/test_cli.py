@@ -171,3 +171,8 @@ def test_opt_on_a_binary_file(tmp_path, capsys):
 def test_zero_group_from_the_command_line(capsys):
     assert main(["compile", "qwen2-0.5b", "--quant", "w4g0"]) == 1
     assert "option 'group' must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_method_needs_quant(capsys):
+    assert main(["compile", "qwen2-0.5b", "--method", "awq"]) == 1
+    assert "--method awq needs --quant" in capsys.readouterr().err

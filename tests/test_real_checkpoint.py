@@ -52,3 +52,21 @@ def test_w4_g128_decode_runs_and_stays_close(real):
     # 4-bit weights move the logits, but the fp32 top choice stays among the w4 top 5.
     assert fp32.argmax() in np.argsort(w4)[-5:]
     assert out.shape == (1, ids.shape[1] + 8)
+
+
+def test_ref_perplexity_equals_torch_to_4_significant_digits(real):
+    """Two chunks of 512 WikiText-2 tokens: the ref program's perplexity is torch's (the 2048-token
+    figures are in the README's accuracy table)."""
+    from aielower.data import WIKITEXT_TEST
+    from aielower.eval.perplexity import load_text, perplexity, torch_logits_fn
+    from aielower.quant.calibration import tokenize
+
+    if not WIKITEXT_TEST.is_file():
+        pytest.skip(f"{WIKITEXT_TEST} is not present")
+    model, tokenizer, _ = real
+    tokens = tokenize(tokenizer, load_text()[0][:8000])[:1024]
+    cm = aielower.compile(model, functions=("prefill",))
+    ours = perplexity(cm, tokens, seqlen=512, samples=2, progress=False)
+    theirs = perplexity(torch_logits_fn(model), tokens, seqlen=512, samples=2, progress=False)
+    assert 1 < theirs.ppl_samples < 100
+    assert abs(ours.ppl_samples - theirs.ppl_samples) <= 5e-5 * theirs.ppl_samples

@@ -31,6 +31,7 @@ class Option:
     help: str = ""
     choices: tuple | None = None
     minimum: int | None = None
+    detail: bool = False  # listed on its own line by `aielower passes`, not in the pass's header
 
     def convert(self, value: Any, pass_name: str) -> Any:
         """Check (and, from pipeline text, convert) a value for this option."""
@@ -61,7 +62,8 @@ class Option:
 
     def describe(self) -> str:
         choices = f" ({'|'.join(map(str, self.choices))})" if self.choices else ""
-        return f"{self.name}={self.default}{choices}: {self.help}"
+        default = _fmt(self.default) if self.default != "" else "<unset>"
+        return f"{self.name}={default}{choices}: {self.help}"
 
 
 class ModulePass:
@@ -89,7 +91,7 @@ class ModulePass:
 
     def spec(self) -> str:
         """The pipeline text for this pass with its options."""
-        changed = [f"{k}={_fmt(v)}" for k, v in self.values.items()]
+        changed = [f"{k}={_fmt(v)}" for k, v in self.values.items() if v != ""]  # "" is "unset" (no text form)
         return self.name + ("{" + " ".join(changed) + "}" if changed else "")
 
     def __repr__(self) -> str:

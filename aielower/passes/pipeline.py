@@ -19,8 +19,9 @@ def available_passes() -> str:
     for name in sorted(PASS_REGISTRY):
         cls = PASS_REGISTRY[name]
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        opts = " ".join(f"{o.name}={o.default}" for o in cls.options)
+        opts = " ".join(f"{o.name}={o.default}" for o in cls.options if not o.detail)
         lines.append(f"  {name}{'{' + opts + '}' if opts else ''}  {doc}")
+        lines += [f"      {o.describe()}" for o in cls.options if o.detail]
     return "\n".join(lines)
 
 

@@ -8,7 +8,13 @@ See :mod:`aielower.quant.groupwise` for the formula and the error bound.
 """
 
 from aielower.quant.bf16 import bf16_bits, from_bf16_bits, round_to_bf16
-from aielower.quant.groupwise import QuantizedWeight, quantize_rtn, quantize_with_scales, rtn_scales_zeros
+from aielower.quant.groupwise import (
+    QuantizedWeight,
+    quantize_rtn,
+    quantize_with_scales,
+    rtn_dequantized,
+    rtn_scales_zeros,
+)
 from aielower.quant.packing import PACK_BITS, check_bits, pack, unpack
 
 __all__ = [
@@ -21,6 +27,7 @@ __all__ = [
     "quantize_rtn",
     "quantize_with_scales",
     "round_to_bf16",
+    "rtn_dequantized",
     "rtn_scales_zeros",
     "unpack",
 ]

@@ -187,6 +187,20 @@ def rtn_scales_zeros(
     return scales, zeros
 
 
+def rtn_dequantized(w: np.ndarray, bits: int = 4, group: int = 128) -> np.ndarray:
+    """``quantize_rtn(w, bits, group).dequantize()`` without packing: the same float32 values.
+
+    For searches that quantize many candidate weights and only need the round trip.
+    """
+    scales, zeros = rtn_scales_zeros(w, bits, group)
+    g = _grouped(np.asarray(w, dtype=np.float32), group)
+    z = zeros[..., None].astype(np.float32)
+    q = np.clip(np.round(g / scales[..., None]) + z, 0, _maxq(bits))
+    q -= z
+    q *= scales[..., None]
+    return q.reshape(np.shape(w))
+
+
 def quantize_rtn(w: np.ndarray, bits: int = 4, group: int = 128, *, include_zero: bool = False) -> QuantizedWeight:
     """Round-to-nearest group quantization of ``w [out, in]`` (the formula in the module docs)."""
     scales, zeros = rtn_scales_zeros(w, bits, group, include_zero=include_zero)

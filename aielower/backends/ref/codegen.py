@@ -234,6 +234,18 @@ def _function_code(fn: Function, numerics: str, bf16_weights: set[str]) -> Funct
     return FunctionCode(fn.name, signature, args, symbols, body, [names(v) for v in fn.results])
 
 
+def _kernels_for(used: set[str]) -> list[str]:
+    """The kernels ops named ``used`` need (with the kernels they call), or a CompileError."""
+    available = supported_ops()
+    missing = sorted(name for name in used if name not in available)
+    if missing:
+        raise CompileError(
+            f"the ref backend has no kernel for {', '.join(missing)}; "
+            f"add aielower/backends/ref/templates/kernels/<op>.py.j2 (or run a pipeline that lowers them)"
+        )
+    return sorted(used | {dep for name in used for dep in KERNEL_DEPENDENCIES.get(name, ())})
+
+
 def generate(module: Module, numerics: str = "fp32") -> str:
     """Python source of the module: ``def <function>(*args, W)`` per IR function.
 
@@ -241,21 +253,26 @@ def generate(module: Module, numerics: str = "fp32") -> str:
     an ``"aie"`` source expects the weights rounded as ``RefCompiledModel(numerics="aie")`` loads them.
     """
     check_numerics(numerics)
-    available = supported_ops()
     used = {op.name for fn in module.functions.values() for op in fn.ops}
-    missing = sorted(name for name in used if name not in available)
-    if missing:
-        raise CompileError(
-            f"the ref backend has no kernel for {', '.join(missing)}; "
-            f"add aielower/backends/ref/templates/kernels/<op>.py.j2 (or run a pipeline that lowers them)"
-        )
-    used |= {dep for name in used for dep in KERNEL_DEPENDENCIES.get(name, ())}
     return _ENV.get_template("module.py.j2").render(
         module_name=module.name,
         dtypes={k: v for k, v in DTYPES.items() if v is not None},
-        kernels=sorted(used),
+        kernels=_kernels_for(used),
         functions=[_function_code(fn, numerics, bf16_weight_names(module) if numerics == "aie" else set())
                    for fn in module.functions.values()],
         numerics=numerics,
+        aie_kernels=sorted(AIE_KERNEL_OPS),
+    )
+
+
+def generate_kernels(module: Module) -> str:
+    """Python source of only the kernels ``module`` uses (no functions), for the interpreter."""
+    used = {op.name for fn in module.functions.values() for op in fn.ops}
+    return _ENV.get_template("module.py.j2").render(
+        module_name=module.name,
+        dtypes={k: v for k, v in DTYPES.items() if v is not None},
+        kernels=_kernels_for(used),
+        functions=[],
+        numerics="fp32",
         aie_kernels=sorted(AIE_KERNEL_OPS),
     )
