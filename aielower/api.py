@@ -129,6 +129,9 @@ def compile(
         if out_dir is None:
             raise CompileError("target 'aie' writes kernels, designs, weights and a report: give out_dir=")
         get_device(device)
+        if "decode" not in functions:
+            raise CompileError("target 'aie' needs the decode function (the report models decode steps): compile "
+                               "with functions=('prefill', 'decode')")
         if pipeline is None and quant is None:
             quant = AIE_QUANT
     text = pipeline if pipeline is not None else default_pipeline(target, quant, device)
@@ -167,9 +170,6 @@ def _aie_artifact(module: Module, device: str, out_dir, pipeline: str, quant: Qu
     from aielower.backends.aie.compiled import AieArtifact
     from aielower.backends.aie.report import NEW_TOKENS, SHORT_PROMPTS, build_report
 
-    if "decode" not in module.functions:
-        raise CompileError("target 'aie' needs the decode function (the report models decode steps): compile with "
-                           "functions=('prefill', 'decode')")
     if module.metadata.get("aie_device") is None:
         raise CompileError("the pipeline has no plan-aie-tiling pass: target 'aie' needs one, e.g. "
                            f"'...,plan-aie-tiling{{device={device}}}'")
