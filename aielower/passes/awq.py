@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 import resource
 import time
-import tracemalloc
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -289,7 +288,7 @@ class AWQReport:
     groups: list[GroupReport]
     seconds: float
     phases: dict[str, float]  # seconds in the calibration forward pass, the scale search, the clip search
-    peak_traced_mb: float  # NumPy/Python allocations during AWQ (tracemalloc)
+    peak_state_mb: float  # the most the calibration held at once: live values of all batches + sampled rows
     peak_rss_mb: float  # of the whole process so far
 
     def summary(self) -> str:
@@ -300,11 +299,11 @@ class AWQReport:
         return (f"awq: {self.samples} x {self.seqlen} calibration tokens, {folded}/{len(self.groups)} groups "
                 f"foldable, {scaled} scaled (alpha > 0; mean output error vs RTN {mean}), {self.seconds:.1f} s ("
                 + ", ".join(f"{k} {v:.1f} s" for k, v in self.phases.items())
-                + f"), peak {self.peak_traced_mb:.0f} MB allocated, peak RSS {self.peak_rss_mb:.0f} MB")
+                + f"), calibration state {self.peak_state_mb:.0f} MB at most, peak RSS {self.peak_rss_mb:.0f} MB")
 
     def as_dict(self) -> dict:
         return {"samples": self.samples, "seqlen": self.seqlen, "seconds": self.seconds, "phases": self.phases,
-                "peak_traced_mb": self.peak_traced_mb, "peak_rss_mb": self.peak_rss_mb,
+                "peak_state_mb": self.peak_state_mb, "peak_rss_mb": self.peak_rss_mb,
                 "groups": [vars(g) for g in self.groups]}
 
 
@@ -325,22 +324,14 @@ def apply_awq(module: Module, tokens: np.ndarray, options: AWQOptions = AWQOptio
     if vocab is not None and (tokens.min() < 0 or tokens.max() >= vocab):
         raise CompileError(f"calibration tokens out of range [0, {vocab}): is the tokenizer the model's?")
     t0 = time.perf_counter()
-    tracing = not tracemalloc.is_tracing()
-    if tracing:
-        tracemalloc.start()
-    try:
-        phases = {"forward": 0.0, "scale search": 0.0, "clip search": 0.0}
-        reports = _run(module, tokens, options, function, phases)
-        peak = tracemalloc.get_traced_memory()[1] / 2**20
-    finally:
-        if tracing:
-            tracemalloc.stop()
-    return AWQReport(tokens.shape[0], tokens.shape[1], reports, time.perf_counter() - t0, phases, peak,
+    phases = {"forward": 0.0, "scale search": 0.0, "clip search": 0.0}
+    reports, peak_state = _run(module, tokens, options, function, phases)
+    return AWQReport(tokens.shape[0], tokens.shape[1], reports, time.perf_counter() - t0, phases, peak_state / 2**20,
                      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def _run(module: Module, tokens: np.ndarray, options: AWQOptions, function: str,
-         phases: dict[str, float]) -> list[GroupReport]:
+         phases: dict[str, float]) -> tuple[list[GroupReport], int]:
     DeadCodeElimination().run(module)  # readers of a value that nobody reads would block folds
     fn = module.functions[function]
     groups = module_groups(module, function)
@@ -354,7 +345,7 @@ def _run(module: Module, tokens: np.ndarray, options: AWQOptions, function: str,
     frames = [interp.start(b) for b in batches]
     pick = pick_rows([b.size for b in batches], options.search_tokens, options.seed)
     position = {id(op): i for i, op in enumerate(fn.ops)}
-    reports = []
+    reports, peak_state = [], 0
     bar = _progress(len(groups) * len(frames), options.progress)
     try:
         for group in groups:
@@ -367,10 +358,12 @@ def _run(module: Module, tokens: np.ndarray, options: AWQOptions, function: str,
                 sample.add(frame[group.x])
                 bar.update(1)
             phases["forward"] += time.perf_counter() - t0
+            state = sum(a.nbytes for frame in frames for a in frame.values.values()) + sample.rows_nbytes
+            peak_state = max(peak_state, state)
             reports.append(_scale_and_clip(group, sample, frames, options, phases))
     finally:
         bar.close()
-    return reports
+    return reports, peak_state
 
 
 def _scale_and_clip(group: LinearGroup, sample: ActivationSample, frames, options: AWQOptions,

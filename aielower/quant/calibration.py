@@ -68,6 +68,10 @@ class ActivationSample:
         return self.abs_sum / max(self.count, 1)
 
     @property
+    def rows_nbytes(self) -> int:
+        return sum(r.nbytes for r in self._rows)
+
+    @property
     def rows(self) -> np.ndarray:
         return np.concatenate(self._rows, axis=0)
 
