@@ -17,18 +17,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-import jinja2
 
 from aielower.backends.aie.device import Device
 from aielower.errors import CompileError
+from aielower.backends.aie.templating import ENV
 
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("aielower.backends.aie", "templates"),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
 
 # Peano target triple per device architecture (mlir-aie makefile-common: aie2 for npu1, aie2p for npu2).
 _TARGET = {"npu1": "aie2-none-unknown-elf", "npu2": "aie2p-none-unknown-elf"}
@@ -48,7 +41,7 @@ def render_build_file(kernels: Iterable, designs: Iterable[tuple[str, str]], dev
     for name in [*symbols, *(n for n, _ in designs)]:
         if not _NAME.match(name):
             raise CompileError(f"{name!r} cannot be a make target name: use letters, digits, '_', '.', '-'")
-    return _ENV.get_template("build/Makefile.j2").render(
+    return ENV.get_template("build/Makefile.j2").render(
         device=device, target=_TARGET[device.name], symbols=symbols,
         designs=[dict(name=n, symbol=s) for n, s in designs],
     )

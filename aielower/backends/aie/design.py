@@ -38,7 +38,6 @@ from functools import lru_cache
 from itertools import count
 from math import prod
 
-import jinja2
 import numpy as np
 
 from aielower.backends.aie import schedule as sched
@@ -47,14 +46,8 @@ from aielower.backends.aie.device import Device
 from aielower.backends.aie.plan import AccessPattern, LaunchPlan, OpPlan, Stream
 from aielower.backends.aie.planner import roundup
 from aielower.errors import CompileError
+from aielower.backends.aie.templating import ENV
 
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("aielower.backends.aie", "templates"),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
 
 # mlir-aie device names (Xilinx/mlir-aie docs/Devices.md): npu1 is used through its 4-column partition, npu2 whole.
 _AIE_DEVICE = {"npu1": "npu1_4col", "npu2": "npu2"}
@@ -1193,7 +1186,7 @@ def render_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, nam
         ops=ops,
         forever=FOREVER,
     )
-    return _ENV.get_template("design/design.mlir.j2").render(**context)
+    return ENV.get_template("design/design.mlir.j2").render(**context)
 
 
 def _memref_bytes(memref: str) -> int:

@@ -23,20 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import numpy as np
 
 from aielower.backends.aie.device import MMulShape
 from aielower.backends.aie.weights import linear_tile_bytes
 from aielower.errors import CompileError
+from aielower.backends.aie.templating import ENV
 
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("aielower.backends.aie", "templates"),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
 
 HOST_INCLUDE = Path(__file__).parent / "host_include"
 CXX_FLAGS = ("-std=c++20", "-O2", "-fPIC")  # plus -c per object and -shared for the link
@@ -115,7 +108,7 @@ class KernelSpec:
             if name in context:
                 context[f"{name}_literal"] = _c_float(context[name])
                 context[f"{name}_text"] = str(np.float32(context[name]))
-        return _ENV.get_template(f"kernels/{self.family}.cc.j2").render(**context)
+        return ENV.get_template(f"kernels/{self.family}.cc.j2").render(**context)
 
     def signature(self, function: str) -> tuple[Arg, ...]:
         """The arguments of one of :attr:`functions`, with buffer sizes in elements (docs/aie-kernels.md)."""

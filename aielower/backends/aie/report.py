@@ -22,14 +22,8 @@ from aielower.eval import model_card
 from aielower.errors import CompileError
 from aielower.eval.latency import COLUMNS, LatencyRow, grid, markdown_table
 from aielower.ir import Module
+from aielower.backends.aie.templating import ENV
 
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("aielower.backends.aie", "templates"),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
 
 NEW_TOKENS = 60
 SHORT_PROMPTS = tuple(r.prompt_tokens for r in model_card.DECODE_SHORT_PROMPTS)
@@ -286,7 +280,7 @@ def _size(n: float) -> str:
 
 def render_markdown(report: dict) -> str:
     """report.md: the card's tables with modelled figures, comparisons, targets and per-op breakdowns."""
-    template = _ENV.get_template("report/report.md.j2")
+    template = ENV.get_template("report/report.md.j2")
     return template.render(
         r=report,
         tables={
