@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aielower import names
 from aielower.backends.aie.device import get_device
 from aielower.errors import CompileError
 from aielower.frontend import import_model, load_model
@@ -103,7 +104,8 @@ def compile(
     out_dir: str | Path | None = None,
     device: str = "npu2",
 ):
-    """Compile a Qwen2ForCausalLM (or a bundled config name / local HF directory).
+    """Compile a Qwen2ForCausalLM (or a bundled config name / local HF directory / a :class:`~aielower.ir.Module`,
+    e.g. IR text read with :func:`aielower.parse`: it is compiled as it is, without capture).
 
     ``quant`` selects weight quantization (None keeps fp32); ``pipeline`` replaces the
     default pass pipeline (see ``default_pipeline``); ``dump_ir`` names a directory that
@@ -128,6 +130,9 @@ def compile(
     if target == "aie":
         if out_dir is None:
             raise CompileError("target 'aie' writes kernels, designs, weights and a report: give out_dir=")
+        from aielower.backends.aie.artifact import artifact_writer
+
+        artifact_writer(out_dir).check()  # a bad output path fails before the capture, not after it
         get_device(device)
         if "decode" not in functions:
             raise CompileError("target 'aie' needs the decode function (the report models decode steps): compile "
@@ -138,13 +143,22 @@ def compile(
     stats = CompileStats(pipeline=text)
     manager = PassManager.parse(text, verify_each=verify_each, dump_dir=dump_ir)  # rejects bad pipelines first
 
+    if name is not None:
+        names.check("module", name, "module name", CompileError)
     t0 = time.perf_counter()
     source = None
-    if isinstance(model, (str, Path)):
-        name = name or Path(model).name
-        source = str(model)
-        model = load_model(model)
-    module = import_model(model, name, functions=functions, max_seq_len=max_seq_len)
+    if isinstance(model, Module):  # IR (parsed from text, or built): no capture
+        if max_seq_len is not None:
+            raise CompileError("max_seq_len applies to capturing a model; a Module's KV cache length is in its IR")
+        module = model
+        if name is not None:
+            module.name = name
+    else:
+        if isinstance(model, (str, Path)):
+            name = name or names.derive_module_name(Path(model).name)
+            source = str(model)
+            model = load_model(model)
+        module = import_model(model, name, functions=functions, max_seq_len=max_seq_len)
     if source is not None:
         module.metadata["source"] = source  # where the tokenizer is, for AWQ calibration
     verify(module)
@@ -170,12 +184,23 @@ def _aie_artifact(module: Module, device: str, out_dir, pipeline: str, quant: Qu
     from aielower.backends.aie.compiled import AieArtifact
     from aielower.backends.aie.report import NEW_TOKENS, SHORT_PROMPTS, build_report
 
-    if module.metadata.get("aie_device") is None:
+    from aielower.backends.aie.cost import kv_capacity
+    from aielower.backends.aie.plan import plan_of
+
+    planned = module.metadata.get("aie_device")
+    if planned is None:  # IR that was planned before it was printed: the plans name their device
+        devices = {plan.device for fn in module.functions.values() for op in fn.ops
+                   if (plan := plan_of(op)) is not None}
+        if len(devices) > 1:
+            raise CompileError(f"the module's aie.plan attributes are for several devices: {', '.join(sorted(devices))}")
+        planned = devices.pop() if devices else None
+    if planned is None:
         raise CompileError("the pipeline has no plan-aie-tiling pass: target 'aie' needs one, e.g. "
                            f"'...,plan-aie-tiling{{device={device}}}'")
-    dev = get_device(module.metadata["aie_device"])
+    dev = get_device(planned)
+    module.metadata["aie_device"] = dev.name
     label = quant.label() if quant is not None else "as the pipeline says"
-    cache = module.metadata["max_seq_len"]
+    cache = kv_capacity(module)
     if cache >= max(SHORT_PROMPTS) + NEW_TOKENS:
         report = build_report(module, dev, quant=label)
     else:  # a small KV cache (tests, tiny models): model a quarter of it as prompt and a quarter as new tokens

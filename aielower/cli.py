@@ -340,7 +340,9 @@ def cmd_bench(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from aielower.frontend import bundled_configs
 
-    p = argparse.ArgumentParser(prog="aielower", description="Compile Qwen2-family models for the Ryzen AI NPU (AIE).")
+    p = argparse.ArgumentParser(prog="aielower", description="Compile Qwen2-family models for the Ryzen AI NPU (AIE).",
+                                epilog="--traceback (anywhere on the command line): show the Python traceback of an "
+                                       "error instead of one line")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compile", help="capture a model and compile it for a target")
@@ -464,15 +466,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. aielower's own errors, and the OS / value errors a command can foresee (a path that is
+    not a file, a disk that is full, text that is not UTF-8), print one ``aielower: error: ...`` line and exit 1;
+    ``--traceback`` shows the Python traceback instead (for developers)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show_traceback = "--traceback" in argv
+    argv = [a for a in argv if a != "--traceback"]
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except ParseError as e:
+        if show_traceback:
+            raise
         print(e, file=sys.stderr)  # already "file:line:col: error: ..."
         return 1
-    except AielowerError as e:
-        print(f"aielower: error: {e}", file=sys.stderr)
+    except (AielowerError, OSError, ValueError, RecursionError, MemoryError, UnicodeError) as e:
+        if show_traceback:
+            raise
+        print(f"aielower: error: {_describe(e)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("aielower: interrupted", file=sys.stderr)
+        return 130
+
+
+def _describe(e: BaseException) -> str:
+    """One line for an error: aielower's message, or what the OS / Python said and about what."""
+    if isinstance(e, AielowerError):
+        return str(e)
+    if isinstance(e, OSError):
+        where = f" {e.filename}" if e.filename else ""
+        return f"{e.strerror or type(e).__name__}:{where}" if e.strerror else f"{type(e).__name__}: {e}"
+    if isinstance(e, RecursionError):
+        return "input nested too deeply to process (RecursionError); rerun with --traceback to see where"
+    if isinstance(e, MemoryError):
+        return "out of memory; rerun with --traceback to see where"
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text[:300]} (rerun with --traceback to see where)"
 
 
 if __name__ == "__main__":

@@ -21,10 +21,17 @@ class VerifyError(IRError):
 class ParseError(IRError):
     """IR text could not be read; the message names ``file:line:col``, shows the line and a caret."""
 
+    WINDOW = 100  # characters of the source line shown around the column
+
     def __init__(self, message: str, *, filename: str, line: int, col: int, source_line: str):
         self.filename, self.line, self.col, self.reason = filename, line, col, message
-        caret = " " * (col - 1) + "^"
-        super().__init__(f"{filename}:{line}:{col}: error: {message}\n  {source_line}\n  {caret}")
+        start = max(0, col - 1 - self.WINDOW // 2)
+        shown = source_line[start : start + self.WINDOW]
+        # IR text may come from anyone: no control characters (terminal escapes) reach the message.
+        shown = "".join(c if c.isprintable() else "?" for c in shown)
+        prefix, suffix = ("..." if start else ""), ("..." if start + self.WINDOW < len(source_line) else "")
+        caret = " " * (len(prefix) + col - 1 - start) + "^"
+        super().__init__(f"{filename}:{line}:{col}: error: {message}\n  {prefix}{shown}{suffix}\n  {caret}")
 
 
 class ConversionError(AielowerError):

@@ -5,17 +5,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from aielower import names
 from aielower.frontend.aten_to_ir import Importer
 from aielower.errors import ModelError
 from aielower.frontend.capture import BATCH_SYMBOL, SEQ_SYMBOL, export_decode, export_prefill
-from aielower.frontend.models import bundled_configs, check_model, load_model, load_tokenizer
+from aielower.frontend.config_checks import check_model
+from aielower.frontend.config_checks import rope_theta as config_rope_theta
+from aielower.frontend.models import bundled_configs, load_model, load_tokenizer
 from aielower.ir import Module, Sym
 
 
 def rope_theta(config) -> float:
-    """The rotary base of a config (transformers 5 keeps it in ``rope_parameters``)."""
-    params = getattr(config, "rope_parameters", None) or {}
-    return float(params.get("rope_theta") or getattr(config, "rope_theta", 0.0) or 0.0)
+    """The rotary base of a config (transformers 5 keeps it in ``rope_parameters``); 0.0 when unknown."""
+    return float(config_rope_theta(config) or 0.0)
 
 
 FUNCTIONS = ("prefill", "decode")
@@ -46,7 +48,9 @@ def import_model(model, name: str | None = None, *, functions=FUNCTIONS, max_seq
     max_seq_len = min(DEFAULT_MAX_SEQ_LEN, limit) if max_seq_len is None else max_seq_len
     if "decode" in functions and not 1 <= max_seq_len <= limit:
         raise ModelError(f"max_seq_len must be in [1, {limit}] (the model's max_position_embeddings), got {max_seq_len}")
-    module = Module(name or Path(getattr(model.config, "name_or_path", "") or "qwen2").name)
+    if name is None:  # named after where the model came from: made to fit the module-name grammar
+        name = names.derive_module_name(Path(str(getattr(model.config, "name_or_path", "") or "qwen2")).name, "qwen2")
+    module = Module(names.check("module", name, "module name", ModelError))
     module.metadata["config"] = model.config.to_dict()
     module.metadata["rope_theta"] = rope_theta(model.config)
     seconds = module.metadata["capture_seconds"] = {}
@@ -59,8 +63,8 @@ def import_model(model, name: str | None = None, *, functions=FUNCTIONS, max_seq
         t0 = time.perf_counter()
         program = export_decode(model, max_seq_len)
         layers = model.config.num_hidden_layers
-        names = {f"keys_{i}": f"k_cache_{i}" for i in range(layers)} | {f"values_{i}": f"v_cache_{i}" for i in range(layers)}
-        module.add_function(Importer(program, module, "decode", _symbols(program), arg_names=names).run())
+        cache_names = {f"keys_{i}": f"k_cache_{i}" for i in range(layers)} | {f"values_{i}": f"v_cache_{i}" for i in range(layers)}
+        module.add_function(Importer(program, module, "decode", _symbols(program), arg_names=cache_names).run())
         module.metadata["max_seq_len"] = max_seq_len
         seconds["decode"] = time.perf_counter() - t0
     return module

@@ -262,13 +262,22 @@ def load_gguf(path: str | Path):
         )
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    from aielower.frontend.models import check_config, check_model
+    from aielower.frontend.config_checks import check_config, check_loading_info, check_model
 
     where = dict(pretrained_model_name_or_path=str(path.parent), gguf_file=path.name, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(**where)
+    try:
+        config = AutoConfig.from_pretrained(**where)
+    except Exception as exc:  # transformers' GGUF reader raises ValueError, KeyError, struct errors, ...
+        raise ModelError(f"{path}: cannot read the model config from the GGUF header: {type(exc).__name__}: {exc}") from None
+    check_config(config, str(path))
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32, output_loading_info=True)
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot load the weights: {type(exc).__name__}: {exc}") from None
+    check_loading_info(info, model, str(path))
+    tokenizer = load_gguf_tokenizer(path)
     # The weights are plain fp32 tensors now; the leftover GGUF quantization record would make
     # transformers (and aielower's capture) treat the model as still quantized.
     if hasattr(model.config, "quantization_config"):
@@ -281,10 +290,23 @@ def load_gguf(path: str | Path):
             model.is_quantized = False
         except AttributeError:  # a read-only property derived from hf_quantizer
             pass
-    check_config(model.config, str(path))
     model = model.float().eval()
     check_model(model)
     return model, tokenizer
+
+
+def load_gguf_tokenizer(path: str | Path):
+    """The tokenizer stored in a GGUF file, or a ModelError saying the file has none (transformers raises a bare
+    KeyError or ValueError for a GGUF without tokenizer.ggml.* keys)."""
+    path = Path(path)
+    _require("gguf")
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
+    except Exception as exc:
+        raise ModelError(f"{path}: no usable tokenizer in the GGUF file (tokenizer.ggml.* keys): "
+                         f"{type(exc).__name__}: {exc}") from None
 
 
 def _require(package: str) -> None:

@@ -235,7 +235,7 @@ def _export_module(model, dialect: str, weights: str):
     from torch_mlir.extras.fx_decomp_util import get_decomposition_table
 
     from aielower.frontend.capture import export_prefill
-    from aielower.frontend.models import check_model
+    from aielower.frontend.config_checks import check_model
 
     check_model(model)
     program = export_prefill(model)

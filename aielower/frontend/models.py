@@ -16,8 +16,12 @@ from importlib import resources
 from pathlib import Path
 
 from aielower.errors import ModelError
-
-SUPPORTED_ARCHITECTURE = "Qwen2ForCausalLM"
+from aielower.frontend.config_checks import (
+    SUPPORTED_ARCHITECTURE,
+    check_config,
+    check_loading_info,
+    check_model,
+)
 
 
 def bundled_configs() -> list[str]:
@@ -37,6 +41,7 @@ def bundled_config(name: str):
     data = {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
     config = Qwen2Config(**data)
     config.name_or_path = name
+    check_config(config, f"bundled config {name}")
     return config
 
 
@@ -67,9 +72,17 @@ def load_model(name_or_dir: str | Path):
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"{path} is a directory without config.json: not a Hugging Face model directory")
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        try:
+            config = AutoConfig.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ModelError(f"{path}: cannot read config.json: {e}") from None
         check_config(config, str(path))
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+        try:
+            model, info = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32,
+                                                               output_loading_info=True)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+            raise ModelError(f"{path}: cannot load the model weights: {e}") from None
+        check_loading_info(info, model, str(path))
         return model.eval()
     if str(name_or_dir) not in bundled_configs():
         raise ModelError(
@@ -90,37 +103,14 @@ def load_tokenizer(name_or_dir: str | Path):
     if str(name_or_dir) in PACKAGED_CHECKPOINTS:
         path = _packaged_gguf(str(name_or_dir))
     if path.suffix == ".gguf" and path.is_file():
-        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
+        from aielower.frontend.gguf import load_gguf_tokenizer
+
+        return load_gguf_tokenizer(path)
     if path.is_dir():
-        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+        try:
+            return AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ModelError(f"{path}: no usable tokenizer in this directory: {e}") from None
     if str(name_or_dir) in bundled_configs():
         raise ModelError(f"{name_or_dir!r} is a bundled config (architecture only): it has no tokenizer or weights")
     raise ModelError(f"no tokenizer for {str(name_or_dir)!r}: not a packaged checkpoint, a directory or a .gguf file")
-
-
-def check_config(config, where: str) -> None:
-    archs = getattr(config, "architectures", None) or []
-    if getattr(config, "model_type", None) != "qwen2" or (archs and SUPPORTED_ARCHITECTURE not in archs):
-        raise ModelError(
-            f"{where}: model type {getattr(config, 'model_type', None)!r} ({', '.join(archs) or 'no architecture'}) "
-            f"is not supported; aielower compiles {SUPPORTED_ARCHITECTURE} (Qwen1.5, Qwen2, Qwen2.5)"
-        )
-
-
-def check_model(model) -> None:
-    """Raise ModelError unless ``model`` is a Qwen2ForCausalLM the frontend can capture."""
-    from transformers import Qwen2ForCausalLM
-
-    if not isinstance(model, Qwen2ForCausalLM):
-        raise ModelError(
-            f"{type(model).__name__} is not supported; aielower compiles {SUPPORTED_ARCHITECTURE} "
-            "(Qwen1.5, Qwen2, Qwen2.5). Load one with aielower.load_model() or transformers."
-        )
-    dtypes = {p.dtype for p in model.parameters()}
-    import torch
-
-    if dtypes != {torch.float32}:
-        raise ModelError(
-            f"model parameters are {', '.join(sorted(str(d) for d in dtypes))}; aielower captures fp32 models "
-            "(quantization is done by the compiler): pass model.float()"
-        )

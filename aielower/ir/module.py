@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aielower import names
 from aielower.errors import IRError
 from aielower.ir.core import Argument, Op, Value, Weight
 from aielower.ir.types import Type
@@ -13,12 +14,13 @@ class Function:
     """A straight-line SSA function: arguments, ops in order, returned values."""
 
     def __init__(self, name: str, args: list[Argument] | None = None):
-        self.name = name
+        self.name = names.check("function", name)
         self.args: list[Argument] = list(args or [])
         self.ops: list[Op] = []
         self.results: list[Value] = []
 
     def add_arg(self, name: str, type: Type) -> Argument:
+        names.check("value", name, f"@{self.name}: argument name")
         if any(a.name_hint == name for a in self.args):
             raise IRError(f"@{self.name}: argument %{name} already exists")
         arg = Argument(type, name)
@@ -56,7 +58,7 @@ class Module:
     """
 
     def __init__(self, name: str = "module"):
-        self.name = name
+        self.name = names.check("module", name)
         self.functions: dict[str, Function] = {}
         self.weights: dict[str, Weight] = {}
         self.metadata: dict[str, Any] = {}
@@ -71,6 +73,7 @@ class Module:
         return fn
 
     def add_weight(self, name: str, type: Type, data: Any = None) -> Weight:
+        names.check("weight", name)
         if name in self.weights:
             raise IRError(f"module already has a weight @{name}")
         w = Weight(name, type, data)

@@ -11,22 +11,34 @@ import json
 import re
 from typing import Any
 
+from aielower import names
 from aielower.errors import IRError, ParseError
 from aielower.ir.core import OP_REGISTRY, AttrField, Op, Value, is_discardable_name
 from aielower.ir.module import Function, Module
 from aielower.ir.types import DTYPES, QTensorType, Sym, TensorType, Type
 
-_NAME = re.compile(r"[A-Za-z0-9_$.\-]+")
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
-_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+)")
-_INT = re.compile(r"\d+")
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SYM = re.compile(r"[A-Za-wyz_][A-Za-wyz0-9_]*")
+# Every pattern is ASCII: a digit is 0-9 (never another script's digits), a letter A-Z / a-z.
+_NAME = re.compile(r"[A-Za-z0-9_$.\-]+", re.ASCII)
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*", re.ASCII)
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+|[0-9]+)", re.ASCII)
+_INT = re.compile(r"[0-9]+", re.ASCII)
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+_SYM = re.compile(r"[A-Za-wyz_][A-Za-wyz0-9_]*", re.ASCII)
+_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+
+# Limits on what the parser accepts (IR text may come from anyone): digits of a number, nesting of attribute
+# values, characters of a string attribute, size of a dim.
+MAX_DIGITS = 20  # every int the IR holds fits in 64 bits
+MAX_NUMBER_CHARS = 40  # a float literal with exponent
+MAX_NESTING = 32  # lists and dictionaries inside attribute values
+MAX_STRING_CHARS = 4096
+MAX_DIM = 2**48  # 256 T elements: larger than any tensor a machine holds (backends check their own limits)
 
 
 class Parser:
     def __init__(self, text: str, filename: str = "<string>"):
         self.text, self.filename, self.pos = text, filename, 0
+        self.depth = 0  # nesting of attribute values
 
     # -- low level -------------------------------------------------------------------
 
@@ -63,6 +75,16 @@ class Parser:
         if not self.accept(s):
             raise self.error(f"expected {what or repr(s)}")
 
+    def parse_int(self, what: str, limit: int = 2**63 - 1) -> int:
+        """A non-negative decimal integer of at most MAX_DIGITS ASCII digits, no larger than ``limit``."""
+        self.skip()
+        pos = self.pos
+        digits = self.match(_INT, what)
+        if len(digits) > MAX_DIGITS or int(digits) > limit:
+            raise self.error(f"{what} {digits[:24]}{'...' if len(digits) > 24 else ''} is too large (at most {limit:,})",
+                             pos)
+        return int(digits)
+
     def match(self, pattern: re.Pattern, what: str) -> str:
         self.skip()
         m = pattern.match(self.text, self.pos)
@@ -92,8 +114,8 @@ class Parser:
             self.skip()
             if self.accept("?"):
                 dims.append(Sym(self.match(_SYM, "a symbol name after '?'")))
-            elif self.text[self.pos : self.pos + 1].isdigit():
-                dims.append(int(self.match(_INT, "a dim")))
+            elif _INT.match(self.text, self.pos):
+                dims.append(self.parse_int("a dim", limit=MAX_DIM))
             else:
                 pos = self.pos
                 dtype = self.match(_IDENT, "a dim or an element type")
@@ -113,15 +135,23 @@ class Parser:
         dims, dtype = self._dims_and_dtype()
         if not dtype.startswith("u"):
             raise self.error("expected an unsigned storage type such as u4", start)
-        fields: dict[str, str] = {}
+        fields: dict[str, object] = {}
         while self.accept(","):
+            kpos = self.pos
             key = self.match(_IDENT, "a qtensor field (group, scale, zero)")
+            if key not in ("group", "scale", "zero") or key in fields:
+                raise self.error(f"qtensor field '{key}' is unknown or given twice (fields: group, scale, zero)", kpos)
             self.expect("=")
-            fields[key] = self.match(_NAME, f"a value for '{key}'")
+            fields[key] = self.parse_int("a group size") if key == "group" else self.match(_IDENT, f"a dtype for '{key}'")
         self.expect(">", "'>' closing the qtensor type")
+        if not re.fullmatch(r"u[0-9]{1,2}", dtype, re.ASCII):
+            raise self.error(f"bad qtensor storage type {dtype!r}: expected u2, u4 or u8", start)
         try:
-            return QTensorType(tuple(dims), int(dtype[1:]), int(fields["group"]), fields.get("scale", "bf16"), fields.get("zero", "u4"))
-        except (KeyError, ValueError, IRError) as e:
+            return QTensorType(tuple(dims), int(dtype[1:]), fields["group"], fields.get("scale", "bf16"),
+                               fields.get("zero", "u4"))
+        except KeyError:
+            raise self.error("bad qtensor type: it needs group=N", start) from None
+        except IRError as e:
             raise self.error(f"bad qtensor type: {e}", start) from None
 
     def parse_types(self) -> list[Type]:
@@ -135,6 +165,17 @@ class Parser:
     def parse_attr_value(self) -> Any:
         self.skip()
         c = self.text[self.pos : self.pos + 1]
+        if c in "{[" and c:
+            if self.depth >= MAX_NESTING:
+                raise self.error(f"attribute value nested deeper than {MAX_NESTING} levels")
+            self.depth += 1
+            try:
+                return self._parse_container(c)
+            finally:
+                self.depth -= 1
+        return self._parse_scalar(c)
+
+    def _parse_container(self, c: str) -> Any:
         if c == "{":
             self.pos += 1
             entries: dict = {}
@@ -160,12 +201,21 @@ class Parser:
                     items.append(self.parse_attr_value())
                 self.expect("]", "',' or ']' in a list")
             return items
+        raise AssertionError(c)
+
+    def _parse_scalar(self, c: str) -> Any:
         if c == '"':
-            m = re.compile(r'"(?:[^"\\]|\\.)*"').match(self.text, self.pos)
+            m = _STRING.match(self.text, self.pos)
             if not m:
-                raise self.error("unterminated string")
+                raise self.error("unterminated string (strings are one line; write a newline as \\n)")
+            if len(m.group(0)) > MAX_STRING_CHARS:
+                raise self.error(f"string of {len(m.group(0)):,} characters (at most {MAX_STRING_CHARS:,})")
+            try:
+                value = json.loads(m.group(0))
+            except ValueError as e:
+                raise self.error(f"bad string escape: {e}") from None
             self.pos = m.end()
-            return json.loads(m.group(0))
+            return value
         if c == "?":
             self.pos += 1
             return Sym(self.match(_SYM, "a symbol name after '?'"))
@@ -175,9 +225,17 @@ class Parser:
             return float(special.group(0))
         m = _NUMBER.match(self.text, self.pos)
         if m:
-            self.pos = m.end()
             tok = m.group(0)
-            return int(tok) if re.fullmatch(r"[-+]?\d+", tok) else float(tok)
+            if len(tok) > MAX_NUMBER_CHARS or (re.fullmatch(r"[-+]?[0-9]+", tok) and len(tok.lstrip("+-")) > MAX_DIGITS):
+                raise self.error(f"number {tok[:24]}{'...' if len(tok) > 24 else ''} has too many digits "
+                                 f"(integers have at most {MAX_DIGITS})")
+            self.pos = m.end()
+            if re.fullmatch(r"[-+]?[0-9]+", tok):
+                return int(tok)
+            value = float(tok)
+            if value in (float("inf"), float("-inf")):
+                raise self.error(f"number {tok} overflows a float; write inf explicitly if that is meant", m.start())
+            return value
         word = self.match(_IDENT, "an attribute value")
         if word in ("true", "false"):
             return word == "true"
@@ -237,6 +295,8 @@ class Parser:
         self.expect("@", "'@' and a weight name")
         pos = self.pos
         name = self.match(_NAME, "a weight name")
+        if not names.is_valid("weight", name):
+            raise self.error(f"weight name @{name} is not allowed: use {names.describe('weight')}", pos)
         self.expect(":", "':' and the weight's type")
         wtype = self.parse_type()
         if name in module.weights:
@@ -248,6 +308,8 @@ class Parser:
         self.expect("@", "'@' and a function name")
         pos = self.pos
         fname = self.match(_IDENT, "a function name")
+        if not names.is_valid("function", fname):
+            raise self.error(f"function name @{fname} is not allowed: use {names.describe('function')}", pos)
         if fname in module.functions:
             raise self.error(f"function @{fname} is defined twice", pos)
         fn = Function(fname)
@@ -258,6 +320,8 @@ class Parser:
                 self.expect("%", "'%' and an argument name")
                 apos = self.pos
                 aname = self.match(_NAME, "an argument name")
+                if not names.is_valid("value", aname):
+                    raise self.error(f"value name %{aname} is not allowed: use {names.describe('value')}", apos)
                 if aname in scope:
                     raise self.error(f"argument %{aname} is defined twice", apos)
                 self.expect(":", "':' and the argument's type")
@@ -309,11 +373,14 @@ class Parser:
         raise self.error("expected an operand ('%value' or '@weight')")
 
     def parse_op(self, module: Module, scope: dict[str, Value]) -> Op:
-        names: list[tuple[str, int]] = []
+        results: list[tuple[str, int]] = []
         while True:
             self.expect("%", "an op ('%result = dialect.op ...') or 'return'")
             pos = self.pos
-            names.append((self.match(_NAME, "a result name"), pos))
+            result = self.match(_NAME, "a result name")
+            if not names.is_valid("value", result):
+                raise self.error(f"value name %{result} is not allowed: use {names.describe('value')}", pos)
+            results.append((result, pos))
             if not self.accept(","):
                 break
         self.expect("=", "'=' after the result names")
@@ -349,10 +416,10 @@ class Parser:
                 f"but {', '.join(map(str, types))} is written",
                 tpos,
             )
-        if len(names) != len(new.results):
+        if len(results) != len(new.results):
             new.drop_operands()
-            raise self.error(f"{opname} has {len(new.results)} result(s), {len(names)} name(s) given", names[0][1])
-        for (name, pos), result in zip(names, new.results):
+            raise self.error(f"{opname} has {len(new.results)} result(s), {len(results)} name(s) given", results[0][1])
+        for (name, pos), result in zip(results, new.results):
             if name in scope:
                 raise self.error(f"value %{name} is defined twice", pos)
             result.name_hint = name

@@ -17,12 +17,11 @@ Attributes equal to their declared default are left out.
 from __future__ import annotations
 
 import json
-import re
 
+
+from aielower import names as _names
 from aielower.ir.core import AttrField, Op, Value, Weight
 from aielower.ir.module import Function, Module
-
-NAME_RE = re.compile(r"^[A-Za-z0-9_$.\-]+$")
 
 
 def format_attr(field: AttrField, value) -> str:
@@ -73,7 +72,7 @@ class Namer:
         values: list[Value] = list(fn.args) + [r for o in fn.ops for r in o.results]
         for v in values:
             hint = v.name_hint
-            if hint and NAME_RE.match(hint) and hint not in taken:
+            if hint and _names.is_valid("value", hint) and hint not in taken:
                 self.names[id(v)] = hint
                 taken.add(hint)
         counter = 0

@@ -12,7 +12,7 @@ from typing import Union
 
 from aielower.errors import IRError
 
-SYM_NAME_RE = re.compile(r"[A-Za-wyz_][A-Za-wyz0-9_]*")
+SYM_NAME_RE = re.compile(r"[A-Za-wyz_][A-Za-wyz0-9_]{0,63}", re.ASCII)
 
 # IR dtype name -> NumPy dtype name (None where NumPy has no native type).
 DTYPES = {

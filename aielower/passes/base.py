@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,19 +39,22 @@ class Option:
         """Check (and, from pipeline text, convert) a value for this option."""
         if isinstance(value, str) and self.type is not str:
             text = value
-            try:
-                if self.type is bool:
-                    if text not in ("true", "false", "1", "0"):
-                        raise ValueError
-                    value = text in ("true", "1")
-                else:
-                    value = self.type(text)
-            except ValueError:
+            # ASCII spellings only: Python's int() and float() also take other scripts' digits, '_' separators and
+            # surrounding spaces, which a pipeline string must not smuggle in.
+            pattern = {bool: r"true|false|1|0", int: r"[-+]?[0-9]{1,18}",
+                       float: r"[-+]?(?:[0-9]{1,18}(?:\.[0-9]{0,18})?|\.[0-9]{1,18})(?:[eE][-+]?[0-9]{1,3})?"}
+            if self.type not in pattern or not re.fullmatch(pattern[self.type], text, re.ASCII):
                 raise CompileError(
-                    f"pass '{pass_name}': option '{self.name}' expects {self.type.__name__}, got {text!r}"
-                ) from None
+                    f"pass '{pass_name}': option '{self.name}' expects {self.type.__name__}, got {text[:40]!r}"
+                    + (" (ASCII digits, at most 18)" if self.type in (int, float) else "")
+                )
+            value = (text in ("true", "1")) if self.type is bool else self.type(text)
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if self.type is float and isinstance(value, float) and not math.isfinite(value):
+            raise CompileError(f"pass '{pass_name}': option '{self.name}' must be finite, got {value!r}")
+        if self.type is str and isinstance(value, str) and not value.isprintable():
+            raise CompileError(f"pass '{pass_name}': option '{self.name}' has a control character: {value[:40]!r}")
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
             raise CompileError(f"pass '{pass_name}': option '{self.name}' expects {self.type.__name__}, got {value!r}")
         if self.minimum is not None and value < self.minimum:

@@ -10,8 +10,9 @@ import re
 from aielower.errors import CompileError
 from aielower.passes.base import PASS_REGISTRY, ModulePass
 
-_ITEM = re.compile(r"\s*([A-Za-z0-9_-]+)\s*(?:\{([^{}]*)\})?\s*(?:,|$)")
-_OPTION = re.compile(r"([A-Za-z0-9_-]+)=(\S+)")
+_ITEM = re.compile(r"[ \t]*([A-Za-z0-9_-]+)[ \t]*(?:\{([^{}]*)\})?[ \t]*(?:,|$)", re.ASCII)
+_OPTION = re.compile(r"([A-Za-z0-9_-]+)=(\S+)", re.ASCII)
+MAX_PIPELINE_CHARS = 10_000
 
 
 def available_passes() -> str:
@@ -29,6 +30,8 @@ def parse_pipeline(text: str) -> list[ModulePass]:
     """Build the passes of a pipeline string, or raise CompileError saying what is valid."""
     passes: list[ModulePass] = []
     pos = 0
+    if len(text) > MAX_PIPELINE_CHARS:
+        raise CompileError(f"pipeline of {len(text):,} characters: at most {MAX_PIPELINE_CHARS:,}")
     text = text.strip()
     if not text:
         return passes
@@ -36,17 +39,19 @@ def parse_pipeline(text: str) -> list[ModulePass]:
         m = _ITEM.match(text, pos)
         if not m or m.end() == pos:
             raise CompileError(
-                f"bad pipeline {text!r} at character {pos + 1}: expected 'pass-name' or 'pass-name{{key=value ...}}' "
+                f"bad pipeline {text[:200]!r} at character {pos + 1}: expected 'pass-name' or 'pass-name{{key=value ...}}' "
                 "separated by commas"
             )
         name, body = m.group(1), m.group(2)
         if name not in PASS_REGISTRY:
-            raise CompileError(f"unknown pass {name!r} in pipeline; available passes:\n{available_passes()}")
+            raise CompileError(f"unknown pass {name[:80]!r} in pipeline; available passes:\n{available_passes()}")
         values = {}
         for token in (body or "").split():
             om = _OPTION.fullmatch(token)
             if not om:
-                raise CompileError(f"pass '{name}': bad option {token!r}, expected key=value")
+                raise CompileError(f"pass '{name}': bad option {token[:80]!r}, expected key=value")
+            if om.group(1) in values:
+                raise CompileError(f"pass '{name}': option '{om.group(1)}' is given twice")
             values[om.group(1)] = om.group(2)
         passes.append(PASS_REGISTRY[name](**values))
         pos = m.end()

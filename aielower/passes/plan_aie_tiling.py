@@ -14,7 +14,7 @@ from aielower.backends.aie.device import get_device
 from aielower.backends.aie.plan import DECODE_BUCKETS, PLAN_ATTR, PREFILL_BUCKETS, OpPlan
 from aielower.backends.aie.planner import plan_attention, plan_linear, plan_norm, plan_silu_mul
 from aielower.errors import CompileError
-from aielower.ir import Module, Weight
+from aielower.ir import Module, QTensorType, Weight
 from aielower.ir.dialects import fused, quant
 from aielower.passes.base import ModulePass, Option, register_pass
 
@@ -23,6 +23,30 @@ def op_label(fn, index: int, op) -> str:
     weight = getattr(op, "weight", None)
     named = f" @{weight.name}" if isinstance(weight, Weight) else ""
     return f"@{fn.name} op #{index} ({op.name}{named})"
+
+
+def tensor_bytes(t, rows: int) -> int:
+    """Bytes of a tensor in DDR as the NPU holds it in one launch: bf16 elements (a qtensor: its packed codes, bf16
+    scales and u4 zero points); the symbolic dims together (batch x tokens) are one launch's ``rows`` (the largest
+    bucket: longer inputs run in chunks)."""
+    n = rows if any(not isinstance(d, int) for d in t.shape) else 1
+    for d in t.shape:
+        n *= d if isinstance(d, int) else 1
+    if isinstance(t, QTensorType):
+        groups = n // t.group
+        return n * t.bits // 8 + groups * 2 + (groups + 1) // 2
+    return n * 2
+
+
+def check_addressable(op, label: str, device, rows: int) -> None:
+    """Every tensor ``op`` reads or writes must be addressable by the device's DMA (``Device.max_buffer_bytes``);
+    checked from the types alone, before any plan or array is made."""
+    for value in [*op.operands, *op.results]:
+        size = tensor_bytes(value.type, rows)
+        if size > device.max_buffer_bytes:
+            raise CompileError(f"cannot tile {label} on {device.name}: a {value.type} operand takes {size:,} bytes, "
+                               f"more than the {device.max_buffer_bytes:,} bytes one NPU transfer can address in a "
+                               "DDR buffer (a signed 32-bit offset)")
 
 
 @register_pass("plan-aie-tiling")
@@ -40,6 +64,7 @@ class PlanAieTiling(ModulePass):
                 key_plan = self.plan_key(op, buckets)
                 if key_plan is None:
                     continue
+                check_addressable(op, op_label(fn, index, op), device, max(buckets))
                 key, make = key_plan
                 if key not in cache:
                     cache[key] = make(op_label(fn, index, op), device)

@@ -29,11 +29,12 @@ from aielower.backends.aie.design import render_design
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.kernels import KernelSpec
 from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of
-from aielower.backends.aie.report import write_report
+from aielower.backends.aie.report import report_files
 from aielower.backends.aie.weights import pretile_linear
 from aielower.backends.ref.numerics import bf16_weight_names
 from aielower.ir import Module, QTensorType, Weight, print_module
 from aielower.ir.printer import Namer
+from aielower.output import ArtifactWriter, safe_path
 from aielower.quant.bf16 import bf16_bits
 
 MANIFEST_FORMAT = "aielower-aie-manifest/1"
@@ -103,8 +104,8 @@ def weight_files(module: Module) -> dict[str, dict]:
     return files
 
 
-def write_weights(module: Module, files: dict[str, dict], directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+def write_weights(module: Module, files: dict[str, dict], writer: ArtifactWriter) -> None:
+    """Every weight file of ``files`` and ``weights/index.json``, through ``writer`` (one weight at a time)."""
     for name, entry in files.items():
         w = module.weights[name]
         if isinstance(w.type, QTensorType):
@@ -115,8 +116,8 @@ def write_weights(module: Module, files: dict[str, dict], directory: Path) -> No
             data = bf16_bits(np.asarray(w.data, np.float32)).astype("<u2")
         else:
             data = np.asarray(w.data, "<f4")
-        data.tofile(directory / entry["file"])
-    (directory / "index.json").write_text(json.dumps(files, indent=1, sort_keys=True) + "\n")
+        data.tofile(writer.path(f"weights/{entry['file']}"))
+    writer.write_text("weights/index.json", json.dumps(files, indent=1, sort_keys=True) + "\n")
 
 
 def read_weights(directory: Path, module: Module) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -126,7 +127,7 @@ def read_weights(directory: Path, module: Module) -> tuple[dict[str, np.ndarray]
     files = json.loads((directory / "index.json").read_text())
     blobs, arrays = {}, {}
     for name, entry in files.items():
-        path = directory / entry["file"]
+        path = safe_path(directory, entry["file"])
         if entry["file"].endswith(".w4.bin"):
             blobs[name] = np.fromfile(path, np.uint8)
         elif entry["file"].endswith(".bf16.bin"):
@@ -187,30 +188,41 @@ def manifest(module: Module, device: Device, pipeline: str, kernels: dict[str, K
     }
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+def artifact_writer(out_dir: str | Path) -> ArtifactWriter:
+    """The writer of an AIE artifact directory (replaces only an empty directory or an earlier artifact)."""
+    return ArtifactWriter(out_dir, "manifest.json", MANIFEST_FORMAT.split("/")[0] + "/")
 
 
 def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline: str, report: dict) -> dict:
-    """Write the whole output directory; returns the manifest."""
-    out = Path(out_dir)
+    """Write the whole output directory; returns the manifest.
+
+    Everything is rendered and every file name checked before the first byte is written; the files go to a
+    staging directory that replaces ``out_dir`` only when all of them are written (:class:`ArtifactWriter`)."""
+    writer = artifact_writer(out_dir)
+    writer.check()
     kernels, designs = collect(module, device)
-    for spec in kernels.values():
-        _write(out / "kernels" / spec.filename, spec.render())
-    for d in designs.values():
-        _write(out / d.file, render_design(d.launch, d.plan, device, d.spec, d.name))
-    _write(out / "Makefile", render_build_file(list(kernels.values()), [(d.name, d.spec.symbol) for d in designs.values()],
-                                               device))
     files = weight_files(module)
-    if all(w.data is not None for w in module.weights.values()):
-        write_weights(module, files, out / "weights")
-    _write(out / "module.ir", print_module(module))
+    texts: dict[str, str] = {}
+    for spec in kernels.values():
+        texts[f"kernels/{spec.filename}"] = spec.render()
+    for d in designs.values():
+        texts[d.file] = render_design(d.launch, d.plan, device, d.spec, d.name)
+    texts["Makefile"] = render_build_file(list(kernels.values()), [(d.name, d.spec.symbol) for d in designs.values()],
+                                          device)
+    texts["module.ir"] = print_module(module)
     data = manifest(module, device, pipeline, kernels, designs, files)
-    _write(out / "manifest.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
-    write_report(report, out)
+    texts["manifest.json"] = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    texts.update(report_files(report))
+    with_weights = all(w.data is not None for w in module.weights.values())
+    for relative in [*texts, *(f"weights/{e['file']}" for e in files.values() if with_weights)]:
+        safe_path(".", relative)  # every name is checked before anything is written
+    with writer:
+        for relative, text in texts.items():
+            writer.write_text(relative, text)
+        if with_weights:
+            write_weights(module, files, writer)
     return data
 
 
-__all__ = ["Design", "MANIFEST_FORMAT", "collect", "design_name", "manifest", "read_weights", "weight_files",
-           "write_artifact", "write_weights"]
+__all__ = ["Design", "MANIFEST_FORMAT", "artifact_writer", "collect", "design_name", "manifest", "read_weights",
+           "weight_files", "write_artifact", "write_weights"]

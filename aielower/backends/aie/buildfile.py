@@ -14,10 +14,9 @@ line), there is no configure step or host code to find, and ``make -j`` compiles
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-
+from aielower import names
 from aielower.backends.aie.device import Device
 from aielower.errors import CompileError
 from aielower.backends.aie.templating import ENV
@@ -25,7 +24,6 @@ from aielower.backends.aie.templating import ENV
 
 # Peano target triple per device architecture (mlir-aie makefile-common: aie2 for npu1, aie2p for npu2).
 _TARGET = {"npu1": "aie2-none-unknown-elf", "npu2": "aie2p-none-unknown-elf"}
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
 def render_build_file(kernels: Iterable, designs: Iterable[tuple[str, str]], device: Device) -> str:
@@ -39,8 +37,7 @@ def render_build_file(kernels: Iterable, designs: Iterable[tuple[str, str]], dev
         if symbol not in symbols:
             raise CompileError(f"design {name} links kernel {symbol}, which is not among the kernels to build")
     for name in [*symbols, *(n for n, _ in designs)]:
-        if not _NAME.match(name):
-            raise CompileError(f"{name!r} cannot be a make target name: use letters, digits, '_', '.', '-'")
+        names.make_target(name)
     return ENV.get_template("build/Makefile.j2").render(
         device=device, target=_TARGET[device.name], symbols=symbols,
         designs=[dict(name=n, symbol=s) for n, s in designs],

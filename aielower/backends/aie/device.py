@@ -51,6 +51,10 @@ Sources:
            Point (PurePC, https://www.purepc.pl/amd-krackan-point-procesory-z-rdzeniami-zen-5-i-ukladami-rdna-3-5-
            otrzymaja-usprawniony-kontroler-ram-lpddr5x). These pages give the speed grade, not the bus width: the
            128-bit bus (two 64-bit channels) is the project's stated figure (DESIGN.md), an ASSUMPTION here.
+  [AIEX]   Xilinx/mlir-aie include/aie/Dialect/AIEX/IR/AIEX.td, AIE_NpuAddressPatchOp: the host address of a runtime-
+           sequence argument plus ``arg_plus`` bytes, an I32Attr, is patched into each shim buffer descriptor
+           (lib/Dialect/AIEX/Transforms/AIEDmaToNpu.cpp adds every transfer's offset to it): a transfer can
+           start at most 2**31 - 1 bytes into one DDR buffer.
   [LAT]    Xilinx/mlir-aie issue #2381 "Lower bound on kernel execution time" (also Xilinx/XRT #9018): an empty
            mlir-aie kernel launched with XRT kernel() + wait() takes about 45 us.
 """
@@ -123,6 +127,7 @@ class Device:
     ddr_peak_bytes_per_s: float
     ddr_practical_bytes_per_s: float  # planning figure for sustained NPU reads from DDR
     launch_overhead_s: float  # host-side cost of one kernel launch (XRT run + wait), compute excluded
+    max_buffer_bytes: int  # the largest offset a transfer can have into one DDR buffer
 
     def __post_init__(self) -> None:
         # Read-only views, so a frozen Device cannot be changed through its dicts either.
@@ -198,6 +203,7 @@ NPU1 = Device(
     ddr_practical_bytes_per_s=25.6e9,  # ASSUMPTION (above)
     # [LAT] does not name its device; ASSUMPTION: it holds for both NPUs, whose launch path (XRT, amdxdna) is shared.
     launch_overhead_s=45e-6,  # [LAT] empty kernel through XRT run + wait
+    max_buffer_bytes=2**31 - 1,  # [AIEX] arg_plus is a signed 32-bit byte offset
 )
 
 NPU2 = Device(
@@ -245,6 +251,7 @@ NPU2 = Device(
     # 4 B x 1.8 GHz = 115.2e9): 57.6e9.
     ddr_practical_bytes_per_s=57.6e9,  # ASSUMPTION (above)
     launch_overhead_s=45e-6,  # [LAT] ASSUMPTION: as for npu1
+    max_buffer_bytes=2**31 - 1,  # [AIEX] arg_plus is a signed 32-bit byte offset
 )
 
 DEVICES: Mapping[str, Device] = MappingProxyType({d.name: d for d in (NPU1, NPU2)})

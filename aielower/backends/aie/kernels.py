@@ -29,6 +29,7 @@ from aielower.backends.aie.device import MMulShape
 from aielower.backends.aie.weights import linear_tile_bytes
 from aielower.errors import CompileError
 from aielower.backends.aie.templating import ENV
+from aielower.output import safe_path
 
 
 HOST_INCLUDE = Path(__file__).parent / "host_include"
@@ -347,15 +348,15 @@ def build_library(specs_or_sources: Iterable[KernelSpec | tuple[str, str]], buil
                            "is not on PATH: install g++ (e.g. apt-get install g++)")
     build_dir = Path(build_dir)
     key = _build_key(sources, cxx)
-    library = build_dir / f"libaiekernels-{key}.so"
+    library = safe_path(build_dir, f"libaiekernels-{key}.so")
     if library.exists():
         return library
-    src_dir = build_dir / f"src-{key}"
+    src_dir = safe_path(build_dir, f"src-{key}")
     src_dir.mkdir(parents=True, exist_ok=True)
     objects = []
     for name, text in sources.items():
-        (src_dir / name).write_text(text)
-        objects.append(src_dir / (Path(name).stem + ".o"))
+        safe_path(src_dir, name).write_text(text)
+        objects.append(safe_path(src_dir, Path(name).stem + ".o"))
 
     def compile_one(name: str, obj: Path) -> None:
         cmd = [compiler, *CXX_FLAGS, "-I", str(HOST_INCLUDE), "-c", str(src_dir / name), "-o", str(obj)]

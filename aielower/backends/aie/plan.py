@@ -13,13 +13,69 @@ keeps them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from aielower import names
 from aielower.errors import IRError
 
 PLAN_ATTR = "aie.plan"
 PREFILL_BUCKETS = (128, 256, 512, 1024, 2048)
 DECODE_BUCKETS = (1,) + PREFILL_BUCKETS
+
+# What a plan may name: an aie.plan attribute read from IR text is data from outside, and these names become
+# design file names, MLIR symbols and C++ kernel symbols. Anything else is refused when the plan is read.
+KINDS = ("linear", "rms_norm", "add_rms_norm", "silu_mul", "attention")
+ROLES = ("gemv", "gemm", "rms_norm", "add_rms_norm", "silu_mul", "rope_q", "rope_k", "attention")
+KERNELS = ("linear_w4_gemv", "linear_w4_gemm", "rms_norm", "silu_mul", "rope", "attention")
+DIRECTIONS = ("in", "out")
+TO_CORES = ("split", "broadcast")
+TIERS = ("L1", "L2")
+MAX_PLAN_INT = 2**48  # no count, size or offset of a plan is larger (the DMA addresses far less, see device.py)
+
+
+def _fail(what: str, value, expected: str):
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    raise IRError(f"malformed {PLAN_ATTR} attribute: {what} is {shown}, expected {expected}")
+
+
+def _int(value, what: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_PLAN_INT:
+        _fail(what, value, f"an integer in [{minimum}, {MAX_PLAN_INT}]")
+    return value
+
+
+def _choice(value, what: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        _fail(what, value, f"one of {', '.join(choices)}")
+    return value
+
+
+def _name(value, what: str) -> str:
+    if not names.is_valid("plan", value):
+        _fail(what, value, f"a name of {names.describe('plan')}")
+    return value
+
+
+def _scalars(value, what: str) -> dict:
+    """A dict of plan names to numbers and booleans (params, shape)."""
+    if not isinstance(value, dict):
+        _fail(what, value, "a dictionary")
+    for k, v in value.items():
+        _name(k, f"a key of {what}")
+        if isinstance(v, float) and not math.isfinite(v):
+            _fail(f"{what}.{k}", v, "a finite number")
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_PLAN_INT:
+            _fail(f"{what}.{k}", v, f"a number of magnitude at most {MAX_PLAN_INT}")
+        if not isinstance(v, (bool, int, float)):
+            _fail(f"{what}.{k}", v, "a number or a boolean")
+    return dict(value)
+
+
+def _list(value, what: str, length: int | None = None) -> list:
+    if not isinstance(value, (list, tuple)) or (length is not None and len(value) != length):
+        _fail(what, value, "a list" + (f" of {length}" if length is not None else ""))
+    return list(value)
 
 
 @dataclass(frozen=True)
@@ -50,8 +106,10 @@ class AccessPattern:
 
     @classmethod
     def from_attr(cls, value) -> "AccessPattern":
-        offset, sizes, strides = value
-        return cls(offset, tuple(sizes), tuple(strides))
+        offset, sizes, strides = _list(value, "an access pattern", 3)
+        sizes, strides = _list(sizes, "access pattern sizes"), _list(strides, "access pattern strides")
+        return cls(_int(offset, "an access pattern offset"), tuple(_int(x, "an access pattern size", 1) for x in sizes),
+                   tuple(_int(x, "an access pattern stride") for x in strides))
 
 
 @dataclass(frozen=True)
@@ -101,8 +159,11 @@ class Stream:
     @classmethod
     def from_attr(cls, d: dict) -> "Stream":
         return cls(
-            d["name"], d["direction"], tuple(d["tensors"]), d["to_cores"], d["tile_bytes"], d["depth"],
-            tuple(AccessPattern.from_attr(a) for a in d["first"]),
+            _name(d["name"], "a stream name"), _choice(d["direction"], "a stream direction", DIRECTIONS),
+            tuple(_name(t, "a stream tensor") for t in _list(d["tensors"], "stream tensors")),
+            _choice(d["to_cores"], "a stream's to_cores", TO_CORES), _int(d["tile_bytes"], "a stream's tile_bytes", 1),
+            _int(d["depth"], "a stream's depth", 1),
+            tuple(AccessPattern.from_attr(a) for a in _list(d["first"], "a stream's first patterns")),
         )
 
 
@@ -164,13 +225,20 @@ class LaunchPlan:
 
     @classmethod
     def from_attr(cls, d: dict) -> "LaunchPlan":
-        columns, rows = d["cores"]
+        columns, rows = (_int(x, "a core count", 1) for x in _list(d["cores"], "cores", 2))
+        buffers = []
+        for b in _list(d["buffers"], "buffers"):
+            name, tier, size, depth = _list(b, "a buffer", 4)
+            buffers.append(Buffer(_name(name, "a buffer name"), _choice(tier, "a buffer tier", TIERS),
+                                  _int(size, "buffer bytes"), _int(depth, "a buffer depth", 1)))
         return cls(
-            bucket=d["bucket"], kernel=d["kernel"], params=dict(d["params"]), columns=columns, rows=rows,
-            buffers=tuple(Buffer(*b) for b in d["buffers"]),
-            streams=tuple(Stream.from_attr(s) for s in d["streams"]),
-            macs=d["macs"], padded_macs=d["padded_macs"], ddr_read=d["ddr_read"], ddr_write=d["ddr_write"],
-            ddr_read_per_kv=d.get("ddr_read_per_kv", 0), macs_per_kv=d.get("macs_per_kv", 0), role=d["role"],
+            bucket=_int(d["bucket"], "a bucket", 1), kernel=_choice(d["kernel"], "a kernel family", KERNELS),
+            params=_scalars(d["params"], "params"), columns=columns, rows=rows, buffers=tuple(buffers),
+            streams=tuple(Stream.from_attr(s) for s in _list(d["streams"], "streams")),
+            macs=_int(d["macs"], "macs"), padded_macs=_int(d["padded_macs"], "padded_macs"),
+            ddr_read=_int(d["ddr_read"], "ddr_read"), ddr_write=_int(d["ddr_write"], "ddr_write"),
+            ddr_read_per_kv=_int(d.get("ddr_read_per_kv", 0), "ddr_read_per_kv"),
+            macs_per_kv=_int(d.get("macs_per_kv", 0), "macs_per_kv"), role=_choice(d["role"], "a launch role", ROLES),
         )
 
 
@@ -210,8 +278,14 @@ class OpPlan:
     @classmethod
     def from_attr(cls, d: dict) -> "OpPlan":
         try:
-            return cls(d["kind"], d["device"], dict(d["shape"]), tuple(LaunchPlan.from_attr(x) for x in d["launches"]))
-        except (KeyError, TypeError, ValueError) as e:
+            if not isinstance(d, dict):
+                _fail("the plan", d, "a dictionary")
+            return cls(_choice(d["kind"], "the plan kind", KINDS), _name(d["device"], "the device"),
+                       _scalars(d["shape"], "shape"),
+                       tuple(LaunchPlan.from_attr(x) for x in _list(d["launches"], "launches")))
+        except KeyError as e:
+            raise IRError(f"malformed {PLAN_ATTR} attribute: it has no {e.args[0]!r}") from None
+        except (TypeError, ValueError, AttributeError) as e:
             raise IRError(f"malformed {PLAN_ATTR} attribute: {type(e).__name__}: {e}") from None
 
 

@@ -1,16 +1,11 @@
 """The one jinja2 environment of the AIE backend: kernels, designs, the build file and the report render from
-``aielower/backends/aie/templates`` with StrictUndefined, so a missing value is an error, never empty text."""
+``aielower/backends/aie/templates`` through :func:`aielower.templating.environment` (strict, single-line guard,
+one name renderer per language)."""
 
 from __future__ import annotations
 
-import jinja2
+from aielower.templating import environment
 
-ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("aielower.backends.aie", "templates"),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
+ENV = environment("aielower.backends.aie")
 
 __all__ = ["ENV"]

@@ -9,12 +9,9 @@ calls of the ops the NPU runs as kernels round their operands and results to bf1
 
 from __future__ import annotations
 
-import keyword
-import re
 from dataclasses import dataclass, field
 
-import jinja2
-
+from aielower import names as _names
 from aielower.backends.ref.numerics import (
     AIE_KERNEL_OPS,
     VALUE_PRESERVING_OPS,
@@ -26,13 +23,9 @@ from aielower.errors import CompileError
 from aielower.ir import Function, Module, Sym, Value, Weight
 from aielower.ir.types import DTYPES
 
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("aielower.backends.ref", "templates"),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
+from aielower.templating import environment
+
+_ENV = environment("aielower.backends.ref")
 
 
 # Operands a kernel writes into (its result aliases them); code generation passes a copy
@@ -122,7 +115,11 @@ def py_literal(value) -> str:
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     if isinstance(value, float):
         return repr(value) if value == value and abs(value) != float("inf") else f"float({str(value)!r})"
-    return repr(value)
+    if isinstance(value, str):
+        return _names.python_string(value)
+    if isinstance(value, (bool, int)) or value is None:
+        return repr(value)
+    raise CompileError(f"internal: no Python literal for attribute value {value!r} ({type(value).__name__})")
 
 
 @dataclass
@@ -145,19 +142,13 @@ class Line:
 
 @dataclass
 class FunctionCode:
-    name: str
+    name: str  # the IR name (the key of FUNCTIONS in the generated module)
+    pyname: str  # the Python identifier of its def
     signature: str
     args: list[str]
     symbols: list[dict]
     body: list[Line]
     results: list[str]
-
-
-_RESERVED = re.compile(r"^(v\d+|W|np|DTYPES|(nn|tensor|quant|fused|sym|arg)_.*)$")
-
-
-def _usable_arg_name(hint: str | None) -> bool:
-    return bool(hint) and hint.isidentifier() and not keyword.iskeyword(hint) and not _RESERVED.match(hint)
 
 
 class _Names:
@@ -170,11 +161,11 @@ class _Names:
 
     def __call__(self, v: Value) -> str:
         if isinstance(v, Weight):
-            return f"W[{v.name!r}]"
+            return f"W[{_names.python_string(v.name)}]"
         return self.names[id(v)]
 
 
-def _function_code(fn: Function, numerics: str, bf16_weights: set[str]) -> FunctionCode:
+def _function_code(fn: Function, numerics: str, bf16_weights: set[str], pyname: str) -> FunctionCode:
     names = _Names()
     aie = numerics == "aie"
     exact: set[int] = set()  # values already bf16 (aie numerics): rounded kernel results and copies of them
@@ -182,7 +173,13 @@ def _function_code(fn: Function, numerics: str, bf16_weights: set[str]) -> Funct
     def is_bf16(v: Value) -> bool:
         return v.name in bf16_weights if isinstance(v, Weight) else id(v) in exact
 
-    args = [names.define(a, a.name_hint if _usable_arg_name(a.name_hint) else f"arg_{i}") for i, a in enumerate(fn.args)]
+    # Argument names are the IR's where Python allows them as they are; others are mangled (arg_lambda, arg_bf16),
+    # and names the generated module defines are never shadowed (see aielower.names).
+    taken: set[str] = set()
+    args = [names.define(a, _names.python_identifier(a.name_hint, "arg", taken)
+                         if _names.is_valid("value", a.name_hint) and not a.name_hint[0].isdigit()
+                         else _names.python_identifier(f"arg_{i}", "arg", taken))
+            for i, a in enumerate(fn.args)]
     symbols, seen = [], set()
     for a, var in zip(fn.args, args):
         for axis, d in enumerate(a.type.shape):
@@ -231,7 +228,14 @@ def _function_code(fn: Function, numerics: str, bf16_weights: set[str]) -> Funct
             exact.update(id(r) for r in op.results)
         body.append(Line(results, kernel_name(op.name), call_args, dead, rounded))
     signature = f"@{fn.name}({', '.join(str(a.type) for a in fn.args)}) -> {', '.join(str(t) for t in fn.result_types)}"
-    return FunctionCode(fn.name, signature, args, symbols, body, [names(v) for v in fn.results])
+    return FunctionCode(fn.name, pyname, signature, args, symbols, body, [names(v) for v in fn.results])
+
+
+def _python_function_names(module: Module) -> dict[str, str]:
+    """IR function name -> the identifier of its def: the name itself unless Python or the generated module uses
+    it (``@lambda`` -> ``fn_lambda``, ``@np`` -> ``fn_np``)."""
+    taken = {kernel_name(op.name) for fn in module.functions.values() for op in fn.ops}
+    return {name: _names.python_identifier(_names.check("function", name), "fn", taken) for name in module.functions}
 
 
 def _kernels_for(used: set[str]) -> list[str]:
@@ -254,11 +258,13 @@ def generate(module: Module, numerics: str = "fp32") -> str:
     """
     check_numerics(numerics)
     used = {op.name for fn in module.functions.values() for op in fn.ops}
+    pynames = _python_function_names(module)
     return _ENV.get_template("module.py.j2").render(
         module_name=module.name,
         dtypes={k: v for k, v in DTYPES.items() if v is not None},
         kernels=_kernels_for(used),
-        functions=[_function_code(fn, numerics, bf16_weight_names(module) if numerics == "aie" else set())
+        functions=[_function_code(fn, numerics, bf16_weight_names(module) if numerics == "aie" else set(),
+                                  pynames[fn.name])
                    for fn in module.functions.values()],
         numerics=numerics,
         aie_kernels=sorted(AIE_KERNEL_OPS),

@@ -81,7 +81,7 @@ class RefCompiledModel:
         """Call a generated function with its IR arguments (the weights are passed for you)."""
         if function not in self.ir.functions:
             raise AielowerError(f"no function @{function}; this module has {', '.join(self.ir.functions)}")
-        return self._namespace[function](*args, self.weights)
+        return self._namespace["FUNCTIONS"][function](*args, self.weights)
 
     def __call__(self, input_ids) -> np.ndarray:
         """Logits [batch, seq, vocab] of the prompts (the ``prefill`` function)."""
