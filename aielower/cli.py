@@ -10,6 +10,7 @@
     aielower eval table MODEL
     aielower passes
     aielower bench MODEL [--device npu2] [--quant w4g128] [--lm-head-group 32] [-o DIR] [--plot]
+    aielower check-aie OUT_DIR [--aie-opt PATH] [--jobs N] [--json FILE]
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def parse_quant(spec: str | None, lm_head_group: int | None, method: str | None 
     method = method or "rtn"
     given = {k: v for k, v in awq.items() if v is not None}
     if method != "awq" and any(k != "tokenizer" for k in given):
-        raise CompileError(f"--calib, --calib-samples, --calib-seqlen and --clip apply to --method awq only")
+        raise CompileError("--calib, --calib-samples, --calib-seqlen and --clip apply to --method awq only")
     extra = given if method == "awq" else {}
     return QuantConfig(bits=int(m.group(1)), group_size=int(m.group(2)), method=method,
                        lm_head_group_size=lm_head_group, **extra)
@@ -337,6 +338,29 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_check_aie(args) -> int:
+    """Every design of an AIE artifact through aie-opt (verify, addr, route, npu); exit 1 when one fails."""
+    import os
+
+    from aielower.backends.aie.toolchain import artifact_designs, check_artifact, find_aie_opt
+
+    artifact_designs(args.out_dir)  # a directory that is not an artifact fails before the tool is looked for
+    tool = find_aie_opt(args.aie_opt, os.environ)
+    done = []
+
+    def progress(result):  # on a terminal: one line, rewritten as designs finish
+        done.append(result)
+        print(f"\raielower: checked {len(done)} designs ({sum(not r.passed for r in done)} failing)",
+              end="", file=sys.stderr, flush=True)
+
+    report = check_artifact(args.out_dir, tool, jobs=args.jobs, on_result=progress if sys.stderr.isatty() else None)
+    if done:
+        print(file=sys.stderr)
+    print(report.summary())
+    _write_json(args.json, report.as_dict())
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from aielower.frontend import bundled_configs
 
@@ -398,6 +422,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--output", default=".", metavar="DIR", help="where report.md and report.json go (default .)")
     b.add_argument("--plot", action="store_true", help="also write report.png (needs the 'plot' extra: matplotlib)")
     b.set_defaults(run=cmd_bench)
+    ca = sub.add_parser("check-aie", help="run every design of an AIE artifact through mlir-aie's aie-opt "
+                                         "(verify, buffer addresses, routing, NPU instructions)")
+    ca.add_argument("out_dir", metavar="OUT_DIR", help="the output directory of 'aielower compile --target aie -o'")
+    ca.add_argument("--aie-opt", metavar="PATH", help="the aie-opt binary (default: $AIELOWER_AIE_OPT, aie-opt on "
+                    "$PATH, then ../shared/tools/aie-opt/aie-opt beside the repository or the current directory)")
+    ca.add_argument("--jobs", "-j", type=int, default=2, metavar="N", help="designs checked in parallel (default 2)")
+    ca.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ca.set_defaults(run=cmd_check_aie)
+
     ev = sub.add_parser("eval", help="accuracy: perplexity, MMLU, the model card's accuracy table")
     evs = ev.add_subparsers(dest="eval_command", required=True)
     model_help = "a local Hugging Face directory, a .gguf file, or a packaged checkpoint name"

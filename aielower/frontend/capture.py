@@ -25,7 +25,7 @@ import torch
 
 ATTENTION_NAME = "aielower_capture"
 WRAPPER_PREFIX = "hf."
-BATCH_SYMBOL, SEQ_SYMBOL = "b", "s"
+from aielower.ir.types import BATCH_SYMBOL, SEQ_SYMBOL  # noqa: E402  (re-exported: the frontend's symbols)
 
 
 def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:

@@ -16,12 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from aielower.errors import ModelError
-from aielower.frontend.config_checks import (
-    SUPPORTED_ARCHITECTURE,
-    check_config,
-    check_loading_info,
-    check_model,
-)
+from aielower.frontend.config_checks import check_config, check_loading_info
 
 
 def bundled_configs() -> list[str]:

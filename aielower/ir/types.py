@@ -55,6 +55,9 @@ class Sym:
 
 Dim = Union[int, Sym]
 
+# The symbolic dims the frontend captures with: the batch and the sequence (tokens) of a call.
+BATCH_SYMBOL, SEQ_SYMBOL = "b", "s"
+
 
 def dim_str(d: Dim) -> str:
     return str(d)

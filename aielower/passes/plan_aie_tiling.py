@@ -14,7 +14,8 @@ from aielower.backends.aie.device import get_device
 from aielower.backends.aie.plan import DECODE_BUCKETS, PLAN_ATTR, PREFILL_BUCKETS, OpPlan
 from aielower.backends.aie.planner import plan_attention, plan_linear, plan_norm, plan_silu_mul
 from aielower.errors import CompileError
-from aielower.ir import Module, QTensorType, Weight
+from aielower.ir import Module, QTensorType, Sym, Weight
+from aielower.ir.types import SEQ_SYMBOL
 from aielower.ir.dialects import fused, quant
 from aielower.passes.base import ModulePass, Option, register_pass
 
@@ -27,9 +28,10 @@ def op_label(fn, index: int, op) -> str:
 
 def tensor_bytes(t, rows: int) -> int:
     """Bytes of a tensor in DDR as the NPU holds it in one launch: bf16 elements (a qtensor: its packed codes, bf16
-    scales and u4 zero points); the symbolic dims together (batch x tokens) are one launch's ``rows`` (the largest
-    bucket: longer inputs run in chunks)."""
-    n = rows if any(not isinstance(d, int) for d in t.shape) else 1
+    scales and u4 zero points). Activations (with the sequence dim ``?s``) hold one launch's ``rows`` (the largest
+    bucket: batch x tokens run in chunks of it); other symbolic dims (the batch of a KV cache) count once, since the
+    host runs one batch row per launch."""
+    n = rows if any(isinstance(d, Sym) and d.name == SEQ_SYMBOL for d in t.shape) else 1
     for d in t.shape:
         n *= d if isinstance(d, int) else 1
     if isinstance(t, QTensorType):
@@ -49,6 +51,22 @@ def check_addressable(op, label: str, device, rows: int) -> None:
                                "DDR buffer (a signed 32-bit offset)")
 
 
+def function_buckets(module: Module, function: str) -> tuple[int, ...]:
+    """The row buckets a function's launches are planned for: every bucket up to the first that holds the most
+    tokens the function can see in one call (``decode``: its KV cache, ``max_seq_len``; ``prefill``: the model's
+    ``max_position_embeddings``), so that a small model is not planned for 2048-token prompts it cannot take. Without
+    that information (IR read from text) every bucket."""
+    buckets = DECODE_BUCKETS if function == "decode" else PREFILL_BUCKETS
+    if function == "decode":
+        limit = module.metadata.get("max_seq_len")
+    else:
+        limit = (module.metadata.get("config") or {}).get("max_position_embeddings")
+    if not isinstance(limit, int) or limit < 1:
+        return buckets
+    kept = tuple(b for b in buckets if b < limit)
+    return kept + tuple(b for b in buckets if b >= limit)[:1]
+
+
 @register_pass("plan-aie-tiling")
 class PlanAieTiling(ModulePass):
     """Tile every compute op for an NPU: L1 / memory-tile buffers, core grid, padding, DMA access patterns."""
@@ -58,10 +76,12 @@ class PlanAieTiling(ModulePass):
     def run(self, module: Module) -> None:
         device = get_device(self.device)
         cache: dict[tuple, OpPlan] = {}  # same shape, same plan (the 7B model has 32 identical layers)
+        per_function = {fn.name: function_buckets(module, fn.name) for fn in module.functions.values()}
+        linear_buckets = tuple(sorted(set().union(*per_function.values()))) if per_function else DECODE_BUCKETS
         for fn in module.functions.values():
-            buckets = DECODE_BUCKETS if fn.name == "decode" else PREFILL_BUCKETS
+            buckets = per_function[fn.name]
             for index, op in enumerate(fn.ops):
-                key_plan = self.plan_key(op, buckets)
+                key_plan = self.plan_key(op, buckets, linear_buckets)
                 if key_plan is None:
                     continue
                 check_addressable(op, op_label(fn, index, op), device, max(buckets))
@@ -75,7 +95,7 @@ class PlanAieTiling(ModulePass):
         module.metadata["aie_device"] = device.name
 
     @staticmethod
-    def plan_key(op, buckets):
+    def plan_key(op, buckets, linear_buckets=DECODE_BUCKETS):
         """(a hashable description of what the plan depends on, a function that plans it), or None for host ops."""
         if isinstance(op, quant.QLinear):
             n, k = op.weight.type.shape
@@ -87,8 +107,8 @@ class PlanAieTiling(ModulePass):
                 return ("refuse", id(op)), refuse
             # One weight tiling for both functions (prefill and decode read the same pre-tiled weights): plan all
             # buckets, keep each function's.
-            return ("linear", n, k, op.group, bias), (
-                lambda label, device: plan_linear(label, n, k, op.group, bias, DECODE_BUCKETS, device))
+            return ("linear", n, k, op.group, bias, linear_buckets), (
+                lambda label, device: plan_linear(label, n, k, op.group, bias, linear_buckets, device))
         if isinstance(op, (fused.RMSNorm, fused.AddRMSNorm)):
             d = op.x.type.shape[-1]
             add = isinstance(op, fused.AddRMSNorm)

@@ -3,7 +3,7 @@
 ``write_artifact`` turns a planned module into a directory::
 
     kernels/<symbol>.cc      one AIE API kernel per family and constants (docs/aie-kernels.md)
-    design/<name>.mlir       one MLIR-AIE design per kernel, shape and bucket
+    design/<name>.mlir       one MLIR-AIE design per kernel, shape and bucket (checked by designs.check)
     weights/                 pre-tiled 4-bit weights (<name>.w4.bin, in DMA order), bf16 / fp32 tensors, index.json
     module.ir                the planned IR (every plan printed as an ``aie.plan`` attribute)
     manifest.json            model, device, pipeline, kernels, designs, buffers, the launch schedule per function
@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from aielower.backends.aie.binding import kernel_spec
+from aielower.backends.aie import toolchain
 from aielower.backends.aie.buildfile import render_build_file
-from aielower.backends.aie.design import render_design
+from aielower.backends.aie.designs import build_design, render, require_valid
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.kernels import KernelSpec
 from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of
@@ -104,14 +105,14 @@ def weight_files(module: Module) -> dict[str, dict]:
     return files
 
 
-def write_weights(module: Module, files: dict[str, dict], writer: ArtifactWriter) -> None:
+def write_weights(module: Module, files: dict[str, dict], writer: ArtifactWriter, device: Device) -> None:
     """Every weight file of ``files`` and ``weights/index.json``, through ``writer`` (one weight at a time)."""
     for name, entry in files.items():
         w = module.weights[name]
         if isinstance(w.type, QTensorType):
             bias = module.weights[entry["bias"]].data if entry["bias"] else None
             data = pretile_linear(w.data, bias, entry["n_pad"], entry["k_pad"], entry["tn"], entry["tk"],
-                                  entry["w_columns"], entry["w_rows"])
+                                  entry["w_columns"], entry["w_rows"], mmul=device.mmul["bf16"])
         elif entry["file"].endswith(".bf16.bin"):
             data = bf16_bits(np.asarray(w.data, np.float32)).astype("<u2")
         else:
@@ -173,6 +174,8 @@ def manifest(module: Module, device: Device, pipeline: str, kernels: dict[str, K
                    "columns": device.columns, "core_rows": device.core_rows},
         "pipeline": pipeline,
         "numerics": "bf16 tensors, fp32 accumulation, 4-bit weights dequantized to bf16 (docs/aie-kernels.md)",
+        "toolchain": {"mlir_aie_commit": toolchain.MLIR_AIE_COMMIT, "mlir_aie_date": toolchain.MLIR_AIE_DATE,
+                      "peano": toolchain.PEANO_VERSION},
         "kernels": [{"symbol": s.symbol, "file": f"kernels/{s.filename}", "family": s.family,
                      "params": s.p, "functions": list(s.functions)} for s in kernels.values()],
         "designs": [{"name": d.name, "file": d.file, "kernel": d.spec.symbol, "role": d.launch.role,
@@ -205,8 +208,12 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
     texts: dict[str, str] = {}
     for spec in kernels.values():
         texts[f"kernels/{spec.filename}"] = spec.render()
-    for d in designs.values():
-        texts[d.file] = render_design(d.launch, d.plan, device, d.spec, d.name)
+    built = [build_design(d.launch, d.plan, device, d.spec, d.name) for d in designs.values()]
+    statics = {f"{spec.symbol}.o": spec for spec in kernels.values()}
+    require_valid(built, static_bytes=lambda obj: statics[obj].static_bytes,
+                  stack_needed=lambda obj: statics[obj].stack_bytes)  # the rules mlir-aie's verifiers miss
+    for d, design in zip(designs.values(), built):
+        texts[d.file] = render(design)
     texts["Makefile"] = render_build_file(list(kernels.values()), [(d.name, d.spec.symbol) for d in designs.values()],
                                           device)
     texts["module.ir"] = print_module(module)
@@ -220,7 +227,7 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
         for relative, text in texts.items():
             writer.write_text(relative, text)
         if with_weights:
-            write_weights(module, files, writer)
+            write_weights(module, files, writer, device)
     return data
 
 

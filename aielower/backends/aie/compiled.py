@@ -55,7 +55,21 @@ class AieArtifact:
         namespace = load_source(generate(self.ir), f"<aielower-aie-host {self.ir.name}>")
         host_kernels = {op.name: namespace[kernel_name(op.name)] for fn in self.ir.functions.values()
                         for op in fn.ops if kernel_name(op.name) in namespace}
-        return Emulator(self.ir, self.device, library, blobs, host_kernels, arrays)
+        return Emulator(self.ir, self.device, library, blobs, host_kernels, arrays, self._design_reader())
+
+    def _design_reader(self):
+        """launch -> its design, parsed from this artifact's ``design/`` files (read once each)."""
+        from functools import lru_cache
+
+        from aielower.backends.aie.artifact import design_name
+        from aielower.backends.aie.designs import read_design
+        from aielower.output import safe_path
+
+        @lru_cache(maxsize=None)
+        def read(name: str):
+            return read_design(safe_path(self.out_dir, "design", f"{name}.mlir"))
+
+        return lambda launch, plan: read(design_name(launch, plan))
 
     def emulate(self, input_ids) -> np.ndarray:
         """Logits [batch, seq, vocab] of ``prefill`` on the host emulator."""
@@ -78,6 +92,20 @@ class AieArtifact:
         if fn is None:
             raise AielowerError("this artifact has no decode function: compile with functions=('prefill', 'decode')")
         return fn
+
+    # -- the real toolchain ------------------------------------------------------------------------------------------
+
+    def check_aie(self, aie_opt=None, jobs: int = 2):
+        """Every design of this artifact through mlir-aie's ``aie-opt``: parse and verify, then the lowering steps
+        ``aiecc`` runs (objectFifo lowering and addresses, routing, NPU instructions). Returns a
+        :class:`~aielower.backends.aie.toolchain.CheckReport` (per design: pass, or the step and the tool's first
+        error). ``aie_opt`` is the tool's path; by default it is found as ``aielower check-aie`` finds it
+        (``$AIELOWER_AIE_OPT``, ``PATH``, ``../shared/tools/aie-opt/aie-opt``)."""
+        import os
+
+        from aielower.backends.aie.toolchain import check_artifact, find_aie_opt
+
+        return check_artifact(self.out_dir, find_aie_opt(aie_opt, os.environ), jobs=jobs)
 
     def __repr__(self) -> str:
         return f"<AieArtifact {self.ir.name} for {self.device.name} in {self.out_dir}>"

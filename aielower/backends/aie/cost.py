@@ -1,4 +1,5 @@
-"""Cost model: modelled time of the planned ops, from the device model alone (never fitted to a measured result).
+"""Cost model: modelled time of the planned ops, from the device model and the kernels' cycle counts (never fitted to
+a measured result).
 
 One launch (one run of one design, :class:`~aielower.backends.aie.plan.LaunchPlan`) costs
 
@@ -7,8 +8,10 @@ One launch (one run of one design, :class:`~aielower.backends.aie.plan.LaunchPla
 - DMA time = DDR bytes (``ddr_read + ddr_write``, plus ``ddr_read_per_kv x kv_len`` for attention over a KV cache)
   / the DDR rate of the launch (:func:`ddr_bytes_per_s`). Reads and writes share one rate: both cross the same DDR
   interface, and the practical figure is already a planning figure, not a channel-by-channel model.
-- compute time = executed MACs (``padded_macs``, plus ``macs_per_kv x kv_len``) / (MACs per cycle per core x the
-  launch's cores x clock), with the MAC rate of the kernel (:func:`macs_per_cycle`).
+- compute time = the busiest core's kernel cycles / clock: the calls it makes (:func:`calls_per_core`, from the plan
+  the schedule follows) times each kernel function's cycles (:meth:`~aielower.backends.aie.kernels.KernelSpec.cycles`:
+  the vector instructions the kernel issues, dequantization, exp and scalar work included; its per-instruction
+  figures are stated in kernels.py, most of them ASSUMPTIONs).
 - launch overhead = ``Device.launch_overhead_s`` per launch, or once per submitted function call, or none
   (:data:`OVERHEAD_MODES`; the default and the reason are at :data:`DEFAULT_OVERHEAD`).
 
@@ -118,18 +121,60 @@ class LaunchCost:
         return "ddr" if self.dma_s >= self.compute_s else "compute"
 
 
-def launch_cost(launch: LaunchPlan, device: Device, kv_len: int = 0, overhead: bool = True) -> LaunchCost:
-    """Cost of one launch reading ``kv_len`` cached positions (attention over a KV cache; ignored otherwise)."""
+def _per_core(items: int, launch: LaunchPlan) -> int:
+    return -(-items // max(1, launch.cores))
+
+
+def calls_per_core(launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
+    """Kernel calls of the busiest core of ``launch`` by function suffix (``init`` / ``step`` / ``store``, or ``""``
+    for single-function kernels), as the schedule (aielower.backends.aie.schedule) deals the work of an op planned
+    with ``shape`` (its :class:`~aielower.backends.aie.plan.OpPlan` shape) to the launch's cores."""
+    p, b = launch.params, launch.bucket
+    if launch.kernel in ("linear_w4_gemv", "linear_w4_gemm"):
+        n_tiles, k_tiles = shape["n_pad"] // shape["tn"], shape["k_pad"] // shape["tk"]
+        if launch.kernel == "linear_w4_gemv":
+            tiles = _per_core(n_tiles, launch)
+        else:  # columns split N, rows take the M tiles round-robin
+            tiles = -(-n_tiles // launch.columns) * -(-b // (launch.rows * p["tm"]))
+        return {"init": tiles, "step": tiles * k_tiles, "store": tiles}
+    if launch.kernel == "rms_norm":
+        return {"": _per_core(-(-b // p["tr"]), launch)}
+    if launch.kernel == "silu_mul":
+        return {"": _per_core(b * (shape["i_pad"] // p["t"]), launch)}
+    if launch.kernel == "rope":
+        heads = shape["heads"] if launch.role == "rope_q" else shape["kv_heads"]
+        return {"": _per_core(heads * -(-b // p["tr"]), launch)}
+    if launch.kernel == "attention":
+        q_tiles = -(-b // p["tq"])
+        items = _per_core(shape["kv_heads"] * q_tiles, launch)
+        if kv_len:  # decode: every valid KV tile of the cache
+            steps = -(-kv_len // p["tkv"])
+        else:  # prefill, causal: a query tile sees the KV tiles up to its diagonal (on average)
+            steps = -(-sum(-(-((qt + 1) * p["tq"]) // p["tkv"]) for qt in range(q_tiles)) // q_tiles)
+        return {"init": items, "step": items * steps, "store": items}
+    raise CompileError(f"no call count for kernel family {launch.kernel!r}")
+
+
+def launch_cost(launch: LaunchPlan, device: Device, kv_len: int = 0, overhead: bool = True,
+                shape: dict | None = None) -> LaunchCost:
+    """Cost of one launch reading ``kv_len`` cached positions (attention over a KV cache; ignored otherwise);
+    ``shape`` is the op plan's shape (it sets the kernel call counts)."""
+    from aielower.backends.aie.binding import kernel_spec
+
     if kv_len < 0:
         raise CompileError(f"kv_len must be >= 0, got {kv_len}")
     ddr = launch.ddr_read + launch.ddr_write + launch.ddr_read_per_kv * kv_len
     macs = launch.padded_macs + launch.macs_per_kv * kv_len
     useful = launch.macs + launch.macs_per_kv * kv_len
-    rate = macs_per_cycle(launch.kernel, device) * launch.cores * device.clock_hz
+    spec = kernel_spec(launch, device)
+    if shape is None:
+        raise CompileError("the cost of a launch needs its op plan's shape (OpPlan.shape)")
+    calls = calls_per_core(launch, shape, kv_len)
+    cycles = sum(n * spec.cycles(spec.symbol + (f"_{fn}" if fn else "")) for fn, n in calls.items())
     return LaunchCost(
         role=launch.role or launch.kernel, kernel=launch.kernel, bucket=launch.bucket, cores=launch.cores,
         ddr_bytes=ddr, macs=macs, useful_macs=useful,
-        dma_s=ddr / ddr_bytes_per_s(device, launch.columns), compute_s=macs / rate,
+        dma_s=ddr / ddr_bytes_per_s(device, launch.columns), compute_s=cycles / device.clock_hz,
         overhead_s=device.launch_overhead_s if overhead else 0.0,
     )
 
@@ -280,7 +325,7 @@ def function_cost(fn: Function | FunctionPlan, device: Device, tokens: int, kv_l
             done += rows
             chunk_kv = max(start + done, 0) if kv_len else 0
             for launch in p.plan.launches_for(p.plan.bucket_for(rows)):
-                launches.append(launch_cost(launch, device, chunk_kv, overhead=per_launch))
+                launches.append(launch_cost(launch, device, chunk_kv, overhead=per_launch, shape=p.plan.shape))
         costs.append(OpCost(p.label, p.op_name, p.plan.kind, p.count, tuple(launches)))
     submission = device.launch_overhead_s * len(chunks) if overhead == "submission" else 0.0
     return FunctionCost(planned.name, tokens, kv_len, chunks, overhead, tuple(costs), Counter(planned.host_ops),
@@ -434,6 +479,7 @@ __all__ = [
     "function_cost",
     "kv_bytes_per_position",
     "kv_capacity",
+    "calls_per_core",
     "launch_cost",
     "macs_per_cycle",
     "min_ddr_bytes_per_decode_token",

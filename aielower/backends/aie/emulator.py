@@ -1,15 +1,18 @@
-"""The host emulator: runs a planned module on the CPU the way the NPU would, launch by launch and tile by tile.
+"""The host emulator: runs a planned module on the CPU the way the NPU would, launch by launch, from the design files.
 
-Ops with an ``aie.plan`` run as launches: the schedule (:mod:`aielower.backends.aie.schedule`) says, for every core,
-which kernel function to call on which tiles; the emulator gathers every input tile from the launch's DDR tensors
-with its DMA access pattern, calls the generated kernel (compiled with g++ against our host AIE API), and scatters
-the output tiles back with theirs. Linear weights come from the pre-tiled files in ``weights/``, read in the order
-the DMA reads them. Ops without a plan run on the host with the reference backend's NumPy kernels.
+Ops with an ``aie.plan`` run as launches of their designs: the emulator reads the design (``design/<name>.mlir``, the
+artifact's own text, parsed by :mod:`aielower.backends.aie.designs.parse`) and runs it with
+:class:`~aielower.backends.aie.designs.simulate.DesignRun`, which derives what every core receives from the design's
+object FIFOs, links and runtime sequence as mlir-aie's lowering sets them up, and calls the generated kernels
+(compiled with g++ against our host AIE API). A layout bug in a design therefore shows up as wrong logits here.
+Linear weights come from the pre-tiled files in ``weights/``. Ops without a plan run on the host with the reference
+backend's NumPy kernels.
 
-What the emulator does that the NPU build would do differently: DDR tensors live at their logical sizes on the host
-and are padded with zeros at each launch (on the NPU they would be allocated padded); the batch is a host loop
-around the attention launches; layout ops (split, reshape, transpose) are host copies (on the NPU they would fold
-into the next launch's access patterns).
+What the host does around each launch, as the NPU host runtime would: it pads inputs to the launch's bucket and
+allocates its DDR tensors at their padded sizes; it sets the attention design's run-time parameters (the position
+of the first query token and the valid KV length) for the step; it copies the rotated keys and the values into the
+KV cache at the step's position; it loops over the batch around the attention launches; layout ops (split,
+reshape, transpose) are host copies.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from aielower.backends.aie import schedule as sched
-from aielower.backends.aie.binding import kernel_spec
+from aielower.backends.aie.designs.model import Design
+from aielower.backends.aie.designs.simulate import DesignRun
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.kernels import KernelLibrary
 from aielower.backends.aie.plan import AccessPattern, LaunchPlan, OpPlan, plan_of
@@ -47,70 +50,6 @@ def strided_view(flat: np.ndarray, ap: AccessPattern, tensor: str) -> np.ndarray
     return np.lib.stride_tricks.as_strided(flat[ap.offset :], shape=ap.sizes, strides=[s * item for s in ap.strides])
 
 
-class LaunchRunner:
-    """Runs the core programs of one launch over named flat DDR tensors."""
-
-    def __init__(self, library: KernelLibrary, device: Device):
-        self.library, self.device = library, device
-        self.calls = 0
-
-    def run(self, launch: LaunchPlan, programs: list[sched.CoreProgram], tensors: dict[str, np.ndarray]) -> None:
-        spec = kernel_spec(launch, self.device)
-        ins = [s for s in launch.streams if s.direction == "in"]
-        outs = [s for s in launch.streams if s.direction == "out"]
-        acc_floats = sum(b.bytes for b in launch.buffers if b.tier == "L1" and b.name in ("acc", "state")) // 4
-        functions: dict[str, Callable] = {}
-        for program in programs:
-            acc = np.zeros(max(acc_floats, 1), np.float32)  # the core's accumulator / attention state
-            for call in program.calls:
-                name = spec.symbol + (f"_{call.function}" if call.function else "")
-                if name not in functions:
-                    functions[name] = self.library.function(name)
-                function = functions[name]
-                args, writes = [], []
-                n_in = n_out = 0
-                for arg, declared in zip(call.args, function.args):
-                    if isinstance(arg, sched.In):
-                        args.append(self._gather(arg, ins[n_in], tensors))
-                        n_in += 1
-                    elif isinstance(arg, sched.Out):
-                        buf = self._out_buffer(outs[n_out], tensors[arg.tiles[0].tensor].dtype)
-                        args.append(buf)
-                        writes.append((arg, buf))
-                        n_out += 1
-                    elif isinstance(arg, sched.Acc):
-                        args.append(acc[arg.offset : arg.offset + declared.size])
-                    else:
-                        args.append(int(arg))
-                function(*args)
-                self.calls += 1
-                for out, buf in writes:
-                    self._scatter(out, buf, tensors)
-
-    @staticmethod
-    def _gather(arg: sched.In, stream, tensors) -> np.ndarray:
-        dtype = tensors[arg.tiles[0].tensor].dtype
-        part = stream.tile_bytes // dtype.itemsize // len(arg.tiles)
-        buf = np.zeros(part * len(arg.tiles), dtype)
-        for i, ref in enumerate(arg.tiles):
-            data = strided_view(tensors[ref.tensor], ref.ap, ref.tensor).reshape(-1)
-            if data.size > part:
-                raise AielowerError(f"a tile of stream '{stream.name}' reads {data.size} elements into {part}")
-            buf[i * part : i * part + data.size] = data
-        return buf
-
-    @staticmethod
-    def _out_buffer(stream, dtype) -> np.ndarray:
-        return np.zeros(stream.tile_bytes // dtype.itemsize, dtype)
-
-    @staticmethod
-    def _scatter(arg: sched.Out, buf: np.ndarray, tensors) -> None:
-        part = buf.size // len(arg.tiles)
-        for i, ref in enumerate(arg.tiles):
-            view = strided_view(tensors[ref.tensor], ref.ap, ref.tensor)
-            view[...] = buf[i * part : i * part + ref.ap.elements].reshape(ref.ap.sizes)
-
-
 def _pad2(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
     out = np.zeros((rows, cols), x.dtype)
     out[: x.shape[0], : x.shape[1]] = x
@@ -126,11 +65,25 @@ class Emulator:
     """
 
     def __init__(self, module: Module, device: Device, library: KernelLibrary, blobs: dict[str, np.ndarray],
-                 host_kernels: dict[str, Callable], host_weights: dict[str, np.ndarray]):
-        self.module, self.device = module, device
-        self.runner = LaunchRunner(library, device)
+                 host_kernels: dict[str, Callable], host_weights: dict[str, np.ndarray],
+                 design_for: Callable[[LaunchPlan, OpPlan], Design]):
+        self.module, self.device, self.library = module, device, library
         self.blobs, self.host_kernels, self.host_weights = blobs, host_kernels, host_weights
+        self.design_for = design_for
         self.launches = 0
+        self.calls = 0  # kernel calls made by all launches
+        self._runs: dict[str, DesignRun] = {}
+
+    def _run(self, plan: OpPlan, launch: LaunchPlan, tensors: dict[str, np.ndarray],
+             rtp: dict[int, int] | None = None) -> None:
+        """One launch: its design run over ``tensors`` (flat DDR arrays by runtime-sequence argument name)."""
+        design = self.design_for(launch, plan)
+        run = self._runs.get(design.name)
+        if run is None:
+            run = self._runs[design.name] = DesignRun(design, self.library.function)
+        before = run.calls
+        run.run(tensors, rtp)
+        self.calls += run.calls - before
 
     # -- functions ----------------------------------------------------------------------------------------
 
@@ -197,7 +150,6 @@ class Emulator:
         s = plan.shape
         n, k, n_pad, k_pad = s["n"], s["k"], s["n_pad"], s["k_pad"]
         blob = self.blobs[op.weight.name]
-        grid = (s["w_columns"], s["w_rows"])
         lead = x.shape[:-1]
         rows = to_bf16(x.reshape(-1, k))
         out = np.empty((rows.shape[0], n), np.float32)
@@ -208,12 +160,12 @@ class Emulator:
             launch = self._launch(plan, bucket)
             if launch.role == "gemv":
                 tensors = {"x": _pad2(chunk, 1, k_pad).reshape(-1), "w": blob, "y": np.zeros(n_pad, np.uint16)}
-                self.runner.run(launch, sched.gemv(launch, n_pad, k_pad, s["tile_bytes"], grid), tensors)
+                self._run(plan, launch, tensors)
                 result = tensors["y"].reshape(1, n_pad)
             else:
                 tensors = {"a": _pad2(chunk, bucket, k_pad).reshape(-1), "w": blob,
                            "c": np.zeros(bucket * n_pad, np.uint16)}
-                self.runner.run(launch, sched.gemm(launch, bucket, n_pad, k_pad, s["tile_bytes"], grid), tensors)
+                self._run(plan, launch, tensors)
                 result = tensors["c"].reshape(bucket, n_pad)
             out[m0 : m0 + chunk.shape[0]] = from_bf16(result[: chunk.shape[0], :n])
         return out.reshape(*lead, n)
@@ -239,7 +191,7 @@ class Emulator:
             tensors[name] = _pad2(to_bf16(value.reshape(m, d)), m_pad, d_pad).reshape(-1)
         if add:
             tensors["sum"] = np.zeros(m_pad * d_pad, np.uint16)
-        self.runner.run(launch, sched.rms_norm(launch, m_pad), tensors)
+        self._run(plan, launch, tensors)
 
         def crop(name):
             return from_bf16(tensors[name].reshape(m_pad, d_pad)[:m, :d]).reshape(*lead, d)
@@ -250,17 +202,17 @@ class Emulator:
         i, i_pad = plan.shape["i"], plan.shape["i_pad"]
         lead = x.shape[:-1]
         m = int(np.prod(lead))
-        launch, _ = self._rows_launch(plan, m)
+        launch, bucket = self._rows_launch(plan, m)
         flat = to_bf16(x.reshape(m, 2 * i))
-        gu = np.zeros((m, 2 * i_pad), np.uint16)
-        gu[:, :i], gu[:, i_pad : i_pad + i] = flat[:, :i], flat[:, i:]
-        tensors = {"gu": gu.reshape(-1), "y": np.zeros(m * i_pad, np.uint16)}
-        self.runner.run(launch, sched.silu_mul(launch, m, i_pad), tensors)
-        return from_bf16(tensors["y"].reshape(m, i_pad)[:, :i]).reshape(*lead, i)
+        gu = np.zeros((bucket, 2 * i_pad), np.uint16)
+        gu[:m, :i], gu[:m, i_pad : i_pad + i] = flat[:, :i], flat[:, i:]
+        tensors = {"gu": gu.reshape(-1), "y": np.zeros(bucket * i_pad, np.uint16)}
+        self._run(plan, launch, tensors)
+        return from_bf16(tensors["y"].reshape(bucket, i_pad)[:m, :i]).reshape(*lead, i)
 
     def _attention(self, op, plan: OpPlan, q, k, v, cos, sin, k_cache=None, v_cache=None, position=None):
         b, heads, s, d = q.shape
-        kv_heads, gq, d_pad = plan.shape["kv_heads"], plan.shape["gq"], plan.shape["d_pad"]
+        kv_heads, d_pad = plan.shape["kv_heads"], plan.shape["d_pad"]
         bucket = plan.bucket_for(s)
         if s > bucket:
             raise AielowerError(f"{s} query tokens exceed the largest planned attention bucket {bucket}")
@@ -277,47 +229,40 @@ class Emulator:
         out = np.empty((b, heads, s, d), np.float32)
         new_k = np.array(k_cache, copy=True) if cached else None
         new_v = np.array(v_cache, copy=True) if cached else None
+        bucket_pad = roundup(bucket, tq)
         for bi in range(b):
-            q_rot = self._rope(rope_q, to_bf16(q[bi]), cs, s)
+            q_rot = self._rope(plan, rope_q, to_bf16(q[bi]), cs, bucket)
+            k_rot = self._rope(plan, rope_k, to_bf16(k[bi]), cs, bucket)
             if cached:
                 cache_len = k_cache.shape[2]
                 if pos + s > cache_len:
                     raise AielowerError(f"positions {pos}..{pos + s - 1} do not fit the KV cache of {cache_len}")
-                k_bits = to_bf16(new_k[bi])  # the cache holds bf16 values
-                self._rope(rope_k, to_bf16(k[bi]), cs, s, into=k_bits, start=pos)
-                new_k[bi] = from_bf16(k_bits)
-                new_v[bi][:, pos : pos + s] = from_bf16(to_bf16(v[bi]))  # the host copies v into the cache
-                keys, values, kv_rows, kv_valid = k_bits, to_bf16(new_v[bi]), cache_len, pos + s
+                # The host puts the step's rotated keys and values into the (bf16) cache at the step's position.
+                new_k[bi][:, pos : pos + s] = from_bf16(k_rot[:, :s])
+                new_v[bi][:, pos : pos + s] = from_bf16(to_bf16(v[bi]))
+                keys, values, kv_rows = to_bf16(new_k[bi]), to_bf16(new_v[bi]), cache_len
+                rtp = {0: pos, 1: pos + s}  # word 0: position of the first query token; word 1: valid KV length
             else:
-                keys = self._rope(rope_k, to_bf16(k[bi]), cs, s)
-                values = to_bf16(v[bi])
-                kv_rows, kv_valid = roundup(s, tkv), s
-            s_pad = roundup(s, tq)
+                keys, values = k_rot, to_bf16(v[bi])
+                kv_rows, rtp = roundup(bucket, tkv), {0: 0, 1: bucket}
             tensors = {
-                "q": _pad3(q_rot[:, :s], heads, s_pad, d_pad),
+                "q": _pad3(q_rot[:, :s], heads, bucket_pad, d_pad),
                 "k": _pad3(keys[:, :kv_rows], kv_heads, kv_rows, d_pad),
                 "v": _pad3(values[:, :kv_rows], kv_heads, kv_rows, d_pad),
-                "out": np.zeros(heads * s_pad * d_pad, np.uint16),
+                "out": np.zeros(heads * bucket_pad * d_pad, np.uint16),
             }
-            programs = sched.attention(attn, kv_heads, s, s_pad, kv_rows, kv_valid, pos, op.causal)
-            self.runner.run(attn, programs, tensors)
-            out[bi] = from_bf16(tensors["out"].reshape(heads, s_pad, d_pad)[:, :s, :d])
+            self._run(plan, attn, tensors, rtp)
+            out[bi] = from_bf16(tensors["out"].reshape(heads, bucket_pad, d_pad)[:, :s, :d])
         return (out, new_k, new_v) if cached else out
 
-    def _rope(self, launch: LaunchPlan, x_bits: np.ndarray, cs: np.ndarray, s: int, into=None, start: int = 0):
-        """Rotate ``x_bits`` [heads, s, d]; into a new [heads, s_pad, d] array, or into the cache ``into`` at
-        rows ``start ...``."""
-        heads, _, d = x_bits.shape
-        s_pad = roundup(s, launch.params["tr"])
-        tensors = {"x": _pad3(x_bits, heads, s_pad, d), "cs": _pad2(cs, s_pad, d).reshape(-1)}
-        if into is None:
-            tensors["y"] = np.zeros(heads * s_pad * d, np.uint16)
-            self.runner.run(launch, sched.rope(launch, heads, s, s_pad), tensors)
-            return tensors["y"].reshape(heads, s_pad, d)
-        flat = into.reshape(-1)  # a view: the launch writes the cache in place
-        tensors["y"] = flat
-        self.runner.run(launch, sched.rope(launch, heads, s, s_pad, out_rows=into.shape[1], out_start=start), tensors)
-        return into
+    def _rope(self, plan: OpPlan, launch: LaunchPlan, x_bits: np.ndarray, cs: np.ndarray, bucket: int) -> np.ndarray:
+        """Rotate ``x_bits`` [heads, s, d] (padded to the bucket) into a new [heads, bucket_pad, d] array."""
+        heads, s, d = x_bits.shape
+        s_pad = roundup(bucket, launch.params["tr"])
+        tensors = {"x": _pad3(x_bits, heads, s_pad, d), "cs": _pad2(cs, s_pad, d).reshape(-1),
+                   "y": np.zeros(heads * s_pad * d, np.uint16)}
+        self._run(plan, launch, tensors)
+        return tensors["y"].reshape(heads, s_pad, d)
 
 
 def _pad3(x: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
@@ -339,4 +284,4 @@ def _concrete(value, symbols: dict[str, int]):
     return value
 
 
-__all__ = ["Emulator", "LaunchRunner", "strided_view"]
+__all__ = ["Emulator", "strided_view"]

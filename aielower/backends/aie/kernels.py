@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aielower.backends.aie.device import MMulShape
-from aielower.backends.aie.weights import linear_tile_bytes
+from aielower.backends.aie.device import DEVICES, Device, MMulShape
+from aielower.backends.aie.weights import UNIT_ROWS, linear_tile_bytes
 from aielower.errors import CompileError
 from aielower.backends.aie.templating import ENV
 from aielower.output import safe_path
@@ -102,6 +102,17 @@ class KernelSpec:
         """The ``extern "C"`` functions the source defines."""
         return tuple(self.symbol + suffix for suffix in _FUNCTIONS[self.family])
 
+    @property
+    def stack_bytes(self) -> int:
+        """The core stack this kernel needs: mlir-aie's default 1 KiB (call frames, scalars) plus the arrays its
+        functions declare on the stack, rounded up to 64 bytes. Designs set the core's ``stack_size`` to it."""
+        return -(-(DEFAULT_STACK + _STACK_ARRAYS[self.family](self.p)) // 64) * 64
+
+    @property
+    def static_bytes(self) -> int:
+        """Bytes of the kernel's static arrays in core data memory (next to the stack and the FIFO buffers)."""
+        return _STATIC_ARRAYS[self.family](self.p)
+
     def render(self) -> str:
         """The kernel's C++ source."""
         context = dict(self.p, symbol=self.symbol)
@@ -109,6 +120,8 @@ class KernelSpec:
             if name in context:
                 context[f"{name}_literal"] = _c_float(context[name])
                 context[f"{name}_text"] = str(np.float32(context[name]))
+        if "scale" in context:  # attention keeps its scores in log2 units
+            context["scale_log2_literal"] = _c_float(_fp32(context["scale"] * LOG2E))
         return ENV.get_template(f"kernels/{self.family}.cc.j2").render(**context)
 
     def signature(self, function: str) -> tuple[Arg, ...]:
@@ -118,6 +131,15 @@ class KernelSpec:
             raise CompileError(f"{self.symbol} defines no function {function!r}: it defines {defined}")
         suffix = function[len(self.symbol):]
         return _SIGNATURES[self.family](self.p)[suffix]
+
+    def cycles(self, function: str) -> int:
+        """Estimated core cycles of one call of ``function`` (one of :attr:`functions`): the vector instructions the
+        template's loops issue, one per cycle, loads and stores co-issued (:class:`Ops`; the per-instruction figures
+        in the "cycles" section cite a source or say ASSUMPTION). Attention steps are costed for a full tile (every
+        KV row visible)."""
+        self.signature(function)  # names the defined functions if ``function`` is not one of them
+        ops = _CYCLES[self.family](self.p, _vector_model(self))[function[len(self.symbol):]]
+        return ops.cycles
 
 
 @dataclass(frozen=True)
@@ -130,11 +152,47 @@ class Arg:
     out: bool = False
 
 
+# Stack and static arrays each template declares (keep in step with templates/kernels/*.cc.j2).
+DEFAULT_STACK = 1024  # aie.core stack_size default (AIEOps.td, 0x400)
+_STACK_ARRAYS = {
+    "linear_w4_gemv": lambda p: 0,
+    "linear_w4_gemm": lambda p: 0,
+    "rms_norm": lambda p: 0,
+    "silu_mul": lambda p: 0,
+    "rope": lambda p: 0,
+    "attention": lambda p: 6 * (-(-p["tkv"] // 16) * 16),  # float s[TKV_PAD], bfloat16 p[TKV_PAD]
+}
+_STATIC_ARRAYS = {
+    "linear_w4_gemv": lambda p: 0,
+    "linear_w4_gemm": lambda p: 2 * p["tk"] * UNIT_ROWS,  # bfloat16 b_col[TK * UR]: one dequantized unit column
+    "rms_norm": lambda p: 0,
+    "silu_mul": lambda p: 0,
+    "rope": lambda p: 0,
+    "attention": lambda p: 0,
+}
+
+
 # ----------------------------------------------------------------------------------------- constructors
 
 
-def gemv_spec(tn: int, tk: int, group: int, bias: bool) -> KernelSpec:
-    return KernelSpec("linear_w4_gemv", (("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias))))
+# Architectures a kernel can be generated for: __AIE_ARCH__ of each, and the name Device.arch gives it.
+ARCHS = {"aie2": 20, "aie2p": 21}
+_ARCH_OF_DEVICE = {"AIE-ML": "aie2", "AIE2P": "aie2p"}
+LOG2E = 1.4426950408889634
+
+
+def arch_of(device: Device) -> str:
+    """The kernel architecture (a key of :data:`ARCHS`) of a device: ``aie2`` for npu1, ``aie2p`` for npu2."""
+    try:
+        return _ARCH_OF_DEVICE[device.arch]
+    except KeyError:
+        raise CompileError(f"no AIE kernels for the {device.arch} architecture of {device.name}") from None
+
+
+def gemv_spec(tn: int, tk: int, group: int, bias: bool, mmul: MMulShape) -> KernelSpec:
+    params = (("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)), ("r", mmul.m), ("s", mmul.k),
+              ("t", mmul.n))
+    return KernelSpec("linear_w4_gemv", params)
 
 
 def gemm_spec(tm: int, tn: int, tk: int, group: int, bias: bool, mmul: MMulShape) -> KernelSpec:
@@ -148,16 +206,17 @@ def rms_norm_spec(d: int, d_real: int, tr: int, eps: float, add: bool) -> Kernel
     return KernelSpec("rms_norm", params)
 
 
-def silu_mul_spec(t: int, tr: int) -> KernelSpec:
-    return KernelSpec("silu_mul", (("t", t), ("tr", tr)))
+def silu_mul_spec(t: int, tr: int, arch: str) -> KernelSpec:
+    return KernelSpec("silu_mul", (("t", t), ("tr", tr), ("arch", arch)))
 
 
 def rope_spec(d: int, tr: int) -> KernelSpec:
     return KernelSpec("rope", (("d", d), ("tr", tr)))
 
 
-def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: bool) -> KernelSpec:
-    params = (("d", d), ("gq", gq), ("tq", tq), ("tkv", tkv), ("scale", _fp32(scale)), ("causal", bool(causal)))
+def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: bool, arch: str) -> KernelSpec:
+    params = (("d", d), ("gq", gq), ("tq", tq), ("tkv", tkv), ("scale", _fp32(scale)), ("causal", bool(causal)),
+              ("arch", arch))
     return KernelSpec("attention", params)
 
 
@@ -176,20 +235,31 @@ def _positive(family: str, p: dict, *names: str) -> None:
         _require(family, ok, f"{name.upper()} must be a positive integer, got {v!r}", "fix the tile plan")
 
 
+def _check_arch(family: str, p: dict) -> None:
+    _require(family, p.get("arch") in ARCHS, f"unknown architecture ARCH={p.get('arch')!r}",
+             f"choose one of {', '.join(ARCHS)} (kernels.arch_of(device))")
+
+
 def _check_linear(family: str, p: dict) -> None:
-    _positive(family, p, "tn", "tk", "group")
-    tk, g = p["tk"], p["group"]
+    _positive(family, p, "tn", "tk", "group", "r", "s", "t")
+    tn, tk, g, s, t = p["tn"], p["tk"], p["group"], p["s"], p["t"]
     _require(family, tk % g == 0, f"TK={tk} is not a multiple of the group size G={g} (contract: TK % G == 0)",
              f"choose TK as a multiple of {g}")
-    _require(family, g % 16 == 0, f"group size G={g} is not a multiple of 16 (contract: G % 16 == 0, groups fill "
-             "whole half vectors)", "quantize with a group of 16, 32, 64 or 128")
-    _require(family, tk % 32 == 0, f"TK={tk} is not a multiple of 32 (contract: TK % 32 == 0, one vector of 32 "
-             "codes at a time)", "choose TK as a multiple of 32")
+    _require(family, g % 16 == 0, f"group size G={g} is not a multiple of 16 (contract: G % 16 == 0)",
+             "quantize with a group of 16, 32, 64 or 128")
+    _require(family, tk % 32 == 0, f"TK={tk} is not a multiple of 32 (contract: TK % 32 == 0)",
+             "choose TK as a multiple of 32")
+    _require(family, tn % 16 == 0, f"TN={tn} is not a multiple of 16 (contract: TN % 16 == 0, so that every part "
+             "of a weight tile starts on a 32-byte boundary)", "choose TN as a multiple of 16")
+    _require(family, t in (4, 8), f"the mmul's T={t} is neither 4 nor 8 (contract: a code unit of {UNIT_ROWS} rows "
+             "is one or two mmul B blocks)", "use the device's bf16 mmul shape")
+    _require(family, s == 8 and g % s == 0, f"the mmul's S={s} must be 8, dividing G={g} (contract: a code unit "
+             "is 8 x S codes, 32 bytes, of one group)", "use the device's bf16 mmul shape")
 
 
 def _check_gemm(family: str, p: dict) -> None:
     _check_linear(family, p)
-    _positive(family, p, "tm", "r", "s", "t")
+    _positive(family, p, "tm")
     for dim, blk, rule in (("tm", "r", "TM % R"), ("tk", "s", "TK % S"), ("tn", "t", "TN % T")):
         _require(family, p[dim] % p[blk] == 0,
                  f"{dim.upper()}={p[dim]} is not a multiple of the mmul's {blk.upper()}={p[blk]} "
@@ -207,6 +277,7 @@ def _check_rms_norm(family: str, p: dict) -> None:
 
 
 def _check_silu_mul(family: str, p: dict) -> None:
+    _check_arch(family, p)
     _positive(family, p, "t", "tr")
     _require(family, p["t"] % 16 == 0, f"T={p['t']} is not a multiple of 16 (contract)", "pad T to a multiple of 16")
 
@@ -217,6 +288,7 @@ def _check_rope(family: str, p: dict) -> None:
 
 
 def _check_attention(family: str, p: dict) -> None:
+    _check_arch(family, p)
     _positive(family, p, "d", "gq", "tq", "tkv")
     _require(family, p["d"] % 8 == 0, f"D={p['d']} is not a multiple of 8 (contract)", "pad the head dim to 8")
     _require(family, math.isfinite(p["scale"]) and p["scale"] > 0, f"SCALE={p['scale']} must be finite and > 0",
@@ -241,15 +313,16 @@ def _bias(p: dict) -> str:
 
 
 _SYMBOLS = {
-    "linear_w4_gemv": lambda p: f"linear_w4_gemv_tn{p['tn']}_tk{p['tk']}_g{p['group']}{_bias(p)}",
+    "linear_w4_gemv": lambda p: (f"linear_w4_gemv_tn{p['tn']}_tk{p['tk']}_g{p['group']}"
+                                 f"_r{p['r']}s{p['s']}t{p['t']}{_bias(p)}"),
     "linear_w4_gemm": lambda p: (f"linear_w4_gemm_tm{p['tm']}_tn{p['tn']}_tk{p['tk']}_g{p['group']}"
                                  f"_r{p['r']}s{p['s']}t{p['t']}{_bias(p)}"),
     "rms_norm": lambda p: (f"{'add_' if p['add'] else ''}rms_norm_d{p['d']}_dr{p['d_real']}_tr{p['tr']}"
                            f"_eps{_encode_float(p['eps'])}"),
-    "silu_mul": lambda p: f"silu_mul_t{p['t']}_tr{p['tr']}",
+    "silu_mul": lambda p: f"silu_mul_t{p['t']}_tr{p['tr']}_{p['arch']}",
     "rope": lambda p: f"rope_d{p['d']}_tr{p['tr']}",
     "attention": lambda p: (f"attention_d{p['d']}_gq{p['gq']}_tq{p['tq']}_tkv{p['tkv']}"
-                            f"_s{_encode_float(p['scale'])}{'_causal' if p['causal'] else ''}"),
+                            f"_s{_encode_float(p['scale'])}{'_causal' if p['causal'] else ''}_{p['arch']}"),
 }
 
 
@@ -291,6 +364,203 @@ _SIGNATURES = {
     "silu_mul": lambda p: {"": (Arg("gu", "bf16", 2 * p["tr"] * p["t"]), Arg("y", "bf16", p["tr"] * p["t"], out=True))},
     "rope": lambda p: {"": tuple(Arg(n, "bf16", p["tr"] * p["d"], out=(n == "y")) for n in ("x", "cs", "y"))},
     "attention": _attention_signature,
+}
+
+
+# --------------------------------------------------------------------------------------------- cycles
+#
+# KernelSpec.cycles counts the instructions each template's loops issue in one call, the way device.py counts MACs:
+# every per-instruction figure names its source or says ASSUMPTION and why. Sources (as in device.py):
+#   [API2]  / [API2P]  the AIE API's aie2 / aie2p implementation (jgmelber/aie_api include/aie_api/detail/aie2{,p}/)
+#   [VEC]   include/aie_api/vector.hpp: native vectors of 512 bits on AIE-ML and AIE2P
+# The issue model itself is an ASSUMPTION: one vector instruction per cycle, beside (VLIW slots) two 256-bit loads
+# and one 256-bit store, as AMD describes the AI Engine cores' load / store units; no public AIE2P manual confirms
+# the widths, and software pipelining's prologue and epilogue are not counted.
+
+CALL_CYCLES = 30  # ASSUMPTION: call, return, prologue and loop setup of one kernel call; nothing public measures it
+VECTOR_BITS = 512  # [VEC] one bitwise / shift / shuffle / select / compare instruction per 512-bit result
+LOAD_BITS, LOADS_PER_CYCLE, STORE_BITS = 256, 2, 256  # ASSUMPTION (the issue model above)
+REDUCE_16 = 8  # ASSUMPTION: reduce_add / reduce_max of 16 fp32 lanes = 4 halving steps of shuffle + add
+SCALAR_ELEMENTARY = 20  # ASSUMPTION: a scalar fp32 inverse, inverse square root or division (no scalar fp unit)
+
+
+@dataclass(frozen=True)
+class VectorModel:
+    """What one vector instruction does on one architecture."""
+
+    arch: str
+    mac_lanes: int  # lanes of one bf16 x bf16 -> fp32 elementwise mul / mac / msc
+    acc_lanes: int  # fp32 accumulator lanes one accumulator add / sub / conversion (to or from vectors) handles
+    exp2_16: int  # instructions of exp2_bf16 (templates/kernels/_exp2.cc.j2) on 16 lanes
+
+
+VECTOR_MODELS = {
+    "aie2": VectorModel(
+        arch="aie2",
+        mac_lanes=16,  # [API2] mul_acc32_fp.hpp: bf16 elementwise mul / mac / msc is mul_elem_16_2, 16 lanes
+        acc_lanes=16,  # ASSUMPTION: one 512-bit accumulator register (16 fp32 lanes), the mul's output, per instruction
+        # DERIVED from the AIE-ML branch of _exp2.cc.j2: max, 3 fp32 add / sub, 2 integer ops, 2 roundings,
+        # 3 x (MAC + rounding), MUL + rounding, compare, select
+        exp2_16=18,
+    ),
+    "aie2p": VectorModel(
+        arch="aie2p",
+        mac_lanes=32,  # [API2P] mul_acc32_fp.hpp: mul_elem_32 up to 32 lanes (ASSUMPTION: 64 lanes count as two)
+        acc_lanes=32,  # ASSUMPTION: as mac_lanes (mul_elem_32 writes a v32accfloat)
+        exp2_16=4,  # [API2P] elementary.hpp: one ::exp2(v16accfloat) per 16 lanes; plus max, compare, select
+    ),
+}
+_ARCH_OF_BF16_MMUL = {(d.mmul["bf16"].m, d.mmul["bf16"].k, d.mmul["bf16"].n): _ARCH_OF_DEVICE[d.arch]
+                      for d in DEVICES.values()}
+
+
+def _vector_model(spec: KernelSpec) -> VectorModel:
+    """The architecture a spec's costs depend on: its ARCH, or (linear kernels) the device whose bf16 mmul it uses.
+    rms_norm and rope work on 16-lane vectors, one instruction each on both architectures: AIE-ML's model serves."""
+    p = spec.p
+    if "arch" in p:
+        return VECTOR_MODELS[p["arch"]]
+    if "t" in p and "r" in p:
+        arch = _ARCH_OF_BF16_MMUL.get((p["r"], p["s"], p["t"]))
+        if arch is None:
+            raise CompileError(f"{spec.symbol}: no device has a {p['r']}x{p['s']}x{p['t']} bf16 mmul to cost it on")
+        return VECTOR_MODELS[arch]
+    return VECTOR_MODELS["aie2"]
+
+
+def _n(x: int, per: int) -> int:
+    return -(-x // per)
+
+
+@dataclass(frozen=True)
+class Ops:
+    """Instruction counts: vector instructions, 256-bit loads and stores (co-issued with them), and serial scalar
+    cycles. ``cycles`` = CALL_CYCLES + max(vector, loads / 2, stores) + scalar."""
+
+    vec: int = 0
+    ld: int = 0
+    st: int = 0
+    scalar: int = 0
+
+    def __add__(self, other: Ops) -> Ops:
+        return Ops(self.vec + other.vec, self.ld + other.ld, self.st + other.st, self.scalar + other.scalar)
+
+    def __mul__(self, times: int) -> Ops:
+        return Ops(self.vec * times, self.ld * times, self.st * times, self.scalar * times)
+
+    @property
+    def cycles(self) -> int:
+        return CALL_CYCLES + max(self.vec, _n(self.ld, LOADS_PER_CYCLE), self.st) + self.scalar
+
+
+def _ld(bits: int) -> Ops:
+    return Ops(ld=_n(bits, LOAD_BITS))
+
+
+def _st(bits: int) -> Ops:
+    return Ops(st=_n(bits, STORE_BITS))
+
+
+def _v(bits: int) -> int:
+    """Instructions of a bitwise / shuffle op whose result has ``bits`` bits."""
+    return _n(bits, VECTOR_BITS)
+
+
+def _w4_ops(p: dict, m: VectorModel) -> tuple[Ops, Ops]:
+    """(per unit column and group: group_lanes, per unit: dequant_unit) of _w4_dequant.cc.j2."""
+    unit, t = UNIT_ROWS * p["s"], p["t"]
+    spread = _v(unit * 16) if t == UNIT_ROWS else 1 + 2 * _v(unit * 8)  # one unit_lanes: (zip,) grow_replicate
+    lanes = (_ld(UNIT_ROWS * 16) + Ops(scalar=1)  # 8 scales; the zero-point word
+             + Ops(vec=5 + 2 * spread + _v(unit * 16) + _n(unit, m.mac_lanes)))  # bcast, and, shift, 2 zips; neg; mul
+    # load, and, shift, two zips (128 + q); MAC with the zero-point accumulator; rounding to bf16
+    unit_ops = _ld(unit * 4) + Ops(vec=2 + 2 * _v(unit * 8) + _n(unit, m.mac_lanes) + _n(unit, m.acc_lanes))
+    return lanes, unit_ops
+
+
+def _gemv_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
+    tn, tk, r, s, t = p["tn"], p["tk"], p["r"], p["s"], p["t"]
+    jb, units = UNIT_ROWS // t, tk // s
+    lanes, unit_ops = _w4_ops(p, m)
+    column = _ld(UNIT_ROWS * 32) + Ops(vec=jb)  # acc[8], as row 0 of JB zeroed C blocks
+    if p["bias"]:
+        column += _ld(UNIT_ROWS * 16) + Ops(vec=3 * _n(UNIT_ROWS, m.acc_lanes))  # + bias in fp32, back to a vector
+    column += lanes * (tk // p["group"])
+    column += (unit_ops + _ld(s * 16) + Ops(vec=1 + jb)) * units  # x block into A's row 0; JB mmuls
+    column += Ops(vec=jb * _n(r * t, m.acc_lanes)) + _st(UNIT_ROWS * 32)
+    vf = Ops(vec=_n(16, m.acc_lanes))
+    return {"_init": _st(16 * 32) * (tn // 16), "_step": column * (tn // UNIT_ROWS),
+            "_store": (_ld(16 * 32) + vf + vf + _st(16 * 16)) * (tn // 16)}
+
+
+def _gemm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
+    tm, tn, tk, r, s, t = p["tm"], p["tn"], p["tk"], p["r"], p["s"], p["t"]
+    units, c_lanes = tk // s, r * t
+    lanes, unit_ops = _w4_ops(p, m)
+    column = lanes * (tk // p["group"]) + (unit_ops + _st(UNIT_ROWS * s * 16)) * units  # into b_col
+    block = Ops(vec=2 * _n(c_lanes, m.acc_lanes)) + _ld(c_lanes * 32) + _st(c_lanes * 32)  # acc in and out
+    if p["bias"]:
+        block += Ops(vec=_n(c_lanes, m.acc_lanes))
+    block += (Ops(vec=1) + _ld(r * s * 16) + _ld(s * t * 16)) * units  # one mmul, its A and B blocks
+    bias = _ld(UNIT_ROWS * 16) + Ops(vec=1 if t == UNIT_ROWS else 2) if p["bias"] else Ops()
+    blocks = (tm // r) * (tn // t)
+    to_bf16 = _ld(c_lanes * 32) + Ops(vec=2 * _n(c_lanes, m.acc_lanes)) + _st(c_lanes * 16)
+    return {"_init": _st(tm * tn * 32), "_step": column * (tn // UNIT_ROWS) + bias * (tn // t) + block * blocks,
+            "_store": to_bf16 * blocks}
+
+
+def _rms_norm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
+    tr, chunks = p["tr"], p["d"] // 16
+    if p["add"]:  # s = a + b as bf16 head + tail (widen, add, round, sub, round); s^2 from 3 MACs
+        first = _ld(256) * 2 + Ops(vec=5 + 3)
+        second = _ld(256) * 3 + Ops(vec=5 + 2 + 7) + _st(256) * 2  # s w (MUL + MAC), times r
+    else:
+        first = _ld(256) + Ops(vec=1)
+        second = _ld(256) * 2 + Ops(vec=1 + 7) + _st(256)  # x w, times r
+    # times r: split p (round, sub, round), MUL + 2 MACs, round. Per row: r from the reduced sum (a division, an
+    # inverse square root, the split into r_hi + r_lo).
+    row = first * chunks + Ops(vec=1 + REDUCE_16, scalar=2 * SCALAR_ELEMENTARY + 3) + second * chunks
+    return {"": row * tr}
+
+
+def _rope_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
+    h = p["d"] // 2
+    vec_pairs = h - h % 16
+    # MUL, MSC, rounding, MUL, MAC, rounding; ASSUMPTION: a scalar pair is 12 cycles (4 fp32 products, 2 sums, 2
+    # conversions to bf16, loads and stores on the scalar unit)
+    row = (_ld(256) * 4 + Ops(vec=6) + _st(256) * 2) * (vec_pairs // 16) + Ops(scalar=12 * (h - vec_pairs))
+    return {"": row * p["tr"]}
+
+
+def _silu_mul_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
+    # abs; -|g| log2 e (MUL, MAC, to fp32); exp2; 1 / (1 + E) (MSC + round, 2 x (sub, MSC, round, widen, MAC, round));
+    # split r (round, sub, round); the E-or-1 factor (compare, select); sigmoid (MUL, MAC) and its split; g u (MUL)
+    # and its split; the product (MUL, 2 MACs) and its rounding
+    lane16 = _ld(256) * 2 + Ops(vec=1 + 3 + m.exp2_16 + 14 + 3 + 2 + 2 + 3 + 4 + 4) + _st(256)
+    return {"": lane16 * (p["tr"] * p["t"] // 16)}
+
+
+def _attention_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
+    d, tkv, rows = p["d"], p["tkv"], p["gq"] * p["tq"]
+    wd = 16 if d % 16 == 0 else 8
+    chunks, tkv_pad = d // wd, _n(tkv, 16) * 16
+    scale_f32 = Ops(vec=8)  # split v (2 roundings, a sub), MUL, 2 MACs, conversion of v to an accumulator
+    scores = ((_ld(wd * 16) * 2 + Ops(vec=1)) * chunks + Ops(vec=1 + REDUCE_16, scalar=2)) * tkv
+    scores += Ops(scalar=tkv_pad - tkv)  # -inf padding
+    max_of = (_ld(16 * 32) + Ops(vec=1)) * (tkv_pad // 16) + Ops(vec=REDUCE_16)
+    exp_sum = (_ld(16 * 32) + Ops(vec=2 + m.exp2_16) + _st(16 * 16)) * (tkv_pad // 16) + Ops(vec=1 + REDUCE_16)
+    update_o = (_ld(wd * 32) + scale_f32 + (_ld(wd * 16) + Ops(vec=1)) * tkv + Ops(vec=1) + _st(wd * 32)) * chunks
+    row = scores + max_of + Ops(vec=m.exp2_16, scalar=8) + exp_sum + update_o  # alpha, m, l bookkeeping
+    store_row = (_ld(wd * 32) + scale_f32 + Ops(vec=1) + _st(wd * 16)) * chunks + Ops(scalar=SCALAR_ELEMENTARY)
+    return {"_init": _st(rows * d * 32) + Ops(scalar=2 * rows), "_step": row * rows, "_store": store_row * rows}
+
+
+_CYCLES = {
+    "linear_w4_gemv": _gemv_cycles,
+    "linear_w4_gemm": _gemm_cycles,
+    "rms_norm": _rms_norm_cycles,
+    "silu_mul": _silu_mul_cycles,
+    "rope": _rope_cycles,
+    "attention": _attention_cycles,
 }
 
 

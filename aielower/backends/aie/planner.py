@@ -22,6 +22,7 @@ Data movement (per column; see :mod:`aielower.backends.aie.budget` for the chann
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from aielower.backends.aie.binding import kernel_spec
@@ -53,12 +54,21 @@ class Unplannable(Exception):
 
 
 def _checked(launch: LaunchPlan, device: Device) -> LaunchPlan:
-    """``launch`` if it holds every budget and its kernel accepts its constants (docs/aie-kernels.md)."""
-    broken = violations(launch, device)
+    """``launch`` if it holds every budget and its kernel accepts its constants (docs/aie-kernels.md). The core
+    stack the kernel needs (``KernelSpec.stack_bytes``; designs set ``stack_size`` to it) and the kernel's static
+    arrays (``KernelSpec.static_bytes``) are L1 buffers of the launch like any other."""
+    broken = []
     try:
-        kernel_spec(launch, device)
+        spec = kernel_spec(launch, device)
     except CompileError as e:
         broken.append(str(e))
+    else:
+        if not any(b.name == "stack" for b in launch.buffers):
+            extra = (Buffer("stack", "L1", spec.stack_bytes),)
+            if spec.static_bytes:
+                extra += (Buffer("kernel_static", "L1", spec.static_bytes),)
+            launch = dataclasses.replace(launch, buffers=launch.buffers + extra)
+    broken = violations(launch, device) + broken
     if broken:
         raise Unplannable(f"{launch.role or launch.kernel} at bucket {launch.bucket}: " + "; ".join(broken))
     return launch
@@ -178,7 +188,6 @@ def _gemm(s: dict, m: int, tm: int, nb: int, columns: int, rows: int, mmul) -> L
     buffers = (
         Buffer("a", "L1", tm * tk * BF16, 2),
         Buffer("w", "L1", tile, 2),
-        Buffer("w_bf16", "L1", tk * tn * BF16),
         Buffer("acc", "L1", nb * tm * tn * F32),
         Buffer("c", "L1", tm * tn * BF16, 2),
         Buffer("a", "L2", rows * tm * tk * BF16, 2),

@@ -6,26 +6,42 @@ A linear's blob holds one tile per ``(nt, kt)``, in the order the decode (GEMV) 
 tile's index within its row block. A column's whole weight stream is then one contiguous read, which the memory tile
 splits one tile per row. With a ``1 x 1`` grid this is plain ``nt`` major, ``kt`` minor.
 
-One tile is, in order: the bias as bf16 ``[TN]`` (only with a bias; the real bias in ``kt == 0`` tiles, zeros
-elsewhere, since the kernel adds it at every step), the codes ``[TN][TK/2]`` (byte ``j`` of a row holds ``k = 2j`` in its low nibble and ``2j + 1`` in its high
-nibble), the scales as bf16 ``[TN][TK/G]``, the zero points as u4 ``[TN*(TK/G)]`` two per byte (low nibble first),
-and zero bytes up to a multiple of 4. Padded rows and columns have code, scale and zero 0, so they dequantize to 0.
+Inside a tile the codes, scales and zero points are stored in the order the kernels consume them, so that neither
+the GEMM nor the GEMV gathers or transposes anything: the codes are cut into *units* of ``8`` output rows by ``S``
+inputs (``S x T`` is the B operand of the device's bf16 ``aie::mmul<R, S, T>``; a unit is ``8 / T`` such blocks),
+each unit 32 bytes that one vector load brings in. One tile is, in order:
 
-``aielower.quant.packing`` packs 4-bit codes exactly the way a tile row wants them (low nibble = even ``k``), so the
-packed codes are re-cut into tiles as bytes, never unpacked: pretiling a 151936 x 4096 lm_head stays a few large
-NumPy copies.
+- bias: bf16 ``[TN]`` (only with a bias; the real bias in ``kt == 0`` tiles, zeros elsewhere);
+- codes: units ``[TN/8][TK/S]``, unit ``(n8, kb)`` holding elements ``e = (jb*S + k)*T + c`` (``jb < 8/T``,
+  ``k < S``, ``c < T``) = the code of row ``n = 8*n8 + jb*T + c``, input ``kb*S + k``: the ``8/T`` mmul B blocks
+  ``[S][T]`` of those 8 rows, one after the other. Byte ``j`` of a unit (``j < 4*S``) holds element ``j`` in its
+  low nibble and element ``j + 4*S`` in its high nibble, so the two nibble halves are the two halves of the unit;
+- scales: bf16 ``[TN/8][TK/G][8]`` (the 8 rows of a unit, per group);
+- zero points: u4 ``[TN/8][TK/G][8]`` flattened, element ``e`` in byte ``e/2``, low nibble for even ``e`` (4 bytes
+  per unit column and group);
+- zero bytes up to a multiple of 4.
+
+The tile's size and the tiles' order do not depend on the mmul shape (designs and plans rely on both); the order
+inside a tile does, so :func:`pretile_linear` takes the device's bf16 mmul shape. Padded rows and columns have code,
+scale and zero 0, so they dequantize to 0.
+
+Re-cutting the codes unpacks them; it runs over blocks of at most ``_CHUNK_CODES`` codes, so pretiling a 151936 x
+4096 lm_head never holds more than a few such blocks at once.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from aielower.backends.aie.device import MMulShape
 from aielower.errors import CompileError
 from aielower.quant.bf16 import bf16_bits, from_bf16_bits, round_to_bf16
 from aielower.quant.groupwise import QuantizedWeight
 from aielower.quant.packing import unpack
 
 _BITS = 4
+UNIT_ROWS = 8  # output rows of a code unit (and of a scale / zero-point row): 8 / T mmul B blocks side by side
+_CHUNK_CODES = 1 << 24  # codes unpacked at a time while pretiling
 
 
 def linear_tile_bytes(tn: int, tk: int, group: int, bias: bool) -> int:
@@ -110,10 +126,21 @@ def _check_grid(n: int, k: int, n_pad: int, k_pad: int, tn: int, tk: int, group:
         raise CompileError(f"weight input dimension {k} is not a multiple of the group size {group}")
 
 
-def _tiles(a: np.ndarray, tn: int, tcols: int) -> np.ndarray:
-    """View of ``a [n_pad, cols]`` as ``[NT, KT, tn, tcols]`` (tile rows of ``tn``, tile columns of ``tcols``)."""
-    n_pad, cols = a.shape
-    return a.reshape(n_pad // tn, tn, cols // tcols, tcols).transpose(0, 2, 1, 3)
+def _check_blocks(tn: int, tk: int, group: int, mmul: MMulShape) -> tuple[int, int]:
+    """``(S, T)`` of the device's bf16 mmul, checked against the tile: units of 8 rows by S inputs."""
+    if not isinstance(mmul, MMulShape):
+        raise CompileError(f"linear_w4 weight tile: mmul must be the device's bf16 MMulShape "
+                           f"(device.mmul['bf16']), got {mmul!r}")
+    s, t = mmul.k, mmul.n
+    if UNIT_ROWS % t:
+        raise CompileError(f"linear_w4 weight tile: the mmul's T={t} does not divide the unit width {UNIT_ROWS}")
+    if tn % UNIT_ROWS:
+        raise CompileError(f"linear_w4 weight tile: TN={tn} is not a multiple of {UNIT_ROWS} (code units are "
+                           f"{UNIT_ROWS} rows wide): choose TN as a multiple of {UNIT_ROWS}")
+    if tk % s or group % s:
+        raise CompileError(f"linear_w4 weight tile: TK={tk} and the group size G={group} must be multiples of the "
+                           f"mmul's S={s} (a code unit spans S inputs of one group)")
+    return s, t
 
 
 def _padded(a: np.ndarray, rows: int, cols: int, dtype) -> np.ndarray:
@@ -129,30 +156,77 @@ def _nibbles_to_bytes(values: np.ndarray) -> np.ndarray:
     return (values[..., 0::2] | (values[..., 1::2] << np.uint8(4))).astype(np.uint8)
 
 
+def _bytes_to_nibbles(b: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_nibbles_to_bytes` (an even count): bytes ``[..., m]`` -> u4 values ``[..., 2m]``."""
+    return np.stack([b & 0x0F, b >> 4], axis=-1).reshape(*b.shape[:-1], 2 * b.shape[-1])
+
+
+def _code_units(codes: np.ndarray, tn: int, tk: int, s: int, t: int) -> np.ndarray:
+    """Codes ``[rows, k_pad]`` (``rows`` a multiple of TN) -> the codes part of each tile, ``[rows/TN, KT, TN*TK/2]``
+    bytes: units ``[TN/8][TK/S]`` of ``[8/T][S][T]`` codes, byte j = element j | element j + 4S << 4."""
+    rows, k_pad = codes.shape
+    nt, kt = rows // tn, k_pad // tk
+    # n = ((nt*TN/8 + n8)*8/T + jb)*T + c,  k = (kt*TK/S + kb)*S + kk
+    grid = codes.reshape(nt, tn // UNIT_ROWS, UNIT_ROWS // t, t, kt, tk // s, s)
+    units = grid.transpose(0, 4, 1, 5, 2, 6, 3).reshape(nt, kt, -1, UNIT_ROWS * s)  # [nt, kt, unit, e]
+    half = UNIT_ROWS * s // 2
+    return (units[..., :half] | (units[..., half:] << np.uint8(4))).reshape(nt, kt, -1)
+
+
+def _codes_from_units(part: np.ndarray, tn: int, tk: int, s: int, t: int) -> np.ndarray:
+    """Inverse of :func:`_code_units`: ``[NT, KT, TN*TK/2]`` bytes -> codes ``[NT*TN, KT*TK]``."""
+    nt, kt = part.shape[:2]
+    units = part.reshape(nt, kt, -1, UNIT_ROWS * s // 2)
+    codes = np.concatenate([units & 0x0F, units >> 4], axis=-1)  # [nt, kt, unit, e]
+    grid = codes.reshape(nt, kt, tn // UNIT_ROWS, tk // s, UNIT_ROWS // t, s, t)
+    return grid.transpose(0, 2, 4, 6, 1, 3, 5).reshape(nt * tn, kt * tk)
+
+
+def _per_unit_column(a: np.ndarray, tn: int, ng: int) -> np.ndarray:
+    """Per-row, per-group values ``[n_pad, KT*NG]`` -> ``[NT, KT, TN/8, NG, 8]`` (the scale / zero-point order)."""
+    n_pad, groups = a.shape
+    grid = a.reshape(n_pad // tn, tn // UNIT_ROWS, UNIT_ROWS, groups // ng, ng)
+    return grid.transpose(0, 3, 1, 4, 2)
+
+
+def _from_unit_columns(a: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_per_unit_column`: ``[NT, KT, TN/8, NG, 8]`` -> ``[NT*TN, KT*NG]``."""
+    nt, kt, n8, ng, c = a.shape
+    return a.transpose(0, 2, 4, 1, 3).reshape(nt * n8 * c, kt * ng)
+
+
 def pretile_linear(weight: QuantizedWeight, bias: np.ndarray | None, n_pad: int, k_pad: int, tn: int,
-                   tk: int, columns: int = 1, rows: int = 1) -> np.ndarray:
+                   tk: int, columns: int = 1, rows: int = 1, *, mmul: MMulShape) -> np.ndarray:
     """The weight blob (``uint8``, 1-D) of a 4-bit linear: the tiles of the weight padded to ``[n_pad, k_pad]``,
-    in the DMA order of a ``columns x rows`` GEMV grid (:func:`tile_positions`)."""
+    in the DMA order of a ``columns x rows`` GEMV grid (:func:`tile_positions`), each laid out for the device's
+    bf16 mmul ``mmul`` (``device.mmul["bf16"]``; module docstring)."""
     if weight.bits != _BITS:
         raise CompileError(f"linear_w4 tiles hold 4-bit codes, got a {weight.bits}-bit weight: quantize with bits=4")
     n, k = weight.shape
     group = weight.group
     _check_grid(n, k, n_pad, k_pad, tn, tk, group)
+    s, t = _check_blocks(tn, tk, group, mmul)
     nt, kt = n_pad // tn, k_pad // tk
     _check_order(nt, columns, rows)
     ng = tk // group
     offsets = _offsets(tn, tk, group, bias is not None)
     blob = np.zeros((nt, kt, offsets["padding"][1]), dtype=np.uint8)
 
-    def put(part: str, tiles: np.ndarray) -> None:
+    def put(part: str, tiles: np.ndarray, at=slice(None)) -> None:
         start, end = offsets[part]
-        blob[:, :, start:end] = tiles.reshape(nt, kt, end - start)
+        blob[at, :, start:end] = tiles.reshape(-1, kt, end - start)
 
-    put("codes", _tiles(_padded(weight.packed, n_pad, k_pad // 2, np.uint8), tn, tk // 2))
+    step = max(1, _CHUNK_CODES // (tn * k_pad))  # N tiles unpacked at a time
+    for first in range(0, nt, step):
+        lo, hi = first * tn, min(nt, first + step) * tn
+        codes = np.zeros((hi - lo, k_pad), np.uint8)
+        real = weight.packed[lo:min(hi, n)]
+        codes[: real.shape[0], :k] = unpack(real, _BITS, k)
+        put("codes", _code_units(codes, tn, tk, s, t), slice(first, first + (hi - lo) // tn))
     scale_bits = _padded(bf16_bits(weight.scales), n_pad, k_pad // group, "<u2")
-    put("scales", np.ascontiguousarray(_tiles(scale_bits, tn, ng)).view(np.uint8))
-    zeros = _tiles(_padded(weight.zeros, n_pad, k_pad // group, np.uint8), tn, ng).reshape(nt, kt, tn * ng)
-    put("zeros", _nibbles_to_bytes(zeros))
+    put("scales", np.ascontiguousarray(_per_unit_column(scale_bits, tn, ng)).view(np.uint8))
+    zeros = _per_unit_column(_padded(weight.zeros, n_pad, k_pad // group, np.uint8), tn, ng)
+    put("zeros", _nibbles_to_bytes(np.ascontiguousarray(zeros).reshape(nt, kt, tn * ng)))
     if bias is not None:
         put("bias", _bias_tiles(bias, n, n_pad, tn, kt))
     return blob.reshape(-1) if columns * rows == 1 else _to_dma_order(blob, columns, rows)
@@ -171,7 +245,8 @@ def _bias_tiles(bias: np.ndarray, n: int, n_pad: int, tn: int, kt: int) -> np.nd
 
 
 def untile_linear(blob: np.ndarray, n: int, k: int, n_pad: int, k_pad: int, tn: int, tk: int, group: int,
-                  bias: bool, columns: int = 1, rows: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+                  bias: bool, columns: int = 1, rows: int = 1, *,
+                  mmul: MMulShape) -> tuple[np.ndarray, np.ndarray | None]:
     """Inverse of :func:`pretile_linear`, for tests: ``bf16((q - z) * s)`` as float32 ``[n, k]``, and the bias as
     float32 ``[n]`` (None without one).
 
@@ -179,6 +254,7 @@ def untile_linear(blob: np.ndarray, n: int, k: int, n_pad: int, k_pad: int, tn: 
     The bias is read from the ``kt == 0`` tiles.
     """
     _check_grid(n, k, n_pad, k_pad, tn, tk, group)
+    s, t = _check_blocks(tn, tk, group, mmul)
     nt, kt, ng = n_pad // tn, k_pad // tk, tk // group
     _check_order(nt, columns, rows)
     offsets = _offsets(tn, tk, group, bias)
@@ -186,16 +262,15 @@ def untile_linear(blob: np.ndarray, n: int, k: int, n_pad: int, k_pad: int, tn: 
 
     def part(name: str) -> np.ndarray:
         start, end = offsets[name]
-        return tiles[:, :, start:end]
+        return np.ascontiguousarray(tiles[:, :, start:end])
 
-    codes = unpack(part("codes").reshape(nt, kt, tn, tk // 2), _BITS, tk)
-    scale_bits = np.ascontiguousarray(part("scales")).view("<u2").astype(np.uint16)
-    scales = from_bf16_bits(scale_bits).reshape(nt, kt, tn, ng)
-    z = part("zeros")
-    zeros = np.stack([z & 0x0F, z >> 4], axis=-1).reshape(nt, kt, -1)[:, :, : tn * ng].reshape(nt, kt, tn, ng)
-    q = codes.reshape(nt, kt, tn, ng, group).astype(np.float32)
-    deq = round_to_bf16((q - zeros[..., None]) * scales[..., None]).reshape(nt, kt, tn, tk)
-    full = deq.transpose(0, 2, 1, 3).reshape(n_pad, k_pad)
+    codes = _codes_from_units(part("codes"), tn, tk, s, t).astype(np.float32)  # [n_pad, k_pad]
+    scale_bits = part("scales").view("<u2").astype(np.uint16).reshape(nt, kt, tn // UNIT_ROWS, ng, UNIT_ROWS)
+    scales = _from_unit_columns(from_bf16_bits(scale_bits))  # [n_pad, k_pad / G]
+    zeros = _bytes_to_nibbles(part("zeros"))[:, :, : tn * ng].reshape(nt, kt, tn // UNIT_ROWS, ng, UNIT_ROWS)
+    zeros = _from_unit_columns(zeros).astype(np.float32)
+    per_k = lambda a: np.repeat(a, group, axis=1)  # noqa: E731  per group -> per input
+    full = round_to_bf16((codes - per_k(zeros)) * per_k(scales))
     b = None
     if bias:
         bits = np.ascontiguousarray(part("bias")[:, 0]).view("<u2").astype(np.uint16).reshape(n_pad)

@@ -1,5 +1,5 @@
-"""MLIR-AIE designs and the build file: FileCheck of rendered designs of a tiny planned model, the access-pattern
-compaction, DDR traffic against the schedule, determinism, and the Makefile."""
+"""MLIR-AIE designs: FileCheck of rendered designs of a tiny planned model, the access-pattern compaction, DDR traffic
+against the schedule, determinism, the text read back by the parser."""
 
 from __future__ import annotations
 
@@ -16,18 +16,8 @@ import pytest
 
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.binding import kernel_spec
-from aielower.backends.aie.buildfile import render_build_file
-from aielower.backends.aie.design import (
-    DmaLimits,
-    _Builder,
-    _programs,
-    box,
-    canonical,
-    compact,
-    expand,
-    hardware_dims,
-    render_design,
-)
+from aielower.backends.aie.designs.build import _Builder, _programs, build_design, render_design
+from aielower.backends.aie.dma import DmaLimits, box, canonical, compact, expand, hardware_dims
 from aielower.backends.aie.device import NPU1, NPU2
 from aielower.backends.aie.plan import AccessPattern
 from aielower.backends.aie.planner import plan_attention, plan_linear, plan_norm, plan_silu_mul
@@ -232,7 +222,7 @@ def test_a_row_short_of_work_repeats_another_rows_item():
     text = render("silu_mul")
     assert "// core (2, 5): 1 work item, of which 1 repeats another row's item" in text
     core = text.split("// core (2, 5)")[1].split("aie.end")[0]
-    assert "@gu_c2_r3(Consume, 1)" in core and "func.call @silu_mul_t16_tr1(" in core
+    assert "@gu_c2_r3(Consume, 1)" in core and "func.call @silu_mul_t16_tr1_aie2p(" in core
 
 
 def test_prefill_attention_drains_kv_tiles_past_the_causal_limit():
@@ -244,9 +234,23 @@ def test_prefill_attention_drains_kv_tiles_past_the_causal_limit():
     assert drain, core
 
 
-def test_rope_into_the_cache_says_the_host_patches_the_position():
-    text = render("rope_k")
-    assert "the host patches the offsets of the\n      // 'y' transfers per step (written here for position 255)" in text
+def test_rotated_keys_leave_contiguous_and_no_transfer_depends_on_the_position():
+    # The rope of k writes its own output like the rope of q: the host puts it into the cache.
+    launch, plan, device, spec = case("rope_k")
+    design = build_design(launch, plan, device, spec, "rope_k")
+    outputs = [op for op in design.sequence if getattr(op, "arg", None) == "y"]
+    heads, d, tr = plan.shape["kv_heads"], plan.shape["d_pad"], launch.params["tr"]
+    assert sum(op.elements for op in outputs) == heads * tr * d
+    assert {a.name for a in design.sequence_args} == {"x", "cs", "y"}
+
+
+def test_every_design_reads_back_as_rendered():
+    from aielower.backends.aie.designs import parse_design, render
+
+    for name in CASES:
+        launch, plan, device, spec = case(name)
+        design = build_design(launch, plan, device, spec, name)
+        assert parse_design(render(design), f"{name}.mlir") == design, name
 
 
 # ------------------------------------------------------------------------------------------------ errors
@@ -266,59 +270,3 @@ def test_broadcast_kv_rows_of_a_column_share_their_head():
     render_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "attn")
 
 
-# ------------------------------------------------------------------------------------------------ build file
-
-
-def _build_inputs():
-    names = ["gemv", "add_rms_norm", "attention"]
-    kernels, designs = [], []
-    for name in names:
-        launch, plan, device, spec = case(name)
-        kernels.append(spec)
-        designs.append((name, spec.symbol))
-    return kernels, designs
-
-
-def test_build_file_names_every_kernel_and_design():
-    kernels, designs = _build_inputs()
-    text = render_build_file(kernels, designs, NPU2)
-    assert text == render_build_file(list(reversed(kernels)), list(reversed(designs)), NPU2)
-    for spec in kernels:
-        assert f"KERNELS += {spec.symbol}\n" in text
-    for name, symbol in designs:
-        assert f"DESIGNS += {name}\n" in text
-        assert f"$(BUILD)/{name}.xclbin: design/{name}.mlir $(BUILD)/{symbol}.o" in text
-        assert f"--xclbin-name={name}.xclbin --aie-generate-npu-insts --npu-insts-name={name}.insts.bin" in text
-    assert "--target=aie2p-none-unknown-elf" in text
-    assert "--target=aie2-none-unknown-elf" in render_build_file(kernels[:1], designs[:1], NPU1)
-    with pytest.raises(CompileError, match="not among the kernels"):
-        render_build_file(kernels[:1], designs, NPU2)
-
-
-@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
-def test_makefile_fails_clearly_without_the_toolchain(tmp_path):
-    kernels, designs = _build_inputs()
-    (tmp_path / "Makefile").write_text(render_build_file(kernels, designs, NPU2))
-    (tmp_path / "kernels").mkdir()
-    (tmp_path / "design").mkdir()
-    for spec in kernels:
-        (tmp_path / "kernels" / spec.filename).write_text("")
-    for name, _ in designs:
-        (tmp_path / "design" / f"{name}.mlir").write_text("")
-    env = {k: v for k, v in os.environ.items() if k not in ("PEANO_INSTALL_DIR", "MLIR_AIE_DIR")}
-
-    def make(*args):
-        return subprocess.run(["make", "-n", *args], cwd=tmp_path, env=env, capture_output=True, text=True)
-
-    missing = make()
-    assert missing.returncode != 0 and "PEANO_INSTALL_DIR is not set" in missing.stderr
-    missing = make("PEANO_INSTALL_DIR=/opt/peano")
-    assert missing.returncode != 0 and "MLIR_AIE_DIR is not set" in missing.stderr
-    assert make("clean").returncode == 0
-    dry = make("PEANO_INSTALL_DIR=/opt/peano", "MLIR_AIE_DIR=/opt/mlir-aie")
-    assert dry.returncode == 0, dry.stderr
-    for spec in kernels:
-        assert (f"/opt/peano/bin/clang++ -O2 -std=c++20 --target=aie2p-none-unknown-elf" in dry.stdout
-                and f"-I /opt/mlir-aie/include -c kernels/{spec.filename} -o build/{spec.symbol}.o" in dry.stdout)
-    for name, _ in designs:
-        assert f"cd build && /opt/mlir-aie/bin/aiecc.py" in dry.stdout and f"--xclbin-name={name}.xclbin" in dry.stdout

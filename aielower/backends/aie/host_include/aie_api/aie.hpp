@@ -15,7 +15,7 @@
 // aie::rounding_mode, aie::set_rounding     aie_types.hpp (rounding_mode::conv_even), aie.hpp set_rounding().
 //                                           Host: always round-to-nearest-even, which is conv_even.
 // aie::vector<T, N>                         vector.hpp: size(), get(), set(), operator[], cast_to<U>(),
-//                                           extract<M>(idx)
+//                                           extract<M>(idx), insert(idx, subvector), grow_replicate<M>()
 // aie::mask<N>                              mask.hpp (only as the result of lt() and the input of select())
 // aie::accum<accfloat, N>                   accum.hpp: explicit accum(vector), from_vector(), to_vector<T>()
 // aie::load_v<N>(p), load_unaligned_v<N>(p) aie.hpp (group_memory)
@@ -24,9 +24,10 @@
 // aie::concat(v, w)                         aie.hpp (group_reshape)
 // aie::interleave_zip(v, w, chunk)          aie.hpp (group_reshape)
 // aie::select(v1, v2, m), aie::lt(v, a)     aie.hpp (group_reshape / group_compare)
-// aie::add, aie::sub (vector/vector, vector/scalar), neg  aie.hpp (group_arithmetic)
+// aie::add, aie::sub (vector/vector, vector/scalar), neg, abs  aie.hpp (group_arithmetic)
+// aie::add, aie::sub (accum, vector) -> accum              aie.hpp (group_arithmetic): acc[i] +/- v[i] in fp32
 // aie::mul (vector/vector, vector/scalar) -> accum         aie.hpp; default accumulator of bf16 and fp32 is accfloat
-// aie::mac (accum, vector, vector|scalar)                  aie.hpp
+// aie::mac, aie::msc (accum, vector, vector|scalar)        aie.hpp: acc[i] +/- v1[i] * v2[i]
 // aie::max, aie::min (vector/vector, vector/scalar)        aie.hpp (group_compare)
 // aie::reduce_add, aie::reduce_max                         aie.hpp (group_reduce)
 // aie::bit_and(a, v), aie::downshift, aie::upshift         aie.hpp (group_bit / group_arithmetic)
@@ -36,14 +37,21 @@
 // aie::inv(float|vector<float>), aie::invsqrt(float)      aie.hpp (group_elementary); the hardware computes
 //                                                          approximations (detail/aie2/elementary.hpp), the host
 //                                                          is exact IEEE division / square root
+// aie::exp2<bfloat16>(vector<float, N>) -> vector<bf16, N> aie.hpp (group_elementary): only for XDNA2 (AIE2P, with
+//                                                          TR = bfloat16) and AIE-MLv2; AIE-ML has none.
+//                                                          AIE2P runs one exp2 instruction per 16 lanes
+//                                                          (detail/aie2p/elementary.hpp, ::exp2(v16accfloat) ->
+//                                                          v16bfloat16); the API states no accuracy. The host
+//                                                          rounds the exact 2^x to bf16 (via fp32): never less
+//                                                          exact than the hardware's bf16 result can be.
 // aie::mmul<M, K, N, TA, TB, AccTag>                       aie.hpp class mmul: ctor(), ctor(accum),
 //                                                          ctor(vector<float, size_C>), mul(a, b), mac(a, b),
 //                                                          to_accum(), to_vector<T>(); A (MxK), B (KxN) and C (MxN)
 //                                                          are row-major within their block, as documented there.
 //
-// Not provided, because they do not exist on both NPU generations: aie::exp2 and aie::tanh exist only on AIE2P
-// (XDNA_2, aie.hpp requires arch::is(arch::XDNA_2)) and round to bf16; AIE-ML has no exp at all (mlir-aie's
-// aie_kernels/aie2 use lookup tables). The kernels therefore build fp32 exp from the primitives above.
+// The host header has no architecture: it offers aie::exp2 to every kernel, and the kernels call it only when they
+// were generated for AIE2P (templates/kernels/_exp2.cc.j2 checks __AIE_ARCH__ on the real compiler). aie::tanh
+// (XDNA2 too) is not provided: no kernel uses it.
 #pragma once
 
 #include <algorithm>
@@ -125,6 +133,23 @@ public:
         static_assert(N % M == 0, "extract size must divide the vector size");
         vector<T, M> r;
         for (unsigned i = 0; i < M; ++i) r[i] = d_[idx * M + i];
+        return r;
+    }
+
+    // Replace subvector idx (of M elements) with v; returns this vector, as the real insert does.
+    template <unsigned M>
+    vector& insert(unsigned idx, const vector<T, M>& v) {
+        static_assert(N % M == 0, "insert size must divide the vector size");
+        for (unsigned i = 0; i < M; ++i) d_[idx * M + i] = v[i];
+        return *this;
+    }
+
+    // A larger vector holding this one repeated (vector::grow_replicate in the real API).
+    template <unsigned M>
+    vector<T, M> grow_replicate() const {
+        static_assert(M % N == 0, "grow_replicate must fill the output with whole copies");
+        vector<T, M> r;
+        for (unsigned i = 0; i < M; ++i) r[i] = d_[i % N];
         return r;
     }
 
@@ -323,6 +348,12 @@ vector<T, N> neg(const vector<T, N>& v) {
     return r;
 }
 template <typename T, unsigned N>
+vector<T, N> abs(const vector<T, N>& v) {
+    vector<T, N> r;
+    for (unsigned i = 0; i < N; ++i) r[i] = T(std::fabs(float(v[i])));
+    return r;
+}
+template <typename T, unsigned N>
 vector<T, N> max(const vector<T, N>& a, const vector<T, N>& b) {
     return detail::map2(a, b, [](T x, T y) { return float(x) < float(y) ? y : x; });
 }
@@ -341,9 +372,17 @@ vector<T, N> min(const vector<T, N>& a, T b) {
 
 // Floating-point products accumulate in fp32 (accfloat), the default accumulator of bf16 x bf16 and fp32 x fp32.
 // A bf16 x bf16 product is exact in fp32; fp32 x fp32 is rounded once (the hardware emulates it with bf16 parts).
+// Host-only check: with AIELOWER_HOST_NO_FP32_PRODUCTS defined, an fp32 x fp32 vector product does not compile
+// (tests build every kernel so, to keep emulated fp32 multiplies out of them).
+#ifdef AIELOWER_HOST_NO_FP32_PRODUCTS
+inline constexpr bool host_fp32_products = false;
+#else
+inline constexpr bool host_fp32_products = true;
+#endif
 template <typename T, unsigned N>
     requires(std::is_same_v<T, float> || std::is_same_v<T, bfloat16>)
 accum<accfloat, N> mul(const vector<T, N>& a, const vector<T, N>& b) {
+    static_assert(host_fp32_products || !std::is_same_v<T, float>, "fp32 x fp32 vector product (emulated on AIE)");
     accum<accfloat, N> r;
     for (unsigned i = 0; i < N; ++i) r.lane(i) = float(a[i]) * float(b[i]);
     return r;
@@ -356,6 +395,7 @@ accum<accfloat, N> mul(const vector<T, N>& a, T b) {
 template <typename T, unsigned N>
     requires(std::is_same_v<T, float> || std::is_same_v<T, bfloat16>)
 accum<accfloat, N> mac(const accum<accfloat, N>& acc, const vector<T, N>& a, const vector<T, N>& b) {
+    static_assert(host_fp32_products || !std::is_same_v<T, float>, "fp32 x fp32 vector product (emulated on AIE)");
     accum<accfloat, N> r;
     for (unsigned i = 0; i < N; ++i) r.lane(i) = acc.lane(i) + float(a[i]) * float(b[i]);
     return r;
@@ -364,6 +404,36 @@ template <typename T, unsigned N>
     requires(std::is_same_v<T, float> || std::is_same_v<T, bfloat16>)
 accum<accfloat, N> mac(const accum<accfloat, N>& acc, const vector<T, N>& a, T b) {
     return mac(acc, a, broadcast<T, N>(b));
+}
+
+template <typename T, unsigned N>
+    requires(std::is_same_v<T, float> || std::is_same_v<T, bfloat16>)
+accum<accfloat, N> msc(const accum<accfloat, N>& acc, const vector<T, N>& a, const vector<T, N>& b) {
+    static_assert(host_fp32_products || !std::is_same_v<T, float>, "fp32 x fp32 vector product (emulated on AIE)");
+    accum<accfloat, N> r;
+    for (unsigned i = 0; i < N; ++i) r.lane(i) = acc.lane(i) - float(a[i]) * float(b[i]);
+    return r;
+}
+template <typename T, unsigned N>
+    requires(std::is_same_v<T, float> || std::is_same_v<T, bfloat16>)
+accum<accfloat, N> msc(const accum<accfloat, N>& acc, const vector<T, N>& a, T b) {
+    return msc(acc, a, broadcast<T, N>(b));
+}
+
+// Accumulator plus / minus a vector, lane by lane in fp32 (one rounding).
+template <typename T, unsigned N>
+    requires(std::is_same_v<T, float> || std::is_same_v<T, bfloat16>)
+accum<accfloat, N> add(const accum<accfloat, N>& acc, const vector<T, N>& v) {
+    accum<accfloat, N> r;
+    for (unsigned i = 0; i < N; ++i) r.lane(i) = acc.lane(i) + float(v[i]);
+    return r;
+}
+template <typename T, unsigned N>
+    requires(std::is_same_v<T, float> || std::is_same_v<T, bfloat16>)
+accum<accfloat, N> sub(const accum<accfloat, N>& acc, const vector<T, N>& v) {
+    accum<accfloat, N> r;
+    for (unsigned i = 0; i < N; ++i) r.lane(i) = acc.lane(i) - float(v[i]);
+    return r;
 }
 
 template <typename T, unsigned N>
@@ -443,6 +513,16 @@ vector<float, N> inv(const vector<float, N>& v) {
 }
 
 inline float inv(float a) { return 1.0f / a; }
+
+// 2^v per lane, as bf16 (the real API: TR must be bfloat16 on XDNA2). Exact 2^v in double, rounded to fp32 and then
+// to bf16 (nearest even); -inf gives 0. The hardware instruction's accuracy is not documented.
+template <typename TR = bfloat16, unsigned N>
+vector<TR, N> exp2(const vector<float, N>& v) {
+    static_assert(std::is_same_v<TR, bfloat16>, "aie::exp2 returns bfloat16 on AIE2P (XDNA2)");
+    vector<TR, N> r;
+    for (unsigned i = 0; i < N; ++i) r[i] = TR(float(std::exp2(double(v[i]))));
+    return r;
+}
 inline float invsqrt(float a) { return 1.0f / std::sqrt(a); }
 
 // ------------------------------------------------------------------------------------------------------ mmul

@@ -1,341 +1,59 @@
-"""MLIR-AIE designs: one ``aie.device`` module per launch (one kernel at one shape), rendered from
-``templates/design/design.mlir.j2``.
+"""Build the :class:`~.model.Design` of one launch (one kernel at one shape and bucket) from its plan and schedule.
 
-Everything in a design follows from the launch's plan and its schedule (:mod:`aielower.backends.aie.schedule`, the
-source of truth for who reads which tile):
+Everything in a design follows from the launch's plan and its schedule (:mod:`aielower.backends.aie.schedule`, which
+says who reads which tile):
 
 - tiles: per used column one shim tile (row 0), one memory tile (row 1) and ``rows`` cores (rows 2 ...);
-- object FIFOs, one chain per plan :class:`~aielower.backends.aie.plan.Stream` and column (the topology of
-  :mod:`aielower.backends.aie.budget`): shim -> memory tile -> cores for inputs, cores -> memory tile -> shim for
-  outputs. A ``split`` stream has one memory-tile FIFO whose element holds one tile per core row, linked to one FIFO
-  per row at offsets (outputs: joined the same way); a ``broadcast`` stream has one FIFO with every row as consumer.
-  A joined stream (several tensors) carries, per row, the parts one after the other; in the memory tile the parts
-  are grouped by tensor (``[part][row][tile]``) so that one DMA transfer covers a tensor's tiles for all rows.
+- object FIFOs, one chain per plan :class:`~aielower.backends.aie.plan.Stream` and column: shim -> memory tile ->
+  cores for inputs, cores -> memory tile -> shim for outputs. A ``split`` stream has one memory-tile FIFO whose
+  element holds one tile per core row, linked to one FIFO per row; a ``broadcast`` stream has one FIFO with every
+  row as consumer. A joined stream (several tensor parts per core tile, e.g. gate and up) is laid out in the memory
+  tile as ``[row][part][tile]``: row ``r``'s tile is contiguous at offset ``r * tile``, which is what mlir-aie
+  derives each part's length from (``off[r+1] - off[r]``). The shim stream delivers it in that order.
   A tile whose access pattern is not a row-major box (the GEMM's mmul-blocked tiles) is read from DDR as its
-  bounding box and blocked by the memory tile (``dimensionsToStream`` / ``dimensionsFromStream``);
-- one ``aie.core`` per core: the kernel calls of the schedule as loops of acquire / call / release; scalar
-  arguments of the attention step come from a run-time parameter buffer (position and valid KV length) so that
-  one design serves every decode step;
+  bounding box and reordered by the memory tile (``dimensionsToStream`` / ``dimensionsFromStream``, every dim
+  within the buffer-descriptor limits of :mod:`aielower.backends.aie.dma`);
+- one core per tile: the kernel calls of the schedule as loops of acquire / call / release, ``link_with`` the
+  kernel's object and a ``stack_size`` from the kernel spec; scalar arguments of the attention step come from a
+  run-time parameter buffer (position and valid KV length);
 - the runtime sequence: per column and stream, the DDR access patterns of the schedule's tiles in stream order,
-  compacted into as few ``aiex.npu.dma_memcpy_nd`` transfers as the shim DMA can express (:func:`compact`), with
-  buffer-descriptor ids and the waits that free them, then one ``aiex.npu.dma_wait`` per output transfer.
+  compacted into as few ``aiex.npu.dma_memcpy_nd`` transfers as the shim DMA can express, issued so that no shim
+  channel has more than four tasks queued and no shim tile more than its buffer descriptors in flight
+  (:func:`issue_order`).
 
-A column whose core rows get different numbers of work items (e.g. 11 items on 4 rows) is padded: a row short of
-items repeats the item another row of the column runs at that step. The repeat recomputes and rewrites identical
-values, and keeps the rows of a split stream in lockstep.
+A column whose core rows get different numbers of work items is padded: a short row repeats the item another row of
+the column runs at that step (identical output, rewritten), keeping the rows of a split stream in lockstep.
 
-Before rendering, every core body is executed symbolically (:func:`_trace`) and must feed each kernel call exactly
-the tiles, accumulator and scalars the schedule gives that call; a mismatch is a CompileError, not a silent design.
-Linears (millions of calls for a big GEMM) do all of this on arrays: the schedule gives their work as
-:class:`~aielower.backends.aie.schedule.LinearWork`, the body is traced loop by loop (:func:`_trace_arrays`), and
-the DMA compaction runs on offset arrays (:func:`compact_offsets`).
+Before a design is returned, every core body is executed symbolically and must feed each kernel call exactly the
+tiles, accumulator and scalars the schedule gives that call; a mismatch is a CompileError, not a silent design.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from itertools import count
 from math import prod
 
 import numpy as np
 
 from aielower.backends.aie import schedule as sched
-from aielower.backends.aie.buildfile import render_build_file  # re-exported: designs and their build file
 from aielower.backends.aie.device import Device
+from aielower.backends.aie.dma import MEMTILE_BD, DmaLimits, box, compact, compact_offsets, hardware_dims, split_dims
 from aielower.backends.aie.plan import AccessPattern, LaunchPlan, OpPlan, Stream
 from aielower.backends.aie.planner import roundup
 from aielower.errors import CompileError
-from aielower.backends.aie.templating import ENV
+from aielower.backends.aie.designs import model as m
 
-
-# mlir-aie device names (Xilinx/mlir-aie docs/Devices.md): npu1 is used through its 4-column partition, npu2 whole.
-_AIE_DEVICE = {"npu1": "npu1_4col", "npu2": "npu2"}
+# mlir-aie device names (include/aie/Dialect/AIE/IR/AIEAttrs.td at 5ff2ab97): the whole 4-column Phoenix array is
+# ``npu1`` (``npu1_4col`` was removed in mlir-aie #2397), Strix is ``npu2``.
+AIE_DEVICE = {"npu1": "npu1", "npu2": "npu2"}
 _MEMREF_ELEMENT = {"bf16": "bf16", "f32": "f32", "u8": "i8"}
 _ELEMENT_BYTES = {"bf16": 2, "f32": 4, "i8": 1}
 _ACCUMULATING = ("linear_w4_gemv", "linear_w4_gemm", "attention")  # init / step / store kernels
 _LINEAR = ("linear_w4_gemv", "linear_w4_gemm")  # scheduled as arrays (sched.LinearWork), checked on arrays
-FOREVER = 4294967295  # the core loops over launches; one iteration per run of the runtime sequence
-
-
-# ================================================================================== access patterns
-
-
-@dataclass(frozen=True)
-class DmaLimits:
-    """What one shim-tile buffer descriptor can walk, for ``aiex.npu.dma_memcpy_nd`` on tensors of
-    ``element_bytes``-byte elements. Source: Xilinx/mlir-aie lib/Dialect/AIEX/IR/AIEXDialect.cpp
-    (``verifyStridesWraps``: shim NOC tile wraps 10 bits, steps 20 bits, iteration 6 bits; transfer sizes, strides
-    and offsets in 4-byte words; a linear transfer may exceed the d0 wrap) and ``NpuWriteBdOp::verify``."""
-
-    element_bytes: int
-    word_bytes: int = 4  # address generation granularity
-    max_d0_words: int = 1023
-    max_d1: int = 1023
-    max_repeat: int = 64  # d3, the iteration dimension
-    max_stride_words: int = 1 << 20
-
-
-def canonical(ap: AccessPattern) -> AccessPattern:
-    """The same element sequence with size-1 dims dropped and contiguous neighbours merged."""
-    sizes, strides = _canonical(ap.sizes, ap.strides)
-    return AccessPattern(ap.offset, sizes, strides)
-
-
-def _canonical(sizes: tuple[int, ...], strides: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    dims = [(s, t) for s, t in zip(sizes, strides) if s > 1] or [(1, 1)]
-    merged = [dims[-1]]
-    for size, stride in reversed(dims[:-1]):
-        inner_size, inner_stride = merged[-1]
-        if stride == inner_size * inner_stride:
-            merged[-1] = (size * inner_size, inner_stride)
-        else:
-            merged.append((size, stride))
-    merged.reverse()
-    return tuple(s for s, _ in merged), tuple(t for _, t in merged)
-
-
-def expand(ap: AccessPattern) -> np.ndarray:
-    """Every element offset ``ap`` visits, in stream order."""
-    offsets = np.array([ap.offset], dtype=np.int64)
-    for size, stride in zip(ap.sizes, ap.strides):
-        offsets = (offsets[:, None] + np.arange(size, dtype=np.int64)[None, :] * stride).reshape(-1)
-    return offsets
-
-
-def hardware_dims(ap: AccessPattern, limits: DmaLimits) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """``ap`` as the four (size, stride) pairs of ``dma_memcpy_nd`` (d3 outermost), or None if one shim buffer
-    descriptor cannot walk it. A pattern of fewer than four dims is right-aligned, or has its outermost dim moved to
-    d3 (the repeat dimension, the only one that may have stride 0); an innermost run longer than the d0 wrap is
-    cut into equal rows when a dim is free."""
-    if (ap.offset * limits.element_bytes) % limits.word_bytes:
-        return None
-    return _hardware_dims(tuple(ap.sizes), tuple(ap.strides), limits)
-
-
-@lru_cache(maxsize=65536)
-def _hardware_dims(sizes: tuple[int, ...], strides: tuple[int, ...], limits: DmaLimits):
-    if strides[-1] != 1:
-        return None
-    for sizes, strides in _cut_innermost(list(sizes), list(strides), limits):
-        n = len(sizes)
-        if n > 4:
-            continue
-        placements = [([1] * (4 - n) + sizes, [0] * (4 - n) + strides)]
-        if 1 < n < 4:
-            placements.append(([sizes[0]] + [1] * (4 - n) + sizes[1:], [strides[0]] + [0] * (4 - n) + strides[1:]))
-        for s4, t4 in placements:
-            t4 = [t if s > 1 else 0 for s, t in zip(s4, t4)]
-            t4[3] = 1
-            if _fits(s4, t4, limits):
-                return tuple(s4), tuple(t4)
-    return None
-
-
-def _cut_innermost(sizes: list[int], strides: list[int], limits: DmaLimits):
-    """The dims as they are, then with the innermost run cut into rows of the longest length the d0 wrap allows."""
-    yield sizes, strides
-    inner = sizes[-1]
-    longest = limits.max_d0_words * limits.word_bytes // limits.element_bytes
-    for row in range(min(inner, longest), 0, -1):
-        if inner % row == 0 and (row * limits.element_bytes) % limits.word_bytes == 0:
-            if row < inner:
-                yield sizes[:-1] + [inner // row, row], strides[:-1] + [row, 1]
-            return
-
-
-def _fits(s4: list[int], t4: list[int], limits: DmaLimits) -> bool:
-    eb, word = limits.element_bytes, limits.word_bytes
-    if (s4[3] * eb) % word:
-        return False
-    linear = s4[1] == 1 and s4[2] == 1
-    if not linear and s4[3] * eb // word > limits.max_d0_words:
-        return False
-    if s4[2] > limits.max_d1 or s4[0] > limits.max_repeat:
-        return False
-    for i in range(3):
-        if s4[i] == 1:
-            continue
-        if t4[i] < (0 if i == 0 else 1) or (t4[i] * eb) % word or t4[i] * eb // word > limits.max_stride_words:
-            return False
-    return True
-
-
-def compact(aps: list[AccessPattern], limits: DmaLimits) -> list[AccessPattern]:
-    """Fewer access patterns covering exactly the element sequence of ``aps`` (in order), each one a single shim
-    transfer under ``limits``: runs of equal-shaped patterns at a constant offset step become one pattern with an
-    extra outer dim, repeatedly, so that nested regular structure (tiles of rows of blocks) folds up to four dims."""
-    out: list[AccessPattern] = []
-    i = 0
-    current = [canonical(ap) for ap in aps]
-    while i < len(current):
-        j = i
-        while j < len(current) and current[j].sizes == current[i].sizes and current[j].strides == current[i].strides:
-            j += 1
-        offsets = np.array([ap.offset for ap in current[i:j]], np.int64)
-        out.extend(compact_offsets(offsets, current[i].sizes, current[i].strides, limits))
-        i = j
-    return out
-
-
-def compact_offsets(offsets: np.ndarray, sizes: tuple[int, ...], strides: tuple[int, ...],
-                    limits: DmaLimits) -> list[AccessPattern]:
-    """:func:`compact` of the patterns ``(offset, sizes, strides)`` for every offset in ``offsets``, in order, on
-    arrays: a stream of a million tiles costs NumPy passes, not a million pattern objects."""
-    sizes, strides = _canonical(tuple(sizes), tuple(strides))
-    for offset in {int(offsets[0]), int(offsets[-1])} if len(offsets) else ():
-        _check_walkable(offset, sizes, strides, limits)
-    if len(offsets) and ((offsets * limits.element_bytes) % limits.word_bytes).any():
-        bad = int(offsets[(offsets * limits.element_bytes) % limits.word_bytes != 0][0])
-        _check_walkable(bad, sizes, strides, limits)
-    groups = [(np.asarray(offsets, np.int64), sizes, strides)]
-    while True:
-        folded = []
-        for group in groups:
-            for item in _fold_group(*group, limits):
-                if folded and folded[-1][1] == item[1] and folded[-1][2] == item[2]:
-                    folded[-1] = (np.concatenate([folded[-1][0], item[0]]), item[1], item[2])
-                else:
-                    folded.append(item)
-        if sum(len(g[0]) for g in folded) == sum(len(g[0]) for g in groups):
-            break
-        groups = folded
-    return [AccessPattern(int(o), sz, st) for offs, sz, st in groups for o in offs.tolist()]
-
-
-def _check_walkable(offset: int, sizes, strides, limits: DmaLimits) -> None:
-    if hardware_dims(AccessPattern(offset, sizes, strides), limits) is None:
-        raise CompileError(f"access pattern offset={offset} sizes={list(sizes)} strides={list(strides)} "
-                           "cannot be walked by one shim DMA buffer descriptor (at most 4 dims, innermost stride "
-                           "1, 4-byte words, wraps < 1024, repeat <= 64, strides < 4 MiB)")
-
-
-@lru_cache(maxsize=65536)
-def _run(sizes: tuple[int, ...], strides: tuple[int, ...], step: int, n: int, limits: DmaLimits):
-    """The shape ``(sizes, strides)`` of ``n`` patterns ``(sizes, strides)`` at offset step ``step`` as one
-    pattern, or None if one transfer cannot walk it."""
-    if step < 0:
-        return None
-    sz, st = _canonical((n,) + sizes, (step,) + strides)
-    if len(sz) > 4 or hardware_dims(AccessPattern(0, sz, st), limits) is None:
-        return None
-    return sz, st
-
-
-@lru_cache(maxsize=65536)
-def _longest_run(sizes: tuple[int, ...], strides: tuple[int, ...], step: int, limits: DmaLimits) -> int:
-    """About the most patterns at offset step ``step`` one transfer can walk (0: not even two); the walkable
-    lengths are nearly always a prefix, and the caller checks the length it takes with :func:`_run`."""
-    if _run(sizes, strides, step, 2, limits) is None:
-        return 0
-    lo = 2
-    while lo < (1 << 40) and _run(sizes, strides, step, lo * 2, limits) is not None:
-        lo *= 2
-    hi = lo * 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if _run(sizes, strides, step, mid, limits) is not None else (lo, mid)
-    return lo
-
-
-def _fold_group(offsets: np.ndarray, sizes, strides, limits: DmaLimits) -> list[tuple]:
-    """One folding pass over equal-shaped patterns: greedy runs at a constant offset step (as long as one transfer
-    can walk them) become one pattern each. Returns groups ``(offsets, sizes, strides)`` in order."""
-    n = len(offsets)
-    if n < 2:
-        return [(offsets, sizes, strides)]
-    d = np.diff(offsets)
-    # Runs of the first run's length k at its step d0 are preferred over longer greedy runs: a run that reaches
-    # into the next block (contiguous by accident) would break the regular structure the next passes fold.
-    d0 = int(d[0])
-    longest = _longest_run(sizes, strides, d0, limits)
-    k = min(int(np.argmax(d != d0)) + 1 if (d != d0).any() else n, longest)
-    k = k if k > 1 and _run(sizes, strides, d0, k, limits) is not None else 0
-    if k and n % k == 0 and (offsets.reshape(-1, k)[:, 1:] - offsets.reshape(-1, k)[:, :-1] == d0).all():
-        return [(offsets[::k].copy(), *_run(sizes, strides, d0, k, limits))]  # fast path: all rows of k
-    good = np.zeros(n, bool)  # good[i]: items i .. i+k-1 are a run at step d0
-    if k:
-        same = np.concatenate([[0], np.cumsum(d == d0)])
-        good[: n - k + 1] = same[k - 1 :] - same[: n - k + 1] == k - 1
-    # General case: a scan over the runs, on plain ints.
-    out: list[tuple] = []
-    offs, diffs, good = offsets.tolist(), d.tolist(), good.tolist()
-    i = 0
-
-    def emit(group_offsets, sz, st):
-        if out and out[-1][1] == sz and out[-1][2] == st:
-            out[-1][0].extend(group_offsets)
-        else:
-            out.append((list(group_offsets), sz, st))
-
-    while i < n:
-        if good[i]:
-            emit([offs[i]], *_run(sizes, strides, d0, k, limits))
-            i += k
-            continue
-        if i == n - 1:
-            emit([offs[i]], sizes, strides)
-            break
-        step = diffs[i]
-        longest = _longest_run(sizes, strides, step, limits)
-        e = i
-        while e < n - 1 and diffs[e] == step and e - i + 1 < longest and not (k and good[e + 1]):
-            e += 1
-        while e > i and _run(sizes, strides, step, e - i + 1, limits) is None:
-            e -= 1
-        if e == i:
-            emit([offs[i]], sizes, strides)
-        else:
-            emit([offs[i]], *_run(sizes, strides, step, e - i + 1, limits))
-        i = e + 1
-    return [(np.array(o, np.int64), sz, st) for o, sz, st in out]
-
-
-def box(ap: AccessPattern) -> tuple[AccessPattern, AccessPattern | None]:
-    """Split a tile's pattern into the row-major box of elements it covers (what DDR reads or writes) and the
-    reordering of that box into the pattern's stream order (None when the pattern already is the box), in elements
-    of the box's row-major layout."""
-    sizes, strides, order = _box(ap.sizes, ap.strides)
-    return AccessPattern(ap.offset, sizes, strides), order
-
-
-@lru_cache(maxsize=4096)
-def _box(sizes: tuple[int, ...], strides: tuple[int, ...]):
-    dims = sorted(zip(sizes, strides, range(len(sizes))), key=lambda d: (-d[1], d[2]))
-    for (size, stride, _), (inner_size, inner_stride, _) in zip(dims, dims[1:]):
-        if stride < inner_size * inner_stride or (size > 1 and stride == 0):
-            raise CompileError(f"tile pattern sizes={list(sizes)} strides={list(strides)} overlaps itself: it is "
-                               "not a permutation of a box, which the DMA designs need")
-    local = {}
-    run = 1
-    for size, _, i in reversed(dims):
-        local[i] = run
-        run *= size
-    outer = _canonical(tuple(d[0] for d in dims), tuple(d[1] for d in dims))
-    order = canonical(AccessPattern(0, sizes, tuple(local[i] for i in range(len(sizes)))))
-    return outer[0], outer[1], (None if len(order.sizes) == 1 else order)
-
+SHIM_QUEUE_DEPTH = 4  # tasks one shim DMA channel holds (AMD AM020, DMA task queue); more are dropped
 
 # ================================================================================== the design as data
-
-
-@dataclass(frozen=True)
-class Fifo:
-    name: str
-    producer: str
-    consumers: tuple[str, ...]
-    depth: int
-    type: str
-    to_stream: tuple[tuple[int, int], ...] = ()  # producer dimensionsToStream
-    from_stream: tuple[tuple[int, int], ...] = ()  # consumer dimensionsFromStream (one consumer)
-
-
-@dataclass(frozen=True)
-class Link:
-    sources: tuple[str, ...]
-    destinations: tuple[str, ...]
-    source_offsets: tuple[int, ...]
-    destination_offsets: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -448,8 +166,8 @@ def _programs(launch: LaunchPlan, op_plan: OpPlan) -> tuple[list[sched.CoreProgr
     cache = s.get("cache_len", 0)
     if launch.kernel == "rope":
         heads = s["heads"] if launch.role == "rope_q" else s["kv_heads"]
-        if launch.role == "rope_k" and cache:  # rotated keys go into the cache at the step's position (patched)
-            return sched.rope(launch, heads, b, roundup(b, p["tr"]), out_rows=cache, out_start=cache - b), ()
+        # Rotated keys come out contiguous like the queries; the host copies them into the KV cache at the step's
+        # position, as it does the values (no transfer offset depends on the position).
         return sched.rope(launch, heads, b, roundup(b, p["tr"])), ()
     if launch.kernel == "attention":
         kv_rows, kv_valid, position = (cache, cache, cache - b) if cache else (roundup(b, p["tkv"]), b, 0)
@@ -697,44 +415,47 @@ class _Builder:
             return base
         return f"{base}_cores" if s.plan.to_cores == "broadcast" else f"{base}_r{row}"
 
-    def memref(self, s: StreamInfo, n: int | None = None) -> str:
-        return f"memref<{s.tile if n is None else n}x{s.element}>"
+    def memref(self, s: StreamInfo, n: int | None = None) -> m.MemrefType:
+        return m.MemrefType(s.tile if n is None else n, s.element)
 
     # -- FIFOs and links -----------------------------------------------------------------------------------------
 
-    def fifos(self) -> tuple[list[Fifo], list[Link]]:
+    def fifos(self) -> tuple[list[m.ObjectFifo], list[m.FifoLink]]:
+        """Per stream and column: shim -> memory tile -> cores (inputs) or back (outputs). A split stream's memory-tile
+        element is ``[row][part][tile]`` (row r's whole tile at ``r * tile``, the offsets mlir-aie derives the part
+        lengths from); a box-to-stream reordering goes on the memory-tile side, cut to the buffer-descriptor limits."""
         L = self.launch
         fifos, links = [], []
         for s in self.streams:
             split = s.plan.to_cores == "split"
             depth = s.plan.depth
+            eb = _ELEMENT_BYTES[s.element]
+            dims = ()
+            if s.order is not None:
+                dims = split_dims(tuple(zip(s.order.sizes, s.order.strides)), MEMTILE_BD, eb)
             for c in range(L.columns):
-                shim, mem = f"%shim_{c}", f"%mem_{c}"
+                shim, mem = m.Tile(c, 0), m.Tile(c, 1)
                 outer = self.fifo(s, c)
-                l2 = s.tile * (L.rows if split else 1)
-                cores = [f"%tile_{c}_{r + 2}" for r in range(L.rows)]
-                # Within one row's element the parts are [part][tile]; in the memory tile [part][row][tile].
-                if s.parts > 1 and split:
-                    dims = ((s.parts, L.rows * s.part), (s.part, 1))
-                else:
-                    dims = tuple(zip(s.order.sizes, s.order.strides)) if s.order is not None else ()
+                big = self.memref(s, s.tile * (L.rows if split else 1))
+                cores = [m.Tile(c, r + 2) for r in range(L.rows)]
+                offsets = tuple(r * s.tile for r in range(L.rows))
                 if not s.output:
-                    fifos.append(Fifo(outer, shim, (mem,), depth, self.memref(s, l2)))
+                    fifos.append(m.ObjectFifo(outer, shim, (mem,), depth, big))
                     if split:
                         inner = [self.fifo(s, c, r) for r in range(L.rows)]
                         for r, name in enumerate(inner):
-                            fifos.append(Fifo(name, mem, (cores[r],), depth, self.memref(s), to_stream=dims))
-                        links.append(Link((outer,), tuple(inner), (), tuple(r * s.part for r in range(L.rows))))
+                            fifos.append(m.ObjectFifo(name, mem, (cores[r],), depth, self.memref(s), to_stream=dims))
+                        links.append(m.FifoLink((outer,), tuple(inner), (), offsets))
                     else:
                         inner = self.fifo(s, c, 0)
-                        fifos.append(Fifo(inner, mem, tuple(cores), depth, self.memref(s), to_stream=dims))
-                        links.append(Link((outer,), (inner,), (), ()))
+                        fifos.append(m.ObjectFifo(inner, mem, tuple(cores), depth, self.memref(s), to_stream=dims))
+                        links.append(m.FifoLink((outer,), (inner,)))
                 else:
                     inner = [self.fifo(s, c, r) for r in range(L.rows)]
                     for r, name in enumerate(inner):
-                        fifos.append(Fifo(name, cores[r], (mem,), depth, self.memref(s), from_stream=dims))
-                    fifos.append(Fifo(outer, mem, (shim,), depth, self.memref(s, l2)))
-                    links.append(Link(tuple(inner), (outer,), tuple(r * s.part for r in range(L.rows)), ()))
+                        fifos.append(m.ObjectFifo(name, cores[r], (mem,), depth, self.memref(s), from_stream=dims))
+                    fifos.append(m.ObjectFifo(outer, mem, (shim,), depth, big))
+                    links.append(m.FifoLink(tuple(inner), (outer,), offsets, ()))
         return fifos, links
 
     # -- core bodies ---------------------------------------------------------------------------------------------
@@ -847,8 +568,8 @@ class _Builder:
     # -- runtime sequence ----------------------------------------------------------------------------------------
 
     def transfers(self) -> list[Transfer]:
-        """Per column and stream, the DDR boxes of the stream's tiles in stream order (element, part, row),
-        compacted per run of one tensor."""
+        """Per column and stream, the DDR boxes of the stream's tiles in stream order (element, row, part: the
+        memory tile's layout), compacted per run of one tensor."""
         L = self.launch
         out = []
         for s in self.streams:
@@ -856,9 +577,8 @@ class _Builder:
             boxes = [box(AccessPattern(0, sizes, strides))[0] for sizes, strides in s.shape]
             for c in range(L.columns):
                 rows = range(L.rows) if s.plan.to_cores == "split" else range(1)
-                flat = np.stack([self.seq[s.index][(c, r)] for r in rows], axis=-1).reshape(-1)  # [e][part][row]
-                part = np.tile(np.repeat(np.arange(s.parts), len(rows)), len(flat) // (s.parts * len(rows)) or 1)
-                part = part[: len(flat)]
+                flat = np.stack([self.seq[s.index][(c, r)] for r in rows], axis=1).reshape(-1)  # [e][row][part]
+                part = np.tile(np.arange(s.parts), len(flat) // s.parts or 1)[: len(flat)]
                 tensor = np.array([s.tensors.index(t) for t in s.tensors])[part]  # parts of one tensor share runs
                 same = np.flatnonzero(np.diff(tensor) != 0) + 1 if s.parts > 1 else np.zeros(0, np.int64)
                 starts = np.concatenate([[0], same]).astype(np.int64)
@@ -1080,56 +800,75 @@ def _expected(units, acc_size: int) -> list[tuple]:
     return out
 
 
-def _issue(transfers: list[Transfer], bds: int) -> list[tuple]:
-    """Runtime-sequence operations ``(kind, transfer or FIFO, issue_token, bd id)``: transfers in order of stream
-    progress, buffer-descriptor ids per shim tile, and, when a column has all its descriptors in flight, a wait
-    for the in-flight transfer that finishes first (the least stream progress) before its id is reused. That
-    transfer can finish only if every other stream of the column is issued up to its end; otherwise the launch
-    needs more descriptors than the shim tile has (a CompileError). Outputs are waited for at the end."""
+def issue_order(transfers: list[Transfer], bds: int, queue_depth: int = SHIM_QUEUE_DEPTH) -> list[m.SequenceOp]:
+    """The runtime sequence of ``transfers``: in order of stream progress, each with a buffer-descriptor id of its
+    shim tile, and the waits that keep the hardware's limits:
+
+    - a shim DMA channel holds ``queue_depth`` tasks: before a fifth is pushed, the sequence waits for the oldest;
+    - a shim tile has ``bds`` buffer descriptors: when all are in flight, it waits for the channel head that
+      finishes first and reuses its id.
+
+    A wait consumes the oldest outstanding completion token of its channel, so only the transfers waited for issue
+    one (S2MM transfers always do, and each is waited for, at the latest at the end). A wait for a transfer that can
+    finish only after streams not yet issued is a CompileError (the launch needs more queue or descriptors)."""
     order = sorted(transfers, key=lambda t: (t.start, t.output, t.column, t.stream))
-    ops: list[list] = []
-    flight: dict[int, list[tuple[int, Transfer, int]]] = {}
+    ops: list[list] = []  # ["dma", transfer, issue_token, bd] | ["wait", fifo]
+    queues: dict[str, list[tuple[int, Transfer, int]]] = {}  # fifo -> in flight, oldest first (op index, t, bd)
+    free: dict[int, list[int]] = {}
     reached: dict[tuple[int, int], float] = {}  # (column, stream) -> progress issued so far
     streams = {(t.column, t.stream) for t in transfers}
-    waited: set[int] = set()
+
+    def wait_for_head(fifo: str) -> None:
+        i, head, bd = queues[fifo].pop(0)
+        behind = [st for (c, st) in streams if c == head.column and st != head.stream
+                  and reached.get((c, st), 0.0) < head.end - 1e-12]
+        if behind and not head.output:
+            raise CompileError(f"column {head.column}: stream {head.stream}'s transfer up to {head.end:.0%} must "
+                               f"finish before a shim queue or descriptor frees up, which needs streams {behind} "
+                               "issued first; split the launch")
+        ops[i][2] = True  # the transfer issues a completion token (S2MM ones always do)
+        ops.append(["wait", fifo])
+        free[head.column].append(bd)
+
     for t in order:
-        busy = flight.setdefault(t.column, [])
-        bd = len(busy)
-        if len(busy) >= bds:
-            i, oldest, bd = min(busy, key=lambda f: (f[1].end, f[0]))
-            behind = [s for (c, s) in streams if c == t.column and s != oldest.stream
-                      and reached.get((c, s), 0.0) < oldest.end - 1e-12]
-            if behind:
-                raise CompileError(f"column {t.column} needs more than {bds} DMA buffer descriptors in flight: stream "
-                                   f"{oldest.stream}'s transfer up to {oldest.end:.0%} cannot finish before other "
-                                   "streams are issued that far; split the launch")
-            if not oldest.output:
-                ops[i][2] = True  # the transfer issues a completion token ...
-            ops.append(["wait", oldest.fifo, False, None])  # ... which this waits for
-            waited.add(i)
-            busy.remove((i, oldest, bd))
-        busy.append((len(ops), t, bd))
+        free.setdefault(t.column, list(range(bds)))
+        queue = queues.setdefault(t.fifo, [])
+        if len(queue) >= queue_depth:
+            wait_for_head(t.fifo)
+        if not free[t.column]:
+            heads = [q[0] for f, q in queues.items() if q and q[0][1].column == t.column]
+            _, first, _ = min(heads, key=lambda h: (h[1].end, h[0]))
+            wait_for_head(first.fifo)
+        bd = free[t.column].pop(0)
+        queue.append((len(ops), t, bd))
         reached[(t.column, t.stream)] = t.end
-        ops.append(["dma", t, False, bd])
-    for i, op in enumerate(list(ops)):
-        if op[0] == "dma" and op[1].output and i not in waited:
-            ops.append(["wait", op[1].fifo, False, None])
-    return [tuple(op) for op in ops]
+        ops.append(["dma", t, t.output, bd])
+    for fifo, queue in queues.items():
+        for i, t, bd in list(queue):
+            if t.output:
+                ops.append(["wait", fifo])
+    out: list[m.SequenceOp] = []
+    for op in ops:
+        if op[0] == "wait":
+            out.append(m.DmaWait(op[1]))
+        else:
+            t = op[1]
+            out.append(m.DmaMemcpy(t.tensor, t.ap.offset, tuple(t.sizes), tuple(t.strides), op[3], t.fifo, op[2]))
+    return out
 
 
 # ================================================================================== entry point
 
 
-def render_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name: str) -> str:
-    """The MLIR-AIE design (text) of one launch: tiles, object FIFOs, core bodies calling ``spec``'s functions and
-    the runtime sequence with the schedule's DDR access patterns at the launch's bucket."""
+def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name: str) -> m.Design:
+    """The design of one launch: tiles, object FIFOs, cores calling ``spec``'s functions and the runtime sequence
+    with the schedule's DDR access patterns at the launch's bucket."""
     if launch.columns > device.columns or launch.rows > device.core_rows:
         raise CompileError(f"{name}: {launch.columns}x{launch.rows} cores do not fit {device.name}")
     if spec.family != launch.kernel:
         raise CompileError(f"{name}: the launch runs a {launch.kernel} kernel, not {spec.symbol}")
     b = _Builder(launch, op_plan, device, spec, name)
     fifos, links = b.fifos()
-    _check_memory(b, fifos, device, name)
     tkv = launch.params["tkv"] if launch.kernel == "attention" else None
     cores = []
     for c in range(launch.columns):
@@ -1151,130 +890,84 @@ def render_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, nam
                 raise CompileError(f"internal: the design of core ({c}, {r}) does not reproduce the schedule (call "
                                    f"{first} of {len(want)}: {got[first][0] if first < len(got) else 'missing'})")
             cores.append(core)
-    transfers = b.transfers()
-    tensors = b.tensors()
-    types = {name: f"memref<{n}x{element}>" for name, element, n in tensors}
-    ops = []
-    for kind, what, token, bd in _issue(transfers, device.shim_buffer_descriptors):
-        if kind == "wait":
-            ops.append(dict(kind="wait", fifo=what))
-        else:
-            ops.append(dict(kind="dma", tensor=what.tensor, offset=what.ap.offset, sizes=what.sizes,
-                            strides=what.strides, id=bd, fifo=what.fifo, token=token, type=types[what.tensor]))
-    functions = []
-    for fn in spec.functions:
-        functions.append(dict(name=fn, types=[_arg_type(a) for a in spec.signature(fn)], object=f"{spec.symbol}.o"))
-    cache_len = op_plan.shape.get("cache_len", 0)
-    context = dict(
-        name=name,
-        launch=launch,
-        op_plan=op_plan,
-        device=device,
-        aie_device=_AIE_DEVICE[device.name],
-        symbol=spec.symbol,
-        shape=", ".join(f"{k}={v}" for k, v in op_plan.shape.items()),
-        functions=functions,
-        columns=range(launch.columns),
-        rows=range(launch.rows),
-        fifos=fifos,
-        links=links,
-        cores=[_core_context(core, b, spec) for core in cores],
-        tensors=[dict(name=name_, type=types[name_]) for name_, _, _ in tensors],
-        rtp=b.rtp,
-        cache_len=cache_len,
-        cache_write=b.outs[0].plan.name if launch.role == "rope_k" and cache_len else "",
-        ops=ops,
-        forever=FOREVER,
-    )
-    return ENV.get_template("design/design.mlir.j2").render(**context)
+    sequence: list[m.SequenceOp] = []
+    buffers: list[m.Buffer] = []
+    core_models = []
+    for core in cores:
+        model, core_buffers = _core_model(core, b, spec)
+        core_models.append(model)
+        buffers.extend(core_buffers)
+        if core.rtp:
+            rtp = f"rtp_{core.column}_{core.row + 2}"
+            sequence += [m.RtpWrite(rtp, i, v) for i, v in enumerate(core.rtp)]
+    sequence += issue_order(b.transfers(), device.shim_buffer_descriptors)
+    args = tuple(m.SequenceArg(t, m.MemrefType(n, element)) for t, element, n in b.tensors())
+    functions = tuple(m.KernelFunction(fn, tuple(_arg_type(a) for a in spec.signature(fn))) for fn in spec.functions)
+    tiles = tuple(sorted({m.Tile(c, row) for c in range(launch.columns) for row in range(launch.rows + 2)},
+                         key=lambda t: (t.column, t.row)))
+    shape = ", ".join(f"{k}={v}" for k, v in op_plan.shape.items())
+    comments = (f"aielower design {name}: {op_plan.kind} ({launch.role}) at bucket {launch.bucket}, kernel "
+                f"{spec.symbol} on {launch.columns}x{launch.rows} cores of {device.name}; op shape {shape}",)
+    if b.rtp:
+        comments += ("Run-time parameters of every core: word 0 = P, position of the bucket's first query token; "
+                     "word 1 = L, valid KV length. The rtp_write values are the bucket's worst case; the host sets "
+                     "them per step.",)
+    return m.Design(name, AIE_DEVICE[device.name], functions, tiles, tuple(fifos), tuple(links), tuple(buffers),
+                    tuple(core_models), args, tuple(sequence), comments)
 
 
-def _memref_bytes(memref: str) -> int:
-    n, element = memref[len("memref<"):-1].split("x")
-    return int(n) * _ELEMENT_BYTES[element]
+def render_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name: str) -> str:
+    """The MLIR-AIE text of :func:`build_design`."""
+    from aielower.backends.aie.designs.render import render
+
+    return render(build_design(launch, op_plan, device, spec, name))
 
 
-def _check_memory(b: _Builder, fifos: list[Fifo], device: Device, name: str) -> None:
-    """The design's own buffers against the tiles' memories: per memory tile the linked FIFOs' elements (a link
-    shares one set of buffers), per core its FIFO elements and accumulators. Kernel statics (the GEMM's
-    dequantized weight tile) and the stack come on top of the core figure."""
-    for c in range(b.launch.columns):
-        l2 = sum(f.depth * _memref_bytes(f.type) for f in fifos if f.producer == f"%shim_{c}" or
-                 f.consumers == (f"%shim_{c}",))
-        if l2 > device.mem_tile_memory:
-            raise CompileError(f"{name}: the memory tile of column {c} needs {l2:,} bytes of FIFO buffers, more than "
-                               f"its {device.mem_tile_memory:,}")
-    acc = sum(x.bytes * x.depth for x in b.launch.buffers if x.tier == "L1" and x.name in ("acc", "state"))
-    for r in range(b.launch.rows):
-        tile = f"%tile_0_{r + 2}"
-        l1 = acc + sum(f.depth * _memref_bytes(f.type) for f in fifos if f.producer == tile or tile in f.consumers)
-        if l1 > device.core_data_memory:
-            raise CompileError(f"{name}: core row {r} needs {l1:,} bytes of buffers, more than its "
-                               f"{device.core_data_memory:,}")
+def _arg_type(arg):
+    return "i32" if arg.kind == "i32" else m.MemrefType(arg.size, _MEMREF_ELEMENT[arg.kind])
 
 
-def _arg_type(arg) -> str:
-    return "i32" if arg.kind == "i32" else f"memref<{arg.size}x{_MEMREF_ELEMENT[arg.kind]}>"
-
-
-def _core_context(core: CoreDesign, b: _Builder, spec) -> dict:
-    """The core as the template prints it: constants, buffers and a flat list of lines with their depth."""
+def _core_model(core: CoreDesign, b: _Builder, spec) -> tuple[m.Core, list[m.Buffer]]:
+    """The core as design data: its body with FIFO names, buffers and the kernel's object and stack."""
     c, r = core.column, core.row
+    tile = m.Tile(c, r + 2)
     streams = {s.index: s for s in b.streams}
-    index_consts, i32_consts = {0, 1, FOREVER}, set()
-    lines: list[dict] = []
     ivs = count()
-    elem_types: dict[str, str] = {}
+    acc = [f"acc_{c}_{r + 2}_{i}" for i in range(core.accs)]
+    rtp = f"rtp_{c}_{r + 2}"
 
-    def const(v: int, i32: bool = False) -> str:
-        (i32_consts if i32 else index_consts).add(v)
-        name = f"c{'m' if v < 0 else ''}{abs(v)}"
-        return f"%{name}_i32" if i32 else f"%{name}"
-
-    def operand(x) -> str:
-        return const(x, True) if isinstance(x, int) else f"%{x}"
-
-    def walk(nodes, depth, iv):
+    def convert(nodes, iv):
+        out = []
         for node in nodes:
             if isinstance(node, Loop):
                 name = f"i{next(ivs)}"
-                lines.append(dict(kind="loop", depth=depth, iv=name, upper=const(node.count)))
-                walk(node.body, depth + 1, name)
-                lines.append(dict(kind="end", depth=depth))
+                out.append(m.For(name, node.count, tuple(convert(node.body, name))))
             elif isinstance(node, Acquire):
                 s = streams[node.stream]
-                fifo = b.fifo(s, c, r)
-                elem_types[node.var] = b.memref(s)
-                lines.append(dict(kind="acquire", depth=depth, var=node.var, fifo=fifo, type=b.memref(s),
-                                  port="Produce" if s.output else "Consume"))
+                out.append(m.Acquire(node.var, b.fifo(s, c, r), "Produce" if s.output else "Consume"))
             elif isinstance(node, Release):
                 s = streams[node.stream]
-                lines.append(dict(kind="release", depth=depth, fifo=b.fifo(s, c, r),
-                                  port="Produce" if s.output else "Consume"))
+                out.append(m.Release(b.fifo(s, c, r), "Produce" if s.output else "Consume"))
             elif isinstance(node, Load):
-                lines.append(dict(kind="load", depth=depth, var=node.var, buffer=f"rtp_{c}_{r + 2}",
-                                  index=const(node.index), size=len(core.rtp)))
+                out.append(m.LoadWord(node.var, rtp, node.index))
             elif isinstance(node, Cast):
-                lines.append(dict(kind="cast", depth=depth, var=node.var, iv=iv))
+                out.append(m.IndexCast(node.var, iv))
             elif isinstance(node, Arith):
-                lines.append(dict(kind="arith", depth=depth, var=node.var, op=node.op, lhs=operand(node.lhs),
-                                  rhs=operand(node.rhs)))
+                out.append(m.Arith(node.var, node.op, node.lhs, node.rhs))
             elif isinstance(node, Call):
                 fn = spec.symbol + (f"_{node.function}" if node.function else "")
-                names = []
-                for kind, x in node.args:
-                    names.append(f"%{x}" if kind in ("elem", "i32") else f"%acc_{c}_{r + 2}_{x}")
-                types = [_arg_type(a) for a in spec.signature(fn)]
-                lines.append(dict(kind="call", depth=depth, function=fn, args=names, types=types))
+                args = tuple(x if kind in ("elem", "i32") else acc[x] for kind, x in node.args)
+                out.append(m.CallKernel(fn, args))
+        return out
 
-    walk(core.body, 2, "")
-    buffers = [dict(name=f"acc_{c}_{r + 2}_{i}", type=f"memref<{core.acc_size}xf32>") for i in range(core.accs)]
+    body = tuple(convert(core.body, ""))
+    buffers = [m.Buffer(name, tile, m.MemrefType(core.acc_size, "f32")) for name in acc]
     if core.rtp:
-        buffers.append(dict(name=f"rtp_{c}_{r + 2}", type=f"memref<{len(core.rtp)}xi32>"))
-    return dict(column=c, row=r + 2, tile=f"%tile_{c}_{r + 2}", buffers=buffers, lines=lines,
-                index_consts=sorted(index_consts), i32_consts=sorted(i32_consts), work=b.items[(c, r)][0],
-                padded=b.items[(c, r)][1])
+        buffers.append(m.Buffer(rtp, tile, m.MemrefType(len(core.rtp), "i32")))
+    work, padded = b.items[(c, r)]
+    comment = f"core ({c}, {r + 2}): {work} work item{'s' if work != 1 else ''}" + (
+        f", of which {padded} repeat{'s' if padded == 1 else ''} another row's item to keep the column in lockstep" if padded else "")
+    return m.Core(tile, body, f"{spec.symbol}.o", spec.stack_bytes, comment), buffers
 
 
-__all__ = ["DmaLimits", "box", "canonical", "compact", "compact_offsets", "expand", "hardware_dims",
-           "render_build_file", "render_design"]
+__all__ = ["AIE_DEVICE", "build_design", "issue_order", "render_design"]

@@ -1,0 +1,300 @@
+"""An MLIR-AIE design as data: exactly what :mod:`.render` prints, :mod:`.parse` reads back from the text, the
+checks of :mod:`.check` verify and the emulator runs.
+
+The subset of MLIR-AIE it covers (the ops aielower generates):
+
+- ``aie.device(<name>)`` holding ``aie.tile``, ``aie.objectfifo`` (producer, consumers, depth, element memref,
+  ``dimensionsToStream`` on the producer, ``dimensionsFromStream`` on the consumers), ``aie.objectfifo.link``
+  (1:1, distribute or join, with offsets), ``aie.buffer`` (accumulators, run-time parameters), private
+  ``func.func`` declarations of the kernels;
+- ``aie.core`` bodies: an endless loop around nested ``scf.for`` loops of ``aie.objectfifo.acquire`` /
+  ``subview.access`` / ``release``, ``func.call`` of kernels, ``memref.load`` of run-time parameters, i32
+  ``arith`` and ``index_cast`` of loop counters; ``stack_size`` and ``link_with`` attributes;
+- ``aie.runtime_sequence`` of ``aiex.npu.dma_memcpy_nd``, ``aiex.npu.dma_wait`` and ``aiex.npu.rtp_write``.
+
+Everything is immutable, so a design can be compared, hashed and shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from aielower.errors import CompileError
+
+ELEMENT_BYTES = {"bf16": 2, "f32": 4, "i8": 1, "i32": 4}
+Dims = tuple[tuple[int, int], ...]  # (size, stride) pairs, outermost first, in elements
+
+
+@dataclass(frozen=True)
+class MemrefType:
+    """A 1-D memref: ``size`` elements of ``element`` (bf16, f32, i8, i32)."""
+
+    size: int
+    element: str
+
+    def __post_init__(self) -> None:
+        if self.element not in ELEMENT_BYTES or self.size < 1:
+            raise CompileError(f"internal: bad memref {self.size}x{self.element}")
+
+    @property
+    def bytes(self) -> int:
+        return self.size * ELEMENT_BYTES[self.element]
+
+    @property
+    def element_bytes(self) -> int:
+        return ELEMENT_BYTES[self.element]
+
+    def __str__(self) -> str:
+        return f"memref<{self.size}x{self.element}>"
+
+
+@dataclass(frozen=True, order=True)
+class Tile:
+    column: int
+    row: int
+
+    @property
+    def kind(self) -> str:
+        """``shim`` (row 0), ``mem`` (row 1, the memory tile) or ``core``."""
+        return "shim" if self.row == 0 else "mem" if self.row == 1 else "core"
+
+    @property
+    def name(self) -> str:
+        return {"shim": f"shim_{self.column}", "mem": f"mem_{self.column}"}.get(self.kind, f"tile_{self.column}_{self.row}")
+
+
+@dataclass(frozen=True)
+class ObjectFifo:
+    """``aie.objectfifo @name(producer dimensionsToStream [...], {consumers dimensionsFromStream [...]}, depth)``.
+    ``from_stream`` applies to every consumer."""
+
+    name: str
+    producer: Tile
+    consumers: tuple[Tile, ...]
+    depth: int
+    element: MemrefType
+    to_stream: Dims = ()
+    from_stream: Dims = ()
+
+
+@dataclass(frozen=True)
+class FifoLink:
+    """``aie.objectfifo.link [sources] -> [destinations]([source offsets] [destination offsets])``: a distribute
+    (one source, several destinations, destination offsets) or a join (several sources, one destination, source
+    offsets) in a memory tile, or a 1:1 link."""
+
+    sources: tuple[str, ...]
+    destinations: tuple[str, ...]
+    source_offsets: tuple[int, ...] = ()
+    destination_offsets: tuple[int, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        if len(self.destinations) > 1:
+            return "distribute"
+        if len(self.sources) > 1:
+            return "join"
+        return "1:1"
+
+    def transfer_lengths(self, total: int) -> tuple[int, ...]:
+        """The length (elements) of each part as mlir-aie's object-FIFO lowering sets it, from the offsets alone:
+        ``off[i+1] - off[i]`` and ``total - off[last]`` (AIEObjectFifoStatefulTransform.cpp,
+        ``getDistributeTransferLengths`` / ``getJoinTransferLengths``); ``total`` is the element size of the big
+        FIFO (the distribute's source, the join's destination). The parts' own FIFO sizes are never consulted."""
+        offsets = self.destination_offsets if self.kind == "distribute" else self.source_offsets
+        if not offsets:
+            return (total,)
+        return tuple(b - a for a, b in zip(offsets, offsets[1:])) + (total - offsets[-1],)
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """``aie.buffer(tile) {sym_name = name}``: a core's accumulator or run-time parameter words."""
+
+    name: str
+    tile: Tile
+    type: MemrefType
+
+
+@dataclass(frozen=True)
+class KernelFunction:
+    """``func.func private @name(args)``: a kernel function; an arg is a :class:`MemrefType` or ``"i32"``."""
+
+    name: str
+    args: tuple[Union[MemrefType, str], ...]
+
+
+# --- core bodies ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class For:
+    """``scf.for %iv = 0 to count``."""
+
+    iv: str
+    count: int
+    body: tuple["Node", ...]
+
+
+@dataclass(frozen=True)
+class Acquire:
+    """``%var = (acquire @fifo(port, 1); subview.access [0])``: the next element of ``fifo``."""
+
+    var: str
+    fifo: str
+    port: str  # "Consume" or "Produce"
+
+
+@dataclass(frozen=True)
+class Release:
+    fifo: str
+    port: str
+
+
+@dataclass(frozen=True)
+class CallKernel:
+    """``func.call @function(args)``: args name element variables, buffers, i32 variables or i32 constants."""
+
+    function: str
+    args: tuple[Union[str, int], ...]
+
+
+@dataclass(frozen=True)
+class LoadWord:
+    """``%var = memref.load %buffer[index]`` (an i32 run-time parameter)."""
+
+    var: str
+    buffer: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Arith:
+    """``%var = arith.<op> lhs, rhs : i32`` with ``op`` in addi / subi / muli; operands are variables or constants."""
+
+    var: str
+    op: str
+    lhs: Union[str, int]
+    rhs: Union[str, int]
+
+
+@dataclass(frozen=True)
+class IndexCast:
+    """``%var = arith.index_cast %iv : index to i32``."""
+
+    var: str
+    iv: str
+
+
+Node = Union[For, Acquire, Release, CallKernel, LoadWord, Arith, IndexCast]
+
+
+@dataclass(frozen=True)
+class Core:
+    """``aie.core(tile) { scf.for forever { body } } {link_with, stack_size}``."""
+
+    tile: Tile
+    body: tuple[Node, ...]
+    link_with: str
+    stack_size: int
+    comment: str = field(default="", compare=False)
+
+
+# --- runtime sequence -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SequenceArg:
+    name: str
+    type: MemrefType
+
+
+@dataclass(frozen=True)
+class DmaMemcpy:
+    """``aiex.npu.dma_memcpy_nd(%arg[0, 0, 0, offset][sizes][strides]) {id, metadata = @fifo, issue_token}``:
+    four sizes and strides, d3 (the repeat dimension) first, in elements of the argument."""
+
+    arg: str
+    offset: int
+    sizes: tuple[int, int, int, int]
+    strides: tuple[int, int, int, int]
+    bd_id: int
+    fifo: str
+    issue_token: bool = False
+
+    @property
+    def elements(self) -> int:
+        n = 1
+        for s in self.sizes:
+            n *= s
+        return n
+
+
+@dataclass(frozen=True)
+class DmaWait:
+    fifo: str
+
+
+@dataclass(frozen=True)
+class RtpWrite:
+    buffer: str
+    index: int
+    value: int
+
+
+SequenceOp = Union[DmaMemcpy, DmaWait, RtpWrite]
+
+
+@dataclass(frozen=True)
+class Design:
+    """One ``aie.device`` module: ``device`` is mlir-aie's device name (``npu1``, ``npu2``)."""
+
+    name: str
+    device: str
+    functions: tuple[KernelFunction, ...]
+    tiles: tuple[Tile, ...]
+    fifos: tuple[ObjectFifo, ...]
+    links: tuple[FifoLink, ...]
+    buffers: tuple[Buffer, ...]
+    cores: tuple[Core, ...]
+    sequence_args: tuple[SequenceArg, ...]
+    sequence: tuple[SequenceOp, ...]
+    comments: tuple[str, ...] = field(default=(), compare=False)
+
+    def fifo(self, name: str) -> ObjectFifo:
+        for f in self.fifos:
+            if f.name == name:
+                return f
+        raise CompileError(f"design {self.name}: no object FIFO @{name}")
+
+    def link_of(self, fifo: str) -> FifoLink | None:
+        for link in self.links:
+            if fifo in link.sources or fifo in link.destinations:
+                return link
+        return None
+
+    def buffer(self, name: str) -> Buffer:
+        for b in self.buffers:
+            if b.name == name:
+                return b
+        raise CompileError(f"design {self.name}: no buffer %{name}")
+
+    def function(self, name: str) -> KernelFunction:
+        for f in self.functions:
+            if f.name == name:
+                return f
+        raise CompileError(f"design {self.name}: no kernel function @{name}")
+
+
+def walk(nodes) -> "iter[Node]":
+    """Every node of a body, loops first then their bodies, in order."""
+    for node in nodes:
+        yield node
+        if isinstance(node, For):
+            yield from walk(node.body)
+
+
+__all__ = ["Acquire", "Arith", "Buffer", "CallKernel", "Core", "Design", "Dims", "DmaMemcpy", "DmaWait",
+           "ELEMENT_BYTES", "FifoLink", "For", "IndexCast", "KernelFunction", "LoadWord", "MemrefType", "Node",
+           "ObjectFifo", "Release", "RtpWrite", "SequenceArg", "SequenceOp", "Tile", "walk"]
