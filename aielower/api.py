@@ -10,55 +10,69 @@ from pathlib import Path
 from aielower import names
 from aielower.backends.aie.device import get_device
 from aielower.errors import CompileError
-from aielower.frontend import import_model, load_model
+from aielower.frontend import import_model, load_model, load_tokenizer
 from aielower.ir import Module, verify
 from aielower.passes import PassManager, PassTiming
+from aielower.passes.quantize_linear import QuantizeLinear, QuantizeLMHead
 
 TARGETS = ("ref", "aie")
 FUSIONS = "canonicalize,fuse-norm,fuse-attention,fuse-qkv,fuse-mlp"
 CLEANUP = "cse,dce"
 
 
+def _default(pass_cls, option: str):
+    """The default of a pass option: QuantConfig declares no default or check of its own."""
+    return next(o.default for o in pass_cls.options if o.name == option)
+
+
 @dataclass(frozen=True)
 class QuantConfig:
-    """Weight-only group quantization (AWQ / Ryzen AI convention: asymmetric, bf16 scales).
+    """Weight-only group quantization (AWQ / Ryzen AI convention: asymmetric, bf16 scales): the options of the
+    ``quantize-linear`` and ``quantize-lm-head`` passes under the names the model card uses. Defaults and checks are
+    the passes' own (declared once, on the pass); building a QuantConfig builds the passes, so a bad value fails here.
 
     ``lm_head_group_size=None`` leaves the lm_head in fp32; the model card's
     "+ lm_head(g:32)" is ``lm_head_group_size=32``.
     """
 
-    bits: int = 4
-    group_size: int = 128
-    method: str = "rtn"
+    bits: int = _default(QuantizeLinear, "bits")
+    group_size: int = _default(QuantizeLinear, "group")
+    method: str = _default(QuantizeLinear, "method")
     lm_head_group_size: int | None = None
     # AWQ calibration (method="awq" only); see the quantize-linear pass.
     calib: str | None = None  # text file; default: ../shared/data/calibration/*.txt
     tokenizer: str | None = None  # model name, directory or .gguf; default: the compiled model's
-    samples: int = 128
-    seqlen: int = 512
-    clip: bool = False  # the clip search raised perplexity on the real checkpoint (README)
-    progress: bool = True
+    samples: int = _default(QuantizeLinear, "samples")
+    seqlen: int = _default(QuantizeLinear, "seqlen")
+    clip: bool = _default(QuantizeLinear, "clip")  # the clip search raised perplexity on the real checkpoint (README)
+    progress: bool = _default(QuantizeLinear, "progress")
+
+    def __post_init__(self) -> None:
+        self.passes()
 
     def label(self) -> str:
         """As the model card writes it, e.g. ``w4 g128 rtn + lm_head g32``."""
         text = f"w{self.bits} g{self.group_size} {self.method}"
         return text + (f" + lm_head g{self.lm_head_group_size}" if self.lm_head_group_size is not None else "")
 
-    def pipeline(self) -> str:
-        options = f"bits={self.bits} group={self.group_size} method={self.method}"
+    def passes(self) -> list:
+        """The quantization passes this config stands for (checked by the passes' own option rules)."""
+        options = {"bits": self.bits, "group": self.group_size, "method": self.method}
         if self.method == "awq":
             for key, value in (("calib", self.calib), ("tokenizer", self.tokenizer)):
                 if value is not None:
                     if not value or any(c.isspace() or c in "{},=" for c in str(value)):
                         raise CompileError(f"QuantConfig.{key} {value!r} cannot go into a pipeline string "
                                            "(no spaces, braces, commas or '='): rename or link the file")
-                    options += f" {key}={value}"
-            options += f" samples={self.samples} seqlen={self.seqlen} clip={str(self.clip).lower()}"
-            options += f" progress={str(self.progress).lower()}"
-        text = f"quantize-linear{{{options}}}"
+                    options[key] = str(value)
+            options.update(samples=self.samples, seqlen=self.seqlen, clip=self.clip, progress=self.progress)
+        passes = [QuantizeLinear.from_options(**options)]
         if self.lm_head_group_size is not None:  # the lm_head is rounded to nearest whatever the method
-            text += f",quantize-lm-head{{bits={self.bits} group={self.lm_head_group_size} method=rtn}}"
-        return text
+            passes.append(QuantizeLMHead.from_options(bits=self.bits, group=self.lm_head_group_size, method="rtn"))
+        return passes
+
+    def pipeline(self) -> str:
+        return ",".join(p.spec() for p in self.passes())
 
 
 AIE_QUANT = QuantConfig(lm_head_group_size=32)  # the model card's "w4 g128 + lm_head(g:32)"
@@ -142,6 +156,7 @@ def compile(
     text = pipeline if pipeline is not None else default_pipeline(target, quant, device)
     stats = CompileStats(pipeline=text)
     manager = PassManager.parse(text, verify_each=verify_each, dump_dir=dump_ir)  # rejects bad pipelines first
+    manager.provide(tokenizer_loader=load_tokenizer)  # AWQ calibration tokenizes with the frontend's loader
 
     if name is not None:
         names.check("module", name, "module name", CompileError)

@@ -2,15 +2,18 @@
 
     aielower compile MODEL [--target ref|aie] [-o DIR] [--device npu2] [--quant w4g128] [--method rtn|awq]
                            [--lm-head-group 32] [--pipeline P] [--dump-ir DIR]
-    aielower opt FILE.ir [--pipeline P]
+    aielower opt FILE.ir [--pipeline P] [--load FILE.py|module ...]
     aielower run MODEL --prompt TEXT [--quant w4g128] [--max-new-tokens 60]
     aielower export-mlir MODEL -o FILE [--dialect torch|linalg] [--weights auto|inline|args]
     aielower eval perplexity MODEL [--quant w4g128 --method rtn|awq --lm-head-group 32] [--data FILE] [--seqlen 2048] [--samples 8] [--all]
     aielower eval mmlu MODEL [--subject "abstract algebra"] [--n 30]
     aielower eval table MODEL
-    aielower passes
+    aielower passes [--load FILE.py|module ...]
     aielower bench MODEL [--device npu2] [--quant w4g128] [--lm-head-group 32] [-o DIR] [--plot]
     aielower check-aie OUT_DIR [--aie-opt PATH] [--jobs N] [--json FILE]
+
+Each command imports what it needs when it runs: ``aielower opt``, ``aielower passes`` and ``aielower --help`` do
+not import torch or transformers.
 """
 
 from __future__ import annotations
@@ -117,11 +120,81 @@ def cmd_compile(args) -> int:
     return 0
 
 
+_IDENTIFIER_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def load_extension(spec: str):
+    """Import ``spec`` for its registrations (``@register_pass``, ``@op``, ``@impl``): a Python file (a path, or a
+    name ending in ``.py``), or a module on the Python path (``pkg.passes``). Returns the module.
+
+    A file is imported under a generated module name (``_aielower_load_<stem>_<hash of its path>``), so it cannot
+    shadow a module of the same name; loading the same file twice imports it once. Whatever the import raises
+    becomes one CompileError line naming the type and the message (the cause is chained, for ``--traceback``)."""
+    import hashlib
+    import importlib
+    import importlib.util
+
+    is_file = spec.endswith(".py") or "/" in spec or "\\" in spec or Path(spec).is_file()
+    if is_file:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise CompileError(f"--load {spec}: no such file" if not path.exists() else f"--load {spec}: not a file")
+        path = path.resolve()
+        stem = re.sub(r"\W", "_", path.stem)
+        name = f"_aielower_load_{stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+        if name in sys.modules:
+            return sys.modules[name]
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise CompileError(f"--load {spec}: not a Python file (give a .py file or a module name)")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module  # dataclasses, pickling and the file's own relative lookups need it there
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException as e:
+            sys.modules.pop(name, None)
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            raise CompileError(f"--load {spec}: {_exception_line(e)}") from e
+        return module
+    if not _IDENTIFIER_PATH.fullmatch(spec):
+        raise CompileError(f"--load {spec}: neither a Python file nor a module name (e.g. mypkg.passes)")
+    try:
+        return importlib.import_module(spec)
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        if isinstance(e, ModuleNotFoundError) and e.name is not None and spec.startswith(e.name):
+            raise CompileError(f"--load {spec}: no module named {e.name!r} on the Python path (give a path to "
+                               "load a .py file)") from e
+        raise CompileError(f"--load {spec}: {_exception_line(e)}") from e
+
+
+def _exception_line(e: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters)."""
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text[:300]}" if text else type(e).__name__
+
+
+def _load_all(specs) -> None:
+    for spec in specs or ():
+        load_extension(spec)
+
+
+def _load_tokenizer(source: str):
+    """The frontend's tokenizer loader, imported only when AWQ calibrates (it needs transformers)."""
+    from aielower.frontend import load_tokenizer
+
+    return load_tokenizer(source)
+
+
 def cmd_opt(args) -> int:
+    _load_all(args.load)  # before the pipeline and the IR are parsed: they may name what these register
     from aielower.ir import parse, verify
     from aielower.passes import PassManager
 
     manager = PassManager.parse(args.pipeline or "", dump_dir=args.dump_ir)  # bad pipelines fail before parsing
+    manager.provide(tokenizer_loader=_load_tokenizer)
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     except OSError as e:
@@ -137,7 +210,7 @@ def cmd_opt(args) -> int:
 
 def cmd_run(args) -> int:
     import aielower
-    from aielower.eval.latency import LatencyRow, markdown_table
+    from aielower.reporting import LatencyRow, markdown_table
 
     quant = parse_quant(args.quant, args.lm_head_group, args.method, tokenizer=args.model)
     tokenizer = aielower.load_tokenizer(args.model)
@@ -299,6 +372,7 @@ def cmd_eval_table(args) -> int:
 
 
 def cmd_passes(args) -> int:
+    _load_all(args.load)
     from aielower.api import default_pipeline
     from aielower.passes import available_passes
 
@@ -361,8 +435,12 @@ def cmd_check_aie(args) -> int:
     return 0 if report.ok else 1
 
 
+LOAD_HELP = ("import FILE.py (by path) or a module (dotted name on the Python path) first, for the passes, ops and "
+             "op implementations it registers (@register_pass, @op, @impl); repeatable")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from aielower.frontend import bundled_configs
+    from aielower.frontend.models import bundled_configs
 
     p = argparse.ArgumentParser(prog="aielower", description="Compile Qwen2-family models for the Ryzen AI NPU (AIE).",
                                 epilog="--traceback (anywhere on the command line): show the Python traceback of an "
@@ -382,10 +460,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dump-ir", metavar="DIR", help="write the IR before and after every pass to DIR")
     c.set_defaults(run=cmd_compile)
 
-    o = sub.add_parser("opt", help="parse, verify, run passes on and print an IR file ('-' reads stdin)")
+    o = sub.add_parser("opt", help="parse, verify, run passes on and print an IR file ('-' reads stdin)",
+                       description="Parse and verify an IR file ('-' reads stdin), run a pass pipeline on it and "
+                                   "print the result.",
+                       epilog="Out-of-tree passes: --load my_passes.py imports that file (under a generated module "
+                              "name) before the pipeline and the IR are parsed, so a pass it defines with "
+                              "@register_pass(\"my-pass\") can be named in --pipeline, and ops it defines with @op "
+                              "can appear in the IR; --load mypkg.passes imports a module instead. Errors while "
+                              "loading are one line; --traceback shows the full traceback.")
     o.add_argument("file")
     o.add_argument("--pipeline", help='passes to run, e.g. "fuse-norm,quantize-linear{bits=4 group=128},dce"')
     o.add_argument("--dump-ir", metavar="DIR", help="write the IR before and after every pass to DIR")
+    o.add_argument("--load", action="append", metavar="FILE.py|MODULE", help=LOAD_HELP)
     o.set_defaults(run=cmd_opt)
 
     r = sub.add_parser("run", help="generate text with the ref backend and print a latency table")
@@ -494,6 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     tb.set_defaults(run=cmd_eval_table)
 
     ls = sub.add_parser("passes", help="list the registered passes, their options and the default pipeline")
+    ls.add_argument("--load", action="append", metavar="FILE.py|MODULE", help=LOAD_HELP)
     ls.set_defaults(run=cmd_passes)
     return p
 

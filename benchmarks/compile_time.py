@@ -54,7 +54,7 @@ def main() -> None:
     model = load_model("qwen1.5-7b-chat")
     rows.append(("build model on meta", time.perf_counter() - t0, peak_rss_mb()))
     module = import_model(model, "qwen1.5-7b-chat")
-    for fn, seconds in module.metadata["capture_seconds"].items():
+    for fn, seconds in module.timings.items():
         rows.append((f"capture @{fn} (torch.export + import)", seconds, peak_rss_mb()))
     quant = aielower.QuantConfig(bits=4, group_size=128, lm_head_group_size=32)
     pm = PassManager.parse(aielower.default_pipeline("ref", quant))
@@ -62,7 +62,7 @@ def main() -> None:
     pm.run(module)
     rows.append(("default pipeline (w4 g128 + lm_head g32)", time.perf_counter() - t0, peak_rss_mb()))
     total = sum(r[1] for r in rows)
-    prefill_only = total - module.metadata["capture_seconds"]["decode"]
+    prefill_only = total - module.timings["decode"]
 
     print("qwen1.5-7b-chat on meta")
     print(f"{'stage':<44}{'seconds':>9}{'peak RSS MB':>13}")

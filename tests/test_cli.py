@@ -24,7 +24,9 @@ def test_compile_bundled_config_prints_summary(tmp_path, capsys):
     assert "quantize-linear{bits=4 group=128 method=rtn},quantize-lm-head{bits=4 group=32 method=rtn}" in out
     assert "shape only (meta device)" in out
     text = (tmp_path / "00-input.ir").read_text()
-    assert text.startswith("weight @model.embed_tokens.weight : tensor<151936x4096xf32>")
+    header, blank, first_weight = text.splitlines()[:3]
+    assert header.startswith('module @qwen1.5-7b-chat attributes {config = {') and "rope_theta = 1000000.0" in header
+    assert blank == "" and first_weight == "weight @model.embed_tokens.weight : tensor<151936x4096xf32>"
     assert "qtensor<22016x4096xu4, group=128" in (tmp_path / "09-dce.ir").read_text()
 
 
@@ -176,3 +178,116 @@ def test_zero_group_from_the_command_line(capsys):
 def test_method_needs_quant(capsys):
     assert main(["compile", "qwen2-0.5b", "--method", "awq"]) == 1
     assert "--method awq needs --quant" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- aielower opt --load
+
+PLUGIN = '''\
+import sys
+
+from aielower.ir import op
+from aielower.ir.dialects.nn import Silu
+from aielower.passes import ModulePass, register_pass
+
+
+@op("ext.swish")
+class Swish(Silu):
+    """x * sigmoid(x), under another name: an op defined outside the package"""
+
+
+@register_pass("ext-announce")
+class Announce(ModulePass):
+    """A pass defined outside the package."""
+
+    def run(self, module):
+        print(f"ext-announce ran on {module.name}", file=sys.stderr)
+'''
+
+
+@pytest.fixture
+def registries():
+    """Restore the pass and op registries after a test that loads a plugin."""
+    from aielower.ir import OP_REGISTRY
+    from aielower.passes import PASS_REGISTRY
+
+    saved = dict(PASS_REGISTRY), dict(OP_REGISTRY)
+    yield
+    for registry, before in zip((PASS_REGISTRY, OP_REGISTRY), saved):
+        registry.clear()
+        registry.update(before)
+
+
+def test_opt_load_registers_a_pass_and_an_op_from_a_file(tmp_path, capsys, registries):
+    plugin = tmp_path / "my_passes.py"
+    plugin.write_text(PLUGIN, encoding="utf-8")
+    f = tmp_path / "g.ir"
+    f.write_text(SAMPLE.replace("  return %a, %g", "  %w = ext.swish %g : tensor<?bx?sx32xf32>\n  return %a, %w"))
+    assert main(["opt", str(f), "--load", str(plugin), "--pipeline", "ext-announce,dce"]) == 0
+    captured = capsys.readouterr()
+    assert "ext-announce ran on" in captured.err
+    assert "= ext.swish %g : tensor<?bx?sx32xf32>" in captured.out
+    # loading the same file twice (a repeated --load) imports it once: no "registered twice"
+    assert main(["opt", str(f), "--load", str(plugin), "--load", str(plugin), "--pipeline", "ext-announce"]) == 0
+    assert main(["passes", "--load", str(plugin)]) == 0
+    assert "ext-announce" in capsys.readouterr().out
+
+
+def test_opt_load_a_module_by_name(tmp_path, capsys, registries, monkeypatch):
+    for name in ("extpkg", "extpkg.passes"):  # imported afresh, and not left behind for other tests
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    package = tmp_path / "extpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "passes.py").write_text(PLUGIN, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    f = tmp_path / "g.ir"
+    f.write_text(SAMPLE)
+    assert main(["opt", str(f), "--load", "extpkg.passes", "--pipeline", "ext-announce"]) == 0
+    assert "ext-announce ran on" in capsys.readouterr().err
+    assert main(["opt", str(f), "--load", "extpkg.nothing"]) == 1
+    assert "--load extpkg.nothing: no module named 'extpkg.nothing' on the Python path" in capsys.readouterr().err
+
+
+def test_opt_without_load_does_not_know_the_pass(tmp_path, capsys):
+    f = tmp_path / "g.ir"
+    f.write_text(SAMPLE)
+    assert main(["opt", str(f), "--pipeline", "ext-announce-unknown"]) == 1
+    assert "unknown pass 'ext-announce-unknown'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("body, message", [
+    (None, "--load {path}: no such file"),
+    ("raise RuntimeError('plugin is broken')\n", "--load {path}: RuntimeError: plugin is broken"),
+    ("def f(:\n", "--load {path}: SyntaxError: "),
+    ("import no_such_module_for_aielower\n",
+     "--load {path}: ModuleNotFoundError: No module named 'no_such_module_for_aielower'"),
+    ("import sys\nsys.exit(3)\n", "--load {path}: SystemExit: 3"),
+])
+def test_opt_load_errors_are_one_line(tmp_path, capsys, body, message):
+    plugin = tmp_path / "bad_plugin.py"
+    if body is not None:
+        plugin.write_text(body, encoding="utf-8")
+    f = tmp_path / "g.ir"
+    f.write_text(SAMPLE)
+    assert main(["opt", str(f), "--load", str(plugin)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("aielower: error: " + message.format(path=plugin)), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not [m for m in sys.modules if m.startswith("_aielower_load_bad_plugin")]  # no half-imported module
+
+
+def test_opt_load_traceback_shows_the_plugins_error(tmp_path):
+    plugin = tmp_path / "bad_plugin.py"
+    plugin.write_text("def setup():\n    raise RuntimeError('plugin is broken')\n\nsetup()\n", encoding="utf-8")
+    f = tmp_path / "g.ir"
+    f.write_text(SAMPLE)
+    with pytest.raises(Exception) as info:
+        main(["opt", str(f), "--load", str(plugin), "--traceback"])
+    assert "RuntimeError: plugin is broken" in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError)  # the full traceback of the plugin is chained
+
+
+def test_opt_load_is_documented():
+    result = subprocess.run([sys.executable, "-m", "aielower", "opt", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "--load FILE.py|MODULE" in result.stdout and "@register_pass" in result.stdout

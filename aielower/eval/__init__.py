@@ -1,1 +1,2 @@
-"""Evaluation: latency tables (and, later, perplexity and MMLU)."""
+"""Evaluation: perplexity, MMLU, the model card's accuracy table, latency tables (formatted by
+:mod:`aielower.reporting`)."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from aielower.eval.mmlu import mmlu_accuracy
 from aielower.eval.perplexity import PerplexityResult, perplexity, torch_logits_fn
+from aielower.reporting import grid
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,4 @@ def markdown_table(rows: list[TableRow], mmlu_label: str = "MMLU") -> str:
         return "n/a" if x is None else f"{x:.{digits}f}"
 
     cells = [[r.config, r.dev, fmt(r.ppl.ppl_samples, 3), fmt(r.ppl.ppl_all, 3), fmt(r.mmlu, 2)] for r in rows]
-    widths = [max(len(f"**{h}**"), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
-    lines = ["| " + " | ".join(f"**{h}**".ljust(w) for h, w in zip(header, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
-    return "\n".join(lines)
+    return grid([f"**{h}**" for h in header], cells, align="left")

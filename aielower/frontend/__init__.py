@@ -1,18 +1,53 @@
-"""Frontend: Hugging Face Qwen2 model -> torch.export -> aielower IR."""
+"""Frontend: Hugging Face Qwen2 model -> torch.export -> aielower IR.
+
+Importing this package does not import torch or transformers: the capture machinery (``capture``, ``aten_to_ir``)
+is loaded when :func:`import_model` first runs, or when one of its names is looked up here (PEP 562).
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aielower import names
-from aielower.frontend.aten_to_ir import Importer
 from aielower.errors import ModelError
-from aielower.frontend.capture import BATCH_SYMBOL, SEQ_SYMBOL, export_decode, export_prefill
 from aielower.frontend.config_checks import check_model
 from aielower.frontend.config_checks import rope_theta as config_rope_theta
 from aielower.frontend.models import bundled_configs, load_model, load_tokenizer
-from aielower.ir import Module, Sym
+
+if TYPE_CHECKING:
+    from aielower.ir import Module
+
+# names defined by the torch-importing modules: loaded on first use
+_LAZY = {
+    "Importer": "aielower.frontend.aten_to_ir",
+    "BATCH_SYMBOL": "aielower.frontend.capture",
+    "SEQ_SYMBOL": "aielower.frontend.capture",
+    "export_decode": "aielower.frontend.capture",
+    "export_prefill": "aielower.frontend.capture",
+}
+
+
+def __getattr__(name: str):
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(target), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def _lazy(name: str):
+    """A lazy name as this module holds it now (so a test's monkeypatch of ``aielower.frontend.export_prefill``
+    is what :func:`import_model` calls)."""
+    return globals()[name] if name in globals() else __getattr__(name)
 
 
 def rope_theta(config) -> float:
@@ -24,6 +59,9 @@ FUNCTIONS = ("prefill", "decode")
 
 
 def _symbols(program) -> dict:
+    from aielower.ir import Sym
+
+    BATCH_SYMBOL, SEQ_SYMBOL = _lazy("BATCH_SYMBOL"), _lazy("SEQ_SYMBOL")
     ids = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == "input_ids")
     batch, seq = ids.meta["val"].shape
     return {str(batch.node.expr): Sym(BATCH_SYMBOL), str(seq.node.expr): Sym(SEQ_SYMBOL)}
@@ -40,7 +78,10 @@ def import_model(model, name: str | None = None, *, functions=FUNCTIONS, max_seq
     positions (default: 4096, or the model's max_position_embeddings if smaller; see
     :mod:`aielower.frontend.capture`). Both share one weight store.
     """
+    from aielower.ir import Module
+
     check_model(model)
+    Importer, export_prefill, export_decode = _lazy("Importer"), _lazy("export_prefill"), _lazy("export_decode")
     unknown = sorted(set(functions) - set(FUNCTIONS))
     if unknown or not functions:
         raise ModelError(f"unknown function(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(FUNCTIONS)}")
@@ -51,9 +92,10 @@ def import_model(model, name: str | None = None, *, functions=FUNCTIONS, max_seq
     if name is None:  # named after where the model came from: made to fit the module-name grammar
         name = names.derive_module_name(Path(str(getattr(model.config, "name_or_path", "") or "qwen2")).name, "qwen2")
     module = Module(names.check("module", name, "module name", ModelError))
-    module.metadata["config"] = model.config.to_dict()
+    # As the config's JSON file holds it (string keys, no tuples): module attributes are printed with the IR.
+    module.metadata["config"] = json.loads(model.config.to_json_string(use_diff=False))
     module.metadata["rope_theta"] = rope_theta(model.config)
-    seconds = module.metadata["capture_seconds"] = {}
+    seconds = module.timings
     if "prefill" in functions:
         t0 = time.perf_counter()
         program = export_prefill(model)

@@ -7,15 +7,14 @@ from aielower.ir.module import Function
 
 
 class Builder:
-    """Inserts ops into a function at a movable point (the end by default)."""
+    """Inserts ops into a function at a movable point (the end by default), in constant time per op."""
 
     def __init__(self, fn: Function, index: int | None = None):
         self.fn = fn
-        self.index = len(fn.ops) if index is None else index
+        self.before: Op | None = None if index is None or index >= len(fn.ops) else fn.ops[index]
 
     def insert(self, op: Op) -> Op:
-        self.fn.ops.insert(self.index, op)
-        self.index += 1
+        self.fn.ops.insert_before(self.before, op)
         return op
 
     def add(self, op: Op) -> Value:
@@ -23,7 +22,10 @@ class Builder:
         return self.insert(op).result
 
     def set_insertion_point_before(self, op: Op) -> None:
-        self.index = self.fn.ops.index(op)
+        self.before = op
 
     def set_insertion_point_after(self, op: Op) -> None:
-        self.index = self.fn.ops.index(op) + 1
+        self.before = op._next  # None after the last op: the end
+
+    def set_insertion_point_to_end(self) -> None:
+        self.before = None

@@ -20,10 +20,11 @@ from __future__ import annotations
 import re
 
 import itertools
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 from aielower.errors import IRError
-from aielower.ir.types import Dim, QTensorType, Sym, TensorType, Type, check_dtype
+from aielower.ir.attributes import AttrType, attr_type_named, discardable_type
+from aielower.ir.types import Dim, QTensorType, TensorType, Type
 
 _field_order = itertools.count()
 
@@ -111,15 +112,18 @@ class OperandField(_Field):
 
 
 class AttrField(_Field):
-    """An attribute. ``kind`` says how it is checked, printed and parsed."""
+    """An attribute, declared with its type (an :class:`~aielower.ir.attributes.AttrType` subclass, or the name of
+    a built-in one: ``"int"``, ``"float"``, ``"number"``, ``"bool"``, ``"str"``, ``"dtype"``, ``"ints"``, ``"dims"``,
+    ``"dim"``). The type checks, prints and parses the value; the op stores the plain Python value."""
 
-    KINDS = ("int", "float", "number", "bool", "str", "dtype", "ints", "dims", "dim")
-
-    def __init__(self, kind: str, default: Any = ..., doc: str = ""):
-        if kind not in self.KINDS:
-            raise IRError(f"unknown attribute kind {kind!r}")
+    def __init__(self, type: "type[AttrType] | str", default: Any = ..., doc: str = ""):
         super().__init__(doc)
-        self.kind, self.default = kind, default
+        self.type = attr_type_named(type)
+        self.default = default
+
+    @property
+    def kind(self) -> str:
+        return self.type.describe
 
     def __get__(self, op, owner=None):
         if op is None:
@@ -127,51 +131,8 @@ class AttrField(_Field):
         return op.attributes[self.name]
 
     def coerce(self, value: Any, opname: str) -> Any:
-        """Check ``value`` against the kind; return its canonical form."""
-
-        def bad(expected):
-            return IRError(f"{opname}: attribute '{self.name}' must be {expected}, got {value!r}")
-
-        k = self.kind
-        if k == "int":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise bad("an int")
-            return int(value)
-        if k == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise bad("a float")
-            return float(value)
-        if k == "number":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise bad("a number")
-            return value
-        if k == "bool":
-            if not isinstance(value, bool):
-                raise bad("true or false")
-            return value
-        if k == "str":
-            if not isinstance(value, str):
-                raise bad("a string")
-            return value
-        if k == "dtype":
-            if not isinstance(value, str):
-                raise bad("a dtype")
-            return check_dtype(value)
-        if k == "ints":
-            if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-                raise bad("a list of ints")
-            return tuple(int(v) for v in value)
-        if k == "dim":
-            if isinstance(value, bool) or not isinstance(value, (int, Sym)):
-                raise bad("an int or a symbol")
-            return value
-        if k == "dims":
-            if not isinstance(value, (list, tuple)) or any(
-                isinstance(v, bool) or not isinstance(v, (int, Sym)) for v in value
-            ):
-                raise bad("a list of ints and symbols")
-            return tuple(value)
-        raise AssertionError(k)
+        """Check ``value`` against the type; return its canonical form."""
+        return self.type.coerce(value, f"{opname}: attribute '{self.name}'")
 
 
 def operand(*, optional: bool = False, doc: str = "") -> Any:
@@ -183,8 +144,116 @@ def operands(*, doc: str = "") -> Any:
     return OperandField(variadic=True, doc=doc)
 
 
-def attr(kind: str, default: Any = ..., *, doc: str = "") -> Any:
-    return AttrField(kind, default, doc)
+def attr(type: "type[AttrType] | str", default: Any = ..., *, doc: str = "") -> Any:
+    """Declare an attribute of type ``type`` (``attr(IntAttr)``, or ``attr("int")`` for a built-in type)."""
+    return AttrField(type, default, doc)
+
+
+# --------------------------------------------------------------------------- traits and interfaces
+
+
+class OpTrait:
+    """A property an op class declares (``traits = (Commutative(),)``); passes and backends ask
+    ``op.has_trait(Commutative)`` / ``op.get_trait(ViewOf)`` instead of matching op names."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Commutative(OpTrait):
+    """The two operands of a binary op may be swapped (``lhs + rhs == rhs + lhs``)."""
+
+
+class ViewOf(OpTrait):
+    """Every result may share memory with operand ``operand`` (reshape, slices, broadcasts): it is never
+    written into, and whoever writes into the operand must keep the view's readers in mind."""
+
+    def __init__(self, operand: str = "x"):
+        self.operand = operand
+
+    def aliases(self, op: "Op") -> dict[int, str]:
+        return {i: self.operand for i in range(len(op.results))}
+
+
+class WritesInPlace(OpTrait):
+    """Result ``i`` is operand ``results[i]`` written in place (a KV-cache update): an executor may write into the
+    operand's memory when nothing reads the old contents afterwards, and must pass a copy otherwise."""
+
+    def __init__(self, results: dict[int, str]):
+        self.results = dict(results)
+
+    def aliases(self, op: "Op") -> dict[int, str]:
+        return {i: name for i, name in self.results.items()
+                if i < len(op.results) and op.operand_group(name)}
+
+    def written_operands(self, op: "Op") -> tuple[str, ...]:
+        return tuple(self.aliases(op).values())
+
+
+class LinearLike:
+    """Interface of every op that carries a linear: ``result = epilogue(x @ W^T + bias, other operands)``.
+
+    Mix it into an op class that declares the operand fields named in ``linear_fields`` (default ``x``,
+    ``weight``, ``bias``; the bias may be absent). ``W`` is ``[out, in]``, dense or a ``qtensor``. Quantization,
+    AWQ and AIE tiling work on the interface, so an op that absorbs a linear (a fused linear + residual add, say)
+    is quantized and planned like ``nn.linear``. The op's ``@impl`` (aielower.interp) computes the *epilogue*: it
+    receives the linear's output first, then the other operands, then the attributes; executors compute the
+    linear themselves (dense, dequantized or on the NPU).
+    """
+
+    linear_fields: ClassVar[tuple[str, str, str | None]] = ("x", "weight", "bias")
+
+    @property
+    def linear_input(self) -> Value:
+        return getattr(self, self.linear_fields[0])
+
+    @property
+    def linear_weight(self) -> Value:
+        return getattr(self, self.linear_fields[1])
+
+    @property
+    def linear_bias(self) -> "Value | None":
+        return getattr(self, self.linear_fields[2]) if self.linear_fields[2] else None
+
+    @property
+    def in_features(self) -> int:
+        return self.linear_weight.type.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.linear_weight.type.shape[0]
+
+    def epilogue_operands(self) -> list[Value]:
+        """The operands besides x, weight and bias, in declaration order (what the ``@impl`` receives after y)."""
+        linear = {n for n in self.linear_fields if n}
+        return [v for f in self.operand_fields if f.name not in linear for v in self.operand_group(f.name)]
+
+    def linear_result_type(self) -> TensorType:
+        """Type check of the linear part; returns the type of ``x @ W^T + bias``."""
+        name = self.name
+        x = tensor_type(self.linear_input, name, self.linear_fields[0])
+        w = self.linear_weight.type
+        require(isinstance(w, (TensorType, QTensorType)), f"{name}: weight must be a tensor or qtensor, got {w}")
+        if isinstance(w, TensorType):
+            same_dtype(self, x, w)
+        require(w.rank == 2, f"{name}: weight must be 2-D [out, in], got {w}")
+        require(x.rank >= 1 and x.shape[-1] == w.shape[1],
+                f"{name}: x {x} does not match weight {w} (in features {w.shape[1]})")
+        bias = self.linear_bias
+        if bias is not None:
+            b = tensor_type(bias, name, "bias")
+            require(b.shape == (w.shape[0],), f"{name}: bias {b} must be [{w.shape[0]}]")
+            same_dtype(self, x, b)
+        return x.with_shape(x.shape[:-1] + (w.shape[0],))
+
+    def with_linear_weight(self, weight: Value) -> "Op":
+        """A new op like this one reading ``weight`` (e.g. the quantized weight) instead; attributes kept.
+        ``nn.linear`` overrides this to become ``quant.linear`` for a qtensor weight."""
+        groups = {f.name: self.operand_group(f.name) for f in self.operand_fields}
+        groups[self.linear_fields[1]] = [weight]
+        kwargs = {name: (group if f.variadic else (group[0] if group else None))
+                  for f in self.operand_fields for name, group in [(f.name, groups[f.name])]}
+        return type(self)(**kwargs, **self.attributes)
 
 
 # --------------------------------------------------------------------------- ops
@@ -222,23 +291,6 @@ def is_discardable_name(name: str) -> bool:
     return bool(re.fullmatch(r"[a-z_][a-z0-9_]*\.[A-Za-z_][A-Za-z0-9_.]*", name))
 
 
-def check_plain_data(value: Any, what: str) -> Any:
-    """Discardable attribute values are plain data: bool, int, float, str, lists of them and dicts with
-    identifier keys. Returns the canonical form (tuples become lists, dicts keep their order)."""
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [check_plain_data(v, what) for v in value]
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
-                raise IRError(f"{what}: dictionary key {k!r} is not an identifier")
-            out[k] = check_plain_data(v, what)
-        return out
-    raise IRError(f"{what}: {type(value).__name__} is not plain data (bool, int, float, str, list, dict)")
-
-
 def require(cond: bool, message: str) -> None:
     """Use inside ``verify()`` / ``result_types()``: raise an IRError when ``cond`` is false."""
     if not cond:
@@ -251,10 +303,28 @@ class Op:
     name: str = "<unregistered>"
     operand_fields: tuple[OperandField, ...] = ()
     attr_fields: tuple[AttrField, ...] = ()
+    traits: ClassVar[tuple[OpTrait, ...]] = ()
+
+    @classmethod
+    def has_trait(cls, trait: type[OpTrait]) -> bool:
+        return any(isinstance(t, trait) for t in cls.traits)
+
+    @classmethod
+    def get_trait(cls, trait: type[OpTrait]) -> "OpTrait | None":
+        return next((t for t in cls.traits if isinstance(t, trait)), None)
+
+    def aliased_results(self) -> dict[int, str]:
+        """Result index -> name of the operand whose memory it may share (views and in-place writes)."""
+        out: dict[int, str] = {}
+        for t in self.traits:
+            if isinstance(t, (ViewOf, WritesInPlace)):
+                out.update(t.aliases(self))
+        return out
 
     def __init__(self, *args: Any, **kwargs: Any):
         if type(self).name == "<unregistered>":
             raise IRError(f"{type(self).__name__} is not registered with @op")
+        self.parent = None  # the OpList holding this op (set by the list)
         fields = self.operand_fields
         if len(args) > len(fields):
             raise IRError(f"{self.name} takes {len(fields)} operands, got {len(args)}")
@@ -287,7 +357,7 @@ class Op:
                 raise IRError(f"{self.name}: missing attribute '{field.name}'")
             self.attributes[field.name] = field.coerce(value, self.name)
         for key in [k for k in kwargs if is_discardable_name(k)]:
-            self.attributes[key] = check_plain_data(kwargs.pop(key), f"{self.name}: attribute '{key}'")
+            self.attributes[key] = discardable_type(key).coerce(kwargs.pop(key), f"{self.name}: attribute '{key}'")
         if kwargs:
             valid = ", ".join(f.name for f in self.attr_fields) or "none"
             raise IRError(f"{self.name}: unknown attribute(s) {', '.join(sorted(kwargs))}; valid: {valid}")
@@ -300,6 +370,28 @@ class Op:
     @property
     def operands(self) -> list[Value]:
         return [v for f in self.operand_fields for v in self._groups[f.name]]
+
+    def set_attr(self, name: str, value: Any) -> None:
+        """Set a declared attribute or a discardable one (``dialect.key``), checked by its type."""
+        declared = {f.name: f for f in self.attr_fields}
+        if name in declared:
+            self.attributes[name] = declared[name].coerce(value, self.name)
+        elif is_discardable_name(name):
+            self.attributes[name] = discardable_type(name).coerce(value, f"{self.name}: attribute '{name}'")
+        else:
+            valid = ", ".join(declared) or "none"
+            raise IRError(f"{self.name}: no attribute '{name}' (declared: {valid}; discardable ones are dialect.key)")
+
+    def operand_group(self, name: str) -> list[Value]:
+        """The values of operand field ``name`` (empty when an optional operand is absent; a copy)."""
+        try:
+            return list(self._groups[name])
+        except KeyError:
+            raise IRError(f"{self.name} has no operand '{name}'") from None
+
+    def operands_by_field(self) -> list[tuple[OperandField, list[Value]]]:
+        """(field, its values) in declaration order: what executors pass positionally (a variadic one as a list)."""
+        return [(f, list(self._groups[f.name])) for f in self.operand_fields]
 
     @property
     def result(self) -> OpResult:
@@ -372,6 +464,11 @@ def broadcast_shapes(a: Iterable[Dim], b: Iterable[Dim], opname: str) -> tuple[D
 __all__ = [
     "Argument",
     "AttrField",
+    "Commutative",
+    "LinearLike",
+    "OpTrait",
+    "ViewOf",
+    "WritesInPlace",
     "OP_REGISTRY",
     "Op",
     "OpResult",
@@ -381,7 +478,6 @@ __all__ = [
     "Weight",
     "attr",
     "broadcast_shapes",
-    "check_plain_data",
     "is_discardable_name",
     "normalize_axis",
     "op",

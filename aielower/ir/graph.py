@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from aielower.ir.core import Weight
 from aielower.ir.module import Function, Module
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 def to_networkx(target: Function | Module) -> nx.MultiDiGraph:
     """Nodes are ops (key: ``"fn:index"``), arguments (``"fn:%name"``), weights (``"@name"``)
     and returns (``"fn:return"``); an edge runs from producer to consumer per use and
     carries the value's type. The graph is frozen: mutate the IR, not the view."""
+    import networkx as nx  # here, not at import: networkx costs more than the rest of aielower.ir
+
     g = nx.MultiDiGraph()
     fns = target.functions.values() if isinstance(target, Module) else [target]
     for fn in fns:

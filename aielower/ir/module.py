@@ -6,17 +6,19 @@ from typing import Any
 
 from aielower import names
 from aielower.errors import IRError
-from aielower.ir.core import Argument, Op, Value, Weight
+from aielower.ir.core import Argument, Value, Weight
+from aielower.ir.oplist import OpList
 from aielower.ir.types import Type
 
 
 class Function:
-    """A straight-line SSA function: arguments, ops in order, returned values."""
+    """A straight-line SSA function: arguments, ops in order (an :class:`~aielower.ir.oplist.OpList`: constant-time
+    insert, erase and order queries for rewriting), returned values."""
 
     def __init__(self, name: str, args: list[Argument] | None = None):
         self.name = names.check("function", name)
         self.args: list[Argument] = list(args or [])
-        self.ops: list[Op] = []
+        self.ops: OpList = OpList()
         self.results: list[Value] = []
 
     def add_arg(self, name: str, type: Type) -> Argument:
@@ -61,7 +63,8 @@ class Module:
         self.name = names.check("module", name)
         self.functions: dict[str, Function] = {}
         self.weights: dict[str, Weight] = {}
-        self.metadata: dict[str, Any] = {}
+        self.metadata: dict[str, Any] = {}  # printed as the module's attributes: what passes may read
+        self.timings: dict[str, float] = {}  # seconds spent making it (capture per function): not part of the IR
         # Weights that passes derived from others, by recipe (e.g. ("concat", 0, names)),
         # so that functions sharing the source weights also share the derived one.
         self.derived: dict[tuple, Weight] = {}
@@ -92,20 +95,8 @@ class Module:
         return all(w.data is not None for w in self.weights.values())
 
     def weight_bytes(self) -> int:
-        from aielower.ir.types import QTensorType, TensorType
-
-        total = 0
-        for w in self.weights.values():
-            t = w.type
-            n = 1
-            for d in t.shape:
-                n *= d
-            if isinstance(t, QTensorType):  # packed codes + a bf16 scale and a zero point per group
-                groups = n // t.group
-                total += n * t.bits // 8 + groups * (_DTYPE_BYTES[t.scale] + t.bits / 8)
-            elif isinstance(t, TensorType):
-                total += n * _DTYPE_BYTES.get(t.dtype, 4)
-        return int(total)
+        """Bytes of all weights as their types store them (:attr:`QTensorType.nbytes`, ``TensorType.nbytes``)."""
+        return sum(w.type.nbytes for w in self.weights.values())
 
     def __str__(self) -> str:
         from aielower.ir.printer import print_module
@@ -115,5 +106,3 @@ class Module:
     def __repr__(self) -> str:
         return f"<Module {self.name}: functions {list(self.functions)}, {len(self.weights)} weights>"
 
-
-_DTYPE_BYTES = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i64": 8, "i32": 4, "i8": 1, "u8": 1, "i1": 1}

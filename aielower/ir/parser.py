@@ -13,6 +13,7 @@ from typing import Any
 
 from aielower import names
 from aielower.errors import IRError, ParseError
+from aielower.ir.attributes import MAX_KEY_CHARS, PlainData, discardable_type
 from aielower.ir.core import OP_REGISTRY, AttrField, Op, Value, is_discardable_name
 from aielower.ir.module import Function, Module
 from aielower.ir.types import DTYPES, QTensorType, Sym, TensorType, Type
@@ -183,7 +184,13 @@ class Parser:
                 while True:
                     self.skip()
                     kpos = self.pos
-                    key = self.match(_KEY, "a dictionary key")
+                    if self.text.startswith('"', self.pos):
+                        key = self._parse_scalar('"')
+                        if not key or len(key) > MAX_KEY_CHARS or not key.isprintable():
+                            raise self.error(f"a quoted dictionary key must be 1..{MAX_KEY_CHARS} printable characters",
+                                             kpos)
+                    else:
+                        key = self.match(_KEY, "a dictionary key")
                     if key in entries:
                         raise self.error(f"key '{key}' given twice", kpos)
                     self.expect("=", "'=' after the dictionary key")
@@ -239,6 +246,8 @@ class Parser:
         word = self.match(_IDENT, "an attribute value")
         if word in ("true", "false"):
             return word == "true"
+        if word == "none":
+            return None
         return word  # a bare identifier, e.g. a dtype
 
     def parse_attrs(self, cls: type[Op]) -> dict[str, Any]:
@@ -255,7 +264,14 @@ class Parser:
                 if key in attrs:
                     raise self.error(f"attribute '{key}' given twice", pos)
                 self.expect("=", "'=' after the attribute name")
-                attrs[key] = self.parse_attr_value()
+                self.skip()
+                vpos = self.pos
+                value = self.parse_attr_value()
+                attr_type = discardable_type(key)
+                try:
+                    attrs[key] = attr_type.coerce_parsed(value, f"attribute '{key}'")
+                except IRError as e:
+                    raise self.error(str(e), vpos) from None
                 if self.accept("}"):
                     return attrs
                 self.expect(",", "',' or '}' in the attribute list")
@@ -270,7 +286,7 @@ class Parser:
             vpos = self.pos
             value = self.parse_attr_value()
             try:
-                attrs[key] = fields[key].coerce(value, cls.name)
+                attrs[key] = fields[key].type.coerce_parsed(value, f"{cls.name}: attribute '{key}'")
             except IRError as e:
                 raise self.error(str(e), vpos) from None
             if self.accept("}"):
@@ -281,14 +297,36 @@ class Parser:
 
     def parse_module(self) -> Module:
         module = Module()
+        if self.peek("module"):
+            self.parse_module_header(module)
         while not self.at_end():
             if self.peek("weight"):
                 self.parse_weight(module)
             elif self.peek("func"):
                 self.parse_function(module)
             else:
-                raise self.error("expected 'weight' or 'func' at top level")
+                raise self.error("expected 'weight' or 'func' at top level ('module @name ...' comes first)")
         return module
+
+    def parse_module_header(self, module: Module) -> None:
+        """``module @name [attributes {...}]`` (see the printer)."""
+        self.expect("module")
+        self.expect("@", "'@' and the module name")
+        pos = self.pos
+        name = self.match(_NAME, "a module name")
+        if not names.is_valid("module", name):
+            raise self.error(f"module name @{name} is not allowed: use {names.describe('module')}", pos)
+        module.name = name
+        if self.accept("attributes"):
+            self.skip()
+            vpos = self.pos
+            if not self.peek("{"):
+                raise self.error("expected '{' opening the module attributes")
+            value = self.parse_attr_value()
+            try:
+                module.metadata = PlainData.coerce(value, "module attributes")
+            except IRError as e:
+                raise self.error(str(e), vpos) from None
 
     def parse_weight(self, module: Module) -> None:
         self.expect("weight")

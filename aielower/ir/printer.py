@@ -10,46 +10,22 @@ func @prefill(%input_ids: tensor<?bx?sxi64>) -> tensor<?bx?sx100xf32> {
 }
 ```
 
-Values keep the names they were parsed with; unnamed values are numbered in order.
+The optional first line ``module @name attributes {...}`` carries the module's name and attributes
+(``module.metadata``: the model config, rope_theta, ...). Values keep the names they were parsed with; unnamed
+values are numbered in order.
 Attributes equal to their declared default are left out.
 """
 
 from __future__ import annotations
 
-import json
-
-
 from aielower import names as _names
+from aielower.ir.attributes import PlainData, discardable_type, format_plain
 from aielower.ir.core import AttrField, Op, Value, Weight
 from aielower.ir.module import Function, Module
 
 
 def format_attr(field: AttrField, value) -> str:
-    kind = field.kind
-    if kind == "bool":
-        return "true" if value else "false"
-    if kind == "str":
-        return json.dumps(value)
-    if kind in ("ints", "dims"):
-        return "[" + ", ".join(str(v) for v in value) + "]"
-    if kind == "float" or (kind == "number" and isinstance(value, float)):
-        return repr(float(value))
-    return str(value)  # int, number (int), dtype, dim
-
-
-def format_plain(value) -> str:
-    """A discardable attribute value: ``{key = value, ...}``, ``[...]``, numbers, strings, booleans."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(format_plain(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {format_plain(v)}" for k, v in value.items()) + "}"
-    return str(value)
+    return field.type.format(value)
 
 
 def format_attrs(op: Op) -> str:
@@ -59,7 +35,7 @@ def format_attrs(op: Op) -> str:
         for f in op.attr_fields
         if f.default is ... or op.attributes[f.name] != f.default
     ]
-    parts += [f"{k} = {format_plain(v)}" for k, v in sorted(op.attributes.items()) if k not in declared]
+    parts += [f"{k} = {discardable_type(k).format(v)}" for k, v in sorted(op.attributes.items()) if k not in declared]
     return "{" + ", ".join(parts) + "}" if parts else ""
 
 
@@ -118,12 +94,27 @@ def print_function(fn: Function) -> str:
     return "\n".join(lines)
 
 
+def print_module_header(module: Module) -> str:
+    """``module @name attributes {...}``: the module's name and attributes (``module.metadata``), so that a dump
+    parsed back runs the passes that read them (fuse-attention's rope_theta, the AIE planner's max_seq_len) the same
+    way. Left out for an unnamed module without attributes."""
+    if module.name == "module" and not module.metadata:
+        return ""
+    text = f"module @{module.name}"
+    if module.metadata:
+        text += " attributes " + format_plain(PlainData.coerce(module.metadata, "module attributes"))
+    return text
+
+
 def print_module(module: Module) -> str:
     blocks = []
+    header = print_module_header(module)
+    if header:
+        blocks.append(header)
     if module.weights:
         blocks.append("\n".join(f"weight @{w.name} : {w.type}" for w in module.weights.values()))
     blocks += [print_function(f) for f in module.functions.values()]
     return "\n\n".join(blocks) + "\n"
 
 
-__all__ = ["print_module", "print_function", "print_op", "format_attr", "format_plain"]
+__all__ = ["format_attr", "format_plain", "print_function", "print_module", "print_module_header", "print_op"]

@@ -28,6 +28,18 @@ DTYPES = {
     "i1": "bool_",
 }
 FLOAT_DTYPES = frozenset({"f32", "f16", "bf16", "f64"})
+# Bits one element takes in memory (the one width table: booleans take a byte, u4 is packed two per byte).
+DTYPE_BITS = {"f32": 32, "f16": 16, "bf16": 16, "f64": 64, "i64": 64, "i32": 32, "i8": 8, "u8": 8, "u4": 4, "i1": 8}
+
+
+def dtype_bits(dtype: str) -> int:
+    """Bits of one element of ``dtype`` in memory (``u2``/``u3`` qtensor storage too)."""
+    if dtype in DTYPE_BITS:
+        return DTYPE_BITS[dtype]
+    m = re.fullmatch(r"u([2-8])", dtype, re.ASCII)
+    if m:
+        return int(m.group(1))
+    raise IRError(f"no bit width known for dtype {dtype!r}")
 
 
 def check_dtype(dtype: str) -> str:
@@ -108,6 +120,16 @@ class TensorType:
     def with_dtype(self, dtype: str) -> "TensorType":
         return TensorType(self.shape, dtype)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the tensor in its dtype (a static shape only)."""
+        if not is_static(self.shape):
+            raise IRError(f"{self} has symbolic dims: its size depends on the run")
+        n = 1
+        for d in self.shape:
+            n *= d
+        return (n * dtype_bits(self.dtype) + 7) // 8
+
     def __str__(self) -> str:
         dims = "".join(f"{d}x" for d in self.shape)
         return f"tensor<{dims}{self.dtype}>"
@@ -145,6 +167,19 @@ class QTensorType:
     @property
     def dtype(self) -> str:
         return f"u{self.bits}"
+
+    @property
+    def groups(self) -> int:
+        """Scale / zero-point groups: ``group`` input channels of one row each."""
+        return self.shape[0] * (self.shape[1] // self.group)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes as stored: the packed codes, one ``scale`` and one ``zero`` per group, each array packed on its own
+        (the one qtensor size every size count uses)."""
+        n = self.shape[0] * self.shape[1]
+        return ((n * self.bits + 7) // 8 + (self.groups * dtype_bits(self.scale) + 7) // 8
+                + (self.groups * dtype_bits(self.zero) + 7) // 8)
 
     def __str__(self) -> str:
         return (

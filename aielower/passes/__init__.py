@@ -1,6 +1,7 @@
 """Passes over the IR, pipeline strings and the PassManager.
 
-Importing this package registers the built-in passes.
+Importing this package registers the built-in, target-neutral passes; a backend's passes (``plan-aie-tiling``) live
+with the backend and are imported when a pipeline names them.
 """
 
 from aielower.passes import (
@@ -11,10 +12,9 @@ from aielower.passes import (
     fuse_mlp,
     fuse_norm,
     fuse_qkv,
-    plan_aie_tiling,
     quantize_linear,
 )
-from aielower.passes.base import PASS_REGISTRY, ModulePass, Option, register_pass
+from aielower.passes.base import PASS_REGISTRY, ModulePass, Option, PipelineWarning, option, pass_class, register_pass
 from aielower.passes.manager import PassManager, PassTiming
 from aielower.passes.pipeline import available_passes, parse_pipeline
 from aielower.passes.rewriter import (
@@ -22,6 +22,7 @@ from aielower.passes.rewriter import (
     RewritePattern,
     Rewriter,
     defined_before,
+    match_commutative,
     op_users,
     producer,
     single_user,
@@ -33,6 +34,7 @@ __all__ = [
     "Option",
     "PassManager",
     "PassTiming",
+    "PipelineWarning",
     "PatternPass",
     "RewritePattern",
     "Rewriter",
@@ -41,11 +43,14 @@ __all__ = [
     "cse",
     "dce",
     "defined_before",
+    "match_commutative",
     "fuse_attention",
     "fuse_mlp",
     "fuse_norm",
     "fuse_qkv",
     "op_users",
+    "option",
+    "pass_class",
     "parse_pipeline",
     "producer",
     "quantize_linear",

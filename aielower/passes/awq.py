@@ -24,7 +24,7 @@ A group whose ``x`` has another reader, or whose producer is none of these, keep
 applied only if every function has the same group and the weights have no other reader.
 
 Dead ops (fusions leave the ops they replaced until ``dce``) are erased first, so that
-only live readers count. Calibration runs @prefill op by op (:class:`~aielower.backends.ref.interpreter.Interpreter`)
+only live readers count. Calibration runs @prefill op by op (:class:`~aielower.interp.Interpreter`)
 over all calibration batches and stops before each group: its input is collected after
 every earlier group has been scaled and clipped, in fp32 (not rounded), as in AutoAWQ. The
 live input of the group is then divided by ``s`` in every batch, which is what the changed
@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aielower.backends.ref.interpreter import Interpreter
+from aielower.interp import Interpreter
 from aielower.errors import CompileError
 from aielower.ir import Function, Module, Value, Weight
+from aielower.ir.core import LinearLike
 from aielower.ir.dialects import fused, nn, tensor
 from aielower.quant.awq import apply_clip, search_clip, search_scale
 from aielower.quant.calibration import ActivationSample, pick_rows
@@ -94,7 +95,7 @@ class LinearGroup:
     """Linears reading one value ``x``; ``tie[c]`` is the scale parameter of input channel ``c``."""
 
     x: Value
-    linears: list[nn.Linear]
+    linears: list[LinearLike]  # any op carrying a linear (nn.linear, or a fused op with an epilogue)
     fold: Fold | None = None
     why_not: str = ""
     tie: np.ndarray | None = None
@@ -102,7 +103,7 @@ class LinearGroup:
 
     @property
     def weights(self) -> tuple[str, ...]:
-        return tuple(op.weight.name for op in self.linears)
+        return tuple(op.linear_weight.name for op in self.linears)
 
     @property
     def name(self) -> str:
@@ -129,8 +130,9 @@ def _transposes_1_2(op) -> bool:
     return isinstance(op, tensor.Transpose) and {op.dim0 % 4, op.dim1 % 4} == {1, 2} and len(op.x.type.shape) == 4
 
 
-def _value_rows(v: Value) -> tuple[nn.Linear, int] | None:
-    """The linear (and first row) whose output rows are ``v`` [b, kv, s, d] (via reshape, transpose, split)."""
+def _value_rows(v: Value) -> tuple[nn.LinearBase, int] | None:
+    """The linear (and first row) whose output rows are ``v`` [b, kv, s, d] (via reshape, transpose, split).
+    Only a plain linear (no epilogue) qualifies: scaling its weight rows scales exactly its output rows."""
     t = producer(v, tensor.Transpose)
     if t is None or not _transposes_1_2(t) or not single_user(v):
         return None
@@ -149,7 +151,7 @@ def _value_rows(v: Value) -> tuple[nn.Linear, int] | None:
         index = split.results.index(source)
         offset = sum(split.sizes[:index])
         source = split.x
-    linear = producer(source, nn.Linear)
+    linear = producer(source, nn.LinearBase)
     if linear is None or not isinstance(linear.weight, Weight) or (split is None and not single_user(source)):
         return None
     return linear, offset
@@ -186,7 +188,7 @@ def _find_fold(fn: Function, x: Value, linears: list) -> tuple[Fold | None, np.n
             return Fold("norm", p.weight), None, ""
         return None, None, "the RMSNorm weight is a run-time value"
     if isinstance(p, fused.SiluMul):
-        gate_up = producer(p.x, nn.Linear)
+        gate_up = producer(p.x, nn.LinearBase)
         if gate_up is None or not single_user(p.x) or not isinstance(gate_up.weight, Weight):
             return None, None, "fused.silu_mul does not read a linear of its own"
         n = gate_up.out_features // 2
@@ -211,14 +213,15 @@ def find_groups(fn: Function) -> list[LinearGroup]:
                     linear, offset = found
                     no_clip.setdefault(linear.weight.name, []).append(offset + np.arange(v.type.shape[1] * v.type.shape[3]))
     for op in fn.ops:
-        if not isinstance(op, nn.Linear) or _is_lm_head(fn, op) or id(op.x) in seen:
+        if not isinstance(op, LinearLike) or _is_lm_head(fn, op) or id(op.linear_input) in seen:
             continue
-        seen.add(id(op.x))
-        linears = [u for u in op_users(op.x, nn.Linear) if u.x is op.x and not _is_lm_head(fn, u)]
-        if not all(isinstance(u.weight, Weight) for u in linears):
+        x = op.linear_input
+        seen.add(id(x))
+        linears = [u for u in op_users(x) if isinstance(u, LinearLike) and u.linear_input is x and not _is_lm_head(fn, u)]
+        if not all(isinstance(u.linear_weight, Weight) for u in linears):
             continue  # quantize-linear reports run-time weights
-        group = LinearGroup(op.x, linears)
-        group.fold, group.tie, group.why_not = _find_fold(fn, op.x, linears)
+        group = LinearGroup(x, linears)
+        group.fold, group.tie, group.why_not = _find_fold(fn, x, linears)
         group.no_clip = {w: np.concatenate(no_clip[w]) for w in group.weights if w in no_clip}
         groups.append(group)
     return groups
@@ -232,7 +235,7 @@ def module_groups(module: Module, function: str = "prefill") -> list[LinearGroup
     for g in groups:
         if g.fold is None:
             continue
-        targets = [op.weight for op in g.linears] + [g.fold.weight] + ([g.fold.bias] if g.fold.bias else [])
+        targets = [op.linear_weight for op in g.linears] + [g.fold.weight] + ([g.fold.bias] if g.fold.bias else [])
         readers = {owner.get(id(u)) for w in targets for u in w.users}
         for name in sorted(readers - {function}, key=str):
             twin = twins.get(name, {}).get(g.weights)
@@ -253,7 +256,8 @@ def fold_scale(group: LinearGroup, scale: np.ndarray, param: np.ndarray) -> None
 
     Arrays are replaced, never written into (weights may share memory with the torch model)."""
     for op in group.linears:
-        op.weight.data = op.weight.data * scale[None, :].astype(op.weight.data.dtype)
+        w = op.linear_weight
+        w.data = w.data * scale[None, :].astype(w.data.dtype)
     f = group.fold
     if f.kind == "norm":
         f.weight.data = f.weight.data / param.astype(f.weight.data.dtype)
@@ -372,7 +376,7 @@ def _scale_and_clip(group: LinearGroup, sample: ActivationSample, frames, option
     alpha = scale_error = clip_error = None
     t0 = time.perf_counter()
     if group.fold is not None:
-        w = np.concatenate([op.weight.data for op in group.linears], axis=0)
+        w = np.concatenate([op.linear_weight.data for op in group.linears], axis=0)
         found = search_scale(w, rows, sample.mean_abs, bits=options.bits, group=options.group,
                              n_grid=options.n_grid, tie=group.tie)
         alpha = found.alpha
@@ -388,15 +392,16 @@ def _scale_and_clip(group: LinearGroup, sample: ActivationSample, frames, option
     if options.clip:
         before = after = 0.0
         for op in group.linears:
-            w = op.weight.data
+            weight = op.linear_weight
+            w = weight.data
             keep = np.ones(w.shape[0], dtype=bool)
-            keep[group.no_clip.get(op.weight.name, [])] = False
+            keep[group.no_clip.get(weight.name, [])] = False
             if not keep.any():
                 continue
             found = search_clip(w[keep], rows, bits=options.bits, group=options.group, n_grid=options.n_grid)
             clipped = w.copy()
             clipped[keep] = apply_clip(w[keep], found.max_val, options.group)
-            op.weight.data = clipped
+            weight.data = clipped
             before, after = before + found.rtn_error, after + found.error
         clip_error = after / before if before > 0 else None
     phases["clip search"] += time.perf_counter() - t1

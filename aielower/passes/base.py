@@ -1,28 +1,51 @@
-"""Passes: classes with a registered name and typed options.
+"""Passes: frozen dataclasses whose fields are their options, registered by name.
 
     @register_pass("quantize-linear")
     class QuantizeLinear(ModulePass):
-        '''Lower nn.linear to quant.linear.'''
-        options = (
-            Option("bits", int, 4, "bits per weight", choices=(2, 4, 8)),
-            Option("group", int, 128, "input channels per scale"),
-        )
+        '''Lower every linear-like op to quant.linear.'''
+
+        bits: int = option(4, "bits per weight", choices=(2, 4, 8))
+        group: int = option(128, "input channels per scale", minimum=1)
 
         def run(self, module):
             ... self.bits, self.group ...
-"""
+            return rewrites
 
+Options are declared once: the field's type and default are the option's, ``option()`` adds the help text and the
+checks; pipeline text (``quantize-linear{bits=4 group=64}``) and keyword arguments go through the same conversion
+and checks. ``run`` returns how many rewrites it made (or None), which ``PassManager`` reports.
+"""
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from aielower.errors import CompileError
 from aielower.ir import Module
 
 PASS_REGISTRY: dict[str, type["ModulePass"]] = {}
+# Passes that live with a backend (target-specific, TVM style) and the module registering them: imported when a
+# pipeline names one, so `passes` itself never imports a backend.
+BACKEND_PASS_MODULES = {"plan-aie-tiling": "aielower.backends.aie.tiling"}
+
+
+def lookup_pass(name: str) -> "type[ModulePass] | None":
+    """The registered pass ``name``, importing the backend module that provides it if needed."""
+    if name not in PASS_REGISTRY and name in BACKEND_PASS_MODULES:
+        import importlib
+
+        importlib.import_module(BACKEND_PASS_MODULES[name])
+    return PASS_REGISTRY.get(name)
+
+
+def all_passes() -> dict[str, type["ModulePass"]]:
+    """Every pass, including the backends' (imported for the listing)."""
+    for name in BACKEND_PASS_MODULES:
+        lookup_pass(name)
+    return dict(PASS_REGISTRY)
 
 
 @dataclass(frozen=True)
@@ -71,28 +94,79 @@ class Option:
         return f"{self.name}={default}{choices}: {self.help}"
 
 
+class PipelineWarning(UserWarning):
+    """A pass left work undone at the end of the pipeline (see :meth:`ModulePass.leftovers`)."""
+
+
+_OPTION_KEY = "aielower.option"
+
+
+def option(default: Any, help: str = "", *, choices: tuple | None = None, minimum: int | None = None,
+           detail: bool = False) -> Any:
+    """A pass option: a dataclass field with its help text and checks (``detail``: listed on its own line by
+    ``aielower passes``)."""
+    return field(default=default, metadata={_OPTION_KEY: dict(help=help, choices=choices, minimum=minimum,
+                                                               detail=detail)})
+
+
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _declared_options(cls) -> tuple[Option, ...]:
+    hints = {}
+    for klass in reversed(cls.__mro__):
+        hints.update(getattr(klass, "__annotations__", {}))
+    found = []
+    for f in dataclasses.fields(cls):
+        meta = f.metadata.get(_OPTION_KEY)
+        if meta is None:
+            continue
+        hint = hints.get(f.name, f.type)
+        kind = _TYPES.get(hint, hint) if isinstance(hint, str) else hint
+        if kind not in (int, float, bool, str):
+            raise CompileError(f"pass {cls.__name__}: option '{f.name}' must be int, float, bool or str, got {hint!r}")
+        found.append(Option(f.name, kind, f.default, **meta))
+    return tuple(found)
+
+
+@dataclass(frozen=True)
 class ModulePass:
-    """Base class: set ``name`` (via @register_pass) and ``options``; implement ``run``."""
+    """Base class: a frozen dataclass whose fields are the pass's options (see the module docs); implement ``run``."""
 
     name: ClassVar[str] = "<unregistered>"
     options: ClassVar[tuple[Option, ...]] = ()
 
-    def __init__(self, **values: Any):
-        known = {o.name: o for o in self.options}
-        unknown = sorted(set(values) - set(known))
+    def __post_init__(self) -> None:
+        for o in self.options:
+            object.__setattr__(self, o.name, o.convert(getattr(self, o.name), self.name))
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks across options; raise CompileError."""
+
+    @classmethod
+    def from_options(cls, **values: Any) -> "ModulePass":
+        """The pass with these options (values may be pipeline text), or a CompileError listing the valid ones."""
+        known = {o.name for o in cls.options}
+        unknown = sorted(set(values) - known)
         if unknown:
-            valid = ", ".join(o.describe() for o in self.options) or "this pass takes no options"
-            raise CompileError(f"pass '{self.name}' has no option {', '.join(map(repr, unknown))}; valid: {valid}")
-        self.values = {o.name: o.convert(values.get(o.name, o.default), self.name) for o in self.options}
+            valid = ", ".join(o.describe() for o in cls.options) or "this pass takes no options"
+            raise CompileError(f"pass '{cls.name}' has no option {', '.join(map(repr, unknown))}; valid: {valid}")
+        return cls(**values)
 
-    def __getattr__(self, item: str) -> Any:
-        values = self.__dict__.get("values", {})
-        if item in values:
-            return values[item]
-        raise AttributeError(item)
+    @property
+    def values(self) -> dict[str, Any]:
+        return {o.name: getattr(self, o.name) for o in self.options}
 
-    def run(self, module: Module) -> None:
+    def run(self, module: Module) -> int | None:
+        """Transform ``module`` in place; return the number of rewrites (ops replaced, erased or annotated)."""
         raise NotImplementedError
+
+    def leftovers(self, module: Module) -> list[str]:
+        """After the whole pipeline ran: what this pass was asked to do but is still undone (a linear-like op left
+        dense after quantize-linear, e.g. because a later fusion made it), one message per op. The PassManager
+        warns with them (:class:`PipelineWarning`)."""
+        return []
 
     def spec(self) -> str:
         """The pipeline text for this pass with its options."""
@@ -107,12 +181,28 @@ def _fmt(v: Any) -> str:
     return ("true" if v else "false") if isinstance(v, bool) else str(v)
 
 
+def pass_class(cls: type) -> type:
+    """Make ``cls`` a frozen dataclass pass (its option fields declared) without registering it: for base classes
+    that share options (``register_pass`` does this itself)."""
+    if "__dataclass_params__" not in cls.__dict__:
+        cls = dataclass(frozen=True, repr=False)(cls)
+    cls.options = _declared_options(cls)
+    return cls
+
+
 def register_pass(name: str):
-    """Class decorator registering a pass under ``name`` for pipeline strings."""
+    """Class decorator: make ``cls`` a frozen dataclass pass and register it under ``name`` for pipeline strings."""
 
     def register(cls: type[ModulePass]) -> type[ModulePass]:
-        if name in PASS_REGISTRY and PASS_REGISTRY[name] is not cls:
-            raise CompileError(f"pass {name!r} is registered twice")
+        if not (isinstance(cls, type) and issubclass(cls, ModulePass)):
+            raise CompileError(f"@register_pass({name!r}) needs a ModulePass subclass, got {cls!r}")
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,63}", name, re.ASCII):
+            raise CompileError(f"pass name {name[:80]!r}: use lowercase letters, digits and '-' (at most 64)")
+        known = PASS_REGISTRY.get(name)
+        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise CompileError(f"pass {name!r} is registered twice ({known.__module__}.{known.__qualname__} and "
+                               f"{cls.__module__}.{cls.__qualname__})")
+        cls = pass_class(cls)
         cls.name = name
         PASS_REGISTRY[name] = cls
         return cls

@@ -10,13 +10,13 @@ from aielower.passes.base import ModulePass, register_pass
 class DeadCodeElimination(ModulePass):
     """Erase unused ops and weights."""
 
-    def run(self, module: Module) -> None:
+    def run(self, module: Module) -> int:
+        erased = 0
         for fn in module.functions.values():
-            kept = []
             for op in reversed(fn.ops):  # users come after producers: one backward sweep suffices
-                if any(r.users for r in op.results):
-                    kept.append(op)
-                else:
+                if not any(r.users for r in op.results):
                     op.drop_operands()
-            fn.ops[:] = reversed(kept)
+                    fn.ops.remove(op)
+                    erased += 1
         module.remove_unused_weights()
+        return erased

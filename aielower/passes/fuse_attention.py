@@ -21,11 +21,7 @@ from __future__ import annotations
 
 from aielower.ir.dialects import fused, nn, tensor
 from aielower.passes.base import register_pass
-from aielower.passes.rewriter import PatternPass, RewritePattern, defined_before, producer
-
-
-def _operand_pairs(op):
-    return ((op.lhs, op.rhs), (op.rhs, op.lhs))
+from aielower.passes.rewriter import PatternPass, RewritePattern, defined_before, match_commutative, producer
 
 
 def match_rotate_half(value):
@@ -55,15 +51,15 @@ def match_rope(value):
     add = producer(value, nn.Add)
     if add is None:
         return None
-    for a, b in _operand_pairs(add):
+    for a, b in match_commutative(add):
         m_cos, m_sin = producer(a, nn.Mul), producer(b, nn.Mul)
         if m_cos is None or m_sin is None:
             continue
-        for rot, sin in _operand_pairs(m_sin):
+        for rot, sin in match_commutative(m_sin):
             x = match_rotate_half(rot)
             if x is None:
                 continue
-            for x2, cos in _operand_pairs(m_cos):
+            for x2, cos in match_commutative(m_cos):
                 if x2 is x:
                     return x, cos, sin
     return None
@@ -97,7 +93,7 @@ def match_positions(value, length):
     add = producer(value, nn.Add)
     if add is None:
         return None
-    for a, b in _operand_pairs(add):
+    for a, b in match_commutative(add):
         ar = producer(a, tensor.Arange)
         if ar is not None and (ar.start, ar.step, ar.end) == (0, 1, length) and b.type.shape == (1,):
             return b
@@ -168,7 +164,7 @@ class FuseAttention(RewritePattern):
             return
         if not match_visible(op.mask, kc.index, kc.x.type.shape[2]):
             return
-        first = min(kc, vc, key=rw.fn.ops.index)  # every user of the new caches comes after it
+        first = min(kc, vc, key=rw.fn.ops.order_of)  # every user of the new caches comes after it
         if not defined_before(rw.fn, [q, k, vc.src, cos, sin, kc.x, vc.x, position], first):
             return
         fused_op = rw.insert(

@@ -6,14 +6,14 @@ from aielower.ir import Weight
 from aielower.ir.dialects import fused, nn
 from aielower.passes.base import register_pass
 from aielower.passes.naming import fused_weight_name
-from aielower.passes.rewriter import PatternPass, RewritePattern, producer, single_user
+from aielower.passes.rewriter import PatternPass, RewritePattern, match_commutative, producer, single_user
 
 
 class FuseGatedMLP(RewritePattern):
     root = nn.Mul
 
     def match_and_rewrite(self, op, rw):
-        for act, up_value in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+        for act, up_value in match_commutative(op):
             silu = producer(act, nn.Silu)
             gate = producer(silu.x, nn.Linear) if silu is not None else None
             up = producer(up_value, nn.Linear)

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from aielower.ir.dialects import fused, nn
 from aielower.passes.base import register_pass
-from aielower.passes.rewriter import PatternPass, RewritePattern, defined_before, producer
+from aielower.passes.rewriter import PatternPass, RewritePattern, defined_before, match_commutative, producer
 
 
 def _split_mul(op: nn.Mul, first_cls):
     """(a, b) of a Mul with ``a`` produced by ``first_cls`` (either order), else None."""
-    for a, b in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+    for a, b in match_commutative(op):
         if producer(a, first_cls) is not None:
             return a, b
     return None
@@ -29,7 +29,7 @@ class FuseRMSNorm(RewritePattern):
     root = nn.Mul
 
     def match_and_rewrite(self, op, rw):
-        for normed, weight in ((op.rhs, op.lhs), (op.lhs, op.rhs)):
+        for normed, weight in match_commutative(op):
             n = producer(normed, nn.Mul)
             if n is None or weight.type.rank != 1:
                 continue

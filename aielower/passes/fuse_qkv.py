@@ -26,7 +26,7 @@ class FuseQKV(RewritePattern):
         bias = None
         if siblings[0].bias is not None:
             bias = rw.concat_weights([s.bias for s in siblings], fused_weight_name([s.bias.name for s in siblings], "qkv_proj"))
-        first = min(siblings, key=rw.fn.ops.index)  # every use of q, k, v comes after it
+        first = min(siblings, key=rw.fn.ops.order_of)  # every use of q, k, v comes after it
         qkv = rw.add(nn.Linear(op.x, weight, bias), before=first)
         parts = rw.insert(tensor.Split(qkv, dim=-1, sizes=[s.out_features for s in siblings]), before=first)
         for s, part in zip(siblings, parts.results):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from aielower.errors import CompileError
-from aielower.passes.base import PASS_REGISTRY, ModulePass
+from aielower.passes.base import ModulePass, all_passes, lookup_pass
 
 _ITEM = re.compile(r"[ \t]*([A-Za-z0-9_-]+)[ \t]*(?:\{([^{}]*)\})?[ \t]*(?:,|$)", re.ASCII)
 _OPTION = re.compile(r"([A-Za-z0-9_-]+)=(\S+)", re.ASCII)
@@ -17,8 +17,9 @@ MAX_PIPELINE_CHARS = 10_000
 
 def available_passes() -> str:
     lines = []
-    for name in sorted(PASS_REGISTRY):
-        cls = PASS_REGISTRY[name]
+    registry = all_passes()
+    for name in sorted(registry):
+        cls = registry[name]
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         opts = " ".join(f"{o.name}={o.default}" for o in cls.options if not o.detail)
         lines.append(f"  {name}{'{' + opts + '}' if opts else ''}  {doc}")
@@ -43,7 +44,8 @@ def parse_pipeline(text: str) -> list[ModulePass]:
                 "separated by commas"
             )
         name, body = m.group(1), m.group(2)
-        if name not in PASS_REGISTRY:
+        cls = lookup_pass(name)
+        if cls is None:
             raise CompileError(f"unknown pass {name[:80]!r} in pipeline; available passes:\n{available_passes()}")
         values = {}
         for token in (body or "").split():
@@ -53,6 +55,6 @@ def parse_pipeline(text: str) -> list[ModulePass]:
             if om.group(1) in values:
                 raise CompileError(f"pass '{name}': option '{om.group(1)}' is given twice")
             values[om.group(1)] = om.group(2)
-        passes.append(PASS_REGISTRY[name](**values))
+        passes.append(cls.from_options(**values))
         pos = m.end()
     return passes

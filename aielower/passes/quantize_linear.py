@@ -1,6 +1,8 @@
-"""quantize-linear / quantize-lm-head: nn.linear -> quant.linear with packed group-quantized weights.
+"""quantize-linear / quantize-lm-head: the linear of every linear-like op -> packed group-quantized weights.
 
-Weights become ``qtensor<out x in x u{bits}, group=G, scale=bf16, zero=u4>`` values
+Every op with the :class:`~aielower.ir.core.LinearLike` interface is quantized: ``nn.linear`` becomes
+``quant.linear``; a fused op carrying a linear (a linear with an epilogue) keeps its class and reads the quantized
+weight. Weights become ``qtensor<out x in x u{bits}, group=G, scale=bf16, zero=u4>`` values
 named like the Hugging Face module (``model.layers.0.self_attn.qkv_proj``); their data is
 a :class:`aielower.quant.QuantizedWeight` (packed codes, bf16 scales, zero points), or
 nothing on ``meta``. The input dimension must be a multiple of the group size.
@@ -10,32 +12,35 @@ text (``calib``, default the text in ``../shared/data/calibration/``) with ``tok
 (default: the model the module was compiled from, when it was given by name), runs
 ``samples`` chunks of ``seqlen`` tokens through @prefill, and folds per-channel scales into
 the weights; then it rounds as RTN does. The lm_head is never scaled.
+
+A linear-like op left dense (the lm_head by quantize-linear, whose twin quantize-lm-head takes it) is not an error;
+one that a pass selects but cannot quantize is (run-time weights, a group size that does not divide).
 """
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import field
+from typing import Any, Callable
 
 from aielower.errors import CompileError
 from aielower.ir import Module, QTensorType, Weight
-from aielower.ir.dialects import nn, quant
-from aielower.passes.base import ModulePass, Option, register_pass
+from aielower.ir.core import LinearLike
+from aielower.passes.base import ModulePass, option, pass_class, register_pass
 from aielower.passes.rewriter import Rewriter
 from aielower.quant import quantize_rtn
 
 
 def is_lm_head(fn, op) -> bool:
     """The linear that produces a returned value (the logits)."""
-    return any(v is op.result for v in fn.results)
+    return len(op.results) == 1 and any(v is op.results[0] for v in fn.results)
 
 
+@pass_class
 class _QuantizeLinears(ModulePass):
-    options = (
-        Option("bits", int, 4, "bits per weight", choices=(2, 4, 8)),
-        Option("group", int, 128, "input channels sharing one scale and zero point", minimum=1),
-        Option("method", str, "rtn", "rtn: round to nearest", choices=("rtn",)),
-    )
-    lm_head: bool = False
+    bits: int = option(4, "bits per weight", choices=(2, 4, 8))
+    group: int = option(128, "input channels sharing one scale and zero point", minimum=1)
+    method: str = option("rtn", "rtn: round to nearest", choices=("rtn",))
+    lm_head = False  # class-level: which linears the pass selects
 
     def prepare(self, module: Module) -> None:
         """Change the fp32 weights before rounding (AWQ); nothing for RTN."""
@@ -44,15 +49,17 @@ class _QuantizeLinears(ModulePass):
         return is_lm_head(fn, op) == self.lm_head
 
     def quantized_name(self, op) -> str:
-        name = op.weight.name
+        name = op.linear_weight.name
         return "lm_head" if self.lm_head else name[: -len(".weight")] if name.endswith(".weight") else name
 
     def targets(self, module: Module) -> list:
-        """(function, linear) pairs to quantize, checked before anything changes."""
+        """(function, linear-like op) pairs to quantize, checked before anything changes."""
         found = []
         for fn in module.functions.values():
-            for op in [o for o in fn.ops if isinstance(o, nn.Linear) and self.selects(fn, o)]:
-                w = op.weight
+            for op in [o for o in fn.ops if isinstance(o, LinearLike) and self.selects(fn, o)]:
+                w = op.linear_weight
+                if isinstance(w.type, QTensorType):
+                    continue  # quantized already (e.g. by an earlier pass)
                 if not isinstance(w, Weight):
                     raise CompileError(
                         f"{self.name}: the weight of {op.name} in @{fn.name} is a run-time value ({w.type}), "
@@ -67,14 +74,14 @@ class _QuantizeLinears(ModulePass):
                 found.append((fn, op))
         return found
 
-    def run(self, module: Module) -> None:
+    def run(self, module: Module) -> int:
         self.targets(module)  # bad weights or group sizes fail before any calibration
         self.prepare(module)  # may erase dead linears
         targets = self.targets(module)
         for fn in module.functions.values():
             rw = Rewriter(module, fn)
             for op in [op for f, op in targets if f is fn]:
-                w = op.weight
+                w = op.linear_weight
                 out_f, in_f = w.type.shape
                 qweight = rw.derived_weight(
                     ("quantize", self.method, self.bits, self.group, w.name), self.quantized_name(op),
@@ -82,34 +89,49 @@ class _QuantizeLinears(ModulePass):
                              None if w.data is None else quantize_rtn(w.data, bits=self.bits, group=self.group)),
                 )
                 rw.anchor = op
-                new = rw.add(quant.QLinear(op.x, qweight, op.bias, bits=self.bits, group=self.group))
-                rw.replace_op(op, [new])
+                new = rw.insert(op.with_linear_weight(qweight))
+                for key, value in op.attributes.items():  # discardable attributes (plans, notes) stay
+                    if key not in new.attributes:
+                        new.set_attr(key, value)
+                rw.replace_op(op, new.results)
         module.remove_unused_weights()
+        return len(targets)
+
+    def leftovers(self, module: Module) -> list[str]:
+        return [f"{op.name} in @{fn.name} (weight {_weight_label(op)}) is linear-like but was left unquantized; "
+                "run the pass after the fusion that made it"
+                for fn in module.functions.values() for op in fn.ops
+                if isinstance(op, LinearLike) and self.selects(fn, op) and not isinstance(op.linear_weight.type, QTensorType)]
 
 
-AWQ_OPTIONS = (
-    Option("calib", str, "", "awq: calibration text file (default: ../shared/data/calibration/*.txt)", detail=True),
-    Option("tokenizer", str, "", "awq: model name, directory or .gguf whose tokenizer reads calib (default: the model's)", detail=True),
-    Option("samples", int, 128, "awq: calibration chunks", minimum=1, detail=True),
-    Option("seqlen", int, 512, "awq: tokens per calibration chunk", minimum=1, detail=True),
-    Option("clip", bool, False, "awq: also search the clipping range of each weight group", detail=True),
-    Option("search_tokens", int, 4096, "awq: calibration tokens the output error is measured on", minimum=1, detail=True),
-    Option("progress", bool, True, "awq: progress bar on stderr", detail=True),
-)
+def _weight_label(op) -> str:
+    w = op.linear_weight
+    return f"@{w.name}" if isinstance(w, Weight) else str(w.type)
 
 
 @register_pass("quantize-linear")
 class QuantizeLinear(_QuantizeLinears):
-    """Every nn.linear but the lm_head -> quant.linear (w4 g128 by default; method=rtn or awq)."""
+    """Every linear-like op but the lm_head -> 4-bit group-quantized weight (g128 by default; method=rtn or awq)."""
 
-    options = tuple(
-        dataclasses.replace(o, choices=("rtn", "awq"), help="rtn: round to nearest; awq: activation-aware scales, then rtn")
-        if o.name == "method" else o for o in _QuantizeLinears.options
-    ) + AWQ_OPTIONS
+    method: str = option("rtn", "rtn: round to nearest; awq: activation-aware scales, then rtn", choices=("rtn", "awq"))
+    calib: str = option("", "awq: calibration text file (default: ../shared/data/calibration/*.txt)", detail=True)
+    tokenizer: str = option("", "awq: model name, directory or .gguf whose tokenizer reads calib (default: the model's)",
+                            detail=True)
+    samples: int = option(128, "awq: calibration chunks", minimum=1, detail=True)
+    seqlen: int = option(512, "awq: tokens per calibration chunk", minimum=1, detail=True)
+    clip: bool = option(False, "awq: also search the clipping range of each weight group", detail=True)
+    search_tokens: int = option(4096, "awq: calibration tokens the output error is measured on", minimum=1,
+                                detail=True)
+    progress: bool = option(True, "awq: progress bar on stderr", detail=True)
+    # Not an option: how a tokenizer name becomes a tokenizer (the frontend's ``load_tokenizer``; passes do not
+    # import the frontend). ``aielower.compile`` and ``aielower opt`` provide it.
+    tokenizer_loader: Callable[[str], Any] | None = field(default=None, compare=False, repr=False)
 
-    def __init__(self, **values):
-        super().__init__(**values)
-        given = sorted(set(values) & {o.name for o in AWQ_OPTIONS})
+    AWQ_ONLY = ("calib", "tokenizer", "samples", "seqlen", "clip", "search_tokens", "progress")
+
+    def validate(self) -> None:
+        defaults = {o.name: o.default for o in self.options}
+        given = [k for k in self.AWQ_ONLY if getattr(self, k) != defaults[k]]
         if self.method != "awq" and given:
             raise CompileError(f"pass '{self.name}': option(s) {', '.join(given)} apply to method=awq only "
                                f"(method is {self.method})")
@@ -117,12 +139,9 @@ class QuantizeLinear(_QuantizeLinears):
     def spec(self) -> str:
         if self.method == "awq":
             return super().spec()
-        awq = {o.name for o in AWQ_OPTIONS}
-        return self.name + "{" + " ".join(f"{k}={v}" for k, v in self.values.items() if k not in awq) + "}"
-
+        return self.name + "{" + " ".join(f"{k}={v}" for k, v in self.values.items() if k not in self.AWQ_ONLY) + "}"
     def calibration_tokens(self, module: Module):
         from aielower.data import default_calibration_file
-        from aielower.frontend import load_tokenizer
         from aielower.quant.calibration import calibration_chunks
 
         source = self.tokenizer or module.metadata.get("source")
@@ -132,8 +151,12 @@ class QuantizeLinear(_QuantizeLinears):
                 f"{module.name!r}: give tokenizer=NAME_OR_DIR (QuantConfig(tokenizer=...)), or compile the model by "
                 "name or directory"
             )
+        if self.tokenizer_loader is None:
+            raise CompileError(f"pass '{self.name}': method=awq needs a tokenizer loader to read {source!r}: run the "
+                               "pipeline through aielower.compile or `aielower opt` (they pass "
+                               "aielower.load_tokenizer), or build the pass with tokenizer_loader=")
         path = self.calib or default_calibration_file()
-        return calibration_chunks(path, load_tokenizer(source), self.samples, self.seqlen)
+        return calibration_chunks(path, self.tokenizer_loader(source), self.samples, self.seqlen)
 
     def prepare(self, module: Module) -> None:
         if self.method != "awq":
@@ -153,5 +176,5 @@ class QuantizeLinear(_QuantizeLinears):
 class QuantizeLMHead(_QuantizeLinears):
     """The lm_head linear -> quant.linear (group 32 by default, as the model card)."""
 
-    options = tuple(dataclasses.replace(o, default=32) if o.name == "group" else o for o in _QuantizeLinears.options)
+    group: int = option(32, "input channels sharing one scale and zero point", minimum=1)
     lm_head = True

@@ -10,17 +10,23 @@
 
 The rewriter is the only thing that mutates functions in a pattern pass, so use lists
 stay right; ops made dead by a rewrite are erased by the ``dce`` pass.
+
+The driver is a worklist (as MLIR's greedy driver and xDSL's ``PatternRewriteWalker``): every op is visited once in
+program order, and an op is visited again only when a rewrite may have given it a new match (it was inserted, its
+operands were replaced, or one of its users was erased). Inserting and erasing are constant time (the function's
+ops are an :class:`~aielower.ir.oplist.OpList`), so a pass costs time linear in the number of ops and rewrites.
+There is no round limit: a set of patterns that keeps rewriting forever (two patterns undoing each other) is stopped
+with a CompileError naming the pattern, after far more rewrites than any terminating set makes.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, ClassVar, Sequence
 
-import numpy as np
-
-from aielower.errors import IRError
+from aielower.errors import CompileError, IRError
 from aielower.ir import Function, Module, Op, TensorType, Value, Weight
-from aielower.ir.core import OpResult
+from aielower.ir.core import Commutative, OpResult
 from aielower.passes.base import ModulePass
 
 
@@ -30,6 +36,18 @@ def producer(value: Value, *classes: type[Op]) -> Op | None:
     if owner is None or (classes and not isinstance(owner, classes)):
         return None
     return owner
+
+
+def match_commutative(op: Op) -> tuple[tuple[Value, Value], ...]:
+    """The operand orders a pattern should try on a :class:`~aielower.ir.core.Commutative` binary op:
+    ``(lhs, rhs)`` and ``(rhs, lhs)`` (once when both are the same value)::
+
+        for gate, up in match_commutative(op): ...
+    """
+    if not op.has_trait(Commutative) or len(op.operands) != 2:
+        raise IRError(f"match_commutative needs a binary op with the Commutative trait, got {op.name}")
+    a, b = op.operands
+    return ((a, b),) if a is b else ((a, b), (b, a))
 
 
 def single_user(value: Value) -> bool:
@@ -44,25 +62,30 @@ def op_users(value: Value, *classes: type[Op]) -> list[Op]:
 
 def defined_before(fn: Function, values: Sequence[Value], anchor: Op) -> bool:
     """True when every value is available at ``anchor`` (an argument, a weight, or made earlier)."""
-    position = {id(op): i for i, op in enumerate(fn.ops)}
-    limit = position[id(anchor)]
-    return all(not isinstance(v, OpResult) or position.get(id(v.op), limit) < limit for v in values)
+    return all(not isinstance(v, OpResult) or (v.op in fn.ops and fn.ops.before(v.op, anchor)) for v in values)
 
 
 class Rewriter:
-    """Inserts, replaces and erases ops of one function; adds weights to the module."""
+    """Inserts, replaces and erases ops of one function; adds weights to the module.
+
+    ``changed`` says whether anything changed since it was last reset; ``on_insert`` / ``on_touch`` (set by the
+    worklist driver) hear about new ops and about ops that may match anew."""
 
     def __init__(self, module: Module, fn: Function):
         self.module, self.fn = module, fn
         self.anchor: Op | None = None
         self.changed = False
+        self.on_touch = None  # callable(op): op may have a new match
+
+    def _touch(self, op) -> None:
+        if self.on_touch is not None and isinstance(op, Op):
+            self.on_touch(op)
 
     def insert(self, op: Op, before: Op | None = None) -> Op:
-        """Insert ``op`` before ``before`` (default: the op being rewritten)."""
-        anchor = before or self.anchor
-        index = self.fn.ops.index(anchor) if anchor is not None else len(self.fn.ops)
-        self.fn.ops.insert(index, op)
+        """Insert ``op`` before ``before`` (default: the op being rewritten; the end when there is none)."""
+        self.fn.ops.insert_before(before or self.anchor, op)
         self.changed = True
+        self._touch(op)
         return op
 
     def add(self, op: Op, before: Op | None = None) -> Value:
@@ -75,12 +98,17 @@ class Rewriter:
         for old, new in zip(op.results, new_values):
             if old.type != new.type:
                 raise IRError(f"replacing {op.name}: type {old.type} replaced by {new.type}")
+            for user in old.users:
+                self._touch(user)
             old.replace_all_uses_with(new)
         self.erase(op)
 
     def erase(self, op: Op) -> None:
         if any(r.users for r in op.results):
             raise IRError(f"cannot erase {op.name}: its results are still used")
+        for v in op.operands:  # their producers lose a user: single-user patterns may match now
+            if isinstance(v, OpResult):
+                self._touch(v.op)
         op.drop_operands()
         self.fn.ops.remove(op)
         self.changed = True
@@ -120,7 +148,12 @@ class Rewriter:
         shape = list(types[0].shape)
         shape[axis] = sum(t.shape[axis] for t in types)
         datas = [w.data for w in weights]
-        data = None if any(d is None for d in datas) else np.concatenate(datas, axis=axis)
+        if any(d is None for d in datas):
+            data = None
+        else:
+            import numpy as np
+
+            data = np.concatenate(datas, axis=axis)
         return TensorType(tuple(shape), types[0].dtype), data
 
 
@@ -134,28 +167,57 @@ class RewritePattern:
 
 
 class PatternPass(ModulePass):
-    """Applies ``patterns`` to every op of every function until nothing changes."""
+    """Applies ``patterns`` to the ops of every function with the worklist driver (see the module docs); returns
+    the number of rewrites. ``patterns_for(module)`` may build patterns from the module (its attributes)."""
 
     patterns: ClassVar[tuple[RewritePattern, ...]] = ()
-    max_rounds: ClassVar[int] = 10
+    # Rewrites allowed per op of the function before the driver calls the patterns non-terminating.
+    rewrites_per_op_limit: ClassVar[int] = 64
 
     def patterns_for(self, module: Module) -> Sequence[RewritePattern]:
         return self.patterns
 
-    def run(self, module: Module) -> None:
-        patterns = self.patterns_for(module)
-        for fn in module.functions.values():
-            for _ in range(self.max_rounds):
-                rw = Rewriter(module, fn)
-                for op in list(fn.ops):
-                    if op not in fn.ops:  # erased by an earlier rewrite in this round
-                        continue
-                    for pattern in patterns:
-                        if isinstance(op, pattern.root):
-                            rw.anchor = op
-                            pattern.match_and_rewrite(op, rw)
-                            if op not in fn.ops:
-                                break
-                if not rw.changed:
-                    break
+    def run(self, module: Module) -> int:
+        patterns = tuple(self.patterns_for(module))
+        total = sum(self.rewrite_function(module, fn, patterns) for fn in module.functions.values())
         module.remove_unused_weights()
+        return total
+
+    def rewrite_function(self, module: Module, fn: Function, patterns: Sequence[RewritePattern]) -> int:
+        by_class: dict[type, tuple[RewritePattern, ...]] = {}
+        queued: set[int] = set()
+        worklist: deque[Op] = deque()
+
+        def push(op: Op) -> None:
+            if id(op) not in queued:
+                queued.add(id(op))
+                worklist.append(op)
+
+        for op in fn.ops:
+            push(op)
+        rw = Rewriter(module, fn)
+        rw.on_touch = push
+        limit = self.rewrites_per_op_limit * (len(fn.ops) + 16)
+        rewrites = 0
+        while worklist:
+            op = worklist.popleft()
+            queued.discard(id(op))
+            if op not in fn.ops:  # erased by an earlier rewrite
+                continue
+            matching = by_class.get(type(op))
+            if matching is None:
+                matching = by_class[type(op)] = tuple(p for p in patterns if isinstance(op, p.root))
+            for pattern in matching:
+                rw.anchor, rw.changed = op, False
+                pattern.match_and_rewrite(op, rw)
+                if not rw.changed:
+                    continue
+                rewrites += 1
+                if rewrites > limit:
+                    raise CompileError(f"pass '{self.name}': more than {limit:,} rewrites on @{fn.name} "
+                                       f"({len(fn.ops):,} ops); the patterns do not terminate (last: "
+                                       f"{type(pattern).__name__} on {op.name})")
+                if op in fn.ops:
+                    push(op)  # changed in place or still there: look at it again
+                break
+        return rewrites

@@ -105,9 +105,30 @@ def test_parse_errors_name_line_and_column(old, new, line, col, expected):
 
 
 def test_parse_error_on_garbage_at_top_level():
-    err = _error("module {\n}")
+    err = _error("graph {\n}")
     assert (err.line, err.col) == (1, 1)
     assert "expected 'weight' or 'func'" in err.reason
+
+
+def test_module_header_errors_say_what_is_expected():
+    assert "'@' and the module name" in _error("module {\n}").reason
+    assert "expected '{' opening the module attributes" in _error("module @m attributes [1]").reason
+    assert "module name @a$b is not allowed" in _error("module @a$b").reason
+    err = _error('module @m attributes {"" = 1}')
+    assert "quoted dictionary key" in err.reason
+
+
+def test_module_attributes_round_trip_and_reach_the_passes():
+    """A dump parsed back carries the module's attributes: fuse-attention reads rope_theta from them."""
+    from aielower.ir import Module
+
+    m = Module("tiny")
+    m.metadata.update({"rope_theta": 1000000.0, "config": {"id2label": {"0": "A", "1": "B"}, "rope_scaling": None,
+                                                            "architectures": ["Qwen2ForCausalLM"]}})
+    text = str(m)
+    assert text.splitlines()[0].startswith('module @tiny attributes {rope_theta = 1000000.0, config = {id2label = {"0"')
+    back = parse(text)
+    assert back.name == "tiny" and back.metadata == m.metadata and str(back) == text
 
 
 def test_redefined_value_is_an_error():

@@ -5,7 +5,7 @@ Modules, in the order a compile uses them:
 - ``device``    the NPUs (npu1: Phoenix / Hawk Point, npu2: Strix), every number with its source
 - ``plan``      the plan of one op (launches, buffers, streams, access patterns) as stored in ``aie.plan``
 - ``planner``   tile-size and core-grid search per op kind; ``budget`` the limits every launch must hold
-              (the pass itself is ``aielower.passes.plan_aie_tiling``)
+              (the pass itself is ``aielower.backends.aie.tiling``)
 - ``schedule``  per core, the kernel calls of a launch and the DMA access pattern of every tile
 - ``kernels``   kernel specs, AIE API C++ from templates, host builds with g++; ``binding`` maps launches to specs
 - ``weights``   4-bit weights pre-tiled in the order the DMA reads them

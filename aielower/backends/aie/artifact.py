@@ -87,8 +87,9 @@ def weight_files(module: Module) -> dict[str, dict]:
         for op in fn.ops:
             plan = plan_of(op)
             if plan is not None and plan.kind == "linear":
-                tilings[op.weight.name] = plan.shape
-                bias_of[op.weight.name] = op.bias.name if isinstance(op.bias, Weight) else None
+                weight, bias = op.linear_weight, op.linear_bias  # a planned linear is LinearLike
+                tilings[weight.name] = plan.shape
+                bias_of[weight.name] = bias.name if isinstance(bias, Weight) else None
     stored_bf16 = bf16_weight_names(module)
     files = {}
     for name, w in sorted(module.weights.items()):

@@ -9,7 +9,7 @@ import numpy as np
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.emulator import Emulator
 from aielower.backends.aie.kernels import KernelLibrary
-from aielower.backends.ref.runtime import as_input_ids, load_source
+from aielower.backends.ref.runtime import as_input_ids
 from aielower.errors import AielowerError, ModelError
 from aielower.ir import Module
 
@@ -41,8 +41,6 @@ class AieArtifact:
 
     def _build_emulator(self) -> Emulator:
         from aielower.backends.aie.artifact import collect, read_weights
-        from aielower.backends.ref import generate
-        from aielower.backends.ref.codegen import kernel_name
 
         weights_dir = self.out_dir / "weights"
         if not (weights_dir / "index.json").exists():
@@ -52,10 +50,7 @@ class AieArtifact:
         kernels, _ = collect(self.ir, self.device)
         library = KernelLibrary.build(kernels.values(), self.out_dir / "host-build")
         blobs, arrays = read_weights(weights_dir, self.ir)
-        namespace = load_source(generate(self.ir), f"<aielower-aie-host {self.ir.name}>")
-        host_kernels = {op.name: namespace[kernel_name(op.name)] for fn in self.ir.functions.values()
-                        for op in fn.ops if kernel_name(op.name) in namespace}
-        return Emulator(self.ir, self.device, library, blobs, host_kernels, arrays, self._design_reader())
+        return Emulator(self.ir, self.device, library, blobs, arrays, self._design_reader())
 
     def _design_reader(self):
         """launch -> its design, parsed from this artifact's ``design/`` files (read once each)."""

@@ -25,7 +25,6 @@ Ops without a plan run on the host; they are counted (:attr:`FunctionCost.host_o
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -34,7 +33,8 @@ from aielower.backends.aie.device import Device
 from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of
 from aielower.errors import CompileError
 from aielower.ir import Function, Module, QTensorType, TensorType, Weight
-from aielower.ir.dialects import fused, nn
+from aielower.ir.core import LinearLike
+from aielower.ir.dialects import fused
 
 # Kernels built on ``aie::mmul`` (docs/aie-kernels.md): they run at the device's native bf16 mmul rate, because a
 # w4abf16 kernel dequantizes its 4-bit weights to bf16 first (there is no bf16 x int4 mmul; see Device).
@@ -221,7 +221,7 @@ class FunctionPlan:
             if plan is None:
                 host[op.name] += 1
                 continue
-            key = (op_label(op), op.name, json.dumps(op.attributes["aie.plan"], sort_keys=True))
+            key = (op_label(op), op.name, plan)
             if key in groups:
                 groups[key][1] += 1
             else:
@@ -401,39 +401,33 @@ def model_latency(module: Module, device: Device, prompt_len: int, new_tokens: i
 # --------------------------------------------------------------------------- minimum traffic
 
 
-def _dtype_bits(dtype: str) -> int:
-    if dtype in ("bf16", "f16"):
-        return 16
-    m = re.fullmatch(r"[uif](\d+)", dtype)
-    if not m:
-        raise CompileError(f"no bit width known for dtype {dtype!r}")
-    return int(m.group(1))
-
-
 def weight_read_bytes(weight: Weight) -> float:
     """Bytes the NPU reads for ``weight``: a qtensor as its type says (packed codes, one scale and one zero point
     per group, each in its own dtype); any other tensor in bf16 (AIE numerics: every DDR tensor is bf16)."""
     t = weight.type
-    n = 1
-    for d in t.shape:
-        n *= d
     if isinstance(t, QTensorType):
-        groups = n // t.group
-        return n * t.bits / 8 + groups * (_dtype_bits(t.scale) + _dtype_bits(t.zero)) / 8
+        return t.nbytes
     if isinstance(t, TensorType):
+        n = 1
+        for d in t.shape:
+            n *= d
         return n * BF16
     raise CompileError(f"weight @{weight.name} has an unknown type {t}")
 
 
 def min_weight_bytes_per_decode_token(module: Module) -> int:
-    """Bytes of the weights one decode step must read: every weight of a linear (``quant.linear`` / ``nn.linear``:
-    packed codes + scales + zeros, biases) and of a norm, each counted once. Not counted: the embedding table (the
+    """Bytes of the weights one decode step must read: the weight and bias of every linear-like op (packed codes +
+    scales + zeros, biases) and the weight of every norm, each counted once. Not counted: the embedding table (the
     host looks up one row per token) and the rotary frequencies (the host builds the cos/sin tables)."""
     seen: dict[str, float] = {}
     for op in decode_function(module).ops:
-        if not isinstance(op, (nn.LinearBase, fused.RMSNorm, fused.AddRMSNorm)):
+        if isinstance(op, LinearLike):
+            values = [op.linear_weight, op.linear_bias]
+        elif isinstance(op, (fused.RMSNorm, fused.AddRMSNorm)):
+            values = [op.weight]
+        else:
             continue
-        for value in op.operands:
+        for value in values:
             if isinstance(value, Weight) and value.name not in seen:
                 seen[value.name] = weight_read_bytes(value)
     return int(round(sum(seen.values())))

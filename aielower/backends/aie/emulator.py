@@ -5,8 +5,10 @@ artifact's own text, parsed by :mod:`aielower.backends.aie.designs.parse`) and r
 :class:`~aielower.backends.aie.designs.simulate.DesignRun`, which derives what every core receives from the design's
 object FIFOs, links and runtime sequence as mlir-aie's lowering sets them up, and calls the generated kernels
 (compiled with g++ against our host AIE API). A layout bug in a design therefore shows up as wrong logits here.
-Linear weights come from the pre-tiled files in ``weights/``. Ops without a plan run on the host with the reference
-backend's NumPy kernels.
+Linear weights come from the pre-tiled files in ``weights/``. Ops without a plan run on the host: the emulator is an
+:class:`aielower.interp.Interpreter` whose planned ops are overridden with NPU launches, so host ops compute exactly
+what their ``@impl`` says. A ``LinearLike`` op with an epilogue runs its planned linear on the NPU and the epilogue on
+the host.
 
 What the host does around each launch, as the NPU host runtime would: it pads inputs to the launch's bucket and
 allocates its DDR tensors at their padded sizes; it sets the attention design's run-time parameters (the position
@@ -28,7 +30,9 @@ from aielower.backends.aie.kernels import KernelLibrary
 from aielower.backends.aie.plan import AccessPattern, LaunchPlan, OpPlan, plan_of
 from aielower.backends.aie.planner import roundup
 from aielower.errors import AielowerError, CompileError
-from aielower.ir import Module, Sym, Weight
+from aielower.interp import Interpreter
+from aielower.ir import Module, Weight
+from aielower.ir.core import LinearLike
 from aielower.quant.bf16 import bf16_bits, from_bf16_bits
 
 
@@ -60,19 +64,20 @@ class Emulator:
     """Runs the functions of a planned module: NPU launches through the kernel library, the rest on the host.
 
     ``blobs`` maps each quantized weight's name to its pre-tiled bytes (as read from ``weights/``);
-    ``host_kernels`` are the reference backend's NumPy kernels by op name; ``host_weights`` the arrays host ops
-    read (bf16-rounded where the NPU build stores bf16).
+    ``host_weights`` the arrays host ops read (bf16-rounded where the NPU build stores bf16). Host ops run on their
+    ``@impl`` (:mod:`aielower.interp`), through the same interpreter as the reference backend and AWQ.
     """
 
     def __init__(self, module: Module, device: Device, library: KernelLibrary, blobs: dict[str, np.ndarray],
-                 host_kernels: dict[str, Callable], host_weights: dict[str, np.ndarray],
+                 host_weights: dict[str, np.ndarray],
                  design_for: Callable[[LaunchPlan, OpPlan], Design]):
         self.module, self.device, self.library = module, device, library
-        self.blobs, self.host_kernels, self.host_weights = blobs, host_kernels, host_weights
+        self.blobs, self.host_weights = blobs, host_weights
         self.design_for = design_for
         self.launches = 0
         self.calls = 0  # kernel calls made by all launches
         self._runs: dict[str, DesignRun] = {}
+        self._interpreters: dict[str, _HostInterpreter] = {}
 
     def _run(self, plan: OpPlan, launch: LaunchPlan, tensors: dict[str, np.ndarray],
              rtp: dict[int, int] | None = None) -> None:
@@ -88,43 +93,12 @@ class Emulator:
     # -- functions ----------------------------------------------------------------------------------------
 
     def run(self, function: str, *args: np.ndarray) -> list[np.ndarray]:
-        fn = self.module.functions.get(function)
-        if fn is None:
+        if function not in self.module.functions:
             raise AielowerError(f"the module has no function @{function}; it has {', '.join(self.module.functions)}")
-        if len(args) != len(fn.args):
-            raise AielowerError(f"@{function} takes {len(fn.args)} arguments, got {len(args)}")
-        env: dict[int, np.ndarray] = {}
-        symbols: dict[str, int] = {}
-        for a, value in zip(fn.args, args):
-            env[id(a)] = value
-            for dim, size in zip(a.type.shape, np.shape(value)):
-                if isinstance(dim, Sym):
-                    symbols[dim.name] = int(size)
-
-        def value_of(v):
-            return self.host_weights.get(v.name) if isinstance(v, Weight) else env[id(v)]
-
-        for op in fn.ops:
-            plan = plan_of(op)
-            if plan is None:
-                results = self._host(op, [_field_value(op, f, value_of) for f in op.operand_fields
-                                          if f.variadic or op._groups[f.name]], symbols)
-            else:
-                results = self._npu(op, plan, [value_of(v) for v in op.operands])
-            results = results if isinstance(results, (tuple, list)) else (results,)
-            for r, value in zip(op.results, results):
-                env[id(r)] = value
-        return [env[id(v)] if not isinstance(v, Weight) else self.host_weights[v.name] for v in fn.results]
-
-    def _host(self, op, operands, symbols):
-        kernel = self.host_kernels.get(op.name)
-        if kernel is None:
-            raise CompileError(f"the host emulator has no host kernel for {op.name}")
-        attrs = {}
-        for f in op.attr_fields:
-            value = op.attributes[f.name]
-            attrs[f.name] = _concrete(value, symbols)
-        return kernel(*operands, **attrs)
+        interp = self._interpreters.get(function)
+        if interp is None:
+            interp = self._interpreters[function] = _HostInterpreter(self, function)
+        return interp(*args)
 
     # -- NPU ops ----------------------------------------------------------------------------------------------
 
@@ -271,17 +245,35 @@ def _pad3(x: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
     return out.reshape(-1)
 
 
-def _field_value(op, field, value_of):
-    group = op._groups[field.name]
-    return [value_of(v) for v in group] if field.variadic else value_of(group[0])
+class _HostInterpreter(Interpreter):
+    """The interpreter with the emulator's NPU: ops that carry a plan run as launches (a planned LinearLike op: its
+    linear; an epilogue, if any, then runs on the host); host ops read the weights from ``weights/``."""
 
+    def __init__(self, emulator: Emulator, function: str):
+        self.emulator = emulator
+        super().__init__(emulator.module, function)
 
-def _concrete(value, symbols: dict[str, int]):
-    if isinstance(value, Sym):
-        return symbols[value.name]
-    if isinstance(value, tuple):
-        return tuple(_concrete(v, symbols) for v in value)
-    return value
+    def weight(self, w: Weight):
+        return self.emulator.host_weights.get(w.name)  # None for a 4-bit weight: only the NPU reads it (blobs)
+
+    def linear(self, op: LinearLike):
+        plan = plan_of(op)
+        if plan is None:
+            return super().linear(op)
+        emulator = self.emulator
+
+        def npu_linear(x, weight, bias):
+            emulator.launches += 1
+            return emulator._linear(op, plan, x, weight, bias)
+
+        return npu_linear
+
+    def evaluator(self, op):
+        plan = plan_of(op)
+        if plan is None or isinstance(op, LinearLike):
+            return super().evaluator(op)
+        emulator = self.emulator
+        return lambda *operands, **attributes: emulator._npu(op, plan, operands)
 
 
 __all__ = ["Emulator", "strided_view"]

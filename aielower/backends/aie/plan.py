@@ -7,8 +7,8 @@ split over the core rows or broadcast to them), so the budgets can be checked fr
 (:mod:`aielower.backends.aie.budget`). The exact per-tile DMA access patterns follow from the plan by
 :mod:`aielower.backends.aie.schedule`; the plan records the first tile's patterns so the printed IR shows them.
 
-Plans are plain data on the way into and out of the IR (``to_attr`` / ``from_attr``), so printing and parsing the IR
-keeps them.
+The ``aie.plan`` attribute holds the :class:`OpPlan` object (:class:`PlanAttr`, a registered attribute type); it is
+printed as plain data (``to_attr``) and parsed back with ``from_attr``, so printing and parsing the IR keeps it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from aielower import names
 from aielower.errors import IRError
+from aielower.ir.attributes import AttrType, format_plain, register_discardable
 
 PLAN_ATTR = "aie.plan"
 PREFILL_BUCKETS = (128, 256, 512, 1024, 2048)
@@ -267,6 +268,9 @@ class OpPlan:
                 return b
         return self.buckets[-1]
 
+    def __hash__(self) -> int:  # shape and params are dicts: hash the printed form (plans are compared rarely)
+        return hash(format_plain(self.to_attr()))
+
     def to_attr(self) -> dict:
         return {
             "kind": self.kind,
@@ -289,10 +293,40 @@ class OpPlan:
             raise IRError(f"malformed {PLAN_ATTR} attribute: {type(e).__name__}: {e}") from None
 
 
+class PlanAttr(AttrType):
+    """The type of the ``aie.plan`` attribute: the value is an :class:`OpPlan`; printed as its plain-data form
+    (``to_attr``) and parsed back with ``from_attr`` (which checks every name and number, since IR text comes from
+    anyone). Registered for ``aie.plan``, so the plan is parsed once, where the IR is read."""
+
+    describe = "an aie.plan (see aielower.backends.aie.plan)"
+
+    @classmethod
+    def check(cls, value):
+        if isinstance(value, OpPlan):
+            return value
+        raise TypeError
+
+    @classmethod
+    def coerce(cls, value, where):
+        if isinstance(value, dict):  # plain data from a pass or the parser
+            return OpPlan.from_attr(value)
+        return super().coerce(value, where)
+
+    @classmethod
+    def read(cls, value):
+        return OpPlan.from_attr(value)
+
+    @classmethod
+    def format(cls, value):
+        return format_plain(value.to_attr())
+
+
+register_discardable(PLAN_ATTR, PlanAttr)
+
+
 def plan_of(op) -> OpPlan | None:
     """The plan stored on ``op`` by plan-aie-tiling, or None if the op runs on the host."""
-    value = op.attributes.get(PLAN_ATTR)
-    return None if value is None else OpPlan.from_attr(value)
+    return op.attributes.get(PLAN_ATTR)
 
 
 __all__ = [
@@ -303,6 +337,7 @@ __all__ = [
     "OpPlan",
     "PLAN_ATTR",
     "PREFILL_BUCKETS",
+    "PlanAttr",
     "Stream",
     "plan_of",
 ]

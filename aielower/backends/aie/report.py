@@ -4,7 +4,8 @@ per-op breakdowns, DDR traffic per decode token against the minimum, and the tar
 :func:`build_report` makes a plain dict (what ``report.json`` holds); :func:`render_markdown` renders it with the
 jinja2 template ``templates/report/report.md.j2``; :func:`write_report` writes both (and a PNG with the ``plot``
 extra). Every aielower figure is modelled by :mod:`aielower.backends.aie.cost`, and labelled so; the card's
-figures are measurements of another flow (:mod:`aielower.eval.model_card`).
+figures are measurements of another flow (:mod:`aielower.reporting`, which also formats the tables; a backend does
+not import :mod:`aielower.eval`).
 """
 
 from __future__ import annotations
@@ -17,19 +18,19 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
+from aielower import reporting
 from aielower.backends.aie import cost
 from aielower.backends.aie.device import Device
-from aielower.eval import model_card
-from aielower.errors import CompileError
-from aielower.output import safe_path
-from aielower.eval.latency import COLUMNS, LatencyRow, grid, markdown_table
-from aielower.ir import Module
 from aielower.backends.aie.templating import ENV
+from aielower.errors import CompileError
+from aielower.ir import Module
+from aielower.output import safe_path
+from aielower.reporting import COLUMNS, LatencyRow, grid, markdown_table
 
 
 NEW_TOKENS = 60
-SHORT_PROMPTS = tuple(r.prompt_tokens for r in model_card.DECODE_SHORT_PROMPTS)
-PROMPT_LENGTHS = tuple(r.prompt_tokens for r in model_card.BENCHMARK_EXACT)
+SHORT_PROMPTS = tuple(r.prompt_tokens for r in reporting.DECODE_SHORT_PROMPTS)
+PROMPT_LENGTHS = tuple(r.prompt_tokens for r in reporting.BENCHMARK_EXACT)
 
 # Targets of issue 6 (cost model and reports), for Qwen1.5-7B-Chat w4 g128 + lm_head g32 on npu2.
 DDR_RATIO_LIMIT = 1.05  # DDR bytes per decode token / the minimum (weights + KV cache)
@@ -114,9 +115,9 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
         raise CompileError(f"module {module.name} is planned for {planned_device or 'no device'}, not {device.name}: "
                                 f"run plan-aie-tiling{{device={device.name}}} first")
     decode_plan = cost.FunctionPlan.of(cost.decode_function(module))
-    card_ok = model_card.card_applies(module.name, device.name)
-    card_short = {r.prompt_tokens: r for r in model_card.DECODE_SHORT_PROMPTS}
-    card_long = {r.prompt_tokens: r for r in model_card.BENCHMARK_EXACT}
+    card_ok = reporting.card_applies(module.name, device.name)
+    card_short = {r.prompt_tokens: r for r in reporting.DECODE_SHORT_PROMPTS}
+    card_long = {r.prompt_tokens: r for r in reporting.BENCHMARK_EXACT}
 
     def card_rows(lengths, table, first):
         # the card's row for that length (with its own new-token count) if any, else an empty one
@@ -127,9 +128,9 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
 
     skipped: list[int] = []
     short = _latency_rows(module, device, decode_plan,
-                          card_rows(short_prompts, card_short, model_card.DECODE_SHORT_PROMPTS), overhead, skipped)
+                          card_rows(short_prompts, card_short, reporting.DECODE_SHORT_PROMPTS), overhead, skipped)
     long = _latency_rows(module, device, decode_plan,
-                         card_rows(prompt_lengths, card_long, model_card.BENCHMARK_EXACT), overhead, skipped)
+                         card_rows(prompt_lengths, card_long, reporting.BENCHMARK_EXACT), overhead, skipped)
     if not short:
         raise CompileError(f"no short prompt fits the KV cache of {module.name} with {new_tokens} new tokens")
 
@@ -194,7 +195,7 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
         "max_seq_len": module.metadata.get("max_seq_len"),
         "new_tokens": new_tokens,
         "overhead": overhead,
-        "card": {"file": model_card.CARD_FILE, "setup": model_card.CARD_SETUP, "applies": card_ok,
+        "card": {"file": reporting.CARD_FILE, "setup": reporting.CARD_SETUP, "applies": card_ok,
                  "decode_ms_per_token": card_ms, "tokens_per_s": 1e3 / card_ms},
         "decode_ms_per_token": decode_ms,
         "decode_ms_per_token_by_overhead": by_overhead,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aielower.ir.core import Op, attr, op, operand, require, same_dtype, tensor_type
+from aielower.ir.core import Op, WritesInPlace, attr, op, operand, require, same_dtype, tensor_type
 
 
 def _normed_type(op: Op):
@@ -70,6 +70,8 @@ class Attention(Op):
     ``position .. position+s-1``, query i attends to cache entries j <= position + i,
     and the results are (out, new k_cache, new v_cache).
     """
+
+    traits = (WritesInPlace({1: "k_cache", 2: "v_cache"}),)
 
     q = operand()
     k = operand()

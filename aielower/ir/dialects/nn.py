@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from aielower.ir.core import Op, attr, broadcast_shapes, normalize_axis, op, operand, require, same_dtype, tensor_type
+from aielower.ir.core import (
+    Commutative,
+    LinearLike,
+    Op,
+    attr,
+    broadcast_shapes,
+    normalize_axis,
+    op,
+    operand,
+    require,
+    same_dtype,
+    tensor_type,
+)
 from aielower.ir.types import FLOAT_DTYPES
-
-
-
 
 @op("nn.embedding")
 class Embedding(Op):
@@ -23,8 +32,9 @@ class Embedding(Op):
         return [table.with_shape(ids.shape + table.shape[1:])]
 
 
-class LinearBase(Op):
-    """Shared by ``nn.linear`` and ``quant.linear``: ``y = x @ W^T + bias``, W [out, in]."""
+class LinearBase(LinearLike, Op):
+    """Shared by ``nn.linear`` and ``quant.linear``: ``y = x @ W^T + bias``, W [out, in] (the plain
+    :class:`~aielower.ir.core.LinearLike`: no epilogue)."""
 
     x = operand()
     weight = operand()
@@ -34,24 +44,8 @@ class LinearBase(Op):
         raise NotImplementedError
 
     def result_types(self):
-        x = tensor_type(self.x, self.name, "x")
-        self.check_weight(x)
-        w = self.weight.type
-        require(w.rank == 2, f"{self.name}: weight must be 2-D [out, in], got {w}")
-        require(x.rank >= 1 and x.shape[-1] == w.shape[1], f"{self.name}: x {x} does not match weight {w} (in features {w.shape[1]})")
-        if self.bias is not None:
-            b = tensor_type(self.bias, self.name, "bias")
-            require(b.shape == (w.shape[0],), f"{self.name}: bias {b} must be [{w.shape[0]}]")
-            same_dtype(self, x, b)
-        return [x.with_shape(x.shape[:-1] + (w.shape[0],))]
-
-    @property
-    def in_features(self) -> int:
-        return self.weight.type.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        return self.weight.type.shape[0]
+        self.check_weight(tensor_type(self.x, self.name, "x"))
+        return [self.linear_result_type()]
 
 
 @op("nn.linear")
@@ -60,6 +54,14 @@ class Linear(LinearBase):
 
     def check_weight(self, x) -> None:
         same_dtype(self, x, tensor_type(self.weight, self.name, "weight"))
+
+    def with_linear_weight(self, weight):
+        from aielower.ir.dialects.quant import QLinear
+        from aielower.ir.types import QTensorType
+
+        if isinstance(weight.type, QTensorType):
+            return QLinear(self.x, weight, self.bias, bits=weight.type.bits, group=weight.type.group)
+        return super().with_linear_weight(weight)
 
 
 class _Binary(Op):
@@ -79,6 +81,8 @@ class _Binary(Op):
 class Add(_Binary):
     """lhs + rhs"""
 
+    traits = (Commutative(),)
+
 
 @op("nn.sub")
 class Sub(_Binary):
@@ -88,6 +92,8 @@ class Sub(_Binary):
 @op("nn.mul")
 class Mul(_Binary):
     """lhs * rhs"""
+
+    traits = (Commutative(),)
 
 
 @op("nn.div")

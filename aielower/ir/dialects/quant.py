@@ -23,3 +23,10 @@ class QLinear(LinearBase):
         require(isinstance(w, QTensorType), f"{self.name}: weight must be a qtensor, got {w}")
         require((w.bits, w.group) == (self.bits, self.group),
                 f"{self.name}: attributes bits={self.bits} group={self.group} differ from the weight type {w}")
+
+    def with_linear_weight(self, weight):
+        from aielower.ir.dialects.nn import Linear
+
+        if isinstance(weight.type, QTensorType):
+            return QLinear(self.x, weight, self.bias, bits=weight.type.bits, group=weight.type.group)
+        return Linear(self.x, weight, self.bias)

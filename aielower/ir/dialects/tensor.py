@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from aielower.ir.core import Op, attr, normalize_axis, op, operand, operands, require, tensor_type
+from aielower.ir.core import Op, ViewOf, WritesInPlace, attr, normalize_axis, op, operand, operands, require, tensor_type
 from aielower.ir.types import Sym, TensorType, same_numel
 
 
 @op("tensor.reshape")
 class Reshape(Op):
     """View ``x`` with another shape of the same number of elements (row-major)."""
+
+    traits = (ViewOf("x"),)
 
     x = operand()
     shape = attr("dims")
@@ -22,6 +24,8 @@ class Reshape(Op):
 @op("tensor.transpose")
 class Transpose(Op):
     """Swap two dims."""
+
+    traits = (ViewOf("x"),)
 
     x = operand()
     dim0 = attr("int")
@@ -39,6 +43,8 @@ class Transpose(Op):
 class Permute(Op):
     """Reorder dims: result dim i is input dim ``perm[i]``."""
 
+    traits = (ViewOf("x"),)
+
     x = operand()
     perm = attr("ints")
 
@@ -51,6 +57,8 @@ class Permute(Op):
 @op("tensor.expand")
 class Expand(Op):
     """Broadcast size-1 dims of ``x`` (leading dims may be added) to ``shape``."""
+
+    traits = (ViewOf("x"),)
 
     x = operand()
     shape = attr("dims")
@@ -66,6 +74,8 @@ class Expand(Op):
 @op("tensor.slice")
 class Slice(Op):
     """``x[..., start:end:step, ...]`` along ``dim``; ``end`` is clamped to the dim size."""
+
+    traits = (ViewOf("x"),)
 
     x = operand()
     dim = attr("int")
@@ -119,6 +129,8 @@ class Concat(Op):
 class Split(Op):
     """Split ``x`` along ``dim`` into pieces of the given ``sizes`` (one result each)."""
 
+    traits = (ViewOf("x"),)
+
     x = operand()
     dim = attr("int")
     sizes = attr("ints")
@@ -139,6 +151,8 @@ class Split(Op):
 class IndexCopy(Op):
     """``x`` with the slices ``index[i]`` along ``dim`` replaced by ``src``'s slices ``i``
     (torch.index_copy). Used for KV-cache writes: the result is the new cache."""
+
+    traits = (WritesInPlace({0: "x"}),)
 
     x = operand()
     index = operand()

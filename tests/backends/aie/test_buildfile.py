@@ -63,7 +63,7 @@ def test_makefile_fails_clearly_without_the_toolchain(tmp_path):
     dry = make("PEANO_INSTALL_DIR=/opt/peano", "MLIR_AIE_DIR=/opt/mlir-aie")
     assert dry.returncode == 0, dry.stderr
     for spec in kernels:
-        assert (f"/opt/peano/bin/clang++ -O2 -std=c++20 --target=aie2p-none-unknown-elf" in dry.stdout
+        assert ("/opt/peano/bin/clang++ -O2 -std=c++20 --target=aie2p-none-unknown-elf" in dry.stdout
                 and f"-I /opt/mlir-aie/include -c kernels/{spec.filename} -o build/{spec.symbol}.o" in dry.stdout)
     for name, _ in designs:
-        assert f"cd build && /opt/mlir-aie/bin/aiecc.py" in dry.stdout and f"--xclbin-name={name}.xclbin" in dry.stdout
+        assert "cd build && /opt/mlir-aie/bin/aiecc.py" in dry.stdout and f"--xclbin-name={name}.xclbin" in dry.stdout

@@ -3,10 +3,8 @@ against the schedule, determinism, the text read back by the parser."""
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -1,0 +1,139 @@
+"""plan-aie-tiling: choose how every compute op runs on the NPU and store it in the op's ``aie.plan`` attribute.
+
+A target pass: it lives with the AIE backend and is imported when a pipeline names it
+(``aielower.passes.base.BACKEND_PASS_MODULES``).
+
+Planned ops: every linear-like op with a quantized weight (:class:`~aielower.ir.core.LinearLike`: ``quant.linear``,
+or a fused op with an epilogue, whose linear runs on the NPU and epilogue on the host; GEMV for decode steps, GEMM
+for prompt buckets), ``fused.rms_norm``, ``fused.add_rms_norm``, ``fused.silu_mul`` and ``fused.attention`` (rotary +
+flash attention). Everything else runs on the host (embedding lookup, rotary tables, layout changes). A linear-like op
+left with a dense weight runs on the host too: the pipeline warns naming it (``leftovers``,
+:class:`~aielower.passes.base.PipelineWarning`), and the AIE report lists it. An op that cannot be tiled is a CompileError naming the op and the budget it breaks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from aielower.backends.aie.device import get_device
+from aielower.backends.aie.plan import DECODE_BUCKETS, PLAN_ATTR, PREFILL_BUCKETS, OpPlan
+from aielower.backends.aie.planner import plan_attention, plan_linear, plan_norm, plan_silu_mul
+from aielower.errors import CompileError
+from aielower.ir import Module, QTensorType, Sym, Weight
+from aielower.ir.core import LinearLike
+from aielower.ir.types import SEQ_SYMBOL
+from aielower.ir.dialects import fused
+from aielower.passes.base import ModulePass, option, register_pass
+
+
+def op_label(fn, index: int, op) -> str:
+    weight = op.linear_weight if isinstance(op, LinearLike) else getattr(op, "weight", None)
+    named = f" @{weight.name}" if isinstance(weight, Weight) else ""
+    return f"@{fn.name} op #{index} ({op.name}{named})"
+
+
+def tensor_bytes(t, rows: int) -> int:
+    """Bytes of a tensor in DDR as the NPU holds it in one launch: bf16 elements (a qtensor: its packed codes, bf16
+    scales and u4 zero points). Activations (with the sequence dim ``?s``) hold one launch's ``rows`` (the largest
+    bucket: batch x tokens run in chunks of it); other symbolic dims (the batch of a KV cache) count once, since the
+    host runs one batch row per launch."""
+    if isinstance(t, QTensorType):
+        return t.nbytes
+    n = rows if any(isinstance(d, Sym) and d.name == SEQ_SYMBOL for d in t.shape) else 1
+    for d in t.shape:
+        n *= d if isinstance(d, int) else 1
+    return n * 2
+
+
+def check_addressable(op, label: str, device, rows: int) -> None:
+    """Every tensor ``op`` reads or writes must be addressable by the device's DMA (``Device.max_buffer_bytes``);
+    checked from the types alone, before any plan or array is made."""
+    for value in [*op.operands, *op.results]:
+        size = tensor_bytes(value.type, rows)
+        if size > device.max_buffer_bytes:
+            raise CompileError(f"cannot tile {label} on {device.name}: a {value.type} operand takes {size:,} bytes, "
+                               f"more than the {device.max_buffer_bytes:,} bytes one NPU transfer can address in a "
+                               "DDR buffer (a signed 32-bit offset)")
+
+
+def function_buckets(module: Module, function: str) -> tuple[int, ...]:
+    """The row buckets a function's launches are planned for: every bucket up to the first that holds the most
+    tokens the function can see in one call (``decode``: its KV cache, ``max_seq_len``; ``prefill``: the model's
+    ``max_position_embeddings``), so that a small model is not planned for 2048-token prompts it cannot take. Without
+    that information (IR read from text) every bucket."""
+    buckets = DECODE_BUCKETS if function == "decode" else PREFILL_BUCKETS
+    if function == "decode":
+        limit = module.metadata.get("max_seq_len")
+    else:
+        limit = (module.metadata.get("config") or {}).get("max_position_embeddings")
+    if not isinstance(limit, int) or limit < 1:
+        return buckets
+    kept = tuple(b for b in buckets if b < limit)
+    return kept + tuple(b for b in buckets if b >= limit)[:1]
+
+
+@register_pass("plan-aie-tiling")
+class PlanAieTiling(ModulePass):
+    """Tile every compute op for an NPU: L1 / memory-tile buffers, core grid, padding, DMA access patterns."""
+
+    device: str = option("npu2", "the NPU to plan for", choices=("npu1", "npu2"))
+
+    def run(self, module: Module) -> int:
+        device = get_device(self.device)
+        cache: dict[tuple, OpPlan] = {}  # same shape, same plan (the 7B model has 32 identical layers)
+        per_function = {fn.name: function_buckets(module, fn.name) for fn in module.functions.values()}
+        linear_buckets = tuple(sorted(set().union(*per_function.values()))) if per_function else DECODE_BUCKETS
+        planned = 0
+        for fn in module.functions.values():
+            buckets = per_function[fn.name]
+            for index, op in enumerate(fn.ops):
+                key_plan = self.plan_key(op, buckets, linear_buckets)
+                if key_plan is None:
+                    continue
+                check_addressable(op, op_label(fn, index, op), device, max(buckets))
+                key, make = key_plan
+                if key not in cache:
+                    cache[key] = make(op_label(fn, index, op), device)
+                plan = cache[key]
+                if plan.kind == "linear":  # planned for both functions' buckets: keep this function's
+                    plan = dataclasses.replace(plan, launches=tuple(x for x in plan.launches if x.bucket in buckets))
+                op.set_attr(PLAN_ATTR, plan)
+                planned += 1
+        module.metadata["aie_device"] = device.name
+        return planned
+
+    def leftovers(self, module: Module) -> list[str]:
+        return [f"{op_label(fn, index, op)} is linear-like with a dense weight ({op.linear_weight.type}): it runs on "
+                "the host, not the NPU; quantize it (quantize-linear) before plan-aie-tiling"
+                for fn in module.functions.values() for index, op in enumerate(fn.ops)
+                if isinstance(op, LinearLike) and PLAN_ATTR not in op.attributes]
+
+    @staticmethod
+    def plan_key(op, buckets, linear_buckets=DECODE_BUCKETS):
+        """(a hashable description of what the plan depends on, a function that plans it), or None for host ops."""
+        if isinstance(op, LinearLike) and isinstance(op.linear_weight.type, QTensorType):
+            wtype = op.linear_weight.type
+            n, k = wtype.shape
+            bias = op.linear_bias is not None
+            if wtype.bits != 4:
+                def refuse(label, device):
+                    raise CompileError(f"cannot tile {label}: the AIE kernels take 4-bit weights, this one has "
+                                       f"{wtype.bits} bits; quantize with bits=4")
+                return ("refuse", id(op)), refuse
+            # One weight tiling for both functions (prefill and decode read the same pre-tiled weights): plan all
+            # buckets, keep each function's.
+            return ("linear", n, k, wtype.group, bias, linear_buckets), (
+                lambda label, device: plan_linear(label, n, k, wtype.group, bias, linear_buckets, device))
+        if isinstance(op, (fused.RMSNorm, fused.AddRMSNorm)):
+            d = op.x.type.shape[-1]
+            add = isinstance(op, fused.AddRMSNorm)
+            return ("norm", d, op.eps, add, buckets), (
+                lambda label, device: plan_norm(label, d, op.eps, add, buckets, device))
+        if isinstance(op, fused.SiluMul):
+            i = op.x.type.shape[-1] // 2
+            return ("silu_mul", i, buckets), (lambda label, device: plan_silu_mul(label, i, buckets, device))
+        if isinstance(op, fused.Attention):
+            cache_len = op.k_cache.type.shape[2] if op.k_cache is not None else None
+            args = (op.heads, op.kv_heads, op.head_dim, op.scale, op.causal, cache_len, buckets)
+            return ("attention",) + args, (lambda label, device: plan_attention(label, *args, device))
+        return None
