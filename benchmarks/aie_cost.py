@@ -40,9 +40,17 @@ def main() -> None:
               f"card {card_decode:.2f}, card/modelled {card_decode / r['decode_ms_per_token']:.2f}")
         print(f"  DDR floor {r['ddr_floor_ms_per_token']:.2f} ms/token; modelled / floor "
               f"{r['decode_ms_per_token'] / r['ddr_floor_ms_per_token']:.3f}")
-        print(f"  DDR bytes per decode token {r['ddr_bytes_per_decode_token'] / 1e9:.4f} GB, minimum "
+        print(f"  DDR bytes per decode token counted from the designs {r['ddr_bytes_per_decode_token'] / 1e9:.4f} GB "
+              f"(the plan charges {r['ddr_bytes_per_decode_token_planned'] / 1e9:.4f} GB), minimum "
               f"{r['min_ddr_bytes_per_decode_token'] / 1e9:.4f} GB, ratio "
               f"{r['ddr_bytes_per_decode_token'] / r['min_ddr_bytes_per_decode_token']:.4f}")
+        t = r["decode_token_counted"]
+        ms = r["decode_ms_per_token_counted"]
+        print(f"  counted per decode token: {t['submissions']} submissions, {t['designs_per_token']} designs "
+              f"({t['device_configurations']} in the model), {t['reconfigurations']} reconfigurations, "
+              f"{t['transfers']} transfers, {t['waits']} waits, {t['instruction_words']} instruction words; "
+              f"{ms['total']:.1f} ms/token (DDR {ms['ddr']:.1f}, instructions {ms['instructions']:.2f}, "
+              f"reconfigurations {ms['reconfigurations']:.1f} ASSUMED, submissions {ms['submissions']:.1f})")
         print(f"  padding waste {100 * r['padding_waste']:.3f}%")
         for row in r["latency"]["benchmark_exact"]:
             c = card[row["prompt_tokens"]]

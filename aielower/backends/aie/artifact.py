@@ -16,20 +16,18 @@ files. On the meta device (no weights) everything but ``weights/`` is written.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from aielower.backends.aie.binding import kernel_spec
 from aielower.backends.aie import toolchain
 from aielower.backends.aie.buildfile import render_build_file
 from aielower.backends.aie.designs import build_design, render, require_valid
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.kernels import KernelSpec
-from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of
+from aielower.backends.aie.catalog import Design, collect, design_name
+from aielower.backends.aie.plan import plan_of
 from aielower.backends.aie.report import report_files
 from aielower.backends.aie.weights import pretile_linear
 from aielower.backends.ref.numerics import bf16_weight_names
@@ -39,41 +37,6 @@ from aielower.output import ArtifactWriter, safe_path
 from aielower.quant.bf16 import bf16_bits
 
 MANIFEST_FORMAT = "aielower-aie-manifest/1"
-
-
-@dataclass(frozen=True)
-class Design:
-    name: str
-    launch: LaunchPlan
-    plan: OpPlan
-    spec: KernelSpec
-
-    @property
-    def file(self) -> str:
-        return f"design/{self.name}.mlir"
-
-
-def design_name(launch: LaunchPlan, plan: OpPlan) -> str:
-    """Readable and unique: the role, the bucket and a digest of everything the design depends on."""
-    key = json.dumps([plan.kind, plan.shape, launch.to_attr()], sort_keys=True)
-    return f"{launch.role}_b{launch.bucket}_{hashlib.sha256(key.encode()).hexdigest()[:8]}"
-
-
-def collect(module: Module, device: Device) -> tuple[dict[str, KernelSpec], dict[str, Design]]:
-    """Every kernel and every design the module's plans need, each once, in a deterministic order."""
-    kernels: dict[str, KernelSpec] = {}
-    designs: dict[str, Design] = {}
-    for fn in module.functions.values():
-        for op in fn.ops:
-            plan = plan_of(op)
-            if plan is None:
-                continue
-            for launch in plan.launches:
-                spec = kernel_spec(launch, device)
-                kernels.setdefault(spec.symbol, spec)
-                name = design_name(launch, plan)
-                designs.setdefault(name, Design(name, launch, plan, spec))
-    return dict(sorted(kernels.items())), dict(sorted(designs.items()))
 
 
 # --------------------------------------------------------------------------- weights

@@ -127,6 +127,7 @@ class Device:
     ddr_peak_bytes_per_s: float
     ddr_practical_bytes_per_s: float  # planning figure for sustained NPU reads from DDR
     launch_overhead_s: float  # host-side cost of one kernel launch (XRT run + wait), compute excluded
+    reconfiguration_s: float  # switching the array to another design's configuration (another xclbin's context)
     max_buffer_bytes: int  # the largest offset a transfer can have into one DDR buffer
 
     def __post_init__(self) -> None:
@@ -203,6 +204,11 @@ NPU1 = Device(
     ddr_practical_bytes_per_s=25.6e9,  # ASSUMPTION (above)
     # [LAT] does not name its device; ASSUMPTION: it holds for both NPUs, whose launch path (XRT, amdxdna) is shared.
     launch_overhead_s=45e-6,  # [LAT] empty kernel through XRT run + wait
+    # ASSUMPTION: no public figure for a hardware-context switch between xclbins on the NPU. It reloads the array's
+    # configuration (a PDI: 16 KiB program memory per core, switch and DMA setup) before the run, which mlir-aie's
+    # own runtime-sequence reconfiguration also does with load_pdi (a device reset); 1 ms is the order of moving
+    # and applying that much configuration through the command processor, and far above the 45 us launch.
+    reconfiguration_s=1e-3,  # ASSUMPTION (above)
     max_buffer_bytes=2**31 - 1,  # [AIEX] arg_plus is a signed 32-bit byte offset
 )
 
@@ -251,6 +257,7 @@ NPU2 = Device(
     # 4 B x 1.8 GHz = 115.2e9): 57.6e9.
     ddr_practical_bytes_per_s=57.6e9,  # ASSUMPTION (above)
     launch_overhead_s=45e-6,  # [LAT] ASSUMPTION: as for npu1
+    reconfiguration_s=1e-3,  # ASSUMPTION: as for npu1
     max_buffer_bytes=2**31 - 1,  # [AIEX] arg_plus is a signed 32-bit byte offset
 )
 

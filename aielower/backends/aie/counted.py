@@ -1,0 +1,156 @@
+"""What a decode token costs as the generated designs issue it, counted from the designs themselves (not the plan).
+
+For every launch a decode step makes (each planned op of ``@decode``, its bucket-1 launches), the design that runs
+it is built exactly as the artifact writes it, and its runtime sequence is walked: DDR bytes read (shim MM2S
+transfers) and written (S2MM), transfers (one buffer descriptor each), waits, run-time-parameter writes, and the
+words of the NPU instruction stream they lower to. Today every launch is one submission of its own design (its
+own xclbin / hardware context), so submissions per token = launches per token, and the distinct designs a token
+uses are the device configurations it switches between.
+
+Instruction words per op, from mlir-aie at :data:`~aielower.backends.aie.toolchain.MLIR_AIE_COMMIT`
+(``lib/Targets/AIETargetNPU.cpp`` encodings, ``lib/Dialect/AIEX/Transforms/AIEDmaToNpu.cpp`` lowering; checked
+against upstream's ``test/Targets/NPU/npu_instgen.mlir`` header sizes): a sequence header 4, an MM2S
+``dma_memcpy_nd`` 30 (a buffer-descriptor blockwrite 12 + address patch 12 + queue push 6), +7 when it issues a
+token (S2MM always does: 37), ``dma_wait`` 4 (a sync), ``rtp_write`` 6 (a write32).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aielower.backends.aie.catalog import collect, design_name
+from aielower.backends.aie.binding import kernel_spec
+from aielower.backends.aie.designs import build_design
+from aielower.backends.aie.designs import model as m
+from aielower.backends.aie.device import Device
+from aielower.backends.aie.plan import plan_of
+from aielower.ir import Function, Module
+
+# 32-bit words of the NPU instruction stream per runtime-sequence op (sources in the module docs).
+WORDS_HEADER = 4
+WORDS_TRANSFER = 30
+WORDS_TOKEN = 7
+WORDS_WAIT = 4
+WORDS_RTP_WRITE = 6
+
+
+@dataclass(frozen=True)
+class SequenceCount:
+    """One runtime sequence (one submission of one design), counted op by op."""
+
+    ddr_read_bytes: int = 0
+    ddr_write_bytes: int = 0
+    transfers: int = 0
+    waits: int = 0
+    rtp_writes: int = 0
+    instruction_words: int = 0
+
+    @property
+    def ddr_bytes(self) -> int:
+        return self.ddr_read_bytes + self.ddr_write_bytes
+
+    def __add__(self, other: "SequenceCount") -> "SequenceCount":
+        return SequenceCount(*(a + b for a, b in zip(self._values(), other._values())))
+
+    def times(self, n: int) -> "SequenceCount":
+        return SequenceCount(*(n * a for a in self._values()))
+
+    def _values(self) -> tuple[int, ...]:
+        return (self.ddr_read_bytes, self.ddr_write_bytes, self.transfers, self.waits, self.rtp_writes,
+                self.instruction_words)
+
+
+def count_sequence(design: m.Design) -> SequenceCount:
+    """Walk ``design``'s runtime sequence: a transfer whose FIFO the shim produces reads DDR, one it consumes
+    writes DDR; bytes are the transfer's elements times its argument's element size."""
+    element_bytes = {a.name: a.type.element_bytes for a in design.sequence_args}
+    read = write = transfers = waits = rtps = 0
+    words = WORDS_HEADER
+    for op in design.sequence:
+        if isinstance(op, m.DmaMemcpy):
+            size = op.elements * element_bytes[op.arg]
+            from_ddr = design.fifo(op.fifo).producer.kind == "shim"
+            read, write = (read + size, write) if from_ddr else (read, write + size)
+            transfers += 1
+            words += WORDS_TRANSFER + (WORDS_TOKEN if op.issue_token or not from_ddr else 0)
+        elif isinstance(op, m.DmaWait):
+            waits += 1
+            words += WORDS_WAIT
+        elif isinstance(op, m.RtpWrite):
+            rtps += 1
+            words += WORDS_RTP_WRITE
+    return SequenceCount(read, write, transfers, waits, rtps, words)
+
+
+@dataclass
+class TokenCount:
+    """A decode step as its designs issue it: the sum of its launches' sequences, the launches (= submissions
+    today), the distinct designs it runs, and the device configurations (designs) of the whole model."""
+
+    total: SequenceCount = field(default_factory=SequenceCount)
+    submissions: int = 0
+    reconfigurations: int = 0  # launches whose design differs from the launch before (the token repeats)
+    designs_per_token: int = 0
+    device_configurations: int = 0
+    by_role: Counter = field(default_factory=Counter)  # launch role -> DDR bytes per token
+
+    def as_dict(self) -> dict:
+        t = self.total
+        return {"ddr_bytes": t.ddr_bytes, "ddr_read_bytes": t.ddr_read_bytes, "ddr_write_bytes": t.ddr_write_bytes,
+                "transfers": t.transfers, "buffer_descriptors": t.transfers, "waits": t.waits,
+                "rtp_writes": t.rtp_writes, "instruction_words": t.instruction_words,
+                "submissions": self.submissions, "reconfigurations": self.reconfigurations,
+                "designs_per_token": self.designs_per_token,
+                "device_configurations": self.device_configurations,
+                "ddr_bytes_by_role": dict(sorted(self.by_role.items()))}
+
+
+def decode_token_count(module: Module, device: Device, decode: Function) -> TokenCount:
+    """Count one decode step of ``decode`` (see the module docs); designs are built once per name."""
+    counts: dict[str, SequenceCount] = {}
+    result = TokenCount(device_configurations=len(collect(module, device)[1]))
+    order: list[str] = []
+    for op in decode.ops:
+        plan = plan_of(op)
+        if plan is None:
+            continue
+        for launch in plan.launches_for(1):
+            name = design_name(launch, plan)
+            if name not in counts:
+                design = build_design(launch, plan, device, kernel_spec(launch, device), name)
+                counts[name] = count_sequence(design)
+            order.append(name)
+            result.total = result.total + counts[name]
+            result.submissions += 1
+            result.by_role[launch.role] += counts[name].ddr_bytes
+    result.designs_per_token = len(set(order))
+    result.reconfigurations = reconfigurations(order)
+    return result
+
+
+def reconfigurations(order: list[str]) -> int:
+    """How often the array switches designs in ``order`` (launch by launch), token after token: a launch whose design
+    differs from the one before it, the first compared with the last (the previous token's)."""
+    if len(set(order)) <= 1:
+        return 0
+    return sum(a != b for a, b in zip(order, order[1:] + order[:1]))
+
+
+def counted_decode_ms(token: TokenCount, device: Device) -> dict[str, float]:
+    """Milliseconds of one decode step from what its designs issue: DDR bytes at the device's practical DDR rate,
+    the instruction stream read the same way, and ``device.reconfiguration_s`` per design switch (both device
+    figures are ASSUMPTIONs, see device.py), plus ``device.launch_overhead_s`` per submission. Compute is left out
+    (at decode it hides under the DDR time; the plan's cost model shows it per launch)."""
+    rate = device.ddr_practical_bytes_per_s
+    parts = {
+        "ddr": token.total.ddr_bytes / rate * 1e3,
+        "instructions": token.total.instruction_words * 4 / rate * 1e3,
+        "reconfigurations": token.reconfigurations * device.reconfiguration_s * 1e3,
+        "submissions": token.submissions * device.launch_overhead_s * 1e3,
+    }
+    return {"total": sum(parts.values()), **parts}
+
+
+__all__ = ["SequenceCount", "TokenCount", "count_sequence", "counted_decode_ms", "decode_token_count",
+           "reconfigurations"]

@@ -1,0 +1,85 @@
+"""Decode-token figures counted from the generated designs' runtime sequences (not from the plan)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aielower.backends.aie import cost, counted
+from aielower.backends.aie.designs import model as m
+from aielower.backends.aie.device import NPU2
+from aielower.backends.aie.report import build_report
+
+
+def _design(sequence) -> m.Design:
+    shim, core = m.Tile(0, 0), m.Tile(0, 2)
+    bf16 = m.MemrefType(64, "bf16")
+    fifos = (m.ObjectFifo("in0", shim, (core,), 2, bf16), m.ObjectFifo("out0", core, (shim,), 2, bf16))
+    args = (m.SequenceArg("x", m.MemrefType(256, "bf16")), m.SequenceArg("y", m.MemrefType(256, "f32")))
+    return m.Design("d", "npu2", (), (shim, core), fifos, (), (), (), args, tuple(sequence))
+
+
+def test_a_sequence_is_counted_op_by_op():
+    seq = [m.DmaMemcpy("x", 0, (1, 1, 2, 64), (0, 0, 64, 1), 0, "in0"),
+           m.DmaMemcpy("x", 128, (1, 1, 1, 64), (0, 0, 0, 1), 1, "in0", issue_token=True),
+           m.DmaMemcpy("y", 0, (1, 1, 1, 64), (0, 0, 0, 1), 2, "out0", issue_token=True),
+           m.DmaWait("out0"), m.RtpWrite("rtp", 0, 7)]
+    c = counted.count_sequence(_design(seq))
+    assert (c.ddr_read_bytes, c.ddr_write_bytes) == (3 * 64 * 2, 64 * 4)  # element size of the argument
+    assert (c.transfers, c.waits, c.rtp_writes) == (3, 1, 1)
+    # header 4 + MM2S 30 + MM2S with token 37 + S2MM 37 + wait 4 + rtp_write 6
+    assert c.instruction_words == 4 + 30 + 37 + 37 + 4 + 6
+    assert (c + c).transfers == 6 and c.times(3).ddr_bytes == 3 * c.ddr_bytes
+
+
+@pytest.fixture(scope="module")
+def planned():
+    from aielower.api import QuantConfig, default_pipeline
+    from aielower.frontend import import_model
+    from aielower.passes import PassManager
+    from tests.conftest import tiny_qwen2
+
+    module = import_model(tiny_qwen2(), "tiny", max_seq_len=128)
+    quant = QuantConfig(bits=4, group_size=32, lm_head_group_size=32)
+    PassManager.parse(default_pipeline("ref", quant) + ",plan-aie-tiling{device=npu2}").run(module)
+    return module
+
+
+def test_a_decode_token_counted_from_its_designs(planned):
+    token = counted.decode_token_count(planned, NPU2, cost.decode_function(planned))
+    plan = cost.FunctionPlan.of(cost.decode_function(planned))
+    assert token.submissions == cost.function_cost(plan, NPU2, 1, kv_len=1).launches  # one design run per launch
+    assert token.device_configurations > token.designs_per_token > 1
+    assert token.total.transfers > 0 and token.total.instruction_words > 4 * token.submissions
+    # The decode attention designs read the whole static cache (128 positions, K and V, bf16, 4 heads x 16, both
+    # layers) whatever the context: the counted figure shows it, the minimum at a short context does not.
+    full_cache = 2 * 2 * 128 * 4 * 16 * 2
+    assert token.by_role["attention"] >= full_cache
+    assert token.total.ddr_bytes > cost.min_ddr_bytes_per_decode_token(planned, 8)
+
+
+def test_the_report_carries_the_counted_figures(planned):
+    r = build_report(planned, NPU2, quant="w4g32", new_tokens=8, short_prompts=(8,), prompt_lengths=(16,))
+    token = r["decode_token_counted"]
+    assert r["ddr_bytes_per_decode_token"] == token["ddr_bytes"]
+    assert r["submissions_per_decode_token"] == token["submissions"] == r["launches_per_decode_token"]
+    assert r["device_configurations"] == token["device_configurations"]
+    assert r["ddr_bytes_per_decode_token_planned"] > 0
+    target = next(t for t in r["targets"] if t["key"] == "ddr_bytes_vs_min")
+    assert target["value"] == pytest.approx(r["ddr_bytes_per_decode_token"] / r["min_ddr_bytes_per_decode_token"])
+
+
+def test_reconfigurations_count_design_switches_token_after_token():
+    assert counted.reconfigurations(["a", "a", "a"]) == 0
+    assert counted.reconfigurations(["a", "b"]) == 2  # a -> b, then the next token's a
+    assert counted.reconfigurations(["n", "q", "k", "a", "n", "g"]) == 6
+    assert counted.reconfigurations(["a", "a", "b", "b"]) == 2
+
+
+def test_counted_milliseconds_charge_traffic_instructions_and_switches():
+    token = counted.TokenCount(total=counted.SequenceCount(ddr_read_bytes=57_600_000, instruction_words=1_440_000),
+                               submissions=10, reconfigurations=4)
+    ms = counted.counted_decode_ms(token, NPU2)
+    assert ms["ddr"] == pytest.approx(1.0) and ms["instructions"] == pytest.approx(0.1)
+    assert ms["reconfigurations"] == pytest.approx(4 * NPU2.reconfiguration_s * 1e3)
+    assert ms["submissions"] == pytest.approx(10 * NPU2.launch_overhead_s * 1e3)
+    assert ms["total"] == pytest.approx(sum(v for k, v in ms.items() if k != "total"))
