@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,18 +71,54 @@ def _symbols(program) -> dict:
 DEFAULT_MAX_SEQ_LEN = 4096
 
 
-def import_model(model, name: str | None = None, *, functions=FUNCTIONS, max_seq_len: int | None = None) -> Module:
+def _fresh_module(model, name: str, max_seq_len: int | None) -> Module:
+    from aielower.ir import Module
+
+    module = Module(names.check("module", name, "module name", ModelError))
+    # As the config's JSON file holds it (string keys, no tuples): module attributes are printed with the IR.
+    module.metadata["config"] = json.loads(model.config.to_json_string(use_diff=False))
+    module.metadata["rope_theta"] = rope_theta(model.config)
+    if max_seq_len is not None:
+        module.metadata["max_seq_len"] = max_seq_len
+    return module
+
+
+def _capture(model, module: Module, functions, max_seq_len: int) -> list:
+    """Export and import each function of ``model`` into ``module`` (weights added on the way); returns
+    [(function, the importer's op -> layer map)] without adding the functions."""
+    Importer, export_prefill, export_decode = _lazy("Importer"), _lazy("export_prefill"), _lazy("export_decode")
+    out = []
+    if "prefill" in functions:
+        t0 = time.perf_counter()
+        program = export_prefill(model)
+        importer = Importer(program, module, "prefill", _symbols(program))
+        out.append((importer.run(), importer.op_layers))
+        module.timings["prefill"] = time.perf_counter() - t0
+    if "decode" in functions:
+        t0 = time.perf_counter()
+        program = export_decode(model, max_seq_len)
+        layers = model.config.num_hidden_layers
+        cache_names = {f"keys_{i}": f"k_cache_{i}" for i in range(layers)} | {f"values_{i}": f"v_cache_{i}" for i in range(layers)}
+        importer = Importer(program, module, "decode", _symbols(program), arg_names=cache_names)
+        out.append((importer.run(), importer.op_layers))
+        module.timings["decode"] = time.perf_counter() - t0
+    return out
+
+
+def import_model(model, name: str | None = None, *, functions=FUNCTIONS, max_seq_len: int | None = None,
+                 stamp: bool = True) -> Module:
     """Capture ``model`` (a Qwen2ForCausalLM) into a Module.
 
     ``prefill(input_ids) -> logits``; ``decode(input_ids, position, k_cache_i.., v_cache_i..)
     -> (logits, k_cache_i'.., v_cache_i'..)`` over a static cache of ``max_seq_len``
     positions (default: 4096, or the model's max_position_embeddings if smaller; see
     :mod:`aielower.frontend.capture`). Both share one weight store.
-    """
-    from aielower.ir import Module
 
+    With ``stamp`` (the default) a one-layer twin of the model is exported and its decoder layer repeated with each
+    layer's weights and caches (:mod:`aielower.frontend.stamp`): the IR of a full capture in a fraction of the time.
+    When the twin does not capture the way stamping needs, a warning says why and every layer is captured.
+    """
     check_model(model)
-    Importer, export_prefill, export_decode = _lazy("Importer"), _lazy("export_prefill"), _lazy("export_decode")
     unknown = sorted(set(functions) - set(FUNCTIONS))
     if unknown or not functions:
         raise ModelError(f"unknown function(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(FUNCTIONS)}")
@@ -91,24 +128,25 @@ def import_model(model, name: str | None = None, *, functions=FUNCTIONS, max_seq
         raise ModelError(f"max_seq_len must be in [1, {limit}] (the model's max_position_embeddings), got {max_seq_len}")
     if name is None:  # named after where the model came from: made to fit the module-name grammar
         name = names.derive_module_name(Path(str(getattr(model.config, "name_or_path", "") or "qwen2")).name, "qwen2")
-    module = Module(names.check("module", name, "module name", ModelError))
-    # As the config's JSON file holds it (string keys, no tuples): module attributes are printed with the IR.
-    module.metadata["config"] = json.loads(model.config.to_json_string(use_diff=False))
-    module.metadata["rope_theta"] = rope_theta(model.config)
-    seconds = module.timings
-    if "prefill" in functions:
+    cache_len = max_seq_len if "decode" in functions else None
+    module = _fresh_module(model, name, cache_len)
+    layers = model.config.num_hidden_layers
+    if stamp and layers > 1:
+        from aielower.frontend.stamp import StampError, finish, one_layer_twin, stamp_function
+
         t0 = time.perf_counter()
-        program = export_prefill(model)
-        module.add_function(Importer(program, module, "prefill", _symbols(program)).run())
-        seconds["prefill"] = time.perf_counter() - t0
-    if "decode" in functions:
-        t0 = time.perf_counter()
-        program = export_decode(model, max_seq_len)
-        layers = model.config.num_hidden_layers
-        cache_names = {f"keys_{i}": f"k_cache_{i}" for i in range(layers)} | {f"values_{i}": f"v_cache_{i}" for i in range(layers)}
-        module.add_function(Importer(program, module, "decode", _symbols(program), arg_names=cache_names).run())
-        module.metadata["max_seq_len"] = max_seq_len
-        seconds["decode"] = time.perf_counter() - t0
+        try:
+            captured = _capture(one_layer_twin(model), module, functions, max_seq_len)
+            for fn, op_layers in captured:
+                module.add_function(stamp_function(fn, op_layers, module, layers))
+            finish(module, model)
+            module.timings["stamped"] = time.perf_counter() - t0
+            return module
+        except StampError as e:  # the twin did not capture as stamping needs: capture every layer
+            warnings.warn(f"capture: {e}; capturing every layer instead of stamping one", stacklevel=2)
+            module = _fresh_module(model, name, cache_len)
+    for fn, _ in _capture(model, module, functions, max_seq_len):
+        module.add_function(fn)
     return module
 
 

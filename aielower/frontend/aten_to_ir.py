@@ -9,6 +9,7 @@ nodes with no data result). To support a new aten op, add a rule.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Callable
 
 import torch
@@ -31,6 +32,8 @@ TORCH_DTYPES = {
     torch.uint8: "u8",
     torch.bool: "i1",
 }
+
+_LAYER_PATH = re.compile(r"(?:^|\.)model\.layers\.([0-9]+)(?:\.|$)", re.ASCII)
 
 Rule = Callable[["Importer", torch.fx.Node], Any]
 RULES: dict[Any, Rule] = {}
@@ -62,6 +65,9 @@ class Importer:
         self.state = {**program.state_dict, **program.constants}
         self.node: torch.fx.Node | None = None
         self.arg_names = arg_names or {}
+        # id(op) -> the decoder layer whose module emitted it (from the node's nn_module_stack), None outside layers:
+        # what capture-by-stamping (frontend/stamp.py) reads to find the layer block.
+        self.op_layers: dict[int, int | None] = {}
 
     # -- lookups used by rules ----------------------------------------------------------
 
@@ -105,7 +111,17 @@ class Importer:
         return self.meta_type(node).shape
 
     def emit(self, op) -> Value:
+        self.op_layers[id(op)] = self.layer(self.node) if self.node is not None else None
         return self.builder.add(op)
+
+    @staticmethod
+    def layer(node: torch.fx.Node) -> int | None:
+        """The index of the decoder layer (``model.layers.N``) whose forward ran ``node``, if any."""
+        for path, _ in (node.meta.get("nn_module_stack") or {}).values():
+            m = _LAYER_PATH.search(str(path))
+            if m:
+                return int(m.group(1))
+        return None
 
     # -- errors -----------------------------------------------------------------------
 
