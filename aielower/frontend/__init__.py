@@ -142,8 +142,12 @@ def import_model(model, name: str | None = None, *, functions=FUNCTIONS, max_seq
             finish(module, model)
             module.timings["stamped"] = time.perf_counter() - t0
             return module
-        except StampError as e:  # the twin did not capture as stamping needs: capture every layer
+        except StampError as e:  # the model or its twin is not what stamping needs: capture every layer
             warnings.warn(f"capture: {e}; capturing every layer instead of stamping one", stacklevel=2)
+            module = _fresh_module(model, name, cache_len)
+        except Exception as e:  # noqa: BLE001 - the twin could not be built or exported: the full capture decides
+            warnings.warn(f"capture: the one-layer twin failed ({type(e).__name__}: {str(e)[:200]}); capturing every "
+                          "layer", stacklevel=2)
             module = _fresh_module(model, name, cache_len)
     for fn, _ in _capture(model, module, functions, max_seq_len):
         module.add_function(fn)

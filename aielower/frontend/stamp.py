@@ -7,9 +7,10 @@ importer attributes to ``model.layers.0`` (from each fx node's ``nn_module_stack
 cloned once per layer with the layer's weights (``model.layers.N.*``) and caches (``k_cache_N`` / ``v_cache_N``).
 The weights then take the model's own arrays by name.
 
-Stamping checks what it relies on and says so when it does not hold (:class:`StampError`): the block is contiguous,
-reads the residual stream through exactly one value and writes it through exactly one, and the weights it names exist
-in the model with the same shapes. ``import_model`` then captures the whole model instead. Tests compare stamped and
+Stamping checks what it relies on and says so when it does not hold (:class:`StampError`): every layer of the model
+instance is the same module tree as layer 0 (no per-instance ``forward``, one attention type), the lm_head is tied to
+the embedding exactly when the config says so, the block is contiguous, reads the residual stream through exactly
+one value and writes it through exactly one, and the weights it names exist in the model with the same shapes. ``import_model`` then captures the whole model instead. Tests compare stamped and
 full captures op for op on tiny models (MHA, GQA, tied embeddings, odd sizes).
 """
 
@@ -30,10 +31,44 @@ class StampError(ModelError):
     """The one-layer capture does not have the shape stamping needs (the caller captures every layer instead)."""
 
 
+def check_stampable(model) -> None:
+    """What stamping assumes of the model instance (not only of its config), or a StampError saying what differs:
+    every decoder layer is the same module tree (same classes, no per-instance ``forward``), all of one attention
+    type, and the lm_head shares the embedding's tensor exactly when the config says the embeddings are tied."""
+    config = model.config
+    layer_types = getattr(config, "layer_types", None) or []
+    if len(set(layer_types)) > 1:
+        raise StampError(f"the layers are of different types ({', '.join(sorted(set(layer_types)))})")
+    try:
+        layers = list(model.model.layers)
+    except (AttributeError, TypeError):
+        raise StampError("the model has no model.layers list") from None
+    first = _tree(layers[0])
+    for i, layer in enumerate(layers[1:], start=1):
+        if _tree(layer) != first:
+            raise StampError(f"model.layers.{i} differs from model.layers.0 ({type(layer).__name__} tree)")
+    for name, sub in model.named_modules():
+        if "forward" in vars(sub):
+            raise StampError(f"{name or 'the model'} has a forward of its own instance")
+    out, emb = model.get_output_embeddings(), model.get_input_embeddings()
+    tied = out is not None and emb is not None and out.weight is emb.weight
+    if tied != bool(getattr(config, "tie_word_embeddings", False)):
+        raise StampError(f"the lm_head {'shares' if tied else 'does not share'} the embedding's tensor, but the "
+                         f"config says tie_word_embeddings={getattr(config, 'tie_word_embeddings', False)}")
+
+
+def _tree(module) -> list[tuple[str, str, tuple]]:
+    """The module tree of a layer: every submodule's path, class and parameter shapes (what its ops depend on)."""
+    return [(name, f"{type(m).__module__}.{type(m).__qualname__}", repr(m.extra_repr()),
+             tuple((p, tuple(t.shape)) for p, t in m.named_parameters(recurse=False)))
+            for name, m in module.named_modules()]
+
+
 def one_layer_twin(model):
     """The model's architecture with one decoder layer, on ``meta`` (no arrays): what is exported."""
     import torch
 
+    check_stampable(model)
     config = copy.deepcopy(model.config)
     config.num_hidden_layers = 1
     if getattr(config, "layer_types", None):
@@ -137,6 +172,9 @@ def stamp_function(fn: Function, op_layers: dict[int, int | None], module: Modul
             continue
         results.append(same(v) if not isinstance(v, Argument) else mapping[id(v)])
     new.set_results(results + cache_results["k"] + cache_results["v"])
+    fn.set_results([])  # the twin's function is dropped: its ops must not stay readers of the shared weights
+    for op in ops:
+        op.drop_operands()
     return new
 
 
@@ -163,8 +201,8 @@ def _layer_weight(module: Module, weight: Weight, layer: int) -> Weight:
 
 
 def finish(module: Module, model) -> None:
-    """Order the weights by first use (as a full capture adds them), drop unused ones, and give every weight the
-    model's own array (None when the model is on ``meta``)."""
+    """Keep the weights the functions read, in the model's parameter-then-buffer order (the order torch.export lists
+    them, so a full capture's), and give every weight the model's own array (None when the model is on ``meta``)."""
     import torch
 
     arrays = {name: t for name, t in model.named_parameters(remove_duplicate=False)}

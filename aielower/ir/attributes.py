@@ -63,11 +63,22 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _plain_number(value):
+    """A NumPy scalar as the Python number it holds (np.float64 is a float subclass whose repr is not IR text)."""
+    if type(value) not in (int, float, bool) and isinstance(value, (int, float)):
+        return float(value) if isinstance(value, float) else int(value)
+    item = getattr(value, "item", None)
+    if item is not None and getattr(value, "shape", None) == () and type(value).__module__ == "numpy":
+        return item()
+    return value
+
+
 class IntAttr(AttrType):
     describe = "an int"
 
     @classmethod
     def check(cls, value):
+        value = _plain_number(value)
         if not _is_int(value):
             raise TypeError
         return int(value)
@@ -78,6 +89,7 @@ class FloatAttr(AttrType):
 
     @classmethod
     def check(cls, value):
+        value = _plain_number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError
         return float(value)
@@ -92,6 +104,7 @@ class NumberAttr(AttrType):
 
     @classmethod
     def check(cls, value):
+        value = _plain_number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError
         return value
@@ -136,7 +149,10 @@ class IntsAttr(AttrType):
 
     @classmethod
     def check(cls, value):
-        if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        value = [_plain_number(v) for v in value]
+        if not all(_is_int(v) for v in value):
             raise TypeError
         return tuple(int(v) for v in value)
 
@@ -146,6 +162,7 @@ class DimAttr(AttrType):
 
     @classmethod
     def check(cls, value):
+        value = _plain_number(value)
         if not (_is_int(value) or isinstance(value, Sym)):
             raise TypeError
         return value
@@ -156,9 +173,12 @@ class DimsAttr(AttrType):
 
     @classmethod
     def check(cls, value):
-        if not isinstance(value, (list, tuple)) or not all(_is_int(v) or isinstance(v, Sym) for v in value):
+        if not isinstance(value, (list, tuple)):
             raise TypeError
-        return tuple(value)
+        value = tuple(_plain_number(v) for v in value)
+        if not all(_is_int(v) or isinstance(v, Sym) for v in value):
+            raise TypeError
+        return value
 
 
 MAX_KEY_CHARS = 256
@@ -173,6 +193,7 @@ class PlainData(AttrType):
 
     @classmethod
     def check(cls, value):
+        value = _plain_number(value)
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         if isinstance(value, (list, tuple)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aielower.errors import IRError
 from aielower.ir.core import Op, Value
 from aielower.ir.module import Function
 
@@ -25,6 +26,8 @@ class Builder:
         self.before = op
 
     def set_insertion_point_after(self, op: Op) -> None:
+        if op not in self.fn.ops:
+            raise IRError(f"cannot insert after {op.name}: it is not in @{self.fn.name}")
         self.before = op._next  # None after the last op: the end
 
     def set_insertion_point_to_end(self) -> None:

@@ -69,6 +69,16 @@ class Module:
         # so that functions sharing the source weights also share the derived one.
         self.derived: dict[tuple, Weight] = {}
 
+    def attribute(self, key: str, kinds: type | tuple[type, ...], default: Any = None) -> Any:
+        """The module attribute ``key`` checked against ``kinds`` (``default`` when absent). Attributes come from IR
+        text too, so a pass reads them through this and a wrong kind is an IRError naming the key, not a crash."""
+        return _checked(self.metadata, key, kinds, default, "module attribute")
+
+    def config_value(self, key: str, kinds: type | tuple[type, ...], default: Any = None) -> Any:
+        """``key`` of the model config the module was captured from (the ``config`` attribute), checked likewise."""
+        config = self.attribute("config", dict, {})
+        return _checked(config, key, kinds, default, "config entry")
+
     def add_function(self, fn: Function) -> Function:
         if fn.name in self.functions:
             raise IRError(f"module already has a function @{fn.name}")
@@ -106,3 +116,13 @@ class Module:
     def __repr__(self) -> str:
         return f"<Module {self.name}: functions {list(self.functions)}, {len(self.weights)} weights>"
 
+
+def _checked(table: dict, key: str, kinds, default, what: str):
+    value = table.get(key, default)
+    if value is default:
+        return value
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise IRError(f"{what} '{key}' must be {expected}, got {str(value)[:60]!r}")
+    return value

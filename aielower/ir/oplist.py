@@ -4,7 +4,8 @@ Inserting before or after an op, erasing an op, asking whether an op is still in
 comes first are all constant time (the list keeps each op's neighbours and an order key; keys are renumbered, in
 linear time, only when two neighbours leave no room between them). Iteration tolerates erasing the op just yielded.
 Indexing (``ops[i]``, ``ops.index(op)``) builds a snapshot list once per change and is meant for tests and
-occasional use, not for loops over a whole function.
+occasional use, not for loops over a whole function. Iterating while removing the op just yielded is fine; removing
+its neighbours too is an IRError (iterate over ``list(fn.ops)`` for that).
 """
 
 from __future__ import annotations
@@ -37,14 +38,25 @@ class OpList:
         while op is not None:
             nxt = op._next
             yield op
-            op = op._next if op.parent is self else nxt
+            if op.parent is self:
+                op = op._next
+            else:  # the op just yielded was removed: go on from its old neighbour, if that is still here
+                self._check_still_here(nxt)
+                op = nxt
 
     def __reversed__(self) -> Iterator:
         op = self._tail
         while op is not None:
             prev = op._prev
             yield op
-            op = prev
+            if op.parent is not self:
+                self._check_still_here(prev)
+            op = prev if op.parent is not self else op._prev
+
+    def _check_still_here(self, op) -> None:
+        if op is not None and op.parent is not self:
+            raise IRError("ops next to the one being visited were removed while iterating over the function's ops; "
+                          "iterate over list(fn.ops) to change more than the current op")
 
     def __contains__(self, op) -> bool:
         return getattr(op, "parent", None) is self
@@ -131,6 +143,8 @@ class OpList:
 
     def insert_after(self, anchor, op) -> None:
         """Insert ``op`` right after ``anchor``."""
+        if anchor not in self:
+            raise IRError(f"cannot insert after {anchor.name}: it is not in this function")
         if anchor._next is None:
             self.append(op)
         else:

@@ -20,6 +20,7 @@ from aielower.ir.types import DTYPES, QTensorType, Sym, TensorType, Type
 
 # Every pattern is ASCII: a digit is 0-9 (never another script's digits), a letter A-Z / a-z.
 _NAME = re.compile(r"[A-Za-z0-9_$.\-]+", re.ASCII)
+_MODULE_NAME = re.compile(r"[A-Za-z0-9_$.+\-]+", re.ASCII)  # module names may hold '+' (names.GRAMMARS["module"])
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*", re.ASCII)
 _NUMBER = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+|[0-9]+)", re.ASCII)
 _INT = re.compile(r"[0-9]+", re.ASCII)
@@ -313,7 +314,7 @@ class Parser:
         self.expect("module")
         self.expect("@", "'@' and the module name")
         pos = self.pos
-        name = self.match(_NAME, "a module name")
+        name = self.match(_MODULE_NAME, "a module name")
         if not names.is_valid("module", name):
             raise self.error(f"module name @{name} is not allowed: use {names.describe('module')}", pos)
         module.name = name

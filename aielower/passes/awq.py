@@ -324,7 +324,7 @@ def apply_awq(module: Module, tokens: np.ndarray, options: AWQOptions = AWQOptio
     tokens = np.asarray(tokens, dtype=np.int64)
     if tokens.ndim != 2 or tokens.size == 0:
         raise CompileError(f"calibration tokens must be a non-empty [samples, seqlen] array, got {tokens.shape}")
-    vocab = module.metadata.get("config", {}).get("vocab_size")
+    vocab = module.config_value("vocab_size", int)
     if vocab is not None and (tokens.min() < 0 or tokens.max() >= vocab):
         raise CompileError(f"calibration tokens out of range [0, {vocab}): is the tokenizer the model's?")
     t0 = time.perf_counter()

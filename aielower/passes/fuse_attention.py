@@ -181,4 +181,4 @@ class FuseAttentionPass(PatternPass):
     """Rotary + GQA repeat + causal SDPA -> fused.attention."""
 
     def patterns_for(self, module):
-        return (FuseAttention(rope_theta=float(module.metadata.get("rope_theta", 0.0))),)
+        return (FuseAttention(rope_theta=float(module.attribute("rope_theta", (int, float), 0.0))),)

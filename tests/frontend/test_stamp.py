@@ -59,3 +59,36 @@ def test_a_twin_stamping_cannot_use_falls_back_to_the_full_capture(monkeypatch):
     assert "stamped" not in module.timings
     monkeypatch.undo()
     assert _renumbered(module) == _renumbered(import_model(model, "t", max_seq_len=16, stamp=False))
+
+
+def test_an_instance_that_differs_from_its_config_is_captured_whole():
+    """Stamping builds the twin from the config: a model whose lm_head was untied after loading, or whose layer was
+    changed in place, is not what the config says, so every layer is captured (and computes what torch does)."""
+    import torch
+
+    from tests.conftest import torch_logits
+
+    untied = tiny_qwen2(num_hidden_layers=2, tie_word_embeddings=True)
+    untied.lm_head.weight = torch.nn.Parameter(torch.randn_like(untied.lm_head.weight))
+    changed = tiny_qwen2(num_hidden_layers=2)
+    changed.model.layers[1].mlp.act_fn = torch.nn.Identity()
+    ids = np.arange(6).reshape(1, 6)
+    for model, reason in ((untied, "the lm_head does not share the embedding's tensor"),
+                          (changed, "model.layers.1 differs from model.layers.0")):
+        with pytest.warns(UserWarning, match=reason):
+            module = import_model(model, "t", functions=("prefill",))
+        assert "stamped" not in module.timings
+        import aielower
+
+        np.testing.assert_allclose(aielower.compile(module)(ids), torch_logits(model, ids), rtol=1e-4, atol=1e-4)
+
+
+def test_stamped_weights_are_read_only_by_the_stamped_functions():
+    """The twin's own functions are dropped: none of their ops may stay a reader of a weight (AWQ and dead-weight
+    removal count readers)."""
+    model = tiny_qwen2(num_hidden_layers=2)
+    full = import_model(model, "t", max_seq_len=16, stamp=False)
+    stamped = import_model(model, "t", max_seq_len=16)
+    for name, w in stamped.weights.items():
+        live = [u for u in w.users if any(u in fn.ops or u is fn for fn in stamped.functions.values())]
+        assert len(live) == len(w.users) == len(full.weights[name].users), name

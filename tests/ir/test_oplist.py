@@ -85,3 +85,20 @@ def test_many_inserts_at_one_place_renumber():
         ops.insert_before(anchor, FakeOp(i))  # halves the same gap again and again
     assert [op.n for op in ops] == [0] + list(range(2, 200)) + [1]
     assert all(ops.before(x, y) for x, y in zip(list(ops), list(ops)[1:]))
+
+
+def test_removing_the_neighbours_of_the_visited_op_is_an_error_not_a_silent_stop():
+    items = [FakeOp(i) for i in range(5)]
+    ops = OpList(items)
+    with pytest.raises(IRError, match="iterate over list\\(fn.ops\\)"):
+        for op in ops:
+            if op.n == 1:
+                ops.remove(op)
+                ops.remove(items[2])
+    with pytest.raises(IRError, match="cannot insert after op4: it is not in this function"):
+        ops.remove(items[4])
+        ops.insert_after(items[4], FakeOp(9))
+    visited = []
+    for op in OpList(items[:0] + [FakeOp(7), FakeOp(8)]):
+        visited.append(op.n)
+    assert visited == [7, 8]

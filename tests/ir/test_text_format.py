@@ -144,3 +144,26 @@ def test_qtensor_weight_type_round_trips():
     assert str(module) == text
     err = _error(text.replace("group=128", "group=0"))
     assert "bad qtensor type" in err.reason and (err.line, err.col) == (1, 13)
+
+
+def test_module_names_with_plus_and_numpy_values_round_trip():
+    import numpy as np
+
+    from aielower.ir import Module
+
+    m = Module("qwen2.5-7b+awq")
+    m.metadata.update({"theta": np.float64(0.5), "layers": np.int64(3), "flag": np.bool_(True)})
+    text = str(m)
+    assert text.startswith("module @qwen2.5-7b+awq attributes {theta = 0.5, layers = 3, flag = true}")
+    assert parse(text).metadata == {"theta": 0.5, "layers": 3, "flag": True}
+
+
+def test_passes_refuse_module_attributes_of_the_wrong_kind():
+    from aielower.errors import IRError
+    from aielower.passes import PassManager
+
+    text = 'module @m attributes {rope_theta = "abc", config = 5}\nfunc @f(%x: tensor<4xf32>) -> tensor<4xf32> {\n  return %x\n}\n'
+    with pytest.raises(IRError, match="module attribute 'rope_theta' must be int or float, got 'abc'"):
+        PassManager.parse("fuse-attention").run(parse(text))
+    with pytest.raises(IRError, match="module attribute 'config' must be dict"):
+        PassManager.parse("plan-aie-tiling").run(parse(text))

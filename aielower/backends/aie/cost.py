@@ -376,7 +376,7 @@ def decode_function(module: Module) -> Function:
 def kv_capacity(module: Module) -> int:
     """Positions the decode function's static KV cache holds."""
     fn = decode_function(module)
-    return module.metadata.get("max_seq_len") or fn.args[2].type.shape[2]
+    return module.attribute("max_seq_len", int) or fn.args[2].type.shape[2]
 
 
 def model_latency(module: Module, device: Device, prompt_len: int, new_tokens: int,

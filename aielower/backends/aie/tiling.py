@@ -63,9 +63,9 @@ def function_buckets(module: Module, function: str) -> tuple[int, ...]:
     that information (IR read from text) every bucket."""
     buckets = DECODE_BUCKETS if function == "decode" else PREFILL_BUCKETS
     if function == "decode":
-        limit = module.metadata.get("max_seq_len")
+        limit = module.attribute("max_seq_len", int)
     else:
-        limit = (module.metadata.get("config") or {}).get("max_position_embeddings")
+        limit = module.config_value("max_position_embeddings", int)
     if not isinstance(limit, int) or limit < 1:
         return buckets
     kept = tuple(b for b in buckets if b < limit)

@@ -194,7 +194,10 @@ class _FunctionWriter:
         if plain:
             return [line]
         results = [self.names.define(r, self.fresh()) for r in op.results]
-        args = [Arg(y)] + [Arg(self.names(v)) for v in rest] + self.attributes(op, False)
+        writes = written_operands(op)
+        epilogue = [Arg(self.names(v), copy=f.name in writes and not self.in_place.safe(op, i, v))
+                    for f, group in op.operands_by_field() if f.name not in set(op.linear_fields) for v in group]
+        args = [Arg(y)] + epilogue + self.attributes(op, False)
         return [line, Line(results, self.kernels.call(op), args, [y] + self.dead(i, rest, op.results), [])]
 
     # -- pieces ---------------------------------------------------------------------------------------------
