@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import aielower
+import aielower.frontend.gguf as gg
+from aielower.frontend.gguf import QWEN_CODER_GGUF, assemble_checkpoint
 
 PROMPT = "def quicksort(items):\n    \"\"\"Sort a list of numbers.\"\"\"\n"
 
@@ -70,3 +72,23 @@ def test_ref_perplexity_equals_torch_to_4_significant_digits(real):
     theirs = perplexity(torch_logits_fn(model), tokens, seqlen=512, samples=2, progress=False)
     assert 1 < theirs.ppl_samples < 100
     assert abs(ours.ppl_samples - theirs.ppl_samples) <= 5e-5 * theirs.ppl_samples
+
+
+# Here, not in tests/frontend/test_gguf.py: the session fixture loads the checkpoint once per test worker, and the
+# tests that need it share one file (one worker) so it is loaded once per run.
+def test_real_qwen_coder_checkpoint_assembles_and_loads(real_checkpoint):
+    """The packaged checkpoint (loaded once per session by the fixture, via aielower.load_model)."""
+    import torch
+
+    model, tokenizer = real_checkpoint
+    path = assemble_checkpoint()  # the default cache: joined once, then found by its marker
+    assert path.stat().st_size == QWEN_CODER_GGUF.size
+    assert gg._sha256_of(path) == QWEN_CODER_GGUF.sha256
+    c = model.config
+    assert type(model).__name__ == "Qwen2ForCausalLM" and not model.training
+    assert (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads) == (24, 896, 14, 2)
+    assert (c.intermediate_size, c.vocab_size, c.tie_word_embeddings) == (4864, 151936, False)
+    assert not hasattr(c, "quantization_config")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert model.model.layers[0].self_attn.q_proj.bias is not None
+    assert tokenizer.decode(tokenizer("def fibonacci(n):").input_ids) == "def fibonacci(n):"

@@ -209,24 +209,3 @@ def test_load_gguf_rejects_other_architectures(tmp_path):
     assert gg.gguf_architecture(path) == "llama"
     with pytest.raises(ModelError, match="architecture 'llama' is not supported"):
         load_gguf(path)
-
-
-# --- The real checkpoint ------------------------------------------------------------------------------
-
-
-def test_real_qwen_coder_checkpoint_assembles_and_loads(real_checkpoint):
-    """The packaged checkpoint (loaded once per session by the fixture, via aielower.load_model)."""
-    import torch
-
-    model, tokenizer = real_checkpoint
-    path = assemble_checkpoint()  # the default cache: joined once, then found by its marker
-    assert path.stat().st_size == QWEN_CODER_GGUF.size
-    assert gg._sha256_of(path) == QWEN_CODER_GGUF.sha256
-    c = model.config
-    assert type(model).__name__ == "Qwen2ForCausalLM" and not model.training
-    assert (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads) == (24, 896, 14, 2)
-    assert (c.intermediate_size, c.vocab_size, c.tie_word_embeddings) == (4864, 151936, False)
-    assert not hasattr(c, "quantization_config")
-    assert {p.dtype for p in model.parameters()} == {torch.float32}
-    assert model.model.layers[0].self_attn.q_proj.bias is not None
-    assert tokenizer.decode(tokenizer("def fibonacci(n):").input_ids) == "def fibonacci(n):"
