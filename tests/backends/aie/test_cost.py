@@ -118,19 +118,6 @@ def test_function_cost_buckets_chunks_and_overhead_modes():
 # --------------------------------------------------------------------------- a tiny planned model
 
 
-@pytest.fixture(scope="module")
-def planned():
-    from aielower.api import QuantConfig, default_pipeline
-    from aielower.frontend import import_model
-    from aielower.passes import PassManager
-    from tests.conftest import tiny_qwen2
-
-    module = import_model(tiny_qwen2(), "tiny", max_seq_len=128)
-    quant = QuantConfig(bits=4, group_size=32, lm_head_group_size=32)
-    PassManager.parse(default_pipeline("ref", quant) + ",plan-aie-tiling{device=npu2}").run(module)
-    return module
-
-
 def test_min_ddr_bytes_of_a_tiny_model_by_hand(planned):
     # hidden 64, intermediate 96, 4 heads of 16 (no GQA), 2 layers, vocab 128; 4-bit, group 32, bf16 scales, u4 zeros
     def q4(n, k):

@@ -31,19 +31,6 @@ def test_a_sequence_is_counted_op_by_op():
     assert (c + c).transfers == 6 and c.times(3).ddr_bytes == 3 * c.ddr_bytes
 
 
-@pytest.fixture(scope="module")
-def planned():
-    from aielower.api import QuantConfig, default_pipeline
-    from aielower.frontend import import_model
-    from aielower.passes import PassManager
-    from tests.conftest import tiny_qwen2
-
-    module = import_model(tiny_qwen2(), "tiny", max_seq_len=128)
-    quant = QuantConfig(bits=4, group_size=32, lm_head_group_size=32)
-    PassManager.parse(default_pipeline("ref", quant) + ",plan-aie-tiling{device=npu2}").run(module)
-    return module
-
-
 def test_a_decode_token_counted_from_its_designs(planned):
     token = counted.decode_token_count(planned, NPU2, cost.decode_function(planned))
     plan = cost.FunctionPlan.of(cost.decode_function(planned))
