@@ -48,6 +48,7 @@ from aielower.ir.dialects import fused, nn, tensor
 from aielower.quant.awq import apply_clip, search_clip, search_scale
 from aielower.quant.calibration import ActivationSample, pick_rows
 from aielower.passes.dce import DeadCodeElimination
+from aielower.passes.quantize_linear import is_lm_head
 from aielower.passes.rewriter import op_users, producer, single_user
 
 
@@ -120,10 +121,6 @@ class LinearGroup:
 
 
 # --------------------------------------------------------------------------- finding groups
-
-
-def _is_lm_head(fn: Function, op) -> bool:
-    return any(v is op.result for v in fn.results)
 
 
 def _transposes_1_2(op) -> bool:
@@ -213,11 +210,11 @@ def find_groups(fn: Function) -> list[LinearGroup]:
                     linear, offset = found
                     no_clip.setdefault(linear.weight.name, []).append(offset + np.arange(v.type.shape[1] * v.type.shape[3]))
     for op in fn.ops:
-        if not isinstance(op, LinearLike) or _is_lm_head(fn, op) or id(op.linear_input) in seen:
+        if not isinstance(op, LinearLike) or is_lm_head(fn, op) or id(op.linear_input) in seen:
             continue
         x = op.linear_input
         seen.add(id(x))
-        linears = [u for u in op_users(x) if isinstance(u, LinearLike) and u.linear_input is x and not _is_lm_head(fn, u)]
+        linears = [u for u in op_users(x) if isinstance(u, LinearLike) and u.linear_input is x and not is_lm_head(fn, u)]
         if not all(isinstance(u.linear_weight, Weight) for u in linears):
             continue  # quantize-linear reports run-time weights
         group = LinearGroup(x, linears)
