@@ -51,6 +51,11 @@ def main() -> None:
               f"{t['transfers']} transfers, {t['waits']} waits, {t['instruction_words']} instruction words; "
               f"{ms['total']:.1f} ms/token (DDR {ms['ddr']:.1f}, instructions {ms['instructions']:.2f}, "
               f"reconfigurations {ms['reconfigurations']:.1f} ASSUMED, submissions {ms['submissions']:.1f})")
+        for context, c in r["decode_counted_by_context"].items():
+            print(f"  counted at context {context:>5}: DDR {c['ddr_bytes'] / 1e9:.4f} GB vs minimum "
+                  f"{c['min_ddr_bytes'] / 1e9:.4f} GB ({c['ddr_vs_min']:.4f}x; target <= 1.05), "
+                  f"{c['ms_counted']:.1f} ms/token vs floor {c['ddr_floor_ms']:.1f} ms "
+                  f"({c['ms_counted'] / c['ddr_floor_ms']:.2f}x; target <= {1.15 if int(context) < 1024 else 1.25})")
         print(f"  padding waste {100 * r['padding_waste']:.3f}%")
         for row in r["latency"]["benchmark_exact"]:
             c = card[row["prompt_tokens"]]

@@ -129,8 +129,16 @@ def schedule(module: Module) -> dict[str, list[dict]]:
     return out
 
 
+def instruction_files(design: str, sequences: list[str]) -> dict[str, str]:
+    """The instruction binary of each runtime sequence of ``design`` as the Makefile names it (the only, unnamed
+    sequence of most designs: ``""``)."""
+    if sequences == [""]:
+        return {"": f"build/{design}.insts.bin"}
+    return {s: f"build/{design}.{s}.insts.bin" for s in sequences}
+
+
 def manifest(module: Module, device: Device, pipeline: str, kernels: dict[str, KernelSpec],
-             designs: dict[str, Design], files: dict[str, dict]) -> dict:
+             designs: dict[str, Design], files: dict[str, dict], sequences: dict[str, list[str]]) -> dict:
     return {
         "format": MANIFEST_FORMAT,
         "model": module.name,
@@ -144,7 +152,9 @@ def manifest(module: Module, device: Device, pipeline: str, kernels: dict[str, K
                      "params": s.p, "functions": list(s.functions)} for s in kernels.values()],
         "designs": [{"name": d.name, "file": d.file, "kernel": d.spec.symbol, "role": d.launch.role,
                      "bucket": d.launch.bucket, "cores": [d.launch.columns, d.launch.rows],
-                     "l1_bytes": d.launch.l1_bytes(), "l2_bytes": d.launch.l2_bytes()} for d in designs.values()],
+                     "l1_bytes": d.launch.l1_bytes(), "l2_bytes": d.launch.l2_bytes(),
+                     "xclbin": f"build/{d.name}.xclbin",
+                     "instructions": instruction_files(d.name, sequences[d.name])} for d in designs.values()],
         "buffers": {
             "weights": files,
             "functions": {fn.name: {"arguments": [str(a.type) for a in fn.args],
@@ -178,10 +188,11 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
                   stack_needed=lambda obj: statics[obj].stack_bytes)  # the rules mlir-aie's verifiers miss
     for d, design in zip(designs.values(), built):
         texts[d.file] = render(design)
+    sequences = {d.name: [s.name for s in design.sequences] for d, design in zip(designs.values(), built)}
     texts["Makefile"] = render_build_file(list(kernels.values()), [(d.name, d.spec.symbol) for d in designs.values()],
-                                          device)
+                                          device, sequences)
     texts["module.ir"] = print_module(module)
-    data = manifest(module, device, pipeline, kernels, designs, files)
+    data = manifest(module, device, pipeline, kernels, designs, files, sequences)
     texts["manifest.json"] = json.dumps(data, indent=1, sort_keys=True) + "\n"
     texts.update(report_files(report))
     with_weights = all(w.data is not None for w in module.weights.values())

@@ -24,7 +24,7 @@ line), there is no configure step or host code to find, and ``make -j`` compiles
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from aielower import names
@@ -47,9 +47,12 @@ TOOLCHAIN = MappingProxyType({
 })
 
 
-def render_build_file(kernels: Iterable, designs: Iterable[tuple[str, str]], device: Device) -> str:
+def render_build_file(kernels: Iterable, designs: Iterable[tuple[str, str]], device: Device,
+                      sequences: Mapping[str, Sequence[str]] = MappingProxyType({})) -> str:
     """A Makefile building every kernel (``KernelSpec``) into an object and every design ``(name, kernel symbol)``
-    into an xclbin plus its instruction binary. Each design depends on the object of its kernel."""
+    into an xclbin plus its instruction binaries: ``<name>.insts.bin`` for a design with one unnamed runtime
+    sequence, ``<name>.<sequence>.insts.bin`` per sequence for a design whose ``sequences`` are named (aiecc's
+    ``{1}`` in ``--npu-insts-name``). Each design depends on the object of its kernel."""
     symbols = sorted({k.symbol for k in kernels})
     designs = sorted(set(designs))
     if device.name not in _TARGET:
@@ -57,11 +60,12 @@ def render_build_file(kernels: Iterable, designs: Iterable[tuple[str, str]], dev
     for name, symbol in designs:
         if symbol not in symbols:
             raise CompileError(f"design {name} links kernel {symbol}, which is not among the kernels to build")
-    for name in [*symbols, *(n for n, _ in designs)]:
+    named = {n: [s for s in sequences.get(n, ()) if s] for n, _ in designs}
+    for name in [*symbols, *(n for n, _ in designs), *(s for seqs in named.values() for s in seqs)]:
         names.make_target(name)
     return ENV.get_template("build/Makefile.j2").render(
         device=device, target=_TARGET[device.name], symbols=symbols,
-        designs=[dict(name=n, symbol=s) for n, s in designs], tc=TOOLCHAIN,
+        designs=[dict(name=n, symbol=s, sequences=bool(named[n])) for n, s in designs], tc=TOOLCHAIN,
     )
 
 

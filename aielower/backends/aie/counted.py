@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from aielower.backends.aie.catalog import collect, design_name
 from aielower.backends.aie.binding import kernel_spec
 from aielower.backends.aie.designs import build_design
+from aielower.backends.aie.designs.build import kv_sequence_for
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.plan import plan_of
@@ -61,13 +62,14 @@ class SequenceCount:
                 self.instruction_words)
 
 
-def count_sequence(design: m.Design) -> SequenceCount:
-    """Walk ``design``'s runtime sequence: a transfer whose FIFO the shim produces reads DDR, one it consumes
-    writes DDR; bytes are the transfer's elements times its argument's element size."""
+def count_sequence(design: m.Design, sequence: str | None = None) -> SequenceCount:
+    """Walk the runtime sequence ``sequence`` of ``design`` (default: its only or largest one): a transfer whose
+    FIFO the shim produces reads DDR, one it consumes writes DDR; bytes are the transfer's elements times its
+    argument's element size."""
     element_bytes = {a.name: a.type.element_bytes for a in design.sequence_args}
     read = write = transfers = waits = rtps = 0
     words = WORDS_HEADER
-    for op in design.sequence:
+    for op in design.runtime_sequence(sequence).ops:
         if isinstance(op, m.DmaMemcpy):
             size = op.elements * element_bytes[op.arg]
             from_ddr = design.fifo(op.fifo).producer.kind == "shim"
@@ -106,9 +108,14 @@ class TokenCount:
                 "ddr_bytes_by_role": dict(sorted(self.by_role.items()))}
 
 
-def decode_token_count(module: Module, device: Device, decode: Function) -> TokenCount:
-    """Count one decode step of ``decode`` (see the module docs); designs are built once per name."""
-    counts: dict[str, SequenceCount] = {}
+def decode_token_count(module: Module, device: Device, decode: Function, kv_len: int | None = None,
+                       designs: dict[str, m.Design] | None = None) -> TokenCount:
+    """Count one decode step of ``decode`` with ``kv_len`` valid cache positions after the step (default: the
+    whole cache), see the module docs. An attention design with one runtime sequence per KV tile count is counted
+    with the sequence the host submits at ``kv_len``. ``designs`` caches built designs by name (pass the same dict
+    to count several contexts)."""
+    designs = {} if designs is None else designs
+    counts: dict[tuple[str, str | None], SequenceCount] = {}
     result = TokenCount(device_configurations=len(collect(module, device)[1]))
     order: list[str] = []
     for op in decode.ops:
@@ -117,13 +124,20 @@ def decode_token_count(module: Module, device: Device, decode: Function) -> Toke
             continue
         for launch in plan.launches_for(1):
             name = design_name(launch, plan)
-            if name not in counts:
-                design = build_design(launch, plan, device, kernel_spec(launch, device), name)
-                counts[name] = count_sequence(design)
+            design = designs.get(name)
+            if design is None:
+                design = designs[name] = build_design(launch, plan, device, kernel_spec(launch, device), name)
+            sequence = None
+            if launch.kernel == "attention":
+                cache = plan.shape.get("cache_len", 0)
+                sequence = kv_sequence_for(design, cache if kv_len is None else kv_len, launch.params["tkv"])
+            key = (name, sequence)
+            if key not in counts:
+                counts[key] = count_sequence(design, sequence)
             order.append(name)
-            result.total = result.total + counts[name]
+            result.total = result.total + counts[key]
             result.submissions += 1
-            result.by_role[launch.role] += counts[name].ddr_bytes
+            result.by_role[launch.role] += counts[key].ddr_bytes
     result.designs_per_token = len(set(order))
     result.reconfigurations = reconfigurations(order)
     return result

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from aielower.backends.aie.designs.build import kv_sequence_for
 from aielower.backends.aie.designs.model import Design
 from aielower.backends.aie.designs.simulate import DesignRun
 from aielower.backends.aie.device import Device
@@ -81,13 +82,15 @@ class Emulator:
 
     def _run(self, plan: OpPlan, launch: LaunchPlan, tensors: dict[str, np.ndarray],
              rtp: dict[int, int] | None = None) -> None:
-        """One launch: its design run over ``tensors`` (flat DDR arrays by runtime-sequence argument name)."""
+        """One launch: its design run over ``tensors`` (flat DDR arrays by runtime-sequence argument name). For
+        attention over a cache, the sequence that reads the valid KV tiles (``rtp`` word 1, the valid length)."""
         design = self.design_for(launch, plan)
+        sequence = kv_sequence_for(design, rtp[1], launch.params["tkv"]) if rtp else None
         run = self._runs.get(design.name)
         if run is None:
             run = self._runs[design.name] = DesignRun(design, self.library.function)
         before = run.calls
-        run.run(tensors, rtp)
+        run.run(tensors, rtp, sequence)
         self.calls += run.calls - before
 
     # -- functions ----------------------------------------------------------------------------------------
@@ -221,8 +224,7 @@ class Emulator:
                 kv_rows, rtp = roundup(bucket, tkv), {0: 0, 1: bucket}
             tensors = {
                 "q": _pad3(q_rot[:, :s], heads, bucket_pad, d_pad),
-                "k": _pad3(keys[:, :kv_rows], kv_heads, kv_rows, d_pad),
-                "v": _pad3(values[:, :kv_rows], kv_heads, kv_rows, d_pad),
+                "kv": kv_blocks(keys[:, :kv_rows], values[:, :kv_rows], kv_heads, kv_rows, d_pad, tkv),
                 "out": np.zeros(heads * bucket_pad * d_pad, np.uint16),
             }
             self._run(plan, attn, tensors, rtp)
@@ -237,6 +239,14 @@ class Emulator:
                    "y": np.zeros(heads * s_pad * d, np.uint16)}
         self._run(plan, launch, tensors)
         return tensors["y"].reshape(heads, s_pad, d)
+
+
+def kv_blocks(keys: np.ndarray, values: np.ndarray, kv_heads: int, kv_rows: int, d: int, tkv: int) -> np.ndarray:
+    """The attention designs' ``kv`` DDR tensor: ``keys`` and ``values`` [heads, rows, d'] padded to [kv_heads,
+    kv_rows, d] and blocked by KV tile as [kv_heads][kv_rows / tkv][K|V][tkv][d] (flat)."""
+    k = _pad3(keys, kv_heads, kv_rows, d).reshape(kv_heads, kv_rows // tkv, 1, tkv, d)
+    v = _pad3(values, kv_heads, kv_rows, d).reshape(kv_heads, kv_rows // tkv, 1, tkv, d)
+    return np.concatenate([k, v], axis=2).reshape(-1)
 
 
 def _pad3(x: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
@@ -276,4 +286,4 @@ class _HostInterpreter(Interpreter):
         return lambda *operands, **attributes: emulator._npu(op, plan, operands)
 
 
-__all__ = ["Emulator", "strided_view"]
+__all__ = ["Emulator", "kv_blocks", "strided_view"]

@@ -403,8 +403,9 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
     )
     streams = (
         Stream("q", "in", ("q",), "split", q_tile, 2, (AccessPattern(0, (gq, tq, d_pad), (s * d_pad, d_pad, 1)),)),
-        Stream("kv", "in", ("k", "v"), mode, kv_tile, 2,
-               (AccessPattern(0, (tkv * d_pad,), (1,)), AccessPattern(0, (tkv * d_pad,), (1,)))),
+        # K and V live in one DDR tensor blocked by KV tile, [kv_heads][blocks][K|V][tkv][d]: a tile is one run
+        # and consecutive tiles of a head are contiguous, so a head's KV sweep is one transfer.
+        Stream("kv", "in", ("kv",), mode, kv_tile, 2, (AccessPattern(0, (2 * tkv * d_pad,), (1,)),)),
         Stream("out", "out", ("out",), "split", q_tile, 2,
                (AccessPattern(0, (gq, tq, d_pad), (s * d_pad, d_pad, 1)),)),
     )

@@ -250,7 +250,8 @@ def rope(launch: LaunchPlan, heads: int, s: int, s_pad: int, out_rows: int = 0, 
 
 def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: int, kv_valid: int, position: int,
               causal: bool) -> list[CoreProgram]:
-    """Tensors: ``q`` and ``out`` [kv_heads * gq, s_pad, d] bf16, ``k`` and ``v`` [kv_heads, kv_rows, d].
+    """Tensors: ``q`` and ``out`` [kv_heads * gq, s_pad, d] bf16; ``kv`` [kv_heads, kv_rows / tkv, 2, tkv, d]: the
+    keys and values blocked by KV tile (block ``j`` of head ``h`` holds rows ``j * tkv ...`` of K, then of V).
     Query token ``i`` is at position ``position + i``; KV rows ``0 .. kv_valid - 1`` are valid."""
     p = launch.params
     d, gq, tq, tkv = p["d"], p["gq"], p["tq"], p["tkv"]
@@ -283,9 +284,8 @@ def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, posit
     last = min(kv_valid, q_pos0 + tq) if causal else kv_valid  # KV rows any query of the tile can see
     core.calls.append(Call("init", (Acc(),)))
     for j in range(-(-last // tkv)):
-        k = _contiguous("k", (h * kv_rows + j * tkv) * d, tkv * d)
-        v = _contiguous("v", (h * kv_rows + j * tkv) * d, tkv * d)
-        core.calls.append(Call("step", (In((TileRef("q", q_ap),)), In((k, v)), Acc(), q_pos0, j * tkv,
+        kv = _contiguous("kv", (h * kv_rows + j * tkv) * 2 * d, 2 * tkv * d)
+        core.calls.append(Call("step", (In((TileRef("q", q_ap),)), In((kv,)), Acc(), q_pos0, j * tkv,
                                        min(tkv, kv_valid - j * tkv))))
     core.calls.append(Call("store", (Acc(), Out((TileRef("out", q_ap),)))))
 

@@ -36,6 +36,13 @@ def test_build_file_names_every_kernel_and_design():
         assert f"--xclbin-name={name}.xclbin --aie-generate-npu-insts --npu-insts-name={name}.insts.bin" in text
     assert "--target=aie2p-none-unknown-elf" in text
     assert "--target=aie2-none-unknown-elf" in render_build_file(kernels[:1], designs[:1], NPU1)
+    # A design with named runtime sequences (decode attention: one per KV tile count) gets one instruction binary
+    # per sequence, named by aiecc's {1}; a name that is no Makefile target is refused.
+    named = render_build_file(kernels, designs, NPU2, {"attention": ["kv_tiles_1", "kv_tiles_2"]})
+    assert "--npu-insts-name=attention.{1}.insts.bin" in named
+    assert "--npu-insts-name=gemv.insts.bin" in named
+    with pytest.raises(CompileError):
+        render_build_file(kernels, designs, NPU2, {"attention": ["kv tiles"]})
     with pytest.raises(CompileError, match="not among the kernels"):
         render_build_file(kernels[:1], designs, NPU2)
 

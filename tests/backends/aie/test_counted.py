@@ -7,6 +7,7 @@ import pytest
 from aielower.backends.aie import cost, counted
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.device import NPU2
+from aielower.backends.aie.plan import plan_of
 from aielower.backends.aie.report import build_report
 
 
@@ -15,7 +16,7 @@ def _design(sequence) -> m.Design:
     bf16 = m.MemrefType(64, "bf16")
     fifos = (m.ObjectFifo("in0", shim, (core,), 2, bf16), m.ObjectFifo("out0", core, (shim,), 2, bf16))
     args = (m.SequenceArg("x", m.MemrefType(256, "bf16")), m.SequenceArg("y", m.MemrefType(256, "f32")))
-    return m.Design("d", "npu2", (), (shim, core), fifos, (), (), (), args, tuple(sequence))
+    return m.Design("d", "npu2", (), (shim, core), fifos, (), (), (), args, (m.RuntimeSequence("", tuple(sequence)),))
 
 
 def test_a_sequence_is_counted_op_by_op():
@@ -37,11 +38,36 @@ def test_a_decode_token_counted_from_its_designs(planned):
     assert token.submissions == cost.function_cost(plan, NPU2, 1, kv_len=1).launches  # one design run per launch
     assert token.device_configurations > token.designs_per_token > 1
     assert token.total.transfers > 0 and token.total.instruction_words > 4 * token.submissions
-    # The decode attention designs read the whole static cache (128 positions, K and V, bf16, 4 heads x 16, both
-    # layers) whatever the context: the counted figure shows it, the minimum at a short context does not.
+    # Counted at the whole static cache (the default): the decode attention designs read all of it (128 positions,
+    # K and V, bf16, 4 heads x 16, both layers).
     full_cache = 2 * 2 * 128 * 4 * 16 * 2
     assert token.by_role["attention"] >= full_cache
     assert token.total.ddr_bytes > cost.min_ddr_bytes_per_decode_token(planned, 8)
+
+
+def test_decode_attention_reads_only_the_valid_kv_tiles():
+    # One compile, one runtime sequence per count of KV tiles: at a short context the host submits the sequence
+    # reading only the tiles the context covers, so the counted KV traffic grows with the context in whole tiles.
+    from aielower.api import QuantConfig, default_pipeline
+    from aielower.frontend import import_model
+    from aielower.passes import PassManager
+    from tests.conftest import tiny_qwen2
+
+    module = import_model(tiny_qwen2(), "tiny", max_seq_len=256)
+    quant = QuantConfig(bits=4, group_size=32, lm_head_group_size=32)
+    PassManager.parse(default_pipeline("ref", quant) + ",plan-aie-tiling{device=npu2}").run(module)
+    decode = cost.decode_function(module)
+    plan = next(plan_of(op) for op in decode.ops if plan_of(op) is not None and plan_of(op).kind == "attention")
+    tkv = next(x for x in plan.launches_for(1) if x.role == "attention").params["tkv"]
+    assert 256 // tkv >= 2
+    tile_bytes = 2 * 2 * tkv * 4 * 16 * 2  # K and V of one tile, 4 heads x 16, both layers
+    designs: dict = {}
+    one = counted.decode_token_count(module, NPU2, decode, 1, designs)
+    full = counted.decode_token_count(module, NPU2, decode, 256, designs)
+    assert counted.decode_token_count(module, NPU2, decode, tkv, designs).total == one.total
+    assert counted.decode_token_count(module, NPU2, decode, None, designs).total == full.total
+    assert full.by_role["attention"] - one.by_role["attention"] == (256 // tkv - 1) * tile_bytes
+    assert one.submissions == full.submissions
 
 
 def test_the_report_carries_the_counted_figures(planned):

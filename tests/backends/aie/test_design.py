@@ -14,7 +14,7 @@ import pytest
 
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.binding import kernel_spec
-from aielower.backends.aie.designs.build import _Builder, _programs, build_design, render_design
+from aielower.backends.aie.designs.build import _Builder, _programs, build_design, kv_sequence_for, render_design
 from aielower.backends.aie.dma import DmaLimits, box, canonical, compact, expand, hardware_dims
 from aielower.backends.aie.device import NPU1, NPU2
 from aielower.backends.aie.plan import AccessPattern
@@ -173,8 +173,9 @@ def test_runtime_sequence_moves_what_the_schedule_moves(name):
     for t in builder.transfers():
         by_stream[builder.streams[t.stream].plan.name] += t.ap.elements
     assert by_stream == _moved_by_schedule(name)
-    # and the rendered text carries exactly these transfers
-    text = render(name)
+    # and the rendered text carries exactly these transfers (decode attention: in its sequence for the whole cache,
+    # the last one)
+    text = render(name).split("aie.runtime_sequence")[-1]
     rendered = 0
     for sizes in re.findall(r"dma_memcpy_nd\(%\w+\[[^\]]*\]\[([^\]]*)\]", text):
         rendered += int(np.prod([int(x) for x in sizes.split(",")]))
@@ -251,6 +252,43 @@ def test_every_design_reads_back_as_rendered():
         assert parse_design(render(design), f"{name}.mlir") == design, name
 
 
+def test_decode_attention_sequences_read_back_and_bad_ones_are_refused():
+    from aielower.backends.aie.designs import parse_design
+
+    text = render("attention")
+    design = parse_design(text, "attention.mlir")
+    assert [s.name for s in design.sequences] == ["kv_tiles_1", "kv_tiles_2"]
+    assert all(c.dynamic_objfifo_lowering for c in design.cores)
+    with pytest.raises(CompileError, match="distinct names"):
+        parse_design(text.replace("@kv_tiles_2(", "@kv_tiles_1("), "attention.mlir")
+    with pytest.raises(CompileError, match="same arguments"):
+        parse_design(text.replace("@kv_tiles_2(%q: memref<64xbf16>", "@kv_tiles_2(%q: memref<32xbf16>"),
+                     "attention.mlir")
+    # the dynamic object-FIFO lowering is asked for exactly where a loop bound is read at run time
+    with pytest.raises(CompileError, match="dynamic_objfifo_lowering"):
+        parse_design(text.replace("dynamic_objfifo_lowering = true, ", "", 1), "attention.mlir")
+    with pytest.raises(CompileError, match="dynamic_objfifo_lowering"):
+        parse_design(render("rope_k").replace("} {link_with", "} {dynamic_objfifo_lowering = true, link_with", 1),
+                     "rope_k.mlir")
+
+
+def test_each_kv_sequence_reads_its_tiles_and_the_emulator_picks_by_length():
+    launch, plan, device, spec = case("attention")
+    design = build_design(launch, plan, device, spec, "attention")
+    tkv, heads, d = launch.params["tkv"], plan.shape["kv_heads"], plan.shape["d_pad"]
+    for n in (1, 2):
+        ops = design.runtime_sequence(f"kv_tiles_{n}").ops
+        kv = sum(op.elements for op in ops if getattr(op, "arg", None) == "kv")
+        assert kv == n * heads * 2 * tkv * d
+        assert {op.value for op in ops if getattr(op, "index", None) == 2} == {n}
+    assert kv_sequence_for(design, 1, tkv) == kv_sequence_for(design, tkv, tkv) == "kv_tiles_1"
+    assert kv_sequence_for(design, tkv + 1, tkv) == "kv_tiles_2"
+    with pytest.raises(CompileError, match="no runtime sequence @kv_tiles_3"):
+        kv_sequence_for(design, 2 * tkv + 1, tkv)
+    prefill = case("attention_prefill")
+    assert kv_sequence_for(build_design(*prefill[:4], "p"), 128, prefill[0].params["tkv"]) is None
+
+
 # ------------------------------------------------------------------------------------------------ errors
 
 
@@ -262,7 +300,7 @@ def test_broadcast_kv_rows_of_a_column_share_their_head():
     assert next(st for st in launch.streams if st.name == "kv").to_cores == "broadcast"
     programs = sched.attention(launch, 32, 128, 128, 128, 128, 0, True)
     for column in range(launch.columns):
-        heads = {call.args[1].tiles[0].ap.offset // (128 * 128)
+        heads = {call.args[1].tiles[0].ap.offset // (2 * 128 * 128)  # kv: [head][block][K|V][tkv][d]
                  for p in programs if p.column == column for call in p.calls if call.function == "step"}
         assert len(heads) <= -(-32 // launch.columns)  # the column's own heads only, shared by its rows
     render_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "attn")

@@ -83,7 +83,7 @@ def test_a_consumer_that_waits_for_more_than_is_sent_is_reported(norm_kernels):
     seq = tuple(op for op in design.sequence if not (isinstance(op, m.DmaMemcpy) and op.arg == "b"
                                                       and op.fifo == "x_c3"))
     with pytest.raises(AielowerError, match="cannot finish .*tile_3_"):
-        _run_norm(dataclasses.replace(design, sequence=seq), norm_kernels)
+        _run_norm(design.with_sequence(seq), norm_kernels)
 
 
 # --- one broken design per rule ---------------------------------------------------------------------------------
@@ -104,7 +104,7 @@ def test_dims_on_a_shim_end():
 
 
 def _sequence(design: m.Design, ops) -> m.Design:
-    return dataclasses.replace(design, sequence=tuple(ops))
+    return design.with_sequence(ops)
 
 
 def test_more_than_four_tasks_on_one_shim_channel():

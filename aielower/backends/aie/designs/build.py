@@ -98,7 +98,7 @@ class StreamInfo:
 
 @dataclass
 class Loop:
-    count: int
+    count: int | str  # a constant, or the i32 variable holding the trip count
     body: list
 
 
@@ -154,8 +154,11 @@ class CoreDesign:
 # ================================================================================== schedule at the bucket
 
 
-def _programs(launch: LaunchPlan, op_plan: OpPlan) -> tuple[list[sched.CoreProgram], tuple[int, ...]]:
-    """The schedule of ``launch`` at its bucket, and the run-time parameter defaults it was made with."""
+def _programs(launch: LaunchPlan, op_plan: OpPlan, kv_tiles: int | None = None) -> tuple[list[sched.CoreProgram],
+                                                                                       tuple[int, ...]]:
+    """The schedule of ``launch`` at its bucket, and the run-time parameter defaults it was made with. Attention over
+    a cache is scheduled with its last step's queries at the end of ``kv_tiles`` valid KV tiles (default: the whole
+    cache)."""
     s, b, p = op_plan.shape, launch.bucket, launch.params
     if launch.kernel in _LINEAR:
         return sched.programs(launch, _linear_work(launch, op_plan)), ()
@@ -170,11 +173,28 @@ def _programs(launch: LaunchPlan, op_plan: OpPlan) -> tuple[list[sched.CoreProgr
         # position, as it does the values (no transfer offset depends on the position).
         return sched.rope(launch, heads, b, roundup(b, p["tr"])), ()
     if launch.kernel == "attention":
-        kv_rows, kv_valid, position = (cache, cache, cache - b) if cache else (roundup(b, p["tkv"]), b, 0)
+        if cache:
+            tiles = cache // p["tkv"] if kv_tiles is None else kv_tiles
+            kv_rows, kv_valid = cache, tiles * p["tkv"]
+            position = kv_valid - b
+        else:
+            kv_rows, kv_valid, position = roundup(b, p["tkv"]), b, 0
         programs = sched.attention(launch, s["kv_heads"], b, roundup(b, p["tq"]), kv_rows, kv_valid, position,
                                    p["causal"])
+        if _reads_valid_tiles(launch, op_plan):
+            return programs, (position, kv_valid, kv_valid // p["tkv"])
         return programs, (position, kv_valid)
     raise CompileError(f"no design for kernel family {launch.kernel!r}")
+
+
+def _reads_valid_tiles(launch: LaunchPlan, op_plan: OpPlan) -> bool:
+    """Attention over a KV cache whose rows each read the KV stream on their own (split): its design reads only the
+    valid KV tiles, with one runtime sequence per tile count; the cores loop over the count the sequence writes
+    (run-time parameter word 2). Broadcast KV (rows of a column share a stream and stop at different tiles) reads
+    the whole cache."""
+    kv = next((st for st in launch.streams if st.name == "kv"), None)
+    return (launch.kernel == "attention" and op_plan.shape.get("cache_len", 0) > 0 and kv is not None
+            and kv.to_cores == "split")
 
 
 def _linear_work(launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork:
@@ -205,7 +225,8 @@ def _stream_args(call: sched.Call, output: bool) -> list:
 
 
 class _Builder:
-    def __init__(self, launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name: str):
+    def __init__(self, launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name: str,
+                 kv_tiles: int | None = None):
         self.launch, self.op_plan, self.device, self.spec, self.name = launch, op_plan, device, spec, name
         self.family = launch.kernel
         ins = [s for s in launch.streams if s.direction == "in"]
@@ -215,12 +236,13 @@ class _Builder:
         if any(s.plan.to_cores == "broadcast" for s in self.outs):
             raise CompileError(f"{name}: an output stream cannot be broadcast")
         self.work = None
+        self.dynamic_kv = _reads_valid_tiles(launch, op_plan)
         if self.family in _LINEAR:
             self.rtp = ()
             self.work = _linear_work(launch, op_plan)
             self._linear_init()
             return
-        programs, self.rtp = _programs(launch, op_plan)
+        programs, self.rtp = _programs(launch, op_plan, kv_tiles)
         self.cores = {(p.column, p.row): _units(p.calls) for p in programs}
         self.padded = self._equalize()
         self.items = {key: (len(units), len(units) - len(self.cores[key])) for key, units in self.padded.items()}
@@ -556,7 +578,14 @@ class _Builder:
                     Call("step", [("elem", qv), ("elem", kvv), ("acc", 0), ("i32", q0), ("i32", kv0),
                                   ("i32", valid)]),
                     Release(kv.index)]
-            body.append(Loop(len(steps), loop))
+            if self.dynamic_kv:
+                if len(steps) != self.rtp[2]:
+                    raise CompileError(f"internal: {self.name}: a work item of core ({core.column}, {core.row}) "
+                                       f"reads {len(steps)} KV tiles, the sequence sends {self.rtp[2]}")
+                tiles = next(names)
+                body += [Load(tiles, 2), Loop(tiles, loop)]
+            else:
+                body.append(Loop(len(steps), loop))
             drain = self.drains.get((kv.index, core.column, core.row, k), 0)
             if drain:
                 body.append(Loop(drain, [Acquire(kv.index, next(names)), Release(kv.index)]))
@@ -630,7 +659,7 @@ def _trace(core: CoreDesign, streams: list[StreamInfo]) -> list[tuple]:
     def run(nodes, iv):
         for node in nodes:
             if isinstance(node, Loop):
-                for i in range(node.count):
+                for i in range(value(node.count)):
                     run(node.body, i)
             elif isinstance(node, Acquire):
                 held[node.var] = core.elements[node.stream][taken[node.stream]]
@@ -890,17 +919,17 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
                 raise CompileError(f"internal: the design of core ({c}, {r}) does not reproduce the schedule (call "
                                    f"{first} of {len(want)}: {got[first][0] if first < len(got) else 'missing'})")
             cores.append(core)
-    sequence: list[m.SequenceOp] = []
     buffers: list[m.Buffer] = []
     core_models = []
     for core in cores:
         model, core_buffers = _core_model(core, b, spec)
         core_models.append(model)
         buffers.extend(core_buffers)
-        if core.rtp:
-            rtp = f"rtp_{core.column}_{core.row + 2}"
-            sequence += [m.RtpWrite(rtp, i, v) for i, v in enumerate(core.rtp)]
-    sequence += issue_order(b.transfers(), device.shim_buffer_descriptors)
+    if b.dynamic_kv:
+        sequences = tuple(m.RuntimeSequence(kv_sequence_name(n), _sequence(*_variant(b, cores, n), device))
+                          for n in range(1, b.rtp[2] + 1))
+    else:
+        sequences = (m.RuntimeSequence("", _sequence(b, cores, device)),)
     args = tuple(m.SequenceArg(t, m.MemrefType(n, element)) for t, element, n in b.tensors())
     functions = tuple(m.KernelFunction(fn, tuple(_arg_type(a) for a in spec.signature(fn))) for fn in spec.functions)
     tiles = tuple(sorted({m.Tile(c, row) for c in range(launch.columns) for row in range(launch.rows + 2)},
@@ -912,8 +941,57 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
         comments += ("Run-time parameters of every core: word 0 = P, position of the bucket's first query token; "
                      "word 1 = L, valid KV length. The rtp_write values are the bucket's worst case; the host sets "
                      "them per step.",)
+    if b.dynamic_kv:
+        comments += (f"One runtime sequence per count n of valid KV tiles ({launch.params['tkv']} rows each): "
+                     "@kv_tiles_n reads tiles 0 .. n-1 of every KV head and writes n to word 2, the trip count of "
+                     "the cores' KV loop. The host submits the sequence for n = ceil(L / tile).",)
     return m.Design(name, AIE_DEVICE[device.name], functions, tiles, tuple(fifos), tuple(links), tuple(buffers),
-                    tuple(core_models), args, tuple(sequence), comments)
+                    tuple(core_models), args, sequences, comments)
+
+
+def kv_sequence_name(tiles: int) -> str:
+    """The runtime sequence of a decode-attention design that reads ``tiles`` KV tiles per head."""
+    return f"kv_tiles_{tiles}"
+
+
+def kv_sequence_for(design: m.Design, kv_len: int, tkv: int) -> str | None:
+    """The sequence of ``design`` the host submits for ``kv_len`` valid KV rows: the one reading ceil(kv_len / tkv)
+    tiles when the design has one per tile count, else None (its only sequence)."""
+    if len(design.sequences) == 1 and not design.sequences[0].name:
+        return None
+    name = kv_sequence_name(max(1, -(-kv_len // tkv)))
+    design.runtime_sequence(name)  # a clear error when the cache has no such tile count
+    return name
+
+
+def _sequence(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple[m.SequenceOp, ...]:
+    """The runtime sequence of builder ``b``: its cores' run-time parameter defaults, then its transfers."""
+    ops: list[m.SequenceOp] = []
+    for core in cores:
+        if core.rtp:
+            ops += [m.RtpWrite(f"rtp_{core.column}_{core.row + 2}", i, v) for i, v in enumerate(core.rtp)]
+    return tuple(ops + issue_order(b.transfers(), device.shim_buffer_descriptors))
+
+
+def _variant(full: _Builder, cores: list[CoreDesign], tiles: int) -> tuple[_Builder, list[CoreDesign]]:
+    """The builder of ``full``'s launch reading ``tiles`` KV tiles, after checking that the cores of ``full``
+    (their bodies are the same for every tile count: the KV loop runs the count read at run time), fed what this
+    variant's sequence sends and its run-time parameters, make exactly the calls of its schedule."""
+    b = _Builder(full.launch, full.op_plan, full.device, full.spec, full.name, kv_tiles=tiles)
+    tkv = full.launch.params["tkv"]
+    mine = []
+    for core in cores:
+        own = b.core(core.column, core.row)
+        if own.body != core.body:
+            raise CompileError(f"internal: {full.name}: core ({core.column}, {core.row})'s body depends on the KV "
+                               f"tile count ({tiles})")
+        got = _clamped(_trace(own, b.streams), tkv)
+        want = _clamped(_expected(b.padded[(core.column, core.row)], own.acc_size or 1), tkv)
+        if got != want:
+            raise CompileError(f"internal: {full.name}: core ({core.column}, {core.row}) fed {tiles} KV tiles does "
+                               "not reproduce the schedule")
+        mine.append(own)
+    return b, mine
 
 
 def render_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name: str) -> str:
@@ -970,4 +1048,4 @@ def _core_model(core: CoreDesign, b: _Builder, spec) -> tuple[m.Core, list[m.Buf
     return m.Core(tile, body, f"{spec.symbol}.o", spec.stack_bytes, comment), buffers
 
 
-__all__ = ["AIE_DEVICE", "build_design", "issue_order", "render_design"]
+__all__ = ["AIE_DEVICE", "build_design", "issue_order", "kv_sequence_for", "kv_sequence_name", "render_design"]

@@ -150,14 +150,23 @@ def _part_length(design: Design, fifo: ObjectFifo, link) -> int:
 
 
 def check_sequence(design: Design) -> list[Violation]:
+    """Every runtime sequence of ``design``, each on its own (the host submits one at a time)."""
     out = []
+    for sequence in design.sequences:
+        out += _check_one_sequence(design, sequence)
+    return out
+
+
+def _check_one_sequence(design: Design, sequence) -> list[Violation]:
+    out = []
+    label = f"{design.name}" + (f" @{sequence.name}" if sequence.name else "")
     fifos = {f.name: f for f in design.fifos}
     args = {a.name: a.type for a in design.sequence_args}
     queue: dict[str, list[tuple[int, DmaMemcpy]]] = defaultdict(list)  # issued, not known to be finished
     tokens: dict[str, list[int]] = defaultdict(list)  # token-issuing transfers not yet waited for
     in_flight: dict[tuple[int, int], tuple[str, int]] = {}  # (column, bd id) -> (fifo, op index)
-    for i, op in enumerate(design.sequence):
-        where = f"{design.name}: runtime-sequence op #{i}"
+    for i, op in enumerate(sequence.ops):
+        where = f"{label}: runtime-sequence op #{i}"
         if isinstance(op, DmaMemcpy):
             fifo = fifos.get(op.fifo)
             if fifo is None:
@@ -202,7 +211,7 @@ def check_sequence(design: Design) -> list[Violation]:
     for fifo, pending in tokens.items():
         s2mm = any(c.kind == "shim" for c in fifos[fifo].consumers)
         if pending and s2mm:
-            out.append(Violation("tokens", f"{design.name}: @{fifo}", f"{len(pending)} S2MM transfer(s) never waited "
+            out.append(Violation("tokens", f"{label}: @{fifo}", f"{len(pending)} S2MM transfer(s) never waited "
                                  "for: the host would read DDR before they land"))
     return out
 

@@ -10,14 +10,14 @@ The subset of MLIR-AIE it covers (the ops aielower generates):
 - ``aie.core`` bodies: an endless loop around nested ``scf.for`` loops of ``aie.objectfifo.acquire`` /
   ``subview.access`` / ``release``, ``func.call`` of kernels, ``memref.load`` of run-time parameters, i32
   ``arith`` and ``index_cast`` of loop counters; ``stack_size`` and ``link_with`` attributes;
-- ``aie.runtime_sequence`` of ``aiex.npu.dma_memcpy_nd``, ``aiex.npu.dma_wait`` and ``aiex.npu.rtp_write``.
+- one or more ``aie.runtime_sequence`` of ``aiex.npu.dma_memcpy_nd``, ``aiex.npu.dma_wait`` and ``aiex.npu.rtp_write``.
 
 Everything is immutable, so a design can be compared, hashed and shared.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 from aielower.errors import CompileError
@@ -130,10 +130,11 @@ class KernelFunction:
 
 @dataclass(frozen=True)
 class For:
-    """``scf.for %iv = 0 to count``."""
+    """``scf.for %iv = 0 to count``: ``count`` is a constant or the name of an i32 variable (a trip count read at
+    run time, e.g. the KV tiles the runtime sequence sends; rendered through an ``index_cast``)."""
 
     iv: str
-    count: int
+    count: Union[int, str]
     body: tuple["Node", ...]
 
 
@@ -192,13 +193,20 @@ Node = Union[For, Acquire, Release, CallKernel, LoadWord, Arith, IndexCast]
 
 @dataclass(frozen=True)
 class Core:
-    """``aie.core(tile) { scf.for forever { body } } {link_with, stack_size}``."""
+    """``aie.core(tile) { scf.for forever { body } } {dynamic_objfifo_lowering, link_with, stack_size}``. A body
+    with a loop whose trip count is read at run time needs mlir-aie's dynamic object-FIFO lowering (run-time buffer
+    indices): the static lowering unrolls every loop that acquires by its FIFOs' depth and needs constant bounds
+    (AIEObjectFifoStatefulTransform.cpp, ``unrollForLoops``; the core attribute ``dynamic_objfifo_lowering``)."""
 
     tile: Tile
     body: tuple[Node, ...]
     link_with: str
     stack_size: int
     comment: str = field(default="", compare=False)
+
+    @property
+    def dynamic_objfifo_lowering(self) -> bool:
+        return any(isinstance(n, For) and not isinstance(n.count, int) for n in walk(self.body))
 
 
 # --- runtime sequence -------------------------------------------------------------------------------------------
@@ -247,6 +255,16 @@ SequenceOp = Union[DmaMemcpy, DmaWait, RtpWrite]
 
 
 @dataclass(frozen=True)
+class RuntimeSequence:
+    """``aie.runtime_sequence @name(args) { ops }``; a design's only sequence has no name. A design with several
+    (decode attention: one per count of KV tiles read) compiles to one xclbin and one instruction stream per
+    sequence; the host submits the stream that matches the step."""
+
+    name: str
+    ops: tuple[SequenceOp, ...]
+
+
+@dataclass(frozen=True)
 class Design:
     """One ``aie.device`` module: ``device`` is mlir-aie's device name (``npu1``, ``npu2``)."""
 
@@ -259,8 +277,30 @@ class Design:
     buffers: tuple[Buffer, ...]
     cores: tuple[Core, ...]
     sequence_args: tuple[SequenceArg, ...]
-    sequence: tuple[SequenceOp, ...]
+    sequences: tuple[RuntimeSequence, ...]
     comments: tuple[str, ...] = field(default=(), compare=False)
+
+    def runtime_sequence(self, name: str | None = None) -> RuntimeSequence:
+        """The sequence called ``name``; without a name, the design's only (or, of several, its last: the
+        largest) sequence."""
+        if name is None:
+            return self.sequences[-1]
+        for s in self.sequences:
+            if s.name == name:
+                return s
+        raise CompileError(f"design {self.name}: no runtime sequence @{name} (it has "
+                           f"{', '.join('@' + s.name for s in self.sequences) or 'one unnamed sequence'})")
+
+    @property
+    def sequence(self) -> tuple[SequenceOp, ...]:
+        """The ops of :meth:`runtime_sequence` ``()``."""
+        return self.runtime_sequence().ops
+
+    def with_sequence(self, ops) -> "Design":
+        """This design with its only sequence's ops replaced (tests that break a design on purpose)."""
+        if len(self.sequences) != 1:
+            raise CompileError(f"design {self.name} has {len(self.sequences)} runtime sequences")
+        return replace(self, sequences=(RuntimeSequence(self.sequences[0].name, tuple(ops)),))
 
     def fifo(self, name: str) -> ObjectFifo:
         for f in self.fifos:
@@ -297,4 +337,4 @@ def walk(nodes) -> "iter[Node]":
 
 __all__ = ["Acquire", "Arith", "Buffer", "CallKernel", "Core", "Design", "Dims", "DmaMemcpy", "DmaWait",
            "ELEMENT_BYTES", "FifoLink", "For", "IndexCast", "KernelFunction", "LoadWord", "MemrefType", "Node",
-           "ObjectFifo", "Release", "RtpWrite", "SequenceArg", "SequenceOp", "Tile", "walk"]
+           "ObjectFifo", "Release", "RtpWrite", "RuntimeSequence", "SequenceArg", "SequenceOp", "Tile", "walk"]

@@ -28,6 +28,7 @@ from aielower.backends.aie.designs.model import (
     ObjectFifo,
     Release,
     RtpWrite,
+    RuntimeSequence,
     SequenceArg,
     Tile,
 )
@@ -46,7 +47,8 @@ _CONSUMER = re.compile(rf"%({_ID})(?: dimensionsFromStream (\[[^\]]*\]))?")
 _LINK = re.compile(r"aie\.objectfifo\.link \[(.*?)\] -> \[(.*?)\]\(\[(.*?)\] \[(.*?)\]\)")
 _BUFFER = re.compile(rf"%({_ID}) = aie\.buffer\(%({_ID})\) \{{sym_name = \"({_ID})\"\}} : (memref<[^>]*>)")
 _CORE = re.compile(rf"aie\.core\(%({_ID})\) \{{")
-_CORE_END = re.compile(r"\} \{link_with = \"([A-Za-z0-9_.+\-]+)\", stack_size = ([0-9]+) : i32\}")
+_CORE_END = re.compile(r"\} \{(dynamic_objfifo_lowering = true, )?link_with = \"([A-Za-z0-9_.+\-]+)\", "
+                       r"stack_size = ([0-9]+) : i32\}")
 _CONST = re.compile(rf"%({_ID}) = arith\.constant (-?[0-9]+) : (index|i32)")
 _FOR = re.compile(rf"scf\.for %({_ID}) = %({_ID}) to %({_ID}) step %({_ID}) \{{")
 _ACQUIRE = re.compile(rf"%({_ID})_sub = aie\.objectfifo\.acquire @({_ID})\((Consume|Produce), 1\)")
@@ -54,9 +56,10 @@ _ACCESS = re.compile(rf"%({_ID}) = aie\.objectfifo\.subview\.access %({_ID})_sub
 _RELEASE = re.compile(rf"aie\.objectfifo\.release @({_ID})\((Consume|Produce), 1\)")
 _LOAD = re.compile(rf"%({_ID}) = memref\.load %({_ID})\[%({_ID})\]")
 _CAST = re.compile(rf"%({_ID}) = arith\.index_cast %({_ID}) : index to i32")
+_COUNT = re.compile(rf"%({_ID})_count = arith\.index_cast %({_ID}) : i32 to index")
 _ARITH = re.compile(rf"%({_ID}) = arith\.(addi|subi|muli) %({_ID}), %({_ID}) : i32")
 _CALL = re.compile(rf"func\.call @({_ID})\((.*?)\) : \(.*\) -> \(\)")
-_SEQUENCE = re.compile(r"aie\.runtime_sequence\((.*)\) \{")
+_SEQUENCE = re.compile(rf"aie\.runtime_sequence(?: @({_ID}))?\((.*)\) \{{")
 _SEQ_ARG = re.compile(rf"%({_ID}): (memref<[^>]*>)")
 _DMA = re.compile(rf"aiex\.npu\.dma_memcpy_nd\(%({_ID})\[0, 0, 0, ([0-9]+)\]\[([0-9, ]+)\]\[([0-9, ]+)\]\) "
                   rf"\{{id = ([0-9]+) : i64, (issue_token = true, )?metadata = @({_ID})\}} : memref<[^>]*>")
@@ -120,7 +123,7 @@ def parse_design(text: str, filename: str = "<design>") -> Design:
     name = Path(filename).stem
     functions, tiles, fifos, links, buffers, cores = [], {}, [], [], [], []
     args: list[SequenceArg] = []
-    sequence: list = []
+    sequences: list[RuntimeSequence] = []
     while True:
         line = r.next()
         if line is None:
@@ -149,8 +152,13 @@ def parse_design(text: str, filename: str = "<design>") -> Design:
         elif m := _CORE.fullmatch(line):
             cores.append(_core(r, _tile(r, tiles, m.group(1))))
         elif m := _SEQUENCE.fullmatch(line):
-            args = [SequenceArg(a.group(1), _memref(a.group(2))) for a in _SEQ_ARG.finditer(m.group(1))]
-            sequence = _sequence(r)
+            these = [SequenceArg(a.group(1), _memref(a.group(2))) for a in _SEQ_ARG.finditer(m.group(2))]
+            if sequences and these != args:
+                raise r.error("the runtime sequences of a design take the same arguments")
+            if (m.group(1) or "") in {s.name for s in sequences} or (sequences and not m.group(1)):
+                raise r.error("several runtime sequences need distinct names")
+            args = these
+            sequences.append(RuntimeSequence(m.group(1) or "", tuple(_sequence(r))))
         elif line == "}":
             break
         else:
@@ -158,7 +166,7 @@ def parse_design(text: str, filename: str = "<design>") -> Design:
     if r.next() != "}":
         raise r.error("expected '}' closing the module")
     return Design(name, device, tuple(functions), tuple(tiles.values()), tuple(fifos), tuple(links), tuple(buffers),
-                  tuple(cores), tuple(args), tuple(sequence), comments)
+                  tuple(cores), tuple(args), tuple(sequences), comments)
 
 
 def _tile(r: _Reader, tiles: dict, name: str) -> Tile:
@@ -194,7 +202,14 @@ def _core(r: _Reader, tile: Tile) -> Core:
                 raise r.error("unexpected end of file in a core")
             if line == "}":
                 return tuple(nodes)
-            if m := _FOR.fullmatch(line):
+            if m := _COUNT.fullmatch(line):
+                loop = _FOR.fullmatch(r.next() or "")
+                if not loop or loop.group(1) != m.group(1) or loop.group(3) != f"{m.group(1)}_count":
+                    raise r.error("a trip count cast to index is followed by the loop that uses it")
+                if value(loop.group(2)) != 0 or value(loop.group(4)) != 1:
+                    raise r.error("loops run from 0 in steps of 1")
+                nodes.append(For(loop.group(1), m.group(2), block()))
+            elif m := _FOR.fullmatch(line):
                 if value(m.group(2)) != 0 or value(m.group(4)) != 1:
                     raise r.error("loops run from 0 in steps of 1")
                 nodes.append(For(m.group(1), value(m.group(3)), block()))
@@ -219,8 +234,11 @@ def _core(r: _Reader, tile: Tile) -> Core:
     body = block()
     if r.next() != "aie.end":
         raise r.error("expected aie.end")
-    end = r.expect(_CORE_END, "'} {link_with = ..., stack_size = ...}'")
-    return Core(tile, body, end.group(1), int(end.group(2)))
+    end = r.expect(_CORE_END, "'} {[dynamic_objfifo_lowering = true, ]link_with = ..., stack_size = ...}'")
+    core = Core(tile, body, end.group(2), int(end.group(3)))
+    if bool(end.group(1)) != core.dynamic_objfifo_lowering:
+        raise r.error("dynamic_objfifo_lowering is set exactly on cores with a loop bound read at run time")
+    return core
 
 
 def _sequence(r: _Reader) -> list:

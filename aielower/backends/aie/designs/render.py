@@ -39,7 +39,8 @@ def _core_context(design: Design, core) -> dict:
     def flatten(nodes, depth):
         for n in nodes:
             if isinstance(n, For):
-                index_consts.add(n.count)
+                if isinstance(n.count, int):
+                    index_consts.add(n.count)
                 lines.append(dict(kind="for", depth=depth, iv=n.iv, count=n.count))
                 flatten(n.body, depth + 1)
                 lines.append(dict(kind="end", depth=depth))
@@ -73,13 +74,18 @@ def _core_context(design: Design, core) -> dict:
 
     flatten(core.body, 4)
     return dict(tile=core.tile.name, comment=core.comment, link_with=core.link_with, stack_size=core.stack_size,
+                dynamic=core.dynamic_objfifo_lowering,
                 lines=lines, index_consts=sorted(index_consts), i32_consts=sorted(i32_consts))
 
 
-def _sequence_context(design: Design) -> list[dict]:
+def _sequences_context(design: Design) -> list[dict]:
+    return [dict(name=s.name, ops=_sequence_context(design, s.ops)) for s in design.sequences]
+
+
+def _sequence_context(design: Design, sequence) -> list[dict]:
     types = {a.name: a.type for a in design.sequence_args}
     ops = []
-    for op in design.sequence:
+    for op in sequence:
         if isinstance(op, DmaMemcpy):
             ops.append(dict(kind="dma", arg=op.arg, offset=op.offset, sizes=list(op.sizes), strides=list(op.strides),
                             bd_id=op.bd_id, fifo=op.fifo, issue_token=op.issue_token, type=str(types[op.arg])))
@@ -95,7 +101,7 @@ def _sequence_context(design: Design) -> list[dict]:
 def render(design: Design) -> str:
     """The design's MLIR-AIE text."""
     return ENV.get_template("design/design.mlir.j2").render(
-        design=design, cores=[_core_context(design, c) for c in design.cores], sequence=_sequence_context(design),
+        design=design, cores=[_core_context(design, c) for c in design.cores], sequences=_sequences_context(design),
         forever=FOREVER)
 
 

@@ -220,7 +220,7 @@ class DesignRun:
         def run(nodes, env: dict, ivs: dict):
             for node in nodes:
                 if isinstance(node, For):
-                    for i in range(node.count):
+                    for i in range(node.count if isinstance(node.count, int) else int(env[node.count])):
                         ivs[node.iv] = i
                         yield from run(node.body, env, ivs)
                 elif isinstance(node, Acquire):
@@ -298,10 +298,10 @@ class DesignRun:
 
     # -- the runtime sequence ----------------------------------------------------------------------------------
 
-    def run(self, args: dict[str, np.ndarray], rtp: dict[int, int] | None = None) -> None:
-        """One run of the runtime sequence over ``args`` (flat arrays by argument name, typed as the arguments;
-        outputs are written in place). ``rtp`` replaces the value of every ``rtp_write`` of that word index (the
-        host's per-step run-time parameters)."""
+    def run(self, args: dict[str, np.ndarray], rtp: dict[int, int] | None = None, sequence: str | None = None) -> None:
+        """One run of the runtime sequence ``sequence`` (default: the design's only or largest one) over ``args``
+        (flat arrays by argument name, typed as the arguments; outputs are written in place). ``rtp`` replaces the
+        value of every ``rtp_write`` of that word index (the host's per-step run-time parameters)."""
         d = self.design
         for a in d.sequence_args:
             if a.name not in args:
@@ -318,7 +318,7 @@ class DesignRun:
             self.core_state[core.tile].generator = self._core_program(core)
         pending: dict[str, deque[_Pending]] = {}
         shim_out = {f.name for f in d.fifos if any(c.kind == "shim" for c in f.consumers)}
-        for op in d.sequence:
+        for op in d.runtime_sequence(sequence).ops:
             if isinstance(op, RtpWrite):
                 value = rtp.get(op.index, op.value) if rtp else op.value
                 owner = d.buffer(op.buffer).tile
