@@ -135,12 +135,26 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
     return first_fitting(label, device, candidates, build)
 
 
+# At most this many output tiles per GEMV work item: the core keeps one accumulator per tile and unrolls one step
+# call per accumulator in its K loop, so the activation tile streams once per item while core code stays small.
+GEMV_ACCUMULATORS = 16
+
+
+def gemv_items(tiles_per_core: int) -> tuple[int, int]:
+    """(work items, accumulators per item) of a core with ``tiles_per_core`` output tiles: as few items as
+    :data:`GEMV_ACCUMULATORS` allows, of equal size but the last."""
+    items = max(1, -(-tiles_per_core // GEMV_ACCUMULATORS))
+    return items, -(-tiles_per_core // items) if tiles_per_core else 1
+
+
 def _gemv(s: dict, columns: int, rows: int) -> LaunchPlan:
     tn, tk, tile = s["tn"], s["tk"], s["tile_bytes"]
+    tiles_per_core = s["n_pad"] // tn // (columns * rows)
+    items, nb = gemv_items(tiles_per_core)
     buffers = (
         Buffer("x", "L1", tk * BF16, 2),
         Buffer("w", "L1", tile, 2),
-        Buffer("acc", "L1", tn * F32),
+        Buffer("acc", "L1", nb * tn * F32),
         Buffer("y", "L1", tn * BF16, 2),
         Buffer("x", "L2", s["k_pad"] * BF16),
         Buffer("w", "L2", tile * rows, 2),
@@ -153,10 +167,10 @@ def _gemv(s: dict, columns: int, rows: int) -> LaunchPlan:
     )
     return LaunchPlan(
         bucket=1, kernel="linear_w4_gemv", role="gemv",
-        params=dict(tn=tn, tk=tk, group=s["group"], bias=s["bias"]),
+        params=dict(tn=tn, tk=tk, group=s["group"], bias=s["bias"], nb=nb),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=s["n"] * s["k"], padded_macs=s["n_pad"] * s["k_pad"],
-        ddr_read=s["weight_bytes"] + columns * s["k_pad"] * BF16, ddr_write=s["n_pad"] * BF16,
+        ddr_read=s["weight_bytes"] + items * columns * s["k_pad"] * BF16, ddr_write=s["n_pad"] * BF16,
     )
 
 

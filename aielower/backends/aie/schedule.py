@@ -101,9 +101,10 @@ def gemv_work(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int,
               grid: tuple[int, int]) -> LinearWork:
     """Tensors: ``x`` [k_pad] bf16, ``w`` the pre-tiled weights (bytes, in the DMA order of the ``grid`` it was cut
     for, which must be this launch's), ``y`` [n_pad] bf16. Core ``(c, r)`` computes the ``c * rows + r``-th block of
-    output tiles, one item per tile."""
+    output tiles in items of up to ``nb`` tiles (one accumulator each): per K tile, one activation tile serves the
+    item's ``nb`` weight tiles, so the activation streams once per item, not once per output tile."""
     p = launch.params
-    tn, tk = p["tn"], p["tk"]
+    tn, tk, nb = p["tn"], p["tk"], p.get("nb", 1)
     n_tiles, k_tiles = n_pad // tn, k_pad // tk
     if grid != (launch.columns, launch.rows):
         raise CompileError(f"the GEMV runs on {launch.columns}x{launch.rows} cores but its weights are ordered for "
@@ -112,9 +113,16 @@ def gemv_work(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int,
     kts = np.arange(k_tiles, dtype=np.int64)
     for index, tiles in enumerate(_blocks(n_tiles, launch.columns * launch.rows)):
         nt = np.arange(tiles.start, tiles.stop, dtype=np.int64)
-        w = tile_positions(nt[:, None], kts[None, :], n_tiles, k_tiles, *grid) * tile_bytes
-        cores[divmod(index, launch.rows)] = (np.ones(len(nt), np.int64), np.broadcast_to(kts * tk, (len(nt), k_tiles)),
-                                             w[:, :, None], (nt * tn)[:, None])
+        items = -(-len(nt) // nb)
+        padded = np.full(items * nb, -1, np.int64)
+        padded[: len(nt)] = nt
+        blocks = padded.reshape(items, nb)  # [item, j]: output tile, -1 past the last
+        w = np.where(blocks[:, None, :] >= 0,
+                     tile_positions(np.maximum(blocks, 0)[:, None, :], kts[None, :, None], n_tiles, k_tiles, *grid)
+                     * tile_bytes, -1)  # [item, kt, j]
+        nbs = (blocks >= 0).sum(axis=1).astype(np.int64)
+        cores[divmod(index, launch.rows)] = (nbs, np.broadcast_to(kts * tk, (items, k_tiles)), w,
+                                             np.where(blocks >= 0, blocks * tn, -1))
     return LinearWork("x", "y", AccessPattern(0, (tk,), (1,)), AccessPattern(0, (tn,), (1,)), tile_bytes, tn, cores)
 
 

@@ -29,6 +29,8 @@ CASES = {
     "attention": lambda: (plan_attention("test", 4, 2, 16, 0.25, True, 256, (1, 128), NPU2), 1, "attention", NPU2),
     "attention_prefill": lambda: (plan_attention("test", 2, 2, 128, 0.088, True, None, (128,), NPU2), 128,
                                   "attention", NPU2),
+    "attention_prefill_loops": lambda: (plan_attention("test", 2, 2, 64, 0.125, True, None, (512,), NPU1), 512,
+                                        "attention", NPU1),
     "rope_k": lambda: (plan_attention("test", 4, 2, 16, 0.25, True, 256, (1,), NPU2), 1, "rope_k", NPU2),
     "silu_mul": lambda: (plan_silu_mul("test", 176, (1,), NPU2), 1, None, NPU2),
     "rms_norm": lambda: (plan_norm("test", 64, 1e-6, False, (1,), NPU1), 1, None, NPU1),
@@ -200,11 +202,16 @@ def _transfers_per_column(n, k, group, bucket):
     return launch, counts
 
 
-def test_a_7b_lm_head_gemv_reads_its_weights_in_one_transfer_per_column():
+def test_a_7b_lm_head_gemv_reads_its_weights_in_one_transfer_per_item():
     # 9504 output tiles on 8 x 4 cores: rows of a column are 11 MB apart in a per-core blob, beyond the 4 MiB
-    # stride limit; in the DMA-ordered blob the column's tiles are one contiguous run.
+    # stride limit; in the DMA-ordered blob a column's tiles are one run, read item by item ([kt][tile][row] of
+    # the item's 16 tiles: one 4-dim transfer each), and the activation streams once per item (19 of 297 tiles).
+    from aielower.backends.aie.planner import gemv_items
+
     launch, counts = _transfers_per_column(151936, 4096, 32, 1)
-    assert counts["w"] == 1 and counts["y"] == 1 and counts["x"] <= 5  # x: 297 repeats of 64 at most
+    items, nb = gemv_items(151936 // 16 // 32 + 1)
+    assert (items, nb) == (19, 16) and launch.params["nb"] == nb
+    assert counts["w"] == items and counts["y"] == 1 and counts["x"] == 1  # x: one transfer, 19 repeats
 
 
 def test_large_gemms_fold_into_a_few_transfers_per_m_pass():

@@ -11,7 +11,8 @@ from aielower.backends.aie.binding import kernel_spec
 from aielower.backends.aie.budget import Usage, violations
 from aielower.backends.aie.device import DEVICES, NPU2
 from aielower.backends.aie.plan import DECODE_BUCKETS, PLAN_ATTR, OpPlan, plan_of
-from aielower.backends.aie.planner import padding_waste, plan_attention, plan_linear, plan_norm, plan_silu_mul
+from aielower.backends.aie.planner import (GEMV_ACCUMULATORS, gemv_items, padding_waste, plan_attention, plan_linear,
+                                           plan_norm, plan_silu_mul)
 from aielower.errors import CompileError
 from aielower.ir import parse, print_module
 from aielower.passes import PassManager
@@ -39,8 +40,11 @@ def test_random_shapes_hold_the_budgets(device):
         s = plan.shape
         assert s["n_pad"] >= n and s["k_pad"] >= k and s["k_pad"] % s["tk"] == 0 and s["n_pad"] % s["tn"] == 0
         gemv = plan.launches_for(1)[0]
-        # decode streams every weight byte from DDR once per token (plus one activation vector per column)
-        assert gemv.ddr_read == s["weight_bytes"] + gemv.columns * s["k_pad"] * 2
+        # decode streams every weight byte from DDR once per token (plus one activation vector per column and work
+        # item of up to GEMV_ACCUMULATORS output tiles)
+        items, nb = gemv_items(s["n_pad"] // s["tn"] // (gemv.columns * gemv.rows))
+        assert nb <= GEMV_ACCUMULATORS and gemv.params["nb"] == nb
+        assert gemv.ddr_read == s["weight_bytes"] + items * gemv.columns * s["k_pad"] * 2
     for _ in range(8):
         d = rng.randint(1, 600) * 8 + rng.choice([0, 4])
         check_plan(plan_norm("norm", d, 1e-6, rng.random() < 0.5, DECODE_BUCKETS, dev), dev)

@@ -205,6 +205,21 @@ def _linear_work(launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork:
     return sched.gemm_work(launch, launch.bucket, s["n_pad"], s["k_pad"], s["tile_bytes"], grid)
 
 
+def _progressions(items: list[tuple[int, int, int]]) -> list[tuple[tuple[int, int, int], int, tuple[int, int]]]:
+    """``items`` (query offset, KV tiles, drain) cut into maximal runs in which offset and tiles grow by constant
+    steps and the drain is constant: ``(first item, length, (offset step, tiles step))`` per run."""
+    runs: list[list] = []
+    for item in items:
+        if runs:
+            first, n, delta = runs[-1]
+            step = (item[0] - first[0] - (n - 1) * delta[0], item[1] - first[1] - (n - 1) * delta[1])
+            if item[2] == first[2] and (n == 1 or step == delta):
+                runs[-1] = [first, n + 1, (item[0] - first[0], item[1] - first[1]) if n == 1 else delta]
+                continue
+        runs.append([item, 1, (0, 0)])
+    return [(first, n, delta) for first, n, delta in runs]
+
+
 def _units(calls: list[sched.Call]) -> list[list[sched.Call]]:
     """A core's calls cut into work items: init ... store for accumulating kernels, one call otherwise."""
     units: list[list[sched.Call]] = []
@@ -560,38 +575,71 @@ class _Builder:
     def _body_attention(self, core: CoreDesign, units, names) -> list:
         """Per work item: hold the query tile, ``init``, one ``step`` per KV tile with the positions computed from
         the run-time parameters (P = position of the bucket's first query token, L = valid KV length), drain the
-        broadcast KV tiles past this item's causal limit, ``store``."""
+        broadcast KV tiles past this item's causal limit, ``store``. Consecutive items whose query offset and KV
+        tile count grow by constant steps (and drain alike) run as one loop over the items, with both computed
+        from the loop counter; decode items read the tile count the runtime sequence writes (word 2)."""
         self._acc(core, units)
         core.rtp = self.rtp
+        kv = self.ins[1]
+        items = []  # (query offset from P, KV tiles, drained tiles)
+        for k, unit in enumerate(units):
+            steps = [c for c in unit if c.function == "step"]
+            if self.dynamic_kv and len(steps) != self.rtp[2]:
+                raise CompileError(f"internal: {self.name}: a work item of core ({core.column}, {core.row}) reads "
+                                   f"{len(steps)} KV tiles, the sequence sends {self.rtp[2]}")
+            items.append((steps[0].args[3] - self.rtp[0] if steps else 0, len(steps),
+                          self.drains.get((kv.index, core.column, core.row, k), 0)))
+        runs = _progressions(items)
+        # runs that repeat (one per KV head of the core, each over its query tiles) run as an outer loop
+        period = next(p for p in range(1, len(runs) + 1)
+                      if len(runs) % p == 0 and all(runs[i] == runs[i % p] for i in range(len(runs))))
+        body = []
+        for first, count, delta in runs[:period]:
+            if count == 1:
+                body += self._attention_item(first[0], first[1], first[2], None, (0, 0), names)
+            else:
+                body.append(Loop(count, self._attention_item(first[0], first[1], first[2], next(names), delta,
+                                                             names)))
+        return [Loop(len(runs) // period, body)] if len(runs) > period else body
+
+    def _attention_item(self, offset: int, tiles: int, drain: int, counter, delta: tuple[int, int], names) -> list:
+        """One work item (``counter`` None), or the body of a loop over items whose query offset and KV tile count
+        are ``offset`` / ``tiles`` plus ``delta`` times the loop counter (an i32 variable named ``counter``)."""
         q, kv = self.ins
         (out,) = self.outs
         tkv = self.launch.params["tkv"]
-        body = []
-        for k, unit in enumerate(units):
-            steps = [c for c in unit if c.function == "step"]
-            qv, pv, lv, q0 = next(names), next(names), next(names), next(names)
-            kvv, jv, kv0, valid = next(names), next(names), next(names), next(names)
-            body += [Acquire(q.index, qv), Load(pv, 0), Load(lv, 1),
-                     Arith(q0, "addi", pv, steps[0].args[3] - self.rtp[0] if steps else 0),
-                     Call("init", [("acc", 0)])]
-            loop = [Acquire(kv.index, kvv), Cast(jv), Arith(kv0, "muli", jv, tkv), Arith(valid, "subi", lv, kv0),
-                    Call("step", [("elem", qv), ("elem", kvv), ("acc", 0), ("i32", q0), ("i32", kv0),
-                                  ("i32", valid)]),
-                    Release(kv.index)]
-            if self.dynamic_kv:
-                if len(steps) != self.rtp[2]:
-                    raise CompileError(f"internal: {self.name}: a work item of core ({core.column}, {core.row}) "
-                                       f"reads {len(steps)} KV tiles, the sequence sends {self.rtp[2]}")
-                tiles = next(names)
-                body += [Load(tiles, 2), Loop(tiles, loop)]
-            else:
-                body.append(Loop(len(steps), loop))
-            drain = self.drains.get((kv.index, core.column, core.row, k), 0)
-            if drain:
-                body.append(Loop(drain, [Acquire(kv.index, next(names)), Release(kv.index)]))
-            ov = next(names)
-            body += [Acquire(out.index, ov), Call("store", [("acc", 0), ("elem", ov)]), Release(out.index),
-                     Release(q.index)]
+        body = [Cast(counter)] if counter is not None else []
+
+        def affine(base: int, step: int):
+            """``base + step * counter`` as a constant or a new variable."""
+            if counter is None or step == 0:
+                return base
+            scaled = counter
+            if step != 1:
+                scaled = next(names)
+                body.append(Arith(scaled, "muli", counter, step))
+            total = next(names)
+            body.append(Arith(total, "addi", scaled, base))
+            return total
+
+        qv, pv, lv, q0 = next(names), next(names), next(names), next(names)
+        kvv, jv, kv0, valid = next(names), next(names), next(names), next(names)
+        body += [Acquire(q.index, qv), Load(pv, 0), Load(lv, 1)]
+        body += [Arith(q0, "addi", pv, affine(offset, delta[0])), Call("init", [("acc", 0)])]
+        loop = [Acquire(kv.index, kvv), Cast(jv), Arith(kv0, "muli", jv, tkv), Arith(valid, "subi", lv, kv0),
+                Call("step", [("elem", qv), ("elem", kvv), ("acc", 0), ("i32", q0), ("i32", kv0), ("i32", valid)]),
+                Release(kv.index)]
+        if self.dynamic_kv:
+            count = next(names)
+            body.append(Load(count, 2))
+        else:
+            count = affine(tiles, delta[1])
+        body.append(Loop(count, loop))
+        if drain:
+            body.append(Loop(drain, [Acquire(kv.index, next(names)), Release(kv.index)]))
+        ov = next(names)
+        body += [Acquire(out.index, ov), Call("store", [("acc", 0), ("elem", ov)]), Release(out.index),
+                 Release(q.index)]
         return body
 
     # -- runtime sequence ----------------------------------------------------------------------------------------
