@@ -30,7 +30,8 @@ def kernel_spec(launch: LaunchPlan, device: Device) -> KernelSpec:
     if launch.kernel == "rope":
         return rope_spec(p["d"], p["tr"])
     if launch.kernel == "attention":
-        return attention_spec(p["d"], p["gq"], p["tq"], p["tkv"], p["scale"], p["causal"], arch_of(device))
+        return attention_spec(p["d"], p["gq"], p["tq"], p["tkv"], p["scale"], p["causal"], arch_of(device),
+                              bool(p.get("header", False)))
     raise CompileError(f"no kernel family {launch.kernel!r}")
 
 

@@ -11,10 +11,11 @@ what their ``@impl`` says. A ``LinearLike`` op with an epilogue runs its planned
 the host.
 
 What the host does around each launch, as the NPU host runtime would: it pads inputs to the launch's bucket and
-allocates its DDR tensors at their padded sizes; it sets the attention design's run-time parameters (the position
-of the first query token and the valid KV length) for the step; it copies the rotated keys and the values into the
-KV cache at the step's position; it loops over the batch around the attention launches; layout ops (split,
-reshape, transpose) are host copies.
+allocates its DDR tensors at their padded sizes; for attention over the KV cache it writes the step header (the
+position of the first query token and the valid KV length) into the ``step`` DDR buffer and submits the runtime
+sequence that reads the valid KV tiles; it copies the rotated keys and the values into the KV cache (blocked by KV
+tile) at the step's position; it loops over the batch around the attention launches; layout ops (split, reshape,
+transpose) are host copies.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from aielower.backends.aie.designs.build import kv_sequence_for
 from aielower.backends.aie.designs.model import Design
 from aielower.backends.aie.designs.simulate import DesignRun
 from aielower.backends.aie.device import Device
-from aielower.backends.aie.kernels import KernelLibrary
+from aielower.backends.aie.kernels import STEP_HEADER, KernelLibrary
 from aielower.backends.aie.plan import AccessPattern, LaunchPlan, OpPlan, plan_of
 from aielower.backends.aie.planner import roundup
 from aielower.errors import AielowerError, CompileError
@@ -80,17 +81,16 @@ class Emulator:
         self._runs: dict[str, DesignRun] = {}
         self._interpreters: dict[str, _HostInterpreter] = {}
 
-    def _run(self, plan: OpPlan, launch: LaunchPlan, tensors: dict[str, np.ndarray],
-             rtp: dict[int, int] | None = None) -> None:
+    def _run(self, plan: OpPlan, launch: LaunchPlan, tensors: dict[str, np.ndarray], kv_len: int | None = None) -> None:
         """One launch: its design run over ``tensors`` (flat DDR arrays by runtime-sequence argument name). For
-        attention over a cache, the sequence that reads the valid KV tiles (``rtp`` word 1, the valid length)."""
+        attention over a cache, the sequence that reads the ``kv_len`` valid KV rows."""
         design = self.design_for(launch, plan)
-        sequence = kv_sequence_for(design, rtp[1], launch.params["tkv"]) if rtp else None
+        sequence = kv_sequence_for(design, kv_len, launch.params["tkv"]) if kv_len is not None else None
         run = self._runs.get(design.name)
         if run is None:
             run = self._runs[design.name] = DesignRun(design, self.library.function)
         before = run.calls
-        run.run(tensors, rtp, sequence)
+        run.run(tensors, sequence=sequence)
         self.calls += run.calls - before
 
     # -- functions ----------------------------------------------------------------------------------------
@@ -218,16 +218,18 @@ class Emulator:
                 new_k[bi][:, pos : pos + s] = from_bf16(k_rot[:, :s])
                 new_v[bi][:, pos : pos + s] = from_bf16(to_bf16(v[bi]))
                 keys, values, kv_rows = to_bf16(new_k[bi]), to_bf16(new_v[bi]), cache_len
-                rtp = {0: pos, 1: pos + s}  # word 0: position of the first query token; word 1: valid KV length
+                kv_len = pos + s
             else:
                 keys, values = k_rot, to_bf16(v[bi])
-                kv_rows, rtp = roundup(bucket, tkv), {0: 0, 1: bucket}
+                kv_rows, kv_len = roundup(bucket, tkv), None  # the design's constants: position 0, length bucket
             tensors = {
                 "q": _pad3(q_rot[:, :s], heads, bucket_pad, d_pad),
                 "kv": kv_blocks(keys[:, :kv_rows], values[:, :kv_rows], kv_heads, kv_rows, d_pad, tkv),
                 "out": np.zeros(heads * bucket_pad * d_pad, np.uint16),
             }
-            self._run(plan, attn, tensors, rtp)
+            if attn.params.get("header"):
+                tensors["step"] = step_header(pos, pos + s)
+            self._run(plan, attn, tensors, kv_len)
             out[bi] = from_bf16(tensors["out"].reshape(heads, bucket_pad, d_pad)[:, :s, :d])
         return (out, new_k, new_v) if cached else out
 
@@ -239,6 +241,14 @@ class Emulator:
                    "y": np.zeros(heads * s_pad * d, np.uint16)}
         self._run(plan, launch, tensors)
         return tensors["y"].reshape(heads, s_pad, d)
+
+
+def step_header(position: int, kv_len: int) -> np.ndarray:
+    """The attention designs' ``step`` DDR tensor (what the host writes each step): the position of the step's
+    first query token and the valid KV length as two little-endian int32, in :data:`STEP_HEADER` bf16 slots."""
+    words = np.zeros(STEP_HEADER // 2, "<i4")
+    words[:2] = (position, kv_len)
+    return words.view(np.uint16).copy()
 
 
 def kv_blocks(keys: np.ndarray, values: np.ndarray, kv_heads: int, kv_rows: int, d: int, tkv: int) -> np.ndarray:
@@ -286,4 +296,4 @@ class _HostInterpreter(Interpreter):
         return lambda *operands, **attributes: emulator._npu(op, plan, operands)
 
 
-__all__ = ["Emulator", "kv_blocks", "strided_view"]
+__all__ = ["Emulator", "kv_blocks", "step_header", "strided_view"]

@@ -43,8 +43,13 @@ _FUNCTIONS = {
     "rms_norm": ("",),
     "silu_mul": ("",),
     "rope": ("",),
-    "attention": ("_init", "_step", "_store"),
+    "attention": lambda p: ("_init", "_step", "_store") + (("_params",) if p["header"] else ()),
 }
+# bf16 slots of a query tile's step header (attention over a KV cache): two int32, the position of the bucket's
+# first query token and the valid KV length, written by the host into a DDR buffer each step.
+STEP_HEADER = 4
+# int32 words of an attention core's parameter buffer: position, valid KV length, KV tiles to read.
+ATTENTION_WORDS = 3
 FAMILIES = tuple(_FUNCTIONS)
 
 
@@ -100,7 +105,8 @@ class KernelSpec:
     @property
     def functions(self) -> tuple[str, ...]:
         """The ``extern "C"`` functions the source defines."""
-        return tuple(self.symbol + suffix for suffix in _FUNCTIONS[self.family])
+        suffixes = _FUNCTIONS[self.family]
+        return tuple(self.symbol + suffix for suffix in (suffixes(self.p) if callable(suffixes) else suffixes))
 
     @property
     def stack_bytes(self) -> int:
@@ -144,7 +150,8 @@ class KernelSpec:
 
 @dataclass(frozen=True)
 class Arg:
-    """One kernel argument: ``kind`` is bf16 / f32 / u8 (buffers, ``size`` elements) or i32 (a scalar)."""
+    """One kernel argument: ``kind`` is bf16 / f32 / u8 / words (buffers, ``size`` elements; words are int32) or
+    i32 (a scalar)."""
 
     name: str
     kind: str
@@ -214,9 +221,12 @@ def rope_spec(d: int, tr: int) -> KernelSpec:
     return KernelSpec("rope", (("d", d), ("tr", tr)))
 
 
-def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: bool, arch: str) -> KernelSpec:
+def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: bool, arch: str,
+                   header: bool = False) -> KernelSpec:
+    """``header``: each query tile carries the step header (:data:`STEP_HEADER` slots after its rows), which
+    ``_params`` copies into the core's parameter words (attention over a KV cache: per-step values come from DDR)."""
     params = (("d", d), ("gq", gq), ("tq", tq), ("tkv", tkv), ("scale", _fp32(scale)), ("causal", bool(causal)),
-              ("arch", arch))
+              ("arch", arch), ("header", bool(header)))
     return KernelSpec("attention", params)
 
 
@@ -322,7 +332,8 @@ _SYMBOLS = {
     "silu_mul": lambda p: f"silu_mul_t{p['t']}_tr{p['tr']}_{p['arch']}",
     "rope": lambda p: f"rope_d{p['d']}_tr{p['tr']}",
     "attention": lambda p: (f"attention_d{p['d']}_gq{p['gq']}_tq{p['tq']}_tkv{p['tkv']}"
-                            f"_s{_encode_float(p['scale'])}{'_causal' if p['causal'] else ''}_{p['arch']}"),
+                            f"_s{_encode_float(p['scale'])}{'_causal' if p['causal'] else ''}"
+                            f"{'_hdr' if p['header'] else ''}_{p['arch']}"),
 }
 
 
@@ -348,13 +359,17 @@ def _rms_norm_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
 def _attention_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
     rows = p["gq"] * p["tq"]
     state = rows * p["d"] + 2 * rows
-    return {
+    q = rows * p["d"] + (STEP_HEADER if p["header"] else 0)
+    out = {
         "_init": (Arg("state", "f32", state, out=True),),
-        "_step": (Arg("q", "bf16", rows * p["d"]), Arg("kv", "bf16", 2 * p["tkv"] * p["d"]),
+        "_step": (Arg("q", "bf16", q), Arg("kv", "bf16", 2 * p["tkv"] * p["d"]),
                   Arg("state", "f32", state, out=True), Arg("q_pos0", "i32"), Arg("kv_pos0", "i32"),
                   Arg("kv_valid", "i32")),
         "_store": (Arg("state", "f32", state), Arg("out", "bf16", rows * p["d"], out=True)),
     }
+    if p["header"]:
+        out["_params"] = (Arg("q", "bf16", q), Arg("words", "words", ATTENTION_WORDS, out=True))
+    return out
 
 
 _SIGNATURES = {
@@ -551,7 +566,8 @@ def _attention_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     update_o = (_ld(wd * 32) + scale_f32 + (_ld(wd * 16) + Ops(vec=1)) * tkv + Ops(vec=1) + _st(wd * 32)) * chunks
     row = scores + max_of + Ops(vec=m.exp2_16, scalar=8) + exp_sum + update_o  # alpha, m, l bookkeeping
     store_row = (_ld(wd * 32) + scale_f32 + Ops(vec=1) + _st(wd * 16)) * chunks + Ops(scalar=SCALAR_ELEMENTARY)
-    return {"_init": _st(rows * d * 32) + Ops(scalar=2 * rows), "_step": row * rows, "_store": store_row * rows}
+    return {"_init": _st(rows * d * 32) + Ops(scalar=2 * rows), "_step": row * rows, "_store": store_row * rows,
+            "_params": Ops(scalar=4)}
 
 
 _CYCLES = {
@@ -643,8 +659,9 @@ def build_library(specs_or_sources: Iterable[KernelSpec | tuple[str, str]], buil
 
 # ---------------------------------------------------------------------------------------------- load
 
-_DTYPES = {"bf16": np.dtype(np.uint16), "f32": np.dtype(np.float32), "u8": np.dtype(np.uint8)}
-_DTYPE_NAMES = {"bf16": "uint16 (bf16 bit patterns)", "f32": "float32", "u8": "uint8"}
+_DTYPES = {"bf16": np.dtype(np.uint16), "f32": np.dtype(np.float32), "u8": np.dtype(np.uint8),
+           "words": np.dtype(np.int32)}
+_DTYPE_NAMES = {"bf16": "uint16 (bf16 bit patterns)", "f32": "float32", "u8": "uint8", "words": "int32"}
 
 
 class KernelFunction:

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from aielower.backends.aie.binding import kernel_spec
 from aielower.backends.aie.budget import violations
 from aielower.backends.aie.device import Device
+from aielower.backends.aie.kernels import STEP_HEADER
 from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
 from aielower.backends.aie.weights import linear_tile_bytes
 from aielower.errors import CompileError
@@ -338,7 +339,7 @@ def plan_attention(label: str, heads: int, kv_heads: int, head_dim: int, scale: 
             launches.append(_fewest_rows_dropped(lambda rows: _rope(s, kv_heads, head_dim, tr, "rope_k", rows, device),
                                                  device))
             launches.append(_attention_fitting(s, kv_len, heads, kv_heads, gq, d_pad, head_dim, tq, tkv, scale,
-                                               causal, device))
+                                               causal, device, cached=cache_len is not None))
         shape = dict(heads=heads, kv_heads=kv_heads, head_dim=head_dim, d_pad=d_pad, gq=gq,
                      cache_len=cache_len if cache_len is not None else 0)
         return OpPlan("attention", device.name, shape, tuple(launches))
@@ -382,7 +383,8 @@ def _rope(s: int, heads: int, d: int, tr: int, role: str, max_rows: int, device:
     )
 
 
-def _attention_fitting(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, causal, device) -> LaunchPlan:
+def _attention_fitting(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, causal, device,
+                       cached: bool = False) -> LaunchPlan:
     q_tiles = s // tq
     last = None
     # broadcast KV when a column's rows can share a KV head (several query tiles), else split over <= 2 rows
@@ -391,13 +393,16 @@ def _attention_fitting(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, s
         for max_rows in range(device.core_rows, 0, -1):
             try:
                 return _checked(_attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, causal,
-                                           mode, max_rows, device), device)
+                                           mode, max_rows, device, cached), device)
             except Unplannable as e:
                 last = e
     raise last
 
 
-def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, causal, mode, max_rows, device):
+def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, causal, mode, max_rows, device,
+               cached=False):
+    """Over a KV cache (``cached``) the step's position and valid length vary per step: every query tile carries
+    them in a header of :data:`STEP_HEADER` slots from the host's ``step`` buffer (no patched instructions)."""
     q_tiles = s // tq
     items = kv_heads * q_tiles
     if mode == "broadcast":
@@ -406,17 +411,21 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
     else:
         columns, rows = core_grid(items, device, max_rows=max_rows)
     r = gq * tq
+    header = STEP_HEADER if cached else 0
     q_tile = r * d_pad * BF16
+    q_in = q_tile + header * BF16
     kv_tile = 2 * tkv * d_pad * BF16
     state = (r * d_pad + 2 * r) * F32
     buffers = (
-        Buffer("q", "L1", q_tile, 2), Buffer("kv", "L1", kv_tile, 2), Buffer("state", "L1", state),
+        Buffer("q", "L1", q_in, 2), Buffer("kv", "L1", kv_tile, 2), Buffer("state", "L1", state),
         Buffer("scores", "L1", r * tkv * F32), Buffer("out", "L1", q_tile, 2),
-        Buffer("q", "L2", rows * q_tile, 2), Buffer("kv", "L2", (1 if mode == "broadcast" else rows) * kv_tile, 2),
+        Buffer("q", "L2", rows * q_in, 2), Buffer("kv", "L2", (1 if mode == "broadcast" else rows) * kv_tile, 2),
         Buffer("out", "L2", rows * q_tile, 2),
     )
     streams = (
-        Stream("q", "in", ("q",), "split", q_tile, 2, (AccessPattern(0, (gq, tq, d_pad), (s * d_pad, d_pad, 1)),)),
+        Stream("q", "in", ("q", "step") if header else ("q",), "split", q_in, 2,
+               (AccessPattern(0, (gq, tq, d_pad), (s * d_pad, d_pad, 1)),)
+               + ((AccessPattern(0, (header,), (1,)),) if header else ())),
         # K and V live in one DDR tensor blocked by KV tile, [kv_heads][blocks][K|V][tkv][d]: a tile is one run
         # and consecutive tiles of a head are contiguous, so a head's KV sweep is one transfer.
         Stream("kv", "in", ("kv",), mode, kv_tile, 2, (AccessPattern(0, (2 * tkv * d_pad,), (1,)),)),
@@ -435,10 +444,11 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
     decode = kv_len != s
     return LaunchPlan(
         bucket=s, kernel="attention", role="attention",
-        params=dict(d=d_pad, gq=gq, tq=tq, tkv=tkv, scale=scale, causal=causal),
+        params=dict(d=d_pad, gq=gq, tq=tq, tkv=tkv, scale=scale, causal=causal, header=bool(header)),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=0 if decode else useful, padded_macs=0 if decode else kv_heads * pairs * per_pair,
-        ddr_read=heads * s * d_pad * BF16 + (0 if decode else kv_row * kv_len * kv_reads),
+        ddr_read=heads * s * d_pad * BF16 + kv_heads * q_tiles * header * BF16
+        + (0 if decode else kv_row * kv_len * kv_reads),
         ddr_write=heads * s * d_pad * BF16,
         ddr_read_per_kv=kv_row * kv_reads if decode else 0,
         macs_per_kv=heads * s * d_pad * 2 if decode else 0,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from aielower.backends.aie.kernels import STEP_HEADER
 from aielower.backends.aie.plan import AccessPattern, LaunchPlan
 from aielower.backends.aie.weights import tile_positions
 from aielower.errors import CompileError
@@ -260,9 +261,11 @@ def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: in
               causal: bool) -> list[CoreProgram]:
     """Tensors: ``q`` and ``out`` [kv_heads * gq, s_pad, d] bf16; ``kv`` [kv_heads, kv_rows / tkv, 2, tkv, d]: the
     keys and values blocked by KV tile (block ``j`` of head ``h`` holds rows ``j * tkv ...`` of K, then of V).
-    Query token ``i`` is at position ``position + i``; KV rows ``0 .. kv_valid - 1`` are valid."""
+    Query token ``i`` is at position ``position + i``; KV rows ``0 .. kv_valid - 1`` are valid. With a step header
+    (attention over a cache), every query tile is followed by the ``step`` tensor's header slots."""
     p = launch.params
     d, gq, tq, tkv = p["d"], p["gq"], p["tq"], p["tkv"]
+    header = STEP_HEADER if p.get("header") else 0
     q_tiles = -(-s // tq)
     cores = _cores(launch)
     kv_stream = next(st for st in launch.streams if st.name == "kv")
@@ -276,16 +279,17 @@ def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: in
                 h, g = divmod(item, groups)
                 qt = g * launch.rows + core.row
                 if qt < q_tiles:
-                    _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal)
+                    _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal,
+                                    header)
     else:
         for core, items in zip(cores, _blocks(kv_heads * q_tiles, len(cores))):
             for item in items:
                 h, qt = divmod(item, q_tiles)
-                _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal)
+                _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header)
     return cores
 
 
-def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal) -> None:
+def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header=0) -> None:
     """Query tile ``qt`` of KV head ``h``: init, one step per KV tile it can see, store."""
     q_pos0 = position + qt * tq
     q_ap = AccessPattern((h * gq * s_pad + qt * tq) * d, (gq, tq, d), (s_pad * d, d, 1))
@@ -293,7 +297,8 @@ def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, posit
     core.calls.append(Call("init", (Acc(),)))
     for j in range(-(-last // tkv)):
         kv = _contiguous("kv", (h * kv_rows + j * tkv) * 2 * d, 2 * tkv * d)
-        core.calls.append(Call("step", (In((TileRef("q", q_ap),)), In((kv,)), Acc(), q_pos0, j * tkv,
+        q = (TileRef("q", q_ap),) + ((_contiguous("step", 0, header),) if header else ())
+        core.calls.append(Call("step", (In(q), In((kv,)), Acc(), q_pos0, j * tkv,
                                        min(tkv, kv_valid - j * tkv))))
     core.calls.append(Call("store", (Acc(), Out((TileRef("out", q_ap),)))))
 

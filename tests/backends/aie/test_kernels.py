@@ -84,7 +84,12 @@ def _layout_specs():
 def _all_specs():
     return ([_gemv(c) for c in GEMV_CASES] + [_gemm(c) for c in GEMM_CASES] + _layout_specs()
             + [K.rms_norm_spec(*c) for c in RMS_CASES] + [K.silu_mul_spec(*c) for c in SILU_CASES]
-            + [K.rope_spec(*c) for c in ROPE_CASES] + [_attn(c) for c in ATTN_CASES])
+            + [K.rope_spec(*c) for c in ROPE_CASES] + [_attn(c) for c in ATTN_CASES] + [HEADER_SPEC, PLAIN_SPEC])
+
+
+# An attention kernel whose query tiles carry the step header (attention over a KV cache), and its plain twin.
+HEADER_SPEC = K.attention_spec(16, 2, 1, 16, 0.25, True, "aie2p", header=True)
+PLAIN_SPEC = K.attention_spec(16, 2, 1, 16, 0.25, True, "aie2p")
 
 
 @pytest.fixture(scope="module")
@@ -602,3 +607,29 @@ def test_function_arguments_are_checked_before_calling_c(lib):
         fn(good, good)
     with pytest.raises(CompileError, match="no kernel function 'nope'"):
         lib.function("nope")
+
+
+def test_attention_step_header_gives_the_parameters_and_changes_nothing_else(lib):
+    from aielower.backends.aie.emulator import step_header
+
+    assert HEADER_SPEC.functions == tuple(HEADER_SPEC.symbol + f for f in ("_init", "_step", "_store", "_params"))
+    assert HEADER_SPEC.symbol.endswith("_causal_hdr_aie2p") and len(PLAIN_SPEC.functions) == 3
+    init, step, store, params = (lib.function(f) for f in HEADER_SPEC.functions)
+    rng = np.random.default_rng(11)
+    q_bits, _ = rand_bf16(rng, (2, 1, 16))
+    k_bits, _ = rand_bf16(rng, (16, 16))
+    v_bits, _ = rand_bf16(rng, (16, 16))
+    tile = np.concatenate([q_bits.reshape(-1), step_header(12, 13)])  # query at position 12, 13 valid KV rows
+    words = np.zeros(K.ATTENTION_WORDS, np.int32)
+    params(tile, words)
+    assert words.tolist()[:2] == [12, 13]
+    with pytest.raises(ValueError, match=r"32 elements \(expected 36\)"):
+        params(q_bits.reshape(-1), words)  # a tile without its header is refused, not read past
+    state = np.zeros(2 * 16 + 4, np.float32)
+    init(state)
+    kv = np.concatenate([k_bits, v_bits]).reshape(-1)
+    step(tile, kv, state, int(words[0]), 0, int(words[1]))
+    out = np.zeros(2 * 16, np.uint16)
+    store(state, out)
+    plain = _run_attention(lib, PLAIN_SPEC, q_bits, k_bits, v_bits, 12, [(0, 13)])
+    np.testing.assert_array_equal(out, plain.reshape(-1))

@@ -47,7 +47,7 @@ from aielower.backends.aie.designs import model as m
 # mlir-aie device names (include/aie/Dialect/AIE/IR/AIEAttrs.td at 5ff2ab97): the whole 4-column Phoenix array is
 # ``npu1`` (``npu1_4col`` was removed in mlir-aie #2397), Strix is ``npu2``.
 AIE_DEVICE = {"npu1": "npu1", "npu2": "npu2"}
-_MEMREF_ELEMENT = {"bf16": "bf16", "f32": "f32", "u8": "i8"}
+_MEMREF_ELEMENT = {"bf16": "bf16", "f32": "f32", "u8": "i8", "words": "i32"}
 _ELEMENT_BYTES = {"bf16": 2, "f32": 4, "i8": 1}
 _ACCUMULATING = ("linear_w4_gemv", "linear_w4_gemm", "attention")  # init / step / store kernels
 _LINEAR = ("linear_w4_gemv", "linear_w4_gemm")  # scheduled as arrays (sched.LinearWork), checked on arrays
@@ -78,7 +78,7 @@ class StreamInfo:
     plan: Stream
     output: bool
     kind: str  # kernel argument kind: bf16 / u8
-    part: int = 0  # elements of one tensor part of one core's tile
+    part_sizes: tuple[int, ...] = ()  # elements of each tensor part of one core's tile
     parts: int = 1
     order: AccessPattern | None = None  # box -> stream reordering of a part (memory-tile dims)
     tensors: tuple[str, ...] = ()  # the tensor of each part
@@ -90,7 +90,7 @@ class StreamInfo:
 
     @property
     def tile(self) -> int:
-        return self.part * self.parts
+        return sum(self.part_sizes)
 
 
 # --- core bodies: a small tree the template renders line by line and _trace executes ------------------------
@@ -116,7 +116,8 @@ class Release:
 @dataclass
 class Call:
     function: str
-    args: list  # ("elem", FIFO element var) | ("acc", accumulator index) | ("i32", scalar var)
+    args: list  # ("elem", FIFO element var) | ("acc", accumulator index) | ("i32", scalar var) | ("rtp", 0): the
+    # core's parameter words
 
 
 @dataclass
@@ -181,8 +182,8 @@ def _programs(launch: LaunchPlan, op_plan: OpPlan, kv_tiles: int | None = None) 
             kv_rows, kv_valid, position = roundup(b, p["tkv"]), b, 0
         programs = sched.attention(launch, s["kv_heads"], b, roundup(b, p["tq"]), kv_rows, kv_valid, position,
                                    p["causal"])
-        if _reads_valid_tiles(launch, op_plan):
-            return programs, (position, kv_valid, kv_valid // p["tkv"])
+        if p.get("header"):  # words 0, 1 from the query tiles' step header; word 2 the KV tiles sent (or unused)
+            return programs, (position, kv_valid, kv_valid // p["tkv"] if _reads_valid_tiles(launch, op_plan) else 0)
         return programs, (position, kv_valid)
     raise CompileError(f"no design for kernel family {launch.kernel!r}")
 
@@ -258,6 +259,10 @@ class _Builder:
             self._linear_init()
             return
         programs, self.rtp = _programs(launch, op_plan, kv_tiles)
+        # Parameter words the runtime sequence writes (constants of the sequence): a step header supplies the
+        # position and valid length, so only the KV tile count of a per-count sequence is written.
+        header = bool(launch.params.get("header"))
+        self.rtp_writes = ((2,) if self.dynamic_kv else ()) if header else tuple(range(len(self.rtp)))
         self.cores = {(p.column, p.row): _units(p.calls) for p in programs}
         self.padded = self._equalize()
         self.items = {key: (len(units), len(units) - len(self.cores[key])) for key, units in self.padded.items()}
@@ -317,7 +322,7 @@ class _Builder:
                                        f"split stream '{st.plan.name}'; a split stream needs the same count per row")
         for st in self.streams:
             (sizes, strides), = st.shape
-            st.parts, st.part = 1, prod(sizes)
+            st.parts, st.part_sizes = 1, (prod(sizes),)
             st.order = box(AccessPattern(0, sizes, strides))[1]
             if st.tile * _ELEMENT_BYTES[st.element] != st.plan.tile_bytes:
                 raise CompileError(f"{name}: stream '{st.plan.name}' moves {st.tile * _ELEMENT_BYTES[st.element]} "
@@ -430,10 +435,7 @@ class _Builder:
             first = next(tiles for per_core in self.elements[s.index].values() for tiles in per_core)
             s.tensors = tuple(t.tensor for t in first)
             s.parts = len(shape)
-            sizes = {prod(sz) for sz, _ in shape}
-            if len(sizes) != 1:
-                raise CompileError(f"{self.name}: the parts of joined stream '{s.plan.name}' differ in size")
-            s.part = sizes.pop()
+            s.part_sizes = tuple(prod(sz) for sz, _ in shape)
             orders = {box(AccessPattern(0, sz, st))[1] for sz, st in shape}
             s.order = orders.pop() if len(orders) == 1 else None
             if s.order is not None and s.parts > 1:
@@ -624,7 +626,10 @@ class _Builder:
 
         qv, pv, lv, q0 = next(names), next(names), next(names), next(names)
         kvv, jv, kv0, valid = next(names), next(names), next(names), next(names)
-        body += [Acquire(q.index, qv), Load(pv, 0), Load(lv, 1)]
+        body.append(Acquire(q.index, qv))
+        if self.launch.params.get("header"):  # the step header of the query tile into the parameter words
+            body.append(Call("params", [("elem", qv), ("rtp", 0)]))
+        body += [Load(pv, 0), Load(lv, 1)]
         body += [Arith(q0, "addi", pv, affine(offset, delta[0])), Call("init", [("acc", 0)])]
         loop = [Acquire(kv.index, kvv), Cast(jv), Arith(kv0, "muli", jv, tkv), Arith(valid, "subi", lv, kv0),
                 Call("step", [("elem", qv), ("elem", kvv), ("acc", 0), ("i32", q0), ("i32", kv0), ("i32", valid)]),
@@ -719,6 +724,8 @@ def _trace(core: CoreDesign, streams: list[StreamInfo]) -> list[tuple]:
             elif isinstance(node, Arith):
                 a, b = value(node.lhs), value(node.rhs)
                 ints[node.var] = {"addi": a + b, "subi": a - b, "muli": a * b}[node.op]
+            elif isinstance(node, Call) and node.function == "params":
+                continue  # copies the step header into the parameter words; the check reads their defaults
             elif isinstance(node, Call):
                 args = []
                 for kind, x in node.args:
@@ -985,10 +992,13 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
     shape = ", ".join(f"{k}={v}" for k, v in op_plan.shape.items())
     comments = (f"aielower design {name}: {op_plan.kind} ({launch.role}) at bucket {launch.bucket}, kernel "
                 f"{spec.symbol} on {launch.columns}x{launch.rows} cores of {device.name}; op shape {shape}",)
-    if b.rtp:
-        comments += ("Run-time parameters of every core: word 0 = P, position of the bucket's first query token; "
-                     "word 1 = L, valid KV length. The rtp_write values are the bucket's worst case; the host sets "
-                     "them per step.",)
+    if b.rtp and launch.params.get("header"):
+        comments += ("Parameter words of every core: word 0 = P, position of the bucket's first query token; word 1 "
+                     "= L, valid KV length; both come with every query tile from the step header (the 'step' DDR "
+                     "buffer the host writes each step), copied by the kernel's _params.",)
+    elif b.rtp:
+        comments += ("Parameter words of every core: word 0 = P = 0, position of the bucket's first query token; "
+                     "word 1 = L = the bucket, valid KV length (constants of the sequence).",)
     if b.dynamic_kv:
         comments += (f"One runtime sequence per count n of valid KV tiles ({launch.params['tkv']} rows each): "
                      "@kv_tiles_n reads tiles 0 .. n-1 of every KV head and writes n to word 2, the trip count of "
@@ -1017,7 +1027,7 @@ def _sequence(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple[m.S
     ops: list[m.SequenceOp] = []
     for core in cores:
         if core.rtp:
-            ops += [m.RtpWrite(f"rtp_{core.column}_{core.row + 2}", i, v) for i, v in enumerate(core.rtp)]
+            ops += [m.RtpWrite(f"rtp_{core.column}_{core.row + 2}", i, core.rtp[i]) for i in b.rtp_writes]
     return tuple(ops + issue_order(b.transfers(), device.shim_buffer_descriptors))
 
 
@@ -1082,7 +1092,8 @@ def _core_model(core: CoreDesign, b: _Builder, spec) -> tuple[m.Core, list[m.Buf
                 out.append(m.Arith(node.var, node.op, node.lhs, node.rhs))
             elif isinstance(node, Call):
                 fn = spec.symbol + (f"_{node.function}" if node.function else "")
-                args = tuple(x if kind in ("elem", "i32") else acc[x] for kind, x in node.args)
+                args = tuple(x if kind in ("elem", "i32") else rtp if kind == "rtp" else acc[x]
+                             for kind, x in node.args)
                 out.append(m.CallKernel(fn, args))
         return out
 

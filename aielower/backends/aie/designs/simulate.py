@@ -142,7 +142,6 @@ class DesignRun:
         for b in design.buffers:
             if b.tile in self.core_state:
                 self.core_state[b.tile].buffers[b.name] = np.zeros(b.type.size, NUMPY_DTYPES[b.type.element])
-        self.rtp_defaults = {}
 
     # -- streams ------------------------------------------------------------------------------------------------
 
@@ -298,10 +297,10 @@ class DesignRun:
 
     # -- the runtime sequence ----------------------------------------------------------------------------------
 
-    def run(self, args: dict[str, np.ndarray], rtp: dict[int, int] | None = None, sequence: str | None = None) -> None:
+    def run(self, args: dict[str, np.ndarray], sequence: str | None = None) -> None:
         """One run of the runtime sequence ``sequence`` (default: the design's only or largest one) over ``args``
-        (flat arrays by argument name, typed as the arguments; outputs are written in place). ``rtp`` replaces the
-        value of every ``rtp_write`` of that word index (the host's per-step run-time parameters)."""
+        (flat arrays by argument name, typed as the arguments; outputs are written in place). Its ``rtp_write``
+        values are the sequence's own: nothing is patched per step (per-step values come in ``args``)."""
         d = self.design
         for a in d.sequence_args:
             if a.name not in args:
@@ -320,7 +319,7 @@ class DesignRun:
         shim_out = {f.name for f in d.fifos if any(c.kind == "shim" for c in f.consumers)}
         for op in d.runtime_sequence(sequence).ops:
             if isinstance(op, RtpWrite):
-                value = rtp.get(op.index, op.value) if rtp else op.value
+                value = op.value
                 owner = d.buffer(op.buffer).tile
                 self.core_state[owner].buffers[op.buffer][op.index] = value
             elif isinstance(op, DmaMemcpy):
