@@ -30,6 +30,7 @@ tiles, accumulator and scalars the schedule gives that call; a mismatch is a Com
 
 from __future__ import annotations
 
+from copy import copy
 from dataclasses import dataclass, field
 from itertools import count
 from math import prod
@@ -516,6 +517,25 @@ class _Builder:
         core.elements = {s.index: self.elements[s.index][(column, row)] for s in self.streams}
         return core
 
+    def kv_prefix(self, tiles: int) -> "_Builder":
+        """A decode attention builder whose KV stream delivers only the first ``tiles`` KV tiles of every work item
+        (the streams of its @kv_tiles_n sequence); parameter defaults for that count. Shares everything else."""
+        if not self.dynamic_kv:
+            raise CompileError(f"internal: {self.name} reads the whole KV cache")
+        kv, full = self.ins[1], self.rtp[2]
+        cut = copy(self)
+        cut.seq = dict(self.seq)
+        cut.seq[kv.index] = {}
+        for key, offsets in self.seq[kv.index].items():
+            items = len(self.padded[key])
+            if len(offsets) != items * full:
+                raise CompileError(f"internal: {self.name}: core {key} receives {len(offsets)} KV tiles, not "
+                                   f"{items} items x {full}")
+            cut.seq[kv.index][key] = offsets.reshape(items, full, -1)[:, :tiles].reshape(-1, offsets.shape[1])
+        tkv = self.launch.params["tkv"]
+        cut.rtp = (tiles * tkv - self.launch.bucket, tiles * tkv, tiles)
+        return cut
+
     def _acc(self, core: CoreDesign, units) -> dict:
         offsets = sorted({a.offset for unit in units for call in unit for a in call.args if isinstance(a, sched.Acc)})
         fn = self.spec.functions[0]
@@ -981,8 +1001,7 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
         core_models.append(model)
         buffers.extend(core_buffers)
     if b.dynamic_kv:
-        sequences = tuple(m.RuntimeSequence(kv_sequence_name(n), _sequence(*_variant(b, cores, n), device))
-                          for n in range(1, b.rtp[2] + 1))
+        sequences = _kv_sequences(b, cores, device)
     else:
         sequences = (m.RuntimeSequence("", _sequence(b, cores, device)),)
     args = tuple(m.SequenceArg(t, m.MemrefType(n, element)) for t, element, n in b.tensors())
@@ -1023,12 +1042,30 @@ def kv_sequence_for(design: m.Design, kv_len: int, tkv: int) -> str | None:
 
 
 def _sequence(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple[m.SequenceOp, ...]:
-    """The runtime sequence of builder ``b``: its cores' run-time parameter defaults, then its transfers."""
+    """The runtime sequence of builder ``b``: the parameter words it writes on every core that has them, then its
+    transfers."""
     ops: list[m.SequenceOp] = []
     for core in cores:
         if core.rtp:
-            ops += [m.RtpWrite(f"rtp_{core.column}_{core.row + 2}", i, core.rtp[i]) for i in b.rtp_writes]
+            ops += [m.RtpWrite(f"rtp_{core.column}_{core.row + 2}", i, b.rtp[i]) for i in b.rtp_writes]
     return tuple(ops + issue_order(b.transfers(), device.shim_buffer_descriptors))
+
+
+def _kv_sequences(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple[m.RuntimeSequence, ...]:
+    """One sequence per KV tile count of a decode attention design: the full builder's streams with every work
+    item cut to its first n KV tiles (:meth:`_Builder.kv_prefix`). The counts at the edges (1, 2, all but one,
+    all) are also built from the schedule at that count, with the cores checked against it, and must give the same
+    sequence; the cut is linear in the count where rebuilding every count is quadratic."""
+    full = b.rtp[2]
+    checked = {n for n in (1, 2, full - 1, full) if 1 <= n <= full}
+    out = []
+    for n in range(1, full + 1):
+        ops = _sequence(b.kv_prefix(n), cores, device)
+        if n in checked and _sequence(*_variant(b, cores, n), device) != ops:
+            raise CompileError(f"internal: {b.name}: the sequence cut to {n} KV tiles differs from the one "
+                               "scheduled at that count")
+        out.append(m.RuntimeSequence(kv_sequence_name(n), ops))
+    return tuple(out)
 
 
 def _variant(full: _Builder, cores: list[CoreDesign], tiles: int) -> tuple[_Builder, list[CoreDesign]]:
