@@ -79,6 +79,13 @@ def test_the_report_carries_the_counted_figures(planned):
     assert r["ddr_bytes_per_decode_token_planned"] > 0
     target = next(t for t in r["targets"] if t["key"] == "ddr_bytes_vs_min")
     assert target["value"] == pytest.approx(r["ddr_bytes_per_decode_token"] / r["min_ddr_bytes_per_decode_token"])
+    # counted at the report's fixed contexts that the 128-position cache holds (64; not 2048)
+    (context,) = r["decode_counted_by_context"]
+    at = r["decode_counted_by_context"][context]
+    assert context == "64" and at["ddr_bytes"] >= at["min_ddr_bytes"] > 0 and at["ms_counted"] > at["ddr_floor_ms"]
+    counted_target = next(t for t in r["targets"] if t["key"] == "counted_decode_vs_ddr_floor")
+    assert counted_target["value"] == pytest.approx(r["decode_ms_per_token_counted"]["total"]
+                                                    / r["ddr_floor_ms_per_token"])
 
 
 def test_reconfigurations_count_design_switches_token_after_token():

@@ -14,9 +14,11 @@ says who reads which tile):
   bounding box and reordered by the memory tile (``dimensionsToStream`` / ``dimensionsFromStream``, every dim
   within the buffer-descriptor limits of :mod:`aielower.backends.aie.dma`);
 - one core per tile: the kernel calls of the schedule as loops of acquire / call / release, ``link_with`` the
-  kernel's object and a ``stack_size`` from the kernel spec; scalar arguments of the attention step come from a
-  run-time parameter buffer (position and valid KV length);
-- the runtime sequence: per column and stream, the DDR access patterns of the schedule's tiles in stream order,
+  kernel's object and a ``stack_size`` from the kernel spec; scalar arguments of the attention step come from the
+  core's parameter words (position and valid KV length: constants of a prefill sequence, or, over a KV cache, the
+  step header every query tile carries from the host's ``step`` buffer); attention work items that progress
+  arithmetically run as loops, and decode attention loops over the KV tile count its sequence writes;
+- the runtime sequence (decode attention: one per count of valid KV tiles, ``@kv_tiles_n``): per column and stream, the DDR access patterns of the schedule's tiles in stream order,
   compacted into as few ``aiex.npu.dma_memcpy_nd`` transfers as the shim DMA can express, issued so that no shim
   channel has more than four tasks queued and no shim tile more than its buffer descriptors in flight
   (:func:`issue_order`).
