@@ -117,6 +117,7 @@ def compile(
     numerics: str = "fp32",
     out_dir: str | Path | None = None,
     device: str = "npu2",
+    progress=None,
 ):
     """Compile a Qwen2ForCausalLM (or a bundled config name / local HF directory / a :class:`~aielower.ir.Module`,
     e.g. IR text read with :func:`aielower.parse`: it is compiled as it is, without capture).
@@ -133,6 +134,8 @@ def compile(
     weights, manifest, build file and report into ``out_dir`` and returns an
     :class:`~aielower.backends.aie.compiled.AieArtifact` (``emulate`` / ``emulate_decode`` run it on the host
     emulator); without ``quant`` or ``pipeline`` it quantizes as the model card does (w4 g128, lm_head g32).
+    ``progress`` (aie), if given, is called as ``progress(done, total, design)`` after each design is built (the
+    7B model has 81, minutes of work).
     """
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; valid targets: {', '.join(TARGETS)}")
@@ -186,7 +189,7 @@ def compile(
 
     t0 = time.perf_counter()
     if target == "aie":
-        compiled = _aie_artifact(module, device, out_dir, text, quant)
+        compiled = _aie_artifact(module, device, out_dir, text, quant, progress)
     else:
         compiled = RefCompiledModel(module, generate(module, numerics), numerics)
     stats.seconds["codegen"] = time.perf_counter() - t0
@@ -194,7 +197,7 @@ def compile(
     return compiled
 
 
-def _aie_artifact(module: Module, device: str, out_dir, pipeline: str, quant: QuantConfig | None):
+def _aie_artifact(module: Module, device: str, out_dir, pipeline: str, quant: QuantConfig | None, progress=None):
     from aielower.backends.aie.artifact import write_artifact
     from aielower.backends.aie.compiled import AieArtifact
     from aielower.backends.aie.report import NEW_TOKENS, SHORT_PROMPTS, build_report
@@ -221,5 +224,5 @@ def _aie_artifact(module: Module, device: str, out_dir, pipeline: str, quant: Qu
     else:  # a small KV cache (tests, tiny models): model a quarter of it as prompt and a quarter as new tokens
         report = build_report(module, dev, quant=label, new_tokens=max(1, cache // 4),
                               short_prompts=(max(1, cache // 4),))
-    manifest = write_artifact(module, dev, out_dir, pipeline, report)
+    manifest = write_artifact(module, dev, out_dir, pipeline, report, progress=progress)
     return AieArtifact(module, dev, Path(out_dir), manifest, report)

@@ -103,6 +103,12 @@ def cmd_compile(args) -> int:
     if args.target != "aie" and (args.output is not None or args.device is not None):
         raise CompileError("-o and --device are options of --target aie")
     extra = {"out_dir": args.output, "device": args.device or "npu2"} if args.target == "aie" else {}
+    if args.target == "aie" and sys.stderr.isatty():
+        def progress(done, total, design):  # on a terminal: one line, rewritten as designs are built
+            print(f"\raielower: built {done} of {total} designs", end="\n" if done == total else "",
+                  file=sys.stderr, flush=True)
+
+        extra["progress"] = progress
     compiled = aielower.compile(args.model, target=args.target, quant=quant, pipeline=args.pipeline,
                                 dump_ir=args.dump_ir, **extra)
     print(_summary(compiled, time.perf_counter() - t0))

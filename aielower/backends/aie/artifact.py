@@ -170,8 +170,10 @@ def artifact_writer(out_dir: str | Path) -> ArtifactWriter:
     return ArtifactWriter(out_dir, "manifest.json", MANIFEST_FORMAT.split("/")[0] + "/")
 
 
-def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline: str, report: dict) -> dict:
-    """Write the whole output directory; returns the manifest.
+def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline: str, report: dict,
+                   progress=None) -> dict:
+    """Write the whole output directory; returns the manifest. ``progress(done, total, design)``, if given, is
+    called after each design is built.
 
     Everything is rendered and every file name checked before the first byte is written; the files go to a
     staging directory that replaces ``out_dir`` only when all of them are written (:class:`ArtifactWriter`)."""
@@ -182,7 +184,11 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
     texts: dict[str, str] = {}
     for spec in kernels.values():
         texts[f"kernels/{spec.filename}"] = spec.render()
-    built = [build_design(d.launch, d.plan, device, d.spec, d.name) for d in designs.values()]
+    built = []
+    for d in designs.values():
+        built.append(build_design(d.launch, d.plan, device, d.spec, d.name))
+        if progress is not None:
+            progress(len(built), len(designs), d.name)
     statics = {f"{spec.symbol}.o": spec for spec in kernels.values()}
     require_valid(built, static_bytes=lambda obj: statics[obj].static_bytes,
                   stack_needed=lambda obj: statics[obj].stack_bytes)  # the rules mlir-aie's verifiers miss

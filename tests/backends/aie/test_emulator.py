@@ -65,7 +65,11 @@ def test_decode_steps_over_the_kv_cache_match_the_reference(compiled, batch):
 
 def test_the_emulator_reads_the_weights_from_the_output_directory(tmp_path):
     model = tiny_qwen2(**CONFIGS["mha"])
-    art = aielower.compile(model, target="aie", quant=QUANT, max_seq_len=64, out_dir=tmp_path / "a")
+    built = []
+    art = aielower.compile(model, target="aie", quant=QUANT, max_seq_len=64, out_dir=tmp_path / "a",
+                           progress=lambda done, total, design: built.append((done, total, design)))
+    assert [b[0] for b in built] == list(range(1, len(art.manifest["designs"]) + 1))  # progress, design by design
+    assert {b[2] for b in built} == {d["name"] for d in art.manifest["designs"]}
     ids = np.arange(10).reshape(1, 10)
     before = art.emulate(ids)
     index = json.loads((tmp_path / "a" / "weights" / "index.json").read_text())
