@@ -59,6 +59,15 @@ def _contiguous(tensor: str, offset: int, n: int) -> TileRef:
     return TileRef(tensor, AccessPattern(offset, (n,), (1,)))
 
 
+class _Tiles(dict):
+    """:func:`_contiguous` tiles made once per schedule and shared (a KV tile is referenced by every query tile
+    that reads it: hundreds of thousands of references to a few thousand tiles at 7B prompt buckets)."""
+
+    def __missing__(self, key: tuple[str, int, int]) -> TileRef:
+        tile = self[key] = _contiguous(*key)
+        return tile
+
+
 def _cores(launch: LaunchPlan) -> list[CoreProgram]:
     return [CoreProgram(c, r) for c in range(launch.columns) for r in range(launch.rows)]
 
@@ -266,6 +275,7 @@ def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: in
     p = launch.params
     d, gq, tq, tkv = p["d"], p["gq"], p["tq"], p["tkv"]
     header = STEP_HEADER if p.get("header") else 0
+    tiles = _Tiles()
     q_tiles = -(-s // tq)
     cores = _cores(launch)
     kv_stream = next(st for st in launch.streams if st.name == "kv")
@@ -280,25 +290,29 @@ def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: in
                 qt = g * launch.rows + core.row
                 if qt < q_tiles:
                     _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal,
-                                    header)
+                                    header, tiles)
     else:
         for core, items in zip(cores, _blocks(kv_heads * q_tiles, len(cores))):
             for item in items:
                 h, qt = divmod(item, q_tiles)
-                _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header)
+                _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header,
+                                tiles)
     return cores
 
 
-def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header=0) -> None:
-    """Query tile ``qt`` of KV head ``h``: init, one step per KV tile it can see, store."""
+def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header=0,
+                    tiles=None) -> None:
+    """Query tile ``qt`` of KV head ``h``: init, one step per KV tile it can see, store. ``tiles`` shares the KV
+    and header tiles between items."""
+    tiles = _Tiles() if tiles is None else tiles
     q_pos0 = position + qt * tq
     q_ap = AccessPattern((h * gq * s_pad + qt * tq) * d, (gq, tq, d), (s_pad * d, d, 1))
     last = min(kv_valid, q_pos0 + tq) if causal else kv_valid  # KV rows any query of the tile can see
+    q = In((TileRef("q", q_ap),) + ((tiles["step", 0, header],) if header else ()))
     core.calls.append(Call("init", (Acc(),)))
     for j in range(-(-last // tkv)):
-        kv = _contiguous("kv", (h * kv_rows + j * tkv) * 2 * d, 2 * tkv * d)
-        q = (TileRef("q", q_ap),) + ((_contiguous("step", 0, header),) if header else ())
-        core.calls.append(Call("step", (In(q), In((kv,)), Acc(), q_pos0, j * tkv,
+        kv = tiles["kv", (h * kv_rows + j * tkv) * 2 * d, 2 * tkv * d]
+        core.calls.append(Call("step", (q, In((kv,)), Acc(), q_pos0, j * tkv,
                                        min(tkv, kv_valid - j * tkv))))
     core.calls.append(Call("store", (Acc(), Out((TileRef("out", q_ap),)))))
 
