@@ -3,7 +3,8 @@
     aielower compile MODEL [--target ref|aie] [-o DIR] [--device npu2] [--quant w4g128] [--method rtn|awq]
                            [--lm-head-group 32] [--pipeline P] [--dump-ir DIR]
     aielower opt FILE.ir [--pipeline P] [--load FILE.py|module ...]
-    aielower run MODEL --prompt TEXT [--quant w4g128] [--max-new-tokens 60]
+    aielower run MODEL --prompt TEXT [--quant w4g128] [--max-new-tokens 60] [--target aie -o DIR [--emulate]]
+    aielower build OUT_DIR [--emulate | --peano DIR --mlir-aie DIR] [--jobs N]
     aielower export-mlir MODEL -o FILE [--dialect torch|linalg] [--weights auto|inline|args]
     aielower eval perplexity MODEL [--quant w4g128 --method rtn|awq --lm-head-group 32] [--data FILE] [--seqlen 2048] [--samples 8] [--all]
     aielower eval mmlu MODEL [--subject "abstract algebra"] [--n 30]
@@ -19,6 +20,7 @@ not import torch or transformers.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -218,6 +220,15 @@ def cmd_run(args) -> int:
     import aielower
     from aielower.reporting import LatencyRow, markdown_table
 
+    if args.target not in ("ref", "aie"):
+        raise AielowerError(f"unknown target {args.target!r}: choose ref or aie")
+    if args.target == "aie" and args.output is None:
+        raise AielowerError("run --target aie compiles the model into an artifact directory first: give -o DIR")
+    if args.target != "aie" and (args.output is not None or args.emulate):
+        raise AielowerError("-o and --emulate are options of --target aie")
+    device = "emulator" if args.emulate else "npu"
+    if args.target == "aie" and device == "npu":
+        _require_npu_runtime(args)  # before the compile: say what is missing at once
     quant = parse_quant(args.quant, args.lm_head_group, args.method, tokenizer=args.model)
     tokenizer = aielower.load_tokenizer(args.model)
     model = aielower.load_model(args.model)
@@ -227,14 +238,68 @@ def cmd_run(args) -> int:
     else:
         ids = tokenizer(args.prompt, return_tensors="np").input_ids
     max_seq_len = args.max_seq_len or ids.shape[1] + args.max_new_tokens
-    compiled = aielower.compile(model, quant=quant, max_seq_len=max_seq_len)
-    tokens = compiled.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=args.sample,
-                               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    if args.target == "aie" and not args.max_seq_len:  # the KV cache is read in whole KV tiles (of up to 64 rows)
+        max_seq_len = -(-max_seq_len // 64) * 64
+    options = dict(do_sample=args.sample, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                   seed=args.seed)
+    label = f"w{quant.bits}g{quant.group_size}" if quant else "fp32"
+    if args.target == "aie":
+        compiled = aielower.compile(model, target="aie", quant=quant, max_seq_len=max_seq_len, out_dir=args.output,
+                                    device=args.device or "npu2")
+        if args.emulate:
+            compiled.build(emulate=True)
+        else:
+            compiled.build(peano=args.peano, mlir_aie=args.mlir_aie, jobs=args.jobs)
+        tokens = compiled.generate(ids, max_new_tokens=args.max_new_tokens, device=device, **options)
+        timing = compiled.runtime(device).timing
+        where = ("emulated: the XRT host runtime on the emulated device, i.e. this CPU running the design files; "
+                 "not NPU figures" if timing == "emulated" else f"measured on the NPU ({compiled.device.product})")
+        title = f"Latency: {compiled.ir.name}, {label}, {where}"
+    else:
+        compiled = aielower.compile(model, quant=quant, max_seq_len=max_seq_len)
+        tokens = compiled.generate(ids, max_new_tokens=args.max_new_tokens, **options)
+        title = f"Latency: {compiled.ir.name}, {label}, measured on the ref backend (NumPy on this CPU; not NPU figures)"
     print(tokenizer.decode(tokens[0, ids.shape[1]:], skip_special_tokens=True))
     print()
-    label = f"w{quant.bits}g{quant.group_size}" if quant else "fp32"
-    print(f"Latency: {compiled.ir.name}, {label}, measured on the ref backend (NumPy on this CPU; not NPU figures)")
+    print(title)
     print(markdown_table([LatencyRow.from_stats(compiled.last_stats)]))
+    return 0
+
+
+def _require_npu_runtime(args) -> None:
+    """``run --target aie`` without ``--emulate``: XRT's Python bindings and an NPU toolchain must be there."""
+    import importlib.util
+
+    missing = []
+    if importlib.util.find_spec("pyxrt") is None:
+        missing.append("XRT's Python bindings (pyxrt: install the Ryzen AI NPU driver and XRT)")
+    if not args.peano:
+        missing.append("Peano (--peano DIR or PEANO_INSTALL_DIR)")
+    if not args.mlir_aie:
+        missing.append("mlir-aie (--mlir-aie DIR or MLIR_AIE_DIR)")
+    if missing:
+        raise AielowerError("run --target aie runs on a Ryzen AI NPU and needs " + "; ".join(missing) + ". Without an "
+                            "NPU, --emulate runs the same host runtime on the emulated device (README: 'Running on a "
+                            "Ryzen AI laptop')")
+
+
+def cmd_build(args) -> int:
+    """Build an AIE artifact for the NPU (its Makefile, Peano, mlir-aie) or for the emulated device."""
+    from aielower.backends.aie.device_build import build_for_emulator, build_for_npu
+
+    t0 = time.perf_counter()
+    if args.emulate:
+        if args.peano or args.mlir_aie:
+            raise AielowerError("--emulate builds with g++ for the emulated device: --peano and --mlir-aie are for "
+                                "the NPU build")
+        record = build_for_emulator(args.out_dir)
+        what = "for the emulated device (kernels built with g++; emulated xclbins and instruction files)"
+    else:
+        record = build_for_npu(args.out_dir, args.peano, args.mlir_aie, jobs=args.jobs)
+        what = "for the NPU"
+    files = sum(1 + len(f["instructions"]) for f in record["designs"].values())
+    print(f"built {args.out_dir} {what}: {len(record['designs'])} designs, {files} files, "
+          f"in {time.perf_counter() - t0:.1f} s; recorded in manifest.json (builds.{'emulator' if args.emulate else 'npu'})")
     return 0
 
 
@@ -420,8 +485,6 @@ def cmd_bench(args) -> int:
 
 def cmd_check_aie(args) -> int:
     """Every design of an AIE artifact through aie-opt (verify, addr, route, npu); exit 1 when one fails."""
-    import os
-
     from aielower.backends.aie.toolchain import artifact_designs, check_artifact, find_aie_opt
 
     artifact_designs(args.out_dir)  # a directory that is not an artifact fails before the tool is looked for
@@ -480,7 +543,15 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--load", action="append", metavar="FILE.py|MODULE", help=LOAD_HELP)
     o.set_defaults(run=cmd_opt)
 
-    r = sub.add_parser("run", help="generate text with the ref backend and print a latency table")
+    def toolchain_options(parser):
+        parser.add_argument("--peano", metavar="DIR", default=os.environ.get("PEANO_INSTALL_DIR"),
+                            help="the Peano (llvm-aie) install (default: $PEANO_INSTALL_DIR)")
+        parser.add_argument("--mlir-aie", metavar="DIR", default=os.environ.get("MLIR_AIE_DIR"),
+                            help="the mlir-aie install (default: $MLIR_AIE_DIR)")
+        parser.add_argument("--jobs", type=int, default=2, help="parallel make jobs of the NPU build")
+
+    r = sub.add_parser("run", help="generate text (ref backend, or --target aie: the XRT host runtime) and print a "
+                                   "latency table")
     r.add_argument("model", help="a local Hugging Face directory, a .gguf file, or a packaged checkpoint name")
     r.add_argument("--prompt", required=True)
     r.add_argument("--chat", action="store_true", help="wrap the prompt in the tokenizer's chat template")
@@ -488,13 +559,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lm-head-group", type=int, metavar="G", help="also quantize the lm_head with group G")
     r.add_argument("--method", choices=("rtn", "awq"), help="rtn (default) or awq (calibrates on the default text)")
     r.add_argument("--max-new-tokens", type=int, default=60)
-    r.add_argument("--max-seq-len", type=int, help="KV cache length (default: prompt + new tokens)")
+    r.add_argument("--max-seq-len", type=int, help="KV cache length (default: prompt + new tokens; --target aie: "
+                                                   "rounded up to a multiple of 64)")
     r.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     r.add_argument("--temperature", type=float, default=1.0)
     r.add_argument("--top-k", type=int, default=0)
     r.add_argument("--top-p", type=float, default=1.0)
     r.add_argument("--seed", type=int)
+    r.add_argument("--target", default="ref", help="ref (NumPy reference backend; default) or aie (the XRT host "
+                                                   "runtime on a Ryzen AI NPU, or with --emulate the emulated device)")
+    r.add_argument("-o", "--output", metavar="DIR", help="--target aie: the artifact directory to compile into")
+    r.add_argument("--device", choices=("npu1", "npu2"), help="--target aie: the NPU (default npu2, Strix)")
+    r.add_argument("--emulate", action="store_true", help="--target aie: run on the emulated XRT device")
+    toolchain_options(r)
     r.set_defaults(run=cmd_run)
+
+    bd = sub.add_parser("build", help="build an AIE artifact for the NPU (Makefile: Peano, mlir-aie) or, with "
+                                      "--emulate, for the emulated device")
+    bd.add_argument("out_dir", help="the output directory of 'aielower compile --target aie -o DIR'")
+    bd.add_argument("--emulate", action="store_true", help="build for the emulated XRT device (g++), not the NPU")
+    toolchain_options(bd)
+    bd.set_defaults(run=cmd_build)
 
     e = sub.add_parser("export-mlir", help="write the captured prefill as MLIR through torch-mlir (extra 'mlir')")
     e.add_argument("model", help="a bundled config, a local HF directory, a .gguf file or a packaged checkpoint")

@@ -56,6 +56,23 @@ def test_w4_g128_decode_runs_and_stays_close(real):
     assert out.shape == (1, ids.shape[1] + 8)
 
 
+def test_aie_runtime_on_the_emulated_device_gives_the_reference_greedy_tokens(real, tmp_path):
+    """The 0.5B checkpoint compiled for npu2 (w4 g128, lm_head g32), built for the emulated device and run by the
+    XRT host runtime: its first 8 greedy tokens are the reference backend's with AIE numerics. Its time per token
+    is emulated (this CPU running the design files), printed for the record, not checked."""
+    model, tokenizer, _ = real
+    ids = tokenizer("def fib(n):", return_tensors="np").input_ids
+    quant = aielower.QuantConfig(bits=4, group_size=128, lm_head_group_size=32)
+    art = aielower.compile(model, target="aie", quant=quant, max_seq_len=64, out_dir=tmp_path / "aie")
+    art.build(emulate=True)
+    tokens = art.generate(ids, max_new_tokens=8, device="emulator")
+    ref = aielower.compile(model, quant=quant, max_seq_len=64, numerics="aie")
+    np.testing.assert_array_equal(tokens, ref.generate(ids, max_new_tokens=8))
+    stats = art.last_stats
+    print(f"emulated: prefill {stats.prefill_s * 1e3:.0f} ms, {stats.ms_per_token:.0f} ms/token over "
+          f"{stats.new_tokens} tokens ({art.runtime('emulator').launcher.submissions} submissions)")
+
+
 def test_ref_perplexity_equals_torch_to_4_significant_digits(real):
     """Two chunks of 512 WikiText-2 tokens: the ref program's perplexity is torch's (the 2048-token
     figures are in the README's accuracy table)."""

@@ -102,7 +102,8 @@ class Interpreter:
             raise AielowerError(f"@{self.fn.name} takes {len(self.fn.args)} arguments, got {len(args)}")
         values, symbols = {}, {}
         for a, x in zip(self.fn.args, args):
-            x = np.asarray(x)
+            if not (hasattr(x, "shape") and hasattr(x, "ndim")):  # arrays, and device-resident values (a KV cache)
+                x = np.asarray(x)
             if x.ndim != len(a.type.shape):
                 raise AielowerError(f"argument %{a.name_hint} must have rank {len(a.type.shape)}, got shape {x.shape}")
             for d, n in zip(a.type.shape, x.shape):
@@ -218,13 +219,18 @@ class Interpreter:
         return _Step(op, self.evaluator(op), getters, static, _kwargs_resolver(static, symbolic), dead)
 
     def _getter(self, v: Value | None, copy: bool) -> Callable:
-        """values -> the array ``v`` holds now (a copy when the op writes into it: the caller may still read it)."""
+        """values -> the array ``v`` holds now (a copy when the op writes into it: the caller may still read it;
+        a device-resident value, such as the AIE runtime's KV cache, is not an array and is updated where it is)."""
         if v is None:
             return lambda values: None
         if isinstance(v, Weight):
             return lambda values: self.weight(v)
         get = itemgetter(id(v))
-        return (lambda values: np.copy(get(values))) if copy else get
+        return (lambda values: _copy_array(get(values))) if copy else get
+
+
+def _copy_array(x):
+    return np.copy(x) if isinstance(x, np.ndarray) else x
 
 
 def _dead_after(fn) -> list[list[int]]:

@@ -17,13 +17,14 @@ files. On the meta device (no weights) everything but ``weights/`` is written.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from aielower.backends.aie import toolchain
 from aielower.backends.aie.buildfile import render_build_file
-from aielower.backends.aie.designs import build_design, render, require_valid
+from aielower.backends.aie.designs import build_design, read_design, render, require_valid
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.kernels import KernelSpec
 from aielower.backends.aie.catalog import Design, collect, design_name
@@ -100,6 +101,16 @@ def read_weights(directory: Path, module: Module) -> tuple[dict[str, np.ndarray]
         else:
             arrays[name] = np.fromfile(path, "<f4").reshape(entry["shape"])
     return blobs, arrays
+
+
+def design_reader(out_dir: str | Path):
+    """``(launch, plan) -> Design``: the design of a launch, parsed from the artifact's ``design/`` file (each read
+    once)."""
+    @lru_cache(maxsize=None)
+    def read(name: str):
+        return read_design(safe_path(out_dir, "design", f"{name}.mlir"))
+
+    return lambda launch, plan: read(design_name(launch, plan))
 
 
 # --------------------------------------------------------------------------- manifest
@@ -212,5 +223,5 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
     return data
 
 
-__all__ = ["Design", "MANIFEST_FORMAT", "artifact_writer", "collect", "design_name", "manifest", "read_weights",
+__all__ = ["Design", "MANIFEST_FORMAT", "artifact_writer", "collect", "design_name", "design_reader", "manifest", "read_weights",
            "weight_files", "write_artifact", "write_weights"]

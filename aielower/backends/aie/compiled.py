@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from aielower.backends.aie.device import Device
-from aielower.backends.aie.emulator import Emulator
+from aielower.backends.aie.emulator import DesignLauncher
+from aielower.backends.aie.host_program import HostProgram
 from aielower.backends.aie.kernels import KernelLibrary
 from aielower.backends.ref.runtime import as_input_ids
 from aielower.errors import AielowerError, ModelError
@@ -29,18 +30,20 @@ class AieArtifact:
         self.ir, self.device, self.out_dir = module, device, Path(out_dir)
         self.manifest, self.report = manifest, report
         self.stats = None
-        self._emulator: Emulator | None = None
+        self.last_stats = None
+        self._emulator: HostProgram | None = None
+        self._runtimes: dict = {}
 
     # -- emulation --------------------------------------------------------------------------------------------
 
     @property
-    def emulator(self) -> Emulator:
+    def emulator(self) -> HostProgram:
         if self._emulator is None:
             self._emulator = self._build_emulator()
         return self._emulator
 
-    def _build_emulator(self) -> Emulator:
-        from aielower.backends.aie.artifact import collect, read_weights
+    def _build_emulator(self) -> HostProgram:
+        from aielower.backends.aie.artifact import collect, design_reader, read_weights
 
         weights_dir = self.out_dir / "weights"
         if not (weights_dir / "index.json").exists():
@@ -50,21 +53,7 @@ class AieArtifact:
         kernels, _ = collect(self.ir, self.device)
         library = KernelLibrary.build(kernels.values(), self.out_dir / "host-build")
         blobs, arrays = read_weights(weights_dir, self.ir)
-        return Emulator(self.ir, self.device, library, blobs, arrays, self._design_reader())
-
-    def _design_reader(self):
-        """launch -> its design, parsed from this artifact's ``design/`` files (read once each)."""
-        from functools import lru_cache
-
-        from aielower.backends.aie.artifact import design_name
-        from aielower.backends.aie.designs import read_design
-        from aielower.output import safe_path
-
-        @lru_cache(maxsize=None)
-        def read(name: str):
-            return read_design(safe_path(self.out_dir, "design", f"{name}.mlir"))
-
-        return lambda launch, plan: read(design_name(launch, plan))
+        return HostProgram(self.ir, self.device, blobs, arrays, design_reader(self.out_dir), DesignLauncher(library.function))
 
     def emulate(self, input_ids) -> np.ndarray:
         """Logits [batch, seq, vocab] of ``prefill`` on the host emulator."""
@@ -87,6 +76,39 @@ class AieArtifact:
         if fn is None:
             raise AielowerError("this artifact has no decode function: compile with functions=('prefill', 'decode')")
         return fn
+
+    # -- building and running on a device ------------------------------------------------------------------------
+
+    def build(self, emulate: bool = False, *, peano=None, mlir_aie=None, jobs: int = 2, progress=None) -> dict:
+        """Build this artifact for a device and record the build in its manifest; returns the build record.
+        ``emulate``: for the emulated XRT device (kernels built with g++, emulated xclbins and instruction files in
+        ``emulated/``); else for the NPU with the Makefile, Peano in ``peano`` and mlir-aie in ``mlir_aie``."""
+        from aielower.backends.aie.device_build import build_for_emulator, build_for_npu
+
+        self._runtimes.clear()
+        if emulate:
+            return build_for_emulator(self.out_dir, progress=progress)
+        return build_for_npu(self.out_dir, peano, mlir_aie, jobs=jobs)
+
+    def runtime(self, device: str = "npu"):
+        """The :class:`~aielower.backends.aie.runtime.AieRuntime` of this artifact on ``device`` (``"npu"`` or
+        ``"emulator"``), opened once."""
+        from aielower.backends.aie.runtime import AieRuntime
+
+        found = self._runtimes.get(device)
+        if found is None:
+            found = self._runtimes[device] = AieRuntime(self.out_dir, device)
+        return found
+
+    def generate(self, input_ids, max_new_tokens: int = 60, *, device: str = "npu", **options) -> np.ndarray:
+        """``generate()`` through the XRT host runtime on ``device`` (``"npu"``, or ``"emulator"`` for the emulated
+        device); the reference backend's signature and options (``do_sample``, ``temperature``, ``top_k``,
+        ``top_p``, ``seed``, ``eos_token_id``, ``pad_token_id``). Timings are in ``last_stats``, labelled by
+        ``runtime(device).timing``. Build first (:meth:`build`)."""
+        runtime = self.runtime(device)
+        tokens = runtime.generate(input_ids, max_new_tokens, **options)
+        self.last_stats = runtime.last_stats
+        return tokens
 
     # -- the real toolchain ------------------------------------------------------------------------------------------
 

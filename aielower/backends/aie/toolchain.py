@@ -442,12 +442,9 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT_PREFIX = "aielower-aie-manifest/"
 
 
-def artifact_designs(out_dir: str | os.PathLike) -> list[tuple[str, Path, str]]:
-    """``(name, path, file)`` of every design in ``out_dir/manifest.json`` (``file`` relative to ``out_dir``).
-    A directory without an aielower AIE manifest, or a manifest naming a file outside ``out_dir`` or missing,
-    is a :class:`CompileError`."""
-    from aielower.output import safe_path
-
+def read_manifest(out_dir: str | os.PathLike) -> dict:
+    """The manifest of the AIE artifact in ``out_dir``. A directory without an aielower AIE manifest is a
+    :class:`CompileError` that says what to give instead."""
     root = Path(out_dir)
     if not root.is_dir():
         raise CompileError(f"{root} is not a directory: give the output directory of "
@@ -464,6 +461,17 @@ def artifact_designs(out_dir: str | os.PathLike) -> list[tuple[str, Path, str]]:
     if not isinstance(data, dict) or not str(data.get("format", "")).startswith(MANIFEST_FORMAT_PREFIX):
         raise CompileError(f"{root / MANIFEST} is not an aielower AIE manifest (its format is not "
                            f"{MANIFEST_FORMAT_PREFIX}...): give the output directory of compile(target='aie')")
+    return data
+
+
+def artifact_designs(out_dir: str | os.PathLike) -> list[tuple[str, Path, str]]:
+    """``(name, path, file)`` of every design in ``out_dir/manifest.json`` (``file`` relative to ``out_dir``).
+    A directory without an aielower AIE manifest, or a manifest naming a file outside ``out_dir`` or missing,
+    is a :class:`CompileError`."""
+    from aielower.output import safe_path
+
+    root = Path(out_dir)
+    data = read_manifest(root)
     entries = data.get("designs")
     if not isinstance(entries, list):
         raise CompileError(f"{root / MANIFEST} has no list of designs: recompile the artifact")
@@ -501,5 +509,5 @@ __all__ = [
     "CheckReport", "DesignResult", "ENV_VAR", "MLIR_AIE_COMMIT", "MLIR_AIE_DATE", "PEANO_NIGHTLY_DATE",
     "PEANO_PREVIOUS_PIN", "PEANO_VERSION", "PEANO_WHEEL_INDEX", "PIPELINE", "SHARED_TOOL", "Step", "ToolVersion",
     "artifact_designs", "check_artifact", "check_designs", "check_tool_version", "commit_matches",
-    "count_npu_ops", "default_locations", "find_aie_opt", "parse_version", "with_timeout",
+    "count_npu_ops", "default_locations", "find_aie_opt", "parse_version", "read_manifest", "with_timeout",
 ]

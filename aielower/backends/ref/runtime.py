@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import linecache
-import time
 from typing import Any
 
 import numpy as np
 
-from aielower.backends.ref.generation import GenerationStats, SamplingConfig, TokenSelector
+from aielower.backends.ref.generation import GenerationStats, SamplingConfig, eos_ids, generate_tokens
 from aielower.backends.ref.numerics import bf16_weight_names, check_numerics
 from aielower.errors import AielowerError, CompileError, ModelError
 from aielower.ir import Module, QTensorType
@@ -31,6 +30,14 @@ def as_input_ids(input_ids) -> np.ndarray:
     if ids.ndim != 2 or ids.dtype.kind not in "iu" or ids.shape[1] == 0:
         raise AielowerError(f"input_ids must be a non-empty 2-D integer array [batch, seq], got shape {ids.shape} of {ids.dtype}")
     return ids.astype(np.int64, copy=False)
+
+
+def checked_input_ids(input_ids, vocab: int | None) -> np.ndarray:
+    """``input_ids`` as an int64 [batch, seq] array whose ids lie in ``[0, vocab)`` (when the vocabulary is known)."""
+    ids = as_input_ids(input_ids)
+    if vocab is not None and (ids.min() < 0 or ids.max() >= vocab):
+        raise AielowerError(f"input_ids out of range [0, {vocab}): min {ids.min()}, max {ids.max()}")
+    return ids
 
 
 class RefCompiledModel:
@@ -126,54 +133,17 @@ class RefCompiledModel:
         [batch, prompt + n]; timings of the run are in ``last_stats``.
         """
         ids = self._check_ids(input_ids)
-        if max_new_tokens < 1:
-            raise AielowerError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        select = TokenSelector(SamplingConfig(do_sample, temperature, top_k, top_p, seed))
-        needed = ids.shape[1] + max_new_tokens - 1  # the last new token is never fed back
-        if needed > self.max_seq_len:
-            raise AielowerError(
-                f"sequence of {needed} tokens does not fit the KV cache of {self.max_seq_len} "
-                "(compile with a larger max_seq_len, or ask for fewer new tokens)"
-            )
-        eos = self._eos_ids(eos_token_id)
-        pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
-        cache = self.new_cache(ids.shape[0])
-        stats = GenerationStats(prompt_tokens=ids.shape[1])
-        tokens = [ids]
-        finished = np.zeros(ids.shape[0], dtype=bool)
-        position = 0
-        step_input = ids
-        for step in range(max_new_tokens):
-            t0 = time.perf_counter()
-            logits = self.decode(step_input, position, cache)
-            nxt = select(logits[:, -1])
-            elapsed = time.perf_counter() - t0
-            if step == 0:
-                stats.prefill_s = elapsed
-            else:
-                stats.step_s.append(elapsed)
-            nxt = np.where(finished, pad, nxt)
-            finished |= np.isin(nxt, eos)
-            tokens.append(nxt[:, None])
-            position += step_input.shape[1]
-            step_input = nxt[:, None].astype(np.int64)
-            if finished.all():
-                break
-        self.last_stats = stats
-        return np.concatenate(tokens, axis=1)
+        sampling = SamplingConfig(do_sample, temperature, top_k, top_p, seed)
+        tokens, self.last_stats = generate_tokens(self.decode, self.new_cache(ids.shape[0]), ids, max_new_tokens,
+                                                  self.max_seq_len, sampling, self._eos_ids(eos_token_id),
+                                                  pad_token_id)
+        return tokens
 
     def _check_ids(self, input_ids) -> np.ndarray:
-        ids = as_input_ids(input_ids)
-        if self._vocab is not None and (ids.min() < 0 or ids.max() >= self._vocab):
-            raise AielowerError(f"input_ids out of range [0, {self._vocab}): min {ids.min()}, max {ids.max()}")
-        return ids
+        return checked_input_ids(input_ids, self._vocab)
 
     def _eos_ids(self, eos_token_id) -> list[int]:
-        if eos_token_id is None:
-            eos_token_id = self.ir.metadata.get("config", {}).get("eos_token_id")
-        if eos_token_id is None:
-            return []
-        return [int(e) for e in (eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id])]
+        return eos_ids(eos_token_id, self.ir.metadata.get("config", {}))
 
     def __repr__(self) -> str:
         numerics = ", aie numerics" if self.numerics == "aie" else ""

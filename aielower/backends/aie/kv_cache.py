@@ -1,0 +1,83 @@
+"""A decoder layer's KV cache kept in DDR the way the attention designs read it.
+
+The attention designs read keys and values as one tensor per batch row, blocked by KV tile:
+``[kv_heads][rows / tkv][K|V][tkv][d_pad]`` bf16 (:func:`aielower.backends.aie.host_program.kv_blocks`). A host
+runtime allocates it once at its full size (the compiled ``max_seq_len``) and, every step, writes the step's rotated
+keys and values at the step's position; only those rows change, and :meth:`BlockedKvCache.write` says which
+element ranges they are so the runtime copies only them to the device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aielower.backends.aie.launcher import Resident
+from aielower.errors import AielowerError
+
+
+class BlockedKvCache:
+    """The KV cache of one decoder layer (``name``) for ``batch`` rows of up to ``rows`` positions, ``kv_heads``
+    heads of ``head_dim``; ``shape`` is the IR's ``[batch, kv_heads, rows, head_dim]``.
+
+    The layout's padded sizes (KV heads, padded head dim, KV tile) are the attention plan's; they are fixed by the
+    first :meth:`write` (the storage is allocated then, once) and checked on every later one. The same object
+    stands for the layer's key cache and its value cache: in DDR they are one tensor.
+    """
+
+    def __init__(self, name: str, batch: int, kv_heads: int, rows: int, head_dim: int):
+        if min(batch, kv_heads, rows, head_dim) < 1:
+            raise AielowerError(f"a KV cache needs positive sizes, got batch {batch}, kv_heads {kv_heads}, rows {rows}, "
+                                f"head_dim {head_dim}")
+        self.name, self.batch, self.rows = name, batch, rows
+        self.shape = (batch, kv_heads, rows, head_dim)  # what the IR's k_cache / v_cache arguments are
+        self.ndim = 4
+        self.data: np.ndarray | None = None  # [batch, elements] bf16 bits
+        self.layout: tuple[int, int, int] | None = None  # (kv_heads, d_pad, tkv)
+
+    def _storage(self, kv_heads: int, d_pad: int, tkv: int) -> np.ndarray:
+        layout = (kv_heads, d_pad, tkv)
+        if self.data is None:
+            if self.rows % tkv:
+                raise AielowerError(f"KV cache {self.name}: {self.rows} positions are not a whole number of KV tiles "
+                                    f"of {tkv}")
+            self.data = np.zeros((self.batch, kv_heads * self.rows * 2 * d_pad), np.uint16)
+            self.layout = layout
+        elif layout != self.layout:
+            raise AielowerError(f"KV cache {self.name} is laid out for (kv_heads, d_pad, tkv) = {self.layout}, "
+                                f"not {layout}")
+        return self.data
+
+    def write(self, row: int, position: int, keys: np.ndarray, values: np.ndarray, *, kv_heads: int, d_pad: int,
+              tkv: int):
+        """Write ``keys`` and ``values`` (bf16 bits [heads, s, d] with heads <= kv_heads, d <= d_pad) of batch row
+        ``row`` at positions ``position .. position + s - 1``. Returns the row's DDR tensor as a
+        :class:`~aielower.backends.aie.launcher.Resident` whose ``changed`` ranges are the rows written."""
+        heads, s, d = keys.shape
+        if values.shape != keys.shape:
+            raise AielowerError(f"KV cache {self.name}: keys {keys.shape} and values {values.shape} differ")
+        if not 0 <= row < self.batch:
+            raise AielowerError(f"KV cache {self.name} has batch rows 0..{self.batch - 1}, not {row}")
+        if position < 0 or position + s > self.rows:
+            raise AielowerError(f"positions {position}..{position + s - 1} do not fit the KV cache of {self.rows}")
+        data = self._storage(kv_heads, d_pad, tkv)
+        blocks = self.rows // tkv
+        view = data[row].reshape(kv_heads, blocks, 2, tkv, d_pad)
+        changed = []
+        p = position
+        while p < position + s:  # one run of rows per KV tile the step touches
+            block, first = divmod(p, tkv)
+            n = min(tkv - first, position + s - p)
+            view[:heads, block, 0, first : first + n, :d] = keys[:, p - position : p - position + n]
+            view[:heads, block, 1, first : first + n, :d] = values[:, p - position : p - position + n]
+            for h in range(heads):
+                for part in (0, 1):
+                    start = (((h * blocks + block) * 2 + part) * tkv + first) * d_pad
+                    changed.append((start, n * d_pad))
+            p += n
+        return Resident(f"kv/{self.name}/{row}", data[row], tuple(changed))
+
+    def __repr__(self) -> str:
+        return f"<BlockedKvCache {self.name}: batch {self.batch}, {self.rows} positions>"
+
+
+__all__ = ["BlockedKvCache"]

@@ -1,0 +1,280 @@
+"""The XRT host runtime (aielower/backends/aie/runtime.py) on the emulated XRT device: generate() against the host
+emulator and the reference backend with AIE numerics on tiny MHA, GQA and odd-size models; buffers allocated once;
+the builds (emulated, and the NPU build through the Makefile with a stand-in toolchain); bad use."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import textwrap
+
+import numpy as np
+import pytest
+
+import aielower
+from aielower.backends.aie.emulated_xrt import EmulatedBo, EmulatedXrt, xclBOSyncDirection
+from aielower.backends.aie.kernels import KernelLibrary
+from aielower.backends.aie.runtime import AieRuntime
+from aielower.backends.ref.generation import SamplingConfig, generate_tokens
+from aielower.errors import AielowerError
+from tests.backends.aie.test_emulator import MODELS, QUANT
+from tests.conftest import tiny_qwen2
+
+NEW_TOKENS = 40
+
+
+def bf16_tie(logits: np.ndarray) -> float:
+    """How close two logits of one row may be and still count as a tie: the kernels and the reference round at the
+    same points but may sum in another order, which moves a logit by about one bf16 step (2**-8 relative) of the
+    row's largest magnitude, and a little more through the layers."""
+    return 2.0 ** -6 * float(np.abs(logits).max())
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def built(request, tmp_path_factory):
+    model = tiny_qwen2(**MODELS[request.param])
+    art = aielower.compile(model, target="aie", quant=QUANT, max_seq_len=64,
+                           out_dir=tmp_path_factory.mktemp(request.param) / "aie")
+    art.build(emulate=True)
+    ref = aielower.compile(model, quant=QUANT, max_seq_len=64, numerics="aie")
+    return art, ref
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_generate_on_the_emulated_device_is_greedy_under_the_reference(built, seed):
+    art, ref = built
+    ids = np.random.default_rng(seed).integers(0, 128, size=(1, 9))
+    tokens = art.generate(ids, NEW_TOKENS, device="emulator")
+    assert tokens.shape == (1, 9 + NEW_TOKENS)
+    # The runtime drives the same designs and kernels as the host emulator: the same tokens, bit for bit.
+    emulated, _ = generate_tokens(art.emulate_decode, art.new_cache(1), ids, NEW_TOKENS, 64, SamplingConfig(), [])
+    np.testing.assert_array_equal(tokens, emulated)
+    # Against the reference with AIE numerics: every new token is the reference's greedy choice given the tokens
+    # before it, up to a bf16 tie (the reference's logits over the runtime's sequence, teacher-forced).
+    logits = ref(tokens[:, :-1])[0, 8:]
+    picked = tokens[0, 9:]
+    for step, (row, token) in enumerate(zip(logits, picked)):
+        assert row[token] >= row.max() - bf16_tie(row), (step, token, row.argmax(), row.max() - row[token])
+    # Where the reference's own greedy path has no such tie, the tokens are the same.
+    expected = ref.generate(ids, NEW_TOKENS)
+    path = ref(expected[:, :-1])[0, 8:]
+    margins = [np.sort(r)[-1] - np.sort(r)[-2] - bf16_tie(r) for r in path]
+    if min(margins) > 0:
+        np.testing.assert_array_equal(tokens, expected)
+    stats = art.last_stats
+    assert stats.new_tokens == NEW_TOKENS and stats.prompt_tokens == 9 and stats.ms_per_token > 0
+    assert art.runtime("emulator").timing == "emulated"
+
+
+def test_buffers_are_allocated_once_and_a_step_copies_only_its_kv_rows(built, monkeypatch):
+    art, _ = built
+    runtime = AieRuntime(art.out_dir, "emulator")
+    created = []
+    original = EmulatedBo.__init__
+
+    def counting(self, *args, **kwargs):
+        created.append(args[1])
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmulatedBo, "__init__", counting)
+    ids = np.random.default_rng(3).integers(0, 128, size=(1, 5))
+    runtime.generate(ids, 3)
+    first = len(created)
+    assert first > 0
+    cache = runtime.new_cache(1)
+    runtime.decode(ids, 0, cache)
+    assert len(created) == first, "a second run allocated buffer objects again"
+    kv_bytes = sum(c.data.nbytes for c in {id(c): c for c in cache}.values())
+    before = runtime.launcher.bytes_to_device
+    runtime.decode(np.array([[7]]), 5, cache)
+    step = runtime.launcher.bytes_to_device - before
+    weights = sum(b.nbytes for b in runtime.program.blobs.values())
+    assert step < kv_bytes and step < weights, (step, kv_bytes, weights)
+
+
+def test_sampling_with_a_seed_is_reproducible(built):
+    art, _ = built
+    ids = np.random.default_rng(4).integers(0, 128, size=(1, 6))
+    options = dict(do_sample=True, temperature=0.8, top_k=20, seed=11)
+    a = art.generate(ids, 10, device="emulator", **options)
+    b = art.generate(ids, 10, device="emulator", **options)
+    np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- the emulated device itself
+
+
+def test_an_emulated_buffer_object_needs_its_syncs(tmp_path):
+    xrt = EmulatedXrt("npu2", kernels=None)
+    bo = xrt.bo(xrt.device(0), 16, xrt.bo.host_only, 3)
+    view = np.frombuffer(bo.map(), np.uint8)
+    view[:] = 7
+    from aielower.backends.aie.designs.model import MemrefType
+
+    assert (bo.device_view(MemrefType(16, "i8")) == 0).all(), "the device saw host memory without a sync"
+    bo.sync(xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE, 8, 0)
+    assert list(bo.device_view(MemrefType(16, "i8"))) == [7] * 8 + [0] * 8
+    with pytest.raises(AielowerError, match="outside a buffer object of 16"):
+        bo.sync(xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE, 8, 12)
+
+
+# --------------------------------------------------------------------------- bad use
+
+
+def test_a_directory_that_is_not_an_artifact(tmp_path):
+    with pytest.raises(AielowerError, match="holds no manifest.json"):
+        AieRuntime(tmp_path, "emulator")
+
+
+@pytest.fixture(scope="module")
+def small_artifact(tmp_path_factory):
+    """An artifact of a one-layer model, compiled (not built): tests copy it and break the copy."""
+    model = tiny_qwen2(num_hidden_layers=1)
+    out = tmp_path_factory.mktemp("small") / "aie"
+    aielower.compile(model, target="aie", quant=QUANT, max_seq_len=16, out_dir=out)
+    return out
+
+
+def _copy(small_artifact, tmp_path):
+    out = tmp_path / "aie"
+    shutil.copytree(small_artifact, out)
+    return out
+
+
+def test_an_artifact_that_was_not_built(small_artifact, tmp_path):
+    out = _copy(small_artifact, tmp_path)
+    with pytest.raises(AielowerError, match=r"has not been built for the emulated device: run 'aielower build .* "
+                                            r"--emulate' first"):
+        AieRuntime(out, "emulator")
+    with pytest.raises(AielowerError, match="has not been built for the NPU"):
+        AieRuntime(out, "npu")
+
+
+def test_an_artifact_built_for_another_device(small_artifact, tmp_path):
+    from aielower.backends.aie.device_build import build_for_emulator
+
+    out = _copy(small_artifact, tmp_path)
+    record = build_for_emulator(out)
+    npu1 = EmulatedXrt("npu1", KernelLibrary(out / record["kernels"], []))
+    runtime = AieRuntime(out, "emulator", xrt=npu1)
+    with pytest.raises(AielowerError, match=r"is built for npu2; this \(emulated\) device is a npu1"):
+        runtime.generate(np.array([[1, 2, 3]]), 2)
+
+
+def test_a_missing_xclbin(small_artifact, tmp_path):
+    from aielower.backends.aie.device_build import build_for_emulator
+
+    out = _copy(small_artifact, tmp_path)
+    record = build_for_emulator(out)
+    victim = next(iter(record["designs"].values()))["xclbin"]
+    (out / victim).unlink()
+    with pytest.raises(AielowerError, match=f"file\\(s\\) of the build are missing, e.g. {victim}: rebuild with "
+                                            "'aielower build .* --emulate'"):
+        AieRuntime(out, "emulator")
+
+
+def test_a_cache_too_small_for_prompt_and_new_tokens(small_artifact, tmp_path):
+    from aielower.backends.aie.device_build import build_for_emulator
+
+    out = _copy(small_artifact, tmp_path)
+    build_for_emulator(out)
+    runtime = AieRuntime(out, "emulator")
+    with pytest.raises(AielowerError, match="sequence of 20 tokens does not fit the KV cache of 16"):
+        runtime.generate(np.arange(10)[None], 11)
+    with pytest.raises(AielowerError, match=r"input_ids out of range \[0, 128\)"):
+        runtime.generate(np.array([[500]]), 1)
+
+
+def test_no_xrt_on_this_machine_says_what_is_missing(small_artifact, tmp_path):
+    out = _copy(small_artifact, tmp_path)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["builds"] = {"npu": {"device": "npu2", "designs": {}}}  # as if built elsewhere
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AielowerError, match=r"needs XRT's Python bindings \(pyxrt\).*device='emulator'"):
+        AieRuntime(out, "npu")
+
+
+def test_a_real_xclbin_on_the_emulated_device_is_refused(tmp_path):
+    path = tmp_path / "design.xclbin"
+    path.write_bytes(b"xclbin2\0" + bytes(64))
+    with pytest.raises(AielowerError, match="is not an emulated xclbin.*runs on an NPU"):
+        EmulatedXrt("npu2", kernels=None).xclbin(str(path))
+
+
+# --------------------------------------------------------------------------- the NPU build (Makefile)
+
+
+def _tool(path, body: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + textwrap.dedent(body))
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="the NPU build runs make, which is not installed")
+def test_the_npu_build_runs_the_makefile_and_records_its_outputs(small_artifact, tmp_path):
+    """A stand-in Peano and aiecc (shell scripts that print the targeted versions and write the files asked for):
+    the build runs check-toolchain and make, and records the xclbins and instruction files; the runtime reads them
+    from there (the emulated device then refuses them: they are not emulated xclbins)."""
+    from aielower.backends.aie import toolchain
+    from aielower.backends.aie.device_build import build_for_npu
+
+    out = _copy(small_artifact, tmp_path)
+    peano, mlir_aie = tmp_path / "peano", tmp_path / "mlir-aie"
+    _tool(peano / "bin" / "clang++", """\
+        [ "$1" = --version ] && { echo "clang version 19 (llvm-aie)"; exit 0; }
+        while [ $# -gt 0 ]; do [ "$1" = -o ] && { shift; echo obj > "$1"; }; shift; done
+        """)
+    _tool(mlir_aie / "bin" / "aiecc", f"""\
+        [ "$1" = --aie-version ] && {{ echo "aiecc {toolchain.MLIR_AIE_COMMIT}"; exit 0; }}
+        for a in "$@"; do case "$a" in
+          --xclbin-name=*) echo xclbin > "${{a#--xclbin-name=}}";;
+          --npu-insts-name=*) insts="${{a#--npu-insts-name=}}";;
+          *.mlir) design="$a";;
+        esac; done
+        seqs=$(sed -n 's/.*aie.runtime_sequence @\\([A-Za-z0-9_]*\\).*/\\1/p' "$design")
+        if [ -z "$seqs" ]; then echo insts > "$insts"; else
+          for s in $seqs; do echo insts > "$(echo "$insts" | sed "s/{{1}}/$s/")"; done; fi
+        """)
+    with pytest.raises(AielowerError, match="(?s)the toolchain check failed.*error: no aiecc at"):
+        build_for_npu(out, peano, tmp_path / "nowhere")
+    record = build_for_npu(out, peano, mlir_aie)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["builds"]["npu"] == record
+    names = {d["name"] for d in manifest["designs"]}
+    assert set(record["designs"]) == names
+    for files in record["designs"].values():
+        assert (out / files["xclbin"]).read_text() == "xclbin\n"
+        assert all((out / p).is_file() for p in files["instructions"].values())
+    assert any(line.startswith("check-toolchain: toolchain found") for line in record["toolchain"])
+    runtime = AieRuntime(out, "npu", xrt=EmulatedXrt("npu2", kernels=None))
+    with pytest.raises(AielowerError, match="is not an emulated xclbin"):
+        runtime.generate(np.array([[1, 2]]), 1)
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_cli_run_on_the_emulated_device(tiny_model_dir, tmp_path, capsys):
+    from aielower.cli import main
+
+    out = tmp_path / "aie"
+    assert main(["run", str(tiny_model_dir), "--prompt", "hello", "--max-new-tokens", "4", "--target", "aie",
+                 "-o", str(out), "--emulate", "--quant", "w4g32"]) == 0
+    printed = capsys.readouterr().out
+    assert "emulated: the XRT host runtime on the emulated device" in printed
+    assert "| 4 |" in printed.replace("  ", " ") or " 4 " in printed
+    assert json.loads((out / "manifest.json").read_text())["builds"]["emulator"]["device"] == "npu2"
+
+
+def test_cli_run_without_an_npu_says_what_is_missing(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from aielower.cli import main
+
+    monkeypatch.delenv("PEANO_INSTALL_DIR", raising=False)
+    monkeypatch.delenv("MLIR_AIE_DIR", raising=False)
+    assert main(["run", str(tiny_model_dir), "--prompt", "hi", "--target", "aie", "-o", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "needs XRT's Python bindings (pyxrt" in err and "Peano" in err and "--emulate" in err
+    assert not (tmp_path / "o").exists(), "it compiled before saying what is missing"
+    assert main(["build", str(tmp_path)]) == 1
+    assert "holds no manifest.json" in capsys.readouterr().err
