@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -87,28 +88,42 @@ class Stream:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+@lru_cache(maxsize=4096)
+def _pattern(base: int, dims: tuple) -> tuple[np.ndarray, int, int]:
+    """(offsets, lowest, highest) of a buffer descriptor's ``(size, stride)`` dims from ``base``; descriptors repeat
+    with the same pattern on every element, so they are computed once (read-only arrays)."""
+    offsets = pattern_offsets(base, dims)
+    offsets.flags.writeable = False
+    lowest = base + sum(min(0, (n - 1) * t) for n, t in dims)
+    highest = base + sum(max(0, (n - 1) * t) for n, t in dims)
+    return offsets, lowest, highest
+
+
+def _addressed(buffer: np.ndarray, base: int, length: int, dims, where: str, verb: str):
+    """The elements of ``buffer`` a descriptor of ``length`` values addresses: a slice without dims, else the
+    pattern's offsets; checked against the descriptor's length and the buffer's size."""
+    if not dims:
+        if base < 0 or base + length > buffer.size:
+            raise AielowerError(f"{where}: {verb} element {base + length - 1} of a {buffer.size}-element buffer")
+        return slice(base, base + length)
+    offsets, lowest, highest = _pattern(base, tuple(dims))
+    if len(offsets) != length:
+        raise AielowerError(f"{where}: dims {list(dims)} address {len(offsets)} elements, the descriptor moves {length}")
+    if length and (lowest < 0 or highest >= buffer.size):
+        raise AielowerError(f"{where}: {verb} element {highest} of a {buffer.size}-element buffer")
+    return offsets
+
+
 def _write(buffer: np.ndarray, base: int, dims, values: np.ndarray, where: str) -> None:
     """An S2MM buffer descriptor: ``values`` written at ``base`` (+ dims) of ``buffer``."""
-    if dims:
-        offsets = pattern_offsets(base, dims)
-        if len(offsets) != len(values):
-            raise AielowerError(f"{where}: dims {list(dims)} address {len(offsets)} elements, the descriptor moves "
-                                f"{len(values)}")
-    else:
-        offsets = np.arange(base, base + len(values))
-    if len(offsets) and (offsets.min() < 0 or offsets.max() >= buffer.size):
-        raise AielowerError(f"{where}: writes element {int(offsets.max())} of a {buffer.size}-element buffer")
-    buffer[offsets] = values
+    buffer[_addressed(buffer, base, len(values), dims, where, "writes")] = values
 
 
 def _read(buffer: np.ndarray, base: int, length: int, dims, where: str) -> np.ndarray:
-    """An MM2S buffer descriptor: ``length`` values from ``base`` (+ dims) of ``buffer``."""
-    offsets = pattern_offsets(base, dims) if dims else np.arange(base, base + length)
-    if len(offsets) != length:
-        raise AielowerError(f"{where}: dims {list(dims)} address {len(offsets)} elements, the descriptor moves {length}")
-    if len(offsets) and (offsets.min() < 0 or offsets.max() >= buffer.size):
-        raise AielowerError(f"{where}: reads element {int(offsets.max())} of a {buffer.size}-element buffer")
-    return buffer[offsets]
+    """An MM2S buffer descriptor: ``length`` values from ``base`` (+ dims) of ``buffer`` (a copy: the buffer is
+    written again while the values are in flight)."""
+    where_ = _addressed(buffer, base, length, dims, where, "reads")
+    return buffer[where_].copy() if isinstance(where_, slice) else buffer[where_]
 
 
 @dataclass
