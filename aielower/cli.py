@@ -251,7 +251,7 @@ def cmd_run(args) -> int:
         else:
             compiled.build(peano=args.peano, mlir_aie=args.mlir_aie, jobs=args.jobs)
         tokens = compiled.generate(ids, max_new_tokens=args.max_new_tokens, device=device, **options)
-        timing = compiled.runtime(device).timing
+        timing = compiled.record_run(device)["timing"]
         where = ("emulated: the XRT host runtime on the emulated device, i.e. this CPU running the design files; "
                  "not NPU figures" if timing == "emulated" else f"measured on the NPU ({compiled.device.product})")
         title = f"Latency: {compiled.ir.name}, {label}, {where}"
@@ -263,6 +263,8 @@ def cmd_run(args) -> int:
     print()
     print(title)
     print(markdown_table([LatencyRow.from_stats(compiled.last_stats)]))
+    if args.target == "aie":
+        print(f"(recorded in {args.output}/report.md, 'Runs of this artifact')")
     return 0
 
 
@@ -297,6 +299,9 @@ def cmd_build(args) -> int:
     else:
         record = build_for_npu(args.out_dir, args.peano, args.mlir_aie, jobs=args.jobs)
         what = "for the NPU"
+        for line in record["toolchain"]:  # another Peano / mlir-aie version than the artifact targets
+            if line.startswith("warning:"):
+                print(f"aielower: {line}", file=sys.stderr)
     files = sum(1 + len(f["instructions"]) for f in record["designs"].values())
     print(f"built {args.out_dir} {what}: {len(record['designs'])} designs, {files} files, "
           f"in {time.perf_counter() - t0:.1f} s; recorded in manifest.json (builds.{'emulator' if args.emulate else 'npu'})")

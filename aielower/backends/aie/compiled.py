@@ -110,6 +110,18 @@ class AieArtifact:
         self.last_stats = runtime.last_stats
         return tokens
 
+    def record_run(self, device: str = "npu") -> dict:
+        """Add the last ``generate()`` on ``device`` to ``report.md`` / ``report.json`` under "Runs of this artifact",
+        labelled measured (NPU) or emulated (the emulated device). Returns the row."""
+        from aielower.backends.aie.report import record_run
+
+        runtime = self._runtimes.get(device)
+        if runtime is None or runtime.last_stats is None:
+            raise AielowerError(f"nothing to record: generate(..., device={device!r}) has not run")
+        where = (f"{self.device.product} ({self.device.name})" if runtime.timing == "measured"
+                 else f"emulated {self.device.name} on this CPU")
+        return record_run(self.out_dir, runtime.last_stats, runtime.timing, where)
+
     # -- the real toolchain ------------------------------------------------------------------------------------------
 
     def check_aie(self, aie_opt=None, jobs: int = 2):

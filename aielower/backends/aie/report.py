@@ -297,6 +297,14 @@ def _ops_table(rows: list[dict]) -> str:
     return _table(grid(columns, cells))
 
 
+def _runs_table(runs: list[dict]) -> str:
+    columns = ("run", "timing", "device", "prompt tokens", "new tokens", "prefill ms", "ms/token", "tokens/s")
+    cells = [[str(i), r["timing"], r["device"], str(r["prompt_tokens"]), str(r["new_tokens"]),
+              _num(r["prefill_ms"], ".6g"), _num(r["ms_per_token"], ".6g"), _num(r["tokens_per_s"], ".6g")]
+             for i, r in enumerate(runs, start=1)]
+    return _table(grid(columns, cells))
+
+
 def _table(text: str) -> markupsafe.Markup:
     """A multi-line markdown table made by our own code from numbers and checked names: the template's single-line
     guard lets it through."""
@@ -323,7 +331,7 @@ def render_markdown(report: dict) -> str:
             "benchmark_exact": ("Prompts of 128 to 2048 tokens", report["latency"]["benchmark_exact"]),
         },
         latency_table=_latency_table, comparison_table=_comparison_table, ops_table=_ops_table, num=_num,
-        size=_size,
+        size=_size, runs_table=_runs_table,
     )
 
 
@@ -383,6 +391,33 @@ def write_report(report: dict, out_dir: str | Path, plot: bool = False) -> list[
     return written
 
 
+RUN_TIMINGS = ("measured", "emulated")
+
+
+def record_run(out_dir: str | Path, stats, timing: str, device: str) -> dict:
+    """Add a run of ``generate()`` (its ``GenerationStats``) to the artifact's report (``report.json`` and
+    ``report.md`` in ``out_dir``), labelled ``timing``: ``"measured"`` on an NPU, ``"emulated"`` on the emulated
+    device; ``device`` says which. Returns the row."""
+    if timing not in RUN_TIMINGS:
+        raise CompileError(f"a run's timing is 'measured' or 'emulated', not {timing!r}")
+    path = safe_path(out_dir, "report.json")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CompileError(f"cannot read {path} to record the run: {e}; recompile the artifact") from None
+    row = LatencyRow.from_stats(stats)
+    entry = {"timing": timing, "device": device, "prompt_tokens": row.prompt_tokens, "new_tokens": row.new_tokens,
+             "total_s": row.total_s, "prefill_ms": row.prefill_ms, "ms_per_token": row.ms_per_token,
+             "tokens_per_s": row.tokens_per_s}
+    report.setdefault("runs", []).append(_finite(entry))
+    for name, text in report_files(report).items():
+        target = safe_path(out_dir, name)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(target)
+    return entry
+
+
 def _finite(x):
     """``x`` with NaN / infinity (figures the card does not have) as None, which JSON can hold."""
     if isinstance(x, float) and not math.isfinite(x):
@@ -394,4 +429,5 @@ def _finite(x):
     return x
 
 
-__all__ = ["build_report", "op_rows", "plot_latency", "render_markdown", "report_files", "write_report"]
+__all__ = ["RUN_TIMINGS", "build_report", "op_rows", "plot_latency", "record_run", "render_markdown", "report_files",
+           "write_report"]

@@ -228,6 +228,7 @@ class AieRuntime:
         if missing:
             raise AielowerError(f"{len(missing)} file(s) of the build are missing, e.g. {missing[0]}: rebuild with "
                                 f"'aielower build {self.out_dir}{' --emulate' if device == 'emulator' else ''}'")
+        self._check_schedule(record)
         if "decode" not in self.module.functions:
             raise AielowerError(f"{self.out_dir} has no decode function: compile with functions=('prefill', 'decode')")
         weights = self.out_dir / "weights"
@@ -243,6 +244,21 @@ class AieRuntime:
         self.last_stats = None
         tables = [op.table.type.shape[0] for op in self.module.functions["decode"].ops if op.name == "nn.embedding"]
         self._vocab = tables[0] if tables else None
+
+    def _check_schedule(self, record: dict) -> None:
+        """The program run here (``module.ir``) must be the one the manifest's launch schedule describes, and the
+        build must hold every design that schedule launches."""
+        from aielower.backends.aie.artifact import schedule
+
+        if schedule(self.module) != self.manifest.get("schedule"):
+            raise AielowerError(f"{self.out_dir}: module.ir and the launch schedule of manifest.json differ (a file "
+                                "was changed or replaced): recompile the artifact")
+        launched = {d for steps in self.manifest["schedule"].values() for step in steps
+                    for names in step.get("designs", {}).values() for d in names}
+        unbuilt = sorted(launched - set(record["designs"]))
+        if unbuilt:
+            raise AielowerError(f"the schedule launches {len(unbuilt)} design(s) the build does not have, e.g. "
+                                f"{unbuilt[0]}: rebuild the artifact")
 
     @property
     def max_seq_len(self) -> int:
