@@ -33,6 +33,7 @@ class BlockedKvCache:
         self.ndim = 4
         self.data: np.ndarray | None = None  # [batch, elements] bf16 bits
         self.layout: tuple[int, int, int] | None = None  # (kv_heads, d_pad, tkv)
+        self._written: set[int] = set()  # batch rows handed to a launch at least once
 
     def _storage(self, kv_heads: int, d_pad: int, tkv: int) -> np.ndarray:
         layout = (kv_heads, d_pad, tkv)
@@ -74,7 +75,11 @@ class BlockedKvCache:
                     start = (((h * blocks + block) * 2 + part) * tkv + first) * d_pad
                     changed.append((start, n * d_pad))
             p += n
-        return Resident(f"kv/{self.name}/{row}", data[row], tuple(changed))
+        # The first time a row goes to a launch, the whole row is new: a runtime reusing the DDR buffer of an earlier
+        # cache of this name must not keep that cache's rows.
+        first = row not in self._written
+        self._written.add(row)
+        return Resident(f"kv/{self.name}/{row}", data[row], None if first else tuple(changed))
 
     def __repr__(self) -> str:
         return f"<BlockedKvCache {self.name}: batch {self.batch}, {self.rows} positions>"

@@ -19,14 +19,15 @@ from aielower.backends.aie.designs.model import Design
 
 @dataclass(frozen=True)
 class Resident:
-    """A DDR tensor that outlives a launch: ``key`` names it across launches (a weight, one batch row of a layer's
-    KV cache), ``array`` is its host copy. ``changed`` lists the ``(first element, count)`` ranges the host changed
-    since the last launch that read it; a launcher writes the whole array the first time it sees ``key`` and only
-    these ranges after that."""
+    """A DDR tensor that outlives a launch: ``key`` names its buffer across launches (a weight, one batch row of a
+    layer's KV cache), ``array`` is its host copy. ``changed`` lists the ``(first element, count)`` ranges the host
+    changed since the last launch that read it (``()``: none), or is None when the whole array is new (a fresh KV
+    cache taking over the buffer of an earlier one). A launcher writes the whole array the first time it sees
+    ``key`` or when ``changed`` is None, else only these ranges."""
 
     key: str
     array: np.ndarray
-    changed: tuple[tuple[int, int], ...] = ()
+    changed: tuple[tuple[int, int], ...] | None = ()
 
 
 class Launcher(Protocol):

@@ -130,12 +130,16 @@ class XrtLauncher:
 
     def _resident_buffer(self, tensor: Resident, group: int, needed: int):
         found = self._resident.get(tensor.key)
-        if found is None:
-            bo = self.xrt.bo(self.device, tensor.array.nbytes, self.xrt.bo.host_only, group)
-            view = self._view(bo, tensor.array.dtype)
+        if found is not None and found[1].nbytes != tensor.array.nbytes:
+            raise AielowerError(f"DDR tensor {tensor.key} was allocated with {found[1].nbytes} bytes and now has "
+                                f"{tensor.array.nbytes}")
+        if found is None or tensor.changed is None:
+            if found is None:
+                bo = self.xrt.bo(self.device, tensor.array.nbytes, self.xrt.bo.host_only, group)
+                found = self._resident[tensor.key] = (bo, self._view(bo, tensor.array.dtype))
+            bo, view = found
             view[:] = tensor.array
             self._to_device(bo, tensor.array.nbytes)
-            found = self._resident[tensor.key] = (bo, view)
         else:
             bo, view = found
             item = tensor.array.itemsize

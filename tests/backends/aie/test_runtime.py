@@ -93,6 +93,22 @@ def test_buffers_are_allocated_once_and_a_step_copies_only_its_kv_rows(built, mo
     assert step < kv_bytes and step < weights, (step, kv_bytes, weights)
 
 
+def test_a_new_cache_takes_over_the_device_buffer_whole(built):
+    """A second generation reuses the KV buffers of the first (allocated once) and must not keep its rows."""
+    from aielower.backends.aie.designs.model import MemrefType
+
+    art, _ = built
+    runtime = AieRuntime(art.out_dir, "emulator")
+    runtime.generate(np.random.default_rng(5).integers(0, 128, size=(1, 9)), 4)
+    cache = runtime.new_cache(1)
+    runtime.decode(np.array([[3, 4]]), 0, cache)
+    layer = cache[0]
+    bo, _ = runtime.launcher._resident[f"kv/{layer.name}/0"]
+    device = bo.device_view(MemrefType(layer.data[0].size, "bf16"))
+    np.testing.assert_array_equal(device, layer.data[0])  # rows 2.. are zero again, as in the new cache
+    assert np.count_nonzero(device) > 0
+
+
 def test_sampling_with_a_seed_is_reproducible(built):
     art, _ = built
     ids = np.random.default_rng(4).integers(0, 128, size=(1, 6))
