@@ -331,3 +331,38 @@ def test_broadcast_kv_rows_of_a_column_share_their_head():
     render_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "attn")
 
 
+
+
+# ------------------------------------------------------------------------------------------------ the core check
+
+
+def _drop_last_call(nodes: list) -> bool:
+    """Remove the last kernel call of a core body (inside loops too); True if one was removed."""
+    from aielower.backends.aie.designs.build import Call, Loop
+
+    for i in range(len(nodes) - 1, -1, -1):
+        node = nodes[i]
+        if isinstance(node, Loop) and _drop_last_call(node.body):
+            return True
+        if isinstance(node, Call) and node.function != "params":
+            del nodes[i]
+            return True
+    return False
+
+
+@pytest.mark.parametrize("name", ["gemv", "gemm", "add_rms_norm", "attention", "attention_prefill", "silu_mul"])
+def test_a_core_body_that_misses_a_call_of_the_schedule_is_refused(name, monkeypatch):
+    """The generator checks every core body against the schedule, call by call (a body traced on arrays for the
+    linears, symbolically for the others): a body that loses one kernel call is an internal error."""
+    original = _Builder.core
+
+    def broken(self, column, row):
+        core = original(self, column, row)
+        if (column, row) == (0, 0):
+            assert _drop_last_call(core.body)
+        return core
+
+    monkeypatch.setattr(_Builder, "core", broken)
+    launch, plan, device, spec = case(name)
+    with pytest.raises(CompileError, match=r"internal: the design of core \(0, 0\) does not reproduce the schedule"):
+        build_design(launch, plan, device, spec, name)

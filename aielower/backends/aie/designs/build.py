@@ -32,6 +32,8 @@ tiles, accumulator and scalars the schedule gives that call; a mismatch is a Com
 
 from __future__ import annotations
 
+import operator
+
 from copy import copy
 from dataclasses import dataclass, field
 from itertools import count
@@ -721,38 +723,48 @@ class _Builder:
 # ================================================================================== checking and ordering
 
 
-def _trace(core: CoreDesign, streams: list[StreamInfo]) -> list[tuple]:
-    """Run a core body symbolically: the kernel calls it makes, with the tiles each FIFO element holds."""
+def _trace(core: CoreDesign, streams: list[StreamInfo], tkv: int | None = None) -> list[tuple]:
+    """Run a core body symbolically: the kernel calls it makes, with the tiles each FIFO element holds. With ``tkv``
+    (attention), a ``step`` call's valid KV count is clamped to it, as the kernel clamps it (the schedule passes it
+    clamped, the design's loop does not)."""
     taken = {s.index: 0 for s in streams}
     held: dict[str, tuple] = {}
     ints: dict[str, int] = {}
     calls = []
+    append = calls.append
+    elements = core.elements
+    arith = {"addi": operator.add, "subi": operator.sub, "muli": operator.mul}
 
     def value(x):
         return x if isinstance(x, int) else ints[x]
 
+    def call(node):
+        if node.function == "params":
+            return  # copies the step header into the parameter words; the check reads their defaults
+        args = tuple(("tiles", held[x]) if kind == "elem" else (kind, ints[x] if kind == "i32" else x)
+                     for kind, x in node.args)
+        if tkv and node.function == "step":
+            args = args[:5] + (("i32", min(tkv, args[5][1])),)
+        append((node.function, args))
+
     def run(nodes, iv):
         for node in nodes:
-            if isinstance(node, Loop):
-                for i in range(value(node.count)):
-                    run(node.body, i)
-            elif isinstance(node, Acquire):
-                held[node.var] = core.elements[node.stream][taken[node.stream]]
+            kind = type(node)
+            if kind is Call:
+                call(node)
+            elif kind is Acquire:
+                held[node.var] = elements[node.stream][taken[node.stream]]
                 taken[node.stream] += 1
-            elif isinstance(node, Load):
+            elif kind is Loop:
+                body = node.body
+                for i in range(value(node.count)):
+                    run(body, i)
+            elif kind is Load:
                 ints[node.var] = core.rtp[node.index]
-            elif isinstance(node, Cast):
+            elif kind is Cast:
                 ints[node.var] = iv
-            elif isinstance(node, Arith):
-                a, b = value(node.lhs), value(node.rhs)
-                ints[node.var] = {"addi": a + b, "subi": a - b, "muli": a * b}[node.op]
-            elif isinstance(node, Call) and node.function == "params":
-                continue  # copies the step header into the parameter words; the check reads their defaults
-            elif isinstance(node, Call):
-                args = []
-                for kind, x in node.args:
-                    args.append(("tiles", held[x]) if kind == "elem" else (kind, ints[x] if kind == "i32" else x))
-                calls.append((node.function, tuple(args)))
+            elif kind is Arith:
+                ints[node.var] = arith[node.op](value(node.lhs), value(node.rhs))
 
     run(core.body, 0)
     for s in streams:
@@ -884,26 +896,17 @@ def _linear_expected(work: sched.LinearWork, key) -> np.ndarray:
     return np.concatenate(blocks) if blocks else np.zeros((0, 5), np.int64)
 
 
-def _clamped(calls: list[tuple], tkv: int | None) -> list[tuple]:
-    """Attention: the kernel clamps ``kv_valid`` to TKV; the schedule passes it clamped, the design does not."""
-    if not tkv:
-        return calls
-    return [(f, a[:5] + (("i32", min(tkv, a[5][1])),)) if f == "step" else (f, a) for f, a in calls]
-
-
 def _expected(units, acc_size: int) -> list[tuple]:
-    out = []
-    for call in (c for unit in units for c in unit):
-        args = []
-        for a in call.args:
-            if isinstance(a, (sched.In, sched.Out)):
-                args.append(("tiles", a.tiles))
-            elif isinstance(a, sched.Acc):
-                args.append(("acc", a.offset // acc_size))
-            else:
-                args.append(("i32", int(a)))
-        out.append((call.function, tuple(args)))
-    return out
+    """The calls of a core's schedule, in :func:`_trace`'s form."""
+    def arg(a):
+        kind = type(a)
+        if kind is sched.In or kind is sched.Out:
+            return ("tiles", a.tiles)
+        if kind is sched.Acc:
+            return ("acc", a.offset // acc_size)
+        return ("i32", int(a))
+
+    return [(call.function, tuple(map(arg, call.args))) for unit in units for call in unit]
 
 
 def issue_order(transfers: list[Transfer], bds: int, queue_depth: int = SHIM_QUEUE_DEPTH) -> list[m.SequenceOp]:
@@ -989,8 +992,8 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
                                        f"(call {first} of {len(want)})")
                 cores.append(core)
                 continue
-            got = _clamped(_trace(core, b.streams), tkv)
-            want = _clamped(_expected(b.padded[(c, r)], core.acc_size or 1), tkv)
+            got = _trace(core, b.streams, tkv)
+            want = _expected(b.padded[(c, r)], core.acc_size or 1)
             if got != want:
                 first = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
                 raise CompileError(f"internal: the design of core ({c}, {r}) does not reproduce the schedule (call "
@@ -1082,8 +1085,8 @@ def _variant(full: _Builder, cores: list[CoreDesign], tiles: int) -> tuple[_Buil
         if own.body != core.body:
             raise CompileError(f"internal: {full.name}: core ({core.column}, {core.row})'s body depends on the KV "
                                f"tile count ({tiles})")
-        got = _clamped(_trace(own, b.streams), tkv)
-        want = _clamped(_expected(b.padded[(core.column, core.row)], own.acc_size or 1), tkv)
+        got = _trace(own, b.streams, tkv)
+        want = _expected(b.padded[(core.column, core.row)], own.acc_size or 1)
         if got != want:
             raise CompileError(f"internal: {full.name}: core ({core.column}, {core.row}) fed {tiles} KV tiles does "
                                "not reproduce the schedule")
