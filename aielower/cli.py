@@ -242,8 +242,10 @@ def cmd_run(args) -> int:
         max_seq_len = -(-max_seq_len // 64) * 64
     options = dict(do_sample=args.sample, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                    seed=args.seed)
-    label = f"w{quant.bits}g{quant.group_size}" if quant else "fp32"
     if args.target == "aie":
+        from aielower.api import AIE_QUANT
+
+        label = quant_label(quant or AIE_QUANT)  # target aie quantizes as the model card does unless told otherwise
         compiled = aielower.compile(model, target="aie", quant=quant, max_seq_len=max_seq_len, out_dir=args.output,
                                     device=args.device or "npu2")
         if args.emulate:
@@ -256,6 +258,7 @@ def cmd_run(args) -> int:
                  "not NPU figures" if timing == "emulated" else f"measured on the NPU ({compiled.device.product})")
         title = f"Latency: {compiled.ir.name}, {label}, {where}"
     else:
+        label = f"w{quant.bits}g{quant.group_size}" if quant else "fp32"
         compiled = aielower.compile(model, quant=quant, max_seq_len=max_seq_len)
         tokens = compiled.generate(ids, max_new_tokens=args.max_new_tokens, **options)
         title = f"Latency: {compiled.ir.name}, {label}, measured on the ref backend (NumPy on this CPU; not NPU figures)"

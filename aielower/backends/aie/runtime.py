@@ -35,6 +35,7 @@ from aielower.backends.aie.designs.model import Design, DmaMemcpy
 from aielower.backends.aie.designs.simulate import NUMPY_DTYPES
 from aielower.backends.aie.launcher import Resident
 from aielower.errors import AielowerError, ModelError
+from aielower.output import safe_path
 
 DEVICES = ("npu", "emulator")
 KERNEL_NAME = "MLIR_AIE"  # the kernel of every xclbin aiecc generates
@@ -58,7 +59,6 @@ def open_xrt(device: str, module, aie_device, out_dir: Path, record: dict):
     from aielower.backends.aie.artifact import collect
     from aielower.backends.aie.emulated_xrt import EmulatedXrt
     from aielower.backends.aie.kernels import KernelLibrary
-    from aielower.output import safe_path
 
     kernels, _ = collect(module, aie_device)
     return EmulatedXrt(record["device"], KernelLibrary(safe_path(out_dir, record["kernels"]), kernels.values()))
@@ -68,8 +68,6 @@ class _Program:
     """One design on the device: its xclbin, hardware context, kernel and instruction buffers."""
 
     def __init__(self, xrt, device, out_dir: Path, name: str, files: dict):
-        from aielower.output import safe_path
-
         self.xrt, self.device, self.out_dir, self.name, self.files = xrt, device, out_dir, name, files
         xclbin = xrt.xclbin(str(safe_path(out_dir, files["xclbin"])))
         kernels = [k.get_name() for k in xclbin.get_kernels()]
@@ -84,8 +82,6 @@ class _Program:
         """(buffer object, words) of the instruction stream of ``sequence`` (``""``: the design's only one)."""
         found = self._instructions.get(sequence)
         if found is None:
-            from aielower.output import safe_path
-
             path = self.files["instructions"].get(sequence)
             if path is None:
                 raise AielowerError(f"design {self.name}: the build has no instruction file for sequence "
@@ -215,7 +211,6 @@ class AieRuntime:
         from aielower.backends.aie.host_program import HostProgram
         from aielower.backends.aie.toolchain import read_manifest
         from aielower.ir import parse_file
-        from aielower.output import safe_path
 
         if device not in DEVICES:
             raise AielowerError(f"unknown device {device!r}: choose 'npu' (a Ryzen AI NPU through XRT) or 'emulator'")
