@@ -213,6 +213,21 @@ def test_a_missing_xclbin(small_artifact, tmp_path):
         AieRuntime(out, "emulator")
 
 
+def test_a_run_that_fails_on_the_device_names_the_design(small_artifact, tmp_path):
+    """Instruction files swapped between two designs: the device refuses the run, the runtime says which."""
+    from aielower.backends.aie.device_build import build_for_emulator
+
+    out = _copy(small_artifact, tmp_path)
+    record = build_for_emulator(out)
+    (first, a), (second, b) = [(n, f["instructions"][""]) for n, f in record["designs"].items()
+                               if "" in f["instructions"]][:2]
+    (out / a).write_bytes((out / b).read_bytes())
+    runtime = AieRuntime(out, "emulator")
+    with pytest.raises(AielowerError, match=f"the run of design {first} ended in state 5: the instruction stream is "
+                                            f"for design '{second}'"):
+        runtime.generate(np.array([[1, 2, 3]]), 2)
+
+
 def test_a_manifest_that_does_not_describe_module_ir(small_artifact, tmp_path):
     from aielower.backends.aie.device_build import build_for_emulator
 
