@@ -102,7 +102,7 @@ class Interpreter:
             raise AielowerError(f"@{self.fn.name} takes {len(self.fn.args)} arguments, got {len(args)}")
         values, symbols = {}, {}
         for a, x in zip(self.fn.args, args):
-            if not (hasattr(x, "shape") and hasattr(x, "ndim")):  # arrays, and device-resident values (a KV cache)
+            if not getattr(x, "device_resident", False):  # a value kept on a device (a KV cache) passes as it is
                 x = np.asarray(x)
             if x.ndim != len(a.type.shape):
                 raise AielowerError(f"argument %{a.name_hint} must have rank {len(a.type.shape)}, got shape {x.shape}")

@@ -91,3 +91,24 @@ def test_subclass_hooks_replace_the_linear_and_the_weights(module):
 
     _, y = Doubled(module, "f")(X)
     np.testing.assert_allclose(y, X @ (2 * module.weights["w"].data).T + 1, rtol=1e-6)
+
+
+def test_a_device_resident_argument_reaches_its_op_as_it_is(module):
+    """A value kept on a device (the AIE runtime's KV cache) is not turned into an array on the way in; any other
+    argument is an array (a list is converted)."""
+
+    class OnDevice:
+        device_resident = True
+        shape, ndim = (2, 3), 2
+
+    seen = []
+
+    def linear(x, weight, bias=None):
+        seen.append(x)
+        return np.zeros((2, 4), np.float32)
+
+    handle = OnDevice()
+    Interpreter(module, "f", overrides={nn.Linear: linear})(handle)
+    assert seen[0] is handle
+    Interpreter(module, "f", overrides={nn.Linear: linear})(X.tolist())
+    assert isinstance(seen[1], np.ndarray)

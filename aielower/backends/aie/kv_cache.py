@@ -24,6 +24,8 @@ class BlockedKvCache:
     stands for the layer's key cache and its value cache: in DDR they are one tensor.
     """
 
+    device_resident = True  # the interpreter passes it to the attention op as it is (it has shape and ndim)
+
     def __init__(self, name: str, batch: int, kv_heads: int, rows: int, head_dim: int):
         if min(batch, kv_heads, rows, head_dim) < 1:
             raise AielowerError(f"a KV cache needs positive sizes, got batch {batch}, kv_heads {kv_heads}, rows {rows}, "
