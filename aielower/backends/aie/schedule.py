@@ -67,6 +67,13 @@ class _Tiles(dict):
         tile = self[key] = _contiguous(*key)
         return tile
 
+    def read(self, key: tuple[str, int, int]) -> "In":
+        """The kernel argument reading the one tile ``key`` (made once, like the tile)."""
+        found = self.get(("In",) + key)
+        if found is None:
+            found = self[("In",) + key] = In((self[key],))
+        return found
+
 
 def _cores(launch: LaunchPlan) -> list[CoreProgram]:
     return [CoreProgram(c, r) for c in range(launch.columns) for r in range(launch.rows)]
@@ -309,12 +316,15 @@ def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, posit
     q_ap = AccessPattern((h * gq * s_pad + qt * tq) * d, (gq, tq, d), (s_pad * d, d, 1))
     last = min(kv_valid, q_pos0 + tq) if causal else kv_valid  # KV rows any query of the tile can see
     q = In((TileRef("q", q_ap),) + ((tiles["step", 0, header],) if header else ()))
-    core.calls.append(Call("init", (Acc(),)))
+    acc = Acc()
+    calls = core.calls
+    calls.append(Call("init", (acc,)))
+    base, size = h * kv_rows * 2 * d, 2 * tkv * d
     for j in range(-(-last // tkv)):
-        kv = tiles["kv", (h * kv_rows + j * tkv) * 2 * d, 2 * tkv * d]
-        core.calls.append(Call("step", (q, In((kv,)), Acc(), q_pos0, j * tkv,
-                                       min(tkv, kv_valid - j * tkv))))
-    core.calls.append(Call("store", (Acc(), Out((TileRef("out", q_ap),)))))
+        row = j * tkv
+        calls.append(Call("step", (q, tiles.read(("kv", base + row * 2 * d, size)), acc, q_pos0, row,
+                                   min(tkv, kv_valid - row))))
+    calls.append(Call("store", (acc, Out((TileRef("out", q_ap),)))))
 
 
 __all__ = ["Acc", "Call", "CoreProgram", "In", "LinearWork", "Out", "TileRef", "attention", "gemm", "gemm_work", "gemv",
