@@ -350,3 +350,15 @@ def test_cli_run_without_an_npu_says_what_is_missing(tiny_model_dir, tmp_path, c
     assert not (tmp_path / "o").exists(), "it compiled before saying what is missing"
     assert main(["build", str(tmp_path)]) == 1
     assert "holds no manifest.json" in capsys.readouterr().err
+
+
+def test_cli_build_for_the_emulator_ignores_an_npu_toolchain_in_the_environment(small_artifact, tmp_path, capsys,
+                                                                                monkeypatch):
+    from aielower.cli import main
+
+    out = _copy(small_artifact, tmp_path)
+    monkeypatch.setenv("PEANO_INSTALL_DIR", str(tmp_path / "peano"))
+    monkeypatch.setenv("MLIR_AIE_DIR", str(tmp_path / "mlir-aie"))
+    assert main(["build", str(out), "--emulate"]) == 0
+    assert "for the emulated device" in capsys.readouterr().out
+    assert json.loads((out / "manifest.json").read_text())["builds"]["emulator"]["device"] == "npu2"
