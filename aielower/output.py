@@ -36,6 +36,16 @@ def safe_path(root: str | os.PathLike, *parts: str) -> Path:
     return resolved
 
 
+def replace_file(root: str | os.PathLike, relative: str, text: str) -> Path:
+    """Write ``text`` to ``root/relative`` (a path checked as :func:`safe_path` checks it) through a partial file
+    renamed into place, so that a reader never sees half of it. Returns the path."""
+    path = safe_path(root, relative)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
 def is_artifact(directory: Path, manifest: str, format_prefix: str) -> bool:
     """True when ``directory`` holds ``manifest`` (JSON) whose ``format`` starts with ``format_prefix``."""
     try:
@@ -120,4 +130,4 @@ class ArtifactWriter:
                 shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["ArtifactWriter", "is_artifact", "safe_path"]
+__all__ = ["ArtifactWriter", "is_artifact", "replace_file", "safe_path"]

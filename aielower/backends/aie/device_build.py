@@ -22,6 +22,7 @@ from pathlib import Path
 
 from aielower.backends.aie import toolchain
 from aielower.errors import AielowerError, CompileError
+from aielower.output import replace_file, safe_path
 
 TARGETS = ("npu", "emulator")
 EMULATED_DIR = "emulated"
@@ -30,7 +31,6 @@ EMULATED_DIR = "emulated"
 def _module_and_device(out_dir: Path):
     from aielower.backends.aie.device import get_device
     from aielower.ir import parse_file
-    from aielower.output import safe_path
 
     manifest = toolchain.read_manifest(out_dir)
     device = get_device(manifest.get("device", {}).get("name"))
@@ -38,11 +38,8 @@ def _module_and_device(out_dir: Path):
 
 
 def _write_manifest(out_dir: Path, manifest: dict) -> None:
-    """Replace ``manifest.json`` in one step (a reader never sees half of it)."""
-    path = out_dir / toolchain.MANIFEST
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    """Replace ``manifest.json`` in one step (a reader never sees half of it), formatted as the compile writes it."""
+    replace_file(out_dir, toolchain.MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def _design_files(manifest: dict, directory: str) -> dict[str, dict]:
@@ -65,7 +62,6 @@ def build_for_emulator(out_dir: str | os.PathLike, cxx: str = "g++",
     from aielower.backends.aie.artifact import collect
     from aielower.backends.aie.emulated_xrt import instruction_words, xclbin_text
     from aielower.backends.aie.kernels import build_library
-    from aielower.output import safe_path
 
     root = Path(out_dir)
     manifest, module, device = _module_and_device(root)

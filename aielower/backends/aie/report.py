@@ -24,7 +24,7 @@ from aielower.backends.aie.device import Device
 from aielower.backends.aie.templating import ENV
 from aielower.errors import CompileError
 from aielower.ir import Module
-from aielower.output import safe_path
+from aielower.output import replace_file, safe_path
 from aielower.reporting import COLUMNS, LatencyRow, grid, markdown_table
 
 
@@ -411,10 +411,7 @@ def record_run(out_dir: str | Path, stats, timing: str, device: str) -> dict:
              "tokens_per_s": row.tokens_per_s}
     report.setdefault("runs", []).append(_finite(entry))
     for name, text in report_files(report).items():
-        target = safe_path(out_dir, name)
-        partial = target.with_name(target.name + ".partial")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(target)
+        replace_file(out_dir, name, text)
     return entry
 
 

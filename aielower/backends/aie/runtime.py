@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aielower.backends.aie.designs.model import Design, DmaMemcpy
+from aielower.backends.aie.designs.model import Design
 from aielower.backends.aie.designs.simulate import NUMPY_DTYPES
 from aielower.backends.aie.launcher import Resident
 from aielower.errors import AielowerError, ModelError
@@ -160,7 +160,7 @@ class XrtLauncher:
         instructions, words = program.instructions(sequence or "")
         outputs = self._outputs.get(design.name)
         if outputs is None:
-            outputs = self._outputs[design.name] = _output_args(design)
+            outputs = self._outputs[design.name] = design.output_args()
         buffers, results = [], []
         for i, arg in enumerate(design.sequence_args):
             tensor = tensors.get(arg.name)
@@ -190,13 +190,6 @@ class XrtLauncher:
         for bo, view, tensor in results:
             bo.sync(self.xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_FROM_DEVICE, view.nbytes, 0)
             tensor[: view.size] = view
-
-
-def _output_args(design: Design) -> frozenset[str]:
-    """The runtime-sequence arguments a design writes (the transfers into DDR)."""
-    into_ddr = {f.name for f in design.fifos if any(c.kind == "shim" for c in f.consumers)}
-    return frozenset(op.arg for s in design.sequences for op in s.ops
-                     if isinstance(op, DmaMemcpy) and op.fifo in into_ddr)
 
 
 class AieRuntime:

@@ -302,6 +302,16 @@ class Design:
             raise CompileError(f"design {self.name} has {len(self.sequences)} runtime sequences")
         return replace(self, sequences=(RuntimeSequence(self.sequences[0].name, tuple(ops)),))
 
+    def fifos_into_ddr(self) -> frozenset[str]:
+        """The object FIFOs that end at a shim tile: their runtime-sequence transfers write DDR."""
+        return frozenset(f.name for f in self.fifos if any(c.kind == "shim" for c in f.consumers))
+
+    def output_args(self) -> frozenset[str]:
+        """The runtime-sequence arguments the design writes (the targets of its transfers into DDR)."""
+        into_ddr = self.fifos_into_ddr()
+        return frozenset(op.arg for s in self.sequences for op in s.ops
+                         if isinstance(op, DmaMemcpy) and op.fifo in into_ddr)
+
     def fifo(self, name: str) -> ObjectFifo:
         for f in self.fifos:
             if f.name == name:

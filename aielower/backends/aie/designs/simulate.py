@@ -331,7 +331,7 @@ class DesignRun:
         for core in d.cores:
             self.core_state[core.tile].generator = self._core_program(core)
         pending: dict[str, deque[_Pending]] = {}
-        shim_out = {f.name for f in d.fifos if any(c.kind == "shim" for c in f.consumers)}
+        shim_out = d.fifos_into_ddr()
         for op in d.runtime_sequence(sequence).ops:
             if isinstance(op, RtpWrite):
                 value = op.value
