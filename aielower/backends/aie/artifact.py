@@ -32,6 +32,7 @@ from aielower.backends.aie.plan import plan_of
 from aielower.backends.aie.report import report_files
 from aielower.backends.aie.weights import pretile_linear
 from aielower.backends.ref.numerics import bf16_weight_names
+from aielower.errors import ModelError
 from aielower.ir import Module, QTensorType, Weight, print_module
 from aielower.ir.printer import Namer
 from aielower.output import ArtifactWriter, safe_path
@@ -84,6 +85,16 @@ def write_weights(module: Module, files: dict[str, dict], writer: ArtifactWriter
             data = np.asarray(w.data, "<f4")
         data.tofile(writer.path(f"weights/{entry['file']}"))
     writer.write_text("weights/index.json", json.dumps(files, indent=1, sort_keys=True) + "\n")
+
+
+def read_artifact_weights(out_dir: str | Path, module: Module, purpose: str):
+    """:func:`read_weights` of the artifact in ``out_dir``, or a ModelError saying that an artifact compiled on the
+    meta device has none (``purpose``: what the caller wanted them for, e.g. "emulate", "run")."""
+    directory = Path(out_dir) / "weights"
+    if not (directory / "index.json").is_file():
+        raise ModelError(f"{out_dir} has no weights/: the model was compiled without weights (the meta device), which "
+                         f"is enough to plan and report but not to {purpose}; compile a checkpoint to {purpose} it")
+    return read_weights(directory, module)
 
 
 def read_weights(directory: Path, module: Module) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -223,5 +234,6 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
     return data
 
 
-__all__ = ["Design", "MANIFEST_FORMAT", "artifact_writer", "collect", "design_name", "design_reader", "manifest", "read_weights",
+__all__ = ["Design", "MANIFEST_FORMAT", "artifact_writer", "collect", "design_name", "design_reader", "manifest",
+           "read_artifact_weights", "read_weights",
            "weight_files", "write_artifact", "write_weights"]

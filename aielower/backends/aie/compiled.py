@@ -11,7 +11,7 @@ from aielower.backends.aie.emulator import DesignLauncher
 from aielower.backends.aie.host_program import HostProgram
 from aielower.backends.aie.kernels import KernelLibrary
 from aielower.backends.ref.runtime import as_input_ids
-from aielower.errors import AielowerError, ModelError
+from aielower.errors import AielowerError
 from aielower.ir import Module
 
 
@@ -43,16 +43,11 @@ class AieArtifact:
         return self._emulator
 
     def _build_emulator(self) -> HostProgram:
-        from aielower.backends.aie.artifact import collect, design_reader, read_weights
+        from aielower.backends.aie.artifact import collect, design_reader, read_artifact_weights
 
-        weights_dir = self.out_dir / "weights"
-        if not (weights_dir / "index.json").exists():
-            raise ModelError(
-                f"{self.out_dir} has no weights/: the model was compiled without weights (the meta device), which "
-                "is enough to plan and report but not to emulate; compile a checkpoint to emulate it")
+        blobs, arrays = read_artifact_weights(self.out_dir, self.ir, "emulate")
         kernels, _ = collect(self.ir, self.device)
         library = KernelLibrary.build(kernels.values(), self.out_dir / "host-build")
-        blobs, arrays = read_weights(weights_dir, self.ir)
         return HostProgram(self.ir, self.device, blobs, arrays, design_reader(self.out_dir), DesignLauncher(library.function))
 
     def emulate(self, input_ids) -> np.ndarray:

@@ -34,7 +34,7 @@ import numpy as np
 from aielower.backends.aie.designs.model import Design
 from aielower.backends.aie.designs.simulate import NUMPY_DTYPES
 from aielower.backends.aie.launcher import Resident
-from aielower.errors import AielowerError, ModelError
+from aielower.errors import AielowerError
 from aielower.output import safe_path
 
 DEVICES = ("npu", "emulator")
@@ -198,7 +198,7 @@ class AieRuntime:
     emulated device, the artifact built by ``aielower build --emulate``); ``xrt`` replaces the XRT module (tests)."""
 
     def __init__(self, out_dir: str | Path, device: str = "npu", *, xrt=None):
-        from aielower.backends.aie.artifact import design_reader, read_weights
+        from aielower.backends.aie.artifact import design_reader, read_artifact_weights
         from aielower.backends.aie.device import get_device
         from aielower.backends.aie.device_build import build_record
         from aielower.backends.aie.host_program import HostProgram
@@ -223,14 +223,10 @@ class AieRuntime:
         self._check_schedule(record)
         if "decode" not in self.module.functions:
             raise AielowerError(f"{self.out_dir} has no decode function: compile with functions=('prefill', 'decode')")
-        weights = self.out_dir / "weights"
-        if not (weights / "index.json").is_file():
-            raise ModelError(f"{self.out_dir} has no weights/: it was compiled without weights (the meta device), "
-                             "which is enough to plan and report but not to run; compile a checkpoint")
+        blobs, arrays = read_artifact_weights(self.out_dir, self.module, "run")
         self.xrt = xrt if xrt is not None else open_xrt(device, self.module, aie_device, self.out_dir, record)
         self.timing = "emulated" if getattr(self.xrt, "emulated", False) else "measured"
         self.xrt_device = self.xrt.device(0)
-        blobs, arrays = read_weights(weights, self.module)
         self.launcher = XrtLauncher(self.xrt, self.xrt_device, self.out_dir, record)
         self.program = HostProgram(self.module, aie_device, blobs, arrays, design_reader(self.out_dir), self.launcher)
         self.last_stats = None
