@@ -126,7 +126,7 @@ def compile(
     default pass pipeline (see ``default_pipeline``); ``dump_ir`` names a directory that
     receives the IR before and after every pass; ``max_seq_len`` is the length of the
     static KV cache of ``decode`` (default 4096, or less if the model allows less); ``functions`` selects what to capture (``prefill``:
-    logits of whole prompts; ``decode``: tokens over the KV cache, for ``generate``).
+    logits of whole prompts; ``decode``: tokens over the KV cache, for ``generate``, with the logits of the last token).
     ``target="ref"`` returns a
     :class:`~aielower.backends.ref.RefCompiledModel`: call it with ``input_ids`` [batch, seq].
     ``numerics`` (ref): ``"fp32"``, or ``"aie"`` to mirror the AIE backend's bf16 numerics (docs/aie-kernels.md).

@@ -110,7 +110,7 @@ def import_model(model, name: str | None = None, *, functions=FUNCTIONS, max_seq
     """Capture ``model`` (a Qwen2ForCausalLM) into a Module.
 
     ``prefill(input_ids) -> logits``; ``decode(input_ids, position, k_cache_i.., v_cache_i..)
-    -> (logits, k_cache_i'.., v_cache_i'..)`` over a static cache of ``max_seq_len``
+    -> (last-token logits, k_cache_i'.., v_cache_i'..)`` over a static cache of ``max_seq_len``
     positions (default: 4096, or the model's max_position_embeddings if smaller; see
     :mod:`aielower.frontend.capture`). Both share one weight store.
 

@@ -335,8 +335,9 @@ def _slice(im: Importer, node):
     size = x.type.shape[dim]
     if end is None or (isinstance(end, int) and (isinstance(size, Sym) and end >= 2**62 or isinstance(size, int) and end >= size)):
         end = size
-    if not isinstance(start, int) or start < 0 or (isinstance(end, int) and end < 0):
-        raise im.error(f"slice start {start}, end {end} not supported (need constant, non-negative bounds)")
+    if not isinstance(start, int) or (isinstance(end, int) and end < 0) or (start < 0 and end != size):
+        raise im.error(f"slice start {start}, end {end} not supported (need constant bounds: non-negative, or a "
+                       "negative start with the slice running to the end)")
     if start == 0 and end == size and step == 1:
         return IDENTITY
     return im.emit(tensor.Slice(x, dim=dim, start=start, end=end, step=step))

@@ -14,7 +14,9 @@ plain pieces the IR knows: key/value heads repeated for GQA, then
   The new keys/values are written into the cache (``index_copy``) and attention sees
   cache entries ``j <= position + i`` (an explicit boolean mask). With ``position=0``
   and the whole prompt this is the prefill that fills the cache; with ``s=1`` it is one
-  decode step.
+  decode step. Its logits are those of the last new token only (``[batch, 1, vocab]``: the
+  lm_head runs on one row per sequence, as HF's ``generate`` runs it with ``logits_to_keep=1``);
+  ``prefill`` scores every position.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ class _DecodeStep(torch.nn.Module):
             attention_mask={"full_attention": visible[None, None]},  # a prepared mask: HF builds none
             cache=cache,
             use_cache=False,
+            logits_to_keep=1,  # the next token's logits only, as HF's generate asks for them
         )
         return out.logits, cache.keys, cache.values
 

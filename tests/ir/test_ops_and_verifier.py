@@ -54,6 +54,10 @@ def test_replace_all_uses_with_updates_users_and_returns():
         (lambda x, w: nn.Mean(x, dims=[0], kep=True), "unknown attribute(s) kep"),
         (lambda x, w: tensor.Concat([x, x], dim=1), "symbolic dim"),
         (lambda x, w: nn.Softmax(x), "missing attribute 'dim'"),
+        (lambda x, w: tensor.Slice(x, dim=1, start=-2, end=S), "cover it whole or keep its last entry"),
+        (lambda x, w: tensor.Slice(x, dim=1, start=-1, end=S, step=2), "cover it whole or keep its last entry"),
+        (lambda x, w: tensor.Slice(x, dim=2, start=-65, end=64), "start -65 is before the first of 64 entries"),
+        (lambda x, w: tensor.Slice(x, dim=2, start=-1, end=8), "start -1 > end 8"),
     ],
 )
 def test_type_rules_reject_bad_ops(build, message):
@@ -61,6 +65,13 @@ def test_type_rules_reject_bad_ops(build, message):
     with pytest.raises(IRError, match=None) as info:
         build(x, m.weights["w"])
     assert message in str(info.value)
+
+
+def test_slice_with_a_negative_start_counts_from_the_end():
+    m, fn, x, *_ = make_module()
+    assert tensor.Slice(x, dim=1, start=-1, end=S).result.type.shape == (B, 1, 64)  # the last token
+    assert tensor.Slice(x, dim=2, start=-3, end=64).result.type.shape == (B, S, 3)
+    assert tensor.Slice(x, dim=1, start=0, end=S).result.type.shape == (B, S, 64)
 
 
 def test_verifier_names_function_and_op():

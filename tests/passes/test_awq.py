@@ -46,7 +46,7 @@ def test_folded_program_is_the_same_function(name):
     expected = torch_logits(model, ids)
     scale = np.abs(expected).max()
     assert np.abs(cm(ids) - expected).max() <= 1e-5 * scale
-    assert np.abs(cm.decode(ids, 0, cm.new_cache(2)) - expected).max() <= 1e-5 * scale
+    assert np.abs(cm.decode(ids, 0, cm.new_cache(2)) - expected[:, -1:]).max() <= 1e-5 * scale  # the last token's
     # The torch model's own weights are untouched (IR weights may share its memory).
     assert np.array_equal(torch_logits(model, ids), expected)
 

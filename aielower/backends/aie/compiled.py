@@ -59,7 +59,8 @@ class AieArtifact:
         return [np.zeros((batch,) + tuple(a.type.shape[1:]), np.float32) for a in self._decode_fn().args[2:]]
 
     def emulate_decode(self, input_ids, position: int, cache: list[np.ndarray]) -> np.ndarray:
-        """Run ``decode`` for tokens at ``position ...`` on the emulator; updates ``cache`` in place, returns logits."""
+        """Run ``decode`` for tokens at ``position ...`` on the emulator; updates ``cache`` in place, returns the last
+        token's logits [batch, 1, vocab]."""
         ids = as_input_ids(input_ids)
         self._decode_fn()
         logits, *new = self.emulator.run("decode", ids, np.array([position], np.int64), *cache)

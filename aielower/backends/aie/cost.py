@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from aielower.backends.aie.device import Device
-from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of
+from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of, rows_follow_tokens
 from aielower.errors import CompileError
 from aielower.ir import Function, Module, QTensorType, TensorType, Weight
 from aielower.ir.core import LinearLike
@@ -202,6 +202,7 @@ class PlannedOp:
     op_name: str
     plan: OpPlan
     count: int
+    per_token: bool = True  # rows grow with the call's tokens; else one row per sequence (the last-token lm_head)
 
 
 @dataclass(frozen=True)
@@ -221,12 +222,13 @@ class FunctionPlan:
             if plan is None:
                 host[op.name] += 1
                 continue
-            key = (op_label(op), op.name, plan)
+            key = (op_label(op), op.name, plan, rows_follow_tokens(op))
             if key in groups:
                 groups[key][1] += 1
             else:
                 groups[key] = [plan, 1]
-        ops = tuple(PlannedOp(label, name, plan, count) for (label, name, _), (plan, count) in groups.items())
+        ops = tuple(PlannedOp(label, name, plan, count, per_token)
+                    for (label, name, _, per_token), (plan, count) in groups.items())
         return cls(fn.name, ops, host)
 
     @property
@@ -309,7 +311,8 @@ def function_cost(fn: Function | FunctionPlan, device: Device, tokens: int, kv_l
     positions after the call (cache functions; 0 for ``prefill``, whose attention has no cache).
 
     Each op runs at ``plan.bucket_for(rows)``. Above the largest bucket the call is split into chunks of the
-    largest bucket, run one after the other; chunk ``i`` sees the cache up to its own last row.
+    largest bucket, run one after the other; chunk ``i`` sees the cache up to its own last row. An op on one row per
+    sequence (the last-token lm_head of ``decode``) runs on one row per chunk.
     """
     if overhead not in OVERHEAD_MODES:
         raise CompileError(f"unknown overhead mode {overhead!r}: choose one of {', '.join(OVERHEAD_MODES)}")
@@ -324,7 +327,7 @@ def function_cost(fn: Function | FunctionPlan, device: Device, tokens: int, kv_l
         for rows in chunks:
             done += rows
             chunk_kv = max(start + done, 0) if kv_len else 0
-            for launch in p.plan.launches_for(p.plan.bucket_for(rows)):
+            for launch in p.plan.launches_for(p.plan.bucket_for(rows if p.per_token else 1)):
                 launches.append(launch_cost(launch, device, chunk_kv, overhead=per_launch, shape=p.plan.shape))
         costs.append(OpCost(p.label, p.op_name, p.plan.kind, p.count, tuple(launches)))
     submission = device.launch_overhead_s * len(chunks) if overhead == "submission" else 0.0
@@ -451,11 +454,11 @@ def min_ddr_bytes_per_decode_token(module: Module, kv_len: int) -> int:
 
 def padding_waste(fn: Function | FunctionPlan, bucket: int) -> float:
     """Executed over useful MACs, minus one, of every planned op of ``fn`` at ``bucket`` (each op counted as often as
-    it occurs; per-KV work has no padding and is left out)."""
+    it occurs, an op on one row per sequence at one row; per-KV work has no padding and is left out)."""
     planned = fn if isinstance(fn, FunctionPlan) else FunctionPlan.of(fn)
     useful = padded = 0
     for p in planned.ops:
-        for launch in p.plan.launches_for(p.plan.bucket_for(bucket)):
+        for launch in p.plan.launches_for(p.plan.bucket_for(bucket if p.per_token else 1)):
             useful += p.count * launch.macs
             padded += p.count * launch.padded_macs
     return padded / useful - 1 if useful else 0.0

@@ -19,10 +19,29 @@ from dataclasses import dataclass, field
 from aielower import names
 from aielower.errors import IRError
 from aielower.ir.attributes import AttrType, format_plain, register_discardable
+from aielower.ir.types import SEQ_SYMBOL, Sym
 
 PLAN_ATTR = "aie.plan"
 PREFILL_BUCKETS = (128, 256, 512, 1024, 2048)
 DECODE_BUCKETS = (1,) + PREFILL_BUCKETS
+# An op that runs on one row per sequence (its activation has no sequence dim: the lm_head of ``decode``, on the last
+# token) is planned for one row and for batches of up to this many rows (larger batches run in chunks of it).
+SEQUENCE_ROWS_BUCKET_LIMIT = 128
+
+
+def rows_follow_tokens(op) -> bool:
+    """Whether the rows of ``op``'s activation (its first operand) grow with the tokens of a call: its type has the
+    sequence dim ``?s``. The lm_head of ``decode`` reads ``[?b, 1, hidden]`` (the last token): one row per sequence."""
+    shape = getattr(op.operands[0].type, "shape", ()) if op.operands else ()
+    return any(isinstance(d, Sym) and d.name == SEQ_SYMBOL for d in shape)
+
+
+def op_buckets(op, function_buckets: tuple[int, ...]) -> tuple[int, ...]:
+    """The buckets ``op`` is planned for within a function planned for ``function_buckets``: all of them when its
+    rows follow the tokens, else those of one row per sequence (up to :data:`SEQUENCE_ROWS_BUCKET_LIMIT`)."""
+    if rows_follow_tokens(op):
+        return function_buckets
+    return tuple(b for b in function_buckets if b <= SEQUENCE_ROWS_BUCKET_LIMIT) or function_buckets[:1]
 
 # What a plan may name: an aie.plan attribute read from IR text is data from outside, and these names become
 # design file names, MLIR symbols and C++ kernel symbols. Anything else is refused when the plan is read.
@@ -338,6 +357,9 @@ __all__ = [
     "PLAN_ATTR",
     "PREFILL_BUCKETS",
     "PlanAttr",
+    "SEQUENCE_ROWS_BUCKET_LIMIT",
     "Stream",
+    "op_buckets",
     "plan_of",
+    "rows_follow_tokens",
 ]

@@ -55,6 +55,7 @@ def _ratio(card: float, ours: float) -> float | None:
 def _latency_rows(module, device, planned, card_rows, overhead, skipped) -> list[dict]:
     rows = []
     capacity = cost.kv_capacity(module)
+    prompt_op = next((p for p in planned.ops if p.per_token), None)  # its bucket is the prompt's
     for card in card_rows:
         if card.prompt_tokens + card.new_tokens - 1 > capacity:
             skipped.append(card.prompt_tokens)
@@ -65,7 +66,7 @@ def _latency_rows(module, device, planned, card_rows, overhead, skipped) -> list
             **asdict(ours),
             "ddr_bytes_per_token": latency.ddr_bytes_per_token,
             "mean_kv_len": card.prompt_tokens + card.new_tokens / 2,
-            "bucket": [planned.ops[0].plan.bucket_for(rows) if planned.ops else rows
+            "bucket": [prompt_op.plan.bucket_for(rows) if prompt_op else rows
                        for rows in cost.split_chunks(card.prompt_tokens, planned.largest_bucket)],
             "card": asdict(card),
             "card_over_modelled": {

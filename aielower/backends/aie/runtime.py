@@ -272,7 +272,8 @@ class AieRuntime:
         return out
 
     def decode(self, input_ids, position: int, cache: list) -> np.ndarray:
-        """Run tokens at ``position ...`` over ``cache`` (from :meth:`new_cache`, updated in DDR); returns logits."""
+        """Run tokens at ``position ...`` over ``cache`` (from :meth:`new_cache`, updated in DDR); returns the last
+        token's logits [batch, 1, vocab]."""
         ids = self._check_ids(input_ids)
         if position + ids.shape[1] > self.max_seq_len:
             raise AielowerError(f"sequence of {position + ids.shape[1]} tokens does not fit the KV cache of "

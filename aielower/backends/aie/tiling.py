@@ -6,7 +6,9 @@ A target pass: it lives with the AIE backend and is imported when a pipeline nam
 Planned ops: every linear-like op with a quantized weight (:class:`~aielower.ir.core.LinearLike`: ``quant.linear``,
 or a fused op with an epilogue, whose linear runs on the NPU and epilogue on the host; GEMV for decode steps, GEMM
 for prompt buckets), ``fused.rms_norm``, ``fused.add_rms_norm``, ``fused.silu_mul`` and ``fused.attention`` (rotary +
-flash attention). Everything else runs on the host (embedding lookup, rotary tables, layout changes). A linear-like op
+flash attention). Everything else runs on the host (embedding lookup, rotary tables, layout changes). Ops are planned for their
+function's row buckets; an op on one row per sequence (its activation has no sequence dim: the lm_head of ``decode``,
+which keeps the last token) for one row and batches only (:func:`~aielower.backends.aie.plan.op_buckets`). A linear-like op
 left with a dense weight runs on the host too: the pipeline warns naming it (``leftovers``,
 :class:`~aielower.passes.base.PipelineWarning`), and the AIE report lists it. An op that cannot be tiled is a CompileError naming the op and the budget it breaks.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 from aielower.backends.aie.device import get_device
-from aielower.backends.aie.plan import DECODE_BUCKETS, PLAN_ATTR, PREFILL_BUCKETS, OpPlan
+from aielower.backends.aie.plan import DECODE_BUCKETS, PLAN_ATTR, PREFILL_BUCKETS, OpPlan, op_buckets
 from aielower.backends.aie.planner import plan_attention, plan_linear, plan_norm, plan_silu_mul
 from aielower.errors import CompileError
 from aielower.ir import Module, QTensorType, Sym, Weight
@@ -85,8 +87,8 @@ class PlanAieTiling(ModulePass):
         linear_buckets = tuple(sorted(set().union(*per_function.values()))) if per_function else DECODE_BUCKETS
         planned = 0
         for fn in module.functions.values():
-            buckets = per_function[fn.name]
             for index, op in enumerate(fn.ops):
+                buckets = op_buckets(op, per_function[fn.name])
                 key_plan = self.plan_key(op, buckets, linear_buckets)
                 if key_plan is None:
                     continue
@@ -95,7 +97,7 @@ class PlanAieTiling(ModulePass):
                 if key not in cache:
                     cache[key] = make(op_label(fn, index, op), device)
                 plan = cache[key]
-                if plan.kind == "linear":  # planned for both functions' buckets: keep this function's
+                if plan.kind == "linear":  # planned for both functions' buckets: keep this op's
                     plan = dataclasses.replace(plan, launches=tuple(x for x in plan.launches if x.bucket in buckets))
                 op.set_attr(PLAN_ATTR, plan)
                 planned += 1

@@ -111,7 +111,8 @@ class RefCompiledModel:
         return self._decode_fn().args[2].type.shape[2]
 
     def decode(self, input_ids, position: int, cache: list[np.ndarray]) -> np.ndarray:
-        """Run ``s`` tokens at ``position..position+s-1``; updates ``cache`` (in place); returns logits."""
+        """Run ``s`` tokens at ``position..position+s-1``; updates ``cache`` (in place); returns the last token's
+        logits [batch, 1, vocab] (``prefill`` scores every position)."""
         ids = self._check_ids(input_ids)
         if position + ids.shape[1] > self.max_seq_len:
             raise AielowerError(

@@ -73,7 +73,9 @@ class Expand(Op):
 
 @op("tensor.slice")
 class Slice(Op):
-    """``x[..., start:end:step, ...]`` along ``dim``; ``end`` is clamped to the dim size."""
+    """``x[..., start:end:step, ...]`` along ``dim``; ``end`` is clamped to the dim size. A negative ``start`` counts
+    from the end, as in Python: ``start=-1`` with ``end`` the whole dim keeps the last entry (of a symbolic dim too,
+    which holds at least one)."""
 
     traits = (ViewOf("x"),)
 
@@ -88,15 +90,16 @@ class Slice(Op):
         d = normalize_axis(self.dim, t.rank, self.name)
         size = t.shape[d]
         require(self.step >= 1, f"{self.name}: step must be >= 1")
-        require(self.start >= 0, f"{self.name}: start must be >= 0")
         if isinstance(size, Sym) or isinstance(self.end, Sym):
-            require(self.start == 0 and self.step == 1 and self.end == size,
-                    f"{self.name}: a slice of a symbolic dim must cover it whole")
-            new = size
+            require(self.step == 1 and self.end == size and self.start in (0, -1),
+                    f"{self.name}: a slice of a symbolic dim must cover it whole or keep its last entry (start=-1)")
+            new = size if self.start == 0 else 1
         else:
+            require(self.start >= -size, f"{self.name}: start {self.start} is before the first of {size} entries")
+            start = self.start + size if self.start < 0 else self.start
             end = min(self.end, size)
-            require(self.start <= end, f"{self.name}: start {self.start} > end {end}")
-            new = (end - self.start + self.step - 1) // self.step
+            require(start <= end, f"{self.name}: start {self.start} > end {end}")
+            new = (end - start + self.step - 1) // self.step
         shape = list(t.shape)
         shape[d] = new
         return [t.with_shape(shape)]

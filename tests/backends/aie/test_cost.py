@@ -155,3 +155,18 @@ def test_decode_cost_of_a_planned_model(planned):
     with pytest.raises(CompileError, match="do not fit the KV cache of 128"):
         cost.model_latency(planned, NPU2, prompt_len=100, new_tokens=30)
     assert 0 <= cost.padding_waste(fp, 1) < 0.5
+
+
+def test_the_decode_lm_head_runs_on_one_row_per_prompt(planned):
+    """The decode function keeps the last token's logits: its lm_head is planned for one row and batches (buckets 1
+    and 128), and a prompt's cost charges it one row (GEMV), while the ops before it run at the prompt's bucket."""
+    fp = cost.FunctionPlan.of(planned.functions["decode"])
+    lm_head = next(p for p in fp.ops if p.label == "lm_head")
+    assert not lm_head.per_token and lm_head.plan.buckets == (1, 128)
+    assert all(p.per_token for p in fp.ops if p is not lm_head)
+    prompt = cost.function_cost(fp, NPU2, 100, kv_len=100)
+    by_label = {op.label: op for op in prompt.ops}
+    assert [x.role for x in by_label["lm_head"].launches] == ["gemv"]
+    assert {x.bucket for x in by_label["model.layers.*.mlp.down_proj"].launches} == {128}
+    prefill_lm_head = next(p for p in cost.FunctionPlan.of(planned.functions["prefill"]).ops if p.label == "lm_head")
+    assert prefill_lm_head.per_token and 128 in prefill_lm_head.plan.buckets  # prefill scores every position

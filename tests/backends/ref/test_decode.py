@@ -23,8 +23,9 @@ def test_decode_steps_match_prefill(name, pipeline):
     ids = ids_for(model, 2, 12).numpy()
     full = cm(ids)
     cache = cm.new_cache(batch=2)
-    logits = cm.decode(ids[:, :5], 0, cache)  # prefill of 5 tokens into the cache
-    np.testing.assert_allclose(logits, full[:, :5], rtol=0, atol=1e-5 * np.abs(full).max())
+    logits = cm.decode(ids[:, :5], 0, cache)  # prefill of 5 tokens into the cache: the last one's logits
+    assert logits.shape == (2, 1, full.shape[-1])
+    np.testing.assert_allclose(logits, full[:, 4:5], rtol=0, atol=1e-5 * np.abs(full).max())
     for t in range(5, 12):
         step = cm.decode(ids[:, t : t + 1], t, cache)
         np.testing.assert_allclose(step[:, 0], full[:, t], rtol=0, atol=1e-5 * np.abs(full).max())
@@ -38,7 +39,11 @@ def test_decode_of_several_tokens_after_a_prefix():
     cache = cm.new_cache(batch=1)
     cm.decode(ids[:, :17], 0, cache)
     chunk = cm.decode(ids[:, 17:30], 17, cache)  # 13 tokens at once, attending to the cached 17
-    np.testing.assert_allclose(chunk, full[:, 17:30], rtol=0, atol=1e-5 * np.abs(full).max())
+    np.testing.assert_allclose(chunk, full[:, 29:30], rtol=0, atol=1e-5 * np.abs(full).max())
+    nxt = np.ones((1, 1), ids.dtype)
+    step = cm.decode(nxt, 30, cache)  # the cache holds the chunk's 13 rows as prefill saw them
+    np.testing.assert_allclose(step, cm(np.concatenate([ids, nxt], axis=1))[:, 30:31], rtol=0,
+                               atol=1e-5 * np.abs(full).max())
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
