@@ -30,6 +30,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from aielower.backends.aie.device import Device
+from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of, rows_follow_tokens
 from aielower.errors import CompileError
 from aielower.ir import Function, Module, QTensorType, TensorType, Weight
@@ -121,38 +122,11 @@ class LaunchCost:
         return "ddr" if self.dma_s >= self.compute_s else "compute"
 
 
-def _per_core(items: int, launch: LaunchPlan) -> int:
-    return -(-items // max(1, launch.cores))
-
-
 def calls_per_core(launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
     """Kernel calls of the busiest core of ``launch`` by function suffix (``init`` / ``step`` / ``store``, or ``""``
-    for single-function kernels), as the schedule (aielower.backends.aie.schedule) deals the work of an op planned
-    with ``shape`` (its :class:`~aielower.backends.aie.plan.OpPlan` shape) to the launch's cores."""
-    p, b = launch.params, launch.bucket
-    if launch.kernel in ("linear_w4_gemv", "linear_w4_gemm"):
-        n_tiles, k_tiles = shape["n_pad"] // shape["tn"], shape["k_pad"] // shape["tk"]
-        if launch.kernel == "linear_w4_gemv":
-            tiles = _per_core(n_tiles, launch)
-        else:  # columns split N, rows take the M tiles round-robin
-            tiles = -(-n_tiles // launch.columns) * -(-b // (launch.rows * p["tm"]))
-        return {"init": tiles, "step": tiles * k_tiles, "store": tiles}
-    if launch.kernel == "rms_norm":
-        return {"": _per_core(-(-b // p["tr"]), launch)}
-    if launch.kernel == "silu_mul":
-        return {"": _per_core(b * (shape["i_pad"] // p["t"]), launch)}
-    if launch.kernel == "rope":
-        heads = shape["heads"] if launch.role == "rope_q" else shape["kv_heads"]
-        return {"": _per_core(heads * -(-b // p["tr"]), launch)}
-    if launch.kernel == "attention":
-        q_tiles = -(-b // p["tq"])
-        items = _per_core(shape["kv_heads"] * q_tiles, launch)
-        if kv_len:  # decode: every valid KV tile of the cache
-            steps = -(-kv_len // p["tkv"])
-        else:  # prefill, causal: a query tile sees the KV tiles up to its diagonal (on average)
-            steps = -(-sum(-(-((qt + 1) * p["tq"]) // p["tkv"]) for qt in range(q_tiles)) // q_tiles)
-        return {"init": items, "step": items * steps, "store": items}
-    raise CompileError(f"no call count for kernel family {launch.kernel!r}")
+    for single-function kernels), as the launch's kernel family schedules the work of an op planned with ``shape``
+    (its :class:`~aielower.backends.aie.plan.OpPlan` shape)."""
+    return KERNEL_FAMILIES.for_kernel(launch.kernel).calls_per_core(launch, shape, kv_len)
 
 
 def launch_cost(launch: LaunchPlan, device: Device, kv_len: int = 0, overhead: bool = True,

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.catalog import collect, design_name
 from aielower.backends.aie.binding import kernel_spec
 from aielower.backends.aie.designs import build_design
@@ -128,7 +129,7 @@ def decode_token_count(module: Module, device: Device, decode: Function, kv_len:
             if design is None:
                 design = designs[name] = build_design(launch, plan, device, kernel_spec(launch, device), name)
             sequence = None
-            if launch.kernel == "attention":
+            if KERNEL_FAMILIES.for_kernel(launch.kernel).reads_valid_tiles(launch, plan):
                 cache = plan.shape.get("cache_len", 0)
                 sequence = kv_sequence_for(design, cache if kv_len is None else kv_len, launch.params["tkv"])
             key = (name, sequence)

@@ -1,7 +1,7 @@
 """A decoder layer's KV cache kept in DDR the way the attention designs read it.
 
 The attention designs read keys and values as one tensor per batch row, blocked by KV tile:
-``[kv_heads][rows / tkv][K|V][tkv][d_pad]`` bf16 (:func:`aielower.backends.aie.host_program.kv_blocks`). A host
+``[kv_heads][rows / tkv][K|V][tkv][d_pad]`` bf16 (:func:`aielower.backends.aie.host_arrays.kv_blocks`). A host
 runtime allocates it once at its full size (the compiled ``max_seq_len``) and, every step, writes the step's rotated
 keys and values at the step's position; only those rows change, and :meth:`BlockedKvCache.write` says which
 element ranges they are so the runtime copies only them to the device.

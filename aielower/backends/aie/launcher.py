@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from aielower.backends.aie.designs.model import Design
+if TYPE_CHECKING:  # the kernel families hand Resident tensors to the host program; designs import the families
+    from aielower.backends.aie.designs.model import Design
 
 
 @dataclass(frozen=True)

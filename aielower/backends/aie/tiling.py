@@ -3,7 +3,8 @@
 A target pass: it lives with the AIE backend and is imported when a pipeline names it
 (``aielower.passes.base.BACKEND_PASS_MODULES``).
 
-Planned ops: every linear-like op with a quantized weight (:class:`~aielower.ir.core.LinearLike`: ``quant.linear``,
+Which ops are planned, and how, is up to the kernel families (:mod:`aielower.backends.aie.families`). Planned ops: every
+linear-like op with a quantized weight (:class:`~aielower.ir.core.LinearLike`: ``quant.linear``,
 or a fused op with an epilogue, whose linear runs on the NPU and epilogue on the host; GEMV for decode steps, GEMM
 for prompt buckets), ``fused.rms_norm``, ``fused.add_rms_norm``, ``fused.silu_mul`` and ``fused.attention`` (rotary +
 flash attention). Everything else runs on the host (embedding lookup, rotary tables, layout changes). Ops are planned for their
@@ -18,13 +19,12 @@ from __future__ import annotations
 import dataclasses
 
 from aielower.backends.aie.device import get_device
+from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.plan import DECODE_BUCKETS, PLAN_ATTR, PREFILL_BUCKETS, OpPlan, op_buckets
-from aielower.backends.aie.planner import plan_attention, plan_linear, plan_norm, plan_silu_mul
 from aielower.errors import CompileError
 from aielower.ir import Module, QTensorType, Sym, Weight
 from aielower.ir.core import LinearLike
 from aielower.ir.types import SEQ_SYMBOL
-from aielower.ir.dialects import fused
 from aielower.passes.base import ModulePass, option, register_pass
 
 
@@ -112,30 +112,6 @@ class PlanAieTiling(ModulePass):
 
     @staticmethod
     def plan_key(op, buckets, linear_buckets=DECODE_BUCKETS):
-        """(a hashable description of what the plan depends on, a function that plans it), or None for host ops."""
-        if isinstance(op, LinearLike) and isinstance(op.linear_weight.type, QTensorType):
-            wtype = op.linear_weight.type
-            n, k = wtype.shape
-            bias = op.linear_bias is not None
-            if wtype.bits != 4:
-                def refuse(label, device):
-                    raise CompileError(f"cannot tile {label}: the AIE kernels take 4-bit weights, this one has "
-                                       f"{wtype.bits} bits; quantize with bits=4")
-                return ("refuse", id(op)), refuse
-            # One weight tiling for both functions (prefill and decode read the same pre-tiled weights): plan all
-            # buckets, keep each function's.
-            return ("linear", n, k, wtype.group, bias, linear_buckets), (
-                lambda label, device: plan_linear(label, n, k, wtype.group, bias, linear_buckets, device))
-        if isinstance(op, (fused.RMSNorm, fused.AddRMSNorm)):
-            d = op.x.type.shape[-1]
-            add = isinstance(op, fused.AddRMSNorm)
-            return ("norm", d, op.eps, add, buckets), (
-                lambda label, device: plan_norm(label, d, op.eps, add, buckets, device))
-        if isinstance(op, fused.SiluMul):
-            i = op.x.type.shape[-1] // 2
-            return ("silu_mul", i, buckets), (lambda label, device: plan_silu_mul(label, i, buckets, device))
-        if isinstance(op, fused.Attention):
-            cache_len = op.k_cache.type.shape[2] if op.k_cache is not None else None
-            args = (op.heads, op.kv_heads, op.head_dim, op.scale, op.causal, cache_len, buckets)
-            return ("attention",) + args, (lambda label, device: plan_attention(label, *args, device))
-        return None
+        """(a hashable description of what the plan depends on, a function that plans it) from the kernel family
+        that runs ``op`` (:mod:`aielower.backends.aie.families`), or None for host ops."""
+        return KERNEL_FAMILIES.plan_key(op, buckets, linear_buckets)

@@ -11,7 +11,9 @@ from aielower.backends.aie import cost
 from aielower.backends.aie.binding import kernel_spec
 from aielower.backends.aie.device import NPU1, NPU2
 from aielower.backends.aie.plan import LaunchPlan, OpPlan
-from aielower.backends.aie.planner import plan_attention, plan_linear, plan_norm
+from aielower.backends.aie.families.attention import plan_attention
+from aielower.backends.aie.families.linear_w4 import plan_linear
+from aielower.backends.aie.families.rms_norm import plan_norm
 from aielower.errors import CompileError
 
 

@@ -14,11 +14,16 @@ import pytest
 
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.binding import kernel_spec
-from aielower.backends.aie.designs.build import _Builder, _programs, build_design, kv_sequence_for, render_design
+from aielower.backends.aie.designs.build import _Builder, build_design, kv_sequence_for, render_design
+from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.dma import DmaLimits, box, canonical, compact, expand, hardware_dims
 from aielower.backends.aie.device import NPU1, NPU2
 from aielower.backends.aie.plan import AccessPattern
-from aielower.backends.aie.planner import plan_attention, plan_linear, plan_norm, plan_silu_mul
+from aielower.backends.aie.families.attention import attention as attention_schedule
+from aielower.backends.aie.families.attention import plan_attention
+from aielower.backends.aie.families.linear_w4 import plan_linear
+from aielower.backends.aie.families.rms_norm import plan_norm
+from aielower.backends.aie.families.silu_mul import plan_silu_mul
 from aielower.errors import CompileError
 
 # A tiny Qwen2-like model, planned op by op: (op plan, bucket, launch role or None, device).
@@ -146,7 +151,7 @@ def _moved_by_schedule(name: str) -> dict[str, int]:
     """Elements per stream the schedule moves between DDR and the array: a split stream every core's distinct
     tiles; a broadcast stream, per column, one row's (the memory tile copies it to the others)."""
     launch, plan, device, spec = case(name)
-    programs, _ = _programs(launch, plan)
+    programs, _ = KERNEL_FAMILIES.for_kernel(launch.kernel).schedule(launch, plan)
     ins = [s for s in launch.streams if s.direction == "in"]
     outs = [s for s in launch.streams if s.direction == "out"]
     moved = {s.name: 0 for s in launch.streams}
@@ -206,7 +211,7 @@ def test_a_7b_lm_head_gemv_reads_its_weights_in_one_transfer_per_item():
     # 9504 output tiles on 8 x 4 cores: rows of a column are 11 MB apart in a per-core blob, beyond the 4 MiB
     # stride limit; in the DMA-ordered blob a column's tiles are one run, read item by item ([kt][tile][row] of
     # the item's 16 tiles: one 4-dim transfer each), and the activation streams once per item (19 of 297 tiles).
-    from aielower.backends.aie.planner import gemv_items
+    from aielower.backends.aie.families.linear_w4 import gemv_items
 
     launch, counts = _transfers_per_column(151936, 4096, 32, 1)
     items, nb = gemv_items(151936 // 16 // 32 + 1)
@@ -323,7 +328,7 @@ def test_broadcast_kv_rows_of_a_column_share_their_head():
     plan = plan_attention("test", 32, 32, 128, 0.088, True, None, (128,), NPU2)
     launch = next(x for x in plan.launches if x.role == "attention")
     assert next(st for st in launch.streams if st.name == "kv").to_cores == "broadcast"
-    programs = sched.attention(launch, 32, 128, 128, 128, 128, 0, True)
+    programs = attention_schedule(launch, 32, 128, 128, 128, 128, 0, True)
     for column in range(launch.columns):
         heads = {call.args[1].tiles[0].ap.offset // (2 * 128 * 128)  # kv: [head][block][K|V][tkv][d]
                  for p in programs if p.column == column for call in p.calls if call.function == "step"}

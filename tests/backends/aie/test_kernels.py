@@ -610,7 +610,7 @@ def test_function_arguments_are_checked_before_calling_c(lib):
 
 
 def test_attention_step_header_gives_the_parameters_and_changes_nothing_else(lib):
-    from aielower.backends.aie.host_program import step_header
+    from aielower.backends.aie.host_arrays import step_header
 
     assert HEADER_SPEC.functions == tuple(HEADER_SPEC.symbol + f for f in ("_init", "_step", "_store", "_params"))
     assert HEADER_SPEC.symbol.endswith("_causal_hdr_aie2p") and len(PLAIN_SPEC.functions) == 3

@@ -11,8 +11,11 @@ from aielower.backends.aie.binding import kernel_spec
 from aielower.backends.aie.budget import Usage, violations
 from aielower.backends.aie.device import DEVICES, NPU2
 from aielower.backends.aie.plan import DECODE_BUCKETS, PLAN_ATTR, OpPlan, plan_of
-from aielower.backends.aie.planner import (GEMV_ACCUMULATORS, gemv_items, padding_waste, plan_attention, plan_linear,
-                                           plan_norm, plan_silu_mul)
+from aielower.backends.aie.families.attention import plan_attention
+from aielower.backends.aie.families.linear_w4 import GEMV_ACCUMULATORS, gemv_items, plan_linear
+from aielower.backends.aie.families.rms_norm import plan_norm
+from aielower.backends.aie.families.silu_mul import plan_silu_mul
+from aielower.backends.aie.planner import padding_waste
 from aielower.errors import CompileError
 from aielower.ir import parse, print_module
 from aielower.passes import PassManager

@@ -44,8 +44,8 @@ import numpy as np
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.dma import MEMTILE_BD, DmaLimits, box, compact, compact_offsets, hardware_dims, split_dims
+from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.plan import AccessPattern, LaunchPlan, OpPlan, Stream
-from aielower.backends.aie.planner import roundup
 from aielower.errors import CompileError
 from aielower.backends.aie.designs import model as m
 
@@ -55,7 +55,6 @@ AIE_DEVICE = {"npu1": "npu1", "npu2": "npu2"}
 _MEMREF_ELEMENT = {"bf16": "bf16", "f32": "f32", "u8": "i8", "words": "i32"}
 _ELEMENT_BYTES = {"bf16": 2, "f32": 4, "i8": 1}
 _ACCUMULATING = ("linear_w4_gemv", "linear_w4_gemm", "attention")  # init / step / store kernels
-_LINEAR = ("linear_w4_gemv", "linear_w4_gemm")  # scheduled as arrays (sched.LinearWork), checked on arrays
 SHIM_QUEUE_DEPTH = 4  # tasks one shim DMA channel holds (AMD AM020, DMA task queue); more are dropped
 
 # ================================================================================== the design as data
@@ -157,58 +156,7 @@ class CoreDesign:
     elements: dict = field(default_factory=dict)  # stream -> list of tile tuples this core's FIFO delivers
 
 
-# ================================================================================== schedule at the bucket
-
-
-def _programs(launch: LaunchPlan, op_plan: OpPlan, kv_tiles: int | None = None) -> tuple[list[sched.CoreProgram],
-                                                                                       tuple[int, ...]]:
-    """The schedule of ``launch`` at its bucket, and the run-time parameter defaults it was made with. Attention over
-    a cache is scheduled with its last step's queries at the end of ``kv_tiles`` valid KV tiles (default: the whole
-    cache)."""
-    s, b, p = op_plan.shape, launch.bucket, launch.params
-    if launch.kernel in _LINEAR:
-        return sched.programs(launch, _linear_work(launch, op_plan)), ()
-    if launch.kernel == "rms_norm":
-        return sched.rms_norm(launch, roundup(b, p["tr"])), ()
-    if launch.kernel == "silu_mul":
-        return sched.silu_mul(launch, b, s["i_pad"]), ()
-    cache = s.get("cache_len", 0)
-    if launch.kernel == "rope":
-        heads = s["heads"] if launch.role == "rope_q" else s["kv_heads"]
-        # Rotated keys come out contiguous like the queries; the host copies them into the KV cache at the step's
-        # position, as it does the values (no transfer offset depends on the position).
-        return sched.rope(launch, heads, b, roundup(b, p["tr"])), ()
-    if launch.kernel == "attention":
-        if cache:
-            tiles = cache // p["tkv"] if kv_tiles is None else kv_tiles
-            kv_rows, kv_valid = cache, tiles * p["tkv"]
-            position = kv_valid - b
-        else:
-            kv_rows, kv_valid, position = roundup(b, p["tkv"]), b, 0
-        programs = sched.attention(launch, s["kv_heads"], b, roundup(b, p["tq"]), kv_rows, kv_valid, position,
-                                   p["causal"])
-        if p.get("header"):  # words 0, 1 from the query tiles' step header; word 2 the KV tiles sent (or unused)
-            return programs, (position, kv_valid, kv_valid // p["tkv"] if _reads_valid_tiles(launch, op_plan) else 0)
-        return programs, (position, kv_valid)
-    raise CompileError(f"no design for kernel family {launch.kernel!r}")
-
-
-def _reads_valid_tiles(launch: LaunchPlan, op_plan: OpPlan) -> bool:
-    """Attention over a KV cache whose rows each read the KV stream on their own (split): its design reads only the
-    valid KV tiles, with one runtime sequence per tile count; the cores loop over the count the sequence writes
-    (run-time parameter word 2). Broadcast KV (rows of a column share a stream and stop at different tiles) reads
-    the whole cache."""
-    kv = next((st for st in launch.streams if st.name == "kv"), None)
-    return (launch.kernel == "attention" and op_plan.shape.get("cache_len", 0) > 0 and kv is not None
-            and kv.to_cores == "split")
-
-
-def _linear_work(launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork:
-    s = op_plan.shape
-    grid = (s["w_columns"], s["w_rows"])
-    if launch.kernel == "linear_w4_gemv":
-        return sched.gemv_work(launch, s["n_pad"], s["k_pad"], s["tile_bytes"], grid)
-    return sched.gemm_work(launch, launch.bucket, s["n_pad"], s["k_pad"], s["tile_bytes"], grid)
+# ================================================================================== work items of a schedule
 
 
 def _progressions(items: list[tuple[int, int, int]]) -> list[tuple[tuple[int, int, int], int, tuple[int, int]]]:
@@ -256,14 +204,14 @@ class _Builder:
         self.ins, self.outs = self.streams[: len(ins)], self.streams[len(ins):]
         if any(s.plan.to_cores == "broadcast" for s in self.outs):
             raise CompileError(f"{name}: an output stream cannot be broadcast")
-        self.work = None
-        self.dynamic_kv = _reads_valid_tiles(launch, op_plan)
-        if self.family in _LINEAR:
+        kernel_family = KERNEL_FAMILIES.for_kernel(launch.kernel)
+        self.dynamic_kv = kernel_family.reads_valid_tiles(launch, op_plan)
+        self.work = kernel_family.array_work(launch, op_plan)
+        if self.work is not None:  # scheduled as arrays (sched.LinearWork), checked on arrays
             self.rtp = ()
-            self.work = _linear_work(launch, op_plan)
             self._linear_init()
             return
-        programs, self.rtp = _programs(launch, op_plan, kv_tiles)
+        programs, self.rtp = kernel_family.schedule(launch, op_plan, kv_tiles)
         # Parameter words the runtime sequence writes (constants of the sequence): a step header supplies the
         # position and valid length, so only the KV tile count of a per-count sequence is written.
         header = bool(launch.params.get("header"))

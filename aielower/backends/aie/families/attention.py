@@ -1,0 +1,395 @@
+"""The ``attention`` kernel family: ``fused.attention``, rotary embedding of q and k (two ``rope`` launches), then
+flash attention (an ``attention`` launch), per bucket of query tokens (batch 1; the host loops over a batch).
+
+Work items are (KV head, query tile); K and V tiles stream in a joined tile. When a column's rows work on the same KV
+head (prefill: they take different query tiles) the KV stream is broadcast; otherwise (decode) each row has its own,
+which the memory tile's six output channels allow for at most two rows. Over a KV cache, the position of the step and
+the valid KV length come with every query tile in a step header the host writes into the ``step`` DDR buffer, and
+the design has one runtime sequence per count of valid KV tiles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aielower.backends.aie import schedule as sched
+from aielower.backends.aie.device import Device
+from aielower.backends.aie.families.base import KernelFamily, per_core
+from aielower.backends.aie.host_arrays import from_bf16, kv_blocks, pad2, pad3, step_header, to_bf16
+from aielower.backends.aie.kernels import STEP_HEADER, KernelSpec, arch_of, attention_spec, rope_spec
+from aielower.backends.aie.kv_cache import BlockedKvCache
+from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
+from aielower.backends.aie.planner import BF16, F32, Unplannable, checked, core_grid, first_fitting, roundup
+from aielower.errors import AielowerError, CompileError
+from aielower.ir.dialects import fused
+
+# --------------------------------------------------------------------------- planning
+
+
+def plan_attention(label: str, heads: int, kv_heads: int, head_dim: int, scale: float, causal: bool,
+                   cache_len: int | None, buckets: tuple[int, ...], device: Device) -> OpPlan:
+    """Rope of q and k, then flash attention, per bucket of query tokens (batch 1; the host loops over a batch).
+    ``cache_len`` is the static KV cache length of ``decode`` (None: prefill, attention over the prompt)."""
+    gq = heads // kv_heads
+    d_pad = roundup(head_dim, 8)
+    if cache_len is not None:  # no more query tokens than the cache holds: clamp the prompt buckets to it
+        buckets = tuple(sorted({min(b, cache_len) for b in buckets}))
+    if head_dim % 2:
+        raise CompileError(f"cannot tile {label}: rotary embedding needs an even head_dim, got {head_dim}")
+
+    def tkv_candidates(kv_len: int) -> list[int]:
+        return [t for t in (128, 64, 32, 16, 8) if kv_len % t == 0]
+
+    def build(candidate: tuple[int, int]) -> OpPlan:
+        size, kv_size = candidate
+        launches = []
+        for s in buckets:
+            kv_len = cache_len if cache_len is not None else s
+            tkvs = [t for t in tkv_candidates(kv_len) if t <= kv_size]
+            if not tkvs:
+                raise Unplannable(f"attention at bucket {s}: no KV tile of at most {kv_size} rows divides the KV "
+                                  f"length {kv_len} (use a multiple of 8)")
+            tkv = tkvs[0]
+            tq = 1 if s == 1 else min(s, max(1, size // gq))
+            tq = 1 << (tq.bit_length() - 1)  # a power of two dividing the (power-of-two) bucket
+            tr = min(16, s)
+            launches.append(_fewest_rows_dropped(lambda rows: _rope(s, heads, head_dim, tr, "rope_q", rows, device), device))
+            launches.append(_fewest_rows_dropped(lambda rows: _rope(s, kv_heads, head_dim, tr, "rope_k", rows, device),
+                                                 device))
+            launches.append(_attention_fitting(s, kv_len, heads, kv_heads, gq, d_pad, head_dim, tq, tkv, scale,
+                                               causal, device, cached=cache_len is not None))
+        shape = dict(heads=heads, kv_heads=kv_heads, head_dim=head_dim, d_pad=d_pad, gq=gq,
+                     cache_len=cache_len if cache_len is not None else 0)
+        return OpPlan("attention", device.name, shape, tuple(launches))
+
+    # The longest KV tiles first (each is one DMA transfer of K and one of V), then the most query rows per tile.
+    sizes = (128, 64, 32, 16, 8)
+    return first_fitting(label, device, [(q, kv) for kv in sizes for q in sizes], build)
+
+
+def _fewest_rows_dropped(make, device: Device) -> LaunchPlan:
+    """The launch ``make(max_rows)`` on as many core rows as its budgets allow (two split input streams need two
+    memory-tile channels per row)."""
+    last = None
+    for max_rows in range(device.core_rows, 0, -1):
+        try:
+            return checked(make(max_rows), device)
+        except Unplannable as e:
+            last = e
+    raise last
+
+
+def _rope(s: int, heads: int, d: int, tr: int, role: str, max_rows: int, device: Device) -> LaunchPlan:
+    rows_total = heads * s
+    columns, rows = core_grid(rows_total // tr, device, max_rows=max_rows)
+    tile = tr * d * BF16
+    buffers = (
+        Buffer("x", "L1", tile, 2), Buffer("cs", "L1", tile, 2), Buffer("y", "L1", tile, 2),
+        Buffer("x", "L2", rows * tile, 2), Buffer("cs", "L2", rows * tile, 2), Buffer("y", "L2", rows * tile, 2),
+    )
+    ap = AccessPattern(0, (tr * d,), (1,))
+    streams = (
+        Stream("x", "in", ("x",), "split", tile, 2, (ap,)),
+        Stream("cs", "in", ("cs",), "split", tile, 2, (ap,)),
+        Stream("y", "out", ("y",), "split", tile, 2, (ap,)),
+    )
+    return LaunchPlan(
+        bucket=s, kernel="rope", role=role, params=dict(d=d, tr=tr),
+        columns=columns, rows=rows, buffers=buffers, streams=streams,
+        macs=rows_total * d * 2, padded_macs=rows_total * d * 2,
+        ddr_read=2 * rows_total * d * BF16, ddr_write=rows_total * d * BF16,
+    )
+
+
+def _attention_fitting(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, causal, device,
+                       cached: bool = False) -> LaunchPlan:
+    q_tiles = s // tq
+    last = None
+    # broadcast KV when a column's rows can share a KV head (several query tiles), else split over <= 2 rows
+    modes = (["broadcast"] if q_tiles >= 2 else []) + ["split"]
+    for mode in modes:
+        for max_rows in range(device.core_rows, 0, -1):
+            try:
+                return checked(_attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, causal,
+                                           mode, max_rows, device, cached), device)
+            except Unplannable as e:
+                last = e
+    raise last
+
+
+def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, causal, mode, max_rows, device,
+               cached=False):
+    """Over a KV cache (``cached``) the step's position and valid length vary per step: every query tile carries
+    them in a header of :data:`STEP_HEADER` slots from the host's ``step`` buffer (no patched instructions)."""
+    q_tiles = s // tq
+    items = kv_heads * q_tiles
+    if mode == "broadcast":
+        rows = min(max_rows, q_tiles)
+        columns = min(device.columns, kv_heads * -(-q_tiles // rows))
+    else:
+        columns, rows = core_grid(items, device, max_rows=max_rows)
+    r = gq * tq
+    header = STEP_HEADER if cached else 0
+    q_tile = r * d_pad * BF16
+    q_in = q_tile + header * BF16
+    kv_tile = 2 * tkv * d_pad * BF16
+    state = (r * d_pad + 2 * r) * F32
+    buffers = (
+        Buffer("q", "L1", q_in, 2), Buffer("kv", "L1", kv_tile, 2), Buffer("state", "L1", state),
+        Buffer("scores", "L1", r * tkv * F32), Buffer("out", "L1", q_tile, 2),
+        Buffer("q", "L2", rows * q_in, 2), Buffer("kv", "L2", (1 if mode == "broadcast" else rows) * kv_tile, 2),
+        Buffer("out", "L2", rows * q_tile, 2),
+    )
+    streams = (
+        Stream("q", "in", ("q", "step") if header else ("q",), "split", q_in, 2,
+               (AccessPattern(0, (gq, tq, d_pad), (s * d_pad, d_pad, 1)),)
+               + ((AccessPattern(0, (header,), (1,)),) if header else ())),
+        # K and V live in one DDR tensor blocked by KV tile, [kv_heads][blocks][K|V][tkv][d]: a tile is one run
+        # and consecutive tiles of a head are contiguous, so a head's KV sweep is one transfer.
+        Stream("kv", "in", ("kv",), mode, kv_tile, 2, (AccessPattern(0, (2 * tkv * d_pad,), (1,)),)),
+        Stream("out", "out", ("out",), "split", q_tile, 2,
+               (AccessPattern(0, (gq, tq, d_pad), (s * d_pad, d_pad, 1)),)),
+    )
+    # KV tiles a query tile visits: all valid ones (decode), or up to the diagonal (causal prefill).
+    if kv_len == s and causal:
+        pairs = sum(-(-((qt + 1) * tq) // tkv) for qt in range(q_tiles))
+    else:
+        pairs = q_tiles * (kv_len // tkv)
+    per_pair = r * tkv * d_pad * 2
+    useful = heads * d_real * 2 * (s * (s + 1) // 2 if (kv_len == s and causal) else s * kv_len)
+    kv_row = kv_heads * 2 * d_pad * BF16
+    kv_reads = q_tiles if mode == "split" else -(-q_tiles // rows)
+    decode = kv_len != s
+    return LaunchPlan(
+        bucket=s, kernel="attention", role="attention",
+        params=dict(d=d_pad, gq=gq, tq=tq, tkv=tkv, scale=scale, causal=causal, header=bool(header)),
+        columns=columns, rows=rows, buffers=buffers, streams=streams,
+        macs=0 if decode else useful, padded_macs=0 if decode else kv_heads * pairs * per_pair,
+        ddr_read=heads * s * d_pad * BF16 + kv_heads * q_tiles * header * BF16
+        + (0 if decode else kv_row * kv_len * kv_reads),
+        ddr_write=heads * s * d_pad * BF16,
+        ddr_read_per_kv=kv_row * kv_reads if decode else 0,
+        macs_per_kv=heads * s * d_pad * 2 if decode else 0,
+    )
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def rope(launch: LaunchPlan, heads: int, s: int, s_pad: int, out_rows: int = 0, out_start: int = 0) -> list[sched.CoreProgram]:
+    """Tensors: ``x`` [heads, s_pad, d] bf16, ``cs`` [s_pad, d] (cos | sin halves per position), ``y``. By default
+    ``y`` is laid out like ``x``; with ``out_rows`` it is a KV cache [heads, out_rows, d] and the ``s`` valid rows of
+    each head land at rows ``out_start ...`` (the rotated keys go straight into the cache)."""
+    d, tr = launch.params["d"], launch.params["tr"]
+    per_head = s_pad // tr
+    cores = sched.cores_of(launch)
+    for core, items in zip(cores, sched.blocks(heads * per_head, len(cores))):
+        for item in items:
+            h, i = divmod(item, per_head)
+            t0 = i * tr
+            x = sched.contiguous("x", (h * s_pad + t0) * d, tr * d)
+            cs = sched.contiguous("cs", t0 * d, tr * d)
+            if out_rows:
+                valid = min(tr, s - t0)
+                if valid <= 0:
+                    continue
+                y = sched.contiguous("y", (h * out_rows + out_start + t0) * d, valid * d)
+            else:
+                y = sched.contiguous("y", (h * s_pad + t0) * d, tr * d)
+            core.calls.append(sched.Call("", (sched.In((x,)), sched.In((cs,)), sched.Out((y,)))))
+    return cores
+
+
+def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: int, kv_valid: int, position: int,
+              causal: bool) -> list[sched.CoreProgram]:
+    """Tensors: ``q`` and ``out`` [kv_heads * gq, s_pad, d] bf16; ``kv`` [kv_heads, kv_rows / tkv, 2, tkv, d]: the
+    keys and values blocked by KV tile (block ``j`` of head ``h`` holds rows ``j * tkv ...`` of K, then of V).
+    Query token ``i`` is at position ``position + i``; KV rows ``0 .. kv_valid - 1`` are valid. With a step header
+    (attention over a cache), every query tile is followed by the ``step`` tensor's header slots."""
+    p = launch.params
+    d, gq, tq, tkv = p["d"], p["gq"], p["tq"], p["tkv"]
+    header = STEP_HEADER if p.get("header") else 0
+    tiles = sched.Tiles()
+    q_tiles = -(-s // tq)
+    cores = sched.cores_of(launch)
+    kv_stream = next(st for st in launch.streams if st.name == "kv")
+    if kv_stream.to_cores == "broadcast":
+        # The rows of a column share one KV stream, so they take consecutive query tiles of the same KV head:
+        # a column item is (head, group of `rows` query tiles); row r takes tile `group * rows + r`.
+        groups = -(-q_tiles // launch.rows)
+        per_column = sched.blocks(kv_heads * groups, launch.columns)
+        for core in cores:
+            for item in per_column[core.column]:
+                h, g = divmod(item, groups)
+                qt = g * launch.rows + core.row
+                if qt < q_tiles:
+                    _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal,
+                                    header, tiles)
+    else:
+        for core, items in zip(cores, sched.blocks(kv_heads * q_tiles, len(cores))):
+            for item in items:
+                h, qt = divmod(item, q_tiles)
+                _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header,
+                                tiles)
+    return cores
+
+
+def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header=0,
+                    tiles=None) -> None:
+    """Query tile ``qt`` of KV head ``h``: init, one step per KV tile it can see, store. ``tiles`` shares the KV
+    and header tiles between items."""
+    tiles = sched.Tiles() if tiles is None else tiles
+    q_pos0 = position + qt * tq
+    q_ap = AccessPattern((h * gq * s_pad + qt * tq) * d, (gq, tq, d), (s_pad * d, d, 1))
+    last = min(kv_valid, q_pos0 + tq) if causal else kv_valid  # KV rows any query of the tile can see
+    q = sched.In((sched.TileRef("q", q_ap),) + ((tiles["step", 0, header],) if header else ()))
+    acc = sched.Acc()
+    calls = core.calls
+    calls.append(sched.Call("init", (acc,)))
+    base, size = h * kv_rows * 2 * d, 2 * tkv * d
+    for j in range(-(-last // tkv)):
+        row = j * tkv
+        calls.append(sched.Call("step", (q, tiles.read(("kv", base + row * 2 * d, size)), acc, q_pos0, row,
+                                   min(tkv, kv_valid - row))))
+    calls.append(sched.Call("store", (acc, sched.Out((sched.TileRef("out", q_ap),)))))
+
+
+# --------------------------------------------------------------------------- the family
+
+
+class Attention(KernelFamily):
+    name = "attention"
+    kinds = ("attention",)
+    kernels = ("rope", "attention")
+
+    def plan_key(self, op, buckets, linear_buckets):
+        if not isinstance(op, fused.Attention):
+            return None
+        cache_len = op.k_cache.type.shape[2] if op.k_cache is not None else None
+        args = (op.heads, op.kv_heads, op.head_dim, op.scale, op.causal, cache_len, buckets)
+        return ("attention",) + args, (lambda label, device: plan_attention(label, *args, device))
+
+    def kernel_spec(self, launch: LaunchPlan, device: Device) -> KernelSpec:
+        p = launch.params
+        if launch.kernel == "rope":
+            return rope_spec(p["d"], p["tr"])
+        return attention_spec(p["d"], p["gq"], p["tq"], p["tkv"], p["scale"], p["causal"], arch_of(device),
+                              bool(p.get("header", False)))
+
+    def schedule(self, launch: LaunchPlan, op_plan: OpPlan, kv_tiles: int | None = None):
+        """Attention over a cache is scheduled with its last step's queries at the end of ``kv_tiles`` valid KV
+        tiles (default: the whole cache)."""
+        s, b, p = op_plan.shape, launch.bucket, launch.params
+        cache = s.get("cache_len", 0)
+        if launch.kernel == "rope":
+            heads = s["heads"] if launch.role == "rope_q" else s["kv_heads"]
+            # Rotated keys come out contiguous like the queries; the host copies them into the KV cache at the
+            # step's position, as it does the values (no transfer offset depends on the position).
+            return rope(launch, heads, b, roundup(b, p["tr"])), ()
+        if cache:
+            tiles = cache // p["tkv"] if kv_tiles is None else kv_tiles
+            kv_rows, kv_valid = cache, tiles * p["tkv"]
+            position = kv_valid - b
+        else:
+            kv_rows, kv_valid, position = roundup(b, p["tkv"]), b, 0
+        programs = attention(launch, s["kv_heads"], b, roundup(b, p["tq"]), kv_rows, kv_valid, position,
+                             p["causal"])
+        if p.get("header"):  # words 0, 1 from the query tiles' step header; word 2 the KV tiles sent (or unused)
+            return programs, (position, kv_valid,
+                              kv_valid // p["tkv"] if self.reads_valid_tiles(launch, op_plan) else 0)
+        return programs, (position, kv_valid)
+
+    def reads_valid_tiles(self, launch: LaunchPlan, op_plan: OpPlan) -> bool:
+        """Attention over a KV cache whose rows each read the KV stream on their own (split): its design reads only
+        the valid KV tiles, with one runtime sequence per tile count; the cores loop over the count the sequence
+        writes (run-time parameter word 2). Broadcast KV (rows of a column share a stream and stop at different
+        tiles) reads the whole cache."""
+        kv = next((st for st in launch.streams if st.name == "kv"), None)
+        return (launch.kernel == "attention" and op_plan.shape.get("cache_len", 0) > 0 and kv is not None
+                and kv.to_cores == "split")
+
+    def calls_per_core(self, launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
+        p, b = launch.params, launch.bucket
+        if launch.kernel == "rope":
+            heads = shape["heads"] if launch.role == "rope_q" else shape["kv_heads"]
+            return {"": per_core(heads * -(-b // p["tr"]), launch)}
+        q_tiles = -(-b // p["tq"])
+        items = per_core(shape["kv_heads"] * q_tiles, launch)
+        if kv_len:  # decode: every valid KV tile of the cache
+            steps = -(-kv_len // p["tkv"])
+        else:  # prefill, causal: a query tile sees the KV tiles up to its diagonal (on average)
+            steps = -(-sum(-(-((qt + 1) * p["tq"]) // p["tkv"]) for qt in range(q_tiles)) // q_tiles)
+        return {"init": items, "step": items * steps, "store": items}
+
+    def run(self, host, op, plan: OpPlan, operands: tuple):
+        """Per batch row: rotate q and k (two rope launches), write the step's keys and values into the cache (a
+        :class:`BlockedKvCache` in DDR, or copies of the given arrays), then one attention launch over the valid KV
+        tiles. Returns the output, and the caches when the op has them."""
+        q, k, v, cos, sin, *cached_args = operands
+        k_cache, v_cache, position = (cached_args + [None, None, None])[:3]
+        b, heads, s, d = q.shape
+        kv_heads, d_pad = plan.shape["kv_heads"], plan.shape["d_pad"]
+        bucket = plan.bucket_for(s)
+        if s > bucket:
+            raise AielowerError(f"{s} query tokens exceed the largest planned attention bucket {bucket}")
+        half = d // 2
+        cos2, sin2 = np.asarray(cos).reshape(s, d), np.asarray(sin).reshape(s, d)
+        if not (np.array_equal(cos2[:, :half], cos2[:, half:]) and np.array_equal(sin2[:, :half], sin2[:, half:])):
+            raise CompileError(f"{op.name}: the rotary tables are not in rotate-half form (cos/sin halves differ)")
+        cs = to_bf16(np.concatenate([cos2[:, :half], sin2[:, :half]], axis=1))
+        rope_q, rope_k = host.launch_of(plan, bucket, "rope_q"), host.launch_of(plan, bucket, "rope_k")
+        attn = host.launch_of(plan, bucket, "attention")
+        tq, tkv = attn.params["tq"], attn.params["tkv"]
+        cached = k_cache is not None
+        resident = isinstance(k_cache, BlockedKvCache)
+        if resident and v_cache is not k_cache:
+            raise AielowerError(f"{op.name}: a blocked KV cache holds keys and values together; pass the same "
+                                "BlockedKvCache as the key and the value cache")
+        pos = int(np.asarray(position).reshape(-1)[0]) if cached else 0
+        cache_len = (k_cache.rows if resident else k_cache.shape[2]) if cached else 0
+        if cached and pos + s > cache_len:
+            raise AielowerError(f"positions {pos}..{pos + s - 1} do not fit the KV cache of {cache_len}")
+        out = np.empty((b, heads, s, d), np.float32)
+        new_k = np.array(k_cache, copy=True) if cached and not resident else None
+        new_v = np.array(v_cache, copy=True) if cached and not resident else None
+        bucket_pad = roundup(bucket, tq)
+        for bi in range(b):
+            q_rot = self._rope(host, plan, rope_q, to_bf16(q[bi]), cs, bucket)
+            k_rot = self._rope(host, plan, rope_k, to_bf16(k[bi]), cs, bucket)
+            kv_len = pos + s if cached else None  # uncached: the design's constants (position 0, length bucket)
+            if resident:
+                # The host writes the step's rotated keys and values into the DDR cache at the step's position.
+                kv = k_cache.write(bi, pos, k_rot[:, :s], to_bf16(v[bi]), kv_heads=kv_heads, d_pad=d_pad, tkv=tkv)
+            elif cached:
+                new_k[bi][:, pos : pos + s] = from_bf16(k_rot[:, :s])
+                new_v[bi][:, pos : pos + s] = from_bf16(to_bf16(v[bi]))
+                kv = kv_blocks(to_bf16(new_k[bi]), to_bf16(new_v[bi]), kv_heads, cache_len, d_pad, tkv)
+            else:
+                kv_rows = roundup(bucket, tkv)
+                kv = kv_blocks(k_rot[:, :kv_rows], to_bf16(v[bi]), kv_heads, kv_rows, d_pad, tkv)
+            tensors = {
+                "q": pad3(q_rot[:, :s], heads, bucket_pad, d_pad),
+                "kv": kv,
+                "out": np.zeros(heads * bucket_pad * d_pad, np.uint16),
+            }
+            if attn.params.get("header"):
+                tensors["step"] = step_header(pos, pos + s)
+            host.submit(plan, attn, tensors, kv_len)
+            out[bi] = from_bf16(tensors["out"].reshape(heads, bucket_pad, d_pad)[:, :s, :d])
+        if resident:
+            return out, k_cache, v_cache
+        return (out, new_k, new_v) if cached else out
+
+    @staticmethod
+    def _rope(host, plan: OpPlan, launch: LaunchPlan, x_bits: np.ndarray, cs: np.ndarray,
+              bucket: int) -> np.ndarray:
+        """Rotate ``x_bits`` [heads, s, d] (padded to the bucket) into a new [heads, bucket_pad, d] array."""
+        heads, s, d = x_bits.shape
+        s_pad = roundup(bucket, launch.params["tr"])
+        tensors = {"x": pad3(x_bits, heads, s_pad, d), "cs": pad2(cs, s_pad, d).reshape(-1),
+                   "y": np.zeros(heads * s_pad * d, np.uint16)}
+        host.submit(plan, launch, tensors)
+        return tensors["y"].reshape(heads, s_pad, d)
+
+
+__all__ = ["Attention", "attention", "plan_attention", "rope"]

@@ -1,0 +1,90 @@
+"""The interface of a kernel family: everything the AIE backend knows about one kind of planned op.
+
+A family runs the ops of one or more plan kinds (``OpPlan.kind``) with one or more kernels (``LaunchPlan.kernel``:
+the C++ kernel a launch's cores call). The generic drivers ask the family of an op or a launch
+(:class:`~aielower.backends.aie.families.FamilyRegistry`) instead of matching kinds themselves:
+
+- ``plan-aie-tiling`` (:mod:`aielower.backends.aie.tiling`): :meth:`KernelFamily.plan_key`, which ops the family
+  runs and how they are planned;
+- kernel binding (:mod:`aielower.backends.aie.binding`): :meth:`KernelFamily.kernel_spec`;
+- the design generator (:mod:`aielower.backends.aie.designs.build`): :meth:`KernelFamily.schedule` (what every core
+  calls, tile by tile), :meth:`KernelFamily.array_work` (linears: the same as arrays) and
+  :meth:`KernelFamily.reads_valid_tiles` (a per-KV-tile-count runtime sequence);
+- the cost model (:mod:`aielower.backends.aie.cost`): :meth:`KernelFamily.calls_per_core`;
+- the host program (:mod:`aielower.backends.aie.host_program`): :meth:`KernelFamily.run`, the host side of an op's
+  launches (padding inputs into DDR tensors, the launches, cropping the outputs).
+
+The kernels' C++ templates, signatures and cycle models are the kernel catalog (:mod:`aielower.backends.aie.kernels`),
+keyed by kernel name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from aielower.errors import CompileError
+
+if TYPE_CHECKING:
+    from aielower.backends.aie.device import Device
+    from aielower.backends.aie.kernels import KernelSpec
+    from aielower.backends.aie.plan import LaunchPlan, OpPlan
+    from aielower.backends.aie.schedule import CoreProgram, LinearWork
+
+
+class KernelFamily:
+    """One kernel family. Subclasses set ``name``, ``kinds`` and ``kernels`` and implement the hooks."""
+
+    name: ClassVar[str] = ""
+    kinds: ClassVar[tuple[str, ...]] = ()  # the plan kinds of the ops it runs
+    kernels: ClassVar[tuple[str, ...]] = ()  # the kernels its launches run
+
+    def plan_key(self, op, buckets: tuple[int, ...], linear_buckets: tuple[int, ...]):
+        """For an op this family runs: (a hashable description of what its plan depends on, ``make(label,
+        device) -> OpPlan``); None for any other op. ``buckets`` are the op's row buckets, ``linear_buckets`` those
+        of every function (a weight tiling shared by the functions)."""
+        raise NotImplementedError
+
+    def kernel_spec(self, launch: LaunchPlan, device: Device) -> KernelSpec:
+        """The kernel ``launch``'s cores call."""
+        raise NotImplementedError
+
+    def schedule(self, launch: LaunchPlan, op_plan: OpPlan,
+                 kv_tiles: int | None = None) -> tuple[list[CoreProgram], tuple[int, ...]]:
+        """What every core of ``launch`` does at its bucket, and the run-time parameter defaults it was made with.
+        ``kv_tiles``: attention over a cache scheduled for that many valid KV tiles (default: the whole cache)."""
+        raise NotImplementedError
+
+    def array_work(self, launch: LaunchPlan, op_plan: OpPlan) -> LinearWork | None:
+        """The schedule as arrays, for families whose launches make too many calls for per-call objects (the
+        design generator then builds and checks the cores from the arrays); None: use :meth:`schedule`."""
+        return None
+
+    def reads_valid_tiles(self, launch: LaunchPlan, op_plan: OpPlan) -> bool:
+        """Whether ``launch``'s design has one runtime sequence per count of valid KV tiles."""
+        return False
+
+    def calls_per_core(self, launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
+        """Kernel calls of the busiest core by function suffix (``init`` / ``step`` / ``store``, or ``""``), as the
+        schedule deals the work of an op planned with ``shape`` (its OpPlan's shape) to the launch's cores."""
+        raise NotImplementedError
+
+    def run(self, host, op, plan: OpPlan, operands: tuple):
+        """The op's results, computed by its launches through ``host`` (a
+        :class:`~aielower.backends.aie.host_program.HostProgram`)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<kernel family {self.name}: kinds {', '.join(self.kinds)}; kernels {', '.join(self.kernels)}>"
+
+
+def per_core(items: int, launch: LaunchPlan) -> int:
+    """Work items of the busiest core when ``items`` are dealt evenly over ``launch``'s cores."""
+    return -(-items // max(1, launch.cores))
+
+
+def unknown(what: str, value, registered) -> CompileError:
+    """The error for a kind or kernel no family claims, naming those that are claimed."""
+    return CompileError(f"no kernel family {what} {value!r} (registered: {', '.join(sorted(registered))})")
+
+
+__all__ = ["KernelFamily", "per_core"]

@@ -1,0 +1,325 @@
+"""The ``linear_w4`` kernel family: 4-bit group-quantized linears (``quant.linear``, and the linear of a
+linear-like fused op whose epilogue then runs on the host), as a GEMV for one row and a GEMM for prompt buckets.
+
+Data movement (per column; see :mod:`aielower.backends.aie.budget` for the channel count):
+
+- GEMV (M = 1): the ``N`` output rows are split over all cores in blocks of ``tn``; every core streams its weight
+  tiles (``tn x tk``, pre-tiled in DDR in the order the DMA reads them: a column's tiles for all its rows
+  interleaved, so one contiguous read per column that the memory tile splits) and the activation vector, broadcast to
+  the column from the memory tile. Every weight byte crosses DDR once per token.
+- GEMM (prompt buckets): columns split ``N`` (same weight tiles as the GEMV, taken in the blob's order so that a
+  column's weights stay one regular read), core rows split ``M`` into ``tm``-row tiles dealt round-robin (a
+  memory-tile element holds ``rows x tm`` consecutive rows: one box per DMA step); the memory tile broadcasts each
+  weight tile to the column's rows and splits the activation tiles, which the DMA reshapes into the mmul-blocked
+  layout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aielower.backends.aie import schedule as sched
+from aielower.backends.aie.device import Device
+from aielower.backends.aie.families.base import KernelFamily, per_core
+from aielower.backends.aie.host_arrays import from_bf16, pad2, to_bf16
+from aielower.backends.aie.kernels import KernelSpec, gemm_spec, gemv_spec
+from aielower.backends.aie.launcher import Resident
+from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
+from aielower.backends.aie.planner import (BF16, F32, VECTOR, Unplannable, checked, core_grid, first_fitting,
+                                           roundup)
+from aielower.backends.aie.weights import linear_tile_bytes, tile_positions
+from aielower.errors import CompileError
+from aielower.ir import QTensorType
+from aielower.ir.core import LinearLike
+
+# --------------------------------------------------------------------------- planning
+
+
+def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tuple[int, ...], device: Device) -> OpPlan:
+    mmul = device.mmul["bf16"]
+    tks = [t for t in (1024, 512, 256, 128, 64, 32, 16) if t % group == 0 and t % mmul.k == 0 and t >= group]
+    if not tks and group % VECTOR == 0:
+        tks = [group]
+    tns = [t for t in (64, 32, 16) if t % mmul.n == 0]
+
+    def waste(tn: int, tk: int) -> float:
+        columns, rows = core_grid(-(-n // tn), device)
+        return roundup(n, columns * rows * tn) * roundup(k, tk) / (n * k) - 1
+
+    # Of the weight tilings whose launches all fit: least padding (to 0.1 %), then least DDR traffic over the
+    # buckets, then the biggest tiles (fewest DMA transfers and kernel calls).
+    candidates = sorted(((tn, tk) for tn in tns for tk in tks), key=lambda c: (round(waste(*c), 3), -c[0] * c[1], -c[1]))
+
+    def build(candidate) -> OpPlan:
+        tn, tk = candidate
+        nt_total = -(-n // tn)
+        columns, rows = core_grid(nt_total, device)
+        n_pad, k_pad = roundup(n, columns * rows * tn), roundup(k, tk)
+        tile = linear_tile_bytes(tn, tk, group, bias)
+        blob = (n_pad // tn) * (k_pad // tk) * tile
+        # w_columns x w_rows: the GEMV grid, whose DMA order the weight blob is stored in (weights.tile_positions)
+        shape = dict(n=n, k=k, group=group, bias=bias, n_pad=n_pad, k_pad=k_pad, tn=tn, tk=tk, tile_bytes=tile,
+                     weight_bytes=blob, w_columns=columns, w_rows=rows)
+        launches = []
+        for m in buckets:
+            if m == 1:
+                launches.append(checked(_gemv(shape, columns, rows), device))
+            else:
+                launches.append(_gemm_fitting(shape, m, columns, device))
+        return OpPlan("linear", device.name, shape, tuple(launches))
+
+    plans = []
+    for candidate in candidates:
+        try:
+            plans.append(build(candidate))
+        except Unplannable:
+            continue
+    if plans:
+        return min(plans, key=lambda p: (round(waste(p.shape["tn"], p.shape["tk"]), 3),
+                                         sum(x.ddr_read for x in p.launches), -p.shape["tn"] * p.shape["tk"]))
+    return first_fitting(label, device, candidates, build)
+
+
+# At most this many output tiles per GEMV work item: the core keeps one accumulator per tile and unrolls one step
+# call per accumulator in its K loop, so the activation tile streams once per item while core code stays small.
+GEMV_ACCUMULATORS = 16
+
+
+def gemv_items(tiles_per_core: int) -> tuple[int, int]:
+    """(work items, accumulators per item) of a core with ``tiles_per_core`` output tiles: as few items as
+    :data:`GEMV_ACCUMULATORS` allows, of equal size but the last."""
+    items = max(1, -(-tiles_per_core // GEMV_ACCUMULATORS))
+    return items, -(-tiles_per_core // items) if tiles_per_core else 1
+
+
+def _gemv(s: dict, columns: int, rows: int) -> LaunchPlan:
+    tn, tk, tile = s["tn"], s["tk"], s["tile_bytes"]
+    tiles_per_core = s["n_pad"] // tn // (columns * rows)
+    items, nb = gemv_items(tiles_per_core)
+    buffers = (
+        Buffer("x", "L1", tk * BF16, 2),
+        Buffer("w", "L1", tile, 2),
+        Buffer("acc", "L1", nb * tn * F32),
+        Buffer("y", "L1", tn * BF16, 2),
+        Buffer("x", "L2", s["k_pad"] * BF16),
+        Buffer("w", "L2", tile * rows, 2),
+        Buffer("y", "L2", tn * BF16 * rows, 2),
+    )
+    streams = (
+        Stream("x", "in", ("x",), "broadcast", tk * BF16, 2, (AccessPattern(0, (tk,), (1,)),)),
+        Stream("w", "in", ("w",), "split", tile, 2, (AccessPattern(0, (tile,), (1,)),)),
+        Stream("y", "out", ("y",), "split", tn * BF16, 2, (AccessPattern(0, (tn,), (1,)),)),
+    )
+    return LaunchPlan(
+        bucket=1, kernel="linear_w4_gemv", role="gemv",
+        params=dict(tn=tn, tk=tk, group=s["group"], bias=s["bias"], nb=nb),
+        columns=columns, rows=rows, buffers=buffers, streams=streams,
+        macs=s["n"] * s["k"], padded_macs=s["n_pad"] * s["k_pad"],
+        ddr_read=s["weight_bytes"] + items * columns * s["k_pad"] * BF16, ddr_write=s["n_pad"] * BF16,
+    )
+
+
+def _gemm_fitting(s: dict, m: int, columns: int, device: Device) -> LaunchPlan:
+    """The GEMM tiling with the least DDR traffic that fits: ``tm`` rows per core tile and ``nb`` weight tiles per
+    core block (the activation tile is reused for ``nb`` weight tiles; the accumulators hold ``tm x nb*tn``)."""
+    rows = device.core_rows
+    mmul = device.mmul["bf16"]
+    n_tiles_per_column = s["n_pad"] // s["tn"] // columns
+    fitting, last = [], None
+    for tm in (64, 32, 16, 8, 4):
+        if tm % mmul.m or (m // rows) % tm or tm > m // rows:
+            continue
+        for nb in (16, 8, 4, 2, 1):
+            if nb > n_tiles_per_column:
+                continue
+            try:
+                fitting.append(checked(_gemm(s, m, tm, nb, columns, rows, mmul), device))
+            except Unplannable as e:
+                last = e
+    if not fitting:
+        raise last or Unplannable(f"gemm at bucket {m}: no row tile divides {m // rows} rows per core row")
+    return min(fitting, key=lambda launch: (launch.ddr_read, -launch.params["tm"]))
+
+
+def _gemm(s: dict, m: int, tm: int, nb: int, columns: int, rows: int, mmul) -> LaunchPlan:
+    tn, tk, tile, k_pad, n_pad = s["tn"], s["tk"], s["tile_bytes"], s["k_pad"], s["n_pad"]
+    r, k_blk, t = mmul.m, mmul.k, mmul.n
+    buffers = (
+        Buffer("a", "L1", tm * tk * BF16, 2),
+        Buffer("w", "L1", tile, 2),
+        Buffer("acc", "L1", nb * tm * tn * F32),
+        Buffer("c", "L1", tm * tn * BF16, 2),
+        Buffer("a", "L2", rows * tm * tk * BF16, 2),
+        Buffer("w", "L2", tile, 2),
+        Buffer("c", "L2", rows * tm * tn * BF16, 2),
+    )
+    streams = (
+        Stream("a", "in", ("a",), "split", tm * tk * BF16, 2,
+               (AccessPattern(0, (tm // r, tk // k_blk, r, k_blk), (r * k_pad, k_blk, k_pad, 1)),)),
+        Stream("w", "in", ("w",), "broadcast", tile, 2, (AccessPattern(0, (tile,), (1,)),)),
+        Stream("c", "out", ("c",), "split", tm * tn * BF16, 2,
+               (AccessPattern(0, (tm // r, tn // t, r, t), (r * n_pad, t, n_pad, 1)),)),
+    )
+    n_blocks_per_column = -(-(n_pad // tn // columns) // nb)  # the last block may be partial
+    m_tiles = m // (rows * tm)  # per core
+    a_bytes = m * k_pad * BF16 * n_blocks_per_column * columns  # each column reads A once per block of nb N tiles
+    w_bytes = s["weight_bytes"] * m_tiles  # each M tile pass reads the weights once (broadcast to the rows)
+    return LaunchPlan(
+        bucket=m, kernel="linear_w4_gemm", role="gemm",
+        params=dict(tm=tm, tn=tn, tk=tk, group=s["group"], bias=s["bias"], r=r, s=k_blk, t=t, nb=nb),
+        columns=columns, rows=rows, buffers=buffers, streams=streams,
+        macs=m * s["n"] * s["k"], padded_macs=m * n_pad * k_pad,
+        ddr_read=a_bytes + w_bytes, ddr_write=m * n_pad * BF16,
+    )
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def gemv_work(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int,
+              grid: tuple[int, int]) -> sched.LinearWork:
+    """Tensors: ``x`` [k_pad] bf16, ``w`` the pre-tiled weights (bytes, in the DMA order of the ``grid`` it was cut
+    for, which must be this launch's), ``y`` [n_pad] bf16. Core ``(c, r)`` computes the ``c * rows + r``-th block of
+    output tiles in items of up to ``nb`` tiles (one accumulator each): per K tile, one activation tile serves the
+    item's ``nb`` weight tiles, so the activation streams once per item, not once per output tile."""
+    p = launch.params
+    tn, tk, nb = p["tn"], p["tk"], p.get("nb", 1)
+    n_tiles, k_tiles = n_pad // tn, k_pad // tk
+    if grid != (launch.columns, launch.rows):
+        raise CompileError(f"the GEMV runs on {launch.columns}x{launch.rows} cores but its weights are ordered for "
+                           f"{grid[0]}x{grid[1]}")
+    cores = {}
+    kts = np.arange(k_tiles, dtype=np.int64)
+    for index, tiles in enumerate(sched.blocks(n_tiles, launch.columns * launch.rows)):
+        nt = np.arange(tiles.start, tiles.stop, dtype=np.int64)
+        items = -(-len(nt) // nb)
+        padded = np.full(items * nb, -1, np.int64)
+        padded[: len(nt)] = nt
+        blocks = padded.reshape(items, nb)  # [item, j]: output tile, -1 past the last
+        w = np.where(blocks[:, None, :] >= 0,
+                     tile_positions(np.maximum(blocks, 0)[:, None, :], kts[None, :, None], n_tiles, k_tiles, *grid)
+                     * tile_bytes, -1)  # [item, kt, j]
+        nbs = (blocks >= 0).sum(axis=1).astype(np.int64)
+        cores[divmod(index, launch.rows)] = (nbs, np.broadcast_to(kts * tk, (items, k_tiles)), w,
+                                             np.where(blocks >= 0, blocks * tn, -1))
+    return sched.LinearWork("x", "y", AccessPattern(0, (tk,), (1,)), AccessPattern(0, (tn,), (1,)), tile_bytes, tn, cores)
+
+
+def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes: int,
+              grid: tuple[int, int]) -> sched.LinearWork:
+    """Tensors: ``a`` [m_pad, k_pad] bf16, ``w`` the pre-tiled weights (in the DMA order of the GEMV ``grid``),
+    ``c`` [m_pad, n_pad] bf16. Columns split N as the GEMV grid does and take their N tiles in the blob's order
+    (so a column's weight reads stay regular); core rows take the M tiles round-robin (row ``r`` the tiles ``r, r +
+    rows, ...``: a memory-tile element of the split activation stream is ``rows x tm`` consecutive rows). Each
+    core keeps ``nb`` accumulators, so one activation tile serves ``nb`` weight tiles; items are (M tile, block of
+    ``nb`` N tiles), M tile major."""
+    p = launch.params
+    tm, tn, tk, nb, r, s, t = p["tm"], p["tn"], p["tk"], p["nb"], p["r"], p["s"], p["t"]
+    n_tiles, k_tiles, m_tiles = n_pad // tn, k_pad // tk, m_pad // tm
+    if grid[0] != launch.columns:
+        raise CompileError(f"the GEMM runs on {launch.columns} columns but its weights are ordered for {grid[0]}")
+    per_column = n_tiles // launch.columns
+    per_lane = per_column // grid[1]
+    kts = np.arange(k_tiles, dtype=np.int64)
+    blocks = [(b0, min(nb, per_column - b0)) for b0 in range(0, per_column, nb)]
+    cores = {}
+    for c in range(launch.columns):
+        i, lane = np.divmod(np.arange(per_column, dtype=np.int64), grid[1])  # the column's tiles in blob order
+        nt = c * per_column + lane * per_lane + i
+        w_all = tile_positions(nt[None, :], kts[:, None], n_tiles, k_tiles, *grid) * tile_bytes  # [kt, tile]
+        nbs = np.array([n for _, n in blocks], np.int64)
+        w_blk = np.full((len(blocks), k_tiles, nb), -1, np.int64)
+        n_blk = np.full((len(blocks), nb), -1, np.int64)
+        for b, (b0, n) in enumerate(blocks):
+            w_blk[b, :, :n] = w_all[:, b0 : b0 + n]
+            n_blk[b, :n] = nt[b0 : b0 + n]
+        for row in range(launch.rows):
+            mts = np.arange(row, m_tiles, launch.rows, dtype=np.int64)
+            m0 = np.repeat(mts * tm, len(blocks))  # items: M tile major, N block minor
+            x = m0[:, None] * k_pad + kts[None, :] * tk
+            y = np.where(np.tile(n_blk, (len(mts), 1)) >= 0, m0[:, None] * n_pad + np.tile(n_blk, (len(mts), 1)) * tn,
+                         -1)
+            cores[(c, row)] = (np.tile(nbs, len(mts)), x, np.tile(w_blk, (len(mts), 1, 1)), y)
+    x_ap = AccessPattern(0, (tm // r, tk // s, r, s), (r * k_pad, s, k_pad, 1))
+    y_ap = AccessPattern(0, (tm // r, tn // t, r, t), (r * n_pad, t, n_pad, 1))
+    return sched.LinearWork("a", "c", x_ap, y_ap, tile_bytes, tm * tn, cores)
+
+
+# --------------------------------------------------------------------------- the family
+
+
+class LinearW4(KernelFamily):
+    name = "linear_w4"
+    kinds = ("linear",)
+    kernels = ("linear_w4_gemv", "linear_w4_gemm")
+
+    def plan_key(self, op, buckets, linear_buckets):
+        if not (isinstance(op, LinearLike) and isinstance(op.linear_weight.type, QTensorType)):
+            return None
+        wtype = op.linear_weight.type
+        n, k = wtype.shape
+        bias = op.linear_bias is not None
+        if wtype.bits != 4:
+            def refuse(label, device):
+                raise CompileError(f"cannot tile {label}: the AIE kernels take 4-bit weights, this one has "
+                                   f"{wtype.bits} bits; quantize with bits=4")
+            return ("refuse", id(op)), refuse
+        # One weight tiling for both functions (prefill and decode read the same pre-tiled weights): plan all
+        # buckets, keep each op's.
+        return ("linear", n, k, wtype.group, bias, linear_buckets), (
+            lambda label, device: plan_linear(label, n, k, wtype.group, bias, linear_buckets, device))
+
+    def kernel_spec(self, launch: LaunchPlan, device: Device) -> KernelSpec:
+        p = launch.params
+        if launch.kernel == "linear_w4_gemv":
+            return gemv_spec(p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"])
+        return gemm_spec(p["tm"], p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"])
+
+    def array_work(self, launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork:
+        s = op_plan.shape
+        grid = (s["w_columns"], s["w_rows"])
+        if launch.kernel == "linear_w4_gemv":
+            return gemv_work(launch, s["n_pad"], s["k_pad"], s["tile_bytes"], grid)
+        return gemm_work(launch, launch.bucket, s["n_pad"], s["k_pad"], s["tile_bytes"], grid)
+
+    def schedule(self, launch: LaunchPlan, op_plan: OpPlan, kv_tiles: int | None = None):
+        return sched.programs(launch, self.array_work(launch, op_plan)), ()
+
+    def calls_per_core(self, launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
+        n_tiles, k_tiles = shape["n_pad"] // shape["tn"], shape["k_pad"] // shape["tk"]
+        if launch.kernel == "linear_w4_gemv":
+            tiles = per_core(n_tiles, launch)
+        else:  # columns split N, rows take the M tiles round-robin
+            tiles = -(-n_tiles // launch.columns) * -(-launch.bucket // (launch.rows * launch.params["tm"]))
+        return {"init": tiles, "step": tiles * k_tiles, "store": tiles}
+
+    def run(self, host, op, plan: OpPlan, operands: tuple):
+        """``x @ W.T (+ b)`` for the rows of ``x``: chunks of the largest bucket, each a GEMV (one row) or a GEMM
+        launch over the pre-tiled weight blob (resident in DDR)."""
+        x = operands[0]
+        s = plan.shape
+        n, k, n_pad, k_pad = s["n"], s["k"], s["n_pad"], s["k_pad"]
+        weight_buffer = Resident(f"weight/{op.weight.name}", host.blobs[op.weight.name])
+        lead = x.shape[:-1]
+        rows = to_bf16(x.reshape(-1, k))
+        out = np.empty((rows.shape[0], n), np.float32)
+        largest = plan.buckets[-1]
+        for m0 in range(0, rows.shape[0], largest):
+            chunk = rows[m0 : m0 + largest]
+            bucket = plan.bucket_for(chunk.shape[0])
+            launch = host.launch_of(plan, bucket)
+            if launch.role == "gemv":
+                tensors = {"x": pad2(chunk, 1, k_pad).reshape(-1), "w": weight_buffer,
+                           "y": np.zeros(n_pad, np.uint16)}
+                host.submit(plan, launch, tensors)
+                result = tensors["y"].reshape(1, n_pad)
+            else:
+                tensors = {"a": pad2(chunk, bucket, k_pad).reshape(-1), "w": weight_buffer,
+                           "c": np.zeros(bucket * n_pad, np.uint16)}
+                host.submit(plan, launch, tensors)
+                result = tensors["c"].reshape(bucket, n_pad)
+            out[m0 : m0 + chunk.shape[0]] = from_bf16(result[: chunk.shape[0], :n])
+        return out.reshape(*lead, n)
+
+
+__all__ = ["GEMV_ACCUMULATORS", "LinearW4", "gemm_work", "gemv_items", "gemv_work", "plan_linear"]

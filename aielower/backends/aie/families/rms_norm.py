@@ -1,0 +1,118 @@
+"""The ``rms_norm`` kernel family: ``fused.rms_norm`` and ``fused.add_rms_norm`` (the residual add fused in: it
+writes the sum and the normalized sum). Rows are split over the cores; the norm weight is broadcast once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aielower.backends.aie import schedule as sched
+from aielower.backends.aie.device import Device
+from aielower.backends.aie.families.base import KernelFamily, per_core
+from aielower.backends.aie.host_arrays import from_bf16, pad2, to_bf16
+from aielower.backends.aie.kernels import KernelSpec, rms_norm_spec
+from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
+from aielower.backends.aie.planner import BF16, VECTOR, checked, core_grid, first_fitting, roundup
+from aielower.ir.dialects import fused
+
+
+def plan_norm(label: str, d: int, eps: float, add: bool, buckets: tuple[int, ...], device: Device) -> OpPlan:
+    d_pad = roundup(d, VECTOR)
+    parts = 2 if add else 1
+
+    def build(candidate) -> OpPlan:
+        tr_max, depth_in, depth_out = candidate
+        launches = []
+        for m in buckets:
+            columns, rows = core_grid(m, device)
+            tr = min(tr_max, max(1, m // (columns * rows)))
+            tile = tr * d_pad * BF16
+            names_in = ("a", "b") if add else ("x",)
+            names_out = ("sum", "y") if add else ("y",)
+            buffers = (
+                Buffer("x", "L1", parts * tile, depth_in), Buffer("w", "L1", d_pad * BF16),
+                Buffer("y", "L1", parts * tile, depth_out),
+                Buffer("x", "L2", rows * parts * tile, 2), Buffer("w", "L2", d_pad * BF16),
+                Buffer("y", "L2", rows * parts * tile, 2),
+            )
+            ap = AccessPattern(0, (tr * d_pad,), (1,))
+            streams = (
+                Stream("x", "in", names_in, "split", parts * tile, depth_in, (ap,) * parts),
+                Stream("w", "in", ("w",), "broadcast", d_pad * BF16, 1, (AccessPattern(0, (d_pad,), (1,)),)),
+                Stream("y", "out", names_out, "split", parts * tile, depth_out, (ap,) * parts),
+            )
+            launches.append(checked(LaunchPlan(
+                bucket=m, kernel="rms_norm", role="add_rms_norm" if add else "rms_norm",
+                params=dict(d=d_pad, d_real=d, tr=tr, eps=eps, add=add),
+                columns=columns, rows=rows, buffers=buffers, streams=streams,
+                macs=m * d * parts, padded_macs=roundup(m, tr) * d_pad * parts,
+                ddr_read=m * d_pad * BF16 * parts + columns * d_pad * BF16, ddr_write=m * d_pad * BF16 * parts,
+            ), device))
+        return OpPlan("add_rms_norm" if add else "rms_norm", device.name, dict(d=d, d_pad=d_pad, eps=eps),
+                      tuple(launches))
+
+    # double-buffer both streams if the rows fit, else the input only, else neither (a wide add_rms_norm row)
+    candidates = [(tr, i, o) for tr in (16, 8, 4, 2, 1) for i, o in ((2, 2), (2, 1), (1, 1))]
+    return first_fitting(label, device, candidates, build)
+
+
+def rms_norm(launch: LaunchPlan, m_pad: int) -> list[sched.CoreProgram]:
+    """Tensors: ``x`` (or ``a`` and ``b``) [m_pad, d] bf16, ``w`` [d], ``y`` (and ``sum``) [m_pad, d]."""
+    p = launch.params
+    d, tr, add = p["d"], p["tr"], p["add"]
+    cores = sched.cores_of(launch)
+    ins, outs = (("a", "b"), ("sum", "y")) if add else (("x",), ("y",))
+    for core, tiles in zip(cores, sched.blocks(m_pad // tr, len(cores))):
+        for i in tiles:
+            x = sched.In(tuple(sched.contiguous(name, i * tr * d, tr * d) for name in ins))
+            y = sched.Out(tuple(sched.contiguous(name, i * tr * d, tr * d) for name in outs))
+            core.calls.append(sched.Call("", (x, sched.In((sched.contiguous("w", 0, d),)), y)))
+    return cores
+
+
+class RmsNorm(KernelFamily):
+    name = "rms_norm"
+    kinds = ("rms_norm", "add_rms_norm")
+    kernels = ("rms_norm",)
+
+    def plan_key(self, op, buckets, linear_buckets):
+        if not isinstance(op, (fused.RMSNorm, fused.AddRMSNorm)):
+            return None
+        d = op.x.type.shape[-1]
+        add = isinstance(op, fused.AddRMSNorm)
+        return ("norm", d, op.eps, add, buckets), (lambda label, device: plan_norm(label, d, op.eps, add, buckets, device))
+
+    def kernel_spec(self, launch: LaunchPlan, device: Device) -> KernelSpec:
+        p = launch.params
+        return rms_norm_spec(p["d"], p["d_real"], p["tr"], p["eps"], p["add"])
+
+    def schedule(self, launch: LaunchPlan, op_plan: OpPlan, kv_tiles: int | None = None):
+        return rms_norm(launch, roundup(launch.bucket, launch.params["tr"])), ()
+
+    def calls_per_core(self, launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
+        return {"": per_core(-(-launch.bucket // launch.params["tr"]), launch)}
+
+    def run(self, host, op, plan: OpPlan, operands: tuple):
+        """``y = norm(x)``, or ``(sum, y) = (a + b, norm(a + b))``, for all rows in one launch."""
+        add = plan.kind == "add_rms_norm"
+        x, weight = (operands[0], operands[2]) if add else operands
+        d, d_pad = plan.shape["d"], plan.shape["d_pad"]
+        lead = x.shape[:-1]
+        m = int(np.prod(lead))
+        launch, bucket = host.rows_launch(plan, m)
+        m_pad = roundup(bucket, launch.params["tr"])
+        tensors = {"w": pad2(to_bf16(weight).reshape(1, d), 1, d_pad).reshape(-1),
+                   "y": np.zeros(m_pad * d_pad, np.uint16)}
+        names = ("a", "b") if add else ("x",)
+        for name, value in zip(names, operands[:2] if add else operands[:1]):
+            tensors[name] = pad2(to_bf16(value.reshape(m, d)), m_pad, d_pad).reshape(-1)
+        if add:
+            tensors["sum"] = np.zeros(m_pad * d_pad, np.uint16)
+        host.submit(plan, launch, tensors)
+
+        def crop(name):
+            return from_bf16(tensors[name].reshape(m_pad, d_pad)[:m, :d]).reshape(*lead, d)
+
+        return (crop("sum"), crop("y")) if add else crop("y")
+
+
+__all__ = ["RmsNorm", "plan_norm", "rms_norm"]

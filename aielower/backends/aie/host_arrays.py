@@ -1,0 +1,53 @@
+"""Host-side arrays of the AIE launches: bf16 bit patterns, padding to a launch's padded sizes, and the DDR tensors
+the designs read (the blocked KV tensor, the step header). Shared by the host program and the kernel families' host
+hooks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aielower.backends.aie.kernels import STEP_HEADER
+from aielower.quant.bf16 import bf16_bits, from_bf16_bits
+
+
+def to_bf16(x: np.ndarray) -> np.ndarray:
+    """bf16 bit patterns (uint16) of ``x``, rounded to nearest even."""
+    return bf16_bits(np.asarray(x, dtype=np.float32))
+
+
+def from_bf16(bits: np.ndarray) -> np.ndarray:
+    """float32 values of bf16 bit patterns."""
+    return from_bf16_bits(bits)
+
+
+def pad2(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """``x`` [r, c] zero-padded to [rows, cols]."""
+    out = np.zeros((rows, cols), x.dtype)
+    out[: x.shape[0], : x.shape[1]] = x
+    return out
+
+
+def step_header(position: int, kv_len: int) -> np.ndarray:
+    """The attention designs' ``step`` DDR tensor (what the host writes each step): the position of the step's
+    first query token and the valid KV length as two little-endian int32, in :data:`STEP_HEADER` bf16 slots."""
+    words = np.zeros(STEP_HEADER // 2, "<i4")
+    words[:2] = (position, kv_len)
+    return words.view(np.uint16).copy()
+
+
+def kv_blocks(keys: np.ndarray, values: np.ndarray, kv_heads: int, kv_rows: int, d: int, tkv: int) -> np.ndarray:
+    """The attention designs' ``kv`` DDR tensor: ``keys`` and ``values`` [heads, rows, d'] padded to [kv_heads,
+    kv_rows, d] and blocked by KV tile as [kv_heads][kv_rows / tkv][K|V][tkv][d] (flat)."""
+    k = pad3(keys, kv_heads, kv_rows, d).reshape(kv_heads, kv_rows // tkv, 1, tkv, d)
+    v = pad3(values, kv_heads, kv_rows, d).reshape(kv_heads, kv_rows // tkv, 1, tkv, d)
+    return np.concatenate([k, v], axis=2).reshape(-1)
+
+
+def pad3(x: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
+    """``x`` [x0, x1, x2] zero-padded to [a, b, c], flat."""
+    out = np.zeros((a, b, c), x.dtype)
+    out[: x.shape[0], : x.shape[1], : x.shape[2]] = x
+    return out.reshape(-1)
+
+
+__all__ = ["from_bf16", "kv_blocks", "pad2", "pad3", "step_header", "to_bf16"]

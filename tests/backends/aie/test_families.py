@@ -1,0 +1,90 @@
+"""The kernel-family registry (issue 14, item 1): one family per kind of planned op, looked up by the drivers."""
+
+from __future__ import annotations
+
+import pytest
+
+from aielower.backends.aie import plan as plan_schema
+from aielower.backends.aie.families import KERNEL_FAMILIES, FamilyRegistry, KernelFamily
+from aielower.backends.aie.families.attention import Attention
+from aielower.backends.aie.families.linear_w4 import LinearW4
+from aielower.backends.aie.plan import plan_of
+from aielower.errors import CompileError
+
+
+def test_the_registry_covers_exactly_the_plan_schema():
+    """Every plan kind and kernel an ``aie.plan`` may name has one family, and no family claims anything else."""
+    assert sorted(KERNEL_FAMILIES.kinds) == sorted(plan_schema.KINDS)
+    assert sorted(KERNEL_FAMILIES.kernels) == sorted(plan_schema.KERNELS)
+    assert [f.name for f in KERNEL_FAMILIES] == ["linear_w4", "rms_norm", "silu_mul", "attention"]
+    assert KERNEL_FAMILIES.for_kind("add_rms_norm") is KERNEL_FAMILIES.for_kind("rms_norm")
+    assert KERNEL_FAMILIES.for_kernel("rope") is KERNEL_FAMILIES.for_kind("attention")
+    assert KERNEL_FAMILIES.for_kernel("linear_w4_gemm") is KERNEL_FAMILIES.for_kind("linear")
+
+
+def test_unknown_kinds_and_kernels_name_the_registered_ones():
+    with pytest.raises(CompileError, match=r"no kernel family runs plans of kind 'conv' \(registered: add_rms_norm, "
+                                           r"attention, linear, rms_norm, silu_mul\)"):
+        KERNEL_FAMILIES.for_kind("conv")
+    with pytest.raises(CompileError, match=r"no kernel family runs the kernel 'gelu' \(registered: attention, "):
+        KERNEL_FAMILIES.for_kernel("gelu")
+
+
+def test_two_families_cannot_claim_one_kernel():
+    class Rotary(KernelFamily):
+        name, kinds, kernels = "rotary", ("rotary",), ("rope",)
+
+    with pytest.raises(CompileError, match="kernel families attention and rotary both claim the kernel 'rope'"):
+        FamilyRegistry((Attention(), Rotary()))
+    with pytest.raises(CompileError, match="kernel families linear_w4 and linear_w4 both claim the kind 'linear'"):
+        FamilyRegistry((LinearW4(), LinearW4()))
+
+
+def test_each_planned_op_is_claimed_by_one_family_and_host_ops_by_none(planned):
+    """What plan-aie-tiling planned, op by op: the family that claims the op is the one its plan's kind names, and
+    no other family claims it; host ops are claimed by none."""
+    buckets = (1, 128)
+    seen = set()
+    for fn in planned.functions.values():
+        for op in fn.ops:
+            claims = [f.name for f in KERNEL_FAMILIES if f.plan_key(op, buckets, buckets) is not None]
+            plan = plan_of(op)
+            if plan is None:
+                assert claims == [], op.name
+                continue
+            assert claims == [KERNEL_FAMILIES.for_kind(plan.kind).name], op.name
+            seen.add(claims[0])
+            for launch in plan.launches:
+                assert KERNEL_FAMILIES.for_kernel(launch.kernel).name == claims[0]
+    assert seen == {"linear_w4", "rms_norm", "silu_mul", "attention"}
+
+
+def test_a_registry_asks_its_families_in_order():
+    """The drivers only ask the registry: a family placed first claims the ops it wants."""
+
+    class Claims(KernelFamily):
+        name, kinds, kernels = "claims", ("claims",), ("claims",)
+
+        def plan_key(self, op, buckets, linear_buckets):
+            return ("claimed", op), None
+
+    class Never(KernelFamily):
+        name, kinds, kernels = "never", ("never",), ("never",)
+
+        def plan_key(self, op, buckets, linear_buckets):
+            return None
+
+    op = object()
+    assert FamilyRegistry((Never(), Claims())).plan_key(op, (1,), (1,)) == (("claimed", op), None)
+    assert FamilyRegistry((Never(),)).plan_key(op, (1,), (1,)) is None
+    assert "kernels claims" in repr(Claims())
+
+
+def test_the_host_program_runs_planned_ops_through_their_family(planned):
+    from aielower.backends.aie.device import NPU2
+    from aielower.backends.aie.host_program import HostProgram
+    from aielower.backends.aie.plan import OpPlan
+
+    host = HostProgram(planned, NPU2, {}, {}, design_for=None, launcher=None)
+    with pytest.raises(CompileError, match="no kernel family runs plans of kind 'conv'"):
+        host.npu(object(), OpPlan("conv", "npu2", {}), ())
