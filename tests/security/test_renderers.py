@@ -8,7 +8,8 @@ import pytest
 from aielower import names
 from aielower.backends.aie.buildfile import render_build_file
 from aielower.backends.aie.device import NPU2
-from aielower.backends.aie.kernels import KernelSpec, rope_spec
+from aielower.backends.aie.families.attention import rope_spec
+from aielower.backends.aie.kernels import KernelSpec
 from aielower.errors import CompileError
 from aielower.output import safe_path
 from aielower.templating import environment

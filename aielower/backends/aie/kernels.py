@@ -1,6 +1,7 @@
 """AIE kernels: what one kernel is (:class:`KernelSpec`), its C++ source, and its host build.
 
-A kernel is a family (docs/aie-kernels.md) plus the constants baked into it. The spec checks the contract's
+A kernel (docs/aie-kernels.md) is defined by its kernel family (:class:`KernelDef`, in
+:mod:`aielower.backends.aie.families`); a spec is a kernel plus the constants baked into it. The spec checks the contract's
 divisibility rules once, at construction, so a template never sees constants it cannot handle; the symbol carries
 every constant so that two specs with different constants can live in one shared library.
 
@@ -14,19 +15,18 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import math
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from aielower.backends.aie.device import DEVICES, Device, MMulShape
-from aielower.backends.aie.weights import UNIT_ROWS, linear_tile_bytes
+from aielower.backends.aie.device import DEVICES, Device
 from aielower.errors import CompileError
 from aielower.backends.aie.templating import ENV
 from aielower.output import safe_path
@@ -36,32 +36,22 @@ HOST_INCLUDE = Path(__file__).parent / "host_include"
 CXX_FLAGS = ("-std=c++20", "-O2", "-fPIC")  # plus -c per object and -shared for the link
 _STDERR_LINES = 20
 
-# Family -> the extern "C" functions it defines, as suffixes of the symbol ("" = the symbol itself).
-_FUNCTIONS = {
-    "linear_w4_gemv": ("_init", "_step", "_store"),
-    "linear_w4_gemm": ("_init", "_step", "_store"),
-    "rms_norm": ("",),
-    "silu_mul": ("",),
-    "rope": ("",),
-    "attention": lambda p: ("_init", "_step", "_store") + (("_params",) if p["header"] else ()),
-}
 # bf16 slots of a query tile's step header (attention over a KV cache): two int32, the position of the bucket's
 # first query token and the valid KV length, written by the host into a DDR buffer each step.
 STEP_HEADER = 4
 # int32 words of an attention core's parameter buffer: position, valid KV length, KV tiles to read.
 ATTENTION_WORDS = 3
-FAMILIES = tuple(_FUNCTIONS)
 
 
 # ------------------------------------------------------------------------------------------------- spec
 
 
-def _fp32(x: float) -> float:
+def fp32(x: float) -> float:
     """``x`` rounded to fp32: the kernel bakes fp32 constants, so the spec holds exactly what the kernel uses."""
     return float(np.float32(x))
 
 
-def _encode_float(x: float) -> str:
+def encode_float(x: float) -> str:
     """Shortest fp32 repr as an identifier fragment: 1e-06 -> 1em06, 0.0883883 -> 0p0883883."""
     text = str(np.float32(x))
     return text.replace(".", "p").replace("-", "m").replace("+", "")
@@ -74,19 +64,24 @@ def _c_float(x: float) -> str:
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """One kernel: its family and its constants, ``params`` a sorted tuple of ``(name, value)``.
+    """One kernel: its name (``family``: the kernel, e.g. ``linear_w4_gemv``) and its constants, ``params`` a sorted
+    tuple of ``(name, value)``. What the kernel is (its functions, rules, symbol, signatures, cycles) is the
+    :class:`KernelDef` its kernel family defines (:mod:`aielower.backends.aie.families`).
 
-    Build specs with the ``*_spec`` constructors below; constructing one directly runs the same checks.
+    Build specs with the ``*_spec`` constructors of the families; constructing one directly runs the same checks.
     """
 
     family: str
     params: tuple[tuple[str, object], ...]
 
     def __post_init__(self) -> None:
-        if self.family not in _FUNCTIONS:
-            raise CompileError(f"unknown AIE kernel family {self.family!r}: choose one of {', '.join(FAMILIES)}")
         object.__setattr__(self, "params", tuple(sorted(tuple(p) for p in self.params)))
-        _CHECKS[self.family](self.family, self.p)
+        self.definition.check(self.family, self.p)
+
+    @cached_property  # looked up once per spec (symbol, functions, ... ask for it on every use)
+    def definition(self) -> KernelDef:
+        """The kernel's definition, from the family that defines it."""
+        return kernel_definition(self.family)
 
     @property
     def p(self) -> dict[str, object]:
@@ -96,7 +91,7 @@ class KernelSpec:
     @property
     def symbol(self) -> str:
         """The kernel's C name: family plus every constant, e.g. ``linear_w4_gemv_tn16_tk128_g32_bias``."""
-        return _SYMBOLS[self.family](self.p)
+        return self.definition.symbol(self.p)
 
     @property
     def filename(self) -> str:
@@ -105,19 +100,18 @@ class KernelSpec:
     @property
     def functions(self) -> tuple[str, ...]:
         """The ``extern "C"`` functions the source defines."""
-        suffixes = _FUNCTIONS[self.family]
-        return tuple(self.symbol + suffix for suffix in (suffixes(self.p) if callable(suffixes) else suffixes))
+        return tuple(self.symbol + suffix for suffix in self.definition.functions(self.p))
 
     @property
     def stack_bytes(self) -> int:
         """The core stack this kernel needs: mlir-aie's default 1 KiB (call frames, scalars) plus the arrays its
         functions declare on the stack, rounded up to 64 bytes. Designs set the core's ``stack_size`` to it."""
-        return -(-(DEFAULT_STACK + _STACK_ARRAYS[self.family](self.p)) // 64) * 64
+        return -(-(DEFAULT_STACK + self.definition.stack_arrays(self.p)) // 64) * 64
 
     @property
     def static_bytes(self) -> int:
         """Bytes of the kernel's static arrays in core data memory (next to the stack and the FIFO buffers)."""
-        return _STATIC_ARRAYS[self.family](self.p)
+        return self.definition.static_arrays(self.p)
 
     def render(self) -> str:
         """The kernel's C++ source."""
@@ -127,7 +121,7 @@ class KernelSpec:
                 context[f"{name}_literal"] = _c_float(context[name])
                 context[f"{name}_text"] = str(np.float32(context[name]))
         if "scale" in context:  # attention keeps its scores in log2 units
-            context["scale_log2_literal"] = _c_float(_fp32(context["scale"] * LOG2E))
+            context["scale_log2_literal"] = _c_float(fp32(context["scale"] * LOG2E))
         return ENV.get_template(f"kernels/{self.family}.cc.j2").render(**context)
 
     def signature(self, function: str) -> tuple[Arg, ...]:
@@ -136,7 +130,7 @@ class KernelSpec:
             defined = ", ".join(self.functions)
             raise CompileError(f"{self.symbol} defines no function {function!r}: it defines {defined}")
         suffix = function[len(self.symbol):]
-        return _SIGNATURES[self.family](self.p)[suffix]
+        return self.definition.signature(self.p)[suffix]
 
     def cycles(self, function: str) -> int:
         """Estimated core cycles of one call of ``function`` (one of :attr:`functions`): the vector instructions the
@@ -144,7 +138,7 @@ class KernelSpec:
         in the "cycles" section cite a source or say ASSUMPTION). Attention steps are costed for a full tile (every
         KV row visible)."""
         self.signature(function)  # names the defined functions if ``function`` is not one of them
-        ops = _CYCLES[self.family](self.p, _vector_model(self))[function[len(self.symbol):]]
+        ops = self.definition.cycles(self.p, _vector_model(self))[function[len(self.symbol):]]
         return ops.cycles
 
 
@@ -159,27 +153,35 @@ class Arg:
     out: bool = False
 
 
-# Stack and static arrays each template declares (keep in step with templates/kernels/*.cc.j2).
+def _no_arrays(p: dict) -> int:
+    return 0
+
+
+@dataclass(frozen=True)
+class KernelDef:
+    """One kernel of the catalog, as its family defines it (its C++ template is ``templates/kernels/<kernel>.cc.j2``).
+    Each field is a function of the spec's constants ``p``."""
+
+    functions: Callable[[dict], tuple[str, ...]]  # the extern "C" functions, as suffixes of the symbol ("": itself)
+    check: Callable[[str, dict], None]  # the contract's rules on the constants (a CompileError naming the fix)
+    symbol: Callable[[dict], str]  # every constant in the name, so specs with other constants can share a library
+    signature: Callable[[dict], dict[str, tuple[Arg, ...]]]  # per function suffix, the arguments
+    cycles: Callable[[dict, VectorModel], dict[str, Ops]]  # per function suffix, the instructions of one call
+    stack_arrays: Callable[[dict], int] = _no_arrays  # bytes of the arrays its functions declare on the stack
+    static_arrays: Callable[[dict], int] = _no_arrays  # bytes of its static arrays (keep both in step with the template)
+
+
+def kernel_definition(kernel: str) -> KernelDef:
+    """The definition of ``kernel``, from the kernel family that runs it."""
+    from aielower.backends.aie.families import KERNEL_FAMILIES  # the families define their kernels with this module
+
+    definition = KERNEL_FAMILIES.kernel_definition(kernel)
+    if definition is None:
+        raise CompileError(f"unknown AIE kernel family {kernel!r}: choose one of {', '.join(KERNEL_FAMILIES.kernels)}")
+    return definition
+
+
 DEFAULT_STACK = 1024  # aie.core stack_size default (AIEOps.td, 0x400)
-_STACK_ARRAYS = {
-    "linear_w4_gemv": lambda p: 0,
-    "linear_w4_gemm": lambda p: 0,
-    "rms_norm": lambda p: 0,
-    "silu_mul": lambda p: 0,
-    "rope": lambda p: 0,
-    "attention": lambda p: 6 * (-(-p["tkv"] // 16) * 16),  # float s[TKV_PAD], bfloat16 p[TKV_PAD]
-}
-_STATIC_ARRAYS = {
-    "linear_w4_gemv": lambda p: 0,
-    "linear_w4_gemm": lambda p: 2 * p["tk"] * UNIT_ROWS,  # bfloat16 b_col[TK * UR]: one dequantized unit column
-    "rms_norm": lambda p: 0,
-    "silu_mul": lambda p: 0,
-    "rope": lambda p: 0,
-    "attention": lambda p: 0,
-}
-
-
-# ----------------------------------------------------------------------------------------- constructors
 
 
 # Architectures a kernel can be generated for: __AIE_ARCH__ of each, and the name Device.arch gives it.
@@ -196,190 +198,27 @@ def arch_of(device: Device) -> str:
         raise CompileError(f"no AIE kernels for the {device.arch} architecture of {device.name}") from None
 
 
-def gemv_spec(tn: int, tk: int, group: int, bias: bool, mmul: MMulShape) -> KernelSpec:
-    params = (("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)), ("r", mmul.m), ("s", mmul.k),
-              ("t", mmul.n))
-    return KernelSpec("linear_w4_gemv", params)
-
-
-def gemm_spec(tm: int, tn: int, tk: int, group: int, bias: bool, mmul: MMulShape) -> KernelSpec:
-    params = (("tm", tm), ("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)),
-              ("r", mmul.m), ("s", mmul.k), ("t", mmul.n))
-    return KernelSpec("linear_w4_gemm", params)
-
-
-def rms_norm_spec(d: int, d_real: int, tr: int, eps: float, add: bool) -> KernelSpec:
-    params = (("d", d), ("d_real", d_real), ("tr", tr), ("eps", _fp32(eps)), ("add", bool(add)))
-    return KernelSpec("rms_norm", params)
-
-
-def silu_mul_spec(t: int, tr: int, arch: str) -> KernelSpec:
-    return KernelSpec("silu_mul", (("t", t), ("tr", tr), ("arch", arch)))
-
-
-def rope_spec(d: int, tr: int) -> KernelSpec:
-    return KernelSpec("rope", (("d", d), ("tr", tr)))
-
-
-def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: bool, arch: str,
-                   header: bool = False) -> KernelSpec:
-    """``header``: each query tile carries the step header (:data:`STEP_HEADER` slots after its rows), which
-    ``_params`` copies into the core's parameter words (attention over a KV cache: per-step values come from DDR)."""
-    params = (("d", d), ("gq", gq), ("tq", tq), ("tkv", tkv), ("scale", _fp32(scale)), ("causal", bool(causal)),
-              ("arch", arch), ("header", bool(header)))
-    return KernelSpec("attention", params)
-
-
 # --------------------------------------------------------------------------------------------- checks
 
 
-def _require(family: str, ok: bool, rule: str, fix: str) -> None:
+def require_rule(family: str, ok: bool, rule: str, fix: str) -> None:
+    """A kernel's contract rule: a CompileError naming the kernel, the rule and the fix unless ``ok``."""
     if not ok:
         raise CompileError(f"{family} kernel: {rule}; {fix}")
 
 
-def _positive(family: str, p: dict, *names: str) -> None:
+def require_positive(family: str, p: dict, *names: str) -> None:
+    """Each of ``names`` must be a positive integer constant."""
     for name in names:
         v = p.get(name)
         ok = isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
-        _require(family, ok, f"{name.upper()} must be a positive integer, got {v!r}", "fix the tile plan")
+        require_rule(family, ok, f"{name.upper()} must be a positive integer, got {v!r}", "fix the tile plan")
 
 
-def _check_arch(family: str, p: dict) -> None:
-    _require(family, p.get("arch") in ARCHS, f"unknown architecture ARCH={p.get('arch')!r}",
+def check_arch(family: str, p: dict) -> None:
+    """ARCH must name a kernel architecture (:data:`ARCHS`)."""
+    require_rule(family, p.get("arch") in ARCHS, f"unknown architecture ARCH={p.get('arch')!r}",
              f"choose one of {', '.join(ARCHS)} (kernels.arch_of(device))")
-
-
-def _check_linear(family: str, p: dict) -> None:
-    _positive(family, p, "tn", "tk", "group", "r", "s", "t")
-    tn, tk, g, s, t = p["tn"], p["tk"], p["group"], p["s"], p["t"]
-    _require(family, tk % g == 0, f"TK={tk} is not a multiple of the group size G={g} (contract: TK % G == 0)",
-             f"choose TK as a multiple of {g}")
-    _require(family, g % 16 == 0, f"group size G={g} is not a multiple of 16 (contract: G % 16 == 0)",
-             "quantize with a group of 16, 32, 64 or 128")
-    _require(family, tk % 32 == 0, f"TK={tk} is not a multiple of 32 (contract: TK % 32 == 0)",
-             "choose TK as a multiple of 32")
-    _require(family, tn % 16 == 0, f"TN={tn} is not a multiple of 16 (contract: TN % 16 == 0, so that every part "
-             "of a weight tile starts on a 32-byte boundary)", "choose TN as a multiple of 16")
-    _require(family, t in (4, 8), f"the mmul's T={t} is neither 4 nor 8 (contract: a code unit of {UNIT_ROWS} rows "
-             "is one or two mmul B blocks)", "use the device's bf16 mmul shape")
-    _require(family, s == 8 and g % s == 0, f"the mmul's S={s} must be 8, dividing G={g} (contract: a code unit "
-             "is 8 x S codes, 32 bytes, of one group)", "use the device's bf16 mmul shape")
-
-
-def _check_gemm(family: str, p: dict) -> None:
-    _check_linear(family, p)
-    _positive(family, p, "tm")
-    for dim, blk, rule in (("tm", "r", "TM % R"), ("tk", "s", "TK % S"), ("tn", "t", "TN % T")):
-        _require(family, p[dim] % p[blk] == 0,
-                 f"{dim.upper()}={p[dim]} is not a multiple of the mmul's {blk.upper()}={p[blk]} "
-                 f"(contract: {rule} == 0, mmul {p['r']}x{p['s']}x{p['t']})",
-                 f"choose {dim.upper()} as a multiple of {p[blk]}")
-
-
-def _check_rms_norm(family: str, p: dict) -> None:
-    _positive(family, p, "d", "d_real", "tr")
-    _require(family, p["d"] % 16 == 0, f"D={p['d']} is not a multiple of 16 (contract)", "pad D to a multiple of 16")
-    _require(family, p["d_real"] <= p["d"], f"D_REAL={p['d_real']} exceeds the padded width D={p['d']}",
-             "D is D_REAL padded up")
-    _require(family, math.isfinite(p["eps"]) and p["eps"] >= 0, f"EPS={p['eps']} must be finite and >= 0",
-             "use the model's rms_norm_eps")
-
-
-def _check_silu_mul(family: str, p: dict) -> None:
-    _check_arch(family, p)
-    _positive(family, p, "t", "tr")
-    _require(family, p["t"] % 16 == 0, f"T={p['t']} is not a multiple of 16 (contract)", "pad T to a multiple of 16")
-
-
-def _check_rope(family: str, p: dict) -> None:
-    _positive(family, p, "d", "tr")
-    _require(family, p["d"] % 2 == 0, f"D={p['d']} is odd (contract: the head dim is even)", "rotate an even D")
-
-
-def _check_attention(family: str, p: dict) -> None:
-    _check_arch(family, p)
-    _positive(family, p, "d", "gq", "tq", "tkv")
-    _require(family, p["d"] % 8 == 0, f"D={p['d']} is not a multiple of 8 (contract)", "pad the head dim to 8")
-    _require(family, math.isfinite(p["scale"]) and p["scale"] > 0, f"SCALE={p['scale']} must be finite and > 0",
-             "use 1/sqrt(real head dim)")
-
-
-_CHECKS = {
-    "linear_w4_gemv": _check_linear,
-    "linear_w4_gemm": _check_gemm,
-    "rms_norm": _check_rms_norm,
-    "silu_mul": _check_silu_mul,
-    "rope": _check_rope,
-    "attention": _check_attention,
-}
-
-
-# -------------------------------------------------------------------------------------------- symbols
-
-
-def _bias(p: dict) -> str:
-    return "_bias" if p["bias"] else ""
-
-
-_SYMBOLS = {
-    "linear_w4_gemv": lambda p: (f"linear_w4_gemv_tn{p['tn']}_tk{p['tk']}_g{p['group']}"
-                                 f"_r{p['r']}s{p['s']}t{p['t']}{_bias(p)}"),
-    "linear_w4_gemm": lambda p: (f"linear_w4_gemm_tm{p['tm']}_tn{p['tn']}_tk{p['tk']}_g{p['group']}"
-                                 f"_r{p['r']}s{p['s']}t{p['t']}{_bias(p)}"),
-    "rms_norm": lambda p: (f"{'add_' if p['add'] else ''}rms_norm_d{p['d']}_dr{p['d_real']}_tr{p['tr']}"
-                           f"_eps{_encode_float(p['eps'])}"),
-    "silu_mul": lambda p: f"silu_mul_t{p['t']}_tr{p['tr']}_{p['arch']}",
-    "rope": lambda p: f"rope_d{p['d']}_tr{p['tr']}",
-    "attention": lambda p: (f"attention_d{p['d']}_gq{p['gq']}_tq{p['tq']}_tkv{p['tkv']}"
-                            f"_s{_encode_float(p['scale'])}{'_causal' if p['causal'] else ''}"
-                            f"{'_hdr' if p['header'] else ''}_{p['arch']}"),
-}
-
-
-# ----------------------------------------------------------------------------------------- signatures
-
-
-def _linear_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
-    rows = p.get("tm", 1)
-    acc = rows * p["tn"]
-    tile = linear_tile_bytes(p["tn"], p["tk"], p["group"], p["bias"])
-    return {
-        "_init": (Arg("acc", "f32", acc, out=True),),
-        "_step": (Arg("x", "bf16", rows * p["tk"]), Arg("w", "u8", tile), Arg("acc", "f32", acc, out=True)),
-        "_store": (Arg("acc", "f32", acc), Arg("y", "bf16", acc, out=True)),
-    }
-
-
-def _rms_norm_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
-    n = (2 if p["add"] else 1) * p["tr"] * p["d"]
-    return {"": (Arg("x", "bf16", n), Arg("w", "bf16", p["d"]), Arg("y", "bf16", n, out=True))}
-
-
-def _attention_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
-    rows = p["gq"] * p["tq"]
-    state = rows * p["d"] + 2 * rows
-    q = rows * p["d"] + (STEP_HEADER if p["header"] else 0)
-    out = {
-        "_init": (Arg("state", "f32", state, out=True),),
-        "_step": (Arg("q", "bf16", q), Arg("kv", "bf16", 2 * p["tkv"] * p["d"]),
-                  Arg("state", "f32", state, out=True), Arg("q_pos0", "i32"), Arg("kv_pos0", "i32"),
-                  Arg("kv_valid", "i32")),
-        "_store": (Arg("state", "f32", state), Arg("out", "bf16", rows * p["d"], out=True)),
-    }
-    if p["header"]:
-        out["_params"] = (Arg("q", "bf16", q), Arg("words", "words", ATTENTION_WORDS, out=True))
-    return out
-
-
-_SIGNATURES = {
-    "linear_w4_gemv": _linear_signature,
-    "linear_w4_gemm": _linear_signature,
-    "rms_norm": _rms_norm_signature,
-    "silu_mul": lambda p: {"": (Arg("gu", "bf16", 2 * p["tr"] * p["t"]), Arg("y", "bf16", p["tr"] * p["t"], out=True))},
-    "rope": lambda p: {"": tuple(Arg(n, "bf16", p["tr"] * p["d"], out=(n == "y")) for n in ("x", "cs", "y"))},
-    "attention": _attention_signature,
-}
 
 
 # --------------------------------------------------------------------------------------------- cycles
@@ -443,7 +282,7 @@ def _vector_model(spec: KernelSpec) -> VectorModel:
     return VECTOR_MODELS["aie2"]
 
 
-def _n(x: int, per: int) -> int:
+def ceil_div(x: int, per: int) -> int:
     return -(-x // per)
 
 
@@ -465,119 +304,20 @@ class Ops:
 
     @property
     def cycles(self) -> int:
-        return CALL_CYCLES + max(self.vec, _n(self.ld, LOADS_PER_CYCLE), self.st) + self.scalar
+        return CALL_CYCLES + max(self.vec, ceil_div(self.ld, LOADS_PER_CYCLE), self.st) + self.scalar
 
 
-def _ld(bits: int) -> Ops:
-    return Ops(ld=_n(bits, LOAD_BITS))
+def loads(bits: int) -> Ops:
+    return Ops(ld=ceil_div(bits, LOAD_BITS))
 
 
-def _st(bits: int) -> Ops:
-    return Ops(st=_n(bits, STORE_BITS))
+def stores(bits: int) -> Ops:
+    return Ops(st=ceil_div(bits, STORE_BITS))
 
 
-def _v(bits: int) -> int:
+def vector_ops(bits: int) -> int:
     """Instructions of a bitwise / shuffle op whose result has ``bits`` bits."""
-    return _n(bits, VECTOR_BITS)
-
-
-def _w4_ops(p: dict, m: VectorModel) -> tuple[Ops, Ops]:
-    """(per unit column and group: group_lanes, per unit: dequant_unit) of _w4_dequant.cc.j2."""
-    unit, t = UNIT_ROWS * p["s"], p["t"]
-    spread = _v(unit * 16) if t == UNIT_ROWS else 1 + 2 * _v(unit * 8)  # one unit_lanes: (zip,) grow_replicate
-    lanes = (_ld(UNIT_ROWS * 16) + Ops(scalar=1)  # 8 scales; the zero-point word
-             + Ops(vec=5 + 2 * spread + _v(unit * 16) + _n(unit, m.mac_lanes)))  # bcast, and, shift, 2 zips; neg; mul
-    # load, and, shift, two zips (128 + q); MAC with the zero-point accumulator; rounding to bf16
-    unit_ops = _ld(unit * 4) + Ops(vec=2 + 2 * _v(unit * 8) + _n(unit, m.mac_lanes) + _n(unit, m.acc_lanes))
-    return lanes, unit_ops
-
-
-def _gemv_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
-    tn, tk, r, s, t = p["tn"], p["tk"], p["r"], p["s"], p["t"]
-    jb, units = UNIT_ROWS // t, tk // s
-    lanes, unit_ops = _w4_ops(p, m)
-    column = _ld(UNIT_ROWS * 32) + Ops(vec=jb)  # acc[8], as row 0 of JB zeroed C blocks
-    if p["bias"]:
-        column += _ld(UNIT_ROWS * 16) + Ops(vec=3 * _n(UNIT_ROWS, m.acc_lanes))  # + bias in fp32, back to a vector
-    column += lanes * (tk // p["group"])
-    column += (unit_ops + _ld(s * 16) + Ops(vec=1 + jb)) * units  # x block into A's row 0; JB mmuls
-    column += Ops(vec=jb * _n(r * t, m.acc_lanes)) + _st(UNIT_ROWS * 32)
-    vf = Ops(vec=_n(16, m.acc_lanes))
-    return {"_init": _st(16 * 32) * (tn // 16), "_step": column * (tn // UNIT_ROWS),
-            "_store": (_ld(16 * 32) + vf + vf + _st(16 * 16)) * (tn // 16)}
-
-
-def _gemm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
-    tm, tn, tk, r, s, t = p["tm"], p["tn"], p["tk"], p["r"], p["s"], p["t"]
-    units, c_lanes = tk // s, r * t
-    lanes, unit_ops = _w4_ops(p, m)
-    column = lanes * (tk // p["group"]) + (unit_ops + _st(UNIT_ROWS * s * 16)) * units  # into b_col
-    block = Ops(vec=2 * _n(c_lanes, m.acc_lanes)) + _ld(c_lanes * 32) + _st(c_lanes * 32)  # acc in and out
-    if p["bias"]:
-        block += Ops(vec=_n(c_lanes, m.acc_lanes))
-    block += (Ops(vec=1) + _ld(r * s * 16) + _ld(s * t * 16)) * units  # one mmul, its A and B blocks
-    bias = _ld(UNIT_ROWS * 16) + Ops(vec=1 if t == UNIT_ROWS else 2) if p["bias"] else Ops()
-    blocks = (tm // r) * (tn // t)
-    to_bf16 = _ld(c_lanes * 32) + Ops(vec=2 * _n(c_lanes, m.acc_lanes)) + _st(c_lanes * 16)
-    return {"_init": _st(tm * tn * 32), "_step": column * (tn // UNIT_ROWS) + bias * (tn // t) + block * blocks,
-            "_store": to_bf16 * blocks}
-
-
-def _rms_norm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
-    tr, chunks = p["tr"], p["d"] // 16
-    if p["add"]:  # s = a + b as bf16 head + tail (widen, add, round, sub, round); s^2 from 3 MACs
-        first = _ld(256) * 2 + Ops(vec=5 + 3)
-        second = _ld(256) * 3 + Ops(vec=5 + 2 + 7) + _st(256) * 2  # s w (MUL + MAC), times r
-    else:
-        first = _ld(256) + Ops(vec=1)
-        second = _ld(256) * 2 + Ops(vec=1 + 7) + _st(256)  # x w, times r
-    # times r: split p (round, sub, round), MUL + 2 MACs, round. Per row: r from the reduced sum (a division, an
-    # inverse square root, the split into r_hi + r_lo).
-    row = first * chunks + Ops(vec=1 + REDUCE_16, scalar=2 * SCALAR_ELEMENTARY + 3) + second * chunks
-    return {"": row * tr}
-
-
-def _rope_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
-    h = p["d"] // 2
-    vec_pairs = h - h % 16
-    # MUL, MSC, rounding, MUL, MAC, rounding; ASSUMPTION: a scalar pair is 12 cycles (4 fp32 products, 2 sums, 2
-    # conversions to bf16, loads and stores on the scalar unit)
-    row = (_ld(256) * 4 + Ops(vec=6) + _st(256) * 2) * (vec_pairs // 16) + Ops(scalar=12 * (h - vec_pairs))
-    return {"": row * p["tr"]}
-
-
-def _silu_mul_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
-    # abs; -|g| log2 e (MUL, MAC, to fp32); exp2; 1 / (1 + E) (MSC + round, 2 x (sub, MSC, round, widen, MAC, round));
-    # split r (round, sub, round); the E-or-1 factor (compare, select); sigmoid (MUL, MAC) and its split; g u (MUL)
-    # and its split; the product (MUL, 2 MACs) and its rounding
-    lane16 = _ld(256) * 2 + Ops(vec=1 + 3 + m.exp2_16 + 14 + 3 + 2 + 2 + 3 + 4 + 4) + _st(256)
-    return {"": lane16 * (p["tr"] * p["t"] // 16)}
-
-
-def _attention_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
-    d, tkv, rows = p["d"], p["tkv"], p["gq"] * p["tq"]
-    wd = 16 if d % 16 == 0 else 8
-    chunks, tkv_pad = d // wd, _n(tkv, 16) * 16
-    scale_f32 = Ops(vec=8)  # split v (2 roundings, a sub), MUL, 2 MACs, conversion of v to an accumulator
-    scores = ((_ld(wd * 16) * 2 + Ops(vec=1)) * chunks + Ops(vec=1 + REDUCE_16, scalar=2)) * tkv
-    scores += Ops(scalar=tkv_pad - tkv)  # -inf padding
-    max_of = (_ld(16 * 32) + Ops(vec=1)) * (tkv_pad // 16) + Ops(vec=REDUCE_16)
-    exp_sum = (_ld(16 * 32) + Ops(vec=2 + m.exp2_16) + _st(16 * 16)) * (tkv_pad // 16) + Ops(vec=1 + REDUCE_16)
-    update_o = (_ld(wd * 32) + scale_f32 + (_ld(wd * 16) + Ops(vec=1)) * tkv + Ops(vec=1) + _st(wd * 32)) * chunks
-    row = scores + max_of + Ops(vec=m.exp2_16, scalar=8) + exp_sum + update_o  # alpha, m, l bookkeeping
-    store_row = (_ld(wd * 32) + scale_f32 + Ops(vec=1) + _st(wd * 16)) * chunks + Ops(scalar=SCALAR_ELEMENTARY)
-    return {"_init": _st(rows * d * 32) + Ops(scalar=2 * rows), "_step": row * rows, "_store": store_row * rows,
-            "_params": Ops(scalar=4)}
-
-
-_CYCLES = {
-    "linear_w4_gemv": _gemv_cycles,
-    "linear_w4_gemm": _gemm_cycles,
-    "rms_norm": _rms_norm_cycles,
-    "silu_mul": _silu_mul_cycles,
-    "rope": _rope_cycles,
-    "attention": _attention_cycles,
-}
+    return ceil_div(bits, VECTOR_BITS)
 
 
 # ---------------------------------------------------------------------------------------------- build

@@ -6,7 +6,7 @@ import pytest
 
 from aielower.backends.aie import plan as plan_schema
 from aielower.backends.aie.families import KERNEL_FAMILIES, FamilyRegistry, KernelFamily
-from aielower.backends.aie.families.attention import Attention
+from aielower.backends.aie.families.attention import ROPE_KERNEL, Attention
 from aielower.backends.aie.families.linear_w4 import LinearW4
 from aielower.backends.aie.plan import plan_of
 from aielower.errors import CompileError
@@ -33,11 +33,22 @@ def test_unknown_kinds_and_kernels_name_the_registered_ones():
 def test_two_families_cannot_claim_one_kernel():
     class Rotary(KernelFamily):
         name, kinds, kernels = "rotary", ("rotary",), ("rope",)
+        kernel_defs = {"rope": ROPE_KERNEL}
 
     with pytest.raises(CompileError, match="kernel families attention and rotary both claim the kernel 'rope'"):
         FamilyRegistry((Attention(), Rotary()))
     with pytest.raises(CompileError, match="kernel families linear_w4 and linear_w4 both claim the kind 'linear'"):
         FamilyRegistry((LinearW4(), LinearW4()))
+
+
+def test_a_family_defines_every_kernel_it_runs():
+    class Undefined(KernelFamily):
+        name, kinds, kernels = "undefined", ("undefined",), ("mystery",)
+
+    with pytest.raises(CompileError, match="kernel family undefined runs the kernels mystery but defines none"):
+        FamilyRegistry((Undefined(),))
+    for family in KERNEL_FAMILIES:
+        assert sorted(family.kernel_defs) == sorted(family.kernels)
 
 
 def test_each_planned_op_is_claimed_by_one_family_and_host_ops_by_none(planned):
@@ -63,13 +74,13 @@ def test_a_registry_asks_its_families_in_order():
     """The drivers only ask the registry: a family placed first claims the ops it wants."""
 
     class Claims(KernelFamily):
-        name, kinds, kernels = "claims", ("claims",), ("claims",)
+        name, kinds, kernels = "claims", ("claims",), ()
 
         def plan_key(self, op, buckets, linear_buckets):
             return ("claimed", op), None
 
     class Never(KernelFamily):
-        name, kinds, kernels = "never", ("never",), ("never",)
+        name, kinds, kernels = "never", ("never",), ()
 
         def plan_key(self, op, buckets, linear_buckets):
             return None
@@ -77,7 +88,7 @@ def test_a_registry_asks_its_families_in_order():
     op = object()
     assert FamilyRegistry((Never(), Claims())).plan_key(op, (1,), (1,)) == (("claimed", op), None)
     assert FamilyRegistry((Never(),)).plan_key(op, (1,), (1,)) is None
-    assert "kernels claims" in repr(Claims())
+    assert repr(Claims()) == "<kernel family claims: kinds claims; kernels >"
 
 
 def test_the_host_program_runs_planned_ops_through_their_family(planned):

@@ -19,7 +19,11 @@ import numpy as np
 import pytest
 
 from aielower.backends.aie import kernels as K
-from aielower.backends.aie.device import NPU1, NPU2
+from aielower.backends.aie.device import NPU1, NPU2, MMulShape
+from aielower.backends.aie.families.attention import attention_spec, rope_spec
+from aielower.backends.aie.families.linear_w4 import gemm_spec, gemv_spec
+from aielower.backends.aie.families.rms_norm import rms_norm_spec
+from aielower.backends.aie.families.silu_mul import silu_mul_spec
 from aielower.backends.aie.weights import pretile_linear, untile_linear
 from aielower.errors import CompileError
 from aielower.quant.bf16 import bf16_bits, from_bf16_bits, round_to_bf16
@@ -62,34 +66,34 @@ ATTN_CASES = [
 
 def _gemv(case):
     n, k, tn, tk, group, bias, device = case
-    return K.gemv_spec(tn, tk, group, bias, MMULS[device])
+    return gemv_spec(tn, tk, group, bias, MMULS[device])
 
 
 def _gemm(case):
     m, n, k, tm, tn, tk, group, bias, device = case
-    return K.gemm_spec(tm, tn, tk, group, bias, MMULS[device])
+    return gemm_spec(tm, tn, tk, group, bias, MMULS[device])
 
 
 def _attn(case):
     d, gq, tq, tkv, causal, arch = case
-    return K.attention_spec(d, gq, tq, tkv, 1.0 / np.sqrt(d - 3), causal, arch)
+    return attention_spec(d, gq, tq, tkv, 1.0 / np.sqrt(d - 3), causal, arch)
 
 
 def _layout_specs():
     """The one-hot and bias tests' kernels: a 32 x 64 tile, groups of 16, on both devices."""
     return [make(bias, MMULS[device]) for device in sorted(MMULS) for bias in (False, True)
-            for make in (lambda b, m: K.gemv_spec(32, 64, 16, b, m), lambda b, m: K.gemm_spec(8, 32, 64, 16, b, m))]
+            for make in (lambda b, m: gemv_spec(32, 64, 16, b, m), lambda b, m: gemm_spec(8, 32, 64, 16, b, m))]
 
 
 def _all_specs():
     return ([_gemv(c) for c in GEMV_CASES] + [_gemm(c) for c in GEMM_CASES] + _layout_specs()
-            + [K.rms_norm_spec(*c) for c in RMS_CASES] + [K.silu_mul_spec(*c) for c in SILU_CASES]
-            + [K.rope_spec(*c) for c in ROPE_CASES] + [_attn(c) for c in ATTN_CASES] + [HEADER_SPEC, PLAIN_SPEC])
+            + [rms_norm_spec(*c) for c in RMS_CASES] + [silu_mul_spec(*c) for c in SILU_CASES]
+            + [rope_spec(*c) for c in ROPE_CASES] + [_attn(c) for c in ATTN_CASES] + [HEADER_SPEC, PLAIN_SPEC])
 
 
 # An attention kernel whose query tiles carry the step header (attention over a KV cache), and its plain twin.
-HEADER_SPEC = K.attention_spec(16, 2, 1, 16, 0.25, True, "aie2p", header=True)
-PLAIN_SPEC = K.attention_spec(16, 2, 1, 16, 0.25, True, "aie2p")
+HEADER_SPEC = attention_spec(16, 2, 1, 16, 0.25, True, "aie2p", header=True)
+PLAIN_SPEC = attention_spec(16, 2, 1, 16, 0.25, True, "aie2p")
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +186,7 @@ def _one_hot_tiles(device, tn=32, tk=64, group=16, bias=True, seed=4):
 def test_gemv_reads_every_weight_of_the_tile_layout_where_numpy_has_it(lib, device):
     """x = e_k (a one-hot row) makes y = bf16(W[:, k]) exactly (no bias): each of the 128 inputs, every row."""
     tiles, deq, _ = _one_hot_tiles(device, bias=False)
-    spec = K.gemv_spec(32, 64, 16, False, MMULS[device])
+    spec = gemv_spec(32, 64, 16, False, MMULS[device])
     one = bf16_bits(np.float32(1.0))
     for k in range(128):
         x = np.zeros(128, np.uint16)
@@ -195,10 +199,10 @@ def test_gemv_reads_every_weight_of_the_tile_layout_where_numpy_has_it(lib, devi
 def test_gemv_and_gemm_add_the_bias_once(lib, device):
     """x = 0: y is the bias, exactly, after two K tiles (the kt == 0 tile holds it, the other one zeros)."""
     tiles, _, b64 = _one_hot_tiles(device)
-    y = _run_gemv(lib, K.gemv_spec(32, 64, 16, True, MMULS[device]), tiles, np.zeros(128, np.uint16))
+    y = _run_gemv(lib, gemv_spec(32, 64, 16, True, MMULS[device]), tiles, np.zeros(128, np.uint16))
     np.testing.assert_array_equal(from_bf16_bits(y), b64.astype(np.float32))
     mmul = MMULS[device]
-    spec = K.gemm_spec(8, 32, 64, 16, True, mmul)
+    spec = gemm_spec(8, 32, 64, 16, True, mmul)
     init, step, store = (lib.function(f) for f in spec.functions)
     acc = np.full(8 * 32, np.nan, np.float32)
     init(acc)
@@ -259,7 +263,7 @@ def test_gemm_matches_the_dequantized_matmul_through_blocked_layouts(lib, case):
 def test_gemm_reads_every_weight_of_the_tile_layout_where_numpy_has_it(lib, device):
     """A = identity rows (row i = e_{k0 + i}): C's rows are bf16(W[:, k0 + i]) exactly, for all 128 inputs."""
     tiles, deq, _ = _one_hot_tiles(device, bias=False)
-    spec = K.gemm_spec(8, 32, 64, 16, False, MMULS[device])
+    spec = gemm_spec(8, 32, 64, 16, False, MMULS[device])
     one = bf16_bits(np.float32(1.0))
     for k0 in range(0, 128, 8):
         a = np.zeros((8, 128), np.uint16)
@@ -284,7 +288,7 @@ def test_kernels_and_untile_agree_on_the_layout(lib, device):
 @pytest.mark.parametrize("case", RMS_CASES, ids=lambda c: "d{}_dr{}_tr{}_eps{}_add{}".format(*c))
 def test_rms_norm(lib, case):
     d, d_real, tr, eps, add = case
-    spec = K.rms_norm_spec(*case)
+    spec = rms_norm_spec(*case)
     rng = np.random.default_rng(d + tr)
     eps32 = spec.p["eps"]
 
@@ -318,7 +322,7 @@ def test_rms_norm(lib, case):
 @pytest.mark.parametrize("case", SILU_CASES, ids=lambda c: "t{}_tr{}_{}".format(*c))
 def test_silu_mul(lib, case):
     t, tr, arch = case
-    spec = K.silu_mul_spec(t, tr, arch)
+    spec = silu_mul_spec(t, tr, arch)
     rng = np.random.default_rng(t * tr)
     gu_bits, gu = rand_bf16(rng, (2, tr, t), 4.0)
     gu_bits[0, 0, :6] = bf16_bits([-100.0, 100.0, 0.0, -20.0, -87.5, 200.0])  # 2^x below the bf16 range, and 0
@@ -338,7 +342,7 @@ def test_silu_mul(lib, case):
 def test_rope(lib, case):
     d, tr = case
     h = d // 2
-    spec = K.rope_spec(d, tr)
+    spec = rope_spec(d, tr)
     rng = np.random.default_rng(d * 7 + tr)
     x_bits, x = rand_bf16(rng, (tr, d))
     angles = rng.uniform(-np.pi, np.pi, (tr, h))
@@ -471,17 +475,17 @@ def test_attention_tile_masked_for_some_rows_only_leaves_them_unchanged(lib, cas
 
 
 def test_symbols_are_readable_unique_and_valid_identifiers():
-    specs = _all_specs() + [K.rms_norm_spec(64, 64, 3, 1e-5, False),
-                            K.attention_spec(24, 1, 4, 20, 0.125, False, "aie2p")]
+    specs = _all_specs() + [rms_norm_spec(64, 64, 3, 1e-5, False),
+                            attention_spec(24, 1, 4, 20, 0.125, False, "aie2p")]
     symbols = [s.symbol for s in specs]
     assert len(set(symbols)) == len(set(specs))
     assert all(s.isidentifier() for s in symbols)
-    assert K.gemv_spec(16, 128, 32, True, NPU2.mmul["bf16"]).symbol == "linear_w4_gemv_tn16_tk128_g32_r4s8t8_bias"
-    assert K.rms_norm_spec(4096, 4096, 4, 1e-6, True).symbol == "add_rms_norm_d4096_dr4096_tr4_eps1em06"
-    assert K.attention_spec(128, 1, 16, 64, 0.125, True, "aie2").symbol == (
+    assert gemv_spec(16, 128, 32, True, NPU2.mmul["bf16"]).symbol == "linear_w4_gemv_tn16_tk128_g32_r4s8t8_bias"
+    assert rms_norm_spec(4096, 4096, 4, 1e-6, True).symbol == "add_rms_norm_d4096_dr4096_tr4_eps1em06"
+    assert attention_spec(128, 1, 16, 64, 0.125, True, "aie2").symbol == (
         "attention_d128_gq1_tq16_tkv64_s0p125_causal_aie2")
-    assert K.silu_mul_spec(64, 2, "aie2p").symbol == "silu_mul_t64_tr2_aie2p"
-    assert K.gemm_spec(32, 64, 128, 32, False, NPU2.mmul["bf16"]).filename == (
+    assert silu_mul_spec(64, 2, "aie2p").symbol == "silu_mul_t64_tr2_aie2p"
+    assert gemm_spec(32, 64, 128, 32, False, NPU2.mmul["bf16"]).filename == (
         "linear_w4_gemm_tm32_tn64_tk128_g32_r4s8t8.cc")
     assert [K.arch_of(d) for d in (NPU1, NPU2)] == ["aie2", "aie2p"]
 
@@ -497,7 +501,7 @@ def test_rendered_sources_name_their_kernel_and_define_its_functions():
     assert "aie::mmul<R, S, T, bfloat16, bfloat16>" in _gemm(GEMM_CASES[0]).render()
     # AIE2P kernels use the exp2 instruction, AIE-ML ones cannot; each refuses the other architecture's compiler
     for arch, other in (("aie2p", 20), ("aie2", 21)):
-        text = K.silu_mul_spec(32, 1, arch).render()
+        text = silu_mul_spec(32, 1, arch).render()
         assert ("aie::exp2<bfloat16>" in text) == (arch == "aie2p")
         assert f"__AIE_ARCH__ != {K.ARCHS[arch]}" in text and f"__AIE_ARCH__ != {other}" not in text
 
@@ -514,10 +518,10 @@ def test_no_kernel_multiplies_fp32_vectors(tmp_path):
 
 
 def test_stack_and_static_bytes_follow_the_templates():
-    gemm = K.gemm_spec(32, 64, 128, 32, True, NPU2.mmul["bf16"])
+    gemm = gemm_spec(32, 64, 128, 32, True, NPU2.mmul["bf16"])
     assert "alignas(64) bfloat16 b_col[TK * UR];" in gemm.render()
     assert gemm.static_bytes == 2 * 128 * 8 and gemm.stack_bytes == K.DEFAULT_STACK  # no bias array any more
-    attn = K.attention_spec(64, 2, 3, 20, 0.125, True, "aie2")
+    attn = attention_spec(64, 2, 3, 20, 0.125, True, "aie2")
     text = attn.render()
     assert "float s[TKV_PAD];" in text and "bfloat16 p[TKV_PAD];" in text
     assert attn.stack_bytes == -(-(K.DEFAULT_STACK + 32 * 4 + 32 * 2) // 64) * 64
@@ -532,38 +536,38 @@ def test_cycles_count_every_function_and_follow_the_work():
             c = spec.cycles(fn)
             assert isinstance(c, int) and c > K.CALL_CYCLES, (fn, c)
     with pytest.raises(CompileError, match="defines no function 'x_step'"):
-        K.rope_spec(8, 1).cycles("x_step")
+        rope_spec(8, 1).cycles("x_step")
     npu1, npu2 = NPU1.mmul["bf16"], NPU2.mmul["bf16"]
     step = lambda spec: spec.cycles(spec.symbol + "_step")  # noqa: E731
     # the GEMV step is the dequantization: about linear in the tile's weights; AIE2P's wider MACs make it cheaper
-    ratio = step(K.gemv_spec(64, 256, 128, False, npu2)) / step(K.gemv_spec(64, 128, 128, False, npu2))
+    ratio = step(gemv_spec(64, 256, 128, False, npu2)) / step(gemv_spec(64, 128, 128, False, npu2))
     assert 1.9 < ratio <= 2
-    assert step(K.gemv_spec(64, 256, 128, False, npu2)) < step(K.gemv_spec(64, 256, 128, False, npu1))
+    assert step(gemv_spec(64, 256, 128, False, npu2)) < step(gemv_spec(64, 256, 128, False, npu1))
     # exp2 is one instruction per 16 lanes on AIE2P and a polynomial on AIE-ML
-    silu = {a: K.silu_mul_spec(64, 4, a) for a in ARCHS}
+    silu = {a: silu_mul_spec(64, 4, a) for a in ARCHS}
     assert silu["aie2p"].cycles(silu["aie2p"].symbol) < silu["aie2"].cycles(silu["aie2"].symbol)
     # a full 7B-like GEMV step: 64 rows x 512 inputs on npu2, well under the DDR time of its 16.4 KiB tile
-    big = K.gemv_spec(64, 512, 128, True, npu2)
+    big = gemv_spec(64, 512, 128, True, npu2)
     assert step(big) < 16 * 1024 / (57.6e9 / 32 / 1.8e9)
 
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: K.gemv_spec(16, 96, 64, True, NPU2.mmul["bf16"]),
+        (lambda: gemv_spec(16, 96, 64, True, NPU2.mmul["bf16"]),
          "linear_w4_gemv kernel: TK=96 is not a multiple of the group size G=64"),
-        (lambda: K.gemv_spec(16, 64, 8, True, NPU2.mmul["bf16"]), "group size G=8 is not a multiple of 16"),
-        (lambda: K.gemv_spec(16, 48, 16, True, NPU1.mmul["bf16"]), "TK=48 is not a multiple of 32"),
-        (lambda: K.gemv_spec(24, 64, 16, True, NPU1.mmul["bf16"]), "TN=24 is not a multiple of 16"),
-        (lambda: K.gemv_spec(16, 64, 16, True, K.MMulShape(4, 8, 2)), "the mmul's T=2 is neither 4 nor 8"),
-        (lambda: K.gemm_spec(6, 16, 64, 32, False, NPU1.mmul["bf16"]),
+        (lambda: gemv_spec(16, 64, 8, True, NPU2.mmul["bf16"]), "group size G=8 is not a multiple of 16"),
+        (lambda: gemv_spec(16, 48, 16, True, NPU1.mmul["bf16"]), "TK=48 is not a multiple of 32"),
+        (lambda: gemv_spec(24, 64, 16, True, NPU1.mmul["bf16"]), "TN=24 is not a multiple of 16"),
+        (lambda: gemv_spec(16, 64, 16, True, MMulShape(4, 8, 2)), "the mmul's T=2 is neither 4 nor 8"),
+        (lambda: gemm_spec(6, 16, 64, 32, False, NPU1.mmul["bf16"]),
          "linear_w4_gemm kernel: TM=6 is not a multiple of the mmul's R=4"),
-        (lambda: K.rms_norm_spec(40, 40, 2, 1e-6, False), "rms_norm kernel: D=40 is not a multiple of 16"),
-        (lambda: K.rms_norm_spec(48, 64, 2, 1e-6, False), "D_REAL=64 exceeds the padded width D=48"),
-        (lambda: K.silu_mul_spec(24, 2, "aie2"), "silu_mul kernel: T=24 is not a multiple of 16"),
-        (lambda: K.silu_mul_spec(32, 2, "aie1"), "silu_mul kernel: unknown architecture ARCH='aie1'"),
-        (lambda: K.rope_spec(7, 2), "rope kernel: D=7 is odd"),
-        (lambda: K.attention_spec(12, 1, 4, 16, 0.3, True, "aie2p"), "attention kernel: D=12 is not a multiple of 8"),
-        (lambda: K.attention_spec(16, 0, 4, 16, 0.3, True, "aie2p"), "GQ must be a positive integer"),
+        (lambda: rms_norm_spec(40, 40, 2, 1e-6, False), "rms_norm kernel: D=40 is not a multiple of 16"),
+        (lambda: rms_norm_spec(48, 64, 2, 1e-6, False), "D_REAL=64 exceeds the padded width D=48"),
+        (lambda: silu_mul_spec(24, 2, "aie2"), "silu_mul kernel: T=24 is not a multiple of 16"),
+        (lambda: silu_mul_spec(32, 2, "aie1"), "silu_mul kernel: unknown architecture ARCH='aie1'"),
+        (lambda: rope_spec(7, 2), "rope kernel: D=7 is odd"),
+        (lambda: attention_spec(12, 1, 4, 16, 0.3, True, "aie2p"), "attention kernel: D=12 is not a multiple of 8"),
+        (lambda: attention_spec(16, 0, 4, 16, 0.3, True, "aie2p"), "GQ must be a positive integer"),
         (lambda: K.KernelSpec("conv2d", ()), "unknown AIE kernel family 'conv2d'"),
     ],
 )
@@ -582,7 +586,7 @@ def test_a_gxx_error_names_the_file_and_shows_the_diagnostic(tmp_path):
 
 def test_a_missing_compiler_says_the_emulator_needs_gxx(tmp_path):
     with pytest.raises(CompileError, match="host emulator needs g\\+\\+"):
-        K.build_library([K.rope_spec(8, 1)], tmp_path, cxx="no-such-g++-compiler")
+        K.build_library([rope_spec(8, 1)], tmp_path, cxx="no-such-g++-compiler")
 
 
 def test_libraries_are_cached_by_content(tmp_path):
@@ -594,7 +598,7 @@ def test_libraries_are_cached_by_content(tmp_path):
 
 
 def test_function_arguments_are_checked_before_calling_c(lib):
-    spec = K.rope_spec(8, 1)
+    spec = rope_spec(8, 1)
     fn = lib.function(spec.symbol)
     good = np.zeros(8, np.uint16)
     with pytest.raises(ValueError, match="argument x: dtype float32 \\(expected uint16"):

@@ -5,8 +5,8 @@
 - :mod:`.silu_mul`: ``fused.silu_mul``;
 - :mod:`.attention`: ``fused.attention``, rotary embedding of q and k then flash attention.
 
-Each module owns its ops' planning, its launches' schedule, its cost (kernel calls per core) and the host side of
-its launches. :data:`KERNEL_FAMILIES` is the registry the drivers (tiling, binding, design generator, cost model,
+Each module owns its ops' planning, its kernels (definitions and ``*_spec`` constructors), its launches' schedule, its
+cost (kernel calls per core) and the host side of its launches. :data:`KERNEL_FAMILIES` is the registry the drivers (tiling, binding, design generator, cost model,
 host program) look families up in; a :class:`FamilyRegistry` is immutable once built.
 """
 
@@ -30,6 +30,9 @@ class FamilyRegistry:
         by_kind: dict[str, KernelFamily] = {}
         by_kernel: dict[str, KernelFamily] = {}
         for family in self._families:
+            if set(family.kernel_defs) != set(family.kernels):
+                raise CompileError(f"kernel family {family.name} runs the kernels {', '.join(family.kernels)} but "
+                                   f"defines {', '.join(family.kernel_defs) or 'none'}")
             for table, keys, what in ((by_kind, family.kinds, "kind"), (by_kernel, family.kernels, "kernel")):
                 for key in keys:
                     if key in table:
@@ -37,17 +40,11 @@ class FamilyRegistry:
                                            f"{what} {key!r}")
                     table[key] = family
         self._by_kind, self._by_kernel = by_kind, by_kernel
+        self.kinds: tuple[str, ...] = tuple(by_kind)
+        self.kernels: tuple[str, ...] = tuple(by_kernel)
 
     def __iter__(self) -> Iterator[KernelFamily]:
         return iter(self._families)
-
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        return tuple(self._by_kind)
-
-    @property
-    def kernels(self) -> tuple[str, ...]:
-        return tuple(self._by_kernel)
 
     def for_kind(self, kind: str) -> KernelFamily:
         """The family that runs ops planned as ``kind``."""
@@ -55,6 +52,11 @@ class FamilyRegistry:
         if family is None:
             raise unknown("runs plans of kind", kind, self._by_kind)
         return family
+
+    def kernel_definition(self, kernel: str):
+        """The :class:`~aielower.backends.aie.kernels.KernelDef` of ``kernel``, or None if no family runs it."""
+        family = self._by_kernel.get(kernel)
+        return None if family is None else family.kernel_defs[kernel]
 
     def for_kernel(self, kernel: str) -> KernelFamily:
         """The family whose launches run ``kernel``."""

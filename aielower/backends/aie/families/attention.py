@@ -10,18 +10,107 @@ the design has one runtime sequence per count of valid KV tiles.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.families.base import KernelFamily, per_core
 from aielower.backends.aie.host_arrays import from_bf16, kv_blocks, pad2, pad3, step_header, to_bf16
-from aielower.backends.aie.kernels import STEP_HEADER, KernelSpec, arch_of, attention_spec, rope_spec
+from aielower.backends.aie.kernels import (ATTENTION_WORDS, REDUCE_16, SCALAR_ELEMENTARY, STEP_HEADER, Arg, KernelDef,
+                                           KernelSpec, Ops, VectorModel, arch_of, ceil_div, check_arch, encode_float, fp32,
+                                           loads, require_positive, require_rule, stores)
 from aielower.backends.aie.kv_cache import BlockedKvCache
 from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
 from aielower.backends.aie.planner import BF16, F32, Unplannable, checked, core_grid, first_fitting, roundup
 from aielower.errors import AielowerError, CompileError
 from aielower.ir.dialects import fused
+
+# --------------------------------------------------------------------------- kernels
+
+
+def rope_spec(d: int, tr: int) -> KernelSpec:
+    return KernelSpec("rope", (("d", d), ("tr", tr)))
+
+
+def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: bool, arch: str,
+                   header: bool = False) -> KernelSpec:
+    """``header``: each query tile carries the step header (:data:`STEP_HEADER` slots after its rows), which
+    ``_params`` copies into the core's parameter words (attention over a KV cache: per-step values come from DDR)."""
+    params = (("d", d), ("gq", gq), ("tq", tq), ("tkv", tkv), ("scale", fp32(scale)), ("causal", bool(causal)),
+              ("arch", arch), ("header", bool(header)))
+    return KernelSpec("attention", params)
+
+
+def _check_rope(family: str, p: dict) -> None:
+    require_positive(family, p, "d", "tr")
+    require_rule(family, p["d"] % 2 == 0, f"D={p['d']} is odd (contract: the head dim is even)", "rotate an even D")
+
+
+def _check_attention(family: str, p: dict) -> None:
+    check_arch(family, p)
+    require_positive(family, p, "d", "gq", "tq", "tkv")
+    require_rule(family, p["d"] % 8 == 0, f"D={p['d']} is not a multiple of 8 (contract)", "pad the head dim to 8")
+    require_rule(family, math.isfinite(p["scale"]) and p["scale"] > 0, f"SCALE={p['scale']} must be finite and > 0",
+                 "use 1/sqrt(real head dim)")
+
+
+def _attention_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
+    rows = p["gq"] * p["tq"]
+    state = rows * p["d"] + 2 * rows
+    q = rows * p["d"] + (STEP_HEADER if p["header"] else 0)
+    out = {
+        "_init": (Arg("state", "f32", state, out=True),),
+        "_step": (Arg("q", "bf16", q), Arg("kv", "bf16", 2 * p["tkv"] * p["d"]),
+                  Arg("state", "f32", state, out=True), Arg("q_pos0", "i32"), Arg("kv_pos0", "i32"),
+                  Arg("kv_valid", "i32")),
+        "_store": (Arg("state", "f32", state), Arg("out", "bf16", rows * p["d"], out=True)),
+    }
+    if p["header"]:
+        out["_params"] = (Arg("q", "bf16", q), Arg("words", "words", ATTENTION_WORDS, out=True))
+    return out
+
+
+def _rope_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
+    h = p["d"] // 2
+    vec_pairs = h - h % 16
+    # MUL, MSC, rounding, MUL, MAC, rounding; ASSUMPTION: a scalar pair is 12 cycles (4 fp32 products, 2 sums, 2
+    # conversions to bf16, loads and stores on the scalar unit)
+    row = (loads(256) * 4 + Ops(vec=6) + stores(256) * 2) * (vec_pairs // 16) + Ops(scalar=12 * (h - vec_pairs))
+    return {"": row * p["tr"]}
+
+
+def _attention_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
+    d, tkv, rows = p["d"], p["tkv"], p["gq"] * p["tq"]
+    wd = 16 if d % 16 == 0 else 8
+    chunks, tkv_pad = d // wd, ceil_div(tkv, 16) * 16
+    scale_f32 = Ops(vec=8)  # split v (2 roundings, a sub), MUL, 2 MACs, conversion of v to an accumulator
+    scores = ((loads(wd * 16) * 2 + Ops(vec=1)) * chunks + Ops(vec=1 + REDUCE_16, scalar=2)) * tkv
+    scores += Ops(scalar=tkv_pad - tkv)  # -inf padding
+    max_of = (loads(16 * 32) + Ops(vec=1)) * (tkv_pad // 16) + Ops(vec=REDUCE_16)
+    exp_sum = (loads(16 * 32) + Ops(vec=2 + m.exp2_16) + stores(16 * 16)) * (tkv_pad // 16) + Ops(vec=1 + REDUCE_16)
+    update_o = (loads(wd * 32) + scale_f32 + (loads(wd * 16) + Ops(vec=1)) * tkv + Ops(vec=1) + stores(wd * 32)) * chunks
+    row = scores + max_of + Ops(vec=m.exp2_16, scalar=8) + exp_sum + update_o  # alpha, m, l bookkeeping
+    store_row = (loads(wd * 32) + scale_f32 + Ops(vec=1) + stores(wd * 16)) * chunks + Ops(scalar=SCALAR_ELEMENTARY)
+    return {"_init": stores(rows * d * 32) + Ops(scalar=2 * rows), "_step": row * rows, "_store": store_row * rows,
+            "_params": Ops(scalar=4)}
+
+
+ROPE_KERNEL = KernelDef(
+    functions=lambda p: ("",), check=_check_rope, cycles=_rope_cycles,
+    signature=lambda p: {"": tuple(Arg(n, "bf16", p["tr"] * p["d"], out=(n == "y")) for n in ("x", "cs", "y"))},
+    symbol=lambda p: f"rope_d{p['d']}_tr{p['tr']}",
+)
+ATTENTION_KERNEL = KernelDef(
+    functions=lambda p: ("_init", "_step", "_store") + (("_params",) if p["header"] else ()),
+    check=_check_attention, signature=_attention_signature, cycles=_attention_cycles,
+    symbol=lambda p: (f"attention_d{p['d']}_gq{p['gq']}_tq{p['tq']}_tkv{p['tkv']}"
+                      f"_s{encode_float(p['scale'])}{'_causal' if p['causal'] else ''}"
+                      f"{'_hdr' if p['header'] else ''}_{p['arch']}"),
+    stack_arrays=lambda p: 6 * (-(-p["tkv"] // 16) * 16),  # float s[TKV_PAD], bfloat16 p[TKV_PAD]
+)
+
 
 # --------------------------------------------------------------------------- planning
 
@@ -261,6 +350,7 @@ class Attention(KernelFamily):
     name = "attention"
     kinds = ("attention",)
     kernels = ("rope", "attention")
+    kernel_defs = {"rope": ROPE_KERNEL, "attention": ATTENTION_KERNEL}
 
     def plan_key(self, op, buckets, linear_buckets):
         if not isinstance(op, fused.Attention):
@@ -392,4 +482,5 @@ class Attention(KernelFamily):
         return tensors["y"].reshape(heads, s_pad, d)
 
 
-__all__ = ["Attention", "attention", "plan_attention", "rope"]
+__all__ = ["ATTENTION_KERNEL", "Attention", "ROPE_KERNEL", "attention", "attention_spec", "plan_attention", "rope",
+           "rope_spec"]

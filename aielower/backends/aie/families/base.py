@@ -14,8 +14,10 @@ the C++ kernel a launch's cores call). The generic drivers ask the family of an 
 - the host program (:mod:`aielower.backends.aie.host_program`): :meth:`KernelFamily.run`, the host side of an op's
   launches (padding inputs into DDR tensors, the launches, cropping the outputs).
 
-The kernels' C++ templates, signatures and cycle models are the kernel catalog (:mod:`aielower.backends.aie.kernels`),
-keyed by kernel name.
+A family also defines its kernels (:attr:`KernelFamily.kernel_defs`: functions, contract rules, symbol, signatures,
+cycle model; the C++ templates are ``templates/kernels/<kernel>.cc.j2``) and their ``*_spec`` constructors; the
+kernel catalog (:mod:`aielower.backends.aie.kernels`) holds what all kernels share: the spec, the cycle model's
+vocabulary, the host build.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from aielower.errors import CompileError
 
 if TYPE_CHECKING:
     from aielower.backends.aie.device import Device
-    from aielower.backends.aie.kernels import KernelSpec
+    from aielower.backends.aie.kernels import KernelDef, KernelSpec
     from aielower.backends.aie.plan import LaunchPlan, OpPlan
     from aielower.backends.aie.schedule import CoreProgram, LinearWork
 
@@ -37,6 +39,7 @@ class KernelFamily:
     name: ClassVar[str] = ""
     kinds: ClassVar[tuple[str, ...]] = ()  # the plan kinds of the ops it runs
     kernels: ClassVar[tuple[str, ...]] = ()  # the kernels its launches run
+    kernel_defs: ClassVar[dict[str, KernelDef]] = {}  # each of ``kernels``: what the kernel catalog knows of it
 
     def plan_key(self, op, buckets: tuple[int, ...], linear_buckets: tuple[int, ...]):
         """For an op this family runs: (a hashable description of what its plan depends on, ``make(label,

@@ -19,18 +19,134 @@ from __future__ import annotations
 import numpy as np
 
 from aielower.backends.aie import schedule as sched
-from aielower.backends.aie.device import Device
+from aielower.backends.aie.device import Device, MMulShape
 from aielower.backends.aie.families.base import KernelFamily, per_core
 from aielower.backends.aie.host_arrays import from_bf16, pad2, to_bf16
-from aielower.backends.aie.kernels import KernelSpec, gemm_spec, gemv_spec
+from aielower.backends.aie.kernels import (Arg, KernelDef, KernelSpec, Ops, VectorModel, ceil_div, loads,
+                                           require_positive, require_rule, stores, vector_ops)
 from aielower.backends.aie.launcher import Resident
 from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
 from aielower.backends.aie.planner import (BF16, F32, VECTOR, Unplannable, checked, core_grid, first_fitting,
                                            roundup)
-from aielower.backends.aie.weights import linear_tile_bytes, tile_positions
+from aielower.backends.aie.weights import UNIT_ROWS, linear_tile_bytes, tile_positions
 from aielower.errors import CompileError
 from aielower.ir import QTensorType
 from aielower.ir.core import LinearLike
+
+# --------------------------------------------------------------------------- kernels
+
+
+def gemv_spec(tn: int, tk: int, group: int, bias: bool, mmul: MMulShape) -> KernelSpec:
+    params = (("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)), ("r", mmul.m), ("s", mmul.k),
+              ("t", mmul.n))
+    return KernelSpec("linear_w4_gemv", params)
+
+
+def gemm_spec(tm: int, tn: int, tk: int, group: int, bias: bool, mmul: MMulShape) -> KernelSpec:
+    params = (("tm", tm), ("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)),
+              ("r", mmul.m), ("s", mmul.k), ("t", mmul.n))
+    return KernelSpec("linear_w4_gemm", params)
+
+
+def _check_linear(family: str, p: dict) -> None:
+    require_positive(family, p, "tn", "tk", "group", "r", "s", "t")
+    tn, tk, g, s, t = p["tn"], p["tk"], p["group"], p["s"], p["t"]
+    require_rule(family, tk % g == 0, f"TK={tk} is not a multiple of the group size G={g} (contract: TK % G == 0)",
+                 f"choose TK as a multiple of {g}")
+    require_rule(family, g % 16 == 0, f"group size G={g} is not a multiple of 16 (contract: G % 16 == 0)",
+                 "quantize with a group of 16, 32, 64 or 128")
+    require_rule(family, tk % 32 == 0, f"TK={tk} is not a multiple of 32 (contract: TK % 32 == 0)",
+                 "choose TK as a multiple of 32")
+    require_rule(family, tn % 16 == 0, f"TN={tn} is not a multiple of 16 (contract: TN % 16 == 0, so that every part "
+                 "of a weight tile starts on a 32-byte boundary)", "choose TN as a multiple of 16")
+    require_rule(family, t in (4, 8), f"the mmul's T={t} is neither 4 nor 8 (contract: a code unit of {UNIT_ROWS} rows "
+                 "is one or two mmul B blocks)", "use the device's bf16 mmul shape")
+    require_rule(family, s == 8 and g % s == 0, f"the mmul's S={s} must be 8, dividing G={g} (contract: a code unit "
+                 "is 8 x S codes, 32 bytes, of one group)", "use the device's bf16 mmul shape")
+
+
+def _check_gemm(family: str, p: dict) -> None:
+    _check_linear(family, p)
+    require_positive(family, p, "tm")
+    for dim, blk, rule in (("tm", "r", "TM % R"), ("tk", "s", "TK % S"), ("tn", "t", "TN % T")):
+        require_rule(family, p[dim] % p[blk] == 0,
+                     f"{dim.upper()}={p[dim]} is not a multiple of the mmul's {blk.upper()}={p[blk]} "
+                     f"(contract: {rule} == 0, mmul {p['r']}x{p['s']}x{p['t']})",
+                     f"choose {dim.upper()} as a multiple of {p[blk]}")
+
+
+def _bias(p: dict) -> str:
+    return "_bias" if p["bias"] else ""
+
+
+def _linear_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
+    rows = p.get("tm", 1)
+    acc = rows * p["tn"]
+    tile = linear_tile_bytes(p["tn"], p["tk"], p["group"], p["bias"])
+    return {
+        "_init": (Arg("acc", "f32", acc, out=True),),
+        "_step": (Arg("x", "bf16", rows * p["tk"]), Arg("w", "u8", tile), Arg("acc", "f32", acc, out=True)),
+        "_store": (Arg("acc", "f32", acc), Arg("y", "bf16", acc, out=True)),
+    }
+
+
+def _w4_ops(p: dict, m: VectorModel) -> tuple[Ops, Ops]:
+    """(per unit column and group: group_lanes, per unit: dequant_unit) of _w4_dequant.cc.j2."""
+    unit, t = UNIT_ROWS * p["s"], p["t"]
+    spread = vector_ops(unit * 16) if t == UNIT_ROWS else 1 + 2 * vector_ops(unit * 8)  # one unit_lanes: (zip,) grow_replicate
+    lanes = (loads(UNIT_ROWS * 16) + Ops(scalar=1)  # 8 scales; the zero-point word
+             + Ops(vec=5 + 2 * spread + vector_ops(unit * 16) + ceil_div(unit, m.mac_lanes)))  # bcast, and, shift, 2 zips; neg; mul
+    # load, and, shift, two zips (128 + q); MAC with the zero-point accumulator; rounding to bf16
+    unit_ops = loads(unit * 4) + Ops(vec=2 + 2 * vector_ops(unit * 8) + ceil_div(unit, m.mac_lanes) + ceil_div(unit, m.acc_lanes))
+    return lanes, unit_ops
+
+
+def _gemv_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
+    tn, tk, r, s, t = p["tn"], p["tk"], p["r"], p["s"], p["t"]
+    jb, units = UNIT_ROWS // t, tk // s
+    lanes, unit_ops = _w4_ops(p, m)
+    column = loads(UNIT_ROWS * 32) + Ops(vec=jb)  # acc[8], as row 0 of JB zeroed C blocks
+    if p["bias"]:
+        column += loads(UNIT_ROWS * 16) + Ops(vec=3 * ceil_div(UNIT_ROWS, m.acc_lanes))  # + bias in fp32, back to a vector
+    column += lanes * (tk // p["group"])
+    column += (unit_ops + loads(s * 16) + Ops(vec=1 + jb)) * units  # x block into A's row 0; JB mmuls
+    column += Ops(vec=jb * ceil_div(r * t, m.acc_lanes)) + stores(UNIT_ROWS * 32)
+    vf = Ops(vec=ceil_div(16, m.acc_lanes))
+    return {"_init": stores(16 * 32) * (tn // 16), "_step": column * (tn // UNIT_ROWS),
+            "_store": (loads(16 * 32) + vf + vf + stores(16 * 16)) * (tn // 16)}
+
+
+def _gemm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
+    tm, tn, tk, r, s, t = p["tm"], p["tn"], p["tk"], p["r"], p["s"], p["t"]
+    units, c_lanes = tk // s, r * t
+    lanes, unit_ops = _w4_ops(p, m)
+    column = lanes * (tk // p["group"]) + (unit_ops + stores(UNIT_ROWS * s * 16)) * units  # into b_col
+    block = Ops(vec=2 * ceil_div(c_lanes, m.acc_lanes)) + loads(c_lanes * 32) + stores(c_lanes * 32)  # acc in and out
+    if p["bias"]:
+        block += Ops(vec=ceil_div(c_lanes, m.acc_lanes))
+    block += (Ops(vec=1) + loads(r * s * 16) + loads(s * t * 16)) * units  # one mmul, its A and B blocks
+    bias = loads(UNIT_ROWS * 16) + Ops(vec=1 if t == UNIT_ROWS else 2) if p["bias"] else Ops()
+    blocks = (tm // r) * (tn // t)
+    to_bf16 = loads(c_lanes * 32) + Ops(vec=2 * ceil_div(c_lanes, m.acc_lanes)) + stores(c_lanes * 16)
+    return {"_init": stores(tm * tn * 32), "_step": column * (tn // UNIT_ROWS) + bias * (tn // t) + block * blocks,
+            "_store": to_bf16 * blocks}
+
+
+def _linear_functions(p: dict) -> tuple[str, ...]:
+    return ("_init", "_step", "_store")
+
+
+GEMV_KERNEL = KernelDef(
+    functions=_linear_functions, check=_check_linear, signature=_linear_signature, cycles=_gemv_cycles,
+    symbol=lambda p: f"linear_w4_gemv_tn{p['tn']}_tk{p['tk']}_g{p['group']}_r{p['r']}s{p['s']}t{p['t']}{_bias(p)}",
+)
+GEMM_KERNEL = KernelDef(
+    functions=_linear_functions, check=_check_gemm, signature=_linear_signature, cycles=_gemm_cycles,
+    symbol=lambda p: (f"linear_w4_gemm_tm{p['tm']}_tn{p['tn']}_tk{p['tk']}_g{p['group']}"
+                      f"_r{p['r']}s{p['s']}t{p['t']}{_bias(p)}"),
+    static_arrays=lambda p: 2 * p["tk"] * UNIT_ROWS,  # bfloat16 b_col[TK * UR]: one dequantized unit column
+)
+
 
 # --------------------------------------------------------------------------- planning
 
@@ -252,6 +368,7 @@ class LinearW4(KernelFamily):
     name = "linear_w4"
     kinds = ("linear",)
     kernels = ("linear_w4_gemv", "linear_w4_gemm")
+    kernel_defs = {"linear_w4_gemv": GEMV_KERNEL, "linear_w4_gemm": GEMM_KERNEL}
 
     def plan_key(self, op, buckets, linear_buckets):
         if not (isinstance(op, LinearLike) and isinstance(op.linear_weight.type, QTensorType)):
@@ -322,4 +439,5 @@ class LinearW4(KernelFamily):
         return out.reshape(*lead, n)
 
 
-__all__ = ["GEMV_ACCUMULATORS", "LinearW4", "gemm_work", "gemv_items", "gemv_work", "plan_linear"]
+__all__ = ["GEMM_KERNEL", "GEMV_ACCUMULATORS", "GEMV_KERNEL", "LinearW4", "gemm_spec", "gemm_work", "gemv_items", "gemv_spec",
+           "gemv_work", "plan_linear"]

@@ -3,16 +3,59 @@ writes the sum and the normalized sum). Rows are split over the cores; the norm 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.families.base import KernelFamily, per_core
 from aielower.backends.aie.host_arrays import from_bf16, pad2, to_bf16
-from aielower.backends.aie.kernels import KernelSpec, rms_norm_spec
+from aielower.backends.aie.kernels import (REDUCE_16, SCALAR_ELEMENTARY, Arg, KernelDef, KernelSpec, Ops, VectorModel,
+                                           encode_float, fp32, loads, require_positive, require_rule, stores)
 from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
 from aielower.backends.aie.planner import BF16, VECTOR, checked, core_grid, first_fitting, roundup
 from aielower.ir.dialects import fused
+
+
+def rms_norm_spec(d: int, d_real: int, tr: int, eps: float, add: bool) -> KernelSpec:
+    params = (("d", d), ("d_real", d_real), ("tr", tr), ("eps", fp32(eps)), ("add", bool(add)))
+    return KernelSpec("rms_norm", params)
+
+
+def _check_rms_norm(family: str, p: dict) -> None:
+    require_positive(family, p, "d", "d_real", "tr")
+    require_rule(family, p["d"] % 16 == 0, f"D={p['d']} is not a multiple of 16 (contract)", "pad D to a multiple of 16")
+    require_rule(family, p["d_real"] <= p["d"], f"D_REAL={p['d_real']} exceeds the padded width D={p['d']}",
+                 "D is D_REAL padded up")
+    require_rule(family, math.isfinite(p["eps"]) and p["eps"] >= 0, f"EPS={p['eps']} must be finite and >= 0",
+                 "use the model's rms_norm_eps")
+
+
+def _rms_norm_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
+    n = (2 if p["add"] else 1) * p["tr"] * p["d"]
+    return {"": (Arg("x", "bf16", n), Arg("w", "bf16", p["d"]), Arg("y", "bf16", n, out=True))}
+
+
+def _rms_norm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
+    tr, chunks = p["tr"], p["d"] // 16
+    if p["add"]:  # s = a + b as bf16 head + tail (widen, add, round, sub, round); s^2 from 3 MACs
+        first = loads(256) * 2 + Ops(vec=5 + 3)
+        second = loads(256) * 3 + Ops(vec=5 + 2 + 7) + stores(256) * 2  # s w (MUL + MAC), times r
+    else:
+        first = loads(256) + Ops(vec=1)
+        second = loads(256) * 2 + Ops(vec=1 + 7) + stores(256)  # x w, times r
+    # times r: split p (round, sub, round), MUL + 2 MACs, round. Per row: r from the reduced sum (a division, an
+    # inverse square root, the split into r_hi + r_lo).
+    row = first * chunks + Ops(vec=1 + REDUCE_16, scalar=2 * SCALAR_ELEMENTARY + 3) + second * chunks
+    return {"": row * tr}
+
+
+RMS_NORM_KERNEL = KernelDef(
+    functions=lambda p: ("",), check=_check_rms_norm, signature=_rms_norm_signature, cycles=_rms_norm_cycles,
+    symbol=lambda p: (f"{'add_' if p['add'] else ''}rms_norm_d{p['d']}_dr{p['d_real']}_tr{p['tr']}"
+                      f"_eps{encode_float(p['eps'])}"),
+)
 
 
 def plan_norm(label: str, d: int, eps: float, add: bool, buckets: tuple[int, ...], device: Device) -> OpPlan:
@@ -73,6 +116,7 @@ class RmsNorm(KernelFamily):
     name = "rms_norm"
     kinds = ("rms_norm", "add_rms_norm")
     kernels = ("rms_norm",)
+    kernel_defs = {"rms_norm": RMS_NORM_KERNEL}
 
     def plan_key(self, op, buckets, linear_buckets):
         if not isinstance(op, (fused.RMSNorm, fused.AddRMSNorm)):
@@ -115,4 +159,4 @@ class RmsNorm(KernelFamily):
         return (crop("sum"), crop("y")) if add else crop("y")
 
 
-__all__ = ["RmsNorm", "plan_norm", "rms_norm"]
+__all__ = ["RMS_NORM_KERNEL", "RmsNorm", "plan_norm", "rms_norm", "rms_norm_spec"]

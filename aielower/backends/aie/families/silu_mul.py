@@ -9,10 +9,36 @@ from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.families.base import KernelFamily, per_core
 from aielower.backends.aie.host_arrays import from_bf16, to_bf16
-from aielower.backends.aie.kernels import KernelSpec, arch_of, silu_mul_spec
+from aielower.backends.aie.kernels import (Arg, KernelDef, KernelSpec, Ops, VectorModel, arch_of, check_arch, loads,
+                                           require_positive, require_rule, stores)
 from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
 from aielower.backends.aie.planner import BF16, checked, core_grid, first_fitting, roundup
 from aielower.ir.dialects import fused
+
+
+def silu_mul_spec(t: int, tr: int, arch: str) -> KernelSpec:
+    return KernelSpec("silu_mul", (("t", t), ("tr", tr), ("arch", arch)))
+
+
+def _check_silu_mul(family: str, p: dict) -> None:
+    check_arch(family, p)
+    require_positive(family, p, "t", "tr")
+    require_rule(family, p["t"] % 16 == 0, f"T={p['t']} is not a multiple of 16 (contract)", "pad T to a multiple of 16")
+
+
+def _silu_mul_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
+    # abs; -|g| log2 e (MUL, MAC, to fp32); exp2; 1 / (1 + E) (MSC + round, 2 x (sub, MSC, round, widen, MAC, round));
+    # split r (round, sub, round); the E-or-1 factor (compare, select); sigmoid (MUL, MAC) and its split; g u (MUL)
+    # and its split; the product (MUL, 2 MACs) and its rounding
+    lane16 = loads(256) * 2 + Ops(vec=1 + 3 + m.exp2_16 + 14 + 3 + 2 + 2 + 3 + 4 + 4) + stores(256)
+    return {"": lane16 * (p["tr"] * p["t"] // 16)}
+
+
+SILU_MUL_KERNEL = KernelDef(
+    functions=lambda p: ("",), check=_check_silu_mul, cycles=_silu_mul_cycles,
+    signature=lambda p: {"": (Arg("gu", "bf16", 2 * p["tr"] * p["t"]), Arg("y", "bf16", p["tr"] * p["t"], out=True))},
+    symbol=lambda p: f"silu_mul_t{p['t']}_tr{p['tr']}_{p['arch']}",
+)
 
 
 def plan_silu_mul(label: str, i: int, buckets: tuple[int, ...], device: Device) -> OpPlan:
@@ -66,6 +92,7 @@ class SiluMul(KernelFamily):
     name = "silu_mul"
     kinds = ("silu_mul",)
     kernels = ("silu_mul",)
+    kernel_defs = {"silu_mul": SILU_MUL_KERNEL}
 
     def plan_key(self, op, buckets, linear_buckets):
         if not isinstance(op, fused.SiluMul):
@@ -97,4 +124,4 @@ class SiluMul(KernelFamily):
         return from_bf16(tensors["y"].reshape(bucket, i_pad)[:m, :i]).reshape(*lead, i)
 
 
-__all__ = ["SiluMul", "plan_silu_mul", "silu_mul"]
+__all__ = ["SILU_MUL_KERNEL", "SiluMul", "plan_silu_mul", "silu_mul", "silu_mul_spec"]
