@@ -46,7 +46,7 @@ def op_buckets(op, function_buckets: tuple[int, ...]) -> tuple[int, ...]:
 # What a plan may name: an aie.plan attribute read from IR text is data from outside, and these names become
 # design file names, MLIR symbols and C++ kernel symbols. Anything else is refused when the plan is read.
 KINDS = ("linear", "rms_norm", "add_rms_norm", "silu_mul", "attention")
-ROLES = ("gemv", "gemm", "rms_norm", "add_rms_norm", "silu_mul", "rope_q", "rope_k", "attention")
+ROLES = ("gemv", "gemm", "rms_norm", "add_rms_norm", "silu_mul", "rope", "attention")
 KERNELS = ("linear_w4_gemv", "linear_w4_gemm", "rms_norm", "silu_mul", "rope", "attention")
 DIRECTIONS = ("in", "out")
 TO_CORES = ("split", "broadcast")
@@ -266,7 +266,7 @@ class LaunchPlan:
 class OpPlan:
     """Everything planned for one op: its kind (``linear``, ``rms_norm``, ``add_rms_norm``, ``silu_mul``,
     ``attention``), the device, the op-level choices in ``shape`` (padded sizes, weight tiling) and its launches.
-    An attention op has three launches per bucket (rope of q, rope of k, attention), told apart by ``role``."""
+    An attention op has two launches per bucket (rope of q and k, attention), told apart by ``role``."""
 
     kind: str
     device: str

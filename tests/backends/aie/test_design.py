@@ -36,7 +36,7 @@ CASES = {
                                   "attention", NPU2),
     "attention_prefill_loops": lambda: (plan_attention("test", 2, 2, 64, 0.125, True, None, (512,), NPU1), 512,
                                         "attention", NPU1),
-    "rope_k": lambda: (plan_attention("test", 4, 2, 16, 0.25, True, 256, (1,), NPU2), 1, "rope_k", NPU2),
+    "rope": lambda: (plan_attention("test", 4, 2, 16, 0.25, True, 256, (1,), NPU2), 1, "rope", NPU2),
     "silu_mul": lambda: (plan_silu_mul("test", 176, (1,), NPU2), 1, None, NPU2),
     "rms_norm": lambda: (plan_norm("test", 64, 1e-6, False, (1,), NPU1), 1, None, NPU1),
 }
@@ -246,11 +246,11 @@ def test_prefill_attention_drains_kv_tiles_past_the_causal_limit():
 
 
 def test_rotated_keys_leave_contiguous_and_no_transfer_depends_on_the_position():
-    # The rope of k writes its own output like the rope of q: the host puts it into the cache.
-    launch, plan, device, spec = case("rope_k")
-    design = build_design(launch, plan, device, spec, "rope_k")
+    # One rope launch rotates q's heads, then k's: k's rows leave like q's, and the host puts them into the cache.
+    launch, plan, device, spec = case("rope")
+    design = build_design(launch, plan, device, spec, "rope")
     outputs = [op for op in design.sequence if getattr(op, "arg", None) == "y"]
-    heads, d, tr = plan.shape["kv_heads"], plan.shape["d_pad"], launch.params["tr"]
+    heads, d, tr = plan.shape["heads"] + plan.shape["kv_heads"], plan.shape["d_pad"], launch.params["tr"]
     assert sum(op.elements for op in outputs) == heads * tr * d
     assert {a.name for a in design.sequence_args} == {"x", "cs", "y"}
 
@@ -280,8 +280,8 @@ def test_decode_attention_sequences_read_back_and_bad_ones_are_refused():
     with pytest.raises(CompileError, match="dynamic_objfifo_lowering"):
         parse_design(text.replace("dynamic_objfifo_lowering = true, ", "", 1), "attention.mlir")
     with pytest.raises(CompileError, match="dynamic_objfifo_lowering"):
-        parse_design(render("rope_k").replace("} {link_with", "} {dynamic_objfifo_lowering = true, link_with", 1),
-                     "rope_k.mlir")
+        parse_design(render("rope").replace("} {link_with", "} {dynamic_objfifo_lowering = true, link_with", 1),
+                     "rope.mlir")
 
 
 def test_each_kv_sequence_reads_its_tiles_and_the_emulator_picks_by_length():

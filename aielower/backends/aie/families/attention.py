@@ -1,5 +1,6 @@
-"""The ``attention`` kernel family: ``fused.attention``, rotary embedding of q and k (two ``rope`` launches), then
-flash attention (an ``attention`` launch), per bucket of query tokens (batch 1; the host loops over a batch).
+"""The ``attention`` kernel family: ``fused.attention``, rotary embedding of q and k (one ``rope`` launch over the
+heads of both: the host stacks k's heads under q's, sharing the cos/sin table of the positions), then flash attention
+(an ``attention`` launch), per bucket of query tokens (batch 1; the host loops over a batch).
 
 Work items are (KV head, query tile); K and V tiles stream in a joined tile. When a column's rows work on the same KV
 head (prefill: they take different query tiles) the KV stream is broadcast; otherwise (decode) each row has its own,
@@ -142,8 +143,7 @@ def plan_attention(label: str, heads: int, kv_heads: int, head_dim: int, scale: 
             tq = 1 if s == 1 else min(s, max(1, size // gq))
             tq = 1 << (tq.bit_length() - 1)  # a power of two dividing the (power-of-two) bucket
             tr = min(16, s)
-            launches.append(_fewest_rows_dropped(lambda rows: _rope(s, heads, head_dim, tr, "rope_q", rows, device), device))
-            launches.append(_fewest_rows_dropped(lambda rows: _rope(s, kv_heads, head_dim, tr, "rope_k", rows, device),
+            launches.append(_fewest_rows_dropped(lambda rows: _rope(s, heads + kv_heads, head_dim, tr, rows, device),
                                                  device))
             launches.append(_attention_fitting(s, kv_len, heads, kv_heads, gq, d_pad, head_dim, tq, tkv, scale,
                                                causal, device, cached=cache_len is not None))
@@ -168,7 +168,8 @@ def _fewest_rows_dropped(make, device: Device) -> LaunchPlan:
     raise last
 
 
-def _rope(s: int, heads: int, d: int, tr: int, role: str, max_rows: int, device: Device) -> LaunchPlan:
+def _rope(s: int, heads: int, d: int, tr: int, max_rows: int, device: Device) -> LaunchPlan:
+    """Rotary embedding of ``heads`` heads of ``s`` rows (q's heads, then k's)."""
     rows_total = heads * s
     columns, rows = core_grid(rows_total // tr, device, max_rows=max_rows)
     tile = tr * d * BF16
@@ -183,7 +184,7 @@ def _rope(s: int, heads: int, d: int, tr: int, role: str, max_rows: int, device:
         Stream("y", "out", ("y",), "split", tile, 2, (ap,)),
     )
     return LaunchPlan(
-        bucket=s, kernel="rope", role=role, params=dict(d=d, tr=tr),
+        bucket=s, kernel="rope", role="rope", params=dict(d=d, tr=tr),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=rows_total * d * 2, padded_macs=rows_total * d * 2,
         ddr_read=2 * rows_total * d * BF16, ddr_write=rows_total * d * BF16,
@@ -372,10 +373,9 @@ class Attention(KernelFamily):
         s, b, p = op_plan.shape, launch.bucket, launch.params
         cache = s.get("cache_len", 0)
         if launch.kernel == "rope":
-            heads = s["heads"] if launch.role == "rope_q" else s["kv_heads"]
-            # Rotated keys come out contiguous like the queries; the host copies them into the KV cache at the
-            # step's position, as it does the values (no transfer offset depends on the position).
-            return rope(launch, heads, b, roundup(b, p["tr"])), ()
+            # q's heads, then k's. Rotated keys come out contiguous like the queries; the host copies them into the
+            # KV cache at the step's position, as it does the values (no transfer offset depends on the position).
+            return rope(launch, s["heads"] + s["kv_heads"], b, roundup(b, p["tr"])), ()
         if cache:
             tiles = cache // p["tkv"] if kv_tiles is None else kv_tiles
             kv_rows, kv_valid = cache, tiles * p["tkv"]
@@ -401,8 +401,7 @@ class Attention(KernelFamily):
     def calls_per_core(self, launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
         p, b = launch.params, launch.bucket
         if launch.kernel == "rope":
-            heads = shape["heads"] if launch.role == "rope_q" else shape["kv_heads"]
-            return {"": per_core(heads * -(-b // p["tr"]), launch)}
+            return {"": per_core((shape["heads"] + shape["kv_heads"]) * -(-b // p["tr"]), launch)}
         q_tiles = -(-b // p["tq"])
         items = per_core(shape["kv_heads"] * q_tiles, launch)
         if kv_len:  # decode: every valid KV tile of the cache
@@ -412,7 +411,7 @@ class Attention(KernelFamily):
         return {"init": items, "step": items * steps, "store": items}
 
     def run(self, host, op, plan: OpPlan, operands: tuple):
-        """Per batch row: rotate q and k (two rope launches), write the step's keys and values into the cache (a
+        """Per batch row: rotate q and k (one rope launch), write the step's keys and values into the cache (a
         :class:`BlockedKvCache` in DDR, or copies of the given arrays), then one attention launch over the valid KV
         tiles. Returns the output, and the caches when the op has them."""
         q, k, v, cos, sin, *cached_args = operands
@@ -427,7 +426,7 @@ class Attention(KernelFamily):
         if not (np.array_equal(cos2[:, :half], cos2[:, half:]) and np.array_equal(sin2[:, :half], sin2[:, half:])):
             raise CompileError(f"{op.name}: the rotary tables are not in rotate-half form (cos/sin halves differ)")
         cs = to_bf16(np.concatenate([cos2[:, :half], sin2[:, :half]], axis=1))
-        rope_q, rope_k = host.launch_of(plan, bucket, "rope_q"), host.launch_of(plan, bucket, "rope_k")
+        rope_qk = host.launch_of(plan, bucket, "rope")
         attn = host.launch_of(plan, bucket, "attention")
         tq, tkv = attn.params["tq"], attn.params["tkv"]
         cached = k_cache is not None
@@ -444,8 +443,8 @@ class Attention(KernelFamily):
         new_v = np.array(v_cache, copy=True) if cached and not resident else None
         bucket_pad = roundup(bucket, tq)
         for bi in range(b):
-            q_rot = self._rope(host, plan, rope_q, to_bf16(q[bi]), cs, bucket)
-            k_rot = self._rope(host, plan, rope_k, to_bf16(k[bi]), cs, bucket)
+            rotated = self._rope(host, plan, rope_qk, np.concatenate([to_bf16(q[bi]), to_bf16(k[bi])]), cs, bucket)
+            q_rot, k_rot = rotated[:heads], rotated[heads:]
             kv_len = pos + s if cached else None  # uncached: the design's constants (position 0, length bucket)
             if resident:
                 # The host writes the step's rotated keys and values into the DDR cache at the step's position.
