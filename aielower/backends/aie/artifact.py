@@ -24,7 +24,8 @@ import numpy as np
 
 from aielower.backends.aie import toolchain
 from aielower.backends.aie.buildfile import render_build_file
-from aielower.backends.aie.designs import build_design, read_design, render, require_valid
+from aielower.backends.aie.design_jobs import build_designs
+from aielower.backends.aie.designs import read_design, require_valid
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.kernels import KernelSpec
 from aielower.backends.aie.catalog import Design, collect, design_name
@@ -193,9 +194,10 @@ def artifact_writer(out_dir: str | Path) -> ArtifactWriter:
 
 
 def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline: str, report: dict,
-                   progress=None) -> dict:
+                   progress=None, jobs: int | None = None) -> dict:
     """Write the whole output directory; returns the manifest. ``progress(done, total, design)``, if given, is
-    called after each design is built.
+    called after each design is built; ``jobs`` worker processes build the designs when there is enough work
+    (:mod:`aielower.backends.aie.design_jobs`; default: the CPUs, at most 4).
 
     Everything is rendered and every file name checked before the first byte is written; the files go to a
     staging directory that replaces ``out_dir`` only when all of them are written (:class:`ArtifactWriter`)."""
@@ -206,16 +208,13 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
     texts: dict[str, str] = {}
     for spec in kernels.values():
         texts[f"kernels/{spec.filename}"] = spec.render()
-    built = []
-    for d in designs.values():
-        built.append(build_design(d.launch, d.plan, device, d.spec, d.name))
-        if progress is not None:
-            progress(len(built), len(designs), d.name)
+    results = build_designs(list(designs.values()), device, jobs, progress)
+    built = [design for design, _ in results]
     statics = {f"{spec.symbol}.o": spec for spec in kernels.values()}
     require_valid(built, static_bytes=lambda obj: statics[obj].static_bytes,
                   stack_needed=lambda obj: statics[obj].stack_bytes)  # the rules mlir-aie's verifiers miss
-    for d, design in zip(designs.values(), built):
-        texts[d.file] = render(design)
+    for d, (_, text) in zip(designs.values(), results):
+        texts[d.file] = text
     sequences = {d.name: [s.name for s in design.sequences] for d, design in zip(designs.values(), built)}
     texts["Makefile"] = render_build_file(list(kernels.values()), [(d.name, d.spec.symbol) for d in designs.values()],
                                           device, sequences)

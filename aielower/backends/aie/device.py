@@ -61,6 +61,7 @@ Sources:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -129,6 +130,11 @@ class Device:
     launch_overhead_s: float  # host-side cost of one kernel launch (XRT run + wait), compute excluded
     reconfiguration_s: float  # switching the array to another design's configuration (another xclbin's context)
     max_buffer_bytes: int  # the largest offset a transfer can have into one DDR buffer
+
+    def __reduce__(self):  # pickled with plain dicts (a read-only view does not pickle); __post_init__ wraps them
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["mmul"], values["macs_per_cycle"] = dict(self.mmul), dict(self.macs_per_cycle)
+        return (_device, (values,))
 
     def __post_init__(self) -> None:
         # Read-only views, so a frozen Device cannot be changed through its dicts either.
@@ -262,6 +268,10 @@ NPU2 = Device(
 )
 
 DEVICES: Mapping[str, Device] = MappingProxyType({d.name: d for d in (NPU1, NPU2)})
+
+
+def _device(values: dict) -> Device:
+    return Device(**values)
 
 
 def get_device(name: str) -> Device:

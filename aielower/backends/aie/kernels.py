@@ -78,6 +78,9 @@ class KernelSpec:
         object.__setattr__(self, "params", tuple(sorted(tuple(p) for p in self.params)))
         self.definition.check(self.family, self.p)
 
+    def __reduce__(self):  # pickled as its kernel and constants (the definition is looked up again)
+        return (KernelSpec, (self.family, self.params))
+
     @cached_property  # looked up once per spec (symbol, functions, ... ask for it on every use)
     def definition(self) -> KernelDef:
         """The kernel's definition, from the family that defines it."""

@@ -1,0 +1,52 @@
+"""Building an artifact's designs in worker processes: the same designs and texts, in the same order, as one
+after the other; a worker's error reaches the caller."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+
+import pytest
+
+from aielower.backends.aie import design_jobs
+from aielower.backends.aie.catalog import collect
+from aielower.backends.aie.device import NPU2
+from aielower.errors import CompileError
+
+
+@pytest.fixture(scope="module")
+def designs(planned):
+    _, found = collect(planned, NPU2)
+    return list(found.values())
+
+
+def test_what_goes_to_a_worker_pickles(designs):
+    assert pickle.loads(pickle.dumps(NPU2)) == NPU2
+    spec = designs[0].spec
+    assert spec.symbol  # caches the kernel's definition, which holds functions that do not pickle
+    assert pickle.loads(pickle.dumps(spec)) == spec
+
+
+def test_small_artifacts_are_built_here(designs):
+    total = sum(design_jobs.design_calls(d) for d in designs)
+    assert 0 < total < design_jobs.PARALLEL_CALLS  # the tiny model: starting workers would cost more
+    assert design_jobs.default_jobs() >= 1
+    with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
+        design_jobs.build_designs(designs, NPU2, jobs=0)
+
+
+def test_workers_build_the_same_designs_in_the_same_order(designs, monkeypatch):
+    chosen = designs[:6]
+    serial = design_jobs.build_designs(chosen, NPU2, jobs=1)
+    monkeypatch.setattr(design_jobs, "PARALLEL_CALLS", 0)  # workers even for a tiny model
+    seen = []
+    parallel = design_jobs.build_designs(chosen, NPU2, jobs=2, progress=lambda done, total, name: seen.append(
+        (done, total, name)))
+    assert [text for _, text in parallel] == [text for _, text in serial]
+    assert [design for design, _ in parallel] == [design for design, _ in serial]
+    assert [done for done, _, _ in seen] == list(range(1, 7)) and {total for _, total, _ in seen} == {6}
+    assert sorted(name for _, _, name in seen) == sorted(d.name for d in chosen)
+
+    wrong = dataclasses.replace(chosen[0], spec=next(d.spec for d in designs if d.spec.family != chosen[0].spec.family))
+    with pytest.raises(CompileError, match="the launch runs a"):
+        design_jobs.build_designs([chosen[1], wrong], NPU2, jobs=2)
