@@ -5,9 +5,10 @@
 - :mod:`.silu_mul`: ``fused.silu_mul``;
 - :mod:`.attention`: ``fused.attention``, rotary embedding of q and k then flash attention.
 
-Each module owns its ops' planning, its kernels (definitions and ``*_spec`` constructors), its launches' schedule, its
-cost (kernel calls per core) and the host side of its launches. :data:`KERNEL_FAMILIES` is the registry the drivers (tiling, binding, design generator, cost model,
-host program) look families up in; a :class:`FamilyRegistry` is immutable once built.
+Each module owns its ops' planning, its kernels (definitions and ``*_spec`` constructors), its launches' schedule,
+its cost (kernel calls per core) and the host side of its launches. :data:`KERNEL_FAMILIES` is the registry the
+drivers (tiling, binding, design generator, cost model, host program) look families up in; a :class:`FamilyRegistry`
+is immutable once built.
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ def _attention_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     scores += Ops(scalar=tkv_pad - tkv)  # -inf padding
     max_of = (loads(16 * 32) + Ops(vec=1)) * (tkv_pad // 16) + Ops(vec=REDUCE_16)
     exp_sum = (loads(16 * 32) + Ops(vec=2 + m.exp2_16) + stores(16 * 16)) * (tkv_pad // 16) + Ops(vec=1 + REDUCE_16)
-    update_o = (loads(wd * 32) + scale_f32 + (loads(wd * 16) + Ops(vec=1)) * tkv + Ops(vec=1) + stores(wd * 32)) * chunks
+    update_o = ((loads(wd * 32) + scale_f32 + (loads(wd * 16) + Ops(vec=1)) * tkv + Ops(vec=1) + stores(wd * 32))
+                * chunks)
     row = scores + max_of + Ops(vec=m.exp2_16, scalar=8) + exp_sum + update_o  # alpha, m, l bookkeeping
     store_row = (loads(wd * 32) + scale_f32 + Ops(vec=1) + stores(wd * 16)) * chunks + Ops(scalar=SCALAR_ELEMENTARY)
     return {"_init": stores(rows * d * 32) + Ops(scalar=2 * rows), "_step": row * rows, "_store": store_row * rows,
@@ -266,7 +267,8 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
 # --------------------------------------------------------------------------- schedule
 
 
-def rope(launch: LaunchPlan, heads: int, s: int, s_pad: int, out_rows: int = 0, out_start: int = 0) -> list[sched.CoreProgram]:
+def rope(launch: LaunchPlan, heads: int, s: int, s_pad: int, out_rows: int = 0,
+         out_start: int = 0) -> list[sched.CoreProgram]:
     """Tensors: ``x`` [heads, s_pad, d] bf16, ``cs`` [s_pad, d] (cos | sin halves per position), ``y``. By default
     ``y`` is laid out like ``x``; with ``out_rows`` it is a KV cache [heads, out_rows, d] and the ``s`` valid rows of
     each head land at rows ``out_start ...`` (the rotated keys go straight into the cache)."""

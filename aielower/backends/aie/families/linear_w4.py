@@ -318,7 +318,8 @@ def gemv_work(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int,
         nbs = (blocks >= 0).sum(axis=1).astype(np.int64)
         cores[divmod(index, launch.rows)] = (nbs, np.broadcast_to(kts * tk, (items, k_tiles)), w,
                                              np.where(blocks >= 0, blocks * tn, -1))
-    return sched.LinearWork("x", "y", AccessPattern(0, (tk,), (1,)), AccessPattern(0, (tn,), (1,)), tile_bytes, tn, cores)
+    return sched.LinearWork("x", "y", AccessPattern(0, (tk,), (1,)), AccessPattern(0, (tn,), (1,)), tile_bytes, tn,
+                            cores)
 
 
 def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes: int,
@@ -439,5 +440,5 @@ class LinearW4(KernelFamily):
         return out.reshape(*lead, n)
 
 
-__all__ = ["GEMM_KERNEL", "GEMV_ACCUMULATORS", "GEMV_KERNEL", "LinearW4", "gemm_spec", "gemm_work", "gemv_items", "gemv_spec",
-           "gemv_work", "plan_linear"]
+__all__ = ["GEMM_KERNEL", "GEMV_ACCUMULATORS", "GEMV_KERNEL", "LinearW4", "gemm_spec", "gemm_work", "gemv_items",
+           "gemv_spec", "gemv_work", "plan_linear"]

@@ -25,7 +25,8 @@ def rms_norm_spec(d: int, d_real: int, tr: int, eps: float, add: bool) -> Kernel
 
 def _check_rms_norm(family: str, p: dict) -> None:
     require_positive(family, p, "d", "d_real", "tr")
-    require_rule(family, p["d"] % 16 == 0, f"D={p['d']} is not a multiple of 16 (contract)", "pad D to a multiple of 16")
+    require_rule(family, p["d"] % 16 == 0, f"D={p['d']} is not a multiple of 16 (contract)",
+                 "pad D to a multiple of 16")
     require_rule(family, p["d_real"] <= p["d"], f"D_REAL={p['d_real']} exceeds the padded width D={p['d']}",
                  "D is D_REAL padded up")
     require_rule(family, math.isfinite(p["eps"]) and p["eps"] >= 0, f"EPS={p['eps']} must be finite and >= 0",
@@ -123,7 +124,8 @@ class RmsNorm(KernelFamily):
             return None
         d = op.x.type.shape[-1]
         add = isinstance(op, fused.AddRMSNorm)
-        return ("norm", d, op.eps, add, buckets), (lambda label, device: plan_norm(label, d, op.eps, add, buckets, device))
+        return ("norm", d, op.eps, add, buckets), (
+            lambda label, device: plan_norm(label, d, op.eps, add, buckets, device))
 
     def kernel_spec(self, launch: LaunchPlan, device: Device) -> KernelSpec:
         p = launch.params

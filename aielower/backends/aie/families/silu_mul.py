@@ -23,7 +23,8 @@ def silu_mul_spec(t: int, tr: int, arch: str) -> KernelSpec:
 def _check_silu_mul(family: str, p: dict) -> None:
     check_arch(family, p)
     require_positive(family, p, "t", "tr")
-    require_rule(family, p["t"] % 16 == 0, f"T={p['t']} is not a multiple of 16 (contract)", "pad T to a multiple of 16")
+    require_rule(family, p["t"] % 16 == 0, f"T={p['t']} is not a multiple of 16 (contract)",
+                 "pad T to a multiple of 16")
 
 
 def _silu_mul_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
@@ -84,7 +85,8 @@ def silu_mul(launch: LaunchPlan, m: int, i_pad: int) -> list[sched.CoreProgram]:
             row, ct = divmod(item, per_row)
             gate = sched.contiguous("gu", row * 2 * i_pad + ct * t, t)
             up = sched.contiguous("gu", row * 2 * i_pad + i_pad + ct * t, t)
-            core.calls.append(sched.Call("", (sched.In((gate, up)), sched.Out((sched.contiguous("y", row * i_pad + ct * t, t),)))))
+            y = sched.contiguous("y", row * i_pad + ct * t, t)
+            core.calls.append(sched.Call("", (sched.In((gate, up)), sched.Out((y,)))))
     return cores
 
 
