@@ -1,3 +1,4 @@
 from aielower.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a worker process imports it (design_jobs starts workers with spawn)
+    raise SystemExit(main())

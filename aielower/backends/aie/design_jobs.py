@@ -1,29 +1,38 @@
 """Building the designs of an artifact: one after the other, or in worker processes when there is enough work.
 
 The biggest designs of a 7B model take seconds each to build (the generator checks every core's calls against the
-schedule); they do not depend on each other, so with more than one CPU they are built by worker processes. The
-workers are started with ``spawn``: the compiling process has usually imported torch, whose threads make ``fork``
-unsafe. The work of a design is estimated by its kernel calls (the cost model's calls per core, times the cores);
-below :data:`PARALLEL_CALLS` in all, starting workers costs more than it saves and everything is built in this
-process. Designs are handed out biggest first and come back in the order given, so the artifact is the same whatever
-the number of workers.
+schedule); they do not depend on each other, so with more than one CPU they are built by worker processes. A worker
+is a fresh interpreter running this module (``python -m aielower.backends.aie.design_jobs``): it reads its designs
+as a pickle on stdin and writes each result back on stdout as soon as it is built. Fresh interpreters, not
+``multiprocessing``: they do not re-run the caller's main script (a script calling ``aielower.compile`` needs no
+``if __name__ == "__main__"`` guard) and do not fork a process that torch's threads run in.
+
+The work of a design is estimated by its kernel calls (the cost model's calls per core, times the cores); below
+:data:`PARALLEL_CALLS` in all, starting workers costs more than it saves and everything is built in this process.
+Designs are dealt to the workers biggest first, each to the least loaded, and the results are put back in the order
+given, so the artifact is the same whatever the number of workers.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from aielower.backends.aie.catalog import Design as Planned
 from aielower.backends.aie.cost import calls_per_core
 from aielower.backends.aie.designs import build_design, render
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.device import Device
+from aielower.errors import AielowerError, CompileError
 
 PARALLEL_CALLS = 1_000_000  # kernel calls in all the designs below which they are built in this process
 MAX_JOBS = 4
+WORKER = "aielower.backends.aie.design_jobs"
 
 
 def default_jobs() -> int:
@@ -41,6 +50,17 @@ def design_calls(planned: Planned) -> int:
     return sum(calls_per_core(launch, planned.plan.shape).values()) * launch.cores
 
 
+def deal(work: Sequence[int], jobs: int) -> list[list[int]]:
+    """Indices of ``work`` dealt to ``jobs`` workers: biggest first, each to the least loaded (empty ones dropped)."""
+    loads = [0] * jobs
+    bins: list[list[int]] = [[] for _ in range(jobs)]
+    for i in sorted(range(len(work)), key=lambda i: -work[i]):
+        least = loads.index(min(loads))
+        bins[least].append(i)
+        loads[least] += work[i]
+    return [b for b in bins if b]
+
+
 def _build(planned: Planned, device: Device) -> tuple[m.Design, str]:
     design = build_design(planned.launch, planned.plan, device, planned.spec, planned.name)
     return design, render(design)
@@ -55,26 +75,90 @@ def build_designs(designs: Sequence[Planned], device: Device, jobs: int | None =
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     work = [design_calls(d) for d in designs]
-    results: list[tuple[m.Design, str] | None] = [None] * len(designs)
-    done = 0
     if jobs == 1 or len(designs) < 2 or sum(work) < PARALLEL_CALLS:
-        for i, planned in enumerate(designs):
-            results[i] = _build(planned, device)
-            done += 1
+        results = []
+        for planned in designs:
+            results.append(_build(planned, device))
             if progress is not None:
-                progress(done, len(designs), planned.name)
+                progress(len(results), len(designs), planned.name)
         return results
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(designs)), mp_context=context) as pool:
-        biggest_first = sorted(range(len(designs)), key=lambda i: -work[i])
-        futures = {pool.submit(_build, designs[i], device): i for i in biggest_first}
-        for future in as_completed(futures):
-            i = futures[future]
-            results[i] = future.result()  # a worker's error is raised here, as it would be in this process
+    return _in_workers(designs, device, deal(work, jobs), progress)
+
+
+def _in_workers(designs: Sequence[Planned], device: Device, bins: list[list[int]],
+                progress: Callable[[int, int, str], None] | None) -> list[tuple[m.Design, str]]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # where this process found aielower
+    messages: queue.Queue = queue.Queue()
+    workers = []
+    try:
+        for indices in bins:
+            worker = subprocess.Popen([sys.executable, "-m", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      env=env)
+            workers.append(worker)
+            threading.Thread(target=_read, args=(worker, messages), daemon=True).start()
+            pickle.dump((device, [(i, designs[i]) for i in indices]), worker.stdin)
+            worker.stdin.close()
+        results: list[tuple[m.Design, str] | None] = [None] * len(designs)
+        done = finished = 0
+        while finished < len(workers):
+            message = messages.get()
+            if message[0] == "done":
+                finished += 1
+                continue
+            if message[0] == "error":
+                raise message[1]
+            _, i, result = message  # ("built", index, (design, text))
+            results[i] = result
             done += 1
             if progress is not None:
                 progress(done, len(designs), designs[i].name)
-    return results
+        missing = [designs[i].name for i, r in enumerate(results) if r is None]
+        if missing:
+            raise CompileError(f"the design workers exited without building {', '.join(missing[:3])}"
+                               f"{' and more' if len(missing) > 3 else ''} (their errors are above)")
+        return results
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
 
 
-__all__ = ["PARALLEL_CALLS", "build_designs", "default_jobs", "design_calls"]
+def _read(worker: subprocess.Popen, messages: queue.Queue) -> None:
+    """Forward a worker's results (and its error, if any) to ``messages``, then ``("done",)``."""
+    try:
+        while True:
+            try:
+                messages.put(pickle.load(worker.stdout))
+            except EOFError:
+                break
+    except Exception as e:  # noqa: BLE001 - a worker that died mid-message: the caller reports what is missing
+        messages.put(("error", CompileError(f"a design worker's output could not be read: {e}")))
+    finally:
+        messages.put(("done",))
+
+
+def _worker() -> int:
+    """A worker: builds the designs it reads on stdin, writing ``("built", index, (design, text))`` per design, or
+    ``("error", exception)`` and stops."""
+    out = sys.stdout.buffer
+    device, items = pickle.load(sys.stdin.buffer)
+    for i, planned in items:
+        try:
+            message = ("built", i, _build(planned, device))
+        except AielowerError as e:  # sent as a CompileError: other error classes may not unpickle
+            message = ("error", e if type(e) is CompileError else CompileError(str(e)))
+        except Exception as e:  # noqa: BLE001 - sent as an internal error naming the design
+            message = ("error", CompileError(f"internal: building design {planned.name} failed: "
+                                             f"{type(e).__name__}: {e}"))
+        pickle.dump(message, out)
+        out.flush()
+        if message[0] == "error":
+            return 1
+    return 0
+
+
+__all__ = ["PARALLEL_CALLS", "build_designs", "deal", "default_jobs", "design_calls"]
+
+if __name__ == "__main__":
+    raise SystemExit(_worker())

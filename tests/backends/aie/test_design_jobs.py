@@ -27,6 +27,11 @@ def test_what_goes_to_a_worker_pickles(designs):
     assert pickle.loads(pickle.dumps(spec)) == spec
 
 
+def test_designs_are_dealt_biggest_first_to_the_least_loaded_worker():
+    assert design_jobs.deal([5, 1, 9, 3, 3], 2) == [[2, 1], [0, 3, 4]]  # loads 10 and 11
+    assert design_jobs.deal([7], 4) == [[0]]
+
+
 def test_small_artifacts_are_built_here(designs):
     total = sum(design_jobs.design_calls(d) for d in designs)
     assert 0 < total < design_jobs.PARALLEL_CALLS  # the tiny model: starting workers would cost more
