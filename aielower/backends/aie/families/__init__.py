@@ -31,9 +31,6 @@ class FamilyRegistry:
         by_kind: dict[str, KernelFamily] = {}
         by_kernel: dict[str, KernelFamily] = {}
         for family in self._families:
-            if set(family.kernel_defs) != set(family.kernels):
-                raise CompileError(f"kernel family {family.name} runs the kernels {', '.join(family.kernels)} but "
-                                   f"defines {', '.join(family.kernel_defs) or 'none'}")
             for table, keys, what in ((by_kind, family.kinds, "kind"), (by_kernel, family.kernels, "kernel")):
                 for key in keys:
                     if key in table:

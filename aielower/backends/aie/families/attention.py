@@ -352,7 +352,6 @@ def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, posit
 class Attention(KernelFamily):
     name = "attention"
     kinds = ("attention",)
-    kernels = ("rope", "attention")
     kernel_defs = {"rope": ROPE_KERNEL, "attention": ATTENTION_KERNEL}
 
     def plan_key(self, op, buckets, linear_buckets):

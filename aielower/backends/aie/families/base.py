@@ -34,12 +34,16 @@ if TYPE_CHECKING:
 
 
 class KernelFamily:
-    """One kernel family. Subclasses set ``name``, ``kinds`` and ``kernels`` and implement the hooks."""
+    """One kernel family. Subclasses set ``name``, ``kinds`` and ``kernel_defs`` and implement the hooks."""
 
     name: ClassVar[str] = ""
     kinds: ClassVar[tuple[str, ...]] = ()  # the plan kinds of the ops it runs
-    kernels: ClassVar[tuple[str, ...]] = ()  # the kernels its launches run
-    kernel_defs: ClassVar[dict[str, KernelDef]] = {}  # each of ``kernels``: what the kernel catalog knows of it
+    kernel_defs: ClassVar[dict[str, KernelDef]] = {}  # the kernels its launches run, by name
+
+    @property
+    def kernels(self) -> tuple[str, ...]:
+        """The kernels its launches run."""
+        return tuple(self.kernel_defs)
 
     def plan_key(self, op, buckets: tuple[int, ...], linear_buckets: tuple[int, ...]):
         """For an op this family runs: (a hashable description of what its plan depends on, ``make(label,

@@ -368,7 +368,6 @@ def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes
 class LinearW4(KernelFamily):
     name = "linear_w4"
     kinds = ("linear",)
-    kernels = ("linear_w4_gemv", "linear_w4_gemm")
     kernel_defs = {"linear_w4_gemv": GEMV_KERNEL, "linear_w4_gemm": GEMM_KERNEL}
 
     def plan_key(self, op, buckets, linear_buckets):

@@ -116,7 +116,6 @@ def rms_norm(launch: LaunchPlan, m_pad: int) -> list[sched.CoreProgram]:
 class RmsNorm(KernelFamily):
     name = "rms_norm"
     kinds = ("rms_norm", "add_rms_norm")
-    kernels = ("rms_norm",)
     kernel_defs = {"rms_norm": RMS_NORM_KERNEL}
 
     def plan_key(self, op, buckets, linear_buckets):

@@ -93,7 +93,6 @@ def silu_mul(launch: LaunchPlan, m: int, i_pad: int) -> list[sched.CoreProgram]:
 class SiluMul(KernelFamily):
     name = "silu_mul"
     kinds = ("silu_mul",)
-    kernels = ("silu_mul",)
     kernel_defs = {"silu_mul": SILU_MUL_KERNEL}
 
     def plan_key(self, op, buckets, linear_buckets):
