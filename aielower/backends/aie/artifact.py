@@ -194,10 +194,11 @@ def artifact_writer(out_dir: str | Path) -> ArtifactWriter:
 
 
 def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline: str, report: dict,
-                   progress=None, jobs: int | None = None) -> dict:
+                   progress=None, jobs: int | None = None, built: dict | None = None) -> dict:
     """Write the whole output directory; returns the manifest. ``progress(done, total, design)``, if given, is
     called after each design is built; ``jobs`` worker processes build the designs when there is enough work
-    (:mod:`aielower.backends.aie.design_jobs`; default: the CPUs, at most 4).
+    (:mod:`aielower.backends.aie.design_jobs`; default: the CPUs, at most 4). ``built``: designs already built
+    (name -> design, as the report leaves them), rendered without building them again.
 
     Everything is rendered and every file name checked before the first byte is written; the files go to a
     staging directory that replaces ``out_dir`` only when all of them are written (:class:`ArtifactWriter`)."""
@@ -208,7 +209,7 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
     texts: dict[str, str] = {}
     for spec in kernels.values():
         texts[f"kernels/{spec.filename}"] = spec.render()
-    results = build_designs(list(designs.values()), device, jobs, progress)
+    results = build_designs(list(designs.values()), device, jobs, progress, built)
     built = [design for design, _ in results]
     statics = {f"{spec.symbol}.o": spec for spec in kernels.values()}
     require_valid(built, static_bytes=lambda obj: statics[obj].static_bytes,

@@ -21,7 +21,7 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from aielower.backends.aie.catalog import Design as Planned
 from aielower.backends.aie.cost import calls_per_core
@@ -67,26 +67,46 @@ def _build(planned: Planned, device: Device) -> tuple[m.Design, str]:
 
 
 def build_designs(designs: Sequence[Planned], device: Device, jobs: int | None = None,
-                  progress: Callable[[int, int, str], None] | None = None) -> list[tuple[m.Design, str]]:
+                  progress: Callable[[int, int, str], None] | None = None,
+                  built: Mapping[str, m.Design] | None = None) -> list[tuple[m.Design, str]]:
     """Every design built and rendered, in the order of ``designs``; ``jobs`` workers (default:
     :func:`default_jobs`) when the designs make at least :data:`PARALLEL_CALLS` kernel calls in all.
+    ``built`` holds designs already built, by name (the report builds the decode step's): they are only rendered.
     ``progress(done, total, name)`` after each design."""
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    work = [design_calls(d) for d in designs]
-    if jobs == 1 or len(designs) < 2 or sum(work) < PARALLEL_CALLS:
-        results = []
-        for planned in designs:
-            results.append(_build(planned, device))
-            if progress is not None:
-                progress(len(results), len(designs), planned.name)
-        return results
-    return _in_workers(designs, device, deal(work, jobs), progress)
+    built = {} if built is None else built
+    results: list[tuple[m.Design, str] | None] = [None] * len(designs)
+    done = 0
+
+    def finished(i: int, result: tuple[m.Design, str]) -> None:
+        nonlocal done
+        results[i] = result
+        done += 1
+        if progress is not None:
+            progress(done, len(designs), designs[i].name)
+
+    rest = []
+    for i, planned in enumerate(designs):
+        if planned.name in built:
+            finished(i, (built[planned.name], render(built[planned.name])))
+        else:
+            rest.append(i)
+    work = {i: design_calls(designs[i]) for i in rest}
+    if jobs == 1 or len(rest) < 2 or sum(work.values()) < PARALLEL_CALLS:
+        for i in rest:
+            finished(i, _build(designs[i], device))
+    else:
+        bins = [[rest[k] for k in b] for b in deal([work[i] for i in rest], jobs)]
+        _in_workers(designs, device, bins, finished)
+    return results
 
 
 def _in_workers(designs: Sequence[Planned], device: Device, bins: list[list[int]],
-                progress: Callable[[int, int, str], None] | None) -> list[tuple[m.Design, str]]:
+                finished: Callable[[int, tuple[m.Design, str]], None]) -> None:
+    """Build ``designs[i]`` for the indices of each bin in a worker of its own; ``finished(i, result)`` as each
+    comes back."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # where this process found aielower
     messages: queue.Queue = queue.Queue()
     workers = []
@@ -98,25 +118,22 @@ def _in_workers(designs: Sequence[Planned], device: Device, bins: list[list[int]
             threading.Thread(target=_read, args=(worker, messages), daemon=True).start()
             pickle.dump((device, [(i, designs[i]) for i in indices]), worker.stdin)
             worker.stdin.close()
-        results: list[tuple[m.Design, str] | None] = [None] * len(designs)
-        done = finished = 0
-        while finished < len(workers):
+        missing = {i for indices in bins for i in indices}
+        ended = 0
+        while ended < len(workers):
             message = messages.get()
             if message[0] == "done":
-                finished += 1
+                ended += 1
                 continue
             if message[0] == "error":
                 raise message[1]
             _, i, result = message  # ("built", index, (design, text))
-            results[i] = result
-            done += 1
-            if progress is not None:
-                progress(done, len(designs), designs[i].name)
-        missing = [designs[i].name for i, r in enumerate(results) if r is None]
+            missing.discard(i)
+            finished(i, result)
         if missing:
-            raise CompileError(f"the design workers exited without building {', '.join(missing[:3])}"
-                               f"{' and more' if len(missing) > 3 else ''} (their errors are above)")
-        return results
+            names = sorted(designs[i].name for i in missing)
+            raise CompileError(f"the design workers exited without building {', '.join(names[:3])}"
+                               f"{' and more' if len(names) > 3 else ''} (their errors are above)")
     finally:
         for worker in workers:
             if worker.poll() is None:

@@ -108,10 +108,11 @@ def op_rows(fc: cost.FunctionCost) -> list[dict]:
 
 def build_report(module: Module, device: Device, *, quant: str, new_tokens: int = NEW_TOKENS,
                  short_prompts: tuple[int, ...] = SHORT_PROMPTS, prompt_lengths: tuple[int, ...] = PROMPT_LENGTHS,
-                 overhead: str = cost.DEFAULT_OVERHEAD) -> dict:
+                 overhead: str = cost.DEFAULT_OVERHEAD, built: dict | None = None) -> dict:
     """The report of a planned ``module`` (plan-aie-tiling for ``device`` has run). ``quant`` labels the weight
     format (e.g. ``w4g128 + lm_head g32``). Short prompts and prompt lengths default to the card's; rows whose
-    prompt + new tokens exceed the module's KV cache are listed under ``skipped_prompt_lengths``."""
+    prompt + new tokens exceed the module's KV cache are listed under ``skipped_prompt_lengths``. The decode step's
+    designs it builds to count them are added to ``built`` (design name -> design), if given, for the artifact."""
     planned_device = module.metadata.get("aie_device")
     if planned_device != device.name:
         raise CompileError(f"module {module.name} is planned for {planned_device or 'no device'}, not {device.name}: "
@@ -148,7 +149,7 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
     planned_ddr_per_token = sum(r["ddr_bytes_per_token"] for r in short) / len(short)
     # What the generated designs move and issue in one decode step at the short context (counted from their
     # runtime sequences), and at the contexts of COUNTED_CONTEXTS that the cache holds.
-    built: dict = {}
+    built = {} if built is None else built
     token = counted.decode_token_count(module, device, cost.decode_function(module), kv_step, built)
     ddr_per_token = token.total.ddr_bytes
     weights_min = cost.min_weight_bytes_per_decode_token(module)

@@ -55,3 +55,16 @@ def test_workers_build_the_same_designs_in_the_same_order(designs, monkeypatch):
     wrong = dataclasses.replace(chosen[0], spec=next(d.spec for d in designs if d.spec.family != chosen[0].spec.family))
     with pytest.raises(CompileError, match="the launch runs a"):
         design_jobs.build_designs([chosen[1], wrong], NPU2, jobs=2)
+
+
+def test_designs_already_built_are_only_rendered(designs, monkeypatch):
+    """The report builds the decode step's designs to count them; the artifact renders those without building them
+    again."""
+    chosen = designs[:3]
+    serial = design_jobs.build_designs(chosen, NPU2, jobs=1)
+    rebuilt = []
+    build = design_jobs._build
+    monkeypatch.setattr(design_jobs, "_build", lambda planned, device: rebuilt.append(planned.name) or build(planned,
+                                                                                                              device))
+    again = design_jobs.build_designs(chosen, NPU2, jobs=1, built={chosen[1].name: serial[1][0]})
+    assert again == serial and rebuilt == [chosen[0].name, chosen[2].name]
