@@ -79,10 +79,11 @@ AIE_QUANT = QuantConfig(lm_head_group_size=32)  # the model card's "w4 g128 + lm
 
 
 def default_pipeline(target: str = "ref", quant: QuantConfig | None = None, device: str = "npu2") -> str:
-    """Fusions, then quantization when asked, then cleanup; ``aie`` adds ``plan-aie-tiling{device=...}``."""
+    """Fusions, then quantization when asked, then cleanup; ``aie`` adds ``fuse-aie-epilogues`` (the elementwise
+    ops its linear kernels compute as they store) and ``plan-aie-tiling{device=...}``."""
     parts = [FUSIONS] + ([quant.pipeline()] if quant is not None else []) + [CLEANUP]
     if target == "aie":
-        parts.append(f"plan-aie-tiling{{device={device}}}")
+        parts.append(f"fuse-aie-epilogues,plan-aie-tiling{{device={device}}}")
     return ",".join(parts)
 
 

@@ -101,6 +101,7 @@ def fused_rms_norm(x, weight, eps):
 
 
 @impl(fused.SiluMul)
+@impl(fused.LinearSiluMul)  # the epilogue: it receives the linear's output
 def fused_silu_mul(x):
     """silu(x[..., :n]) * x[..., n:] for the fused gate/up projection."""
     n = x.shape[-1] // 2

@@ -29,7 +29,8 @@ from aielower.ir import Module
 PASS_REGISTRY: dict[str, type["ModulePass"]] = {}
 # Passes that live with a backend (target-specific, TVM style) and the module registering them: imported when a
 # pipeline names one, so `passes` itself never imports a backend.
-BACKEND_PASS_MODULES = {"plan-aie-tiling": "aielower.backends.aie.tiling"}
+BACKEND_PASS_MODULES = {"plan-aie-tiling": "aielower.backends.aie.tiling",
+                        "fuse-aie-epilogues": "aielower.backends.aie.epilogues"}
 
 
 def lookup_pass(name: str) -> "type[ModulePass] | None":

@@ -250,6 +250,18 @@ def test_the_aie_plan_attribute_is_the_plan_object_and_reads_back(tmp_path):
         parse(broken)
 
 
+def test_names_in_the_aie_plan_attribute_are_checked_when_it_is_read():
+    """A plan's shape and params may hold names (a kernel's epilogue and architecture), which reach kernel symbols,
+    file names and C++: read from text, anything but a plan name is refused."""
+    text = (__import__("pathlib").Path(__file__).parent / "filecheck" / "fuse-aie-epilogues.ir").read_text()
+    planned = str(PassManager.parse("fuse-aie-epilogues,plan-aie-tiling").run(parse(text)))
+    assert 'epilogue = "silu_mul"' in planned and str(parse(planned)) == planned
+    for hostile in ('silu_mul\\"); system(\\"rm', "Silu", "../x", ""):
+        broken = planned.replace('epilogue = "silu_mul"', f'epilogue = "{hostile}"', 1)
+        with pytest.raises(IRError, match="malformed aie.plan attribute: shape.epilogue is"):
+            parse(broken)
+
+
 def test_qtensor_bytes_are_counted_once():
     t = QTensorType((64, 256), bits=4, group=128)
     assert t.groups == 128 and t.nbytes == 64 * 256 // 2 + 128 * 2 + 64

@@ -31,7 +31,7 @@ from aielower.backends.aie.kernels import KernelSpec
 from aielower.backends.aie.catalog import Design, collect, design_name
 from aielower.backends.aie.plan import plan_of
 from aielower.backends.aie.report import report_files
-from aielower.backends.aie.weights import pretile_linear
+from aielower.backends.aie.weights import interleave_gate_up, pretile_linear
 from aielower.backends.ref.numerics import bf16_weight_names
 from aielower.errors import ModelError
 from aielower.ir import Module, QTensorType, Weight, print_module
@@ -65,6 +65,8 @@ def weight_files(module: Module) -> dict[str, dict]:
                            "bias": bias_of[name], "bytes": shape["weight_bytes"],
                            **{k: shape[k] for k in ("n", "k", "n_pad", "k_pad", "tn", "tk", "group", "w_columns",
                                                           "w_rows")}}
+            if shape.get("epilogue") == "silu_mul":  # each tile: tn / 2 gate rows, then the matching up rows
+                files[name]["rows"] = "gate/up interleaved by half tile"
         else:
             dtype = "bf16" if name in stored_bf16 else "f32"
             files[name] = {"file": f"{name}.{dtype}.bin", "layout": f"{dtype} row-major",
@@ -78,7 +80,10 @@ def write_weights(module: Module, files: dict[str, dict], writer: ArtifactWriter
         w = module.weights[name]
         if isinstance(w.type, QTensorType):
             bias = module.weights[entry["bias"]].data if entry["bias"] else None
-            data = pretile_linear(w.data, bias, entry["n_pad"], entry["k_pad"], entry["tn"], entry["tk"],
+            weight = w.data
+            if "rows" in entry:
+                weight, bias = interleave_gate_up(weight, bias, entry["n_pad"], entry["tn"])
+            data = pretile_linear(weight, bias, entry["n_pad"], entry["k_pad"], entry["tn"], entry["tk"],
                                   entry["w_columns"], entry["w_rows"], mmul=device.mmul["bf16"])
         elif entry["file"].endswith(".bf16.bin"):
             data = bf16_bits(np.asarray(w.data, np.float32)).astype("<u2")

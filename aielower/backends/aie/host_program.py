@@ -3,7 +3,7 @@
 Ops with an ``aie.plan`` run as launches of their designs; everything else runs on the host. A
 :class:`HostProgram` is an :class:`aielower.interp.Interpreter` whose planned ops are overridden with launches, so
 host ops compute exactly what their ``@impl`` says; a ``LinearLike`` op with an epilogue runs its planned linear on
-the NPU and the epilogue on the host. Each launch goes to a :class:`Launcher`, the only part that differs between
+the NPU and the epilogue on the host, unless its kernels compute the epilogue too (``fused.linear_silu_mul``). Each launch goes to a :class:`Launcher`, the only part that differs between
 the host emulator (:class:`aielower.backends.aie.emulator.DesignLauncher`: the design files run by
 :class:`~aielower.backends.aie.designs.simulate.DesignRun` with the kernels built by g++) and the XRT host runtime
 (:class:`aielower.backends.aie.runtime.XrtLauncher`: buffer objects, instruction streams and kernel runs through
@@ -103,8 +103,8 @@ class HostProgram:
 
 class _HostInterpreter(Interpreter):
     """The interpreter with the host program's launches: ops that carry a plan run as launches (a planned
-    LinearLike op: its linear; an epilogue, if any, then runs on the host); host ops read the weights from
-    ``weights/``."""
+    LinearLike op: its linear; an epilogue, if any, then runs on the host unless the launches compute it too); host
+    ops read the weights from ``weights/``."""
 
     def __init__(self, program: HostProgram, function: str):
         self.program = program
@@ -126,9 +126,13 @@ class _HostInterpreter(Interpreter):
 
     def evaluator(self, op):
         plan = plan_of(op)
-        if plan is None or isinstance(op, LinearLike):
+        if plan is None:
             return super().evaluator(op)
         program = self.program
+        if isinstance(op, LinearLike):
+            if not KERNEL_FAMILIES.for_kind(plan.kind).computes_epilogue(plan):
+                return super().evaluator(op)  # the linear on the NPU, then the epilogue on the host
+            return lambda x, weight, bias, *rest, **attributes: program.npu(op, plan, (x, weight, bias, *rest))
         return lambda *operands, **attributes: program.npu(op, plan, operands)
 
 

@@ -78,17 +78,21 @@ def _name(value, what: str) -> str:
 
 
 def _scalars(value, what: str) -> dict:
-    """A dict of plan names to numbers and booleans (params, shape)."""
+    """A dict of plan names to numbers, booleans and plan names (params, shape: a kernel's epilogue and
+    architecture are names)."""
     if not isinstance(value, dict):
         _fail(what, value, "a dictionary")
     for k, v in value.items():
         _name(k, f"a key of {what}")
+        if isinstance(v, str):
+            _name(v, f"{what}.{k}")
+            continue
         if isinstance(v, float) and not math.isfinite(v):
             _fail(f"{what}.{k}", v, "a finite number")
         if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_PLAN_INT:
             _fail(f"{what}.{k}", v, f"a number of magnitude at most {MAX_PLAN_INT}")
         if not isinstance(v, (bool, int, float)):
-            _fail(f"{what}.{k}", v, "a number or a boolean")
+            _fail(f"{what}.{k}", v, "a number, a boolean or a name")
     return dict(value)
 
 

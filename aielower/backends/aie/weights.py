@@ -232,6 +232,33 @@ def pretile_linear(weight: QuantizedWeight, bias: np.ndarray | None, n_pad: int,
     return blob.reshape(-1) if columns * rows == 1 else _to_dma_order(blob, columns, rows)
 
 
+def interleave_gate_up(weight: QuantizedWeight, bias: np.ndarray | None, n_pad: int,
+                       tn: int) -> tuple[QuantizedWeight, np.ndarray | None]:
+    """The rows of a fused gate/up weight ``[Wg; Wu]`` ([2n, k]) as the ``silu_mul`` epilogue of the linear kernels
+    reads them: gate and up each padded to ``n_pad / 2`` rows (code, scale and zero 0), then cut into ``tn / 2``-row
+    blocks, tile ``j`` of ``tn`` rows holding gate block ``j`` then up block ``j``. Returns the weight (and bias) of
+    ``n_pad`` rows in that order, for :func:`pretile_linear` with ``n = n_pad``."""
+    rows, k = weight.shape
+    half, blocks = n_pad // 2, tn // 2
+    if rows % 2 or n_pad % tn or half < rows // 2:
+        raise CompileError(f"cannot interleave the gate and up rows of a [{rows}, {k}] weight into {n_pad} rows of "
+                           f"{tn}-row tiles: the weight needs an even number of rows, at most {n_pad}, and {n_pad} "
+                           f"must be a multiple of {tn}")
+    n = rows // 2
+    index = np.arange(n)
+    at = (index // blocks) * tn + index % blocks  # where gate row i goes; up row i goes tn / 2 rows later
+    order = np.concatenate([at, at + blocks])
+
+    def moved(a: np.ndarray) -> np.ndarray:
+        out = np.zeros((n_pad,) + a.shape[1:], a.dtype)
+        out[order] = a
+        return out
+
+    spread = QuantizedWeight(moved(weight.packed), moved(weight.scales), moved(weight.zeros), weight.bits,
+                             weight.group, (n_pad, k))
+    return spread, (None if bias is None else moved(np.asarray(bias)))
+
+
 def _bias_tiles(bias: np.ndarray, n: int, n_pad: int, tn: int, kt: int) -> np.ndarray:
     """Bias bytes ``[NT, KT, 2*tn]``: bf16 of the bias in ``kt == 0``, zeros in the other tiles."""
     bias = np.asarray(bias)

@@ -18,6 +18,7 @@ from aielower.backends.ref.in_place import InPlacePlanner, written_operands
 from aielower.backends.ref.numerics import (
     AIE_KERNEL_KEYWORDS,
     AIE_KERNEL_OPS,
+    DEVICE_EPILOGUE_OPS,
     VALUE_PRESERVING_OPS,
     bf16_weight_names,
     check_numerics,
@@ -175,7 +176,7 @@ class _FunctionWriter:
     def linear_like(self, i: int, op: LinearLike) -> list[Line]:
         """``y = linear(x, W, bias)``, then ``results = epilogue(y, other operands..., attributes...)`` unless the
         op is a plain linear (then ``y`` is its result). With AIE numerics the linear is a kernel (bf16 in and out),
-        the epilogue a host op."""
+        the epilogue a host op, or part of the kernel (``DEVICE_EPILOGUE_OPS``: its results are bf16 too)."""
         kernel = self.aie and runs_as_kernel(op)
         plain = self.kernels.plain_linear(op)
         linear_operands = [v for v in (op.linear_input, op.linear_weight, op.linear_bias) if v is not None]
@@ -198,7 +199,12 @@ class _FunctionWriter:
         epilogue = [Arg(self.names(v), copy=f.name in writes and not self.in_place.safe(op, i, v))
                     for f, group in op.operands_by_field() if f.name not in set(op.linear_fields) for v in group]
         args = [Arg(y)] + epilogue + self.attributes(op, False)
-        return [line, Line(results, self.kernels.call(op), args, [y] + self.dead(i, rest, op.results), [])]
+        on_device = kernel and op.name in DEVICE_EPILOGUE_OPS  # the kernel stores the epilogue's result in bf16
+        dead = self.dead(i, rest, op.results)
+        rounded = [results[k] for k, r in enumerate(op.results) if on_device and is_float(r) and results[k] not in dead]
+        if on_device:
+            self.exact.update(id(r) for r in op.results)
+        return [line, Line(results, self.kernels.call(op), args, [y] + dead, rounded)]
 
     # -- pieces ---------------------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ can be compared with the reference tightly:
 - weights are what the NPU stores: float weights are rounded to bf16 once at load, and a
   4-bit weight dequantizes to ``bf16((q - z) * s)``;
 - the ops the AIE backend runs as NPU kernels (``AIE_KERNEL_OPS``, and the linear part of every
-  :class:`~aielower.ir.core.LinearLike` op, whose epilogue runs on the host) read bf16 operands and
+  :class:`~aielower.ir.core.LinearLike` op, whose epilogue runs on the host unless the kernel computes it too:
+  ``DEVICE_EPILOGUE_OPS``) read bf16 operands and
   write bf16 results; they still compute in float32 inside. Inside ``fused.attention`` the
   rotary embedding is a kernel of its own, so rope(q) and rope(k) are rounded too
   (``AIE_KERNEL_KEYWORDS``), and the KV caches only ever receive bf16 values;
@@ -29,6 +30,10 @@ NUMERICS = {
 AIE_KERNEL_OPS = frozenset(
     {"quant.linear", "nn.linear", "fused.rms_norm", "fused.add_rms_norm", "fused.silu_mul", "fused.attention"}
 )
+
+# LinearLike ops whose epilogue the AIE linear kernels compute too, in their store: it reads the linear's output
+# rounded to bf16 (as the plain kernel would store it) and its result is stored in bf16.
+DEVICE_EPILOGUE_OPS = frozenset({"fused.linear_silu_mul"})
 
 # Keyword arguments the AIE numerics pass to implementations that round inside (generated-module expressions).
 AIE_KERNEL_KEYWORDS = {"fused.attention": {"rope_rounding": "bf16"}}

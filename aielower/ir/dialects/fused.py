@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aielower.ir.core import Op, WritesInPlace, attr, op, operand, require, same_dtype, tensor_type
+from aielower.ir.core import LinearLike, Op, WritesInPlace, attr, op, operand, require, same_dtype, tensor_type
 
 
 def _normed_type(op: Op):
@@ -53,6 +53,25 @@ class SiluMul(Op):
         last = x.shape[-1]
         require(isinstance(last, int) and last % 2 == 0, f"{self.name}: last dim of {x} must be even")
         return [x.with_shape(x.shape[:-1] + (last // 2,))]
+
+
+@op("fused.linear_silu_mul")
+class LinearSiluMul(LinearLike, Op):
+    """The fused gate/up projection with the gated-MLP activation as its epilogue: ``y = x @ W^T (+ bias)`` with
+    ``W = [Wg; Wu]`` of shape [2n, in], result ``silu(y[..., :n]) * y[..., n:]`` [..., n]. ``fused.silu_mul`` of a
+    plain linear, as one op, for backends whose linear kernels compute the activation before they store (the AIE
+    pass ``fuse-aie-epilogues`` makes it)."""
+
+    x = operand()
+    weight = operand()
+    bias = operand(optional=True)
+
+    def result_types(self):
+        y = self.linear_result_type()
+        last = y.shape[-1]
+        require(isinstance(last, int) and last % 2 == 0,
+                f"{self.name}: the weight must have an even number of rows (gate rows, then as many up rows), got {last}")
+        return [y.with_shape(y.shape[:-1] + (last // 2,))]
 
 
 @op("fused.attention")

@@ -24,7 +24,7 @@ from aielower.backends.aie.families.attention import attention_spec, rope_spec
 from aielower.backends.aie.families.linear_w4 import gemm_spec, gemv_spec
 from aielower.backends.aie.families.rms_norm import rms_norm_spec
 from aielower.backends.aie.families.silu_mul import silu_mul_spec
-from aielower.backends.aie.weights import pretile_linear, untile_linear
+from aielower.backends.aie.weights import interleave_gate_up, pretile_linear, untile_linear
 from aielower.errors import CompileError
 from aielower.quant.bf16 import bf16_bits, from_bf16_bits, round_to_bf16
 from aielower.quant.groupwise import quantize_rtn
@@ -53,6 +53,12 @@ GEMM_CASES = [
 ]
 RMS_CASES = [(64, 64, 3, 1e-6, False), (48, 40, 2, 1e-5, False), (64, 60, 3, 1e-6, True), (256, 256, 1, 1e-6, True)]
 SILU_CASES = [(32, 3, a) for a in ARCHS] + [(48, 1, a) for a in ARCHS]
+ARCH_OF = {"npu1": "aie2", "npu2": "aie2p"}
+# The silu_mul epilogue of the linear kernels. GEMV: i (gate rows = up rows), k, tn, tk, group, bias, device; TN = 16
+# stores 8 outputs at a time (in both halves of 16 lanes), 32 and 64 whole 16-lane vectors. GEMM: m first, and tm.
+EPILOGUE_GEMV_CASES = [(20, 96, 16, 32, 16, False, "npu2"), (40, 128, 32, 64, 32, True, "npu1"),
+                       (24, 64, 64, 64, 16, False, "npu2")]
+EPILOGUE_GEMM_CASES = [(8, 20, 96, 8, 16, 32, 16, False, "npu2"), (12, 24, 64, 4, 32, 64, 32, True, "npu1")]
 ROPE_CASES = [(38, 3), (64, 2), (8, 1), (2, 2)]
 ATTN_CASES = [
     # d, gq, tq, tkv, causal, arch
@@ -85,8 +91,20 @@ def _layout_specs():
             for make in (lambda b, m: gemv_spec(32, 64, 16, b, m), lambda b, m: gemm_spec(8, 32, 64, 16, b, m))]
 
 
+def _epilogue_specs():
+    """Per epilogue case: the plain kernel, the one with the silu_mul epilogue, and silu_mul on 16 columns."""
+    out = []
+    for i, k, tn, tk, group, bias, device in EPILOGUE_GEMV_CASES:
+        out += [gemv_spec(tn, tk, group, bias, MMULS[device]),
+                gemv_spec(tn, tk, group, bias, MMULS[device], "silu_mul", ARCH_OF[device])]
+    for m, i, k, tm, tn, tk, group, bias, device in EPILOGUE_GEMM_CASES:
+        out += [gemm_spec(tm, tn, tk, group, bias, MMULS[device]),
+                gemm_spec(tm, tn, tk, group, bias, MMULS[device], "silu_mul", ARCH_OF[device])]
+    return out + [silu_mul_spec(16, 1, arch) for arch in ARCHS]
+
+
 def _all_specs():
-    return ([_gemv(c) for c in GEMV_CASES] + [_gemm(c) for c in GEMM_CASES] + _layout_specs()
+    return ([_gemv(c) for c in GEMV_CASES] + [_gemm(c) for c in GEMM_CASES] + _layout_specs() + _epilogue_specs()
             + [rms_norm_spec(*c) for c in RMS_CASES] + [silu_mul_spec(*c) for c in SILU_CASES]
             + [rope_spec(*c) for c in ROPE_CASES] + [_attn(c) for c in ATTN_CASES] + [HEADER_SPEC, PLAIN_SPEC])
 
@@ -145,16 +163,18 @@ def _pad(n, t):
 
 
 def _run_gemv(lib, spec, tiles, x_pad):
-    """init, one step per K tile, store, for every N tile; returns y bf16 bits [n_pad]."""
+    """init, one step per K tile, store, for every N tile; returns y bf16 bits [n_pad] (with an epilogue that
+    stores half the tile: [n_pad / 2])."""
     tn, tk = spec.p["tn"], spec.p["tk"]
+    out = tn // 2 if "epilogue" in spec.p else tn
     init, step, store = (lib.function(f) for f in spec.functions)
-    y = np.zeros(tiles.shape[0] * tn, np.uint16)
+    y = np.zeros(tiles.shape[0] * out, np.uint16)
     for nt in range(tiles.shape[0]):
         acc = np.full(tn, np.nan, np.float32)
         init(acc)
         for kt in range(tiles.shape[1]):
             step(x_pad[kt * tk:(kt + 1) * tk], np.ascontiguousarray(tiles[nt, kt]), acc)
-        store(acc, y[nt * tn:(nt + 1) * tn])
+        store(acc, y[nt * out:(nt + 1) * out])
     return y
 
 
@@ -225,11 +245,13 @@ def _unblocked(c, rows, cols, r, t):
 
 
 def _run_gemm(lib, spec, tiles, a_pad):
-    """Every (M tile, N tile) through init, the K steps and store; returns C bf16 bits [m_pad, n_pad]."""
+    """Every (M tile, N tile) through init, the K steps and store; returns C bf16 bits [m_pad, n_pad] (with an
+    epilogue that stores half the tile: [m_pad, n_pad / 2])."""
     p = spec.p
     tm, tn, tk, r, s, t = p["tm"], p["tn"], p["tk"], p["r"], p["s"], p["t"]
+    out = tn // 2 if "epilogue" in p else tn
     init, step, store = (lib.function(f) for f in spec.functions)
-    c = np.zeros((a_pad.shape[0], tiles.shape[0] * tn), np.uint16)
+    c = np.zeros((a_pad.shape[0], tiles.shape[0] * out), np.uint16)
     for mt in range(a_pad.shape[0] // tm):
         for nt in range(tiles.shape[0]):
             acc = np.full(tm * tn, np.nan, np.float32)
@@ -237,9 +259,9 @@ def _run_gemm(lib, spec, tiles, a_pad):
             for kt in range(tiles.shape[1]):
                 step(_blocked(a_pad[mt * tm:(mt + 1) * tm, kt * tk:(kt + 1) * tk], r, s),
                      np.ascontiguousarray(tiles[nt, kt]), acc)
-            out = np.zeros(tm * tn, np.uint16)
-            store(acc, out)
-            c[mt * tm:(mt + 1) * tm, nt * tn:(nt + 1) * tn] = _unblocked(out, tm, tn, r, t)
+            tile = np.zeros(tm * out, np.uint16)
+            store(acc, tile)
+            c[mt * tm:(mt + 1) * tm, nt * out:(nt + 1) * out] = _unblocked(tile, tm, out, r, t)
     return c
 
 
@@ -317,6 +339,73 @@ def test_rms_norm(lib, case):
     in_place = ab_bits.copy()
     fn(in_place, w_bits, in_place)
     np.testing.assert_array_equal(in_place, out, "add_rms_norm may write over its input")
+
+
+def _silu_mul_kernel(lib, arch, g_bits, u_bits):
+    """The silu_mul kernel on gate and up rows (bf16 bits, [rows, cols]), 16 columns at a time."""
+    rows, cols = g_bits.shape
+    fn = lib.function(silu_mul_spec(16, 1, arch).symbol)
+    y = np.zeros((rows, _pad(cols, 16)), np.uint16)
+    for row in range(rows):
+        for c0 in range(0, cols, 16):
+            gu = np.zeros((2, 1, 16), np.uint16)
+            gu[0, 0, : min(16, cols - c0)] = g_bits[row, c0:c0 + 16]
+            gu[1, 0, : min(16, cols - c0)] = u_bits[row, c0:c0 + 16]
+            fn(gu, y[row, c0:c0 + 16])
+    return y[:, :cols]
+
+
+@pytest.mark.parametrize("case", EPILOGUE_GEMV_CASES, ids=lambda c: "i{}_k{}_tn{}_tk{}_g{}_{}_{}".format(*c))
+def test_gemv_silu_mul_epilogue_is_the_gemv_then_the_silu_mul_kernel_bit_for_bit(lib, case):
+    """The fused gate/up GEMV on the interleaved weight stores exactly what the plain GEMV on [Wg; Wu] and then the
+    silu_mul kernel on its two halves give (the store rounds g and u to bf16 first, as DDR did); padded outputs 0."""
+    i, k, tn, tk, group, bias, device = case
+    rng = np.random.default_rng(i * k)
+    w, b, _, _ = _quantized_linear(rng, 2 * i, k, group, bias)
+    k_pad, n_pad = _pad(k, tk), 2 * _pad(i, tn // 2)
+    x_pad = np.zeros(k_pad, np.uint16)
+    x_pad[:k] = rand_bf16(rng, k)[0]
+    plain_pad = _pad(2 * i, tn)
+    plain = pretile_linear(w, b, plain_pad, k_pad, tn, tk, mmul=MMULS[device]).reshape(plain_pad // tn, k_pad // tk, -1)
+    y = _run_gemv(lib, gemv_spec(tn, tk, group, bias, MMULS[device]), plain, x_pad)
+    expected = _silu_mul_kernel(lib, ARCH_OF[device], y[None, :i], y[None, i:2 * i])[0]
+    wi, bi = interleave_gate_up(w, b, n_pad, tn)
+    tiles = pretile_linear(wi, bi, n_pad, k_pad, tn, tk, mmul=MMULS[device]).reshape(n_pad // tn, k_pad // tk, -1)
+    got = _run_gemv(lib, gemv_spec(tn, tk, group, bias, MMULS[device], "silu_mul", ARCH_OF[device]), tiles, x_pad)
+    assert got.shape == (n_pad // 2,)
+    np.testing.assert_array_equal(got[:i], expected)
+    assert not got[i:].any(), "padded outputs are silu(0) * 0"
+
+
+@pytest.mark.parametrize("case", EPILOGUE_GEMM_CASES, ids=lambda c: "m{}_i{}_k{}_tm{}_tn{}_tk{}_g{}_{}_{}".format(*c))
+def test_gemm_silu_mul_epilogue_is_the_gemm_then_the_silu_mul_kernel_bit_for_bit(lib, case):
+    m, i, k, tm, tn, tk, group, bias, device = case
+    rng = np.random.default_rng(m * i * k)
+    w, b, _, _ = _quantized_linear(rng, 2 * i, k, group, bias)
+    m_pad, k_pad, n_pad = _pad(m, tm), _pad(k, tk), 2 * _pad(i, tn // 2)
+    a_pad = np.zeros((m_pad, k_pad), np.uint16)
+    a_pad[:m, :k] = rand_bf16(rng, (m, k))[0]
+    plain_pad = _pad(2 * i, tn)
+    plain = pretile_linear(w, b, plain_pad, k_pad, tn, tk, mmul=MMULS[device]).reshape(plain_pad // tn, k_pad // tk, -1)
+    c = _run_gemm(lib, gemm_spec(tm, tn, tk, group, bias, MMULS[device]), plain, a_pad)
+    expected = _silu_mul_kernel(lib, ARCH_OF[device], c[:m, :i], c[:m, i:2 * i])
+    wi, bi = interleave_gate_up(w, b, n_pad, tn)
+    tiles = pretile_linear(wi, bi, n_pad, k_pad, tn, tk, mmul=MMULS[device]).reshape(n_pad // tn, k_pad // tk, -1)
+    got = _run_gemm(lib, gemm_spec(tm, tn, tk, group, bias, MMULS[device], "silu_mul", ARCH_OF[device]), tiles, a_pad)
+    assert got.shape == (m_pad, n_pad // 2)
+    np.testing.assert_array_equal(got[:m, :i], expected)
+    assert not got[:, i:].any(), "padded outputs are silu(0) * 0"
+
+
+def test_interleave_gate_up_puts_half_tiles_side_by_side():
+    w = quantize_rtn(np.arange(12 * 32, dtype=np.float32).reshape(12, 32) / 100, bits=4, group=16)
+    spread, bias = interleave_gate_up(w, np.arange(12, dtype=np.float32), 16, 8)
+    # gate rows 0-5 padded to 8, up rows 6-11 padded to 8; tiles of 8 rows: [g0-3, u0-3], [g4-5 0 0, u4-5 0 0]
+    assert bias.tolist() == [0, 1, 2, 3, 6, 7, 8, 9, 4, 5, 0, 0, 10, 11, 0, 0]
+    assert np.array_equal(spread.packed[[0, 4, 8, 12]], w.packed[[0, 6, 4, 10]])
+    assert not spread.scales[[10, 11, 14, 15]].any() and spread.shape == (16, 32)
+    with pytest.raises(CompileError, match="even number of rows"):
+        interleave_gate_up(quantize_rtn(np.ones((5, 32), np.float32), bits=4, group=16), None, 16, 8)
 
 
 @pytest.mark.parametrize("case", SILU_CASES, ids=lambda c: "t{}_tr{}_{}".format(*c))
@@ -565,6 +654,10 @@ def test_cycles_count_every_function_and_follow_the_work():
         (lambda: rms_norm_spec(48, 64, 2, 1e-6, False), "D_REAL=64 exceeds the padded width D=48"),
         (lambda: silu_mul_spec(24, 2, "aie2"), "silu_mul kernel: T=24 is not a multiple of 16"),
         (lambda: silu_mul_spec(32, 2, "aie1"), "silu_mul kernel: unknown architecture ARCH='aie1'"),
+        (lambda: gemv_spec(32, 64, 16, False, NPU2.mmul["bf16"], "gelu", "aie2p"), "unknown epilogue 'gelu'"),
+        (lambda: gemv_spec(32, 64, 16, False, NPU2.mmul["bf16"], "silu_mul", "aie9"), "unknown architecture"),
+        (lambda: gemm_spec(8, 16, 64, 16, False, MMulShape(2, 8, 4), "silu_mul", "aie2"),
+         "an mmul C block of R x T = 8 lanes is not a multiple of 16"),
         (lambda: rope_spec(7, 2), "rope kernel: D=7 is odd"),
         (lambda: attention_spec(12, 1, 4, 16, 0.3, True, "aie2p"), "attention kernel: D=12 is not a multiple of 8"),
         (lambda: attention_spec(16, 0, 4, 16, 0.3, True, "aie2p"), "GQ must be a positive integer"),

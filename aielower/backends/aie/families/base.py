@@ -75,6 +75,12 @@ class KernelFamily:
         schedule deals the work of an op planned with ``shape`` (its OpPlan's shape) to the launch's cores."""
         raise NotImplementedError
 
+    def computes_epilogue(self, plan: OpPlan) -> bool:
+        """For a linear-like op (:class:`~aielower.ir.core.LinearLike`) with an epilogue: whether the launches of
+        ``plan`` compute the epilogue too. False (the default): they compute the linear and the host applies the
+        epilogue to their result."""
+        return False
+
     def run(self, host, op, plan: OpPlan, operands: tuple):
         """The op's results, computed by its launches through ``host`` (a
         :class:`~aielower.backends.aie.host_program.HostProgram`)."""

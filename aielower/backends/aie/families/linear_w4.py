@@ -22,7 +22,9 @@ from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device, MMulShape
 from aielower.backends.aie.families.base import KernelFamily, per_core
 from aielower.backends.aie.host_arrays import from_bf16, pad2, to_bf16
-from aielower.backends.aie.kernels import (Arg, KernelDef, KernelSpec, Ops, VectorModel, ceil_div, loads,
+from aielower.backends.aie.families.silu_mul import silu_times_ops
+from aielower.backends.aie.kernels import (Arg, KernelDef, KernelSpec, Ops, VectorModel, arch_of, ceil_div, check_arch,
+                                           loads,
                                            require_positive, require_rule, stores, vector_ops)
 from aielower.backends.aie.launcher import Resident
 from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
@@ -36,16 +38,33 @@ from aielower.ir.core import LinearLike
 # --------------------------------------------------------------------------- kernels
 
 
-def gemv_spec(tn: int, tk: int, group: int, bias: bool, mmul: MMulShape) -> KernelSpec:
+# Epilogues the linear kernels can compute in their store (``epilogue`` of the plan's shape and the kernel params):
+# the op class that asks for each. ``silu_mul``: a weight tile's first TN/2 rows are gate rows, its last TN/2 the
+# matching up rows (:func:`aielower.backends.aie.weights.interleave_gate_up`), the store writes silu(g) * u.
+EPILOGUES = {"fused.linear_silu_mul": "silu_mul"}
+
+
+def _epilogue(epilogue: str | None, arch: str | None) -> tuple:
+    return (("epilogue", epilogue), ("arch", arch)) if epilogue else ()
+
+
+def gemv_spec(tn: int, tk: int, group: int, bias: bool, mmul: MMulShape, epilogue: str | None = None,
+              arch: str | None = None) -> KernelSpec:
     params = (("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)), ("r", mmul.m), ("s", mmul.k),
-              ("t", mmul.n))
+              ("t", mmul.n)) + _epilogue(epilogue, arch)
     return KernelSpec("linear_w4_gemv", params)
 
 
-def gemm_spec(tm: int, tn: int, tk: int, group: int, bias: bool, mmul: MMulShape) -> KernelSpec:
+def gemm_spec(tm: int, tn: int, tk: int, group: int, bias: bool, mmul: MMulShape, epilogue: str | None = None,
+              arch: str | None = None) -> KernelSpec:
     params = (("tm", tm), ("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)),
-              ("r", mmul.m), ("s", mmul.k), ("t", mmul.n))
+              ("r", mmul.m), ("s", mmul.k), ("t", mmul.n)) + _epilogue(epilogue, arch)
     return KernelSpec("linear_w4_gemm", params)
+
+
+def out_tile(p: dict) -> int:
+    """Output columns of one weight tile's store: TN, or TN / 2 with the silu_mul epilogue."""
+    return p["tn"] // 2 if p.get("epilogue") else p["tn"]
 
 
 def _check_linear(family: str, p: dict) -> None:
@@ -63,6 +82,10 @@ def _check_linear(family: str, p: dict) -> None:
                  "is one or two mmul B blocks)", "use the device's bf16 mmul shape")
     require_rule(family, s == 8 and g % s == 0, f"the mmul's S={s} must be 8, dividing G={g} (contract: a code unit "
                  "is 8 x S codes, 32 bytes, of one group)", "use the device's bf16 mmul shape")
+    if "epilogue" in p:
+        require_rule(family, p["epilogue"] in EPILOGUES.values(), f"unknown epilogue {p['epilogue']!r}",
+                     f"choose one of {', '.join(sorted(EPILOGUES.values()))}")
+        check_arch(family, p)
 
 
 def _check_gemm(family: str, p: dict) -> None:
@@ -73,10 +96,18 @@ def _check_gemm(family: str, p: dict) -> None:
                      f"{dim.upper()}={p[dim]} is not a multiple of the mmul's {blk.upper()}={p[blk]} "
                      f"(contract: {rule} == 0, mmul {p['r']}x{p['s']}x{p['t']})",
                      f"choose {dim.upper()} as a multiple of {p[blk]}")
+    if "epilogue" in p:
+        half, t = p["tn"] // 2, p["t"]
+        require_rule(family, half % t == 0, f"TN/2={half} is not a multiple of the mmul's T={t} (contract of the "
+                     f"{p['epilogue']} epilogue: the gate half of a tile is whole column blocks)",
+                     f"choose TN as a multiple of {2 * t}")
+        require_rule(family, (p["r"] * t) % 16 == 0, f"an mmul C block of R x T = {p['r'] * t} lanes is not a multiple "
+                     f"of 16 (contract of the {p['epilogue']} epilogue)", "use the device's bf16 mmul shape")
 
 
 def _bias(p: dict) -> str:
-    return "_bias" if p["bias"] else ""
+    suffix = "_bias" if p["bias"] else ""
+    return suffix + (f"_{p['epilogue']}_{p['arch']}" if p.get("epilogue") else "")
 
 
 def _linear_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
@@ -86,7 +117,7 @@ def _linear_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
     return {
         "_init": (Arg("acc", "f32", acc, out=True),),
         "_step": (Arg("x", "bf16", rows * p["tk"]), Arg("w", "u8", tile), Arg("acc", "f32", acc, out=True)),
-        "_store": (Arg("acc", "f32", acc), Arg("y", "bf16", acc, out=True)),
+        "_store": (Arg("acc", "f32", acc), Arg("y", "bf16", rows * out_tile(p), out=True)),
     }
 
 
@@ -112,8 +143,11 @@ def _gemv_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     column += (unit_ops + loads(s * 16) + Ops(vec=1 + jb)) * units  # x block into A's row 0; JB mmuls
     column += Ops(vec=jb * ceil_div(r * t, m.acc_lanes)) + stores(UNIT_ROWS * 32)
     vf = Ops(vec=ceil_div(16, m.acc_lanes))
-    return {"_init": stores(16 * 32) * (tn // 16), "_step": column * (tn // UNIT_ROWS),
-            "_store": (loads(16 * 32) + vf + vf + stores(16 * 16)) * (tn // 16)}
+    store = (loads(16 * 32) + vf + vf + stores(16 * 16)) * (tn // 16)
+    if p.get("epilogue"):  # per 16 outputs (or 8, in both halves of 16 lanes): g and u loaded and rounded
+        lanes = 16 if (tn // 2) % 16 == 0 else 8
+        store = (loads(lanes * 32) * 2 + vf * 2 + silu_times_ops(m) + stores(lanes * 16)) * (tn // 2 // lanes)
+    return {"_init": stores(16 * 32) * (tn // 16), "_step": column * (tn // UNIT_ROWS), "_store": store}
 
 
 def _gemm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
@@ -128,8 +162,12 @@ def _gemm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     bias = loads(UNIT_ROWS * 16) + Ops(vec=1 if t == UNIT_ROWS else 2) if p["bias"] else Ops()
     blocks = (tm // r) * (tn // t)
     to_bf16 = loads(c_lanes * 32) + Ops(vec=2 * ceil_div(c_lanes, m.acc_lanes)) + stores(c_lanes * 16)
+    store = to_bf16 * blocks
+    if p.get("epilogue"):  # per 16 lanes of an output block: g and u loaded and rounded, silu(g) * u stored
+        vf = Ops(vec=ceil_div(16, m.acc_lanes))
+        store = (loads(16 * 32) * 2 + vf * 2 + silu_times_ops(m) + stores(16 * 16)) * (tm * tn // 2 // 16)
     return {"_init": stores(tm * tn * 32), "_step": column * (tn // UNIT_ROWS) + bias * (tn // t) + block * blocks,
-            "_store": to_bf16 * blocks}
+            "_store": store}
 
 
 def _linear_functions(p: dict) -> tuple[str, ...]:
@@ -151,12 +189,16 @@ GEMM_KERNEL = KernelDef(
 # --------------------------------------------------------------------------- planning
 
 
-def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tuple[int, ...], device: Device) -> OpPlan:
+def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tuple[int, ...], device: Device,
+                epilogue: str | None = None) -> OpPlan:
+    """The tiling of an ``[n, k]`` 4-bit linear for ``buckets``; with ``epilogue`` (a value of :data:`EPILOGUES`)
+    its kernels compute it as they store (``silu_mul``: ``n`` is gate + up rows, the result has ``n / 2``
+    columns)."""
     mmul = device.mmul["bf16"]
     tks = [t for t in (1024, 512, 256, 128, 64, 32, 16) if t % group == 0 and t % mmul.k == 0 and t >= group]
     if not tks and group % VECTOR == 0:
         tks = [group]
-    tns = [t for t in (64, 32, 16) if t % mmul.n == 0]
+    tns = [t for t in (64, 32, 16) if t % mmul.n == 0 and not (epilogue and (t // 2) % max(8, mmul.n))]
 
     def waste(tn: int, tk: int) -> float:
         columns, rows = core_grid(-(-n // tn), device)
@@ -176,6 +218,8 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
         # w_columns x w_rows: the GEMV grid, whose DMA order the weight blob is stored in (weights.tile_positions)
         shape = dict(n=n, k=k, group=group, bias=bias, n_pad=n_pad, k_pad=k_pad, tn=tn, tk=tk, tile_bytes=tile,
                      weight_bytes=blob, w_columns=columns, w_rows=rows)
+        if epilogue:
+            shape.update(epilogue=epilogue, arch=arch_of(device))
         launches = []
         for m in buckets:
             if m == 1:
@@ -208,30 +252,36 @@ def gemv_items(tiles_per_core: int) -> tuple[int, int]:
     return items, -(-tiles_per_core // items) if tiles_per_core else 1
 
 
+def _epilogue_params(s: dict) -> dict:
+    return {"epilogue": s["epilogue"], "arch": s["arch"]} if s.get("epilogue") else {}
+
+
 def _gemv(s: dict, columns: int, rows: int) -> LaunchPlan:
     tn, tk, tile = s["tn"], s["tk"], s["tile_bytes"]
+    out = out_tile(s)
     tiles_per_core = s["n_pad"] // tn // (columns * rows)
     items, nb = gemv_items(tiles_per_core)
     buffers = (
         Buffer("x", "L1", tk * BF16, 2),
         Buffer("w", "L1", tile, 2),
         Buffer("acc", "L1", nb * tn * F32),
-        Buffer("y", "L1", tn * BF16, 2),
+        Buffer("y", "L1", out * BF16, 2),
         Buffer("x", "L2", s["k_pad"] * BF16),
         Buffer("w", "L2", tile * rows, 2),
-        Buffer("y", "L2", tn * BF16 * rows, 2),
+        Buffer("y", "L2", out * BF16 * rows, 2),
     )
     streams = (
         Stream("x", "in", ("x",), "broadcast", tk * BF16, 2, (AccessPattern(0, (tk,), (1,)),)),
         Stream("w", "in", ("w",), "split", tile, 2, (AccessPattern(0, (tile,), (1,)),)),
-        Stream("y", "out", ("y",), "split", tn * BF16, 2, (AccessPattern(0, (tn,), (1,)),)),
+        Stream("y", "out", ("y",), "split", out * BF16, 2, (AccessPattern(0, (out,), (1,)),)),
     )
     return LaunchPlan(
         bucket=1, kernel="linear_w4_gemv", role="gemv",
-        params=dict(tn=tn, tk=tk, group=s["group"], bias=s["bias"], nb=nb),
+        params=dict(tn=tn, tk=tk, group=s["group"], bias=s["bias"], nb=nb, **_epilogue_params(s)),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=s["n"] * s["k"], padded_macs=s["n_pad"] * s["k_pad"],
-        ddr_read=s["weight_bytes"] + items * columns * s["k_pad"] * BF16, ddr_write=s["n_pad"] * BF16,
+        ddr_read=s["weight_bytes"] + items * columns * s["k_pad"] * BF16,
+        ddr_write=s["n_pad"] // tn * out * BF16,
     )
 
 
@@ -259,22 +309,24 @@ def _gemm_fitting(s: dict, m: int, columns: int, device: Device) -> LaunchPlan:
 
 def _gemm(s: dict, m: int, tm: int, nb: int, columns: int, rows: int, mmul) -> LaunchPlan:
     tn, tk, tile, k_pad, n_pad = s["tn"], s["tk"], s["tile_bytes"], s["k_pad"], s["n_pad"]
+    out = out_tile(s)
+    n_out = n_pad // tn * out  # columns of C
     r, k_blk, t = mmul.m, mmul.k, mmul.n
     buffers = (
         Buffer("a", "L1", tm * tk * BF16, 2),
         Buffer("w", "L1", tile, 2),
         Buffer("acc", "L1", nb * tm * tn * F32),
-        Buffer("c", "L1", tm * tn * BF16, 2),
+        Buffer("c", "L1", tm * out * BF16, 2),
         Buffer("a", "L2", rows * tm * tk * BF16, 2),
         Buffer("w", "L2", tile, 2),
-        Buffer("c", "L2", rows * tm * tn * BF16, 2),
+        Buffer("c", "L2", rows * tm * out * BF16, 2),
     )
     streams = (
         Stream("a", "in", ("a",), "split", tm * tk * BF16, 2,
                (AccessPattern(0, (tm // r, tk // k_blk, r, k_blk), (r * k_pad, k_blk, k_pad, 1)),)),
         Stream("w", "in", ("w",), "broadcast", tile, 2, (AccessPattern(0, (tile,), (1,)),)),
-        Stream("c", "out", ("c",), "split", tm * tn * BF16, 2,
-               (AccessPattern(0, (tm // r, tn // t, r, t), (r * n_pad, t, n_pad, 1)),)),
+        Stream("c", "out", ("c",), "split", tm * out * BF16, 2,
+               (AccessPattern(0, (tm // r, out // t, r, t), (r * n_out, t, n_out, 1)),)),
     )
     n_blocks_per_column = -(-(n_pad // tn // columns) // nb)  # the last block may be partial
     m_tiles = m // (rows * tm)  # per core
@@ -282,10 +334,11 @@ def _gemm(s: dict, m: int, tm: int, nb: int, columns: int, rows: int, mmul) -> L
     w_bytes = s["weight_bytes"] * m_tiles  # each M tile pass reads the weights once (broadcast to the rows)
     return LaunchPlan(
         bucket=m, kernel="linear_w4_gemm", role="gemm",
-        params=dict(tm=tm, tn=tn, tk=tk, group=s["group"], bias=s["bias"], r=r, s=k_blk, t=t, nb=nb),
+        params=dict(tm=tm, tn=tn, tk=tk, group=s["group"], bias=s["bias"], r=r, s=k_blk, t=t, nb=nb,
+                    **_epilogue_params(s)),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=m * s["n"] * s["k"], padded_macs=m * n_pad * k_pad,
-        ddr_read=a_bytes + w_bytes, ddr_write=m * n_pad * BF16,
+        ddr_read=a_bytes + w_bytes, ddr_write=m * n_out * BF16,
     )
 
 
@@ -295,11 +348,13 @@ def _gemm(s: dict, m: int, tm: int, nb: int, columns: int, rows: int, mmul) -> L
 def gemv_work(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int,
               grid: tuple[int, int]) -> sched.LinearWork:
     """Tensors: ``x`` [k_pad] bf16, ``w`` the pre-tiled weights (bytes, in the DMA order of the ``grid`` it was cut
-    for, which must be this launch's), ``y`` [n_pad] bf16. Core ``(c, r)`` computes the ``c * rows + r``-th block of
+    for, which must be this launch's), ``y`` [n_pad] bf16 ([n_pad / 2] with the silu_mul epilogue: each tile
+    stores half its rows). Core ``(c, r)`` computes the ``c * rows + r``-th block of
     output tiles in items of up to ``nb`` tiles (one accumulator each): per K tile, one activation tile serves the
     item's ``nb`` weight tiles, so the activation streams once per item, not once per output tile."""
     p = launch.params
     tn, tk, nb = p["tn"], p["tk"], p.get("nb", 1)
+    out = out_tile(p)
     n_tiles, k_tiles = n_pad // tn, k_pad // tk
     if grid != (launch.columns, launch.rows):
         raise CompileError(f"the GEMV runs on {launch.columns}x{launch.rows} cores but its weights are ordered for "
@@ -317,22 +372,24 @@ def gemv_work(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int,
                      * tile_bytes, -1)  # [item, kt, j]
         nbs = (blocks >= 0).sum(axis=1).astype(np.int64)
         cores[divmod(index, launch.rows)] = (nbs, np.broadcast_to(kts * tk, (items, k_tiles)), w,
-                                             np.where(blocks >= 0, blocks * tn, -1))
-    return sched.LinearWork("x", "y", AccessPattern(0, (tk,), (1,)), AccessPattern(0, (tn,), (1,)), tile_bytes, tn,
+                                             np.where(blocks >= 0, blocks * out, -1))
+    return sched.LinearWork("x", "y", AccessPattern(0, (tk,), (1,)), AccessPattern(0, (out,), (1,)), tile_bytes, tn,
                             cores)
 
 
 def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes: int,
               grid: tuple[int, int]) -> sched.LinearWork:
     """Tensors: ``a`` [m_pad, k_pad] bf16, ``w`` the pre-tiled weights (in the DMA order of the GEMV ``grid``),
-    ``c`` [m_pad, n_pad] bf16. Columns split N as the GEMV grid does and take their N tiles in the blob's order
+    ``c`` [m_pad, n_pad] bf16 ([m_pad, n_pad / 2] with the silu_mul epilogue). Columns split N as the GEMV grid does and take their N tiles in the blob's order
     (so a column's weight reads stay regular); core rows take the M tiles round-robin (row ``r`` the tiles ``r, r +
     rows, ...``: a memory-tile element of the split activation stream is ``rows x tm`` consecutive rows). Each
     core keeps ``nb`` accumulators, so one activation tile serves ``nb`` weight tiles; items are (M tile, block of
     ``nb`` N tiles), M tile major."""
     p = launch.params
     tm, tn, tk, nb, r, s, t = p["tm"], p["tn"], p["tk"], p["nb"], p["r"], p["s"], p["t"]
+    out = out_tile(p)
     n_tiles, k_tiles, m_tiles = n_pad // tn, k_pad // tk, m_pad // tm
+    n_out = n_tiles * out  # columns of C
     if grid[0] != launch.columns:
         raise CompileError(f"the GEMM runs on {launch.columns} columns but its weights are ordered for {grid[0]}")
     per_column = n_tiles // launch.columns
@@ -354,11 +411,11 @@ def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes
             mts = np.arange(row, m_tiles, launch.rows, dtype=np.int64)
             m0 = np.repeat(mts * tm, len(blocks))  # items: M tile major, N block minor
             x = m0[:, None] * k_pad + kts[None, :] * tk
-            y = np.where(np.tile(n_blk, (len(mts), 1)) >= 0, m0[:, None] * n_pad + np.tile(n_blk, (len(mts), 1)) * tn,
+            y = np.where(np.tile(n_blk, (len(mts), 1)) >= 0, m0[:, None] * n_out + np.tile(n_blk, (len(mts), 1)) * out,
                          -1)
             cores[(c, row)] = (np.tile(nbs, len(mts)), x, np.tile(w_blk, (len(mts), 1, 1)), y)
     x_ap = AccessPattern(0, (tm // r, tk // s, r, s), (r * k_pad, s, k_pad, 1))
-    y_ap = AccessPattern(0, (tm // r, tn // t, r, t), (r * n_pad, t, n_pad, 1))
+    y_ap = AccessPattern(0, (tm // r, out // t, r, t), (r * n_out, t, n_out, 1))
     return sched.LinearWork("a", "c", x_ap, y_ap, tile_bytes, tm * tn, cores)
 
 
@@ -382,15 +439,18 @@ class LinearW4(KernelFamily):
                                    f"{wtype.bits} bits; quantize with bits=4")
             return ("refuse", id(op)), refuse
         # One weight tiling for both functions (prefill and decode read the same pre-tiled weights): plan all
-        # buckets, keep each op's.
-        return ("linear", n, k, wtype.group, bias, linear_buckets), (
-            lambda label, device: plan_linear(label, n, k, wtype.group, bias, linear_buckets, device))
+        # buckets, keep each op's. An op whose epilogue the kernels compute (EPILOGUES) gets its own plan; any other
+        # epilogue runs on the host after the linear.
+        epilogue = EPILOGUES.get(op.name)
+        return ("linear", n, k, wtype.group, bias, linear_buckets, epilogue), (
+            lambda label, device: plan_linear(label, n, k, wtype.group, bias, linear_buckets, device, epilogue))
 
     def kernel_spec(self, launch: LaunchPlan, device: Device) -> KernelSpec:
         p = launch.params
+        epilogue = (p.get("epilogue"), p.get("arch"))
         if launch.kernel == "linear_w4_gemv":
-            return gemv_spec(p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"])
-        return gemm_spec(p["tm"], p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"])
+            return gemv_spec(p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue)
+        return gemm_spec(p["tm"], p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue)
 
     def array_work(self, launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork:
         s = op_plan.shape
@@ -410,12 +470,18 @@ class LinearW4(KernelFamily):
             tiles = -(-n_tiles // launch.columns) * -(-launch.bucket // (launch.rows * launch.params["tm"]))
         return {"init": tiles, "step": tiles * k_tiles, "store": tiles}
 
+    def computes_epilogue(self, plan: OpPlan) -> bool:
+        """The launches of ``plan`` compute the op's epilogue too (their result is the op's)."""
+        return bool(plan.shape.get("epilogue"))
+
     def run(self, host, op, plan: OpPlan, operands: tuple):
-        """``x @ W.T (+ b)`` for the rows of ``x``: chunks of the largest bucket, each a GEMV (one row) or a GEMM
-        launch over the pre-tiled weight blob (resident in DDR)."""
+        """``x @ W.T (+ b)`` for the rows of ``x`` (with the silu_mul epilogue: ``silu(g) * u`` of its halves):
+        chunks of the largest bucket, each a GEMV (one row) or a GEMM launch over the pre-tiled weight blob
+        (resident in DDR)."""
         x = operands[0]
         s = plan.shape
-        n, k, n_pad, k_pad = s["n"], s["k"], s["n_pad"], s["k_pad"]
+        k, k_pad = s["k"], s["k_pad"]
+        n, n_pad = (s["n"] // 2, s["n_pad"] // 2) if s.get("epilogue") else (s["n"], s["n_pad"])
         weight_buffer = Resident(f"weight/{op.weight.name}", host.blobs[op.weight.name])
         lead = x.shape[:-1]
         rows = to_bf16(x.reshape(-1, k))

@@ -27,11 +27,16 @@ def _check_silu_mul(family: str, p: dict) -> None:
                  "pad T to a multiple of 16")
 
 
+def silu_times_ops(m: VectorModel) -> Ops:
+    """``silu_times`` of _silu.cc.j2 on 16 lanes (also the linear_w4 silu epilogue's): abs; -|g| log2 e (MUL, MAC,
+    to fp32); exp2; 1 / (1 + E) (MSC + round, 2 x (sub, MSC, round, widen, MAC, round)); split r (round, sub,
+    round); the E-or-1 factor (compare, select); sigmoid (MUL, MAC) and its split; g u (MUL) and its split; the
+    product (MUL, 2 MACs) and its rounding."""
+    return Ops(vec=1 + 3 + m.exp2_16 + 14 + 3 + 2 + 2 + 3 + 4 + 4)
+
+
 def _silu_mul_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
-    # abs; -|g| log2 e (MUL, MAC, to fp32); exp2; 1 / (1 + E) (MSC + round, 2 x (sub, MSC, round, widen, MAC, round));
-    # split r (round, sub, round); the E-or-1 factor (compare, select); sigmoid (MUL, MAC) and its split; g u (MUL)
-    # and its split; the product (MUL, 2 MACs) and its rounding
-    lane16 = loads(256) * 2 + Ops(vec=1 + 3 + m.exp2_16 + 14 + 3 + 2 + 2 + 3 + 4 + 4) + stores(256)
+    lane16 = loads(256) * 2 + silu_times_ops(m) + stores(256)
     return {"": lane16 * (p["tr"] * p["t"] // 16)}
 
 
@@ -125,4 +130,4 @@ class SiluMul(KernelFamily):
         return from_bf16(tensors["y"].reshape(bucket, i_pad)[:m, :i]).reshape(*lead, i)
 
 
-__all__ = ["SILU_MUL_KERNEL", "SiluMul", "plan_silu_mul", "silu_mul", "silu_mul_spec"]
+__all__ = ["silu_times_ops", "SILU_MUL_KERNEL", "SiluMul", "plan_silu_mul", "silu_mul", "silu_mul_spec"]
