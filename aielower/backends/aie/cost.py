@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.families import KERNEL_FAMILIES
+from aielower.backends.aie.kernels import KernelSpec
 from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of, rows_follow_tokens
 from aielower.errors import CompileError
 from aielower.ir import Function, Module, QTensorType, TensorType, Weight
@@ -130,9 +131,10 @@ def calls_per_core(launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str
 
 
 def launch_cost(launch: LaunchPlan, device: Device, kv_len: int = 0, overhead: bool = True,
-                shape: dict | None = None) -> LaunchCost:
+                shape: dict | None = None, spec: KernelSpec | None = None) -> LaunchCost:
     """Cost of one launch reading ``kv_len`` cached positions (attention over a KV cache; ignored otherwise);
-    ``shape`` is the op plan's shape (it sets the kernel call counts)."""
+    ``shape`` is the op plan's shape (it sets the kernel call counts); ``spec`` the launch's kernel on ``device``,
+    if the caller has it."""
     from aielower.backends.aie.binding import kernel_spec
 
     if kv_len < 0:
@@ -140,7 +142,7 @@ def launch_cost(launch: LaunchPlan, device: Device, kv_len: int = 0, overhead: b
     ddr = launch.ddr_read + launch.ddr_write + launch.ddr_read_per_kv * kv_len
     macs = launch.padded_macs + launch.macs_per_kv * kv_len
     useful = launch.macs + launch.macs_per_kv * kv_len
-    spec = kernel_spec(launch, device)
+    spec = spec or kernel_spec(launch, device)
     if shape is None:
         raise CompileError("the cost of a launch needs its op plan's shape (OpPlan.shape)")
     calls = calls_per_core(launch, shape, kv_len)
@@ -186,6 +188,17 @@ class FunctionPlan:
     name: str
     ops: tuple[PlannedOp, ...]
     host_ops: Counter
+    specs: dict = field(default_factory=dict, compare=False, repr=False)  # (launch id, device) -> its KernelSpec
+
+    def spec_for(self, launch: LaunchPlan, device: Device) -> KernelSpec:
+        """The kernel of one of this plan's launches on ``device``, made once (its cycle table with it)."""
+        from aielower.backends.aie.binding import kernel_spec
+
+        key = (id(launch), device.name)
+        found = self.specs.get(key)
+        if found is None or found[0] is not launch:
+            found = self.specs[key] = (launch, kernel_spec(launch, device))
+        return found[1]
 
     @classmethod
     def of(cls, fn: Function) -> "FunctionPlan":
@@ -302,7 +315,8 @@ def function_cost(fn: Function | FunctionPlan, device: Device, tokens: int, kv_l
             done += rows
             chunk_kv = max(start + done, 0) if kv_len else 0
             for launch in p.plan.launches_for(p.plan.bucket_for(rows if p.per_token else 1)):
-                launches.append(launch_cost(launch, device, chunk_kv, overhead=per_launch, shape=p.plan.shape))
+                launches.append(launch_cost(launch, device, chunk_kv, overhead=per_launch, shape=p.plan.shape,
+                                            spec=planned.spec_for(launch, device)))
         costs.append(OpCost(p.label, p.op_name, p.plan.kind, p.count, tuple(launches)))
     submission = device.launch_overhead_s * len(chunks) if overhead == "submission" else 0.0
     return FunctionCost(planned.name, tokens, kv_len, chunks, overhead, tuple(costs), Counter(planned.host_ops),

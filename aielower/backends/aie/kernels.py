@@ -91,7 +91,7 @@ class KernelSpec:
         """The constants by name."""
         return dict(self.params)
 
-    @property
+    @cached_property  # asked for on every use of the spec (functions, file name, design names)
     def symbol(self) -> str:
         """The kernel's C name: family plus every constant, e.g. ``linear_w4_gemv_tn16_tk128_g32_bias``."""
         return self.definition.symbol(self.p)
@@ -100,7 +100,7 @@ class KernelSpec:
     def filename(self) -> str:
         return f"{self.symbol}.cc"
 
-    @property
+    @cached_property
     def functions(self) -> tuple[str, ...]:
         """The ``extern "C"`` functions the source defines."""
         return tuple(self.symbol + suffix for suffix in self.definition.functions(self.p))
@@ -140,9 +140,14 @@ class KernelSpec:
         template's loops issue, one per cycle, loads and stores co-issued (:class:`Ops`; the per-instruction figures
         in the "cycles" section cite a source or say ASSUMPTION). Attention steps are costed for a full tile (every
         KV row visible)."""
-        self.signature(function)  # names the defined functions if ``function`` is not one of them
-        ops = self.definition.cycles(self.p, _vector_model(self))[function[len(self.symbol):]]
-        return ops.cycles
+        if function not in self.functions:
+            self.signature(function)  # the error naming the functions it defines
+        return self._cycles[function[len(self.symbol):]]
+
+    @cached_property  # the cost model asks for every launch at every decode step
+    def _cycles(self) -> dict[str, int]:
+        """Cycles of one call, by function suffix."""
+        return {suffix: ops.cycles for suffix, ops in self.definition.cycles(self.p, _vector_model(self)).items()}
 
 
 @dataclass(frozen=True)

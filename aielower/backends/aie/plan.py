@@ -291,8 +291,15 @@ class OpPlan:
                 return b
         return self.buckets[-1]
 
-    def __hash__(self) -> int:  # shape and params are dicts: hash the printed form (plans are compared rarely)
-        return hash(format_plain(self.to_attr()))
+    def __hash__(self) -> int:  # shape and params are dicts: hash the printed form, once (the plan is immutable)
+        found = self.__dict__.get("_hash")
+        if found is None:
+            found = hash(format_plain(self.to_attr()))
+            object.__setattr__(self, "_hash", found)
+        return found
+
+    def __getstate__(self) -> dict:  # the cached hash stays behind: string hashes differ between processes
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
 
     def to_attr(self) -> dict:
         return {
