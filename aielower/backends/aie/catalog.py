@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from aielower.backends.aie.binding import kernel_spec
 from aielower.backends.aie.device import Device
+from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.kernels import KernelSpec
 from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of
 from aielower.ir import Module
@@ -27,8 +28,11 @@ class Design:
 
 
 def design_name(launch: LaunchPlan, plan: OpPlan) -> str:
-    """Readable and unique: the role, the bucket and a digest of everything the design depends on."""
-    key = json.dumps([plan.kind, plan.shape, launch.to_attr()], sort_keys=True)
+    """Readable and unique: the role, the bucket and a digest of everything the design depends on (the launch and
+    the part of the op's shape its kernel family says it reads, :meth:`KernelFamily.design_shape
+    <aielower.backends.aie.families.base.KernelFamily.design_shape>`)."""
+    shape = KERNEL_FAMILIES.for_kernel(launch.kernel).design_shape(launch, plan)
+    key = json.dumps([plan.kind, shape, launch.to_attr()], sort_keys=True)
     return f"{launch.role}_b{launch.bucket}_{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aielower.backends.aie import plan as plan_schema
+from aielower.backends.aie.device import NPU2
 from aielower.backends.aie.families import KERNEL_FAMILIES, FamilyRegistry, KernelFamily
 from aielower.backends.aie.families.attention import ROPE_KERNEL, Attention
 from aielower.backends.aie.families.linear_w4 import LinearW4
@@ -88,3 +89,23 @@ def test_the_host_program_runs_planned_ops_through_their_family(planned):
     host = HostProgram(planned, NPU2, {}, {}, design_for=None, launcher=None)
     with pytest.raises(CompileError, match="no kernel family runs plans of kind 'conv'"):
         host.npu(object(), OpPlan("conv", "npu2", {}), ())
+
+
+def test_launches_that_differ_only_where_their_design_does_not_read_share_it(planned):
+    """Prompt attention and attention over the cache rotate their rows alike: at a bucket both are planned for,
+    their rope launches are one design (one xclbin, one device configuration); their attention launches are two."""
+    from aielower.backends.aie.catalog import collect, design_name
+
+    prefill, decode = ([plan for op in planned.functions[fn].ops if (plan := plan_of(op)) and plan.kind == "attention"][0]
+                       for fn in ("prefill", "decode"))
+    assert prefill.shape != decode.shape
+    common = sorted(set(prefill.buckets) & set(decode.buckets))
+    assert common
+    for bucket in common:
+        def role(plan, name):
+            return next(launch for launch in plan.launches_for(bucket) if launch.role == name)
+
+        assert design_name(role(prefill, "rope"), prefill) == design_name(role(decode, "rope"), decode)
+        assert design_name(role(prefill, "attention"), prefill) != design_name(role(decode, "attention"), decode)
+    names = [d.name for d in collect(planned, NPU2)[1].values()]
+    assert len(names) == len(set(names))

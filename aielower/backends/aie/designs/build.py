@@ -961,7 +961,8 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
     functions = tuple(m.KernelFunction(fn, tuple(_arg_type(a) for a in spec.signature(fn))) for fn in spec.functions)
     tiles = tuple(sorted({m.Tile(c, row) for c in range(launch.columns) for row in range(launch.rows + 2)},
                          key=lambda t: (t.column, t.row)))
-    shape = ", ".join(f"{k}={v}" for k, v in op_plan.shape.items())
+    shape = ", ".join(f"{k}={v}" for k, v in KERNEL_FAMILIES.for_kernel(launch.kernel).design_shape(
+        launch, op_plan).items())
     comments = (f"aielower design {name}: {op_plan.kind} ({launch.role}) at bucket {launch.bucket}, kernel "
                 f"{spec.symbol} on {launch.columns}x{launch.rows} cores of {device.name}; op shape {shape}",)
     if b.rtp and launch.params.get("header"):

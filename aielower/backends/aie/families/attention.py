@@ -390,6 +390,13 @@ class Attention(KernelFamily):
                               kv_valid // p["tkv"] if self.reads_valid_tiles(launch, op_plan) else 0)
         return programs, (position, kv_valid)
 
+    def design_shape(self, launch: LaunchPlan, op_plan: OpPlan) -> dict:
+        """The rope launch rotates the step's rows whatever the cache: prompt and cached attention share its
+        design (the cache length is left out)."""
+        if launch.kernel == "rope":
+            return {k: v for k, v in op_plan.shape.items() if k != "cache_len"}
+        return op_plan.shape
+
     def reads_valid_tiles(self, launch: LaunchPlan, op_plan: OpPlan) -> bool:
         """Attention over a KV cache whose rows each read the KV stream on their own (split): its design reads only
         the valid KV tiles, with one runtime sequence per tile count; the cores loop over the count the sequence

@@ -66,6 +66,11 @@ class KernelFamily:
         design generator then builds and checks the cores from the arrays); None: use :meth:`schedule`."""
         return None
 
+    def design_shape(self, launch: LaunchPlan, op_plan: OpPlan) -> dict:
+        """The entries of the op plan's shape that ``launch``'s design depends on (default: all of them). Launches
+        of ops whose plans differ only elsewhere share one design, one xclbin and one device configuration."""
+        return op_plan.shape
+
     def reads_valid_tiles(self, launch: LaunchPlan, op_plan: OpPlan) -> bool:
         """Whether ``launch``'s design has one runtime sequence per count of valid KV tiles."""
         return False
