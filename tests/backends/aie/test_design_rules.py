@@ -172,7 +172,7 @@ def test_a_kernel_call_with_the_wrong_buffer():
             if isinstance(n, m.For):
                 out.append(dataclasses.replace(n, body=tuple(swap(n.body))))
             elif isinstance(n, m.CallKernel) and n.function.endswith("_step"):
-                out.append(dataclasses.replace(n, args=(n.args[1], n.args[0], n.args[2])))
+                out.append(dataclasses.replace(n, args=(n.args[1], n.args[0]) + n.args[2:]))
             else:
                 out.append(n)
         return out

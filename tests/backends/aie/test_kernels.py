@@ -100,7 +100,17 @@ def _epilogue_specs():
     for m, i, k, tm, tn, tk, group, bias, device in EPILOGUE_GEMM_CASES:
         out += [gemm_spec(tm, tn, tk, group, bias, MMULS[device]),
                 gemm_spec(tm, tn, tk, group, bias, MMULS[device], "silu_mul", ARCH_OF[device])]
-    return out + [silu_mul_spec(16, 1, arch) for arch in ARCHS]
+    return out + [silu_mul_spec(16, 1, arch) for arch in ARCHS] + _slot_specs()
+
+
+# Kernels with several accumulator slots (one buffer, the call's slot picks one): GEMV and GEMM, both devices.
+SLOT_CASES = [("npu1", 3), ("npu2", 4)]
+
+
+def _slot_specs():
+    return [spec for device, nb in SLOT_CASES
+            for spec in (gemv_spec(32, 64, 16, True, MMULS[device], nb=nb),
+                         gemm_spec(8, 32, 64, 16, True, MMULS[device], nb=nb))]
 
 
 def _all_specs():
@@ -163,18 +173,23 @@ def _pad(n, t):
 
 
 def _run_gemv(lib, spec, tiles, x_pad):
-    """init, one step per K tile, store, for every N tile; returns y bf16 bits [n_pad] (with an epilogue that
-    stores half the tile: [n_pad / 2])."""
-    tn, tk = spec.p["tn"], spec.p["tk"]
+    """As a design runs it: the N tiles in groups of NB, one accumulator slot each: init every slot, then per K
+    tile one step per slot, then store every slot. Returns y bf16 bits [n_pad] (with an epilogue that stores half
+    the tile: [n_pad / 2])."""
+    tn, tk, nb = spec.p["tn"], spec.p["tk"], spec.p["nb"]
     out = tn // 2 if "epilogue" in spec.p else tn
     init, step, store = (lib.function(f) for f in spec.functions)
     y = np.zeros(tiles.shape[0] * out, np.uint16)
-    for nt in range(tiles.shape[0]):
-        acc = np.full(tn, np.nan, np.float32)
-        init(acc)
+    for first in range(0, tiles.shape[0], nb):
+        group = range(first, min(first + nb, tiles.shape[0]))
+        accs = np.full(nb * tn, np.nan, np.float32)
+        for slot in range(len(group)):
+            init(accs, slot)
         for kt in range(tiles.shape[1]):
-            step(x_pad[kt * tk:(kt + 1) * tk], np.ascontiguousarray(tiles[nt, kt]), acc)
-        store(acc, y[nt * out:(nt + 1) * out])
+            for slot, nt in enumerate(group):
+                step(x_pad[kt * tk:(kt + 1) * tk], np.ascontiguousarray(tiles[nt, kt]), accs, slot)
+        for slot, nt in enumerate(group):
+            store(accs, slot, y[nt * out:(nt + 1) * out])
     return y
 
 
@@ -225,11 +240,11 @@ def test_gemv_and_gemm_add_the_bias_once(lib, device):
     spec = gemm_spec(8, 32, 64, 16, True, mmul)
     init, step, store = (lib.function(f) for f in spec.functions)
     acc = np.full(8 * 32, np.nan, np.float32)
-    init(acc)
+    init(acc, 0)
     for kt in range(2):
-        step(np.zeros(8 * 64, np.uint16), np.ascontiguousarray(tiles[0, kt]), acc)
+        step(np.zeros(8 * 64, np.uint16), np.ascontiguousarray(tiles[0, kt]), acc, 0)
     out = np.zeros(8 * 32, np.uint16)
-    store(acc, out)
+    store(acc, 0, out)
     c = _unblocked(out, 8, 32, mmul.m, mmul.n)
     np.testing.assert_array_equal(from_bf16_bits(c), np.broadcast_to(b64.astype(np.float32), (8, 32)))
 
@@ -245,23 +260,28 @@ def _unblocked(c, rows, cols, r, t):
 
 
 def _run_gemm(lib, spec, tiles, a_pad):
-    """Every (M tile, N tile) through init, the K steps and store; returns C bf16 bits [m_pad, n_pad] (with an
-    epilogue that stores half the tile: [m_pad, n_pad / 2])."""
+    """Every M tile against the N tiles in groups of NB, one accumulator slot each (init, the K steps, store), as a
+    design runs it; returns C bf16 bits [m_pad, n_pad] (with an epilogue that stores half the tile:
+    [m_pad, n_pad / 2])."""
     p = spec.p
-    tm, tn, tk, r, s, t = p["tm"], p["tn"], p["tk"], p["r"], p["s"], p["t"]
+    tm, tn, tk, r, s, t, nb = p["tm"], p["tn"], p["tk"], p["r"], p["s"], p["t"], p["nb"]
     out = tn // 2 if "epilogue" in p else tn
     init, step, store = (lib.function(f) for f in spec.functions)
     c = np.zeros((a_pad.shape[0], tiles.shape[0] * out), np.uint16)
     for mt in range(a_pad.shape[0] // tm):
-        for nt in range(tiles.shape[0]):
-            acc = np.full(tm * tn, np.nan, np.float32)
-            init(acc)
+        for first in range(0, tiles.shape[0], nb):
+            group = range(first, min(first + nb, tiles.shape[0]))
+            accs = np.full(nb * tm * tn, np.nan, np.float32)
+            for slot in range(len(group)):
+                init(accs, slot)
             for kt in range(tiles.shape[1]):
-                step(_blocked(a_pad[mt * tm:(mt + 1) * tm, kt * tk:(kt + 1) * tk], r, s),
-                     np.ascontiguousarray(tiles[nt, kt]), acc)
-            tile = np.zeros(tm * out, np.uint16)
-            store(acc, tile)
-            c[mt * tm:(mt + 1) * tm, nt * out:(nt + 1) * out] = _unblocked(tile, tm, out, r, t)
+                a = _blocked(a_pad[mt * tm:(mt + 1) * tm, kt * tk:(kt + 1) * tk], r, s)
+                for slot, nt in enumerate(group):
+                    step(a, np.ascontiguousarray(tiles[nt, kt]), accs, slot)
+            for slot, nt in enumerate(group):
+                tile = np.zeros(tm * out, np.uint16)
+                store(accs, slot, tile)
+                c[mt * tm:(mt + 1) * tm, nt * out:(nt + 1) * out] = _unblocked(tile, tm, out, r, t)
     return c
 
 
@@ -395,6 +415,24 @@ def test_gemm_silu_mul_epilogue_is_the_gemm_then_the_silu_mul_kernel_bit_for_bit
     assert got.shape == (m_pad, n_pad // 2)
     np.testing.assert_array_equal(got[:m, :i], expected)
     assert not got[:, i:].any(), "padded outputs are silu(0) * 0"
+
+
+@pytest.mark.parametrize("device, nb", SLOT_CASES)
+def test_accumulator_slots_are_independent_and_give_the_one_slot_kernels_results(lib, device, nb):
+    """NB tiles in the slots of one buffer, steps interleaved slot by slot (as the designs' slot loops run them):
+    bit for bit what the one-slot kernel gives tile by tile, for a GEMV and a GEMM."""
+    rng = np.random.default_rng(nb)
+    n, k = 32 * (nb + 2), 128  # more tiles than slots: a full group and a partial one
+    w, b, _, _ = _quantized_linear(rng, n, k, 16, True)
+    tiles = pretile_linear(w, b, n, k, 32, 64, mmul=MMULS[device]).reshape(n // 32, 2, -1)
+    x = np.zeros(k, np.uint16)
+    x[:] = rand_bf16(rng, k)[0]
+    one = _run_gemv(lib, gemv_spec(32, 64, 16, True, MMULS[device]), tiles, x)
+    np.testing.assert_array_equal(_run_gemv(lib, gemv_spec(32, 64, 16, True, MMULS[device], nb=nb), tiles, x), one)
+    a = rand_bf16(rng, (8, k))[0]
+    one = _run_gemm(lib, gemm_spec(8, 32, 64, 16, True, MMULS[device]), tiles, a)
+    got = _run_gemm(lib, gemm_spec(8, 32, 64, 16, True, MMULS[device], nb=nb), tiles, a)
+    np.testing.assert_array_equal(got, one)
 
 
 def test_interleave_gate_up_puts_half_tiles_side_by_side():
@@ -569,13 +607,16 @@ def test_symbols_are_readable_unique_and_valid_identifiers():
     symbols = [s.symbol for s in specs]
     assert len(set(symbols)) == len(set(specs))
     assert all(s.isidentifier() for s in symbols)
-    assert gemv_spec(16, 128, 32, True, NPU2.mmul["bf16"]).symbol == "linear_w4_gemv_tn16_tk128_g32_r4s8t8_bias"
+    assert gemv_spec(16, 128, 32, True, NPU2.mmul["bf16"], nb=16).symbol == (
+        "linear_w4_gemv_tn16_tk128_g32_r4s8t8_nb16_bias")
+    assert gemv_spec(16, 128, 32, False, NPU2.mmul["bf16"], "silu_mul", "aie2p").symbol == (
+        "linear_w4_gemv_tn16_tk128_g32_r4s8t8_nb1_silu_mul_aie2p")
     assert rms_norm_spec(4096, 4096, 4, 1e-6, True).symbol == "add_rms_norm_d4096_dr4096_tr4_eps1em06"
     assert attention_spec(128, 1, 16, 64, 0.125, True, "aie2").symbol == (
         "attention_d128_gq1_tq16_tkv64_s0p125_causal_aie2")
     assert silu_mul_spec(64, 2, "aie2p").symbol == "silu_mul_t64_tr2_aie2p"
     assert gemm_spec(32, 64, 128, 32, False, NPU2.mmul["bf16"]).filename == (
-        "linear_w4_gemm_tm32_tn64_tk128_g32_r4s8t8.cc")
+        "linear_w4_gemm_tm32_tn64_tk128_g32_r4s8t8_nb1.cc")
     assert [K.arch_of(d) for d in (NPU1, NPU2)] == ["aie2", "aie2p"]
 
 
@@ -654,6 +695,7 @@ def test_cycles_count_every_function_and_follow_the_work():
         (lambda: rms_norm_spec(48, 64, 2, 1e-6, False), "D_REAL=64 exceeds the padded width D=48"),
         (lambda: silu_mul_spec(24, 2, "aie2"), "silu_mul kernel: T=24 is not a multiple of 16"),
         (lambda: silu_mul_spec(32, 2, "aie1"), "silu_mul kernel: unknown architecture ARCH='aie1'"),
+        (lambda: gemv_spec(32, 64, 16, False, NPU2.mmul["bf16"], nb=0), "NB must be a positive integer"),
         (lambda: gemv_spec(32, 64, 16, False, NPU2.mmul["bf16"], "gelu", "aie2p"), "unknown epilogue 'gelu'"),
         (lambda: gemv_spec(32, 64, 16, False, NPU2.mmul["bf16"], "silu_mul", "aie9"), "unknown architecture"),
         (lambda: gemm_spec(8, 16, 64, 16, False, MMulShape(2, 8, 4), "silu_mul", "aie2"),

@@ -186,11 +186,14 @@ def _units(calls: list[sched.Call]) -> list[list[sched.Call]]:
     return units
 
 
-def _stream_args(call: sched.Call, output: bool) -> list:
-    return [a for a in call.args if isinstance(a, sched.Out if output else sched.In)]
-
-
 # ================================================================================== building a design
+
+# mlir-aie's static object-FIFO lowering unrolls every loop that acquires by its FIFOs' depth (2) and erases a loop it
+# unrolls fully; when it does that to a loop whose siblings it is still walking, the pass reads the erased loop and
+# crashes (AIEObjectFifoStatefulTransform.cpp at 5ff2ab97, ``unrollForLoops`` walks the loop's parent region; found
+# with aie-opt on GEMM cores whose accumulator-slot loops ran twice). A loop that acquires and runs fewer times than
+# this is written out instead: the same calls, which the lowering would have produced.
+MIN_ACQUIRING_LOOP = 3
 
 
 class _Builder:
@@ -242,7 +245,7 @@ class _Builder:
         (y,) = self.outs
         step = self.spec.signature(self.spec.symbol + "_step")
         store = self.spec.signature(self.spec.symbol + "_store")
-        x.kind, w.kind, y.kind = step[0].kind, step[1].kind, store[1].kind
+        x.kind, w.kind, y.kind = step[0].kind, step[1].kind, store[-1].kind  # store(accs, slot, y)
         x.tensors, w.tensors, y.tensors = (work.x_name,), ("w",), (work.y_name,)
         x.shape = ((work.x_ap.sizes, work.x_ap.strides),)
         w.shape = (((work.w_bytes,), (1,)),)
@@ -328,8 +331,10 @@ class _Builder:
         L = self.launch
         elements: dict = {s.index: {} for s in self.streams}
         drains: dict = {}
+        io: dict[int, tuple[list, list]] = {}  # id(call) -> (its In tiles, its Out tiles), for every stream
         for s in self.streams:
             slot = (self.outs if s.output else self.ins).index(s)
+            side = 1 if s.output else 0
             for key, units in self.padded.items():
                 per_unit = []
                 last = None
@@ -338,10 +343,14 @@ class _Builder:
                     if self.family in _ACCUMULATING:
                         last = None  # an item's first tile is a new element even if the last item ended on it
                     for call in unit:
-                        args = _stream_args(call, s.output)
+                        found = io.get(id(call))
+                        if found is None:
+                            found = io[id(call)] = ([a.tiles for a in call.args if type(a) is sched.In],
+                                                    [a.tiles for a in call.args if type(a) is sched.Out])
+                        args = found[side]
                         if not args:
                             continue
-                        tiles = args[slot].tiles
+                        tiles = args[slot]
                         if tiles != last:
                             mine.append(tiles)
                         last = tiles
@@ -456,8 +465,8 @@ class _Builder:
         if self.work is not None:
             core = CoreDesign(column, row, [])
             nbs = self.work.cores[(column, row)][0]
-            core.acc_size = self.spec.signature(self.spec.functions[0])[0].size
-            core.accs = int(nbs.max()) if len(nbs) else 0
+            core.acc_size = self.spec.signature(self.spec.functions[0])[0].size  # NB accumulators in one buffer
+            core.accs = 1
             core.body = self._body_linear([(int(nb), self.work.cores[(column, row)][1].shape[1]) for nb in nbs],
                                           (f"v{i}" for i in count()))
             return core
@@ -514,9 +523,11 @@ class _Builder:
 
     def _body_linear(self, shapes: list[tuple[int, int]], names) -> list:
         """Linear kernels, one work item per ``(nb, kt)`` in ``shapes``: ``init`` accumulators ``0 .. nb-1``, then
-        per K tile the activation tile once and one ``step`` per weight tile, then ``store`` every accumulator.
-        Consecutive items of one shape share a loop, and a repeating sequence of such loops (one per M tile pass
-        of a GEMM) an outer loop."""
+        per K tile the activation tile once and one ``step`` per weight tile, then ``store`` every accumulator. The
+        accumulators are slots of one buffer: each of the three runs is a loop over the slot (its counter is the
+        call's i32 slot argument). Consecutive items of one shape share a loop, and a repeating sequence of such
+        loops (one per M tile pass of a GEMM) an outer loop. A loop that acquires and would run fewer than
+        :data:`MIN_ACQUIRING_LOOP` times is written out (see there)."""
         x, w = self.ins
         (y,) = self.outs
         runs: list[list] = []  # [shape, count]
@@ -528,23 +539,43 @@ class _Builder:
         period = next(p for p in range(1, len(runs) + 1)
                       if len(runs) % p == 0 and all(runs[i] == runs[i % p] for i in range(len(runs))))
 
-        def item(nb: int, kt: int) -> list:
-            accs = list(range(nb))
-            xv, wv, yv = next(names), [next(names) for _ in accs], [next(names) for _ in accs]
-            steps = [Acquire(x.index, xv)]
-            for a, v in zip(accs, wv):
-                steps += [Acquire(w.index, v), Call("step", [("elem", xv), ("elem", v), ("acc", a)]), Release(w.index)]
-            steps.append(Release(x.index))
-            body = [Call("init", [("acc", a)]) for a in accs] + ([Loop(kt, steps)] if kt > 1 else steps)
-            for a, v in zip(accs, yv):
-                body += [Acquire(y.index, v), Call("store", [("acc", a), ("elem", v)]), Release(y.index)]
-            return body
+        def times(count: int, make, counted: bool = False) -> list:
+            """``make(i)`` for ``i`` in ``0 .. count-1`` (with ``counted``, ``i`` is the i32 argument: the loop
+            counter or a constant; else None): one loop, or the copies written out, each with names of its own."""
+            if count == 1:
+                return make(("i32", 0) if counted else None)
+            counter = next(names) if counted else None
+            body = make(("i32", counter) if counted else None)
+            if count >= MIN_ACQUIRING_LOOP or not any(isinstance(n, Acquire) for n in _walk(body)):
+                return [Loop(count, ([Cast(counter)] if counted else []) + body)]
+            return [node for i in range(count) for node in make(("i32", i) if counted else None)]
 
-        body = []
-        for (nb, kt), n in runs[:period]:
-            body += [Loop(n, item(nb, kt))] if n > 1 else item(nb, kt)
-        repeat = len(runs) // period
-        return [Loop(repeat, body)] if repeat > 1 else body
+        def store(slot) -> list:
+            yv = next(names)
+            return [Acquire(y.index, yv), Call("store", [("acc", 0), slot, ("elem", yv)]), Release(y.index)]
+
+        def k_tile(nb: int):
+            def make(_) -> list:
+                xv = next(names)
+
+                def step(slot) -> list:
+                    wv = next(names)
+                    return [Acquire(w.index, wv), Call("step", [("elem", xv), ("elem", wv), ("acc", 0), slot]),
+                            Release(w.index)]
+
+                return [Acquire(x.index, xv)] + times(nb, step, counted=True) + [Release(x.index)]
+            return make
+
+        def item(nb: int, kt: int):
+            def make(_) -> list:
+                return (times(nb, lambda slot: [Call("init", [("acc", 0), slot])], counted=True)
+                        + times(kt, k_tile(nb)) + times(nb, store, counted=True))
+            return make
+
+        def items(_) -> list:
+            return [node for (nb, kt), n in runs[:period] for node in times(n, item(nb, kt))]
+
+        return times(len(runs) // period, items)
 
     def _body_attention(self, core: CoreDesign, units, names) -> list:
         """Per work item: hold the query tile, ``init``, one ``step`` per KV tile with the positions computed from
@@ -741,6 +772,7 @@ def _trace_arrays(body: list, streams: list[StreamInfo]) -> tuple[list[Call], li
     slot_stream: list[list[int]] = []
     width = 1 + 2 * max((len(n.args) for n in _walk(body) if isinstance(n, Call)), default=0)
     n_streams = len(streams)
+    counter = n_streams + 1  # the pseudo-stream of i32 arguments (a loop counter, or a constant)
 
     def run(items, counters: np.ndarray, env: dict, depth: int) -> np.ndarray:
         blocks = []
@@ -748,28 +780,35 @@ def _trace_arrays(body: list, streams: list[StreamInfo]) -> tuple[list[Call], li
             if isinstance(node, Acquire):
                 env[node.var] = (node.stream, int(counters[node.stream]), depth)
                 counters[node.stream] += 1
+            elif isinstance(node, Cast):  # the enclosing loop's counter, 0 in the iteration traced
+                env[node.var] = (counter, 0, depth)
             elif isinstance(node, Call):
                 if id(node) not in node_ids:
                     node_ids[id(node)] = len(nodes)
                     nodes.append(node)
-                    slot_stream.append([env[x][0] if kind == "elem" else n_streams for kind, x in node.args])
+                    slot_stream.append([env[x][0] if kind == "elem" else counter if kind == "i32" else n_streams
+                                        for kind, x in node.args])
                 row = np.full((1, width), -1, np.int64)
                 row[0, 0] = node_ids[id(node)]
                 for k, (kind, x) in enumerate(node.args):
-                    row[0, 1 + 2 * k : 3 + 2 * k] = env[x][1:] if kind == "elem" else (x, -1)
+                    variable = kind == "elem" or (kind == "i32" and isinstance(x, str))
+                    row[0, 1 + 2 * k : 3 + 2 * k] = env[x][1:] if variable else (x, -1)
                 blocks.append(row)
             elif isinstance(node, Loop):
                 before = counters.copy()
                 rows = run(node.body, counters, dict(env), depth + 1)
-                taken = np.append(counters - before, 0)  # per stream, one iteration; 0 for accumulators
-                counters += (node.count - 1) * taken[:-1]
+                # per iteration: elements taken per stream; 0 for accumulators; 1 for this loop's counter
+                taken = np.append(counters - before, [0, 1])
+                counters += (node.count - 1) * taken[:n_streams]
                 if len(rows) and node.count > 1:
                     table = np.array([s + [n_streams] * (width // 2 - len(s)) for s in slot_stream], np.int64)
                     it = np.repeat(np.arange(node.count, dtype=np.int64), len(rows))
                     rows = np.tile(rows, (node.count, 1))
                     for k in range(width // 2):
-                        moving = rows[:, 2 + 2 * k] > depth
-                        rows[:, 1 + 2 * k] += moving * it * taken[table[rows[:, 0], k]]
+                        stream = table[rows[:, 0], k]
+                        # an element acquired in the loop moves with it; a counter only with its own loop
+                        moving = np.where(stream == counter, rows[:, 2 + 2 * k] == depth + 1, rows[:, 2 + 2 * k] > depth)
+                        rows[:, 1 + 2 * k] += moving * it * taken[stream]
                 blocks.append(rows)
             elif not isinstance(node, Release):
                 raise CompileError(f"internal: {type(node).__name__} in a body traced on arrays")
@@ -803,10 +842,10 @@ def _linear_calls(b: _Builder, core: CoreDesign) -> np.ndarray:
                                f"which delivers {len(b.seq[st.index][key])}")
     width = (rows.shape[1] - 1) // 2
     fn = np.array([_FUNCTIONS.index(node.function) for node in nodes], np.int64)
-    streams = np.array([ss + [-1] * (width - len(ss)) for ss in slot_stream], np.int64)  # len(streams): acc
+    streams = np.array([ss + [-1] * (width - len(ss)) for ss in slot_stream], np.int64)  # see _trace_arrays
     out = np.full((len(rows), 5), -1, np.int64)
     out[:, 0] = fn[rows[:, 0]] if len(nodes) else 0
-    column = {x.index: 1, w.index: 2, y.index: 4, len(b.streams): 3}
+    column = {x.index: 1, w.index: 2, y.index: 4, len(b.streams) + 1: 3}  # the i32 slot picks the accumulator
     for k in range(width):
         stream_k = streams[rows[:, 0], k]
         for stream, col in column.items():
@@ -846,13 +885,21 @@ def _linear_expected(work: sched.LinearWork, key) -> np.ndarray:
 
 def _expected(units, acc_size: int) -> list[tuple]:
     """The calls of a core's schedule, in :func:`_trace`'s form."""
+    seen: dict[int, tuple] = {}  # id(argument) -> its form; the arguments are shared objects, alive in ``units``
+
     def arg(a):
+        found = seen.get(id(a))
+        if found is not None:
+            return found
         kind = type(a)
         if kind is sched.In or kind is sched.Out:
-            return ("tiles", a.tiles)
-        if kind is sched.Acc:
-            return ("acc", a.offset // acc_size)
-        return ("i32", int(a))
+            found = ("tiles", a.tiles)
+        elif kind is sched.Acc:
+            found = ("acc", a.offset // acc_size)
+        else:
+            return ("i32", int(a))  # ints are small and may share ids with other values: not kept
+        seen[id(a)] = found
+        return found
 
     return [(call.function, tuple(map(arg, call.args))) for unit in units for call in unit]
 

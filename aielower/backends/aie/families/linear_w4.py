@@ -49,16 +49,19 @@ def _epilogue(epilogue: str | None, arch: str | None) -> tuple:
 
 
 def gemv_spec(tn: int, tk: int, group: int, bias: bool, mmul: MMulShape, epilogue: str | None = None,
-              arch: str | None = None) -> KernelSpec:
+              arch: str | None = None, nb: int = 1) -> KernelSpec:
+    """The GEMV kernel; ``nb`` accumulators of ``tn`` in its accumulator buffer (a call's ``slot`` picks one)."""
     params = (("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)), ("r", mmul.m), ("s", mmul.k),
-              ("t", mmul.n)) + _epilogue(epilogue, arch)
+              ("t", mmul.n), ("nb", nb)) + _epilogue(epilogue, arch)
     return KernelSpec("linear_w4_gemv", params)
 
 
 def gemm_spec(tm: int, tn: int, tk: int, group: int, bias: bool, mmul: MMulShape, epilogue: str | None = None,
-              arch: str | None = None) -> KernelSpec:
+              arch: str | None = None, nb: int = 1) -> KernelSpec:
+    """The GEMM kernel; ``nb`` accumulators of ``tm x tn`` in its accumulator buffer (a call's ``slot`` picks
+    one)."""
     params = (("tm", tm), ("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)),
-              ("r", mmul.m), ("s", mmul.k), ("t", mmul.n)) + _epilogue(epilogue, arch)
+              ("r", mmul.m), ("s", mmul.k), ("t", mmul.n), ("nb", nb)) + _epilogue(epilogue, arch)
     return KernelSpec("linear_w4_gemm", params)
 
 
@@ -68,7 +71,7 @@ def out_tile(p: dict) -> int:
 
 
 def _check_linear(family: str, p: dict) -> None:
-    require_positive(family, p, "tn", "tk", "group", "r", "s", "t")
+    require_positive(family, p, "tn", "tk", "group", "r", "s", "t", "nb")
     tn, tk, g, s, t = p["tn"], p["tk"], p["group"], p["s"], p["t"]
     require_rule(family, tk % g == 0, f"TK={tk} is not a multiple of the group size G={g} (contract: TK % G == 0)",
                  f"choose TK as a multiple of {g}")
@@ -106,18 +109,19 @@ def _check_gemm(family: str, p: dict) -> None:
 
 
 def _bias(p: dict) -> str:
-    suffix = "_bias" if p["bias"] else ""
+    suffix = f"_nb{p['nb']}" + ("_bias" if p["bias"] else "")
     return suffix + (f"_{p['epilogue']}_{p['arch']}" if p.get("epilogue") else "")
 
 
 def _linear_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
     rows = p.get("tm", 1)
-    acc = rows * p["tn"]
+    acc = p["nb"] * rows * p["tn"]  # NB accumulators; the i32 slot picks one
     tile = linear_tile_bytes(p["tn"], p["tk"], p["group"], p["bias"])
     return {
-        "_init": (Arg("acc", "f32", acc, out=True),),
-        "_step": (Arg("x", "bf16", rows * p["tk"]), Arg("w", "u8", tile), Arg("acc", "f32", acc, out=True)),
-        "_store": (Arg("acc", "f32", acc), Arg("y", "bf16", rows * out_tile(p), out=True)),
+        "_init": (Arg("accs", "f32", acc, out=True), Arg("slot", "i32")),
+        "_step": (Arg("x", "bf16", rows * p["tk"]), Arg("w", "u8", tile), Arg("accs", "f32", acc, out=True),
+                  Arg("slot", "i32")),
+        "_store": (Arg("accs", "f32", acc), Arg("slot", "i32"), Arg("y", "bf16", rows * out_tile(p), out=True)),
     }
 
 
@@ -449,8 +453,9 @@ class LinearW4(KernelFamily):
         p = launch.params
         epilogue = (p.get("epilogue"), p.get("arch"))
         if launch.kernel == "linear_w4_gemv":
-            return gemv_spec(p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue)
-        return gemm_spec(p["tm"], p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue)
+            return gemv_spec(p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue, nb=p.get("nb", 1))
+        return gemm_spec(p["tm"], p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue,
+                         nb=p.get("nb", 1))
 
     def array_work(self, launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork:
         s = op_plan.shape
