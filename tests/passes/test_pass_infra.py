@@ -260,6 +260,11 @@ def test_names_in_the_aie_plan_attribute_are_checked_when_it_is_read():
         broken = planned.replace('epilogue = "silu_mul"', f'epilogue = "{hostile}"', 1)
         with pytest.raises(IRError, match="malformed aie.plan attribute: shape.epilogue is"):
             parse(broken)
+    # only those entries are names: a number given as one is refused too
+    broken = planned.replace("n_pad = 192", 'n_pad = "nb"', 1)
+    assert broken != planned
+    with pytest.raises(IRError, match="malformed aie.plan attribute: shape.n_pad is 'nb', expected a number"):
+        parse(broken)
 
 
 def test_qtensor_bytes_are_counted_once():

@@ -33,7 +33,7 @@ from aielower.backends.aie.plan import plan_of
 from aielower.backends.aie.report import report_files
 from aielower.backends.aie.weights import interleave_gate_up, pretile_linear
 from aielower.backends.ref.numerics import bf16_weight_names
-from aielower.errors import ModelError
+from aielower.errors import CompileError, ModelError
 from aielower.ir import Module, QTensorType, Weight, print_module
 from aielower.ir.printer import Namer
 from aielower.output import ArtifactWriter, safe_path
@@ -54,7 +54,9 @@ def weight_files(module: Module) -> dict[str, dict]:
             plan = plan_of(op)
             if plan is not None and plan.kind == "linear":
                 weight, bias = op.linear_weight, op.linear_bias  # a planned linear is LinearLike
-                tilings[weight.name] = plan.shape
+                if tilings.setdefault(weight.name, plan.shape) != plan.shape:
+                    raise CompileError(f"weight @{weight.name} is planned with two tilings ({op.name} in @{fn.name} "
+                                       "differs from an earlier op): one pre-tiled blob per weight serves one")
                 bias_of[weight.name] = bias.name if isinstance(bias, Weight) else None
     stored_bf16 = bf16_weight_names(module)
     files = {}

@@ -188,17 +188,18 @@ class FunctionPlan:
     name: str
     ops: tuple[PlannedOp, ...]
     host_ops: Counter
-    specs: dict = field(default_factory=dict, compare=False, repr=False)  # (launch id, device) -> its KernelSpec
+    specs: dict = field(default_factory=dict, compare=False, repr=False)  # (launch id, device id) -> its KernelSpec
 
     def spec_for(self, launch: LaunchPlan, device: Device) -> KernelSpec:
-        """The kernel of one of this plan's launches on ``device``, made once (its cycle table with it)."""
+        """The kernel of one of this plan's launches on ``device``, made once (its cycle table with it). The entry
+        holds the launch and the device, so neither id is reused while it lives."""
         from aielower.backends.aie.binding import kernel_spec
 
-        key = (id(launch), device.name)
+        key = (id(launch), id(device))
         found = self.specs.get(key)
-        if found is None or found[0] is not launch:
-            found = self.specs[key] = (launch, kernel_spec(launch, device))
-        return found[1]
+        if found is None:
+            found = self.specs[key] = (launch, device, kernel_spec(launch, device))
+        return found[2]
 
     @classmethod
     def of(cls, fn: Function) -> "FunctionPlan":

@@ -77,14 +77,18 @@ def _name(value, what: str) -> str:
     return value
 
 
+# The entries of a plan's shape and params whose values are names (a linear kernel's epilogue and architecture);
+# every other entry is a number or a boolean.
+NAMED_ENTRIES = frozenset({"epilogue", "arch"})
+
+
 def _scalars(value, what: str) -> dict:
-    """A dict of plan names to numbers, booleans and plan names (params, shape: a kernel's epilogue and
-    architecture are names)."""
+    """A dict of plan names to numbers and booleans, or plan names for :data:`NAMED_ENTRIES` (params, shape)."""
     if not isinstance(value, dict):
         _fail(what, value, "a dictionary")
     for k, v in value.items():
         _name(k, f"a key of {what}")
-        if isinstance(v, str):
+        if k in NAMED_ENTRIES:
             _name(v, f"{what}.{k}")
             continue
         if isinstance(v, float) and not math.isfinite(v):
@@ -92,7 +96,7 @@ def _scalars(value, what: str) -> dict:
         if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_PLAN_INT:
             _fail(f"{what}.{k}", v, f"a number of magnitude at most {MAX_PLAN_INT}")
         if not isinstance(v, (bool, int, float)):
-            _fail(f"{what}.{k}", v, "a number, a boolean or a name")
+            _fail(f"{what}.{k}", v, "a number or a boolean")
     return dict(value)
 
 

@@ -109,3 +109,46 @@ def test_launches_that_differ_only_where_their_design_does_not_read_share_it(pla
         assert design_name(role(prefill, "attention"), prefill) != design_name(role(decode, "attention"), decode)
     names = [d.name for d in collect(planned, NPU2)[1].values()]
     assert len(names) == len(set(names))
+
+
+def test_a_linear_whose_plan_computes_another_epilogue_is_refused():
+    """The host takes a fused op's launches as its result only when plan and op agree on the epilogue: a plain
+    linear given the fused gate/up projection's plan (as IR edited by hand could) is an error, not half a result."""
+    from pathlib import Path
+
+    from aielower.ir import parse
+    from aielower.passes import PassManager
+
+    text = (Path(__file__).parents[2] / "passes" / "filecheck" / "fuse-aie-epilogues.ir").read_text()
+    module = PassManager.parse("fuse-aie-epilogues,plan-aie-tiling").run(parse(text))
+    fused_op, down = module.functions["decode"].ops[:2]
+    assert fused_op.name == "fused.linear_silu_mul" and down.name == "quant.linear"
+    with pytest.raises(CompileError, match="quant.linear: its plan's kernels compute epilogue 'silu_mul', the op "
+                                           "needs None"):
+        LinearW4().run(None, down, plan_of(fused_op), ())
+    with pytest.raises(CompileError, match="fused.linear_silu_mul: its plan's kernels compute epilogue None"):
+        LinearW4().run(None, fused_op, plan_of(down), ())
+
+
+def test_one_weight_planned_with_two_tilings_is_refused():
+    """One pre-tiled blob per weight: two ops reading one weight with different tilings (one with its gate and up
+    rows interleaved, one without) cannot both be served, and writing the artifact's weights says so."""
+    import dataclasses
+    from pathlib import Path
+
+    from aielower.backends.aie.artifact import weight_files
+    from aielower.backends.aie.plan import PLAN_ATTR
+    from aielower.ir import parse
+    from aielower.passes import PassManager
+
+    from aielower.passes.base import PipelineWarning
+
+    text = (Path(__file__).parents[2] / "passes" / "filecheck" / "fuse-aie-epilogues-negative.ir").read_text()
+    with pytest.warns(PipelineWarning, match="@dense op #0 .* dense weight"):
+        module = PassManager.parse("fuse-aie-epilogues,plan-aie-tiling").run(parse(text))
+    assert weight_files(module)["shared.gate_up_proj"].get("rows") is None  # neither reader was fused
+    op = next(op for op in module.functions["linear_read_twice"].ops if op.name == "quant.linear")
+    plan = plan_of(op)
+    op.set_attr(PLAN_ATTR, dataclasses.replace(plan, shape=dict(plan.shape, epilogue="silu_mul", arch="aie2p")))
+    with pytest.raises(CompileError, match="weight @shared.gate_up_proj is planned with two tilings"):
+        weight_files(module)

@@ -483,8 +483,12 @@ class LinearW4(KernelFamily):
         """``x @ W.T (+ b)`` for the rows of ``x`` (with the silu_mul epilogue: ``silu(g) * u`` of its halves):
         chunks of the largest bucket, each a GEMV (one row) or a GEMM launch over the pre-tiled weight blob
         (resident in DDR)."""
-        x = operands[0]
         s = plan.shape
+        epilogue = EPILOGUES.get(op.name)
+        if s.get("epilogue") != epilogue or any(launch.params.get("epilogue") != epilogue for launch in plan.launches):
+            raise CompileError(f"{op.name}: its plan's kernels compute epilogue {s.get('epilogue')!r}, the op needs "
+                               f"{epilogue!r}; plan it again (plan-aie-tiling)")
+        x = operands[0]
         k, k_pad = s["k"], s["k_pad"]
         n, n_pad = (s["n"] // 2, s["n_pad"] // 2) if s.get("epilogue") else (s["n"], s["n_pad"])
         weight_buffer = Resident(f"weight/{op.weight.name}", host.blobs[op.weight.name])
