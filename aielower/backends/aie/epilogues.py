@@ -1,8 +1,8 @@
 """fuse-aie-epilogues: give the AIE linear kernels the elementwise op that follows them, so it needs no launch.
 
 A target pass (it lives with the AIE backend, like ``plan-aie-tiling``, and runs before it in the ``aie``
-pipeline). It rewrites ``fused.silu_mul(linear(x, W))``, where the plain linear (``quant.linear`` or ``nn.linear``)
-has no other user, into one ``fused.linear_silu_mul(x, W)``: the gated-MLP activation becomes the epilogue of the
+pipeline). It rewrites ``fused.silu_mul(linear(x, W))``, where the plain linear with a quantized weight has no
+other user, into one ``fused.linear_silu_mul(x, W)``: the gated-MLP activation becomes the epilogue of the
 gate/up projection. The ``linear_w4`` GEMV and GEMM then compute ``silu(g) * u`` when they store an output tile
 (whose rows are half gate rows, half the matching up rows: the pre-tiled weight interleaves them), so a decode step
 has one launch, one device configuration and one DDR round trip of the ``2 x intermediate`` activation less per
