@@ -89,3 +89,21 @@ def test_w4_g128_logits_of_a_tiny_model():
     rel = np.abs(w4 - fp32).max() / np.abs(fp32).max()
     assert 0 < rel < 0.25, rel
     assert (w4.argmax(-1) == fp32.argmax(-1)).mean() > 0.7
+
+
+@pytest.mark.parametrize("numerics", ["fp32", "aie"])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_the_gated_mlp_as_the_gate_up_linears_epilogue_keeps_the_logits_bit_for_bit(name, numerics):
+    """fuse-aie-epilogues (the AIE pipeline's) on the quantized program, run by the ref backend: the fused op's
+    linear, then its silu_mul epilogue, compute what the two ops did, rounded at the same points with AIE numerics
+    (the epilogue's result is the kernel's, stored in bf16)."""
+    from aielower.api import default_pipeline
+
+    model = tiny_qwen2(seed=5, **CONFIGS[name])
+    ids = ids_for(model, seed=2)
+    quant = aielower.QuantConfig(bits=4, group_size=4, lm_head_group_size=4)  # 4 divides every config's widths
+    plain = aielower.compile(model, quant=quant, numerics=numerics)
+    fused = aielower.compile(model, pipeline=default_pipeline("ref", quant) + ",fuse-aie-epilogues", numerics=numerics)
+    kinds = aielower.api.CompileStats.ops_by_kind_in(fused.ir.functions["prefill"])
+    assert kinds["fused.linear_silu_mul"] == model.config.num_hidden_layers and "fused.silu_mul" not in kinds
+    np.testing.assert_array_equal(fused(ids), plain(ids))
