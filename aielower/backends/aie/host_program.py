@@ -3,7 +3,8 @@
 Ops with an ``aie.plan`` run as launches of their designs; everything else runs on the host. A
 :class:`HostProgram` is an :class:`aielower.interp.Interpreter` whose planned ops are overridden with launches, so
 host ops compute exactly what their ``@impl`` says; a ``LinearLike`` op with an epilogue runs its planned linear on
-the NPU and the epilogue on the host, unless its kernels compute the epilogue too (``fused.linear_silu_mul``). Each launch goes to a :class:`Launcher`, the only part that differs between
+the NPU and the epilogue on the host, unless its kernels compute the epilogue too (``fused.linear_silu_mul``). Each
+launch goes to a :class:`Launcher`, the only part that differs between
 the host emulator (:class:`aielower.backends.aie.emulator.DesignLauncher`: the design files run by
 :class:`~aielower.backends.aie.designs.simulate.DesignRun` with the kernels built by g++) and the XRT host runtime
 (:class:`aielower.backends.aie.runtime.XrtLauncher`: buffer objects, instruction streams and kernel runs through

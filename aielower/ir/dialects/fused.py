@@ -70,7 +70,8 @@ class LinearSiluMul(LinearLike, Op):
         y = self.linear_result_type()
         last = y.shape[-1]
         require(isinstance(last, int) and last % 2 == 0,
-                f"{self.name}: the weight must have an even number of rows (gate rows, then as many up rows), got {last}")
+                f"{self.name}: the weight must have an even number of rows (gate rows, then as many up rows), "
+                f"got {last}")
         return [y.with_shape(y.shape[:-1] + (last // 2,))]
 
 

@@ -807,7 +807,8 @@ def _trace_arrays(body: list, streams: list[StreamInfo]) -> tuple[list[Call], li
                     for k in range(width // 2):
                         stream = table[rows[:, 0], k]
                         # an element acquired in the loop moves with it; a counter only with its own loop
-                        moving = np.where(stream == counter, rows[:, 2 + 2 * k] == depth + 1, rows[:, 2 + 2 * k] > depth)
+                        depths = rows[:, 2 + 2 * k]
+                        moving = np.where(stream == counter, depths == depth + 1, depths > depth)
                         rows[:, 1 + 2 * k] += moving * it * taken[stream]
                 blocks.append(rows)
             elif not isinstance(node, Release):

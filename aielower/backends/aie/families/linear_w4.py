@@ -44,15 +44,17 @@ from aielower.ir.core import LinearLike
 EPILOGUES = {"fused.linear_silu_mul": "silu_mul"}
 
 
-def _epilogue(epilogue: str | None, arch: str | None) -> tuple:
-    return (("epilogue", epilogue), ("arch", arch)) if epilogue else ()
+def epilogue_entries(epilogue: str | None, arch: str | None) -> dict:
+    """The ``epilogue`` and ``arch`` entries of a linear's shape, launch params and kernel params (none without an
+    epilogue)."""
+    return {"epilogue": epilogue, "arch": arch} if epilogue else {}
 
 
 def gemv_spec(tn: int, tk: int, group: int, bias: bool, mmul: MMulShape, epilogue: str | None = None,
               arch: str | None = None, nb: int = 1) -> KernelSpec:
     """The GEMV kernel; ``nb`` accumulators of ``tn`` in its accumulator buffer (a call's ``slot`` picks one)."""
     params = (("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)), ("r", mmul.m), ("s", mmul.k),
-              ("t", mmul.n), ("nb", nb)) + _epilogue(epilogue, arch)
+              ("t", mmul.n), ("nb", nb)) + tuple(epilogue_entries(epilogue, arch).items())
     return KernelSpec("linear_w4_gemv", params)
 
 
@@ -61,13 +63,18 @@ def gemm_spec(tm: int, tn: int, tk: int, group: int, bias: bool, mmul: MMulShape
     """The GEMM kernel; ``nb`` accumulators of ``tm x tn`` in its accumulator buffer (a call's ``slot`` picks
     one)."""
     params = (("tm", tm), ("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)),
-              ("r", mmul.m), ("s", mmul.k), ("t", mmul.n), ("nb", nb)) + _epilogue(epilogue, arch)
+              ("r", mmul.m), ("s", mmul.k), ("t", mmul.n), ("nb", nb)) + tuple(epilogue_entries(epilogue, arch).items())
     return KernelSpec("linear_w4_gemm", params)
 
 
 def out_tile(p: dict) -> int:
     """Output columns of one weight tile's store: TN, or TN / 2 with the silu_mul epilogue."""
     return p["tn"] // 2 if p.get("epilogue") else p["tn"]
+
+
+def out_columns(p: dict, n_pad: int) -> int:
+    """Columns of the output of a linear padded to ``n_pad`` rows: one :func:`out_tile` per weight tile."""
+    return n_pad // p["tn"] * out_tile(p)
 
 
 def _check_linear(family: str, p: dict) -> None:
@@ -222,8 +229,7 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
         # w_columns x w_rows: the GEMV grid, whose DMA order the weight blob is stored in (weights.tile_positions)
         shape = dict(n=n, k=k, group=group, bias=bias, n_pad=n_pad, k_pad=k_pad, tn=tn, tk=tk, tile_bytes=tile,
                      weight_bytes=blob, w_columns=columns, w_rows=rows)
-        if epilogue:
-            shape.update(epilogue=epilogue, arch=arch_of(device))
+        shape.update(epilogue_entries(epilogue, arch_of(device)))
         launches = []
         for m in buckets:
             if m == 1:
@@ -256,10 +262,6 @@ def gemv_items(tiles_per_core: int) -> tuple[int, int]:
     return items, -(-tiles_per_core // items) if tiles_per_core else 1
 
 
-def _epilogue_params(s: dict) -> dict:
-    return {"epilogue": s["epilogue"], "arch": s["arch"]} if s.get("epilogue") else {}
-
-
 def _gemv(s: dict, columns: int, rows: int) -> LaunchPlan:
     tn, tk, tile = s["tn"], s["tk"], s["tile_bytes"]
     out = out_tile(s)
@@ -281,11 +283,11 @@ def _gemv(s: dict, columns: int, rows: int) -> LaunchPlan:
     )
     return LaunchPlan(
         bucket=1, kernel="linear_w4_gemv", role="gemv",
-        params=dict(tn=tn, tk=tk, group=s["group"], bias=s["bias"], nb=nb, **_epilogue_params(s)),
+        params=dict(tn=tn, tk=tk, group=s["group"], bias=s["bias"], nb=nb, **epilogue_entries(s.get("epilogue"), s.get("arch"))),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=s["n"] * s["k"], padded_macs=s["n_pad"] * s["k_pad"],
         ddr_read=s["weight_bytes"] + items * columns * s["k_pad"] * BF16,
-        ddr_write=s["n_pad"] // tn * out * BF16,
+        ddr_write=out_columns(s, s["n_pad"]) * BF16,
     )
 
 
@@ -314,7 +316,7 @@ def _gemm_fitting(s: dict, m: int, columns: int, device: Device) -> LaunchPlan:
 def _gemm(s: dict, m: int, tm: int, nb: int, columns: int, rows: int, mmul) -> LaunchPlan:
     tn, tk, tile, k_pad, n_pad = s["tn"], s["tk"], s["tile_bytes"], s["k_pad"], s["n_pad"]
     out = out_tile(s)
-    n_out = n_pad // tn * out  # columns of C
+    n_out = out_columns(s, n_pad)  # columns of C
     r, k_blk, t = mmul.m, mmul.k, mmul.n
     buffers = (
         Buffer("a", "L1", tm * tk * BF16, 2),
@@ -339,7 +341,7 @@ def _gemm(s: dict, m: int, tm: int, nb: int, columns: int, rows: int, mmul) -> L
     return LaunchPlan(
         bucket=m, kernel="linear_w4_gemm", role="gemm",
         params=dict(tm=tm, tn=tn, tk=tk, group=s["group"], bias=s["bias"], r=r, s=k_blk, t=t, nb=nb,
-                    **_epilogue_params(s)),
+                    **epilogue_entries(s.get("epilogue"), s.get("arch"))),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=m * s["n"] * s["k"], padded_macs=m * n_pad * k_pad,
         ddr_read=a_bytes + w_bytes, ddr_write=m * n_out * BF16,
@@ -384,7 +386,8 @@ def gemv_work(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int,
 def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes: int,
               grid: tuple[int, int]) -> sched.LinearWork:
     """Tensors: ``a`` [m_pad, k_pad] bf16, ``w`` the pre-tiled weights (in the DMA order of the GEMV ``grid``),
-    ``c`` [m_pad, n_pad] bf16 ([m_pad, n_pad / 2] with the silu_mul epilogue). Columns split N as the GEMV grid does and take their N tiles in the blob's order
+    ``c`` [m_pad, n_pad] bf16 ([m_pad, n_pad / 2] with the silu_mul epilogue). Columns split N as the GEMV grid does
+    and take their N tiles in the blob's order
     (so a column's weight reads stay regular); core rows take the M tiles round-robin (row ``r`` the tiles ``r, r +
     rows, ...``: a memory-tile element of the split activation stream is ``rows x tm`` consecutive rows). Each
     core keeps ``nb`` accumulators, so one activation tile serves ``nb`` weight tiles; items are (M tile, block of
@@ -393,7 +396,7 @@ def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes
     tm, tn, tk, nb, r, s, t = p["tm"], p["tn"], p["tk"], p["nb"], p["r"], p["s"], p["t"]
     out = out_tile(p)
     n_tiles, k_tiles, m_tiles = n_pad // tn, k_pad // tk, m_pad // tm
-    n_out = n_tiles * out  # columns of C
+    n_out = out_columns(p, n_pad)  # columns of C
     if grid[0] != launch.columns:
         raise CompileError(f"the GEMM runs on {launch.columns} columns but its weights are ordered for {grid[0]}")
     per_column = n_tiles // launch.columns
@@ -453,7 +456,8 @@ class LinearW4(KernelFamily):
         p = launch.params
         epilogue = (p.get("epilogue"), p.get("arch"))
         if launch.kernel == "linear_w4_gemv":
-            return gemv_spec(p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue, nb=p.get("nb", 1))
+            return gemv_spec(p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue,
+                             nb=p.get("nb", 1))
         return gemm_spec(p["tm"], p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue,
                          nb=p.get("nb", 1))
 
@@ -514,5 +518,5 @@ class LinearW4(KernelFamily):
         return out.reshape(*lead, n)
 
 
-__all__ = ["GEMM_KERNEL", "GEMV_ACCUMULATORS", "GEMV_KERNEL", "LinearW4", "gemm_spec", "gemm_work", "gemv_items",
-           "gemv_spec", "gemv_work", "plan_linear"]
+__all__ = ["EPILOGUES", "GEMM_KERNEL", "GEMV_ACCUMULATORS", "GEMV_KERNEL", "LinearW4", "epilogue_entries", "gemm_spec",
+           "gemm_work", "gemv_items", "gemv_spec", "gemv_work", "out_columns", "out_tile", "plan_linear"]
