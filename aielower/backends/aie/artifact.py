@@ -66,7 +66,7 @@ def weight_files(module: Module) -> dict[str, dict]:
             files[name] = {"file": f"{name}.w4.bin", "layout": "linear_w4 tiles (docs/aie-kernels.md)",
                            "bias": bias_of[name], "bytes": shape["weight_bytes"],
                            **{k: shape[k] for k in ("n", "k", "n_pad", "k_pad", "tn", "tk", "group", "w_columns",
-                                                          "w_rows")}}
+                                                          "w_rows")}, "w_block": shape.get("w_block", 1)}
             if shape.get("epilogue") == "silu_mul":  # each tile: tn / 2 gate rows, then the matching up rows
                 files[name]["rows"] = "gate/up interleaved by half tile"
         else:
@@ -86,7 +86,7 @@ def write_weights(module: Module, files: dict[str, dict], writer: ArtifactWriter
             if "rows" in entry:
                 weight, bias = interleave_gate_up(weight, bias, entry["n_pad"], entry["tn"])
             data = pretile_linear(weight, bias, entry["n_pad"], entry["k_pad"], entry["tn"], entry["tk"],
-                                  entry["w_columns"], entry["w_rows"], mmul=device.mmul["bf16"])
+                                  entry["w_columns"], entry["w_rows"], entry["w_block"], mmul=device.mmul["bf16"])
         elif entry["file"].endswith(".bf16.bin"):
             data = bf16_bits(np.asarray(w.data, np.float32)).astype("<u2")
         else:

@@ -1,10 +1,13 @@
 """Pre-tiled 4-bit weights: the byte layout the DMA streams to a ``linear_w4`` kernel (docs/aie-kernels.md).
 
-A linear's blob holds one tile per ``(nt, kt)``, in the order the decode (GEMV) launch's shim DMAs read them
+A linear's blob holds one tile per ``(nt, kt)``, in the order the linear launches' shim DMAs read them
 (:func:`tile_positions`): the ``NT`` output tiles are cut into ``columns`` column blocks, each column block into
-``rows`` row blocks of ``P`` consecutive tiles (one per core); a column block is stored as ``[i][kt][row]``, ``i`` the
-tile's index within its row block. A column's whole weight stream is then one contiguous read, which the memory tile
-splits one tile per row. With a ``1 x 1`` grid this is plain ``nt`` major, ``kt`` minor.
+``rows`` row blocks of ``P`` consecutive tiles (one per core), and a row block into blocks of ``B`` tiles (the last
+may be shorter); a column block is stored as ``[ib][kt][ii][row]``, ``i = ib * B + ii`` the tile's index within its
+row block. The GEMM broadcasts a column's weight stream to its rows, a core taking N blocks of ``B x rows`` tiles
+(one accumulator per tile, K outer): the stream is one contiguous read. The GEMV's memory tile splits the stream one
+tile per row, each core taking its tiles in items of whole blocks (K outer): one read per item. With ``B = 1`` a column block is
+``[i][kt][row]``; with a ``1 x 1`` grid and ``B = 1`` the blob is plain ``nt`` major, ``kt`` minor.
 
 Inside a tile the codes, scales and zero points are stored in the order the kernels consume them, so that neither
 the GEMM nor the GEMV gathers or transposes anything: the codes are cut into *units* of ``8`` output rows by ``S``
@@ -82,18 +85,21 @@ def _check_tile(tn: int, tk: int, group: int) -> None:
         raise CompileError(f"linear_w4 weight tile: TK={tk} must be even (two 4-bit codes per byte)")
 
 
-def tile_positions(nt, kt, n_tiles: int, k_tiles: int, columns: int, rows: int):
+def tile_positions(nt, kt, n_tiles: int, k_tiles: int, columns: int, rows: int, block: int = 1):
     """Position (in tiles) of tile ``(nt, kt)`` in a blob of ``n_tiles x k_tiles`` tiles ordered for a ``columns x
-    rows`` grid; works elementwise on NumPy integer arrays."""
+    rows`` grid in blocks of ``block`` tiles per core (module docstring); works elementwise on NumPy integer
+    arrays."""
     per_column = n_tiles // columns
     per_core = per_column // rows
     c, local = np.divmod(nt, per_column)
     r, i = np.divmod(local, per_core)
-    return c * per_column * k_tiles + (i * k_tiles + kt) * rows + r
+    ib, ii = np.divmod(i, block)
+    size = np.minimum(block, per_core - ib * block)  # the last block of a row block may be shorter
+    return c * per_column * k_tiles + ib * block * rows * k_tiles + (kt * size + ii) * rows + r
 
 
-def _check_order(n_tiles: int, columns: int, rows: int) -> None:
-    for name, v in (("columns", columns), ("rows", rows)):
+def _check_order(n_tiles: int, columns: int, rows: int, block: int = 1) -> None:
+    for name, v in (("columns", columns), ("rows", rows), ("block", block)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
             raise CompileError(f"linear_w4 weight order: {name} must be a positive integer, got {v!r}")
     if n_tiles % (columns * rows):
@@ -101,17 +107,24 @@ def _check_order(n_tiles: int, columns: int, rows: int) -> None:
                            f"{rows} core grid: pad N to a multiple of columns x rows x TN")
 
 
-def _to_dma_order(tiles: np.ndarray, columns: int, rows: int) -> np.ndarray:
+def _positions(nt: int, kt: int, columns: int, rows: int, block: int) -> np.ndarray:
+    """Blob position of every tile, ``[NT, KT]``."""
+    return tile_positions(np.arange(nt, dtype=np.int64)[:, None], np.arange(kt, dtype=np.int64)[None, :], nt, kt,
+                          columns, rows, block)
+
+
+def _to_dma_order(tiles: np.ndarray, columns: int, rows: int, block: int = 1) -> np.ndarray:
     """Tiles ``[NT, KT, bytes]`` (plain order) -> the blob, 1-D."""
     nt, kt, size = tiles.shape
-    grid = tiles.reshape(columns, rows, nt // (columns * rows), kt, size)
-    return np.ascontiguousarray(grid.transpose(0, 2, 3, 1, 4)).reshape(-1)
+    out = np.empty_like(tiles).reshape(nt * kt, size)
+    out[_positions(nt, kt, columns, rows, block).reshape(-1)] = tiles.reshape(nt * kt, size)
+    return out.reshape(-1)
 
 
-def _from_dma_order(blob: np.ndarray, nt: int, kt: int, columns: int, rows: int) -> np.ndarray:
+def _from_dma_order(blob: np.ndarray, nt: int, kt: int, columns: int, rows: int, block: int = 1) -> np.ndarray:
     """Inverse of :func:`_to_dma_order`: the blob -> tiles ``[NT, KT, bytes]``."""
-    grid = blob.reshape(columns, nt // (columns * rows), kt, rows, -1)
-    return np.ascontiguousarray(grid.transpose(0, 3, 1, 2, 4)).reshape(nt, kt, -1)
+    tiles = blob.reshape(nt * kt, -1)
+    return tiles[_positions(nt, kt, columns, rows, block).reshape(-1)].reshape(nt, kt, -1)
 
 
 def _check_grid(n: int, k: int, n_pad: int, k_pad: int, tn: int, tk: int, group: int) -> None:
@@ -196,10 +209,10 @@ def _from_unit_columns(a: np.ndarray) -> np.ndarray:
 
 
 def pretile_linear(weight: QuantizedWeight, bias: np.ndarray | None, n_pad: int, k_pad: int, tn: int,
-                   tk: int, columns: int = 1, rows: int = 1, *, mmul: MMulShape) -> np.ndarray:
+                   tk: int, columns: int = 1, rows: int = 1, block: int = 1, *, mmul: MMulShape) -> np.ndarray:
     """The weight blob (``uint8``, 1-D) of a 4-bit linear: the tiles of the weight padded to ``[n_pad, k_pad]``,
-    in the DMA order of a ``columns x rows`` GEMV grid (:func:`tile_positions`), each laid out for the device's
-    bf16 mmul ``mmul`` (``device.mmul["bf16"]``; module docstring)."""
+    in the DMA order of a ``columns x rows`` grid in blocks of ``block`` tiles (:func:`tile_positions`), each laid
+    out for the device's bf16 mmul ``mmul`` (``device.mmul["bf16"]``; module docstring)."""
     if weight.bits != _BITS:
         raise CompileError(f"linear_w4 tiles hold 4-bit codes, got a {weight.bits}-bit weight: quantize with bits=4")
     n, k = weight.shape
@@ -207,7 +220,7 @@ def pretile_linear(weight: QuantizedWeight, bias: np.ndarray | None, n_pad: int,
     _check_grid(n, k, n_pad, k_pad, tn, tk, group)
     s, t = _check_blocks(tn, tk, group, mmul)
     nt, kt = n_pad // tn, k_pad // tk
-    _check_order(nt, columns, rows)
+    _check_order(nt, columns, rows, block)
     ng = tk // group
     offsets = _offsets(tn, tk, group, bias is not None)
     blob = np.zeros((nt, kt, offsets["padding"][1]), dtype=np.uint8)
@@ -229,7 +242,7 @@ def pretile_linear(weight: QuantizedWeight, bias: np.ndarray | None, n_pad: int,
     put("zeros", _nibbles_to_bytes(np.ascontiguousarray(zeros).reshape(nt, kt, tn * ng)))
     if bias is not None:
         put("bias", _bias_tiles(bias, n, n_pad, tn, kt))
-    return blob.reshape(-1) if columns * rows == 1 else _to_dma_order(blob, columns, rows)
+    return blob.reshape(-1) if columns * rows * block == 1 else _to_dma_order(blob, columns, rows, block)
 
 
 def interleave_gate_up(weight: QuantizedWeight, bias: np.ndarray | None, n_pad: int,
@@ -272,7 +285,7 @@ def _bias_tiles(bias: np.ndarray, n: int, n_pad: int, tn: int, kt: int) -> np.nd
 
 
 def untile_linear(blob: np.ndarray, n: int, k: int, n_pad: int, k_pad: int, tn: int, tk: int, group: int,
-                  bias: bool, columns: int = 1, rows: int = 1, *,
+                  bias: bool, columns: int = 1, rows: int = 1, block: int = 1, *,
                   mmul: MMulShape) -> tuple[np.ndarray, np.ndarray | None]:
     """Inverse of :func:`pretile_linear`, for tests: ``bf16((q - z) * s)`` as float32 ``[n, k]``, and the bias as
     float32 ``[n]`` (None without one).
@@ -283,9 +296,9 @@ def untile_linear(blob: np.ndarray, n: int, k: int, n_pad: int, k_pad: int, tn: 
     _check_grid(n, k, n_pad, k_pad, tn, tk, group)
     s, t = _check_blocks(tn, tk, group, mmul)
     nt, kt, ng = n_pad // tn, k_pad // tk, tk // group
-    _check_order(nt, columns, rows)
+    _check_order(nt, columns, rows, block)
     offsets = _offsets(tn, tk, group, bias)
-    tiles = _from_dma_order(np.asarray(blob, dtype=np.uint8), nt, kt, columns, rows)
+    tiles = _from_dma_order(np.asarray(blob, dtype=np.uint8), nt, kt, columns, rows, block)
 
     def part(name: str) -> np.ndarray:
         start, end = offsets[name]

@@ -21,7 +21,7 @@ from aielower.backends.aie.device import NPU1, NPU2
 from aielower.backends.aie.plan import AccessPattern
 from aielower.backends.aie.families.attention import attention as attention_schedule
 from aielower.backends.aie.families.attention import plan_attention
-from aielower.backends.aie.families.linear_w4 import plan_linear
+from aielower.backends.aie.families.linear_w4 import gemv_item_sizes, plan_linear
 from aielower.backends.aie.families.rms_norm import plan_norm
 from aielower.backends.aie.families.silu_mul import plan_silu_mul
 from aielower.errors import CompileError
@@ -197,36 +197,44 @@ def test_gemv_reads_every_weight_byte_once():
     assert w == plan.shape["weight_bytes"]
 
 
-def _transfers_per_column(n, k, group, bucket):
-    plan = plan_linear("test", n, k, group, False, (1, bucket), NPU2)
+def _transfers_per_column(n, k, group, bucket, buckets=None):
+    plan = plan_linear("test", n, k, group, False, buckets or (1, bucket), NPU2)
     launch = next(x for x in plan.launches if x.bucket == bucket)
     builder = _Builder(launch, plan, NPU2, kernel_spec(launch, NPU2), "big")
     counts = {}
     for t in builder.transfers():
         if t.column == 0:
             counts[builder.streams[t.stream].plan.name] = counts.get(builder.streams[t.stream].plan.name, 0) + 1
-    return launch, counts
+    return launch, plan, counts
 
 
 def test_a_7b_lm_head_gemv_reads_its_weights_in_one_transfer_per_item():
-    # 9504 output tiles on 8 x 4 cores: rows of a column are 11 MB apart in a per-core blob, beyond the 4 MiB
-    # stride limit; in the DMA-ordered blob a column's tiles are one run, read item by item ([kt][tile][row] of
-    # the item's 16 tiles: one 4-dim transfer each), and the activation streams once per item (19 of 297 tiles).
-    from aielower.backends.aie.families.linear_w4 import gemv_items
+    # 9504 output tiles on 8 x 4 cores, 297 per core. The blob stores a column's tiles in blocks of 4 per core (for
+    # the GEMM's N blocks), each block K outer with the 4 rows side by side. A GEMV item is 4 whole blocks (16
+    # accumulators): per K tile, 4 runs of 16 tiles, one 4-dim transfer per item; the short last block (1 tile per
+    # core) is an item of its own. The activation streams once per item (20: one transfer, 20 repeats).
+    launch, plan, counts = _transfers_per_column(151936, 4096, 32, 1, (1, 128))
+    assert plan.shape["w_block"] == 4 and launch.params["nb"] == 16
+    assert gemv_item_sizes(297, 4) == [16] * 18 + [8, 1]
+    assert counts == {"w": 20, "y": 1, "x": 1}
 
-    launch, counts = _transfers_per_column(151936, 4096, 32, 1)
-    items, nb = gemv_items(151936 // 16 // 32 + 1)
-    assert (items, nb) == (19, 16) and launch.params["nb"] == nb
-    assert counts["w"] == items and counts["y"] == 1 and counts["x"] == 1  # x: one transfer, 19 repeats
+
+def test_a_gemv_only_linear_takes_items_as_large_as_the_accumulators_allow():
+    # Without a GEMM launch the block is the GEMV's item: 19 items of up to 16 of the 297 tiles.
+    launch, plan, counts = _transfers_per_column(151936, 4096, 32, 1, (1,))
+    assert plan.shape["w_block"] == launch.params["nb"] == 16
+    assert counts == {"w": 1, "y": 1, "x": 1}
 
 
-def test_large_gemms_fold_into_a_few_transfers_per_m_pass():
-    # 22016 x 4096 at M = 2048: 16 M passes of 4 rows x 32; the activation rows of one pass are one box (round-robin
-    # M tiles), the output of a pass one transfer, the weights one per block of 16 N tiles.
-    launch, counts = _transfers_per_column(22016, 4096, 128, 2048)
-    passes = 2048 // (launch.rows * launch.params["tm"])
-    blocks = -(-22016 // 16 // launch.columns // launch.params["nb"])
-    assert counts["a"] <= passes * 2 and counts["c"] <= passes and counts["w"] <= passes * blocks
+@pytest.mark.parametrize("n, group, a, c", [(22016, 128, 16, 16), (151936, 32, 32, 80)])
+def test_large_gemms_read_each_columns_weights_in_one_transfer(n, group, a, c):
+    # At M = 2048: 16 M passes of 4 rows x 32. A column's weights are one contiguous run in the order its cores take
+    # them (an N block of 16 tiles is one block of the blob per row), read once per pass: one transfer, the passes
+    # its repeat dimension. The activation rows of a pass are one box per up to 64 N blocks (74 for the lm_head);
+    # the output of a pass comes back in a few transfers.
+    launch, plan, counts = _transfers_per_column(n, 4096, group, 2048)
+    assert launch.params["nb"] == plan.shape["w_block"] * plan.shape["w_rows"] == 16
+    assert counts == {"a": a, "w": 1, "c": c}
 
 
 def test_a_row_short_of_work_repeats_another_rows_item():
@@ -372,3 +380,18 @@ def test_a_core_body_that_misses_a_call_of_the_schedule_is_refused(name, monkeyp
     launch, plan, device, spec = case(name)
     with pytest.raises(CompileError, match=r"internal: the design of core \(0, 0\) does not reproduce the schedule"):
         build_design(launch, plan, device, spec, name)
+
+
+def test_an_acquiring_slot_run_loops_over_a_multiple_of_the_fifo_depth_and_writes_out_the_rest():
+    # A GEMV-only 2560 x 256 linear: 5 output tiles per core, one item of 5 accumulators. The step and store runs
+    # acquire from depth-2 FIFOs: a loop of 4, then slot 4 written out (mlir-aie's object-FIFO lowering unrolls by 2
+    # and crashes on a remainder it peels from a loop of 3: designs/build.py, MIN_ACQUIRING_LOOP).
+    plan = plan_linear("test", 2560, 256, 32, False, (1,), NPU2)
+    launch = plan.launches[0]
+    assert launch.params["nb"] == plan.shape["w_block"] == 5
+    core = render_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "slots").split("// core (0, 2)")[1]
+    core = core.split("aie.end")[0]
+    assert "scf.for %i0 = %c0 to %c5 step %c1" in core  # init acquires nothing: one loop of 5
+    assert "scf.for %i1 = %c0 to %c4 step %c1" in core and "scf.for %i2 = %c0 to %c4 step %c1" in core
+    assert re.search(r"_step\(%v1, %v\d+, %acc_0_2_0, %c4_i32\)", core)
+    assert re.search(r"_store\(%acc_0_2_0, %c4_i32, %v\d+\)", core)

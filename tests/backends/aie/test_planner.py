@@ -12,7 +12,7 @@ from aielower.backends.aie.budget import Usage, violations
 from aielower.backends.aie.device import DEVICES, NPU2
 from aielower.backends.aie.plan import DECODE_BUCKETS, PLAN_ATTR, OpPlan, plan_of
 from aielower.backends.aie.families.attention import plan_attention
-from aielower.backends.aie.families.linear_w4 import GEMV_ACCUMULATORS, gemv_items, plan_linear
+from aielower.backends.aie.families.linear_w4 import GEMM_ACCUMULATORS, GEMV_ACCUMULATORS, gemv_item_sizes, plan_linear
 from aielower.backends.aie.families.rms_norm import plan_norm
 from aielower.backends.aie.families.silu_mul import plan_silu_mul
 from aielower.backends.aie.planner import padding_waste
@@ -44,10 +44,15 @@ def test_random_shapes_hold_the_budgets(device):
         assert s["n_pad"] >= n and s["k_pad"] >= k and s["k_pad"] % s["tk"] == 0 and s["n_pad"] % s["tn"] == 0
         gemv = plan.launches_for(1)[0]
         # decode streams every weight byte from DDR once per token (plus one activation vector per column and work
-        # item of up to GEMV_ACCUMULATORS output tiles)
-        items, nb = gemv_items(s["n_pad"] // s["tn"] // (gemv.columns * gemv.rows))
-        assert nb <= GEMV_ACCUMULATORS and gemv.params["nb"] == nb
-        assert gemv.ddr_read == s["weight_bytes"] + items * gemv.columns * s["k_pad"] * 2
+        # item); a GEMV work item is whole blocks of the weight blob (all the core's tiles, or as many blocks as the
+        # accumulators allow), a GEMM N block one block per row of the grid
+        per_core = s["n_pad"] // s["tn"] // (gemv.columns * gemv.rows)
+        block, sizes = s["w_block"], gemv_item_sizes(per_core, s["w_block"])
+        assert block <= per_core and sum(sizes) == per_core and gemv.params["nb"] == max(sizes) <= GEMV_ACCUMULATORS
+        assert all(size % block == 0 for size in sizes[:-1])  # whole blocks; the last item may be the short block
+        assert gemv.ddr_read == s["weight_bytes"] + len(sizes) * gemv.columns * s["k_pad"] * 2
+        for gemm in plan.launches[1:]:
+            assert gemm.params["nb"] == block * s["w_rows"] <= GEMM_ACCUMULATORS
     for _ in range(8):
         d = rng.randint(1, 600) * 8 + rng.choice([0, 4])
         check_plan(plan_norm("norm", d, 1e-6, rng.random() < 0.5, DECODE_BUCKETS, dev), dev)
@@ -122,3 +127,12 @@ func @decode(%x: tensor<?bx?sx64xf32>) -> tensor<?bx?sx64xf32> {
 def test_unknown_device_is_a_pipeline_error():
     with pytest.raises(CompileError, match=r"option 'device' must be one of npu1, npu2, got 'npu3'"):
         PassManager.parse("plan-aie-tiling{device=npu3}")
+
+
+def test_gemv_items_are_whole_blocks_then_the_short_block():
+    assert gemv_item_sizes(297, 4) == [16] * 18 + [8, 1]
+    assert gemv_item_sizes(24, 4) == [16, 8]
+    assert gemv_item_sizes(5, 5) == [5]
+    assert gemv_item_sizes(5, 4) == [4, 1]
+    assert gemv_item_sizes(12, 2) == [12]
+    assert gemv_item_sizes(40, 16) == [16, 16, 8]

@@ -211,3 +211,27 @@ def test_blob_is_in_the_gemv_dma_order(device):
     np.testing.assert_array_equal(b, round_to_bf16(bias))
     with pytest.raises(CompileError, match="do not split evenly over a 5 x 1 core grid"):
         pretile_linear(w, bias, n, k, tn, tk, 5, 1, mmul=mmul)
+
+
+@pytest.mark.parametrize("device", sorted(MMULS))
+def test_blocked_blob_stores_each_block_k_outer_and_the_last_block_short(device):
+    """A 2 x 3 grid with 5 N tiles per core in blocks of 2: per column, blocks of (2, 2, 1) tiles per core, each
+    stored K outer with its tiles and the rows side by side, so a column is one run in the order a GEMV item and a
+    GEMM N block consume it; untile inverts it."""
+    mmul = MMULS[device]
+    rng = np.random.default_rng(8)
+    n, k, tn, tk, group, columns, rows, block = 240, 128, 8, 64, 32, 2, 3, 2  # 30 N tiles: 5 per core, 2 K tiles
+    w = quantize_rtn(rng.standard_normal((n, k)).astype(np.float32), bits=4, group=group)
+    size = linear_tile_bytes(tn, tk, group, False)
+    plain = pretile_linear(w, None, n, k, tn, tk, mmul=mmul).reshape(n // tn, k // tk, size)
+    blob = pretile_linear(w, None, n, k, tn, tk, columns, rows, block, mmul=mmul)
+    order = [(c * 15 + r * 5 + i0 + ii, kt) for c in range(columns) for i0, b in ((0, 2), (2, 2), (4, 1))
+             for kt in range(2) for ii in range(b) for r in range(rows)]
+    np.testing.assert_array_equal(blob, np.concatenate([plain[nt, kt] for nt, kt in order]))
+    nts, kts = np.array(order).T
+    np.testing.assert_array_equal(tile_positions(nts, kts, n // tn, k // tk, columns, rows, block),
+                                  np.arange(len(order)))
+    full, _ = untile_linear(blob, n, k, n, k, tn, tk, group, False, columns, rows, block, mmul=mmul)
+    np.testing.assert_array_equal(full, round_to_bf16(w.dequantize()))
+    with pytest.raises(CompileError, match="block must be a positive integer, got 0"):
+        pretile_linear(w, None, n, k, tn, tk, columns, rows, 0, mmul=mmul)

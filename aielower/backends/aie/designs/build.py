@@ -37,7 +37,7 @@ import operator
 from copy import copy
 from dataclasses import dataclass, field
 from itertools import count
-from math import prod
+from math import gcd, prod
 
 import numpy as np
 
@@ -188,11 +188,13 @@ def _units(calls: list[sched.Call]) -> list[list[sched.Call]]:
 
 # ================================================================================== building a design
 
-# mlir-aie's static object-FIFO lowering unrolls every loop that acquires by its FIFOs' depth (2) and erases a loop it
-# unrolls fully; when it does that to a loop whose siblings it is still walking, the pass reads the erased loop and
-# crashes (AIEObjectFifoStatefulTransform.cpp at 5ff2ab97, ``unrollForLoops`` walks the loop's parent region; found
-# with aie-opt on GEMM cores whose accumulator-slot loops ran twice). A loop that acquires and runs fewer times than
-# this is written out instead: the same calls, which the lowering would have produced.
+# mlir-aie's static object-FIFO lowering unrolls every loop that acquires by the LCM of the depths of the FIFOs it
+# acquires (2), peeling the remainder into a loop of its own, and erases a loop left with one iteration; when it does
+# that to a loop whose siblings it is still walking, the pass reads the erased loop and crashes
+# (AIEObjectFifoStatefulTransform.cpp at 5ff2ab97, ``unrollForLoops`` walks the loop's parent region; found with
+# aie-opt on GEMM cores whose accumulator-slot loops ran twice, and three times). A loop that acquires runs a
+# multiple of that factor times, at least twice the factor and at least this often; the iterations left over are
+# written out after it (all of them for a shorter loop): the same calls, which the lowering would have produced.
 MIN_ACQUIRING_LOOP = 3
 
 
@@ -521,6 +523,11 @@ class _Builder:
         loop = [Loop(len(units), body)] if len(units) > 1 else body
         return pre + loop + [Release(s.index) for s in held]
 
+    def _unroll_factor(self, body: list) -> int:
+        """The factor mlir-aie's object-FIFO lowering unrolls a loop with ``body`` by: the LCM of the depths of the
+        FIFOs the loop acquires itself (1 if it acquires only in nested loops)."""
+        return _lcm(self.streams[n.stream].plan.depth for n in body if isinstance(n, Acquire))
+
     def _body_linear(self, shapes: list[tuple[int, int]], names) -> list:
         """Linear kernels, one work item per ``(nb, kt)`` in ``shapes``: ``init`` accumulators ``0 .. nb-1``, then
         per K tile the activation tile once and one ``step`` per weight tile, then ``store`` every accumulator. The
@@ -546,9 +553,14 @@ class _Builder:
                 return make(("i32", 0) if counted else None)
             counter = next(names) if counted else None
             body = make(("i32", counter) if counted else None)
-            if count >= MIN_ACQUIRING_LOOP or not any(isinstance(n, Acquire) for n in _walk(body)):
-                return [Loop(count, ([Cast(counter)] if counted else []) + body)]
-            return [node for i in range(count) for node in make(("i32", i) if counted else None)]
+            looped = count
+            if any(isinstance(n, Acquire) for n in _walk(body)):
+                factor = self._unroll_factor(body)
+                looped = count // factor * factor
+                if looped < max(MIN_ACQUIRING_LOOP, 2 * factor):
+                    looped = 0
+            loop = [Loop(looped, ([Cast(counter)] if counted else []) + body)] if looped else []
+            return loop + [node for i in range(looped, count) for node in make(("i32", i) if counted else None)]
 
         def store(slot) -> list:
             yv = next(names)
@@ -818,6 +830,13 @@ def _trace_arrays(body: list, streams: list[StreamInfo]) -> tuple[list[Call], li
     counters = np.zeros(n_streams, np.int64)
     rows = run(body, counters, {}, 0)
     return nodes, slot_stream, rows, counters
+
+
+def _lcm(values) -> int:
+    out = 1
+    for v in values:
+        out = out * v // gcd(out, v)
+    return out
 
 
 def _walk(body: list):

@@ -226,17 +226,28 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
         n_pad, k_pad = roundup(n, columns * rows * tn), roundup(k, tk)
         tile = linear_tile_bytes(tn, tk, group, bias)
         blob = (n_pad // tn) * (k_pad // tk) * tile
-        # w_columns x w_rows: the GEMV grid, whose DMA order the weight blob is stored in (weights.tile_positions)
+        # w_columns x w_rows: the GEMV grid, whose DMA order the weight blob is stored in, in blocks of w_block
+        # tiles per core (weights.tile_positions): a GEMV work item is one block, a GEMM N block one per row
         shape = dict(n=n, k=k, group=group, bias=bias, n_pad=n_pad, k_pad=k_pad, tn=tn, tk=tk, tile_bytes=tile,
                      weight_bytes=blob, w_columns=columns, w_rows=rows)
         shape.update(epilogue_entries(epilogue, arch_of(device)))
-        launches = []
-        for m in buckets:
-            if m == 1:
-                launches.append(checked(_gemv(shape, columns, rows), device))
-            else:
-                launches.append(_gemm_fitting(shape, m, columns, device))
-        return OpPlan("linear", device.name, shape, tuple(launches))
+        per_core = n_pad // tn // (columns * rows)
+        gemm_buckets = [m for m in buckets if m != 1]
+        if not gemm_buckets:  # GEMV only: items as large as the accumulators allow, of equal size but the last
+            blocked = dict(shape, w_block=gemv_items(per_core)[1])
+            return OpPlan("linear", device.name, blocked, tuple(checked(_gemv(blocked, columns, rows), device)
+                                                                for _ in buckets))
+        last = None
+        for block in sorted({min(b, per_core) for b in GEMM_BLOCKS if b * rows <= GEMM_ACCUMULATORS}, reverse=True):
+            blocked = dict(shape, w_block=block)
+            try:
+                launches = [checked(_gemv(blocked, columns, rows), device) if m == 1
+                            else _gemm_fitting(blocked, m, columns, device) for m in buckets]
+            except Unplannable as e:
+                last = e
+                continue
+            return OpPlan("linear", device.name, blocked, tuple(launches))
+        raise last
 
     plans = []
     for candidate in candidates:
@@ -253,6 +264,10 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
 # At most this many output tiles per GEMV work item: the core keeps one accumulator per tile and unrolls one step
 # call per accumulator in its K loop, so the activation tile streams once per item while core code stays small.
 GEMV_ACCUMULATORS = 16
+# At most this many output tiles per GEMM N block (accumulators of tm x tn each), and the blob's block sizes (tiles
+# per core) tried for a linear with GEMM launches, largest first: a GEMM N block is one blob block per core row.
+GEMM_ACCUMULATORS = 16
+GEMM_BLOCKS = (16, 8, 4, 2, 1)
 
 
 def gemv_items(tiles_per_core: int) -> tuple[int, int]:
@@ -262,11 +277,22 @@ def gemv_items(tiles_per_core: int) -> tuple[int, int]:
     return items, -(-tiles_per_core // items) if tiles_per_core else 1
 
 
+def gemv_item_sizes(tiles_per_core: int, block: int) -> list[int]:
+    """Output tiles of each GEMV work item on a core with ``tiles_per_core`` tiles of a blob stored in blocks of
+    ``block`` tiles (the last may be short): items of whole full blocks, as many as :data:`GEMV_ACCUMULATORS`
+    allows, then the short block on its own. An item's weights are then one regular read: per K tile, its blocks'
+    runs of ``block x rows`` tiles."""
+    per_item = block * max(1, GEMV_ACCUMULATORS // block)
+    full = tiles_per_core // block * block  # tiles in full blocks
+    sizes = [min(per_item, full - start) for start in range(0, full, per_item)]
+    return sizes + ([tiles_per_core - full] if tiles_per_core > full else [])
+
+
 def _gemv(s: dict, columns: int, rows: int) -> LaunchPlan:
     tn, tk, tile = s["tn"], s["tk"], s["tile_bytes"]
     out = out_tile(s)
-    tiles_per_core = s["n_pad"] // tn // (columns * rows)
-    items, nb = gemv_items(tiles_per_core)
+    sizes = gemv_item_sizes(s["n_pad"] // tn // (columns * rows), s["w_block"])
+    nb, items = max(sizes), len(sizes)
     buffers = (
         Buffer("x", "L1", tk * BF16, 2),
         Buffer("w", "L1", tile, 2),
@@ -292,22 +318,20 @@ def _gemv(s: dict, columns: int, rows: int) -> LaunchPlan:
 
 
 def _gemm_fitting(s: dict, m: int, columns: int, device: Device) -> LaunchPlan:
-    """The GEMM tiling with the least DDR traffic that fits: ``tm`` rows per core tile and ``nb`` weight tiles per
-    core block (the activation tile is reused for ``nb`` weight tiles; the accumulators hold ``tm x nb*tn``)."""
+    """The GEMM tiling with the least DDR traffic that fits: ``tm`` rows per core tile; a core block is ``nb`` weight
+    tiles, one block of the blob per row of the weight grid (the activation tile is reused for ``nb`` weight tiles;
+    the accumulators hold ``tm x nb*tn``)."""
     rows = device.core_rows
     mmul = device.mmul["bf16"]
-    n_tiles_per_column = s["n_pad"] // s["tn"] // columns
+    nb = s["w_block"] * s["w_rows"]
     fitting, last = [], None
     for tm in (64, 32, 16, 8, 4):
         if tm % mmul.m or (m // rows) % tm or tm > m // rows:
             continue
-        for nb in (16, 8, 4, 2, 1):
-            if nb > n_tiles_per_column:
-                continue
-            try:
-                fitting.append(checked(_gemm(s, m, tm, nb, columns, rows, mmul), device))
-            except Unplannable as e:
-                last = e
+        try:
+            fitting.append(checked(_gemm(s, m, tm, nb, columns, rows, mmul), device))
+        except Unplannable as e:
+            last = e
     if not fitting:
         raise last or Unplannable(f"gemm at bucket {m}: no row tile divides {m // rows} rows per core row")
     return min(fitting, key=lambda launch: (launch.ddr_read, -launch.params["tm"]))
@@ -352,40 +376,44 @@ def _gemm(s: dict, m: int, tm: int, nb: int, columns: int, rows: int, mmul) -> L
 
 
 def gemv_work(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int,
-              grid: tuple[int, int]) -> sched.LinearWork:
-    """Tensors: ``x`` [k_pad] bf16, ``w`` the pre-tiled weights (bytes, in the DMA order of the ``grid`` it was cut
-    for, which must be this launch's), ``y`` [n_pad] bf16 ([n_pad / 2] with the silu_mul epilogue: each tile
-    stores half its rows). Core ``(c, r)`` computes the ``c * rows + r``-th block of
+                grid: tuple[int, int, int]) -> sched.LinearWork:
+    """Tensors: ``x`` [k_pad] bf16, ``w`` the pre-tiled weights (bytes, in the DMA order of the ``(columns, rows,
+    block)`` it was cut for, which must be this launch's grid and items), ``y`` [n_pad] bf16 ([n_pad / 2] with the
+    silu_mul epilogue: each tile stores half its rows). Core ``(c, r)`` computes the ``c * rows + r``-th block of
     output tiles in items of up to ``nb`` tiles (one accumulator each): per K tile, one activation tile serves the
     item's ``nb`` weight tiles, so the activation streams once per item, not once per output tile."""
     p = launch.params
     tn, tk, nb = p["tn"], p["tk"], p.get("nb", 1)
     out = out_tile(p)
     n_tiles, k_tiles = n_pad // tn, k_pad // tk
-    if grid != (launch.columns, launch.rows):
+    if grid[:2] != (launch.columns, launch.rows):
         raise CompileError(f"the GEMV runs on {launch.columns}x{launch.rows} cores but its weights are ordered for "
                            f"{grid[0]}x{grid[1]}")
+    sizes = gemv_item_sizes(n_tiles // (launch.columns * launch.rows), grid[2])
+    if nb != max(sizes):
+        raise CompileError(f"the GEMV takes items of up to {nb} output tiles but items of whole blocks of its weights "
+                           f"(w_block {grid[2]}) have up to {max(sizes)}: plan it again (plan-aie-tiling)")
+    starts = np.cumsum([0] + sizes[:-1])
     cores = {}
     kts = np.arange(k_tiles, dtype=np.int64)
     for index, tiles in enumerate(sched.blocks(n_tiles, launch.columns * launch.rows)):
-        nt = np.arange(tiles.start, tiles.stop, dtype=np.int64)
-        items = -(-len(nt) // nb)
-        padded = np.full(items * nb, -1, np.int64)
-        padded[: len(nt)] = nt
-        blocks = padded.reshape(items, nb)  # [item, j]: output tile, -1 past the last
+        blocks = np.full((len(sizes), nb), -1, np.int64)  # [item, j]: output tile, -1 past the item's last
+        for item, (start, size) in enumerate(zip(starts, sizes)):
+            blocks[item, :size] = tiles.start + start + np.arange(size)
         w = np.where(blocks[:, None, :] >= 0,
                      tile_positions(np.maximum(blocks, 0)[:, None, :], kts[None, :, None], n_tiles, k_tiles, *grid)
                      * tile_bytes, -1)  # [item, kt, j]
         nbs = (blocks >= 0).sum(axis=1).astype(np.int64)
-        cores[divmod(index, launch.rows)] = (nbs, np.broadcast_to(kts * tk, (items, k_tiles)), w,
+        cores[divmod(index, launch.rows)] = (nbs, np.broadcast_to(kts * tk, (len(sizes), k_tiles)), w,
                                              np.where(blocks >= 0, blocks * out, -1))
     return sched.LinearWork("x", "y", AccessPattern(0, (tk,), (1,)), AccessPattern(0, (out,), (1,)), tile_bytes, tn,
                             cores)
 
 
 def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes: int,
-              grid: tuple[int, int]) -> sched.LinearWork:
-    """Tensors: ``a`` [m_pad, k_pad] bf16, ``w`` the pre-tiled weights (in the DMA order of the GEMV ``grid``),
+              grid: tuple[int, int, int]) -> sched.LinearWork:
+    """Tensors: ``a`` [m_pad, k_pad] bf16, ``w`` the pre-tiled weights (in the DMA order of the GEMV ``grid``,
+    ``(columns, rows, block)``; an N block of ``nb`` tiles is one blob block per grid row),
     ``c`` [m_pad, n_pad] bf16 ([m_pad, n_pad / 2] with the silu_mul epilogue). Columns split N as the GEMV grid does
     and take their N tiles in the blob's order
     (so a column's weight reads stay regular); core rows take the M tiles round-robin (row ``r`` the tiles ``r, r +
@@ -399,6 +427,9 @@ def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes
     n_out = out_columns(p, n_pad)  # columns of C
     if grid[0] != launch.columns:
         raise CompileError(f"the GEMM runs on {launch.columns} columns but its weights are ordered for {grid[0]}")
+    if nb != grid[1] * grid[2]:
+        raise CompileError(f"the GEMM takes blocks of {nb} output tiles but its weights are stored in blocks of "
+                           f"{grid[2]} per row of a {grid[1]}-row grid (w_block): plan it again (plan-aie-tiling)")
     per_column = n_tiles // launch.columns
     per_lane = per_column // grid[1]
     kts = np.arange(k_tiles, dtype=np.int64)
@@ -463,7 +494,7 @@ class LinearW4(KernelFamily):
 
     def array_work(self, launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork:
         s = op_plan.shape
-        grid = (s["w_columns"], s["w_rows"])
+        grid = (s["w_columns"], s["w_rows"], s.get("w_block", 1))  # plans from before w_block: blocks of 1
         if launch.kernel == "linear_w4_gemv":
             return gemv_work(launch, s["n_pad"], s["k_pad"], s["tile_bytes"], grid)
         return gemm_work(launch, launch.bucket, s["n_pad"], s["k_pad"], s["tile_bytes"], grid)
@@ -519,4 +550,4 @@ class LinearW4(KernelFamily):
 
 
 __all__ = ["EPILOGUES", "GEMM_KERNEL", "GEMV_ACCUMULATORS", "GEMV_KERNEL", "LinearW4", "epilogue_entries", "gemm_spec",
-           "gemm_work", "gemv_items", "gemv_spec", "gemv_work", "out_columns", "out_tile", "plan_linear"]
+           "gemm_work", "gemv_item_sizes", "gemv_items", "gemv_spec", "gemv_work", "out_columns", "out_tile", "plan_linear"]
