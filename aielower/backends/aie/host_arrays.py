@@ -1,5 +1,5 @@
 """Host-side arrays of the AIE launches: bf16 bit patterns, padding to a launch's padded sizes, and the DDR tensors
-the designs read (the blocked KV tensor, the step header). Shared by the host program and the kernel families' host
+the designs read (the blocked KV tensor, query records with the step header). Shared by the host program and the kernel families' host
 hooks."""
 
 from __future__ import annotations
@@ -28,11 +28,23 @@ def pad2(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 def step_header(position: int, kv_len: int) -> np.ndarray:
-    """The attention designs' ``step`` DDR tensor (what the host writes each step): the position of the step's
-    first query token and the valid KV length as two little-endian int32, in :data:`STEP_HEADER` bf16 slots."""
+    """The step header of the cached attention designs' query records (what the host writes each step): the
+    position of the step's first query token and the valid KV length as two little-endian int32, in
+    :data:`STEP_HEADER` bf16 slots."""
     words = np.zeros(STEP_HEADER // 2, "<i4")
     words[:2] = (position, kv_len)
     return words.view(np.uint16).copy()
+
+
+def query_records(queries: np.ndarray, kv_heads: int, tq: int, header: np.ndarray) -> np.ndarray:
+    """The cached attention designs' ``q`` DDR tensor: ``queries`` bf16 bits [heads, s_pad, d] (padded, heads of
+    KV head ``h`` at ``h * gq ...``) as one record per (KV head, query tile of ``tq`` rows), ``[kv_heads][s_pad /
+    tq][gq * tq * d + len(header)]``: the tile's queries [gq][tq][d], then ``header`` (:func:`step_header`)."""
+    heads, s_pad, d = queries.shape
+    gq = heads // kv_heads
+    tiles = queries.reshape(kv_heads, gq, s_pad // tq, tq, d).transpose(0, 2, 1, 3, 4).reshape(kv_heads, s_pad // tq, -1)
+    head = np.broadcast_to(np.asarray(header, np.uint16), (kv_heads, s_pad // tq, len(header)))
+    return np.concatenate([tiles, head], axis=2).reshape(-1)
 
 
 def kv_blocks(keys: np.ndarray, values: np.ndarray, kv_heads: int, kv_rows: int, d: int, tkv: int) -> np.ndarray:
@@ -50,4 +62,4 @@ def pad3(x: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
     return out.reshape(-1)
 
 
-__all__ = ["from_bf16", "kv_blocks", "pad2", "pad3", "step_header", "to_bf16"]
+__all__ = ["from_bf16", "kv_blocks", "pad2", "pad3", "query_records", "step_header", "to_bf16"]

@@ -14,7 +14,7 @@ What the host does around each launch is the launch's kernel family's (:meth:`Ke
 <aielower.backends.aie.families.base.KernelFamily.run>`, through :meth:`HostProgram.submit`), as the NPU host runtime
 must do it: it pads inputs to the launch's bucket into
 DDR tensors at their padded sizes; for attention over the KV cache it writes the step header (the position of the
-first query token and the valid KV length) into the ``step`` DDR buffer and submits the runtime sequence that reads
+first query token and the valid KV length) after each query tile of the ``q`` DDR buffer and submits the runtime sequence that reads
 the valid KV tiles; it writes the rotated keys and the values of the step into the KV cache (blocked by KV tile) at
 the step's position; it loops over the batch around the attention launches; layout ops (split, reshape, transpose)
 are host copies. Tensors that live in DDR across launches (the pre-tiled weights, the KV caches of a

@@ -37,7 +37,7 @@ CXX_FLAGS = ("-std=c++20", "-O2", "-fPIC")  # plus -c per object and -shared for
 _STDERR_LINES = 20
 
 # bf16 slots of a query tile's step header (attention over a KV cache): two int32, the position of the bucket's
-# first query token and the valid KV length, written by the host into a DDR buffer each step.
+# first query token and the valid KV length, written by the host after each query tile of the q tensor each step.
 STEP_HEADER = 4
 # int32 words of an attention core's parameter buffer: position, valid KV length, KV tiles to read.
 ATTENTION_WORDS = 3

@@ -86,6 +86,17 @@ def blocks(items: int, parts: int) -> list[range]:
     return out
 
 
+def column_interleaved(items: int, columns: int, rows: int) -> list[range]:
+    """``items`` split into contiguous blocks per column, each block dealt round-robin to the column's rows: row
+    ``r`` of a column takes its block's items ``r, r + rows, ...``. Per core, in :func:`cores_of` order. A split
+    stream's memory-tile element (one tile per row) then holds consecutive items, so a column's tiles of a
+    row-major tensor are one run."""
+    out = []
+    for block in blocks(items, columns):
+        out.extend(range(block.start + r, block.stop, rows) for r in range(rows))
+    return out
+
+
 # --------------------------------------------------------------------------- linear
 
 
@@ -131,5 +142,5 @@ def _at(ap: AccessPattern, offset: int) -> AccessPattern:
     return AccessPattern(offset, ap.sizes, ap.strides)
 
 
-__all__ = ["Acc", "Call", "CoreProgram", "In", "LinearWork", "Out", "TileRef", "Tiles", "blocks", "contiguous", "cores_of",
+__all__ = ["Acc", "Call", "CoreProgram", "In", "LinearWork", "Out", "TileRef", "Tiles", "blocks", "column_interleaved", "contiguous", "cores_of",
            "programs"]

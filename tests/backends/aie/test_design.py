@@ -283,7 +283,7 @@ def test_decode_attention_sequences_read_back_and_bad_ones_are_refused():
     with pytest.raises(CompileError, match="distinct names"):
         parse_design(text.replace("@kv_tiles_2(", "@kv_tiles_1("), "attention.mlir")
     with pytest.raises(CompileError, match="same arguments"):
-        parse_design(text.replace("@kv_tiles_2(%q: memref<64xbf16>", "@kv_tiles_2(%q: memref<32xbf16>"),
+        parse_design(text.replace("@kv_tiles_2(%q: memref<72xbf16>", "@kv_tiles_2(%q: memref<32xbf16>"),
                      "attention.mlir")
     # the dynamic object-FIFO lowering is asked for exactly where a loop bound is read at run time
     with pytest.raises(CompileError, match="dynamic_objfifo_lowering"):
@@ -395,3 +395,32 @@ def test_an_acquiring_slot_run_loops_over_a_multiple_of_the_fifo_depth_and_write
     assert "scf.for %i1 = %c0 to %c4 step %c1" in core and "scf.for %i2 = %c0 to %c4 step %c1" in core
     assert re.search(r"_step\(%v1, %v\d+, %acc_0_2_0, %c4_i32\)", core)
     assert re.search(r"_store\(%acc_0_2_0, %c4_i32, %v\d+\)", core)
+
+
+def test_query_records_hold_each_query_tile_then_the_step_header():
+    from aielower.backends.aie.host_arrays import query_records, step_header
+
+    heads, s_pad, d, kv_heads, tq = 4, 4, 3, 2, 2  # gq 2: heads 0, 1 share KV head 0
+    q = np.arange(heads * s_pad * d, dtype=np.uint16).reshape(heads, s_pad, d)
+    header = step_header(5, 9)
+    records = query_records(q, kv_heads, tq, header).reshape(kv_heads, s_pad // tq, -1)
+    assert records.shape[2] == 2 * tq * d + len(header)
+    # KV head 1, query tile 1: heads 2 and 3, rows 2..3, then the header
+    np.testing.assert_array_equal(records[1, 1, :-4], np.concatenate([q[2, 2:4].reshape(-1), q[3, 2:4].reshape(-1)]))
+    np.testing.assert_array_equal(records[1, 1, -4:], header)
+    assert header.view("<i4").tolist() == [5, 9]
+
+
+def test_prompt_rope_reads_each_columns_rotary_table_in_one_transfer():
+    # 7B rope at 2048 rows: 64 heads x 128 row tiles on 8 x 2 cores. A column's rows take consecutive row tiles
+    # (sched.column_interleaved), so a memory-tile element holds consecutive tiles of x and of the rotary table: per
+    # column one transfer of x, one of y, and one of the table repeated for the column's 8 heads (was 512).
+    plan = plan_attention("test", 32, 32, 128, 128**-0.5, True, 4096, (1, 2048), NPU2)
+    launch = next(x for x in plan.launches if x.kernel == "rope" and x.bucket == 2048)
+    builder = _Builder(launch, plan, NPU2, kernel_spec(launch, NPU2), "rope")
+    counts = {}
+    for t in builder.transfers():
+        if t.column == 0:
+            counts[t.tensor] = counts.get(t.tensor, 0) + 1
+    assert counts == {"x": 1, "cs": 1, "y": 1}
+    assert sched.column_interleaved(10, 2, 2) == [range(0, 5, 2), range(1, 5, 2), range(5, 10, 2), range(6, 10, 2)]

@@ -16,7 +16,7 @@ says who reads which tile):
 - one core per tile: the kernel calls of the schedule as loops of acquire / call / release, ``link_with`` the
   kernel's object and a ``stack_size`` from the kernel spec; scalar arguments of the attention step come from the
   core's parameter words (position and valid KV length: constants of a prefill sequence, or, over a KV cache, the
-  step header every query tile carries from the host's ``step`` buffer); attention work items that progress
+  step header every query tile's record in the ``q`` tensor carries); attention work items that progress
   arithmetically run as loops, and decode attention loops over the KV tile count its sequence writes;
 - the runtime sequence (decode attention: one per count of valid KV tiles, ``@kv_tiles_n``): per column and stream, the DDR access patterns of the schedule's tiles in stream order,
   compacted into as few ``aiex.npu.dma_memcpy_nd`` transfers as the shim DMA can express, issued so that no shim
@@ -1034,8 +1034,8 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
                 f"{spec.symbol} on {launch.columns}x{launch.rows} cores of {device.name}; op shape {shape}",)
     if b.rtp and launch.params.get("header"):
         comments += ("Parameter words of every core: word 0 = P, position of the bucket's first query token; word 1 "
-                     "= L, valid KV length; both come with every query tile from the step header (the 'step' DDR "
-                     "buffer the host writes each step), copied by the kernel's _params.",)
+                     "= L, valid KV length; both come with every query tile from the step header (the host writes "
+                     "it after the tile's queries in the q tensor each step), copied by the kernel's _params.",)
     elif b.rtp:
         comments += ("Parameter words of every core: word 0 = P = 0, position of the bucket's first query token; "
                      "word 1 = L = the bucket, valid KV length (constants of the sequence).",)

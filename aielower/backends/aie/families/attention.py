@@ -18,7 +18,7 @@ import numpy as np
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.families.base import KernelFamily, per_core
-from aielower.backends.aie.host_arrays import from_bf16, kv_blocks, pad2, pad3, step_header, to_bf16
+from aielower.backends.aie.host_arrays import from_bf16, kv_blocks, pad2, pad3, query_records, step_header, to_bf16
 from aielower.backends.aie.kernels import (ATTENTION_WORDS, REDUCE_16, SCALAR_ELEMENTARY, STEP_HEADER, Arg, KernelDef,
                                            KernelSpec, Ops, VectorModel, arch_of, ceil_div, check_arch, encode_float, fp32,
                                            loads, require_positive, require_rule, stores)
@@ -231,10 +231,12 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
         Buffer("q", "L2", rows * q_in, 2), Buffer("kv", "L2", (1 if mode == "broadcast" else rows) * kv_tile, 2),
         Buffer("out", "L2", rows * q_tile, 2),
     )
+    # Over a cache, ``q`` holds one record per (KV head, query tile): its gq x tq x d queries, then the step header
+    # (host_arrays.query_records), so a query tile is one run and a core's tiles are one transfer.
+    q_first = (AccessPattern(0, (q_in // BF16,), (1,)) if header
+               else AccessPattern(0, (gq, tq, d_pad), (s * d_pad, d_pad, 1)))
     streams = (
-        Stream("q", "in", ("q", "step") if header else ("q",), "split", q_in, 2,
-               (AccessPattern(0, (gq, tq, d_pad), (s * d_pad, d_pad, 1)),)
-               + ((AccessPattern(0, (header,), (1,)),) if header else ())),
+        Stream("q", "in", ("q",), "split", q_in, 2, (q_first,)),
         # K and V live in one DDR tensor blocked by KV tile, [kv_heads][blocks][K|V][tkv][d]: a tile is one run
         # and consecutive tiles of a head are contiguous, so a head's KV sweep is one transfer.
         Stream("kv", "in", ("kv",), mode, kv_tile, 2, (AccessPattern(0, (2 * tkv * d_pad,), (1,)),)),
@@ -275,7 +277,9 @@ def rope(launch: LaunchPlan, heads: int, s: int, s_pad: int, out_rows: int = 0,
     d, tr = launch.params["d"], launch.params["tr"]
     per_head = s_pad // tr
     cores = sched.cores_of(launch)
-    for core, items in zip(cores, sched.blocks(heads * per_head, len(cores))):
+    # A column's rows take consecutive row tiles: the rotary table's tiles of a step are then one run (rows of a
+    # column taking different heads would each need the same table tile, a repeat no transfer can express inside).
+    for core, items in zip(cores, sched.column_interleaved(heads * per_head, launch.columns, launch.rows)):
         for item in items:
             h, i = divmod(item, per_head)
             t0 = i * tr
@@ -297,7 +301,9 @@ def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: in
     """Tensors: ``q`` and ``out`` [kv_heads * gq, s_pad, d] bf16; ``kv`` [kv_heads, kv_rows / tkv, 2, tkv, d]: the
     keys and values blocked by KV tile (block ``j`` of head ``h`` holds rows ``j * tkv ...`` of K, then of V).
     Query token ``i`` is at position ``position + i``; KV rows ``0 .. kv_valid - 1`` are valid. With a step header
-    (attention over a cache), every query tile is followed by the ``step`` tensor's header slots."""
+    (attention over a cache), ``q`` is instead one record per (KV head, query tile), ``[kv_heads][s_pad / tq]
+    [gq * tq * d + header]``: the tile's queries [gq][tq][d], then the step header
+    (:func:`~aielower.backends.aie.host_arrays.query_records`)."""
     p = launch.params
     d, gq, tq, tkv = p["d"], p["gq"], p["tq"], p["tkv"]
     header = STEP_HEADER if p.get("header") else 0
@@ -329,12 +335,16 @@ def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: in
 def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header=0,
                     tiles=None) -> None:
     """Query tile ``qt`` of KV head ``h``: init, one step per KV tile it can see, store. ``tiles`` shares the KV
-    and header tiles between items."""
+    tiles between items."""
     tiles = sched.Tiles() if tiles is None else tiles
     q_pos0 = position + qt * tq
     q_ap = AccessPattern((h * gq * s_pad + qt * tq) * d, (gq, tq, d), (s_pad * d, d, 1))
     last = min(kv_valid, q_pos0 + tq) if causal else kv_valid  # KV rows any query of the tile can see
-    q = sched.In((sched.TileRef("q", q_ap),) + ((tiles["step", 0, header],) if header else ()))
+    if header:  # the tile's record: its queries, then the step header
+        record = gq * tq * d + header
+        q = sched.In((sched.TileRef("q", AccessPattern((h * (s_pad // tq) + qt) * record, (record,), (1,))),))
+    else:
+        q = sched.In((sched.TileRef("q", q_ap),))
     acc = sched.Acc()
     calls = core.calls
     calls.append(sched.Call("init", (acc,)))
@@ -464,13 +474,11 @@ class Attention(KernelFamily):
             else:
                 kv_rows = roundup(bucket, tkv)
                 kv = kv_blocks(k_rot[:, :kv_rows], to_bf16(v[bi]), kv_heads, kv_rows, d_pad, tkv)
-            tensors = {
-                "q": pad3(q_rot[:, :s], heads, bucket_pad, d_pad),
-                "kv": kv,
-                "out": np.zeros(heads * bucket_pad * d_pad, np.uint16),
-            }
-            if attn.params.get("header"):
-                tensors["step"] = step_header(pos, pos + s)
+            queries = pad3(q_rot[:, :s], heads, bucket_pad, d_pad)
+            if attn.params.get("header"):  # each query tile's record carries the step's position and KV length
+                queries = query_records(queries.reshape(heads, bucket_pad, d_pad), kv_heads, tq,
+                                        step_header(pos, pos + s))
+            tensors = {"q": queries, "kv": kv, "out": np.zeros(heads * bucket_pad * d_pad, np.uint16)}
             host.submit(plan, attn, tensors, kv_len)
             out[bi] = from_bf16(tensors["out"].reshape(heads, bucket_pad, d_pad)[:, :s, :d])
         if resident:
