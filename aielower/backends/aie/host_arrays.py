@@ -36,6 +36,19 @@ def step_header(position: int, kv_len: int) -> np.ndarray:
     return words.view(np.uint16).copy()
 
 
+def tile_records(parts: list[np.ndarray], tr: int) -> np.ndarray:
+    """Row-tile records of arrays ``parts`` (each [m_pad, d], ``m_pad`` a multiple of ``tr``): per tile of ``tr``
+    rows, the tile of each part in turn, ``[m_pad / tr][len(parts)][tr][d]`` (flat). With one part, the array."""
+    m_pad, d = parts[0].shape
+    return np.stack([p.reshape(m_pad // tr, tr * d) for p in parts], axis=1).reshape(-1)
+
+
+def from_tile_records(records: np.ndarray, n: int, m_pad: int, d: int, tr: int) -> list[np.ndarray]:
+    """Inverse of :func:`tile_records`: the ``n`` arrays [m_pad, d]."""
+    tiles = records.reshape(m_pad // tr, n, tr * d)
+    return [tiles[:, i].reshape(m_pad, d) for i in range(n)]
+
+
 def query_records(queries: np.ndarray, kv_heads: int, tq: int, header: np.ndarray) -> np.ndarray:
     """The cached attention designs' ``q`` DDR tensor: ``queries`` bf16 bits [heads, s_pad, d] (padded, heads of
     KV head ``h`` at ``h * gq ...``) as one record per (KV head, query tile of ``tq`` rows), ``[kv_heads][s_pad /
@@ -62,4 +75,5 @@ def pad3(x: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
     return out.reshape(-1)
 
 
-__all__ = ["from_bf16", "kv_blocks", "pad2", "pad3", "query_records", "step_header", "to_bf16"]
+__all__ = ["from_bf16", "from_tile_records", "kv_blocks", "pad2", "pad3", "query_records", "step_header",
+           "tile_records", "to_bf16"]

@@ -424,3 +424,17 @@ def test_prompt_rope_reads_each_columns_rotary_table_in_one_transfer():
             counts[t.tensor] = counts.get(t.tensor, 0) + 1
     assert counts == {"x": 1, "cs": 1, "y": 1}
     assert sched.column_interleaved(10, 2, 2) == [range(0, 5, 2), range(1, 5, 2), range(5, 10, 2), range(6, 10, 2)]
+
+
+def test_tile_records_put_each_row_tile_of_the_parts_side_by_side_and_come_back():
+    from aielower.backends.aie.host_arrays import from_tile_records, tile_records
+
+    a = np.arange(24, dtype=np.uint16).reshape(6, 4)
+    b = a + 100
+    records = tile_records([a, b], 3).reshape(2, 2, 12)  # 2 tiles of 3 rows: [tile][a | b][3 x 4]
+    np.testing.assert_array_equal(records[1, 0], a[3:].reshape(-1))
+    np.testing.assert_array_equal(records[1, 1], b[3:].reshape(-1))
+    back = from_tile_records(records.reshape(-1), 2, 6, 4, 3)
+    np.testing.assert_array_equal(back[0], a)
+    np.testing.assert_array_equal(back[1], b)
+    np.testing.assert_array_equal(tile_records([a], 3), a.reshape(-1))

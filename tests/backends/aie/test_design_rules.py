@@ -59,7 +59,7 @@ def norm_kernels(tmp_path_factory):
 def _run_norm(design: m.Design, library) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     args = {a.name: np.zeros(a.type.size, np.uint16) for a in design.sequence_args}
-    for name in ("a", "b", "w"):
+    for name in ("ab", "w"):  # the a | b row-tile records, and the norm weight
         args[name][:] = (rng.standard_normal(args[name].size).astype(np.float32).view(np.uint32) >> 16)
     DesignRun(design, library.function).run(args)
     return args
@@ -68,19 +68,19 @@ def _run_norm(design: m.Design, library) -> dict[str, np.ndarray]:
 def test_the_emulator_runs_the_design_text_and_a_planted_layout_bug_breaks_it(norm_kernels):
     good = parse_design(render(_design("add_rms_norm")), "add_rms_norm.mlir")
     expected = _run_norm(good, norm_kernels)
-    assert not np.isnan(expected["y"].view(np.uint16).astype(np.float32)).any()
+    assert not np.isnan(expected["sy"].view(np.uint16).astype(np.float32)).any()
     planted = _with_link_offsets(good, _parts_as_rows)
     try:
         got = _run_norm(planted, norm_kernels)
     except AielowerError as e:  # or it cannot even finish: the cores wait for data the link never sends them
         assert "cannot finish" in str(e) or "left undelivered" in str(e)
     else:
-        assert not np.array_equal(got["y"], expected["y"])
+        assert not np.array_equal(got["sy"], expected["sy"])
 
 
 def test_a_consumer_that_waits_for_more_than_is_sent_is_reported(norm_kernels):
     design = _design("add_rms_norm")
-    seq = tuple(op for op in design.sequence if not (isinstance(op, m.DmaMemcpy) and op.arg == "b"
+    seq = tuple(op for op in design.sequence if not (isinstance(op, m.DmaMemcpy) and op.arg == "ab"
                                                       and op.fifo == "x_c3"))
     with pytest.raises(AielowerError, match="cannot finish .*tile_3_"):
         _run_norm(design.with_sequence(seq), norm_kernels)

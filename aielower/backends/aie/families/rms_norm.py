@@ -10,7 +10,7 @@ import numpy as np
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.families.base import KernelFamily, per_core
-from aielower.backends.aie.host_arrays import from_bf16, pad2, to_bf16
+from aielower.backends.aie.host_arrays import from_bf16, from_tile_records, pad2, tile_records, to_bf16
 from aielower.backends.aie.kernels import (REDUCE_16, SCALAR_ELEMENTARY, Arg, KernelDef, KernelSpec, Ops, VectorModel,
                                            encode_float, fp32, loads, require_positive, require_rule, stores)
 from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
@@ -70,19 +70,21 @@ def plan_norm(label: str, d: int, eps: float, add: bool, buckets: tuple[int, ...
             columns, rows = core_grid(m, device)
             tr = min(tr_max, max(1, m // (columns * rows)))
             tile = tr * d_pad * BF16
-            names_in = ("a", "b") if add else ("x",)
-            names_out = ("sum", "y") if add else ("y",)
+            # add: one record per row tile, the a rows then the b rows ("ab"; the sum then the norm out, "sy"), so
+            # that a core's tiles are one run (host_arrays.tile_records)
+            names_in = ("ab",) if add else ("x",)
+            names_out = ("sy",) if add else ("y",)
             buffers = (
                 Buffer("x", "L1", parts * tile, depth_in), Buffer("w", "L1", d_pad * BF16),
                 Buffer("y", "L1", parts * tile, depth_out),
                 Buffer("x", "L2", rows * parts * tile, 2), Buffer("w", "L2", d_pad * BF16),
                 Buffer("y", "L2", rows * parts * tile, 2),
             )
-            ap = AccessPattern(0, (tr * d_pad,), (1,))
+            ap = AccessPattern(0, (parts * tr * d_pad,), (1,))
             streams = (
-                Stream("x", "in", names_in, "split", parts * tile, depth_in, (ap,) * parts),
+                Stream("x", "in", names_in, "split", parts * tile, depth_in, (ap,)),
                 Stream("w", "in", ("w",), "broadcast", d_pad * BF16, 1, (AccessPattern(0, (d_pad,), (1,)),)),
-                Stream("y", "out", names_out, "split", parts * tile, depth_out, (ap,) * parts),
+                Stream("y", "out", names_out, "split", parts * tile, depth_out, (ap,)),
             )
             launches.append(checked(LaunchPlan(
                 bucket=m, kernel="rms_norm", role="add_rms_norm" if add else "rms_norm",
@@ -100,15 +102,19 @@ def plan_norm(label: str, d: int, eps: float, add: bool, buckets: tuple[int, ...
 
 
 def rms_norm(launch: LaunchPlan, m_pad: int) -> list[sched.CoreProgram]:
-    """Tensors: ``x`` (or ``a`` and ``b``) [m_pad, d] bf16, ``w`` [d], ``y`` (and ``sum``) [m_pad, d]."""
+    """Tensors: ``x`` [m_pad, d] bf16, ``w`` [d], ``y`` [m_pad, d]; with the residual add ``ab`` and ``sy``
+    instead of ``x`` and ``y``: per row tile of ``tr`` rows a record ``[a rows | b rows]`` (``[sum | y]``),
+    ``[m_pad / tr][2][tr][d]`` (:func:`~aielower.backends.aie.host_arrays.tile_records`)."""
     p = launch.params
     d, tr, add = p["d"], p["tr"], p["add"]
+    parts = 2 if add else 1
     cores = sched.cores_of(launch)
-    ins, outs = (("a", "b"), ("sum", "y")) if add else (("x",), ("y",))
-    for core, tiles in zip(cores, sched.blocks(m_pad // tr, len(cores))):
+    x_name, y_name = ("ab", "sy") if add else ("x", "y")
+    size = parts * tr * d
+    for core, tiles in zip(cores, sched.column_interleaved(m_pad // tr, launch.columns, launch.rows)):
         for i in tiles:
-            x = sched.In(tuple(sched.contiguous(name, i * tr * d, tr * d) for name in ins))
-            y = sched.Out(tuple(sched.contiguous(name, i * tr * d, tr * d) for name in outs))
+            x = sched.In((sched.contiguous(x_name, i * size, size),))
+            y = sched.Out((sched.contiguous(y_name, i * size, size),))
             core.calls.append(sched.Call("", (x, sched.In((sched.contiguous("w", 0, d),)), y)))
     return cores
 
@@ -144,20 +150,16 @@ class RmsNorm(KernelFamily):
         lead = x.shape[:-1]
         m = int(np.prod(lead))
         launch, bucket = host.rows_launch(plan, m)
-        m_pad = roundup(bucket, launch.params["tr"])
+        tr = launch.params["tr"]
+        m_pad = roundup(bucket, tr)
+        rows = [pad2(to_bf16(value.reshape(m, d)), m_pad, d_pad) for value in (operands[:2] if add else operands[:1])]
+        x_name, y_name = ("ab", "sy") if add else ("x", "y")
         tensors = {"w": pad2(to_bf16(weight).reshape(1, d), 1, d_pad).reshape(-1),
-                   "y": np.zeros(m_pad * d_pad, np.uint16)}
-        names = ("a", "b") if add else ("x",)
-        for name, value in zip(names, operands[:2] if add else operands[:1]):
-            tensors[name] = pad2(to_bf16(value.reshape(m, d)), m_pad, d_pad).reshape(-1)
-        if add:
-            tensors["sum"] = np.zeros(m_pad * d_pad, np.uint16)
+                   x_name: tile_records(rows, tr), y_name: np.zeros(len(rows) * m_pad * d_pad, np.uint16)}
         host.submit(plan, launch, tensors)
-
-        def crop(name):
-            return from_bf16(tensors[name].reshape(m_pad, d_pad)[:m, :d]).reshape(*lead, d)
-
-        return (crop("sum"), crop("y")) if add else crop("y")
+        outs = [from_bf16(part[:m, :d]).reshape(*lead, d) for part in from_tile_records(tensors[y_name], len(rows),
+                                                                                       m_pad, d_pad, tr)]
+        return tuple(outs) if add else outs[0]
 
 
 __all__ = ["RMS_NORM_KERNEL", "RmsNorm", "plan_norm", "rms_norm", "rms_norm_spec"]
