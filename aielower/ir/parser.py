@@ -7,6 +7,7 @@ while parsing and a wrong printed result type is reported where it is written.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import Any
@@ -35,12 +36,18 @@ MAX_NUMBER_CHARS = 40  # a float literal with exponent
 MAX_NESTING = 32  # lists and dictionaries inside attribute values
 MAX_STRING_CHARS = 4096
 MAX_DIM = 2**48  # 256 T elements: larger than any tensor a machine holds (backends check their own limits)
+# Characters of attribute-alias definitions the uses of aliases may expand to, in all (a small text whose aliases
+# are used very often would otherwise build a huge module).
+MAX_ALIAS_EXPANSION = 256 * 2**20
 
 
 class Parser:
     def __init__(self, text: str, filename: str = "<string>"):
         self.text, self.filename, self.pos = text, filename, 0
         self.depth = 0  # nesting of attribute values
+        self.aliases: dict[str, tuple[Any, int]] = {}  # attribute alias -> (value, characters of its definition)
+        self.alias_chars = 0  # characters the uses of aliases have expanded to so far
+        self.in_alias = False  # parsing an alias definition
 
     # -- low level -------------------------------------------------------------------
 
@@ -167,6 +174,8 @@ class Parser:
     def parse_attr_value(self) -> Any:
         self.skip()
         c = self.text[self.pos : self.pos + 1]
+        if c == "#":
+            return self._alias_use()
         if c in "{[" and c:
             if self.depth >= MAX_NESTING:
                 raise self.error(f"attribute value nested deeper than {MAX_NESTING} levels")
@@ -294,17 +303,52 @@ class Parser:
                 return attrs
             self.expect(",", "',' or '}' in the attribute list")
 
+    def _alias_use(self) -> Any:
+        """``#name``: a copy of the value of an alias defined above."""
+        pos = self.pos
+        if self.in_alias:
+            raise self.error("an attribute alias definition cannot use another alias", pos)
+        self.pos += 1
+        name = self.match(_KEY, "an attribute alias name after '#'")
+        if name not in self.aliases:
+            raise self.error(f"attribute alias #{name} is not defined (aliases are defined before the weights)", pos)
+        value, size = self.aliases[name]
+        self.alias_chars += size
+        if self.alias_chars > MAX_ALIAS_EXPANSION:
+            raise self.error(f"attribute aliases expand to more than {MAX_ALIAS_EXPANSION:,} characters", pos)
+        return copy.deepcopy(value)
+
+    def parse_alias(self) -> None:
+        """``#name = value``: an attribute alias (see the printer)."""
+        pos = self.pos
+        self.expect("#")
+        name = self.match(_KEY, "an attribute alias name after '#'")
+        if name in self.aliases:
+            raise self.error(f"attribute alias #{name} is defined twice", pos)
+        self.expect("=", "'=' after the alias name")
+        self.skip()
+        start, self.in_alias = self.pos, True
+        try:
+            value = self.parse_attr_value()
+        finally:
+            self.in_alias = False
+        self.aliases[name] = (value, self.pos - start)
+
     # -- module ----------------------------------------------------------------------
 
     def parse_module(self) -> Module:
         module = Module()
         if self.peek("module"):
             self.parse_module_header(module)
+        while self.peek("#"):
+            self.parse_alias()
         while not self.at_end():
             if self.peek("weight"):
                 self.parse_weight(module)
             elif self.peek("func"):
                 self.parse_function(module)
+            elif self.peek("#"):
+                raise self.error("attribute aliases (#name = ...) come before the weights and functions")
             else:
                 raise self.error("expected 'weight' or 'func' at top level ('module @name ...' comes first)")
         return module

@@ -14,9 +14,17 @@ The optional first line ``module @name attributes {...}`` carries the module's n
 (``module.metadata``: the model config, rope_theta, ...). Values keep the names they were parsed with; unnamed
 values are numbered in order.
 Attributes equal to their declared default are left out.
+
+With ``print_module(module, alias_attrs=True)`` a discardable attribute value that is long (at least
+:data:`ALIAS_MIN_CHARS` printed) and used by more than one op is printed once, as an alias line ``#plan0 = {...}``
+before the weights, and each use as ``#plan0`` (MLIR's attribute aliases; the 32 identical decoder layers of a
+planned model share their ops' ``aie.plan``). The parser reads both forms.
 """
 
 from __future__ import annotations
+
+import re
+from collections import Counter
 
 from aielower import names as _names
 from aielower.ir.attributes import PlainData, discardable_type, format_plain
@@ -28,15 +36,48 @@ def format_attr(field: AttrField, value) -> str:
     return field.type.format(value)
 
 
-def format_attrs(op: Op) -> str:
+ALIAS_MIN_CHARS = 256  # a discardable attribute value printed at least this long, used twice or more, is aliased
+
+
+def _discardable(op: Op) -> list[tuple[str, str]]:
+    """``(name, printed value)`` of ``op``'s discardable attributes, by name."""
     declared = {f.name for f in op.attr_fields}
+    return [(k, discardable_type(k).format(v)) for k, v in sorted(op.attributes.items()) if k not in declared]
+
+
+def format_attrs(op: Op, aliases: dict[str, str] | None = None) -> str:
+    """``{...}`` of ``op``'s attributes; a discardable value found in ``aliases`` (printed value -> alias name) is
+    written as ``#name``."""
     parts = [
         f"{f.name} = {format_attr(f, op.attributes[f.name])}"
         for f in op.attr_fields
         if f.default is ... or op.attributes[f.name] != f.default
     ]
-    parts += [f"{k} = {discardable_type(k).format(v)}" for k, v in sorted(op.attributes.items()) if k not in declared]
+    aliases = aliases or {}
+    parts += [f"{k} = #{aliases[text]}" if text in aliases else f"{k} = {text}" for k, text in _discardable(op)]
     return "{" + ", ".join(parts) + "}" if parts else ""
+
+
+def attribute_aliases(module: Module) -> dict[str, str]:
+    """Printed value -> alias name of every discardable attribute value at least :data:`ALIAS_MIN_CHARS` long that
+    more than one op of ``module`` carries, named after the attribute (``aie.plan`` -> ``plan0``, ``plan1``, ... in
+    order of first use)."""
+    uses: Counter = Counter()
+    first: dict[str, str] = {}
+    for fn in module.functions.values():
+        for op in fn.ops:
+            for key, text in _discardable(op):
+                if len(text) >= ALIAS_MIN_CHARS:
+                    uses[text] += 1
+                    first.setdefault(text, key)
+    aliases: dict[str, str] = {}
+    numbers: Counter = Counter()
+    for text, key in first.items():
+        if uses[text] > 1:
+            stem = re.sub(r"[^A-Za-z0-9_]", "_", key.rsplit(".", 1)[-1]) or "attr"
+            aliases[text] = f"{stem}{numbers[stem]}"
+            numbers[stem] += 1
+    return aliases
 
 
 class Namer:
@@ -70,25 +111,25 @@ class Namer:
             return f"%<undefined {v.type}>"
 
 
-def print_op(op: Op, name: Namer) -> str:
+def print_op(op: Op, name: Namer, aliases: dict[str, str] | None = None) -> str:
     results = ", ".join(name(r) for r in op.results)
     text = f"{results} = {op.name}"
     if op.operands:
         text += " " + ", ".join(name(v) for v in op.operands)
-    attrs = format_attrs(op)
+    attrs = format_attrs(op, aliases)
     if attrs:
         text += " " + attrs
     text += " : " + ", ".join(str(r.type) for r in op.results)
     return text
 
 
-def print_function(fn: Function) -> str:
+def print_function(fn: Function, aliases: dict[str, str] | None = None) -> str:
     name = Namer(fn)
     args = ", ".join(f"{name(a)}: {a.type}" for a in fn.args)
     types = [str(t) for t in fn.result_types]
     ret = types[0] if len(types) == 1 else "(" + ", ".join(types) + ")"
     lines = [f"func @{fn.name}({args}) -> {ret} {{"]
-    lines += [f"  {print_op(o, name)}" for o in fn.ops]
+    lines += [f"  {print_op(o, name, aliases)}" for o in fn.ops]
     lines.append("  return " + ", ".join(name(v) for v in fn.results))
     lines.append("}")
     return "\n".join(lines)
@@ -106,15 +147,21 @@ def print_module_header(module: Module) -> str:
     return text
 
 
-def print_module(module: Module) -> str:
+def print_module(module: Module, *, alias_attrs: bool = False) -> str:
+    """The module's text; with ``alias_attrs``, long discardable attribute values used more than once are printed
+    once as aliases (module docstring)."""
     blocks = []
     header = print_module_header(module)
     if header:
         blocks.append(header)
+    aliases = attribute_aliases(module) if alias_attrs else {}
+    if aliases:
+        blocks.append("\n".join(f"#{name} = {text}" for text, name in aliases.items()))
     if module.weights:
         blocks.append("\n".join(f"weight @{w.name} : {w.type}" for w in module.weights.values()))
-    blocks += [print_function(f) for f in module.functions.values()]
+    blocks += [print_function(f, aliases) for f in module.functions.values()]
     return "\n\n".join(blocks) + "\n"
 
 
-__all__ = ["format_attr", "format_plain", "print_function", "print_module", "print_module_header", "print_op"]
+__all__ = ["ALIAS_MIN_CHARS", "attribute_aliases", "format_attr", "format_plain", "print_function", "print_module",
+           "print_module_header", "print_op"]

@@ -167,3 +167,25 @@ def test_passes_refuse_module_attributes_of_the_wrong_kind():
         PassManager.parse("fuse-attention").run(parse(text))
     with pytest.raises(IRError, match="module attribute 'config' must be dict"):
         PassManager.parse("plan-aie-tiling").run(parse(text))
+
+
+def _two_ops_sharing(value: str) -> str:
+    return ("func @f(%x: tensor<3xf32>) -> tensor<3xf32> {\n"
+            f"  %y = nn.mul_scalar %x {{value = 2, x.cfg = {value}}} : tensor<3xf32>\n"
+            f"  %z = nn.mul_scalar %y {{value = 3, x.cfg = {value}, x.tag = 1}} : tensor<3xf32>\n"
+            "  return %z\n}\n")
+
+
+def test_long_discardable_values_used_twice_print_once_as_aliases():
+    from aielower.ir.printer import ALIAS_MIN_CHARS, print_module
+
+    long = "[" + ", ".join(str(i) for i in range(ALIAS_MIN_CHARS // 3)) + "]"
+    module = parse(_two_ops_sharing(long))
+    text = print_module(module, alias_attrs=True)
+    assert text.startswith(f"#cfg0 = {long}\n\nfunc @f(")
+    assert text.count("x.cfg = #cfg0") == 2 and text.count(long) == 1
+    assert str(parse(text)) == str(module) == _two_ops_sharing(long)  # the plain printer writes values inline
+    assert print_module(parse(text), alias_attrs=True) == text
+    # a short value, or a long one used once, stays inline
+    short = parse(_two_ops_sharing("[1, 2, 3]"))
+    assert print_module(short, alias_attrs=True) == str(short)

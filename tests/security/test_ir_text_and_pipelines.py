@@ -37,6 +37,33 @@ def test_hostile_ir_text_is_a_parse_error_with_a_location(text, message):
     assert info.value.line >= 1 and info.value.col >= 1
 
 
+_ALIASED = ("#a = [1, 2]\n\nfunc @f(%x: tensor<3xf32>) -> tensor<3xf32> {\n"
+            "  %y = nn.mul_scalar %x {value = 2, x.y = #a} : tensor<3xf32>\n  return %y\n}\n")
+
+
+@pytest.mark.parametrize("text, message", [
+    (_ALIASED.replace("x.y = #a", "x.y = #b"), r"<string>:4:43: error: attribute alias #b is not defined"),
+    ("#b = 1\n" + _ALIASED.replace("#a = [1, 2]", "#a = [#b]"), r"an attribute alias definition cannot use another"),
+    ("#a = 1\n" + _ALIASED, r"<string>:2:1: error: attribute alias #a is defined twice"),
+    (_ALIASED.replace("\nfunc", "weight @w : tensor<3xf32>\n#c = 1\nfunc"), r"aliases \(#name = \.\.\.\) come before"),
+    (_ALIASED.replace("#a = ", "# = "), r"expected an attribute alias name after '#'"),
+])
+def test_bad_attribute_aliases_are_parse_errors(text, message):
+    with pytest.raises(ParseError, match=message):
+        aielower.parse(text)
+    assert str(aielower.parse(_ALIASED)).count("x.y = [1, 2]") == 1
+
+
+def test_aliases_cannot_expand_a_small_text_into_a_huge_module(monkeypatch):
+    import aielower.ir.parser as parser
+
+    monkeypatch.setattr(parser, "MAX_ALIAS_EXPANSION", 100)
+    uses = "".join(f"  %y{i} = nn.mul_scalar %x {{value = 2, x.y = #a}} : tensor<3xf32>\n" for i in range(30))
+    text = "#a = [1, 2]\n\nfunc @f(%x: tensor<3xf32>) -> tensor<3xf32> {\n" + uses + "  return %x\n}\n"
+    with pytest.raises(ParseError, match="attribute aliases expand to more than 100 characters"):
+        aielower.parse(text)
+
+
 def test_parse_error_shows_a_window_of_a_huge_line_without_control_characters():
     text = _fn("tensor<3xf32>", ', x.y = "ok"') .replace("%y = ", "%y = \x1b[31m" + " " * 3000)
     with pytest.raises(ParseError) as info:

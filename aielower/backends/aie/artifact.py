@@ -226,7 +226,7 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
     sequences = {d.name: [s.name for s in design.sequences] for d, design in zip(designs.values(), built)}
     texts["Makefile"] = render_build_file(list(kernels.values()), [(d.name, d.spec.symbol) for d in designs.values()],
                                           device, sequences)
-    texts["module.ir"] = print_module(module)
+    texts["module.ir"] = print_module(module, alias_attrs=True)  # the layers' identical plans printed once each
     data = manifest(module, device, pipeline, kernels, designs, files, sequences)
     texts["manifest.json"] = json.dumps(data, indent=1, sort_keys=True) + "\n"
     texts.update(report_files(report))
