@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -53,6 +55,27 @@ def is_artifact(directory: Path, manifest: str, format_prefix: str) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and str(data.get("format", "")).startswith(format_prefix)
+
+
+def json_text(data: dict, one_line_items_of: str | None = None) -> str:
+    """``data`` as indented JSON with sorted keys; with ``one_line_items_of``, each item of the lists in
+    ``data[one_line_items_of]`` (a dict of lists: an AIE manifest's launch schedules, a thousand steps for a 7B
+    model) on one line."""
+    items: dict[str, str] = {}
+    token = secrets.token_hex(8)  # placeholders no value of ``data`` can equal
+
+    def placeholder(item) -> str:
+        key = f"\x00{token}:{len(items)}"
+        items[json.dumps(key)] = json.dumps(item, sort_keys=True)
+        return key
+
+    if one_line_items_of and isinstance(data.get(one_line_items_of), dict):
+        data = dict(data, **{one_line_items_of: {k: [placeholder(i) for i in v]
+                                                  for k, v in data[one_line_items_of].items()}})
+    text = json.dumps(data, indent=1, sort_keys=True)
+    if items:
+        text = re.sub(rf'"\\u0000{token}:[0-9]+"', lambda m: items[m.group(0)], text)
+    return text + "\n"
 
 
 class ArtifactWriter:

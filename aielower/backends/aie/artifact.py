@@ -36,7 +36,7 @@ from aielower.backends.ref.numerics import bf16_weight_names
 from aielower.errors import CompileError, ModelError
 from aielower.ir import Module, QTensorType, Weight, print_module
 from aielower.ir.printer import Namer
-from aielower.output import ArtifactWriter, safe_path
+from aielower.output import ArtifactWriter, json_text, safe_path
 from aielower.quant.bf16 import bf16_bits
 
 MANIFEST_FORMAT = "aielower-aie-manifest/1"
@@ -228,7 +228,7 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
                                           device, sequences)
     texts["module.ir"] = print_module(module, alias_attrs=True)  # the layers' identical plans printed once each
     data = manifest(module, device, pipeline, kernels, designs, files, sequences)
-    texts["manifest.json"] = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    texts["manifest.json"] = json_text(data, one_line_items_of="schedule")
     texts.update(report_files(report))
     with_weights = all(w.data is not None for w in module.weights.values())
     for relative in [*texts, *(f"weights/{e['file']}" for e in files.values() if with_weights)]:
