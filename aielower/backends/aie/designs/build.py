@@ -212,6 +212,7 @@ class _Builder:
         kernel_family = KERNEL_FAMILIES.for_kernel(launch.kernel)
         self.dynamic_kv = kernel_family.reads_valid_tiles(launch, op_plan)
         self.work = kernel_family.array_work(launch, op_plan)
+        self.linear_traces: dict[str, tuple] = {}  # repr of a core body -> its array trace (_linear_calls)
         if self.work is not None:  # scheduled as arrays (sched.LinearWork), checked on arrays
             self.rtp = ()
             self._linear_init()
@@ -333,31 +334,32 @@ class _Builder:
         L = self.launch
         elements: dict = {s.index: {} for s in self.streams}
         drains: dict = {}
-        io: dict[int, tuple[list, list]] = {}  # id(call) -> (its In tiles, its Out tiles), for every stream
-        for s in self.streams:
-            slot = (self.outs if s.output else self.ins).index(s)
-            side = 1 if s.output else 0
-            for key, units in self.padded.items():
-                per_unit = []
-                last = None
-                for unit in units:
-                    mine = []
-                    if self.family in _ACCUMULATING:
-                        last = None  # an item's first tile is a new element even if the last item ended on it
-                    for call in unit:
-                        found = io.get(id(call))
-                        if found is None:
-                            found = io[id(call)] = ([a.tiles for a in call.args if type(a) is sched.In],
-                                                    [a.tiles for a in call.args if type(a) is sched.Out])
-                        args = found[side]
+        In, Out = sched.In, sched.Out
+        # every stream in one pass over the calls: stream index, side (0 In, 1 Out), its slot among that side's args
+        slots = [(s.index, 1 if s.output else 0, (self.outs if s.output else self.ins).index(s)) for s in self.streams]
+        fresh_items = self.family in _ACCUMULATING  # an item's first tile is a new element even if the last item
+        for key, units in self.padded.items():     # ended on it
+            per_unit = {index: [] for index, _, _ in slots}
+            last = {index: None for index, _, _ in slots}
+            for unit in units:
+                mine = {index: [] for index, _, _ in slots}
+                if fresh_items:
+                    last = dict.fromkeys(last)
+                for call in unit:
+                    sides = ([a.tiles for a in call.args if type(a) is In], [a.tiles for a in call.args if type(a) is Out])
+                    for index, side, slot in slots:
+                        args = sides[side]
                         if not args:
                             continue
                         tiles = args[slot]
-                        if tiles != last:
-                            mine.append(tiles)
-                        last = tiles
-                    per_unit.append(mine)
-                elements[s.index][key] = per_unit
+                        if tiles != last[index]:
+                            mine[index].append(tiles)
+                        last[index] = tiles
+                for index in mine:
+                    per_unit[index].append(mine[index])
+            for index in per_unit:
+                elements[index][key] = per_unit[index]
+        for s in self.streams:
             if s.plan.to_cores != "broadcast":
                 for key in elements[s.index]:
                     elements[s.index][key] = [t for unit in elements[s.index][key] for t in unit]
@@ -729,14 +731,28 @@ def _trace(core: CoreDesign, streams: list[StreamInfo], tkv: int | None = None) 
     def value(x):
         return x if isinstance(x, int) else ints[x]
 
-    def call(node):
+    # Per call node, its arguments as (code, x): 0 a FIFO element, 1 an i32 variable, 2 a value as it is (an i32
+    # constant, or the ("acc", n) / ("rtp", n) form of the others); the last argument of an attention step is clamped.
+    compiled: dict[int, tuple | None] = {}
+
+    def compile_call(node) -> tuple | None:
         if node.function == "params":
-            return  # copies the step header into the parameter words; the check reads their defaults
-        args = tuple(("tiles", held[x]) if kind == "elem" else (kind, ints[x] if kind == "i32" else x)
-                     for kind, x in node.args)
-        if tkv and node.function == "step":
-            args = args[:5] + (("i32", min(tkv, args[5][1])),)
-        append((node.function, args))
+            return None  # copies the step header into the parameter words; the check reads their defaults
+        args = tuple((0, x) if kind == "elem" else (1, x) if kind == "i32" and not isinstance(x, int)
+                     else (2, x) if kind == "i32" else (2, (kind, x)) for kind, x in node.args)
+        return node.function, args, bool(tkv and node.function == "step")
+
+    def call(node):
+        found = compiled.get(id(node), False)
+        if found is False:
+            found = compiled[id(node)] = compile_call(node)
+        if found is None:
+            return
+        function, args, clamp = found
+        values = [held[x] if code == 0 else ints[x] if code == 1 else x for code, x in args]
+        if clamp:
+            values[5] = min(tkv, values[5])
+        append((function, tuple(values)))
 
     def run(nodes, iv):
         for node in nodes:
@@ -851,21 +867,38 @@ _FUNCTIONS = ("init", "step", "store")
 
 def _linear_calls(b: _Builder, core: CoreDesign) -> np.ndarray:
     """The calls a linear core body makes, traced on arrays: rows ``[function, x, w, acc, y]`` (function index in
-    ``init / step / store``, tile offsets, -1 where the call has no such argument)."""
+    ``init / step / store``, tile offsets, -1 where the call has no such argument). Cores with the same body (the
+    common case: the body names streams, not FIFOs) share the trace; only the tiles they take differ."""
     key = (core.column, core.row)
-    x, w = b.ins
-    (y,) = b.outs
-    nodes, slot_stream, rows, taken = _trace_arrays(core.body, b.streams)
+    body_key = repr(core.body)
+    traced = b.linear_traces.get(body_key)
+    if traced is None:
+        traced = b.linear_traces[body_key] = _linear_trace(b, core.body)
+    template, gathers, taken = traced
     for st in b.streams:
         if taken[st.index] != len(b.seq[st.index][key]):
             raise CompileError(f"internal: core {key} takes {taken[st.index]} elements of stream '{st.plan.name}', "
                                f"which delivers {len(b.seq[st.index][key])}")
+    out = template.copy()
+    for mask, col, stream, values in gathers:
+        out[mask, col] = b.seq[stream][key][values, 0]
+    return out
+
+
+def _linear_trace(b: _Builder, body: list) -> tuple[np.ndarray, list, np.ndarray]:
+    """What :func:`_linear_calls` needs of a body, whatever core runs it: the rows with the function and the
+    accumulator filled in, per (argument, stream) the rows and the element indices to fill with that core's tile
+    offsets, and the elements taken per stream."""
+    x, w = b.ins
+    (y,) = b.outs
+    nodes, slot_stream, rows, taken = _trace_arrays(body, b.streams)
     width = (rows.shape[1] - 1) // 2
     fn = np.array([_FUNCTIONS.index(node.function) for node in nodes], np.int64)
     streams = np.array([ss + [-1] * (width - len(ss)) for ss in slot_stream], np.int64)  # see _trace_arrays
-    out = np.full((len(rows), 5), -1, np.int64)
-    out[:, 0] = fn[rows[:, 0]] if len(nodes) else 0
+    template = np.full((len(rows), 5), -1, np.int64)
+    template[:, 0] = fn[rows[:, 0]] if len(nodes) else 0
     column = {x.index: 1, w.index: 2, y.index: 4, len(b.streams) + 1: 3}  # the i32 slot picks the accumulator
+    gathers = []
     for k in range(width):
         stream_k = streams[rows[:, 0], k]
         for stream, col in column.items():
@@ -873,8 +906,11 @@ def _linear_calls(b: _Builder, core: CoreDesign) -> np.ndarray:
             if not mask.any():
                 continue
             values = rows[mask, 1 + 2 * k]
-            out[mask, col] = values if col == 3 else b.seq[stream][key][values, 0]
-    return out
+            if col == 3:
+                template[mask, col] = values
+            else:
+                gathers.append((mask, col, stream, values))
+    return template, gathers, taken
 
 
 def _linear_expected(work: sched.LinearWork, key) -> np.ndarray:
@@ -904,20 +940,23 @@ def _linear_expected(work: sched.LinearWork, key) -> np.ndarray:
 
 
 def _expected(units, acc_size: int) -> list[tuple]:
-    """The calls of a core's schedule, in :func:`_trace`'s form."""
+    """The calls of a core's schedule, in :func:`_trace`'s form: per argument the tiles of a FIFO element (a tuple
+    of tile refs), an int, or ``("acc", accumulator index)``; the forms cannot be equal to one another."""
     seen: dict[int, tuple] = {}  # id(argument) -> its form; the arguments are shared objects, alive in ``units``
 
     def arg(a):
+        kind = type(a)
+        if kind is int:
+            return a
         found = seen.get(id(a))
         if found is not None:
             return found
-        kind = type(a)
         if kind is sched.In or kind is sched.Out:
-            found = ("tiles", a.tiles)
+            found = a.tiles
         elif kind is sched.Acc:
             found = ("acc", a.offset // acc_size)
         else:
-            return ("i32", int(a))  # ints are small and may share ids with other values: not kept
+            return int(a)  # ints are small and may share ids with other values: not kept
         seen[id(a)] = found
         return found
 
