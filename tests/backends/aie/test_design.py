@@ -304,7 +304,8 @@ def test_each_kv_sequence_reads_its_tiles_and_the_emulator_picks_by_length():
         assert {op.value for op in ops if getattr(op, "index", None) == 2} == {n}
     assert kv_sequence_for(design, 1, tkv) == kv_sequence_for(design, tkv, tkv) == "kv_tiles_1"
     assert kv_sequence_for(design, tkv + 1, tkv) == "kv_tiles_2"
-    with pytest.raises(CompileError, match="no runtime sequence @kv_tiles_3"):
+    with pytest.raises(CompileError, match="no runtime sequence reads the 3 KV tiles of 128 rows that 257 valid rows "
+                                           r"need \(its sequences read at most 2\)"):
         kv_sequence_for(design, 2 * tkv + 1, tkv)
     prefill = case("attention_prefill")
     assert kv_sequence_for(build_design(*prefill[:4], "p"), 128, prefill[0].params["tkv"]) is None
@@ -442,3 +443,21 @@ def test_tile_records_put_each_row_tile_of_the_parts_side_by_side_and_come_back(
     np.testing.assert_array_equal(back[0], a)
     np.testing.assert_array_equal(back[1], b)
     np.testing.assert_array_equal(tile_records([a], 3), a.reshape(-1))
+
+
+def test_decode_attention_of_short_kv_tiles_reads_whole_blocks_of_64_rows():
+    # 7B decode attention: 32-row KV tiles, one sequence per 2 tiles (KV_READ_BLOCK = 64 rows): 64 sequences, not
+    # 128. The host submits the first that covers the valid rows; at most 32 rows past them are read, which the
+    # kernel leaves out (a row with no valid KV row is unchanged: kernel tests).
+    from aielower.backends.aie.families.attention import KV_READ_BLOCK
+
+    plan = plan_attention("test", 32, 32, 128, 128**-0.5, True, 4096, (1,), NPU2)
+    launch = next(x for x in plan.launches if x.role == "attention")
+    design = build_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "a7b")
+    tkv = launch.params["tkv"]
+    assert (tkv, KV_READ_BLOCK) == (32, 64)
+    assert [s.name for s in design.sequences] == [f"kv_tiles_{n}" for n in range(2, 129, 2)]
+    assert [kv_sequence_for(design, rows, tkv) for rows in (1, 64, 65, 96, 97, 4096)] == [
+        "kv_tiles_2", "kv_tiles_2", "kv_tiles_4", "kv_tiles_4", "kv_tiles_4", "kv_tiles_128"]
+    with pytest.raises(CompileError, match="no runtime sequence reads the 129 KV tiles"):
+        kv_sequence_for(design, 4097, tkv)

@@ -120,3 +120,30 @@ def test_target_aie_needs_the_decode_function(tmp_path):
 def test_unknown_device(tmp_path):
     with pytest.raises(CompileError, match="unknown AIE device 'npu9': choose one of npu1, npu2"):
         aielower.compile(tiny_qwen2(), target="aie", device="npu9", out_dir=tmp_path)
+
+
+def test_decode_reading_kv_tiles_past_the_valid_rows_gives_the_same_logits(tmp_path, monkeypatch):
+    # A cache of two 128-row KV tiles. With reads rounded up to blocks of 256 rows, decode attention has only the
+    # 2-tile sequence: at positions 7..10 its second tile holds no valid row, and the logits must not change by a bit
+    # (the kernel leaves a row with no valid KV row unchanged). The 7B reads blocks of 64 rows of 32-row tiles.
+    import aielower.backends.aie.families.attention as attention
+
+    model = tiny_qwen2(**CONFIGS["mha"])
+    ids = np.random.default_rng(3).integers(0, 128, size=(1, 7))
+    runs = {}
+    default = attention.KV_READ_BLOCK
+    for block in (default, 256):
+        monkeypatch.setattr(attention, "KV_READ_BLOCK", block)
+        art = aielower.compile(model, target="aie", quant=QUANT, max_seq_len=256, out_dir=tmp_path / str(block))
+        decode_attention = next(d for d in art.manifest["designs"] if d["role"] == "attention" and d["bucket"] == 1)
+        runs[block] = (sorted(decode_attention["instructions"]), [])
+        cache = art.new_cache(1)
+        out = art.emulate_decode(ids, 0, cache)
+        position, token = ids.shape[1], out[:, -1:].argmax(-1)
+        for _ in range(4):
+            out = art.emulate_decode(token, position, cache)
+            runs[block][1].append(out)
+            position, token = position + 1, out[:, -1:].argmax(-1)
+    assert runs[default][0] == ["kv_tiles_1", "kv_tiles_2"] and runs[256][0] == ["kv_tiles_2"]
+    for a, b in zip(runs[default][1], runs[256][1]):
+        np.testing.assert_array_equal(a, b)

@@ -542,8 +542,9 @@ def _run_attention(lib, spec, q_bits, k_bits, v_bits, q_pos0, kv_tiles):
     init(state)
     for kv_pos0, kv_valid in kv_tiles:
         kv = np.full((2, tkv, d), 0x7FC0, np.uint16)  # NaN: rows past kv_valid must not be read
-        kv[0, :kv_valid] = k_bits[kv_pos0:kv_pos0 + kv_valid]
-        kv[1, :kv_valid] = v_bits[kv_pos0:kv_pos0 + kv_valid]
+        filled = max(0, min(kv_valid, len(k_bits) - kv_pos0))
+        kv[0, :filled] = k_bits[kv_pos0:kv_pos0 + filled]
+        kv[1, :filled] = v_bits[kv_pos0:kv_pos0 + filled]
         step(q_bits, kv, state, q_pos0, kv_pos0, kv_valid)
     out = np.zeros((p["gq"], p["tq"], d), np.uint16)
     store(state, out)
@@ -596,6 +597,22 @@ def test_attention_tile_masked_for_some_rows_only_leaves_them_unchanged(lib, cas
     out = _run_attention(lib, spec, q_bits, k_bits, v_bits, q_pos0, [(0, tkv), (tkv, 1)])
     exact, mag = _attention_reference(q, k, v, spec.p["scale"], q_pos0, causal)
     assert_bf16_close(out, exact, mag, rel=P_REL[spec.p["arch"]])
+
+
+@pytest.mark.parametrize("case", ATTN_CASES, ids=lambda c: "d{}_gq{}_tq{}_tkv{}_causal{}_{}".format(*c))
+def test_attention_tiles_past_the_valid_rows_change_nothing(lib, case):
+    """Decode attention reads the valid KV rows rounded up to a block of tiles: a tile with no valid row (kv_valid
+    <= 0: L - kv_pos0 past the end) leaves the state bit for bit as it was (the rows it holds are NaN here)."""
+    d, gq, tq, tkv, causal, arch = case
+    spec = _attn(case)
+    rng = np.random.default_rng(13)
+    q_bits, _ = rand_bf16(rng, (gq, tq, d))
+    k_bits, _ = rand_bf16(rng, (tkv, d))
+    v_bits, _ = rand_bf16(rng, (tkv, d))
+    q_pos0 = tkv - tq  # the queries are the last rows: every valid row is visible
+    valid = _run_attention(lib, spec, q_bits, k_bits, v_bits, q_pos0, [(0, tkv)])
+    padded = _run_attention(lib, spec, q_bits, k_bits, v_bits, q_pos0, [(0, tkv), (tkv, 0), (2 * tkv, -tkv)])
+    assert valid.any() and np.array_equal(valid, padded)
 
 
 # -------------------------------------------------------------------------------------- specs and errors

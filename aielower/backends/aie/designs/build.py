@@ -1079,9 +1079,10 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
         comments += ("Parameter words of every core: word 0 = P = 0, position of the bucket's first query token; "
                      "word 1 = L = the bucket, valid KV length (constants of the sequence).",)
     if b.dynamic_kv:
-        comments += (f"One runtime sequence per count n of valid KV tiles ({launch.params['tkv']} rows each): "
+        comments += (f"One runtime sequence per count n of KV tiles ({launch.params['tkv']} rows each) it reads: "
                      "@kv_tiles_n reads tiles 0 .. n-1 of every KV head and writes n to word 2, the trip count of "
-                     "the cores' KV loop. The host submits the sequence for n = ceil(L / tile).",)
+                     "the cores' KV loop. The host submits the first n >= ceil(L / tile); the kernel leaves a row "
+                     "with no valid KV row unchanged.",)
     return m.Design(name, AIE_DEVICE[device.name], functions, tiles, tuple(fifos), tuple(links), tuple(buffers),
                     tuple(core_models), args, sequences, comments)
 
@@ -1092,13 +1093,18 @@ def kv_sequence_name(tiles: int) -> str:
 
 
 def kv_sequence_for(design: m.Design, kv_len: int, tkv: int) -> str | None:
-    """The sequence of ``design`` the host submits for ``kv_len`` valid KV rows: the one reading ceil(kv_len / tkv)
-    tiles when the design has one per tile count, else None (its only sequence)."""
+    """The sequence of ``design`` the host submits for ``kv_len`` valid KV rows: of its per-count sequences, the
+    one reading the fewest tiles that cover ceil(kv_len / tkv); None when the design has one sequence only."""
     if len(design.sequences) == 1 and not design.sequences[0].name:
         return None
-    name = kv_sequence_name(max(1, -(-kv_len // tkv)))
-    design.runtime_sequence(name)  # a clear error when the cache has no such tile count
-    return name
+    needed = max(1, -(-kv_len // tkv))
+    counts = sorted(int(s.name[len("kv_tiles_"):]) for s in design.sequences
+                    if s.name.startswith("kv_tiles_") and s.name[len("kv_tiles_"):].isdigit())
+    covering = [n for n in counts if n >= needed]
+    if not covering:
+        raise CompileError(f"design {design.name}: no runtime sequence reads the {needed} KV tiles of {tkv} rows that "
+                           f"{kv_len} valid rows need (its sequences read at most {counts[-1] if counts else 0})")
+    return kv_sequence_name(covering[0])
 
 
 def _sequence(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple[m.SequenceOp, ...]:
@@ -1117,9 +1123,12 @@ def _kv_sequences(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple
     all) are also built from the schedule at that count, with the cores checked against it, and must give the same
     sequence; the cut is linear in the count where rebuilding every count is quadratic."""
     full = b.rtp[2]
-    checked = {n for n in (1, 2, full - 1, full) if 1 <= n <= full}
+    counts = KERNEL_FAMILIES.for_kernel(b.launch.kernel).kv_tile_counts(b.launch, full)
+    if not counts or counts[-1] != full or list(counts) != sorted(set(counts)) or counts[0] < 1:
+        raise CompileError(f"internal: {b.name}: KV tile counts {counts} do not rise to the cache's {full} tiles")
+    checked = set(counts[:2] + counts[-2:])
     out = []
-    for n in range(1, full + 1):
+    for n in counts:
         ops = _sequence(b.kv_prefix(n), cores, device)
         if n in checked and _sequence(*_variant(b, cores, n), device) != ops:
             raise CompileError(f"internal: {b.name}: the sequence cut to {n} KV tiles differs from the one "

@@ -75,6 +75,12 @@ class KernelFamily:
         """Whether ``launch``'s design has one runtime sequence per count of valid KV tiles."""
         return False
 
+    def kv_tile_counts(self, launch: LaunchPlan, tiles: int) -> tuple[int, ...]:
+        """The KV tile counts a design that :meth:`reads_valid_tiles` of a cache of ``tiles`` tiles has a runtime
+        sequence for, ascending, the last ``tiles``; the host submits the first that covers the valid rows
+        (default: every count)."""
+        return tuple(range(1, tiles + 1))
+
     def calls_per_core(self, launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
         """Kernel calls of the busiest core by function suffix (``init`` / ``step`` / ``store``, or ``""``), as the
         schedule deals the work of an op planned with ``shape`` (its OpPlan's shape) to the launch's cores."""
