@@ -70,7 +70,7 @@ def json_text(data: dict, one_line_items_of: str | None = None) -> str:
         return key
 
     if one_line_items_of and isinstance(data.get(one_line_items_of), dict):
-        data = dict(data, **{one_line_items_of: {k: [placeholder(i) for i in v]
+        data = dict(data, **{one_line_items_of: {k: [placeholder(i) for i in v] if isinstance(v, list) else v
                                                   for k, v in data[one_line_items_of].items()}})
     text = json.dumps(data, indent=1, sort_keys=True)
     if items:

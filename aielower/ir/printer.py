@@ -72,11 +72,19 @@ def attribute_aliases(module: Module) -> dict[str, str]:
                     first.setdefault(text, key)
     aliases: dict[str, str] = {}
     numbers: Counter = Counter()
+    taken: set[str] = set()
     for text, key in first.items():
         if uses[text] > 1:
-            stem = re.sub(r"[^A-Za-z0-9_]", "_", key.rsplit(".", 1)[-1]) or "attr"
-            aliases[text] = f"{stem}{numbers[stem]}"
+            stem = re.sub(r"[^A-Za-z0-9_]", "_", key.rsplit(".", 1)[-1])
+            if not re.match(r"[A-Za-z_]", stem):  # an alias name starts with a letter or '_' (the parser's rule)
+                stem = "attr_" + stem
+            name = f"{stem}{numbers[stem]}"
+            while name in taken:  # e.g. the 11th 'plan' (plan10) and the first 'plan1'
+                numbers[stem] += 1
+                name = f"{stem}{numbers[stem]}"
             numbers[stem] += 1
+            taken.add(name)
+            aliases[text] = name
     return aliases
 
 

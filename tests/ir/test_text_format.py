@@ -189,3 +189,21 @@ def test_long_discardable_values_used_twice_print_once_as_aliases():
     # a short value, or a long one used once, stays inline
     short = parse(_two_ops_sharing("[1, 2, 3]"))
     assert print_module(short, alias_attrs=True) == str(short)
+
+
+def test_alias_names_are_unique_and_parse_whatever_the_attribute_key():
+    from aielower.ir.printer import ALIAS_MIN_CHARS, print_module
+
+    def value(i: int) -> str:
+        return "[" + ", ".join(str(i * 1000 + j) for j in range(ALIAS_MIN_CHARS // 2)) + "]"
+
+    # eleven 'plan' values (plan0 .. plan10) and one 'plan1' value (plan10 too, naively), one key 'x.a.0' (stem 0)
+    keys = [("x.plan", i) for i in range(11)] + [("y.plan1", 11), ("x.a.0", 12)]
+    lines = [f"  %v{n} = nn.mul_scalar %x {{value = 2, {key} = {value(i)}}} : tensor<3xf32>"
+             for n, (key, i) in enumerate(keys + keys)]
+    text = "func @f(%x: tensor<3xf32>) -> tensor<3xf32> {\n" + "\n".join(lines) + "\n  return %x\n}\n"
+    module = parse(text)
+    aliased = print_module(module, alias_attrs=True)
+    names = [line.split(" = ")[0] for line in aliased.splitlines() if line.startswith("#")]
+    assert len(names) == len(set(names)) == 13 and "#attr_00" in names and "#plan10" in names
+    assert str(parse(aliased)) == str(module)

@@ -58,6 +58,7 @@ def test_aliases_cannot_expand_a_small_text_into_a_huge_module(monkeypatch):
     import aielower.ir.parser as parser
 
     monkeypatch.setattr(parser, "MAX_ALIAS_EXPANSION", 100)
+    monkeypatch.setattr(parser, "ALIAS_EXPANSION_PER_CHAR", 0)
     uses = "".join(f"  %y{i} = nn.mul_scalar %x {{value = 2, x.y = #a}} : tensor<3xf32>\n" for i in range(30))
     text = "#a = [1, 2]\n\nfunc @f(%x: tensor<3xf32>) -> tensor<3xf32> {\n" + uses + "  return %x\n}\n"
     with pytest.raises(ParseError, match="attribute aliases expand to more than 100 characters"):

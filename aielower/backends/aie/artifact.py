@@ -29,6 +29,7 @@ from aielower.backends.aie.designs import read_design, require_valid
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.kernels import KernelSpec
 from aielower.backends.aie.catalog import Design, collect, design_name
+from aielower.backends.aie.families.linear_w4 import blob_grid
 from aielower.backends.aie.plan import plan_of
 from aielower.backends.aie.report import report_files
 from aielower.backends.aie.weights import interleave_gate_up, pretile_linear
@@ -65,8 +66,8 @@ def weight_files(module: Module) -> dict[str, dict]:
             shape = tilings[name]
             files[name] = {"file": f"{name}.w4.bin", "layout": "linear_w4 tiles (docs/aie-kernels.md)",
                            "bias": bias_of[name], "bytes": shape["weight_bytes"],
-                           **{k: shape[k] for k in ("n", "k", "n_pad", "k_pad", "tn", "tk", "group", "w_columns",
-                                                          "w_rows")}, "w_block": shape.get("w_block", 1)}
+                           **{k: shape[k] for k in ("n", "k", "n_pad", "k_pad", "tn", "tk", "group")},
+                           **dict(zip(("w_columns", "w_rows", "w_block"), blob_grid(shape)))}
             if shape.get("epilogue") == "silu_mul":  # each tile: tn / 2 gate rows, then the matching up rows
                 files[name]["rows"] = "gate/up interleaved by half tile"
         else:

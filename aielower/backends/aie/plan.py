@@ -159,7 +159,7 @@ class Stream:
     """DDR <-> array data movement of one operand or result, per column.
 
     ``tensors`` names what one shim DMA channel walks (several names: buffer descriptors that alternate between
-    tensors, e.g. a residual and the value added to it, which the memory tile joins into one tile);
+    tensors, which the memory tile joins into one tile);
     ``direction`` is ``in`` (DDR -> cores) or ``out``; ``to_cores`` is ``split`` (each core row gets its own tiles:
     one memory-tile channel per row) or ``broadcast`` (one channel feeds every row); ``tile_bytes`` is one
     element of the core's object FIFO; ``first`` holds the access pattern of core (0, 0)'s first tile, one per

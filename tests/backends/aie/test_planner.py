@@ -136,3 +136,23 @@ def test_gemv_items_are_whole_blocks_then_the_short_block():
     assert gemv_item_sizes(5, 4) == [4, 1]
     assert gemv_item_sizes(12, 2) == [12]
     assert gemv_item_sizes(40, 16) == [16, 16, 8]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"w_block": 0}, "shape.w_block must be a positive integer, got 0"),
+    ({"w_block": True}, "shape.w_block must be a positive integer, got True"),
+    ({"w_block": 2.5}, "shape.w_block must be a positive integer, got 2.5"),
+    ({"w_block": 99}, "w_block = 99 is more than the 1 output tiles of a core"),
+    ({"n_pad": 160}, r"N_pad = 160 is not a whole number of TN = 32 tiles per core of the 1 x 3 weight grid"),
+])
+def test_a_linear_plan_whose_weight_grid_does_not_add_up_is_refused(change, message):
+    # a plan read from IR text is data from outside: the blob order and every core's work follow from these numbers
+    import dataclasses
+
+    from aielower.backends.aie.families.linear_w4 import LinearW4
+
+    plan = plan_linear("linear", 96, 64, 32, True, (1, 128), NPU2)
+    bad = dataclasses.replace(plan, shape=dict(plan.shape, **change))
+    for launch in bad.launches:
+        with pytest.raises(CompileError, match=message):
+            LinearW4().array_work(launch, bad)

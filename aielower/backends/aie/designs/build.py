@@ -535,8 +535,9 @@ class _Builder:
         per K tile the activation tile once and one ``step`` per weight tile, then ``store`` every accumulator. The
         accumulators are slots of one buffer: each of the three runs is a loop over the slot (its counter is the
         call's i32 slot argument). Consecutive items of one shape share a loop, and a repeating sequence of such
-        loops (one per M tile pass of a GEMM) an outer loop. A loop that acquires and would run fewer than
-        :data:`MIN_ACQUIRING_LOOP` times is written out (see there)."""
+        loops (one per M tile pass of a GEMM) an outer loop. A loop that acquires runs a multiple of the FIFO
+        depths' LCM times, at least twice that and :data:`MIN_ACQUIRING_LOOP`; the rest is written out (see
+        there)."""
         x, w = self.ins
         (y,) = self.outs
         runs: list[list] = []  # [shape, count]

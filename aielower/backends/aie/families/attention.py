@@ -5,8 +5,9 @@ heads of both: the host stacks k's heads under q's, sharing the cos/sin table of
 Work items are (KV head, query tile); K and V tiles stream in a joined tile. When a column's rows work on the same KV
 head (prefill: they take different query tiles) the KV stream is broadcast; otherwise (decode) each row has its own,
 which the memory tile's six output channels allow for at most two rows. Over a KV cache, the position of the step and
-the valid KV length come with every query tile in a step header the host writes into the ``step`` DDR buffer, and
-the design has one runtime sequence per count of valid KV tiles.
+the valid KV length come with every query tile in a step header the host writes after the tile's queries in the
+``q`` tensor (one record per query tile), and the design has one runtime sequence per block of KV tiles it reads
+(:data:`KV_READ_BLOCK` rows).
 """
 
 from __future__ import annotations

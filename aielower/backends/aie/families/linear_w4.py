@@ -237,7 +237,9 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
             blocked = dict(shape, w_block=gemv_items(per_core)[1])
             return OpPlan("linear", device.name, blocked, tuple(checked(_gemv(blocked, columns, rows), device)
                                                                 for _ in buckets))
-        last = None
+        # the blob's block: of those whose launches all fit, the least DDR traffic over the buckets (the GEMM reads
+        # the activations once per N block, the GEMV once per item), then the largest
+        fitting, last = [], None
         for block in sorted({min(b, per_core) for b in GEMM_BLOCKS if b * rows <= GEMM_ACCUMULATORS}, reverse=True):
             blocked = dict(shape, w_block=block)
             try:
@@ -246,8 +248,10 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
             except Unplannable as e:
                 last = e
                 continue
-            return OpPlan("linear", device.name, blocked, tuple(launches))
-        raise last
+            fitting.append(OpPlan("linear", device.name, blocked, tuple(launches)))
+        if not fitting:
+            raise last
+        return min(fitting, key=lambda p: (sum(x.ddr_read for x in p.launches), -p.shape["w_block"]))
 
     plans = []
     for candidate in candidates:
@@ -275,6 +279,29 @@ def gemv_items(tiles_per_core: int) -> tuple[int, int]:
     :data:`GEMV_ACCUMULATORS` allows, of equal size but the last."""
     items = max(1, -(-tiles_per_core // GEMV_ACCUMULATORS))
     return items, -(-tiles_per_core // items) if tiles_per_core else 1
+
+
+def blob_grid(shape: dict) -> tuple[int, int, int]:
+    """``(w_columns, w_rows, w_block)`` of a linear plan's ``shape``, checked against its padded sizes: the weight
+    blob's order and every launch's work follow from them, and a plan read from IR text is data from outside. A plan
+    from before ``w_block`` has blocks of 1 tile."""
+    def positive(key: str, default=None) -> int:
+        value = shape.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CompileError(f"linear plan: shape.{key} must be a positive integer, got {value!r}; plan the op "
+                               "again (plan-aie-tiling)")
+        return value
+
+    columns, rows, block = positive("w_columns"), positive("w_rows"), positive("w_block", 1)
+    n_pad, tn = positive("n_pad"), positive("tn")
+    n_tiles = n_pad // tn
+    if n_pad % tn or n_tiles % (columns * rows):
+        raise CompileError(f"linear plan: N_pad = {n_pad} is not a whole number of TN = {tn} tiles per core of the "
+                           f"{columns} x {rows} weight grid; plan the op again (plan-aie-tiling)")
+    if block > n_tiles // (columns * rows):
+        raise CompileError(f"linear plan: w_block = {block} is more than the {n_tiles // (columns * rows)} output "
+                           "tiles of a core; plan the op again (plan-aie-tiling)")
+    return columns, rows, block
 
 
 def gemv_item_sizes(tiles_per_core: int, block: int) -> list[int]:
@@ -494,7 +521,7 @@ class LinearW4(KernelFamily):
 
     def array_work(self, launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork:
         s = op_plan.shape
-        grid = (s["w_columns"], s["w_rows"], s.get("w_block", 1))  # plans from before w_block: blocks of 1
+        grid = blob_grid(s)
         if launch.kernel == "linear_w4_gemv":
             return gemv_work(launch, s["n_pad"], s["k_pad"], s["tile_bytes"], grid)
         return gemm_work(launch, launch.bucket, s["n_pad"], s["k_pad"], s["tile_bytes"], grid)
@@ -550,4 +577,4 @@ class LinearW4(KernelFamily):
 
 
 __all__ = ["EPILOGUES", "GEMM_KERNEL", "GEMV_ACCUMULATORS", "GEMV_KERNEL", "LinearW4", "epilogue_entries", "gemm_spec",
-           "gemm_work", "gemv_item_sizes", "gemv_items", "gemv_spec", "gemv_work", "out_columns", "out_tile", "plan_linear"]
+           "blob_grid", "gemm_work", "gemv_item_sizes", "gemv_items", "gemv_spec", "gemv_work", "out_columns", "out_tile", "plan_linear"]
