@@ -246,12 +246,15 @@ def test_a_row_short_of_work_repeats_another_rows_item():
 
 
 def test_prefill_attention_drains_kv_tiles_past_the_causal_limit():
-    # Two query tiles of one KV head share the broadcast KV tiles; the first needs only the first of two.
+    # Two query tiles of one KV head share the broadcast KV tiles; the first needs only the first of two: it takes
+    # the second and releases it unread (a drain of one, written out: the core's FIFOs are lowered statically, and
+    # an acquiring loop of fewer than 4 iterations is written out, designs/build.py MIN_ACQUIRING_LOOP).
     text = render("attention_prefill")
     core = text.split("// core (0, 2)")[1].split("aie.end")[0]
-    drain = re.search(r"scf.for %i1 = %c0 to %c1 step %c1 \{\n\s+%(\w+)_sub = aie.objectfifo.acquire "
-                      r"@kv_c0_cores\(Consume, 1\).*\n.*\n\s+aie.objectfifo.release @kv_c0_cores\(Consume, 1\)", core)
-    assert drain, core
+    drain = re.search(r"\n\s+%(\w+)_sub = aie.objectfifo.acquire @kv_c0_cores\(Consume, 1\).*\n.*\n"
+                      r"\s+aie.objectfifo.release @kv_c0_cores\(Consume, 1\)\n\s+%\w+_sub = aie.objectfifo.acquire "
+                      r"@out_c0_r0\(Produce, 1\)", core)
+    assert drain and "scf.for %i" not in core, core
 
 
 def test_rotated_keys_leave_contiguous_and_no_transfer_depends_on_the_position():
@@ -461,3 +464,17 @@ def test_decode_attention_of_short_kv_tiles_reads_whole_blocks_of_64_rows():
         "kv_tiles_2", "kv_tiles_2", "kv_tiles_4", "kv_tiles_4", "kv_tiles_4", "kv_tiles_128"]
     with pytest.raises(CompileError, match="no runtime sequence reads the 129 KV tiles"):
         kv_sequence_for(design, 4097, tkv)
+
+
+def test_a_statically_lowered_acquiring_loop_of_an_odd_count_is_cut_and_its_rest_written_out():
+    # rms_norm of width 64 at 1280 rows on npu1: 16 cores, 16-row tiles, 5 on a core. The item loop acquires from
+    # depth-2 FIFOs: a loop of 4, then item 5 written out with its own names (mlir-aie's static lowering unrolls by
+    # 2 and peels the remainder); the generator's check still sees every call of the schedule.
+    plan = plan_norm("test", 64, 1e-6, False, (1280,), NPU1)
+    launch = plan.launches[0]
+    assert (launch.columns * launch.rows, launch.params["tr"]) == (16, 16)
+    core = render_design(launch, plan, NPU1, kernel_spec(launch, NPU1), "norm").split("// core (0, 2)")[1]
+    core = core.split("aie.end")[0]
+    assert "scf.for %i0 = %c0 to %c4 step %c1" in core
+    assert re.search(r"%v\d+_u0_sub = aie.objectfifo.acquire @x_c0_r0\(Consume, 1\)", core)
+    assert core.count("func.call @rms_norm") == 2

@@ -478,7 +478,11 @@ class _Builder:
         names = (f"v{i}" for i in count())
         build = self._body_attention if self.family == "attention" else self._body_elementwise
         core = CoreDesign(column, row, [])
-        core.body = build(core, units, names)
+        body = build(core, units, names)
+        if all(isinstance(n.count, int) for n in _walk(body) if isinstance(n, Loop)):
+            # mlir-aie lowers this core's FIFOs statically (model.Core.dynamic_objfifo_lowering): it unrolls loops
+            body = self._guard_loops(body, (f"u{i}" for i in count()))
+        core.body = body
         core.elements = {s.index: self.elements[s.index][(column, row)] for s in self.streams}
         return core
 
@@ -524,6 +528,29 @@ class _Builder:
         body = step + [Call(call[0], args)] + [Release(s.index) for s in each]
         loop = [Loop(len(units), body)] if len(units) > 1 else body
         return pre + loop + [Release(s.index) for s in held]
+
+    def _guard_loops(self, body: list, tags) -> list:
+        """``body`` with every loop of a constant trip count that acquires itself cut as :data:`MIN_ACQUIRING_LOOP`
+        says: a loop over a multiple of the unroll factor (at least twice it and the minimum), then the remaining
+        iterations written out, each with its own variable names and the counter as a constant."""
+        out = []
+        for node in body:
+            if not isinstance(node, Loop):
+                out.append(node)
+                continue
+            inner = self._guard_loops(node.body, tags)
+            if not isinstance(node.count, int) or not any(isinstance(n, Acquire) for n in inner):
+                out.append(Loop(node.count, inner))
+                continue
+            factor = self._unroll_factor(inner)
+            looped = node.count // factor * factor
+            if looped < max(MIN_ACQUIRING_LOOP, 2 * factor):
+                looped = 0
+            if looped:
+                out.append(Loop(looped, inner))
+            for i in range(looped, node.count):
+                out += _iteration(inner, i, next(tags))
+        return out
 
     def _unroll_factor(self, body: list) -> int:
         """The factor mlir-aie's object-FIFO lowering unrolls a loop with ``body`` by: the LCM of the depths of the
@@ -847,6 +874,39 @@ def _trace_arrays(body: list, streams: list[StreamInfo]) -> tuple[list[Call], li
     counters = np.zeros(n_streams, np.int64)
     rows = run(body, counters, {}, 0)
     return nodes, slot_stream, rows, counters
+
+
+def _iteration(body: list, i: int, tag: str) -> list:
+    """Iteration ``i`` of a loop with ``body``, written out: every variable the body defines gets the suffix
+    ``_<tag>``, and the loop's own counter (a :class:`Cast` directly in the body) becomes the constant ``i``."""
+    defined = {n.var for n in _walk(body) if isinstance(n, (Acquire, Cast, Arith, Load))}
+    rename = {v: f"{v}_{tag}" for v in defined}
+
+    def value(x):
+        return rename.get(x, x) if isinstance(x, str) else x
+
+    def copy_nodes(nodes: list, top: bool) -> list:
+        out = []
+        for n in nodes:
+            if isinstance(n, Acquire):
+                out.append(Acquire(n.stream, value(n.var)))
+            elif isinstance(n, Cast):
+                out.append(Arith(value(n.var), "addi", i, 0) if top else Cast(value(n.var)))
+            elif isinstance(n, Arith):
+                out.append(Arith(value(n.var), n.op, value(n.lhs), value(n.rhs)))
+            elif isinstance(n, Load):
+                out.append(Load(value(n.var), n.index))
+            elif isinstance(n, Call):
+                out.append(Call(n.function, [(kind, value(x)) for kind, x in n.args]))
+            elif isinstance(n, Loop):
+                out.append(Loop(value(n.count), copy_nodes(n.body, False)))
+            elif isinstance(n, Release):
+                out.append(Release(n.stream))
+            else:
+                raise CompileError(f"internal: cannot write out a loop holding {type(n).__name__}")
+        return out
+
+    return copy_nodes(body, True)
 
 
 def _lcm(values) -> int:
