@@ -227,21 +227,25 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
         tile = linear_tile_bytes(tn, tk, group, bias)
         blob = (n_pad // tn) * (k_pad // tk) * tile
         # w_columns x w_rows: the GEMV grid, whose DMA order the weight blob is stored in, in blocks of w_block
-        # tiles per core (weights.tile_positions): a GEMV work item is one block, a GEMM N block one per row
+        # tiles per core (weights.tile_positions): a GEMV work item is whole blocks, a GEMM N block one per row
         shape = dict(n=n, k=k, group=group, bias=bias, n_pad=n_pad, k_pad=k_pad, tn=tn, tk=tk, tile_bytes=tile,
                      weight_bytes=blob, w_columns=columns, w_rows=rows)
-        shape.update(epilogue_entries(epilogue, arch_of(device)))
+        epilogue_shape = epilogue_entries(epilogue, arch_of(device))
+
+        def with_block(block: int) -> dict:  # w_block beside the grid, the epilogue entries last
+            return dict(shape, w_block=block, **epilogue_shape)
+
         per_core = n_pad // tn // (columns * rows)
         gemm_buckets = [m for m in buckets if m != 1]
         if not gemm_buckets:  # GEMV only: items as large as the accumulators allow, of equal size but the last
-            blocked = dict(shape, w_block=gemv_items(per_core)[1])
+            blocked = with_block(gemv_items(per_core)[1])
             return OpPlan("linear", device.name, blocked, tuple(checked(_gemv(blocked, columns, rows), device)
                                                                 for _ in buckets))
         # the blob's block: of those whose launches all fit, the least DDR traffic over the buckets (the GEMM reads
         # the activations once per N block, the GEMV once per item), then the largest
         fitting, last = [], None
         for block in sorted({min(b, per_core) for b in GEMM_BLOCKS if b * rows <= GEMM_ACCUMULATORS}, reverse=True):
-            blocked = dict(shape, w_block=block)
+            blocked = with_block(block)
             try:
                 launches = [checked(_gemv(blocked, columns, rows), device) if m == 1
                             else _gemm_fitting(blocked, m, columns, device) for m in buckets]
