@@ -107,3 +107,22 @@ def test_the_gated_mlp_as_the_gate_up_linears_epilogue_keeps_the_logits_bit_for_
     kinds = aielower.api.CompileStats.ops_by_kind_in(fused.ir.functions["prefill"])
     assert kinds["fused.linear_silu_mul"] == model.config.num_hidden_layers and "fused.silu_mul" not in kinds
     np.testing.assert_array_equal(fused(ids), plain(ids))
+
+
+def test_aie_numerics_round_the_result_of_an_epilogue_the_kernel_computes(monkeypatch):
+    """fused.linear_silu_mul returned as it is (no kernel after it to round its input): with AIE numerics the ref
+    backend stores the epilogue's result in bf16, as the GEMV / GEMM store does (DEVICE_EPILOGUE_OPS); an epilogue
+    the host runs would stay fp32, and fp32 numerics round nothing."""
+    import aielower.backends.ref.codegen as codegen
+
+    text = ("weight @gu : qtensor<192x64xu4, group=16, scale=bf16, zero=u4>\n\n"
+            "func @prefill(%x: tensor<?bx?sx64xf32>) -> tensor<?bx?sx96xf32> {\n"
+            "  %m = fused.linear_silu_mul %x, @gu : tensor<?bx?sx96xf32>\n  return %m\n}\n")
+    module = aielower.parse(text)
+    aie = codegen.generate(module, numerics="aie")
+    assert "v1 = fused_linear_silu_mul(v0)\n    v1 = bf16(v1)\n" in aie
+    assert "v0 = nn_linear(bf16(x), W['gu'])\n    v0 = bf16(v0)\n" in aie  # the linear part: a kernel either way
+    assert "bf16(" not in codegen.generate(module, numerics="fp32")
+    monkeypatch.setattr(codegen, "DEVICE_EPILOGUE_OPS", frozenset())
+    host = codegen.generate(module, numerics="aie")
+    assert "v1 = fused_linear_silu_mul(v0)\n" in host and "v1 = bf16(v1)" not in host
