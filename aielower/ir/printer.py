@@ -39,13 +39,25 @@ def format_attr(field: AttrField, value) -> str:
 ALIAS_MIN_CHARS = 256  # a discardable attribute value printed at least this long, used twice or more, is aliased
 
 
-def _discardable(op: Op) -> list[tuple[str, str]]:
-    """``(name, printed value)`` of ``op``'s discardable attributes, by name."""
+def _discardable(op: Op, memo: dict | None = None) -> list[tuple[str, str]]:
+    """``(name, printed value)`` of ``op``'s discardable attributes, by name. ``memo`` (one printing's) keeps the
+    text of each value object: the 32 decoder layers of a planned model share their plan objects."""
     declared = {f.name for f in op.attr_fields}
-    return [(k, discardable_type(k).format(v)) for k, v in sorted(op.attributes.items()) if k not in declared]
+    out = []
+    for k, v in sorted(op.attributes.items()):
+        if k in declared:
+            continue
+        if memo is None:
+            out.append((k, discardable_type(k).format(v)))
+            continue
+        text = memo.get((k, id(v)))
+        if text is None:
+            text = memo[(k, id(v))] = discardable_type(k).format(v)
+        out.append((k, text))
+    return out
 
 
-def format_attrs(op: Op, aliases: dict[str, str] | None = None) -> str:
+def format_attrs(op: Op, aliases: dict[str, str] | None = None, memo: dict | None = None) -> str:
     """``{...}`` of ``op``'s attributes; a discardable value found in ``aliases`` (printed value -> alias name) is
     written as ``#name``."""
     parts = [
@@ -54,11 +66,11 @@ def format_attrs(op: Op, aliases: dict[str, str] | None = None) -> str:
         if f.default is ... or op.attributes[f.name] != f.default
     ]
     aliases = aliases or {}
-    parts += [f"{k} = #{aliases[text]}" if text in aliases else f"{k} = {text}" for k, text in _discardable(op)]
+    parts += [f"{k} = #{aliases[text]}" if text in aliases else f"{k} = {text}" for k, text in _discardable(op, memo)]
     return "{" + ", ".join(parts) + "}" if parts else ""
 
 
-def attribute_aliases(module: Module) -> dict[str, str]:
+def attribute_aliases(module: Module, memo: dict | None = None) -> dict[str, str]:
     """Printed value -> alias name of every discardable attribute value at least :data:`ALIAS_MIN_CHARS` long that
     more than one op of ``module`` carries, named after the attribute (``aie.plan`` -> ``plan0``, ``plan1``, ... in
     order of first use)."""
@@ -66,7 +78,7 @@ def attribute_aliases(module: Module) -> dict[str, str]:
     first: dict[str, str] = {}
     for fn in module.functions.values():
         for op in fn.ops:
-            for key, text in _discardable(op):
+            for key, text in _discardable(op, memo):
                 if len(text) >= ALIAS_MIN_CHARS:
                     uses[text] += 1
                     first.setdefault(text, key)
@@ -119,25 +131,25 @@ class Namer:
             return f"%<undefined {v.type}>"
 
 
-def print_op(op: Op, name: Namer, aliases: dict[str, str] | None = None) -> str:
+def print_op(op: Op, name: Namer, aliases: dict[str, str] | None = None, memo: dict | None = None) -> str:
     results = ", ".join(name(r) for r in op.results)
     text = f"{results} = {op.name}"
     if op.operands:
         text += " " + ", ".join(name(v) for v in op.operands)
-    attrs = format_attrs(op, aliases)
+    attrs = format_attrs(op, aliases, memo)
     if attrs:
         text += " " + attrs
     text += " : " + ", ".join(str(r.type) for r in op.results)
     return text
 
 
-def print_function(fn: Function, aliases: dict[str, str] | None = None) -> str:
+def print_function(fn: Function, aliases: dict[str, str] | None = None, memo: dict | None = None) -> str:
     name = Namer(fn)
     args = ", ".join(f"{name(a)}: {a.type}" for a in fn.args)
     types = [str(t) for t in fn.result_types]
     ret = types[0] if len(types) == 1 else "(" + ", ".join(types) + ")"
     lines = [f"func @{fn.name}({args}) -> {ret} {{"]
-    lines += [f"  {print_op(o, name, aliases)}" for o in fn.ops]
+    lines += [f"  {print_op(o, name, aliases, memo)}" for o in fn.ops]
     lines.append("  return " + ", ".join(name(v) for v in fn.results))
     lines.append("}")
     return "\n".join(lines)
@@ -162,12 +174,13 @@ def print_module(module: Module, *, alias_attrs: bool = False) -> str:
     header = print_module_header(module)
     if header:
         blocks.append(header)
-    aliases = attribute_aliases(module) if alias_attrs else {}
+    memo: dict = {}  # (attribute, id(value)) -> text, for this printing (the values stay alive in the module)
+    aliases = attribute_aliases(module, memo) if alias_attrs else {}
     if aliases:
         blocks.append("\n".join(f"#{name} = {text}" for text, name in aliases.items()))
     if module.weights:
         blocks.append("\n".join(f"weight @{w.name} : {w.type}" for w in module.weights.values()))
-    blocks += [print_function(f, aliases) for f in module.functions.values()]
+    blocks += [print_function(f, aliases, memo) for f in module.functions.values()]
     return "\n\n".join(blocks) + "\n"
 
 
