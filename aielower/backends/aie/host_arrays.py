@@ -55,7 +55,8 @@ def query_records(queries: np.ndarray, kv_heads: int, tq: int, header: np.ndarra
     tq][gq * tq * d + len(header)]``: the tile's queries [gq][tq][d], then ``header`` (:func:`step_header`)."""
     heads, s_pad, d = queries.shape
     gq = heads // kv_heads
-    tiles = queries.reshape(kv_heads, gq, s_pad // tq, tq, d).transpose(0, 2, 1, 3, 4).reshape(kv_heads, s_pad // tq, -1)
+    tiles = queries.reshape(kv_heads, gq, s_pad // tq, tq, d).transpose(0, 2, 1, 3, 4)
+    tiles = tiles.reshape(kv_heads, s_pad // tq, -1)
     head = np.broadcast_to(np.asarray(header, np.uint16), (kv_heads, s_pad // tq, len(header)))
     return np.concatenate([tiles, head], axis=2).reshape(-1)
 

@@ -18,7 +18,8 @@ says who reads which tile):
   core's parameter words (position and valid KV length: constants of a prefill sequence, or, over a KV cache, the
   step header every query tile's record in the ``q`` tensor carries); attention work items that progress
   arithmetically run as loops, and decode attention loops over the KV tile count its sequence writes;
-- the runtime sequence (decode attention: one per count of valid KV tiles, ``@kv_tiles_n``): per column and stream, the DDR access patterns of the schedule's tiles in stream order,
+- the runtime sequence (decode attention: one per count of KV tiles it reads, ``@kv_tiles_n``): per column and
+  stream, the DDR access patterns of the schedule's tiles in stream order,
   compacted into as few ``aiex.npu.dma_memcpy_nd`` transfers as the shim DMA can express, issued so that no shim
   channel has more than four tasks queued and no shim tile more than its buffer descriptors in flight
   (:func:`issue_order`).
@@ -346,7 +347,8 @@ class _Builder:
                 if fresh_items:
                     last = dict.fromkeys(last)
                 for call in unit:
-                    sides = ([a.tiles for a in call.args if type(a) is In], [a.tiles for a in call.args if type(a) is Out])
+                    sides = ([a.tiles for a in call.args if type(a) is In],
+                             [a.tiles for a in call.args if type(a) is Out])
                     for index, side, slot in slots:
                         args = sides[side]
                         if not args:
@@ -529,6 +531,16 @@ class _Builder:
         loop = [Loop(len(units), body)] if len(units) > 1 else body
         return pre + loop + [Release(s.index) for s in held]
 
+    def _looped(self, count: int, body: list) -> int:
+        """Iterations of a ``count``-times loop with ``body`` that stay a loop, the rest being written out
+        (:data:`MIN_ACQUIRING_LOOP`): all of them if the body acquires nothing, else a multiple of the unroll
+        factor, at least twice it and the minimum, or none."""
+        if not any(isinstance(n, Acquire) for n in _walk(body)):
+            return count
+        factor = self._unroll_factor(body)
+        looped = count // factor * factor
+        return looped if looped >= max(MIN_ACQUIRING_LOOP, 2 * factor) else 0
+
     def _guard_loops(self, body: list, tags) -> list:
         """``body`` with every loop of a constant trip count that acquires itself cut as :data:`MIN_ACQUIRING_LOOP`
         says: a loop over a multiple of the unroll factor (at least twice it and the minimum), then the remaining
@@ -539,13 +551,10 @@ class _Builder:
                 out.append(node)
                 continue
             inner = self._guard_loops(node.body, tags)
-            if not isinstance(node.count, int) or not any(isinstance(n, Acquire) for n in inner):
+            if not isinstance(node.count, int):
                 out.append(Loop(node.count, inner))
                 continue
-            factor = self._unroll_factor(inner)
-            looped = node.count // factor * factor
-            if looped < max(MIN_ACQUIRING_LOOP, 2 * factor):
-                looped = 0
+            looped = self._looped(node.count, inner)
             if looped:
                 out.append(Loop(looped, inner))
             for i in range(looped, node.count):
@@ -583,12 +592,7 @@ class _Builder:
                 return make(("i32", 0) if counted else None)
             counter = next(names) if counted else None
             body = make(("i32", counter) if counted else None)
-            looped = count
-            if any(isinstance(n, Acquire) for n in _walk(body)):
-                factor = self._unroll_factor(body)
-                looped = count // factor * factor
-                if looped < max(MIN_ACQUIRING_LOOP, 2 * factor):
-                    looped = 0
+            looped = self._looped(count, body)
             loop = [Loop(looped, ([Cast(counter)] if counted else []) + body)] if looped else []
             return loop + [node for i in range(looped, count) for node in make(("i32", i) if counted else None)]
 
@@ -1148,9 +1152,12 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
                     tuple(core_models), args, sequences, comments)
 
 
+KV_SEQUENCE_PREFIX = "kv_tiles_"
+
+
 def kv_sequence_name(tiles: int) -> str:
     """The runtime sequence of a decode-attention design that reads ``tiles`` KV tiles per head."""
-    return f"kv_tiles_{tiles}"
+    return f"{KV_SEQUENCE_PREFIX}{tiles}"
 
 
 def kv_sequence_for(design: m.Design, kv_len: int, tkv: int) -> str | None:
@@ -1159,8 +1166,8 @@ def kv_sequence_for(design: m.Design, kv_len: int, tkv: int) -> str | None:
     if len(design.sequences) == 1 and not design.sequences[0].name:
         return None
     needed = max(1, -(-kv_len // tkv))
-    counts = sorted(int(s.name[len("kv_tiles_"):]) for s in design.sequences
-                    if s.name.startswith("kv_tiles_") and s.name[len("kv_tiles_"):].isdigit())
+    counts = sorted(int(s.name.removeprefix(KV_SEQUENCE_PREFIX)) for s in design.sequences
+                    if s.name.startswith(KV_SEQUENCE_PREFIX) and s.name.removeprefix(KV_SEQUENCE_PREFIX).isdigit())
     covering = [n for n in counts if n >= needed]
     if not covering:
         raise CompileError(f"design {design.name}: no runtime sequence reads the {needed} KV tiles of {tkv} rows that "

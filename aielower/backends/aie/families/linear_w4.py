@@ -340,7 +340,8 @@ def _gemv(s: dict, columns: int, rows: int) -> LaunchPlan:
     )
     return LaunchPlan(
         bucket=1, kernel="linear_w4_gemv", role="gemv",
-        params=dict(tn=tn, tk=tk, group=s["group"], bias=s["bias"], nb=nb, **epilogue_entries(s.get("epilogue"), s.get("arch"))),
+        params=dict(tn=tn, tk=tk, group=s["group"], bias=s["bias"], nb=nb,
+                    **epilogue_entries(s.get("epilogue"), s.get("arch"))),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=s["n"] * s["k"], padded_macs=s["n_pad"] * s["k_pad"],
         ddr_read=s["weight_bytes"] + items * columns * s["k_pad"] * BF16,
@@ -580,5 +581,6 @@ class LinearW4(KernelFamily):
         return out.reshape(*lead, n)
 
 
-__all__ = ["EPILOGUES", "GEMM_KERNEL", "GEMV_ACCUMULATORS", "GEMV_KERNEL", "LinearW4", "epilogue_entries", "gemm_spec",
-           "blob_grid", "gemm_work", "gemv_item_sizes", "gemv_items", "gemv_spec", "gemv_work", "out_columns", "out_tile", "plan_linear"]
+__all__ = ["EPILOGUES", "GEMM_ACCUMULATORS", "GEMM_BLOCKS", "GEMM_KERNEL", "GEMV_ACCUMULATORS", "GEMV_KERNEL",
+           "LinearW4", "blob_grid", "epilogue_entries", "gemm_spec", "gemm_work", "gemv_item_sizes", "gemv_items",
+           "gemv_spec", "gemv_work", "out_columns", "out_tile", "plan_linear"]
