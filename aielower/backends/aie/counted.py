@@ -113,8 +113,8 @@ def decode_token_count(module: Module, device: Device, decode: Function, kv_len:
                        designs: dict[str, m.Design] | None = None) -> TokenCount:
     """Count one decode step of ``decode`` with ``kv_len`` valid cache positions after the step (default: the
     whole cache), see the module docs. An attention design with one runtime sequence per KV tile count is counted
-    with the sequence the host submits at ``kv_len``. ``designs`` caches built designs by name (pass the same dict
-    to count several contexts)."""
+    with the sequence the host submits at ``kv_len`` (the one reading the ``kv_len - 1`` cache rows before the
+    step). ``designs`` caches built designs by name (pass the same dict to count several contexts)."""
     designs = {} if designs is None else designs
     counts: dict[tuple[str, str | None], SequenceCount] = {}
     result = TokenCount(device_configurations=len(collect(module, device)[1]))
@@ -130,8 +130,10 @@ def decode_token_count(module: Module, device: Device, decode: Function, kv_len:
                 design = designs[name] = build_design(launch, plan, device, kernel_spec(launch, device), name)
             sequence = None
             if KERNEL_FAMILIES.for_kernel(launch.kernel).reads_valid_tiles(launch, plan):
+                # the step's rows come in the step tile: the sequence reads the cache rows before them
                 cache = plan.shape.get("cache_len", 0)
-                sequence = kv_sequence_for(design, cache if kv_len is None else kv_len, launch.params["tkv"])
+                sequence = kv_sequence_for(design, (cache if kv_len is None else kv_len) - launch.bucket,
+                                           launch.params["tkv"])
             key = (name, sequence)
             if key not in counts:
                 counts[key] = count_sequence(design, sequence)

@@ -57,6 +57,13 @@ Sources:
            start at most 2**31 - 1 bytes into one DDR buffer.
   [LAT]    Xilinx/mlir-aie issue #2381 "Lower bound on kernel execution time" (also Xilinx/XRT #9018): an empty
            mlir-aie kernel launched with XRT kernel() + wait() takes about 45 us.
+  [RECONF] nod-ai/iree-amd-aie issue #1187 "Improve the whole array reconfiguration time" (2025-04-01, measured on
+           a Strix machine): a whole-array reconfiguration by control packets, with its submission, 116 us per run
+           over 1000 runs, 106 us over 5000, 79-82 us for a single control packet. Another mechanism than a
+           switch between xclbins; a reference point, not the figure used.
+  [XCLBIN] nod-ai/iree-amd-aie issue #380 "Implement multi-kernel XCLBIN" (2024-06-28, device not named): loading
+           an xclbin and taking its kernel took 19.8-21.7 ms. A one-time cost when a runtime opens its contexts,
+           not a per-switch figure.
 """
 
 from __future__ import annotations
@@ -213,7 +220,9 @@ NPU1 = Device(
     # ASSUMPTION: no public figure for a hardware-context switch between xclbins on the NPU. It reloads the array's
     # configuration (a PDI: 16 KiB program memory per core, switch and DMA setup) before the run, which mlir-aie's
     # own runtime-sequence reconfiguration also does with load_pdi (a device reset); 1 ms is the order of moving
-    # and applying that much configuration through the command processor, and far above the 45 us launch.
+    # and applying that much configuration through the command processor, and far above the 45 us launch. Measured
+    # for other mechanisms: ~0.1 ms per whole-array reconfiguration by control packets on Strix [RECONF], ~20 ms to
+    # load an xclbin [XCLBIN]; 1 ms lies between them.
     reconfiguration_s=1e-3,  # ASSUMPTION (above)
     max_buffer_bytes=2**31 - 1,  # [AIEX] arg_plus is a signed 32-bit byte offset
 )

@@ -61,12 +61,23 @@ def query_records(queries: np.ndarray, kv_heads: int, tq: int, header: np.ndarra
     return np.concatenate([tiles, head], axis=2).reshape(-1)
 
 
-def kv_blocks(keys: np.ndarray, values: np.ndarray, kv_heads: int, kv_rows: int, d: int, tkv: int) -> np.ndarray:
+def kv_blocks(keys: np.ndarray, values: np.ndarray, kv_heads: int, kv_rows: int, d: int, tkv: int,
+              step: tuple[np.ndarray, np.ndarray] | None = None, cache: bool = True) -> np.ndarray:
     """The attention designs' ``kv`` DDR tensor: ``keys`` and ``values`` [heads, rows, d'] padded to [kv_heads,
-    kv_rows, d] and blocked by KV tile as [kv_heads][kv_rows / tkv][K|V][tkv][d] (flat)."""
+    kv_rows, d] and blocked by KV tile as [kv_heads][kv_rows / tkv][K|V][tkv][d] (flat). A KV ``cache`` is followed
+    by one more tile per head, the step tiles [kv_heads][K|V][tkv][d]
+    (:class:`~aielower.backends.aie.kv_cache.BlockedKvCache`): ``step``'s keys and values [heads, s, d'] in their
+    first rows, zeros without it."""
     k = pad3(keys, kv_heads, kv_rows, d).reshape(kv_heads, kv_rows // tkv, 1, tkv, d)
     v = pad3(values, kv_heads, kv_rows, d).reshape(kv_heads, kv_rows // tkv, 1, tkv, d)
-    return np.concatenate([k, v], axis=2).reshape(-1)
+    blocks = np.concatenate([k, v], axis=2).reshape(-1)
+    if not cache:
+        return blocks
+    step_k, step_v = (np.zeros((kv_heads, 1, tkv, d), keys.dtype) for _ in range(2))
+    if step is not None:
+        step_k = pad3(step[0], kv_heads, tkv, d).reshape(kv_heads, 1, tkv, d)
+        step_v = pad3(step[1], kv_heads, tkv, d).reshape(kv_heads, 1, tkv, d)
+    return np.concatenate([blocks, np.concatenate([step_k, step_v], axis=1).reshape(-1)])
 
 
 def pad3(x: np.ndarray, a: int, b: int, c: int) -> np.ndarray:

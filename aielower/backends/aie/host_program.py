@@ -15,8 +15,10 @@ What the host does around each launch is the launch's kernel family's (:meth:`Ke
 must do it: it pads inputs to the launch's bucket into
 DDR tensors at their padded sizes; for attention over the KV cache it writes the step header (the position of the
 first query token and the valid KV length) after each query tile of the ``q`` DDR buffer and submits the runtime sequence that reads
-the valid KV tiles; it writes the rotated keys and the values of the step into the KV cache (blocked by KV tile) at
-the step's position; it loops over the batch around the attention launches; layout ops (split, reshape, transpose)
+the cache tiles before the step; it writes the rotated keys and the values of the step into the KV cache (blocked by
+KV tile) at the step's position, or, for a decode design, into the cache's step tiles, appending them to the cache
+after the launch (nothing it writes between the rope and the attention launch of a decode step depends on the
+position); it loops over the batch around the attention launches; layout ops (split, reshape, transpose)
 are host copies. Tensors that live in DDR across launches (the pre-tiled weights, the KV caches of a
 :class:`~aielower.backends.aie.kv_cache.BlockedKvCache`) are passed as :class:`Resident` so a launcher writes them
 once, or only the rows a step changed.
@@ -63,11 +65,11 @@ class HostProgram:
         """Kernel calls made by all launches so far (as the launcher counts them)."""
         return self.launcher.calls
 
-    def submit(self, plan: OpPlan, launch: LaunchPlan, tensors: dict, kv_len: int | None = None) -> None:
-        """One launch over ``tensors`` (DDR tensors by runtime-sequence argument name). For attention over a cache,
-        the sequence that reads the ``kv_len`` valid KV rows."""
+    def submit(self, plan: OpPlan, launch: LaunchPlan, tensors: dict, cache_rows: int | None = None) -> None:
+        """One launch over ``tensors`` (DDR tensors by runtime-sequence argument name). For attention that reads the
+        valid tiles of a cache, the sequence that reads its ``cache_rows`` rows before the step."""
         design = self.design_for(launch, plan)
-        sequence = kv_sequence_for(design, kv_len, launch.params["tkv"]) if kv_len is not None else None
+        sequence = kv_sequence_for(design, cache_rows, launch.params["tkv"]) if cache_rows is not None else None
         self.launcher.launch(design, sequence, tensors)
 
     def launch_of(self, plan: OpPlan, bucket: int, role: str | None = None) -> LaunchPlan:

@@ -12,13 +12,15 @@ with a :class:`~aielower.backends.aie.host_program.HostProgram` whose launches g
   argument's padded size and reused by every launch; inputs are copied in and synced to the device, outputs synced
   back after the run;
 - resident DDR tensors, allocated and written once: every 4-bit weight (pre-tiled) and, per decoder layer and batch
-  row, the KV cache blocked by KV tile (:class:`~aielower.backends.aie.kv_cache.BlockedKvCache`), into which the host
-  writes only the rows of each step;
+  row, the KV cache blocked by KV tile (:class:`~aielower.backends.aie.kv_cache.BlockedKvCache`), to which the host
+  sends only the rows it changed since the last launch (a decode step's keys and values in the step tiles, the rows
+  of the step before appended to the cache);
 - per launch: ``kernel(3, instructions, words, *buffers)``, ``wait()``, and an error naming the design if the run
   did not complete.
 
 Per step, the host writes the step header (position, valid KV length) after each query tile in the attention
-designs' ``q`` buffer and submits the runtime sequence that reads the valid KV tiles; no instruction is patched. The code is the same for
+designs' ``q`` buffer and submits the runtime sequence that reads the cache tiles before the step (then the step
+tiles); no instruction is patched. The code is the same for
 the NPU and the emulated device: only the ``xrt`` object differs. Timings (``last_stats``) are *measured* on an NPU
 and *emulated* on the emulated device (this CPU running the emulation); :attr:`AieRuntime.timing` says which.
 """

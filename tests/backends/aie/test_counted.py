@@ -47,7 +47,8 @@ def test_a_decode_token_counted_from_its_designs(planned):
 
 def test_decode_attention_reads_only_the_valid_kv_tiles():
     # One compile, one runtime sequence per count of KV tiles: at a short context the host submits the sequence
-    # reading only the tiles the context covers, so the counted KV traffic grows with the context in whole tiles.
+    # reading only the cache tiles of the rows before the step (then the step tile, which holds the step's own
+    # keys and values), so the counted KV traffic grows with the context in whole tiles.
     from aielower.api import QuantConfig, default_pipeline
     from aielower.frontend import import_model
     from aielower.passes import PassManager
@@ -64,9 +65,11 @@ def test_decode_attention_reads_only_the_valid_kv_tiles():
     designs: dict = {}
     one = counted.decode_token_count(module, NPU2, decode, 1, designs)
     full = counted.decode_token_count(module, NPU2, decode, 256, designs)
-    assert counted.decode_token_count(module, NPU2, decode, tkv, designs).total == one.total
+    two = counted.decode_token_count(module, NPU2, decode, 2, designs)
+    assert counted.decode_token_count(module, NPU2, decode, tkv + 1, designs).total == two.total
+    assert two.by_role["attention"] - one.by_role["attention"] == tile_bytes  # the first cache tile
     assert counted.decode_token_count(module, NPU2, decode, None, designs).total == full.total
-    assert full.by_role["attention"] - one.by_role["attention"] == (256 // tkv - 1) * tile_bytes
+    assert full.by_role["attention"] - one.by_role["attention"] == (256 // tkv) * tile_bytes
     assert one.submissions == full.submissions
 
 

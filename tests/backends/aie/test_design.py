@@ -281,7 +281,7 @@ def test_decode_attention_sequences_read_back_and_bad_ones_are_refused():
 
     text = render("attention")
     design = parse_design(text, "attention.mlir")
-    assert [s.name for s in design.sequences] == ["kv_tiles_1", "kv_tiles_2"]
+    assert [s.name for s in design.sequences] == ["kv_tiles_0", "kv_tiles_1", "kv_tiles_2"]
     assert all(c.dynamic_objfifo_lowering for c in design.cores)
     with pytest.raises(CompileError, match="distinct names"):
         parse_design(text.replace("@kv_tiles_2(", "@kv_tiles_1("), "attention.mlir")
@@ -300,23 +300,28 @@ def test_each_kv_sequence_reads_its_tiles_and_the_emulator_picks_by_length():
     launch, plan, device, spec = case("attention")
     design = build_design(launch, plan, device, spec, "attention")
     tkv, heads, d = launch.params["tkv"], plan.shape["kv_heads"], plan.shape["d_pad"]
-    for n in (1, 2):
+    for n in (0, 1, 2):  # n cache tiles and the step tile of every head
         ops = design.runtime_sequence(f"kv_tiles_{n}").ops
         kv = sum(op.elements for op in ops if getattr(op, "arg", None) == "kv")
-        assert kv == n * heads * 2 * tkv * d
+        assert kv == (n + 1) * heads * 2 * tkv * d
         assert {op.value for op in ops if getattr(op, "index", None) == 2} == {n}
+    # picked by the cache rows before the step
+    assert kv_sequence_for(design, 0, tkv) == "kv_tiles_0"
     assert kv_sequence_for(design, 1, tkv) == kv_sequence_for(design, tkv, tkv) == "kv_tiles_1"
     assert kv_sequence_for(design, tkv + 1, tkv) == "kv_tiles_2"
-    with pytest.raises(CompileError, match="no runtime sequence reads the 3 KV tiles of 128 rows that 257 valid rows "
+    with pytest.raises(CompileError, match="no runtime sequence reads the 3 KV tiles of 128 rows that 257 cache rows "
                                            r"need \(its sequences read at most 2\)"):
         kv_sequence_for(design, 2 * tkv + 1, tkv)
+    with pytest.raises(CompileError, match="a step cannot follow -1 cache rows"):
+        kv_sequence_for(design, -1, tkv)
     prefill = case("attention_prefill")
     assert kv_sequence_for(build_design(*prefill[:4], "p"), 128, prefill[0].params["tkv"]) is None
 
 
 def test_every_kv_sequence_is_the_schedule_at_its_tile_count():
-    # 8 KV tiles: sequences 1, 2, 7, 8 are built from the schedule and checked when the design is built; the ones
-    # between are cut from the full one. Each reads exactly its tiles, and a middle one equals the scheduled one.
+    # 8 KV tiles: sequences 0, 1, 7, 8 are built from the schedule and checked when the design is built; the ones
+    # between are cut from the full one. Each reads exactly its tiles (and the step tile), and a middle one equals
+    # the scheduled one.
     from aielower.backends.aie.designs.build import _sequence, _variant
 
     plan = plan_attention("test", 4, 2, 16, 0.25, True, 1024, (1,), NPU2)
@@ -324,9 +329,9 @@ def test_every_kv_sequence_is_the_schedule_at_its_tile_count():
     spec = kernel_spec(launch, NPU2)
     design = build_design(launch, plan, NPU2, spec, "a")
     tkv = launch.params["tkv"]
-    assert len(design.sequences) == 1024 // tkv == 8
-    for n, seq in enumerate(design.sequences, 1):
-        assert sum(op.elements for op in seq.ops if getattr(op, "arg", None) == "kv") == n * 2 * 2 * tkv * 16
+    assert len(design.sequences) == 1024 // tkv + 1 == 9
+    for n, seq in enumerate(design.sequences):
+        assert sum(op.elements for op in seq.ops if getattr(op, "arg", None) == "kv") == (n + 1) * 2 * 2 * tkv * 16
     full = _Builder(launch, plan, NPU2, spec, "a")
     cores = [full.core(c, r) for c in range(launch.columns) for r in range(launch.rows)]
     assert design.runtime_sequence("kv_tiles_4").ops == _sequence(*_variant(full, cores, 4), NPU2)
@@ -459,9 +464,9 @@ def test_decode_attention_of_short_kv_tiles_reads_whole_blocks_of_64_rows():
     design = build_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "a7b")
     tkv = launch.params["tkv"]
     assert (tkv, KV_READ_BLOCK) == (32, 64)
-    assert [s.name for s in design.sequences] == [f"kv_tiles_{n}" for n in range(2, 129, 2)]
-    assert [kv_sequence_for(design, rows, tkv) for rows in (1, 64, 65, 96, 97, 4096)] == [
-        "kv_tiles_2", "kv_tiles_2", "kv_tiles_4", "kv_tiles_4", "kv_tiles_4", "kv_tiles_128"]
+    assert [s.name for s in design.sequences] == [f"kv_tiles_{n}" for n in range(0, 129, 2)]
+    assert [kv_sequence_for(design, rows, tkv) for rows in (0, 1, 64, 65, 96, 97, 4095)] == [
+        "kv_tiles_0", "kv_tiles_2", "kv_tiles_2", "kv_tiles_4", "kv_tiles_4", "kv_tiles_4", "kv_tiles_128"]
     with pytest.raises(CompileError, match="no runtime sequence reads the 129 KV tiles"):
         kv_sequence_for(design, 4097, tkv)
 

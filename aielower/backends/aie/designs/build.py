@@ -489,22 +489,24 @@ class _Builder:
         return core
 
     def kv_prefix(self, tiles: int) -> "_Builder":
-        """A decode attention builder whose KV stream delivers only the first ``tiles`` KV tiles of every work item
-        (the streams of its @kv_tiles_n sequence); parameter defaults for that count. Shares everything else."""
+        """A decode attention builder whose KV stream delivers only the first ``tiles`` cache tiles of every work
+        item, then its step tile (the streams of its @kv_tiles_n sequence); parameter defaults for that count.
+        Shares everything else."""
         if not self.dynamic_kv:
             raise CompileError(f"internal: {self.name} reads the whole KV cache")
         kv, full = self.ins[1], self.rtp[2]
         cut = copy(self)
         cut.seq = dict(self.seq)
         cut.seq[kv.index] = {}
+        keep = list(range(tiles)) + [full]
         for key, offsets in self.seq[kv.index].items():
             items = len(self.padded[key])
-            if len(offsets) != items * full:
+            if len(offsets) != items * (full + 1):
                 raise CompileError(f"internal: {self.name}: core {key} receives {len(offsets)} KV tiles, not "
-                                   f"{items} items x {full}")
-            cut.seq[kv.index][key] = offsets.reshape(items, full, -1)[:, :tiles].reshape(-1, offsets.shape[1])
+                                   f"{items} items x ({full} + the step tile)")
+            cut.seq[kv.index][key] = offsets.reshape(items, full + 1, -1)[:, keep].reshape(-1, offsets.shape[1])
         tkv = self.launch.params["tkv"]
-        cut.rtp = (tiles * tkv - self.launch.bucket, tiles * tkv, tiles)
+        cut.rtp = (tiles * tkv, tiles * tkv + self.launch.bucket, tiles)
         return cut
 
     def _acc(self, core: CoreDesign, units) -> dict:
@@ -635,9 +637,9 @@ class _Builder:
         items = []  # (query offset from P, KV tiles, drained tiles)
         for k, unit in enumerate(units):
             steps = [c for c in unit if c.function == "step"]
-            if self.dynamic_kv and len(steps) != self.rtp[2]:
+            if self.dynamic_kv and len(steps) != self.rtp[2] + 1:
                 raise CompileError(f"internal: {self.name}: a work item of core ({core.column}, {core.row}) reads "
-                                   f"{len(steps)} KV tiles, the sequence sends {self.rtp[2]}")
+                                   f"{len(steps)} KV tiles, the sequence sends {self.rtp[2]} and the step tile")
             items.append((steps[0].args[3] - self.rtp[0] if steps else 0, len(steps),
                           self.drains.get((kv.index, core.column, core.row, k), 0)))
         runs = _progressions(items)
@@ -680,7 +682,9 @@ class _Builder:
             body.append(Call("params", [("elem", qv), ("rtp", 0)]))
         body += [Load(pv, 0), Load(lv, 1)]
         body += [Arith(q0, "addi", pv, affine(offset, delta[0])), Call("init", [("acc", 0)])]
-        loop = [Acquire(kv.index, kvv), Cast(jv), Arith(kv0, "muli", jv, tkv), Arith(valid, "subi", lv, kv0),
+        # a cache tile's valid rows: below L, or (reading the step tile after the cache tiles) below P
+        loop = [Acquire(kv.index, kvv), Cast(jv), Arith(kv0, "muli", jv, tkv),
+                Arith(valid, "subi", pv if self.dynamic_kv else lv, kv0),
                 Call("step", [("elem", qv), ("elem", kvv), ("acc", 0), ("i32", q0), ("i32", kv0), ("i32", valid)]),
                 Release(kv.index)]
         if self.dynamic_kv:
@@ -689,6 +693,11 @@ class _Builder:
         else:
             count = affine(tiles, delta[1])
         body.append(Loop(count, loop))
+        if self.dynamic_kv:  # the step tile: the step's L - P rows at position P
+            sv, rows = next(names), next(names)
+            body += [Acquire(kv.index, sv), Arith(rows, "subi", lv, pv),
+                     Call("step", [("elem", qv), ("elem", sv), ("acc", 0), ("i32", q0), ("i32", pv), ("i32", rows)]),
+                     Release(kv.index)]
         if drain:
             body.append(Loop(drain, [Acquire(kv.index, next(names)), Release(kv.index)]))
         ov = next(names)
@@ -1144,10 +1153,11 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
         comments += ("Parameter words of every core: word 0 = P = 0, position of the bucket's first query token; "
                      "word 1 = L = the bucket, valid KV length (constants of the sequence).",)
     if b.dynamic_kv:
-        comments += (f"One runtime sequence per count n of KV tiles ({launch.params['tkv']} rows each) it reads: "
-                     "@kv_tiles_n reads tiles 0 .. n-1 of every KV head and writes n to word 2, the trip count of "
-                     "the cores' KV loop. The host submits the first n >= ceil(L / tile); the kernel leaves a row "
-                     "with no valid KV row unchanged.",)
+        comments += (f"One runtime sequence per count n of cache tiles ({launch.params['tkv']} rows each) it reads: "
+                     "@kv_tiles_n reads tiles 0 .. n-1 of every KV head, then the head's step tile (the step's L - P "
+                     "keys and values, which the host appends to the cache after the launch), and writes n to word "
+                     "2, the trip count of the cores' KV loop. The host submits the first n >= ceil(P / tile); the "
+                     "kernel leaves a row with no valid KV row unchanged.",)
     return m.Design(name, AIE_DEVICE[device.name], functions, tiles, tuple(fifos), tuple(links), tuple(buffers),
                     tuple(core_models), args, sequences, comments)
 
@@ -1160,18 +1170,21 @@ def kv_sequence_name(tiles: int) -> str:
     return f"{KV_SEQUENCE_PREFIX}{tiles}"
 
 
-def kv_sequence_for(design: m.Design, kv_len: int, tkv: int) -> str | None:
-    """The sequence of ``design`` the host submits for ``kv_len`` valid KV rows: of its per-count sequences, the
-    one reading the fewest tiles that cover ceil(kv_len / tkv); None when the design has one sequence only."""
+def kv_sequence_for(design: m.Design, cache_rows: int, tkv: int) -> str | None:
+    """The sequence of ``design`` the host submits for a step after ``cache_rows`` rows of the cache: of its
+    per-count sequences, the one reading the fewest tiles that cover ceil(cache_rows / tkv); None when the design
+    has one sequence only."""
     if len(design.sequences) == 1 and not design.sequences[0].name:
         return None
-    needed = max(1, -(-kv_len // tkv))
+    if cache_rows < 0:
+        raise CompileError(f"design {design.name}: a step cannot follow {cache_rows} cache rows")
+    needed = -(-cache_rows // tkv)
     counts = sorted(int(s.name.removeprefix(KV_SEQUENCE_PREFIX)) for s in design.sequences
                     if s.name.startswith(KV_SEQUENCE_PREFIX) and s.name.removeprefix(KV_SEQUENCE_PREFIX).isdigit())
     covering = [n for n in counts if n >= needed]
     if not covering:
         raise CompileError(f"design {design.name}: no runtime sequence reads the {needed} KV tiles of {tkv} rows that "
-                           f"{kv_len} valid rows need (its sequences read at most {counts[-1] if counts else 0})")
+                           f"{cache_rows} cache rows need (its sequences read at most {counts[-1] if counts else 0})")
     return kv_sequence_name(covering[0])
 
 
@@ -1192,7 +1205,7 @@ def _kv_sequences(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple
     sequence; the cut is linear in the count where rebuilding every count is quadratic."""
     full = b.rtp[2]
     counts = KERNEL_FAMILIES.for_kernel(b.launch.kernel).kv_tile_counts(b.launch, full)
-    if not counts or counts[-1] != full or list(counts) != sorted(set(counts)) or counts[0] < 1:
+    if not counts or counts[-1] != full or list(counts) != sorted(set(counts)) or counts[0] < 0:
         raise CompileError(f"internal: {b.name}: KV tile counts {counts} do not rise to the cache's {full} tiles")
     checked = set(counts[:2] + counts[-2:])
     out = []

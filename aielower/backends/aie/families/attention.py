@@ -254,12 +254,14 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
     kv_row = kv_heads * 2 * d_pad * BF16
     kv_reads = q_tiles if mode == "split" else -(-q_tiles // rows)
     decode = kv_len != s
+    # a design that reads the cache's step tile after the valid tiles (Attention.reads_valid_tiles) reads it per item
+    step_tiles = kv_heads * q_tiles * kv_tile if cached and mode == "split" and s <= tkv else 0
     return LaunchPlan(
         bucket=s, kernel="attention", role="attention",
         params=dict(d=d_pad, gq=gq, tq=tq, tkv=tkv, scale=scale, causal=causal, header=bool(header)),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=0 if decode else useful, padded_macs=0 if decode else kv_heads * pairs * per_pair,
-        ddr_read=heads * s * d_pad * BF16 + kv_heads * q_tiles * header * BF16
+        ddr_read=heads * s * d_pad * BF16 + kv_heads * q_tiles * header * BF16 + step_tiles
         + (0 if decode else kv_row * kv_len * kv_reads),
         ddr_write=heads * s * d_pad * BF16,
         ddr_read_per_kv=kv_row * kv_reads if decode else 0,
@@ -270,11 +272,9 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
 # --------------------------------------------------------------------------- schedule
 
 
-def rope(launch: LaunchPlan, heads: int, s: int, s_pad: int, out_rows: int = 0,
-         out_start: int = 0) -> list[sched.CoreProgram]:
-    """Tensors: ``x`` [heads, s_pad, d] bf16, ``cs`` [s_pad, d] (cos | sin halves per position), ``y``. By default
-    ``y`` is laid out like ``x``; with ``out_rows`` it is a KV cache [heads, out_rows, d] and the ``s`` valid rows of
-    each head land at rows ``out_start ...`` (the rotated keys go straight into the cache)."""
+def rope(launch: LaunchPlan, heads: int, s_pad: int) -> list[sched.CoreProgram]:
+    """Tensors: ``x`` [heads, s_pad, d] bf16, ``cs`` [s_pad, d] (cos | sin halves per position), ``y`` laid out like
+    ``x``."""
     d, tr = launch.params["d"], launch.params["tr"]
     per_head = s_pad // tr
     cores = sched.cores_of(launch)
@@ -286,22 +286,19 @@ def rope(launch: LaunchPlan, heads: int, s: int, s_pad: int, out_rows: int = 0,
             t0 = i * tr
             x = sched.contiguous("x", (h * s_pad + t0) * d, tr * d)
             cs = sched.contiguous("cs", t0 * d, tr * d)
-            if out_rows:
-                valid = min(tr, s - t0)
-                if valid <= 0:
-                    continue
-                y = sched.contiguous("y", (h * out_rows + out_start + t0) * d, valid * d)
-            else:
-                y = sched.contiguous("y", (h * s_pad + t0) * d, tr * d)
+            y = sched.contiguous("y", (h * s_pad + t0) * d, tr * d)
             core.calls.append(sched.Call("", (sched.In((x,)), sched.In((cs,)), sched.Out((y,)))))
     return cores
 
 
 def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: int, kv_valid: int, position: int,
-              causal: bool) -> list[sched.CoreProgram]:
+              causal: bool, staged: bool = False) -> list[sched.CoreProgram]:
     """Tensors: ``q`` and ``out`` [kv_heads * gq, s_pad, d] bf16; ``kv`` [kv_heads, kv_rows / tkv, 2, tkv, d]: the
-    keys and values blocked by KV tile (block ``j`` of head ``h`` holds rows ``j * tkv ...`` of K, then of V).
-    Query token ``i`` is at position ``position + i``; KV rows ``0 .. kv_valid - 1`` are valid. With a step header
+    keys and values blocked by KV tile (block ``j`` of head ``h`` holds rows ``j * tkv ...`` of K, then of V; a KV
+    cache is followed by one more tile per head, [kv_heads][2][tkv][d], the step tiles: :class:`BlockedKvCache`).
+    Query token ``i`` is at position ``position + i``; KV rows ``0 .. kv_valid - 1`` are valid. With ``staged``
+    (decode), the KV rows of the step itself are the first ``s`` rows of the head's step tile: an item visits the
+    cache tiles of its ``position`` rows, then the step tile. With a step header
     (attention over a cache), ``q`` is instead one record per (KV head, query tile), ``[kv_heads][s_pad / tq]
     [gq * tq * d + header]``: the tile's queries [gq][tq][d], then the step header
     (:func:`~aielower.backends.aie.host_arrays.query_records`)."""
@@ -328,19 +325,22 @@ def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: in
         for core, items in zip(cores, sched.blocks(kv_heads * q_tiles, len(cores))):
             for item in items:
                 h, qt = divmod(item, q_tiles)
+                step_at = (kv_heads * kv_rows + h * tkv) * 2 * d if staged else None
                 _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header,
-                                tiles)
+                                tiles, step_at, s)
     return cores
 
 
 def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header=0,
-                    tiles=None) -> None:
+                    tiles=None, step_at: int | None = None, s: int = 0) -> None:
     """Query tile ``qt`` of KV head ``h``: init, one step per KV tile it can see, store. ``tiles`` shares the KV
-    tiles between items."""
+    tiles between items. With ``step_at`` (where the head's step tile starts in ``kv``), the cache tiles cover the
+    ``position`` rows before the step and a last step visits the step tile's ``s`` rows at ``position``."""
     tiles = sched.Tiles() if tiles is None else tiles
     q_pos0 = position + qt * tq
     q_ap = AccessPattern((h * gq * s_pad + qt * tq) * d, (gq, tq, d), (s_pad * d, d, 1))
-    last = min(kv_valid, q_pos0 + tq) if causal else kv_valid  # KV rows any query of the tile can see
+    cached_valid = position if step_at is not None else kv_valid  # valid rows of the cache tiles
+    last = min(cached_valid, q_pos0 + tq) if causal else cached_valid  # cache rows any query of the tile can see
     if header:  # the tile's record: its queries, then the step header
         record = gq * tq * d + header
         q = sched.In((sched.TileRef("q", AccessPattern((h * (s_pad // tq) + qt) * record, (record,), (1,))),))
@@ -353,11 +353,20 @@ def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, posit
     for j in range(-(-last // tkv)):
         row = j * tkv
         calls.append(sched.Call("step", (q, tiles.read(("kv", base + row * 2 * d, size)), acc, q_pos0, row,
-                                   min(tkv, kv_valid - row))))
+                                   min(tkv, cached_valid - row))))
+    if step_at is not None:
+        calls.append(sched.Call("step", (q, tiles.read(("kv", step_at, size)), acc, q_pos0, position, min(tkv, s))))
     calls.append(sched.Call("store", (acc, sched.Out((sched.TileRef("out", q_ap),)))))
 
 
 # --------------------------------------------------------------------------- the family
+
+
+def _reads_step_tile(launch: LaunchPlan, shape: dict) -> bool:
+    """:meth:`Attention.reads_valid_tiles` of ``launch`` of an op plan of ``shape``."""
+    kv = next((st for st in launch.streams if st.name == "kv"), None)
+    return (launch.kernel == "attention" and shape.get("cache_len", 0) > 0 and kv is not None
+            and kv.to_cores == "split" and launch.bucket <= launch.params["tkv"])
 
 
 # Decode attention reads the valid KV rows rounded up to blocks of this many rows (whole KV tiles; a block of one
@@ -392,19 +401,24 @@ class Attention(KernelFamily):
         cache = s.get("cache_len", 0)
         if launch.kernel == "rope":
             # q's heads, then k's. Rotated keys come out contiguous like the queries; the host copies them into the
-            # KV cache at the step's position, as it does the values (no transfer offset depends on the position).
-            return rope(launch, s["heads"] + s["kv_heads"], b, roundup(b, p["tr"])), ()
+            # KV cache (no transfer offset depends on the position).
+            return rope(launch, s["heads"] + s["kv_heads"], roundup(b, p["tr"])), ()
+        staged = self.reads_valid_tiles(launch, op_plan)
         if cache:
             tiles = cache // p["tkv"] if kv_tiles is None else kv_tiles
-            kv_rows, kv_valid = cache, tiles * p["tkv"]
-            position = kv_valid - b
+            kv_rows = cache
+            if staged:  # the cache tiles hold the rows before the step; the step's rows come in the step tile
+                position = tiles * p["tkv"]
+                kv_valid = position + b
+            else:
+                kv_valid = tiles * p["tkv"]
+                position = kv_valid - b
         else:
             kv_rows, kv_valid, position = roundup(b, p["tkv"]), b, 0
         programs = attention(launch, s["kv_heads"], b, roundup(b, p["tq"]), kv_rows, kv_valid, position,
-                             p["causal"])
-        if p.get("header"):  # words 0, 1 from the query tiles' step header; word 2 the KV tiles sent (or unused)
-            return programs, (position, kv_valid,
-                              kv_valid // p["tkv"] if self.reads_valid_tiles(launch, op_plan) else 0)
+                             p["causal"], staged)
+        if p.get("header"):  # words 0, 1 from the query tiles' step header; word 2 the cache tiles sent (or unused)
+            return programs, (position, kv_valid, tiles if staged else 0)
         return programs, (position, kv_valid)
 
     def design_shape(self, launch: LaunchPlan, op_plan: OpPlan) -> dict:
@@ -415,20 +429,20 @@ class Attention(KernelFamily):
         return op_plan.shape
 
     def reads_valid_tiles(self, launch: LaunchPlan, op_plan: OpPlan) -> bool:
-        """Attention over a KV cache whose rows each read the KV stream on their own (split): its design reads only
-        the valid KV tiles, with one runtime sequence per tile count; the cores loop over the count the sequence
-        writes (run-time parameter word 2). Broadcast KV (rows of a column share a stream and stop at different
-        tiles) reads the whole cache."""
-        kv = next((st for st in launch.streams if st.name == "kv"), None)
-        return (launch.kernel == "attention" and op_plan.shape.get("cache_len", 0) > 0 and kv is not None
-                and kv.to_cores == "split")
+        """Attention over a KV cache whose rows each read the KV stream on their own (split), for steps of at most
+        one KV tile of query rows (decode): its design reads only the cache tiles of the rows before the step, with
+        one runtime sequence per tile count (the cores loop over the count the sequence writes, run-time parameter
+        word 2), then the cache's step tile, where the host puts the step's keys and values (it appends them to the
+        cache after the launch). No transfer depends on the position. Broadcast KV (rows of a column share a stream
+        and stop at different tiles) reads the whole cache, the step's rows written into it first."""
+        return _reads_step_tile(launch, op_plan.shape)
 
     def kv_tile_counts(self, launch: LaunchPlan, tiles: int) -> tuple[int, ...]:
-        """Multiples of :data:`KV_READ_BLOCK` rows of KV tiles (and all ``tiles``): a step reads the valid rows
-        rounded up to that block (the kernel leaves a row with no valid KV row unchanged, so the rows past the valid
-        ones change nothing), which halves the 7B's 128 sequences of 32-row tiles."""
+        """0 (the first step: no cache row before it), then multiples of :data:`KV_READ_BLOCK` rows of KV tiles (and all ``tiles``): a step reads the cache
+        rows before it rounded up to that block (the kernel leaves a row with no valid KV row unchanged, so the rows
+        past the valid ones change nothing), which halves the 7B's 128 sequences of 32-row tiles."""
         per_block = max(1, KV_READ_BLOCK // launch.params["tkv"])
-        return tuple(sorted({min(tiles, n) for n in range(per_block, tiles + per_block, per_block)}))
+        return tuple(sorted({0} | {min(tiles, n) for n in range(per_block, tiles + per_block, per_block)}))
 
     def calls_per_core(self, launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
         p, b = launch.params, launch.bucket
@@ -436,16 +450,20 @@ class Attention(KernelFamily):
             return {"": per_core((shape["heads"] + shape["kv_heads"]) * -(-b // p["tr"]), launch)}
         q_tiles = -(-b // p["tq"])
         items = per_core(shape["kv_heads"] * q_tiles, launch)
-        if kv_len:  # decode: every valid KV tile of the cache
-            steps = -(-kv_len // p["tkv"])
+        if kv_len:  # decode: every valid KV tile of the cache (the cache tiles before the step, then its step tile)
+            staged = _reads_step_tile(launch, shape)
+            steps = -(-(kv_len - b if staged else kv_len) // p["tkv"]) + (1 if staged else 0)
         else:  # prefill, causal: a query tile sees the KV tiles up to its diagonal (on average)
             steps = -(-sum(-(-((qt + 1) * p["tq"]) // p["tkv"]) for qt in range(q_tiles)) // q_tiles)
         return {"init": items, "step": items * steps, "store": items}
 
     def run(self, host, op, plan: OpPlan, operands: tuple):
-        """Per batch row: rotate q and k (one rope launch), write the step's keys and values into the cache (a
-        :class:`BlockedKvCache` in DDR, or copies of the given arrays), then one attention launch over the valid KV
-        tiles. Returns the output, and the caches when the op has them."""
+        """Per batch row: rotate q and k (one rope launch), then one attention launch over the valid KV tiles.
+        Over a cache (a :class:`BlockedKvCache` in DDR, or copies of the given arrays) the host writes the step's
+        keys and values into the cache first, or, for a design that reads the step tile (decode,
+        :meth:`reads_valid_tiles`), into the step tile, appending them to the cache after the launch: nothing the
+        host writes between the rope and the attention launch depends on the position. Returns the output, and the
+        caches when the op has them."""
         q, k, v, cos, sin, *cached_args = operands
         k_cache, v_cache, position = (cached_args + [None, None, None])[:3]
         b, heads, s, d = q.shape
@@ -461,6 +479,7 @@ class Attention(KernelFamily):
         rope_qk = host.launch_of(plan, bucket, "rope")
         attn = host.launch_of(plan, bucket, "attention")
         tq, tkv = attn.params["tq"], attn.params["tkv"]
+        staged = self.reads_valid_tiles(attn, plan)
         cached = k_cache is not None
         resident = isinstance(k_cache, BlockedKvCache)
         if resident and v_cache is not k_cache:
@@ -477,23 +496,31 @@ class Attention(KernelFamily):
         for bi in range(b):
             rotated = self._rope(host, plan, rope_qk, np.concatenate([to_bf16(q[bi]), to_bf16(k[bi])]), cs, bucket)
             q_rot, k_rot = rotated[:heads], rotated[heads:]
-            kv_len = pos + s if cached else None  # uncached: the design's constants (position 0, length bucket)
+            keys, values = k_rot[:, :s], to_bf16(v[bi])
+            layout = dict(kv_heads=kv_heads, d_pad=d_pad, tkv=tkv)
             if resident:
-                # The host writes the step's rotated keys and values into the DDR cache at the step's position.
-                kv = k_cache.write(bi, pos, k_rot[:, :s], to_bf16(v[bi]), kv_heads=kv_heads, d_pad=d_pad, tkv=tkv)
+                if staged:  # into the step tile; appended to the cache after the launch
+                    k_cache.stage(bi, keys, values, **layout)
+                else:  # the step's rotated keys and values into the DDR cache at the step's position
+                    k_cache.write(bi, pos, keys, values, **layout)
+                kv = k_cache.resident(bi)
             elif cached:
-                new_k[bi][:, pos : pos + s] = from_bf16(k_rot[:, :s])
-                new_v[bi][:, pos : pos + s] = from_bf16(to_bf16(v[bi]))
-                kv = kv_blocks(to_bf16(new_k[bi]), to_bf16(new_v[bi]), kv_heads, cache_len, d_pad, tkv)
+                new_k[bi][:, pos : pos + s] = from_bf16(keys)
+                new_v[bi][:, pos : pos + s] = from_bf16(values)
+                kv = kv_blocks(to_bf16(new_k[bi]), to_bf16(new_v[bi]), kv_heads, cache_len, d_pad, tkv,
+                               step=(keys, values) if staged else None)
             else:
                 kv_rows = roundup(bucket, tkv)
-                kv = kv_blocks(k_rot[:, :kv_rows], to_bf16(v[bi]), kv_heads, kv_rows, d_pad, tkv)
+                kv = kv_blocks(k_rot[:, :kv_rows], to_bf16(v[bi]), kv_heads, kv_rows, d_pad, tkv, cache=False)
             queries = pad3(q_rot[:, :s], heads, bucket_pad, d_pad)
             if attn.params.get("header"):  # each query tile's record carries the step's position and KV length
                 queries = query_records(queries.reshape(heads, bucket_pad, d_pad), kv_heads, tq,
                                         step_header(pos, pos + s))
             tensors = {"q": queries, "kv": kv, "out": np.zeros(heads * bucket_pad * d_pad, np.uint16)}
-            host.submit(plan, attn, tensors, kv_len)
+            # the sequence reading the cache rows before the step (staged), or the design's only one
+            host.submit(plan, attn, tensors, pos if staged else None)
+            if resident and staged:
+                k_cache.write(bi, pos, keys, values, **layout)
             out[bi] = from_bf16(tensors["out"].reshape(heads, bucket_pad, d_pad)[:, :s, :d])
         if resident:
             return out, k_cache, v_cache

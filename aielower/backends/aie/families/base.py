@@ -58,7 +58,7 @@ class KernelFamily:
     def schedule(self, launch: LaunchPlan, op_plan: OpPlan,
                  kv_tiles: int | None = None) -> tuple[list[CoreProgram], tuple[int, ...]]:
         """What every core of ``launch`` does at its bucket, and the run-time parameter defaults it was made with.
-        ``kv_tiles``: attention over a cache scheduled for that many valid KV tiles (default: the whole cache)."""
+        ``kv_tiles``: attention over a cache scheduled for that many cache tiles (default: the whole cache)."""
         raise NotImplementedError
 
     def array_work(self, launch: LaunchPlan, op_plan: OpPlan) -> LinearWork | None:
@@ -72,14 +72,14 @@ class KernelFamily:
         return op_plan.shape
 
     def reads_valid_tiles(self, launch: LaunchPlan, op_plan: OpPlan) -> bool:
-        """Whether ``launch``'s design has one runtime sequence per count of valid KV tiles."""
+        """Whether ``launch``'s design has one runtime sequence per count of cache tiles it reads before the step."""
         return False
 
     def kv_tile_counts(self, launch: LaunchPlan, tiles: int) -> tuple[int, ...]:
-        """The KV tile counts a design that :meth:`reads_valid_tiles` of a cache of ``tiles`` tiles has a runtime
-        sequence for, ascending, the last ``tiles``; the host submits the first that covers the valid rows
-        (default: every count)."""
-        return tuple(range(1, tiles + 1))
+        """The cache tile counts a design that :meth:`reads_valid_tiles` of a cache of ``tiles`` tiles has a runtime
+        sequence for, ascending from 0 (the first step: no cache row before it) to ``tiles``; the host submits the
+        first that covers the cache rows before the step (default: every count)."""
+        return tuple(range(tiles + 1))
 
     def calls_per_core(self, launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
         """Kernel calls of the busiest core by function suffix (``init`` / ``step`` / ``store``, or ``""``), as the
