@@ -40,7 +40,9 @@ from aielower.ir.printer import Namer
 from aielower.output import ArtifactWriter, json_text, safe_path
 from aielower.quant.bf16 import bf16_bits
 
-MANIFEST_FORMAT = "aielower-aie-manifest/1"
+# Bumped when what the host does around a launch changes for designs of an older artifact (2: decode attention
+# reads the step's keys and values from the KV cache's step tiles, rotating them itself).
+MANIFEST_FORMAT = "aielower-aie-manifest/2"
 
 
 # --------------------------------------------------------------------------- weights

@@ -49,15 +49,20 @@ def from_tile_records(records: np.ndarray, n: int, m_pad: int, d: int, tr: int) 
     return [tiles[:, i].reshape(m_pad, d) for i in range(n)]
 
 
-def query_records(queries: np.ndarray, kv_heads: int, tq: int, header: np.ndarray) -> np.ndarray:
+def query_records(queries: np.ndarray, kv_heads: int, tq: int, header: np.ndarray,
+                  rotary: np.ndarray | None = None) -> np.ndarray:
     """The cached attention designs' ``q`` DDR tensor: ``queries`` bf16 bits [heads, s_pad, d] (padded, heads of
     KV head ``h`` at ``h * gq ...``) as one record per (KV head, query tile of ``tq`` rows), ``[kv_heads][s_pad /
-    tq][gq * tq * d + len(header)]``: the tile's queries [gq][tq][d], then ``header`` (:func:`step_header`)."""
+    tq][gq * tq * d + len(header)]``: the tile's queries [gq][tq][d], then ``header`` (:func:`step_header`). With
+    ``rotary`` (the position's rotary row [d], decode with the rotary embedding fused), it comes between the queries
+    and the header."""
     heads, s_pad, d = queries.shape
     gq = heads // kv_heads
     tiles = queries.reshape(kv_heads, gq, s_pad // tq, tq, d).transpose(0, 2, 1, 3, 4)
     tiles = tiles.reshape(kv_heads, s_pad // tq, -1)
-    head = np.broadcast_to(np.asarray(header, np.uint16), (kv_heads, s_pad // tq, len(header)))
+    tail = np.asarray(header, np.uint16) if rotary is None else np.concatenate([np.asarray(rotary, np.uint16),
+                                                                                np.asarray(header, np.uint16)])
+    head = np.broadcast_to(tail, (kv_heads, s_pad // tq, len(tail)))
     return np.concatenate([tiles, head], axis=2).reshape(-1)
 
 
@@ -68,6 +73,8 @@ def kv_blocks(keys: np.ndarray, values: np.ndarray, kv_heads: int, kv_rows: int,
     by one more tile per head, the step tiles [kv_heads][K|V][tkv][d]
     (:class:`~aielower.backends.aie.kv_cache.BlockedKvCache`): ``step``'s keys and values [heads, s, d'] in their
     first rows, zeros without it."""
+    if step is not None and not cache:
+        raise ValueError("kv_blocks: only a KV cache has step tiles to hold the step's keys and values")
     k = pad3(keys, kv_heads, kv_rows, d).reshape(kv_heads, kv_rows // tkv, 1, tkv, d)
     v = pad3(values, kv_heads, kv_rows, d).reshape(kv_heads, kv_rows // tkv, 1, tkv, d)
     blocks = np.concatenate([k, v], axis=2).reshape(-1)

@@ -5,9 +5,9 @@ The attention designs read keys and values as one tensor per batch row, blocked 
 (:func:`aielower.backends.aie.host_arrays.kv_blocks`). A decode step's keys and values go to the step tiles (a place
 that does not depend on the position), the attention design reads a head's step tile after the cache tiles of the
 rows before the step, and the host appends the rows to the cache after the launch. (The step tiles come after all
-heads, not after each head's tiles: a head's stride stays within what a shim buffer descriptor can step.) A host runtime allocates the tensor once at its full size (the
-compiled ``max_seq_len``) and copies to the device only the element ranges the host changed since the last launch
-that read it (:meth:`BlockedKvCache.resident`).
+heads, not after each head's tiles: a head's stride stays within what a shim buffer descriptor can step.) A host
+runtime allocates the tensor once at its full size (the compiled ``max_seq_len``) and copies to the device only the
+element ranges the host changed since the last launch that read it (:meth:`BlockedKvCache.resident`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class BlockedKvCache:
     heads of ``head_dim``; ``shape`` is the IR's ``[batch, kv_heads, rows, head_dim]``.
 
     The layout's padded sizes (KV heads, padded head dim, KV tile) are the attention plan's; they are fixed by the
-    first write (the storage is allocated then, once) and checked on every later one. The same object stands for
+    first :meth:`write` or :meth:`stage` (the storage is allocated then, once) and checked on every later one. The same object stands for
     the layer's key cache and its value cache: in DDR they are one tensor.
     """
 
@@ -31,8 +31,8 @@ class BlockedKvCache:
 
     def __init__(self, name: str, batch: int, kv_heads: int, rows: int, head_dim: int):
         if min(batch, kv_heads, rows, head_dim) < 1:
-            raise AielowerError(f"a KV cache needs positive sizes, got batch {batch}, kv_heads {kv_heads}, rows {rows}, "
-                                f"head_dim {head_dim}")
+            raise AielowerError(f"a KV cache needs positive sizes, got batch {batch}, kv_heads {kv_heads}, "
+                                f"rows {rows}, head_dim {head_dim}")
         self.name, self.batch, self.rows = name, batch, rows
         self.shape = (batch, kv_heads, rows, head_dim)  # what the IR's k_cache / v_cache arguments are
         self.ndim = 4

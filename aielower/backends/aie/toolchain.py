@@ -461,6 +461,12 @@ def read_manifest(out_dir: str | os.PathLike) -> dict:
     if not isinstance(data, dict) or not str(data.get("format", "")).startswith(MANIFEST_FORMAT_PREFIX):
         raise CompileError(f"{root / MANIFEST} is not an aielower AIE manifest (its format is not "
                            f"{MANIFEST_FORMAT_PREFIX}...): give the output directory of compile(target='aie')")
+    from aielower.backends.aie.artifact import MANIFEST_FORMAT
+
+    if data["format"] != MANIFEST_FORMAT:
+        raise CompileError(f"{root} was compiled by another aielower (artifact format {data['format']!r}; this one "
+                           f"reads {MANIFEST_FORMAT!r}, and its host program would not match those designs): "
+                           "recompile the artifact")
     return data
 
 

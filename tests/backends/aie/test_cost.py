@@ -95,7 +95,7 @@ def test_function_cost_buckets_chunks_and_overhead_modes():
 
     step = cost.function_cost(fp, NPU2, 1, kv_len=100, overhead="none")
     assert step.chunks == (1,) and step.host_ops == Counter({"tensor.reshape": 5})
-    assert step.launches == 3 * 1 + 2 * 2  # attention: rope of q and k, attention
+    assert step.launches == 3 * 1 + 2 * 1  # decode attention rotates q and k itself: one launch
     lin = cost.launch_cost(_launch(QKV_7B, 1), NPU2, overhead=False, shape=QKV_7B.shape)
     att = [cost.launch_cost(x, NPU2, 100, overhead=False, shape=ATTENTION_7B.shape)
            for x in ATTENTION_7B.launches_for(1)]
@@ -108,7 +108,7 @@ def test_function_cost_buckets_chunks_and_overhead_modes():
     assert [x.bucket for x in prompt.ops[0].launches] == [2048, 2048]
 
     per_launch = cost.function_cost(fp, NPU2, 3000, kv_len=3000)
-    assert per_launch.overhead == "launch" and per_launch.launches == 2 * (3 + 2 * 2)
+    assert per_launch.overhead == "launch" and per_launch.launches == 2 * (3 + 2 * 2)  # prompt: rope, attention
     assert per_launch.seconds == pytest.approx(prompt.seconds + per_launch.launches * 45e-6)
     one_submission = cost.function_cost(fp, NPU2, 3000, kv_len=3000, overhead="submission")
     assert one_submission.seconds == pytest.approx(prompt.seconds + 2 * 45e-6)  # one per chunk

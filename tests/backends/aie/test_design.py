@@ -37,7 +37,7 @@ CASES = {
                                   "attention", NPU2),
     "attention_prefill_loops": lambda: (plan_attention("test", 2, 2, 64, 0.125, True, None, (512,), NPU1), 512,
                                         "attention", NPU1),
-    "rope": lambda: (plan_attention("test", 4, 2, 16, 0.25, True, 256, (1,), NPU2), 1, "rope", NPU2),
+    "rope": lambda: (plan_attention("test", 4, 2, 16, 0.25, True, 256, (1, 16), NPU2), 16, "rope", NPU2),
     "silu_mul": lambda: (plan_silu_mul("test", 176, (1,), NPU2), 1, None, NPU2),
     "rms_norm": lambda: (plan_norm("test", 64, 1e-6, False, (1,), NPU1), 1, None, NPU1),
 }
@@ -156,20 +156,28 @@ def _moved_by_schedule(name: str) -> dict[str, int]:
     ins = [s for s in launch.streams if s.direction == "in"]
     outs = [s for s in launch.streams if s.direction == "out"]
     moved = {s.name: 0 for s in launch.streams}
+
+    def on_stream(args, streams):
+        """(stream, argument) pairs: by tensor name when every argument names a stream, else by position."""
+        names = {s.name: s for s in streams}
+        if all(a.tiles[0].tensor in names for a in args):
+            return [(names[a.tiles[0].tensor], a) for a in args]
+        return list(zip(streams, args))
+
     for p in programs:
         for streams, kind in ((ins, sched.In), (outs, sched.Out)):
-            for slot, stream in enumerate(streams):
-                if stream.to_cores == "broadcast" and p.row != 0:
-                    continue
-                last, previous = None, None
-                for call in p.calls:
-                    if call.function == "init" and previous != "init":
-                        last = None  # a new work item: its first tile is a new transfer even if repeated
-                    previous = call.function
-                    args = [a for a in call.args if isinstance(a, kind)]
-                    if args and args[slot].tiles != last:
-                        moved[stream.name] += sum(t.ap.elements for t in args[slot].tiles)
-                        last = args[slot].tiles
+            last = {s.name: None for s in streams}
+            previous = None
+            for call in p.calls:
+                if call.function == "init" and previous != "init":
+                    last = dict.fromkeys(last)  # a new work item: its first tile is a new transfer even if repeated
+                previous = call.function
+                for stream, arg in on_stream([a for a in call.args if isinstance(a, kind)], streams):
+                    if stream.to_cores == "broadcast" and p.row != 0:
+                        continue
+                    if arg.tiles != last[stream.name]:
+                        moved[stream.name] += sum(t.ap.elements for t in arg.tiles)
+                        last[stream.name] = arg.tiles
     return moved
 
 
@@ -286,7 +294,7 @@ def test_decode_attention_sequences_read_back_and_bad_ones_are_refused():
     with pytest.raises(CompileError, match="distinct names"):
         parse_design(text.replace("@kv_tiles_2(", "@kv_tiles_1("), "attention.mlir")
     with pytest.raises(CompileError, match="same arguments"):
-        parse_design(text.replace("@kv_tiles_2(%q: memref<72xbf16>", "@kv_tiles_2(%q: memref<32xbf16>"),
+        parse_design(text.replace("@kv_tiles_2(%q: memref<104xbf16>", "@kv_tiles_2(%q: memref<32xbf16>"),
                      "attention.mlir")
     # the dynamic object-FIFO lowering is asked for exactly where a loop bound is read at run time
     with pytest.raises(CompileError, match="dynamic_objfifo_lowering"):

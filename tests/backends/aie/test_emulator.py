@@ -63,6 +63,21 @@ def test_decode_steps_over_the_kv_cache_match_the_reference(compiled, batch):
         assert np.abs(mine - theirs).max() <= 1e-2 * np.abs(theirs).max()
 
 
+def test_decode_from_an_empty_cache_one_token_at_a_time_matches_the_reference(compiled):
+    # The first step reads no cache tile (sequence kv_tiles_0: the step tiles only); every step rotates q and its key
+    # in the attention launch and appends the rotated key the design writes: the caches match the reference's.
+    art, ref = compiled
+    cache, ref_cache = art.new_cache(1), ref.new_cache(1)
+    token = np.array([[5]])
+    for position in range(3):
+        out, expected = art.emulate_decode(token, position, cache), ref.decode(token, position, ref_cache)
+        assert close(out, expected)
+        token = expected[:, -1:].argmax(-1)
+    for mine, theirs in zip(cache, ref_cache):
+        assert np.abs(mine[:, :, :3] - theirs[:, :, :3]).max() <= 1e-2 * np.abs(theirs).max()
+        assert not np.any(mine[:, :, 3:])
+
+
 def test_the_emulator_reads_the_weights_from_the_output_directory(tmp_path):
     model = tiny_qwen2(**CONFIGS["mha"])
     built = []

@@ -116,12 +116,15 @@ def _slot_specs():
 def _all_specs():
     return ([_gemv(c) for c in GEMV_CASES] + [_gemm(c) for c in GEMM_CASES] + _layout_specs() + _epilogue_specs()
             + [rms_norm_spec(*c) for c in RMS_CASES] + [silu_mul_spec(*c) for c in SILU_CASES]
-            + [rope_spec(*c) for c in ROPE_CASES] + [_attn(c) for c in ATTN_CASES] + [HEADER_SPEC, PLAIN_SPEC])
+            + [rope_spec(*c) for c in ROPE_CASES] + [_attn(c) for c in ATTN_CASES] + [HEADER_SPEC, PLAIN_SPEC]
+            + [ROPE_SPEC, rope_spec(14, 1)])
 
 
 # An attention kernel whose query tiles carry the step header (attention over a KV cache), and its plain twin.
 HEADER_SPEC = attention_spec(16, 2, 1, 16, 0.25, True, "aie2p", header=True)
 PLAIN_SPEC = attention_spec(16, 2, 1, 16, 0.25, True, "aie2p")
+# Decode attention with the rotary embedding fused: a real head dim of 14, padded to 16.
+ROPE_SPEC = attention_spec(16, 2, 1, 16, 0.25, True, "aie2p", header=True, rope=14)
 
 
 @pytest.fixture(scope="module")
@@ -789,3 +792,63 @@ def test_attention_step_header_gives_the_parameters_and_changes_nothing_else(lib
     store(state, out)
     plain = _run_attention(lib, PLAIN_SPEC, q_bits, k_bits, v_bits, 12, [(0, 13)])
     np.testing.assert_array_equal(out, plain.reshape(-1))
+
+
+def test_attention_with_fused_rope_rotates_as_the_rope_kernel_and_attends_as_without_it(lib):
+    # The query record is [q rows unrotated][cos | sin of the position (14 real columns, padded)][step header]:
+    # _params rotates the rows in place, _rotate the step tile's key (and writes it out), bit for bit as the rope
+    # kernel; then init / step / store give what the header kernel gives on rotated inputs.
+    from aielower.backends.aie.host_arrays import step_header
+
+    assert ROPE_SPEC.symbol.endswith("_hdr_rope14_aie2p") and ROPE_SPEC.functions[-1].endswith("_rotate")
+    init, step, store, params, rotate = (lib.function(f) for f in ROPE_SPEC.functions)
+    rope = lib.function(rope_spec(14, 1).symbol)
+    rng = np.random.default_rng(21)
+    q_bits = np.zeros((2, 16), np.uint16)
+    q_bits[:, :14], _ = rand_bf16(rng, (2, 14))
+    angles = rng.uniform(-np.pi, np.pi, 7)
+    cs = np.zeros(16, np.uint16)
+    cs[:14] = bf16_bits(np.concatenate([np.cos(angles), np.sin(angles)]))
+    record = np.concatenate([q_bits.reshape(-1), cs, step_header(3, 4)])
+    words = np.zeros(K.ATTENTION_WORDS, np.int32)
+    params(record, words)
+    assert words.tolist()[:2] == [3, 4]
+    expected_q = np.zeros_like(q_bits)
+    for r in range(2):
+        rope(q_bits[r, :14].copy(), cs[:14].copy(), expected_q[r, :14])
+    np.testing.assert_array_equal(record[:32].reshape(2, 16), expected_q)
+    k_bits = np.zeros((4, 16), np.uint16)
+    k_bits[:, :14], _ = rand_bf16(rng, (4, 14))
+    v_bits, _ = rand_bf16(rng, (4, 16))
+    step_tile = np.zeros((2, 16, 16), np.uint16)
+    step_tile[0, 0], step_tile[1, 0] = k_bits[3], v_bits[3]  # the step's key (unrotated) and value
+    k_out = np.zeros(16, np.uint16)
+    rotate(record, step_tile, k_out)
+    expected_k = np.zeros(16, np.uint16)
+    rope(k_bits[3, :14].copy(), cs[:14].copy(), expected_k[:14])
+    np.testing.assert_array_equal(k_out, expected_k)
+    np.testing.assert_array_equal(step_tile[0, 0], expected_k)  # rotated in place, for the step that follows
+    assert not expected_k[14:].any()  # the padded columns stay zero
+    # attention over 3 cache rows (already rotated) and the step tile, as the header kernel over all 4
+    rotated_k = k_bits.copy()
+    rotated_k[3] = expected_k
+    state = np.zeros(2 * 16 + 4, np.float32)
+    init(state)
+    cache = np.zeros((2, 16, 16), np.uint16)
+    cache[0, :3], cache[1, :3] = rotated_k[:3], v_bits[:3]
+    step(record, cache, state, 3, 0, 3)
+    step(record, step_tile, state, 3, 3, 1)
+    out = np.zeros(2 * 16, np.uint16)
+    store(state, out)
+    plain = _run_attention(lib, PLAIN_SPEC, expected_q.reshape(2, 1, 16), rotated_k, v_bits, 3, [(0, 3), (3, 1)])
+    np.testing.assert_array_equal(out, plain.reshape(-1))
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(header=False, rope=14), "ROPE needs the step header and one query token"),
+    (dict(header=True, rope=13), "ROPE=13 must be even and at most D=16"),
+    (dict(header=True, rope=18), "ROPE=18 must be even and at most D=16"),
+])
+def test_attention_with_fused_rope_refuses_what_it_cannot_rotate(params, message):
+    with pytest.raises(CompileError, match=message):
+        attention_spec(16, 2, 1, 16, 0.25, True, "aie2p", **params).symbol

@@ -30,6 +30,8 @@ def test_the_cache_is_laid_out_as_kv_blocks_with_the_step_tile_last():
     np.testing.assert_array_equal(step[:, 1, 0, :6], step_v[:, 0])
     assert not step[:, :, 1:].any()
     assert kv_blocks(full_k, full_v, 2, 8, 8, 4, cache=False).size == 2 * 2 * 2 * 4 * 8  # a prompt's: no step tile
+    with pytest.raises(ValueError, match="only a KV cache has step tiles"):
+        kv_blocks(full_k, full_v, 2, 8, 8, 4, step=(step_k, step_v), cache=False)
 
 
 def test_a_launch_gets_the_whole_row_first_then_the_ranges_written_since_the_last_launch():

@@ -126,6 +126,15 @@ def test_a_decode_step_writes_no_cache_row_at_its_position_before_its_attention_
     assert sorted(a % tile // d_pad for a, _ in appended) == [5] * kv_heads + [tkv + 5] * kv_heads
 
 
+def test_a_negative_position_is_refused_before_anything_is_written(built):
+    art, _ = built
+    runtime = AieRuntime(art.out_dir, "emulator")
+    cache = runtime.new_cache(1)
+    with pytest.raises(AielowerError, match="position -1 is negative"):
+        runtime.decode(np.array([[7]]), -1, cache)
+    assert all(layer.data is None for layer in cache)
+
+
 def test_a_new_cache_takes_over_the_device_buffer_whole(built):
     """A second generation reuses the KV buffers of the first (allocated once) and must not keep its rows."""
     from aielower.backends.aie.designs.model import MemrefType

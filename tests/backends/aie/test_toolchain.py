@@ -17,6 +17,7 @@ import torch
 
 import aielower
 from aielower.backends.aie import toolchain
+from aielower.backends.aie.artifact import MANIFEST_FORMAT
 from aielower.backends.aie.buildfile import render_build_file
 from aielower.backends.aie.device import get_device
 from aielower.backends.aie.kernels import KernelSpec
@@ -111,7 +112,7 @@ def write_designs(directory: Path, **designs: str) -> list[Path]:
 def fake_artifact(root: Path, **designs: str) -> Path:
     """An output directory with a manifest listing the given designs (what check-aie reads of an artifact)."""
     write_designs(root / "design", **designs)
-    manifest = {"format": "aielower-aie-manifest/1",
+    manifest = {"format": MANIFEST_FORMAT,
                 "designs": [{"name": n, "file": f"design/{n}.mlir"} for n in designs]}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
@@ -288,12 +289,18 @@ def test_a_directory_without_a_manifest_is_refused(tmp_path, capsys):
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "something-else/1", "designs": []}))
     with pytest.raises(CompileError, match="is not an aielower AIE manifest"):
         check_artifact(tmp_path, aie_opt="/nonexistent")
+    # an artifact of an older aielower: its decode designs expect another host program
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "aielower-aie-manifest/1", "designs": []}))
+    with pytest.raises(CompileError, match="was compiled by another aielower \\(artifact format "
+                                           "'aielower-aie-manifest/1'; this one reads 'aielower-aie-manifest/2'.*"
+                                           "recompile the artifact"):
+        check_artifact(tmp_path, aie_opt="/nonexistent")
 
 
 def test_manifest_files_outside_the_artifact_are_refused(tmp_path):
     root = fake_artifact(tmp_path / "art", d=design())
     (root / "manifest.json").write_text(json.dumps(
-        {"format": "aielower-aie-manifest/1", "designs": [{"name": "x", "file": "../../etc/passwd"}]}))
+        {"format": MANIFEST_FORMAT, "designs": [{"name": "x", "file": "../../etc/passwd"}]}))
     with pytest.raises(CompileError, match="lists the design file '../../etc/passwd', which is not a plain path "
                                            "inside the artifact: refusing to read it"):
         check_artifact(root, aie_opt="/nonexistent")
@@ -302,7 +309,7 @@ def test_manifest_files_outside_the_artifact_are_refused(tmp_path):
 def test_hostile_design_names_in_a_manifest_are_refused(tmp_path):
     root = fake_artifact(tmp_path / "art", d=design())
     (root / "manifest.json").write_text(json.dumps(
-        {"format": "aielower-aie-manifest/1", "designs": [{"name": "../../x\x1b[2J", "file": "design/d.mlir"}]}))
+        {"format": MANIFEST_FORMAT, "designs": [{"name": "../../x\x1b[2J", "file": "design/d.mlir"}]}))
     with pytest.raises(CompileError, match="which is not a design name") as e:
         check_artifact(root, aie_opt="/nonexistent")
     assert "\x1b" not in str(e.value)

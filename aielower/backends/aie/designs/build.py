@@ -306,9 +306,34 @@ class _Builder:
                 padded[(c, r)] = units + extra
         return padded
 
+    def _streams_of(self, call) -> tuple[int | None, ...]:
+        """The stream index of each argument of ``call`` (None: not a tile). When every In / Out argument's tensor
+        names a stream of its side, that stream (a kernel function may then use some streams only: attention's
+        ``rotate`` writes ``k_new``, its ``store`` writes ``out``); else the n-th In argument is the n-th input stream
+        and the n-th Out argument the n-th output stream, as the kernels' signatures list them."""
+        by_name = {(s.output, s.plan.name): s.index for s in self.streams}
+        named = [by_name.get((type(a) is sched.Out, a.tiles[0].tensor)) if type(a) in (sched.In, sched.Out)
+                 else None for a in call.args]
+        if all(i is not None for i, a in zip(named, call.args) if type(a) in (sched.In, sched.Out)):
+            return tuple(named)
+        n = {sched.In: 0, sched.Out: 0}
+        out = []
+        for a in call.args:
+            kind = type(a)
+            if kind not in n:
+                out.append(None)
+                continue
+            side = self.outs if kind is sched.Out else self.ins
+            if n[kind] >= len(side):
+                raise CompileError(f"{self.name}: call '{call.function}' has more {kind.__name__} arguments than the "
+                                   f"launch has {'output' if kind is sched.Out else 'input'} streams")
+            out.append(side[n[kind]].index)
+            n[kind] += 1
+        return tuple(out)
+
     def _kinds(self) -> None:
-        """The element kind of every stream, from the kernel's signature (the n-th In argument is the n-th input
-        stream, as in the emulator); the first call of each function settles it."""
+        """The element kind of every stream, from the kernel's signature (:meth:`_streams_of`); the first call of each
+        function settles it."""
         done: set[str] = set()
         for units in self.padded.values():
             for call in (call for unit in units for call in unit):
@@ -316,14 +341,9 @@ class _Builder:
                     continue
                 done.add(call.function)
                 fn = self.spec.symbol + (f"_{call.function}" if call.function else "")
-                n_in = n_out = 0
-                for arg, declared in zip(call.args, self.spec.signature(fn)):
-                    if isinstance(arg, sched.In):
-                        self.ins[n_in].kind = declared.kind
-                        n_in += 1
-                    elif isinstance(arg, sched.Out):
-                        self.outs[n_out].kind = declared.kind
-                        n_out += 1
+                for index, declared in zip(self._streams_of(call), self.spec.signature(fn)):
+                    if index is not None:
+                        self.streams[index].kind = declared.kind
         for s in self.streams:
             if not s.kind:
                 raise CompileError(f"{self.name}: the schedule never uses stream '{s.plan.name}'")
@@ -335,25 +355,25 @@ class _Builder:
         L = self.launch
         elements: dict = {s.index: {} for s in self.streams}
         drains: dict = {}
-        In, Out = sched.In, sched.Out
-        # every stream in one pass over the calls: stream index, side (0 In, 1 Out), its slot among that side's args
-        slots = [(s.index, 1 if s.output else 0, (self.outs if s.output else self.ins).index(s)) for s in self.streams]
+        # per kernel function, the stream of each argument (None: not a tile); a function's n-th argument is always
+        # on the same stream
+        streams_of: dict[str, tuple[int | None, ...]] = {}
         fresh_items = self.family in _ACCUMULATING  # an item's first tile is a new element even if the last item
         for key, units in self.padded.items():     # ended on it
-            per_unit = {index: [] for index, _, _ in slots}
-            last = {index: None for index, _, _ in slots}
+            per_unit = {s.index: [] for s in self.streams}
+            last = {s.index: None for s in self.streams}
             for unit in units:
-                mine = {index: [] for index, _, _ in slots}
+                mine = {s.index: [] for s in self.streams}
                 if fresh_items:
                     last = dict.fromkeys(last)
                 for call in unit:
-                    sides = ([a.tiles for a in call.args if type(a) is In],
-                             [a.tiles for a in call.args if type(a) is Out])
-                    for index, side, slot in slots:
-                        args = sides[side]
-                        if not args:
+                    indices = streams_of.get(call.function)
+                    if indices is None:
+                        indices = streams_of[call.function] = self._streams_of(call)
+                    for index, a in zip(indices, call.args):
+                        if index is None:
                             continue
-                        tiles = args[slot]
+                        tiles = a.tiles
                         if tiles != last[index]:
                             mine[index].append(tiles)
                         last[index] = tiles
@@ -659,7 +679,8 @@ class _Builder:
         """One work item (``counter`` None), or the body of a loop over items whose query offset and KV tile count
         are ``offset`` / ``tiles`` plus ``delta`` times the loop counter (an i32 variable named ``counter``)."""
         q, kv = self.ins
-        (out,) = self.outs
+        out = next(s for s in self.outs if s.plan.name == "out")
+        k_new = next((s for s in self.outs if s.plan.name == "k_new"), None)  # rotated keys (rope fused)
         tkv = self.launch.params["tkv"]
         body = [Cast(counter)] if counter is not None else []
 
@@ -693,9 +714,14 @@ class _Builder:
         else:
             count = affine(tiles, delta[1])
         body.append(Loop(count, loop))
-        if self.dynamic_kv:  # the step tile: the step's L - P rows at position P
+        if self.dynamic_kv:  # the step tile: the step's L - P rows at position P (its key rotated first, rope fused)
             sv, rows = next(names), next(names)
-            body += [Acquire(kv.index, sv), Arith(rows, "subi", lv, pv),
+            body.append(Acquire(kv.index, sv))
+            if k_new is not None:
+                kn = next(names)
+                body += [Acquire(k_new.index, kn), Call("rotate", [("elem", qv), ("elem", sv), ("elem", kn)]),
+                         Release(k_new.index)]
+            body += [Arith(rows, "subi", lv, pv),
                      Call("step", [("elem", qv), ("elem", sv), ("acc", 0), ("i32", q0), ("i32", pv), ("i32", rows)]),
                      Release(kv.index)]
         if drain:
@@ -1166,7 +1192,8 @@ KV_SEQUENCE_PREFIX = "kv_tiles_"
 
 
 def kv_sequence_name(tiles: int) -> str:
-    """The runtime sequence of a decode-attention design that reads ``tiles`` KV tiles per head."""
+    """The runtime sequence of a decode-attention design that reads ``tiles`` cache tiles per head, then the step
+    tile."""
     return f"{KV_SEQUENCE_PREFIX}{tiles}"
 
 
@@ -1199,10 +1226,11 @@ def _sequence(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple[m.S
 
 
 def _kv_sequences(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple[m.RuntimeSequence, ...]:
-    """One sequence per KV tile count of a decode attention design: the full builder's streams with every work
-    item cut to its first n KV tiles (:meth:`_Builder.kv_prefix`). The counts at the edges (1, 2, all but one,
-    all) are also built from the schedule at that count, with the cores checked against it, and must give the same
-    sequence; the cut is linear in the count where rebuilding every count is quadratic."""
+    """One sequence per cache tile count of a decode attention design: the full builder's streams with every work
+    item cut to its first n cache tiles and its step tile (:meth:`_Builder.kv_prefix`). The counts at the edges (the
+    first two, the last two: 0, 1, ..., all but one, all) are also built from the schedule at that count, with the
+    cores checked against it, and must give the same sequence; the cut is linear in the count where rebuilding
+    every count is quadratic."""
     full = b.rtp[2]
     counts = KERNEL_FAMILIES.for_kernel(b.launch.kernel).kv_tile_counts(b.launch, full)
     if not counts or counts[-1] != full or list(counts) != sorted(set(counts)) or counts[0] < 0:

@@ -1,13 +1,15 @@
 """The ``attention`` kernel family: ``fused.attention``, rotary embedding of q and k (one ``rope`` launch over the
 heads of both: the host stacks k's heads under q's, sharing the cos/sin table of the positions), then flash attention
-(an ``attention`` launch), per bucket of query tokens (batch 1; the host loops over a batch).
+(an ``attention`` launch), per bucket of query tokens (batch 1; the host loops over a batch). A decode step (one
+query token over the cache) is one ``attention`` launch that rotates q and the step's key itself.
 
 Work items are (KV head, query tile); K and V tiles stream in a joined tile. When a column's rows work on the same KV
 head (prefill: they take different query tiles) the KV stream is broadcast; otherwise (decode) each row has its own,
 which the memory tile's six output channels allow for at most two rows. Over a KV cache, the position of the step and
 the valid KV length come with every query tile in a step header the host writes after the tile's queries in the
-``q`` tensor (one record per query tile), and the design has one runtime sequence per block of KV tiles it reads
-(:data:`KV_READ_BLOCK` rows).
+``q`` tensor (one record per query tile). A decode design reads the step's keys and values from the cache's step
+tiles (:class:`BlockedKvCache`) after the cache tiles of the rows before the step, and has one runtime sequence per
+block of cache tiles it reads (:data:`KV_READ_BLOCK` rows).
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ def rope_spec(d: int, tr: int) -> KernelSpec:
 
 
 def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: bool, arch: str,
-                   header: bool = False) -> KernelSpec:
+                   header: bool = False, rope: int = 0) -> KernelSpec:
     """``header``: each query tile carries the step header (:data:`STEP_HEADER` slots after its rows), which
-    ``_params`` copies into the core's parameter words (attention over a KV cache: per-step values come from DDR)."""
+    ``_params`` copies into the core's parameter words (attention over a KV cache: per-step values come from DDR).
+    ``rope``: the rotary embedding of a decode step is fused (the real head dim it rotates; 0: none): the query tile
+    carries its rows unrotated and the position's rotary row before the header, ``_params`` rotates the rows, and
+    ``_rotate`` rotates the step tile's key and writes it out."""
     params = (("d", d), ("gq", gq), ("tq", tq), ("tkv", tkv), ("scale", fp32(scale)), ("causal", bool(causal)),
-              ("arch", arch), ("header", bool(header)))
+              ("arch", arch), ("header", bool(header)), ("rope", int(rope)))
     return KernelSpec("attention", params)
 
 
@@ -56,12 +61,18 @@ def _check_attention(family: str, p: dict) -> None:
     require_rule(family, p["d"] % 8 == 0, f"D={p['d']} is not a multiple of 8 (contract)", "pad the head dim to 8")
     require_rule(family, math.isfinite(p["scale"]) and p["scale"] > 0, f"SCALE={p['scale']} must be finite and > 0",
                  "use 1/sqrt(real head dim)")
+    if p["rope"]:
+        require_rule(family, p["header"] and p["tq"] == 1,
+                     "ROPE needs the step header and one query token (TQ=1): it rotates one position",
+                     "fuse the rotary embedding into decode attention only")
+        require_rule(family, p["rope"] % 2 == 0 and 0 < p["rope"] <= p["d"],
+                     f"ROPE={p['rope']} must be even and at most D={p['d']}", "rotate the real head dim")
 
 
 def _attention_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
     rows = p["gq"] * p["tq"]
     state = rows * p["d"] + 2 * rows
-    q = rows * p["d"] + (STEP_HEADER if p["header"] else 0)
+    q = rows * p["d"] + (p["d"] if p["rope"] else 0) + (STEP_HEADER if p["header"] else 0)
     out = {
         "_init": (Arg("state", "f32", state, out=True),),
         "_step": (Arg("q", "bf16", q), Arg("kv", "bf16", 2 * p["tkv"] * p["d"]),
@@ -71,6 +82,9 @@ def _attention_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
     }
     if p["header"]:
         out["_params"] = (Arg("q", "bf16", q), Arg("words", "words", ATTENTION_WORDS, out=True))
+    if p["rope"]:
+        out["_rotate"] = (Arg("q", "bf16", q), Arg("kv", "bf16", 2 * p["tkv"] * p["d"]),
+                          Arg("k_out", "bf16", p["d"], out=True))
     return out
 
 
@@ -96,8 +110,17 @@ def _attention_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
                 * chunks)
     row = scores + max_of + Ops(vec=m.exp2_16, scalar=8) + exp_sum + update_o  # alpha, m, l bookkeeping
     store_row = (loads(wd * 32) + scale_f32 + Ops(vec=1) + stores(wd * 16)) * chunks + Ops(scalar=SCALAR_ELEMENTARY)
+    rotate = _rope_cycles({"d": p["rope"], "tr": 1}, m)[""] if p["rope"] else Ops()
     return {"_init": stores(rows * d * 32) + Ops(scalar=2 * rows), "_step": row * rows, "_store": store_row * rows,
-            "_params": Ops(scalar=4)}
+            "_params": Ops(scalar=4) + rotate * rows, "_rotate": rotate + (loads(wd * 16) + stores(wd * 16)) * chunks}
+
+
+def _attention_symbol(p: dict) -> str:
+    causal = "_causal" if p["causal"] else ""
+    header = "_hdr" if p["header"] else ""
+    rope = f"_rope{p['rope']}" if p["rope"] else ""
+    return (f"attention_d{p['d']}_gq{p['gq']}_tq{p['tq']}_tkv{p['tkv']}_s{encode_float(p['scale'])}{causal}{header}"
+            f"{rope}_{p['arch']}")
 
 
 ROPE_KERNEL = KernelDef(
@@ -106,11 +129,10 @@ ROPE_KERNEL = KernelDef(
     symbol=lambda p: f"rope_d{p['d']}_tr{p['tr']}",
 )
 ATTENTION_KERNEL = KernelDef(
-    functions=lambda p: ("_init", "_step", "_store") + (("_params",) if p["header"] else ()),
+    functions=lambda p: (("_init", "_step", "_store") + (("_params",) if p["header"] else ())
+                         + (("_rotate",) if p["rope"] else ())),
     check=_check_attention, signature=_attention_signature, cycles=_attention_cycles,
-    symbol=lambda p: (f"attention_d{p['d']}_gq{p['gq']}_tq{p['tq']}_tkv{p['tkv']}"
-                      f"_s{encode_float(p['scale'])}{'_causal' if p['causal'] else ''}"
-                      f"{'_hdr' if p['header'] else ''}_{p['arch']}"),
+    symbol=_attention_symbol,
     stack_arrays=lambda p: 6 * (-(-p["tkv"] // 16) * 16),  # float s[TKV_PAD], bfloat16 p[TKV_PAD]
 )
 
@@ -145,6 +167,10 @@ def plan_attention(label: str, heads: int, kv_heads: int, head_dim: int, scale: 
             tq = 1 if s == 1 else min(s, max(1, size // gq))
             tq = 1 << (tq.bit_length() - 1)  # a power of two dividing the (power-of-two) bucket
             tr = min(16, s)
+            if cache_len is not None and s == 1:  # decode: the rotary embedding fused into attention
+                launches.append(_attention_fitting(s, kv_len, heads, kv_heads, gq, d_pad, head_dim, tq, tkv, scale,
+                                                   causal, device, cached=True, rope=head_dim))
+                continue
             launches.append(_fewest_rows_dropped(lambda rows: _rope(s, heads + kv_heads, head_dim, tr, rows, device),
                                                  device))
             launches.append(_attention_fitting(s, kv_len, heads, kv_heads, gq, d_pad, head_dim, tq, tkv, scale,
@@ -194,7 +220,7 @@ def _rope(s: int, heads: int, d: int, tr: int, max_rows: int, device: Device) ->
 
 
 def _attention_fitting(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, causal, device,
-                       cached: bool = False) -> LaunchPlan:
+                       cached: bool = False, rope: int = 0) -> LaunchPlan:
     q_tiles = s // tq
     last = None
     # broadcast KV when a column's rows can share a KV head (several query tiles), else split over <= 2 rows
@@ -203,16 +229,18 @@ def _attention_fitting(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, s
         for max_rows in range(device.core_rows, 0, -1):
             try:
                 return checked(_attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, causal,
-                                           mode, max_rows, device, cached), device)
+                                           mode, max_rows, device, cached, rope), device)
             except Unplannable as e:
                 last = e
     raise last
 
 
 def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, causal, mode, max_rows, device,
-               cached=False):
+               cached=False, rope=0):
     """Over a KV cache (``cached``) the step's position and valid length vary per step: every query tile carries
-    them in a header of :data:`STEP_HEADER` slots from the host's ``step`` buffer (no patched instructions)."""
+    them in a header of :data:`STEP_HEADER` slots from the host's ``step`` buffer (no patched instructions). With
+    ``rope`` (decode: the real head dim), the rotary embedding is fused: every query tile also carries the
+    position's rotary row, and the cores write the step's rotated keys to ``k_new`` [kv_heads][d]."""
     q_tiles = s // tq
     items = kv_heads * q_tiles
     if mode == "broadcast":
@@ -223,7 +251,7 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
     r = gq * tq
     header = STEP_HEADER if cached else 0
     q_tile = r * d_pad * BF16
-    q_in = q_tile + header * BF16
+    q_in = q_tile + header * BF16 + (d_pad * BF16 if rope else 0)
     kv_tile = 2 * tkv * d_pad * BF16
     state = (r * d_pad + 2 * r) * F32
     buffers = (
@@ -231,7 +259,7 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
         Buffer("scores", "L1", r * tkv * F32), Buffer("out", "L1", q_tile, 2),
         Buffer("q", "L2", rows * q_in, 2), Buffer("kv", "L2", (1 if mode == "broadcast" else rows) * kv_tile, 2),
         Buffer("out", "L2", rows * q_tile, 2),
-    )
+    ) + ((Buffer("k_new", "L1", d_pad * BF16, 2), Buffer("k_new", "L2", rows * d_pad * BF16, 2)) if rope else ())
     # Over a cache, ``q`` holds one record per (KV head, query tile): its gq x tq x d queries, then the step header
     # (host_arrays.query_records), so a query tile is one run and a core's tiles are one transfer.
     q_first = (AccessPattern(0, (q_in // BF16,), (1,)) if header
@@ -243,7 +271,8 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
         Stream("kv", "in", ("kv",), mode, kv_tile, 2, (AccessPattern(0, (2 * tkv * d_pad,), (1,)),)),
         Stream("out", "out", ("out",), "split", q_tile, 2,
                (AccessPattern(0, (gq, tq, d_pad), (s * d_pad, d_pad, 1)),)),
-    )
+    ) + ((Stream("k_new", "out", ("k_new",), "split", d_pad * BF16, 2, (AccessPattern(0, (d_pad,), (1,)),)),)
+         if rope else ())
     # KV tiles a query tile visits: all valid ones (decode), or up to the diagonal (causal prefill).
     if kv_len == s and causal:
         pairs = sum(-(-((qt + 1) * tq) // tkv) for qt in range(q_tiles))
@@ -255,15 +284,16 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
     kv_reads = q_tiles if mode == "split" else -(-q_tiles // rows)
     decode = kv_len != s
     # a design that reads the cache's step tile after the valid tiles (Attention.reads_valid_tiles) reads it per item
-    step_tiles = kv_heads * q_tiles * kv_tile if cached and mode == "split" and s <= tkv else 0
+    step_tiles = kv_heads * q_tiles * kv_tile if _step_tile_design(cached, mode, s, tkv) else 0
     return LaunchPlan(
         bucket=s, kernel="attention", role="attention",
-        params=dict(d=d_pad, gq=gq, tq=tq, tkv=tkv, scale=scale, causal=causal, header=bool(header)),
+        params=dict(d=d_pad, gq=gq, tq=tq, tkv=tkv, scale=scale, causal=causal, header=bool(header))
+        | (dict(rope=rope) if rope else {}),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=0 if decode else useful, padded_macs=0 if decode else kv_heads * pairs * per_pair,
         ddr_read=heads * s * d_pad * BF16 + kv_heads * q_tiles * header * BF16 + step_tiles
-        + (0 if decode else kv_row * kv_len * kv_reads),
-        ddr_write=heads * s * d_pad * BF16,
+        + (kv_heads * q_tiles * d_pad * BF16 if rope else 0) + (0 if decode else kv_row * kv_len * kv_reads),
+        ddr_write=heads * s * d_pad * BF16 + (kv_heads * d_pad * BF16 if rope else 0),
         ddr_read_per_kv=kv_row * kv_reads if decode else 0,
         macs_per_kv=heads * s * d_pad * 2 if decode else 0,
     )
@@ -305,6 +335,7 @@ def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: in
     p = launch.params
     d, gq, tq, tkv = p["d"], p["gq"], p["tq"], p["tkv"]
     header = STEP_HEADER if p.get("header") else 0
+    rope = bool(p.get("rope"))
     tiles = sched.Tiles()
     q_tiles = -(-s // tq)
     cores = sched.cores_of(launch)
@@ -327,22 +358,24 @@ def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: in
                 h, qt = divmod(item, q_tiles)
                 step_at = (kv_heads * kv_rows + h * tkv) * 2 * d if staged else None
                 _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header,
-                                tiles, step_at, s)
+                                tiles, step_at, s, rope)
     return cores
 
 
 def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header=0,
-                    tiles=None, step_at: int | None = None, s: int = 0) -> None:
+                    tiles=None, step_at: int | None = None, s: int = 0, rope: bool = False) -> None:
     """Query tile ``qt`` of KV head ``h``: init, one step per KV tile it can see, store. ``tiles`` shares the KV
     tiles between items. With ``step_at`` (where the head's step tile starts in ``kv``), the cache tiles cover the
-    ``position`` rows before the step and a last step visits the step tile's ``s`` rows at ``position``."""
+    ``position`` rows before the step and a last step visits the step tile's ``s`` rows at ``position``; with
+    ``rope``, a ``rotate`` call first rotates the step tile's key and writes it to ``k_new`` [kv_heads][d] (the
+    query record carries the rotary row after its queries, before the header)."""
     tiles = sched.Tiles() if tiles is None else tiles
     q_pos0 = position + qt * tq
     q_ap = AccessPattern((h * gq * s_pad + qt * tq) * d, (gq, tq, d), (s_pad * d, d, 1))
     cached_valid = position if step_at is not None else kv_valid  # valid rows of the cache tiles
     last = min(cached_valid, q_pos0 + tq) if causal else cached_valid  # cache rows any query of the tile can see
-    if header:  # the tile's record: its queries, then the step header
-        record = gq * tq * d + header
+    if header:  # the tile's record: its queries (then the rotary row), then the step header
+        record = gq * tq * d + (d if rope else 0) + header
         q = sched.In((sched.TileRef("q", AccessPattern((h * (s_pad // tq) + qt) * record, (record,), (1,))),))
     else:
         q = sched.In((sched.TileRef("q", q_ap),))
@@ -355,18 +388,29 @@ def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, posit
         calls.append(sched.Call("step", (q, tiles.read(("kv", base + row * 2 * d, size)), acc, q_pos0, row,
                                    min(tkv, cached_valid - row))))
     if step_at is not None:
-        calls.append(sched.Call("step", (q, tiles.read(("kv", step_at, size)), acc, q_pos0, position, min(tkv, s))))
+        step_tile = tiles.read(("kv", step_at, size))
+        if rope:
+            k_new = sched.Out((sched.TileRef("k_new", AccessPattern(h * d, (d,), (1,))),))
+            calls.append(sched.Call("rotate", (q, step_tile, k_new)))
+        calls.append(sched.Call("step", (q, step_tile, acc, q_pos0, position, min(tkv, s))))
     calls.append(sched.Call("store", (acc, sched.Out((sched.TileRef("out", q_ap),)))))
 
 
 # --------------------------------------------------------------------------- the family
 
 
+def _step_tile_design(cached: bool, kv_to_cores: str, bucket: int, tkv: int) -> bool:
+    """Whether an attention launch reads the cache tiles before the step, then the step tile: over a cache, its
+    rows reading the KV stream each on their own (split), a step of at most one KV tile of query rows. (A split
+    design with a longer bucket reads the whole cache: none is planned today.)"""
+    return cached and kv_to_cores == "split" and bucket <= tkv
+
+
 def _reads_step_tile(launch: LaunchPlan, shape: dict) -> bool:
     """:meth:`Attention.reads_valid_tiles` of ``launch`` of an op plan of ``shape``."""
     kv = next((st for st in launch.streams if st.name == "kv"), None)
-    return (launch.kernel == "attention" and shape.get("cache_len", 0) > 0 and kv is not None
-            and kv.to_cores == "split" and launch.bucket <= launch.params["tkv"])
+    return (launch.kernel == "attention" and kv is not None
+            and _step_tile_design(shape.get("cache_len", 0) > 0, kv.to_cores, launch.bucket, launch.params["tkv"]))
 
 
 # Decode attention reads the valid KV rows rounded up to blocks of this many rows (whole KV tiles; a block of one
@@ -392,11 +436,12 @@ class Attention(KernelFamily):
         if launch.kernel == "rope":
             return rope_spec(p["d"], p["tr"])
         return attention_spec(p["d"], p["gq"], p["tq"], p["tkv"], p["scale"], p["causal"], arch_of(device),
-                              bool(p.get("header", False)))
+                              bool(p.get("header", False)), p.get("rope", 0))
 
     def schedule(self, launch: LaunchPlan, op_plan: OpPlan, kv_tiles: int | None = None):
-        """Attention over a cache is scheduled with its last step's queries at the end of ``kv_tiles`` valid KV
-        tiles (default: the whole cache)."""
+        """Attention over a cache is scheduled for ``kv_tiles`` cache tiles (default: the whole cache): a design
+        that reads the step tile (:meth:`reads_valid_tiles`) has its step at position ``P = kv_tiles * tkv`` after
+        them (``L = P + bucket``); the others have the step's last query at the end of the tiles."""
         s, b, p = op_plan.shape, launch.bucket, launch.params
         cache = s.get("cache_len", 0)
         if launch.kernel == "rope":
@@ -438,7 +483,8 @@ class Attention(KernelFamily):
         return _reads_step_tile(launch, op_plan.shape)
 
     def kv_tile_counts(self, launch: LaunchPlan, tiles: int) -> tuple[int, ...]:
-        """0 (the first step: no cache row before it), then multiples of :data:`KV_READ_BLOCK` rows of KV tiles (and all ``tiles``): a step reads the cache
+        """0 (the first step: no cache row before it), then multiples of :data:`KV_READ_BLOCK` rows of KV tiles (and
+        all ``tiles``): a step reads the cache
         rows before it rounded up to that block (the kernel leaves a row with no valid KV row unchanged, so the rows
         past the valid ones change nothing), which halves the 7B's 128 sequences of 32-row tiles."""
         per_block = max(1, KV_READ_BLOCK // launch.params["tkv"])
@@ -450,8 +496,8 @@ class Attention(KernelFamily):
             return {"": per_core((shape["heads"] + shape["kv_heads"]) * -(-b // p["tr"]), launch)}
         q_tiles = -(-b // p["tq"])
         items = per_core(shape["kv_heads"] * q_tiles, launch)
-        if kv_len:  # decode: every valid KV tile of the cache (the cache tiles before the step, then its step tile)
-            staged = _reads_step_tile(launch, shape)
+        if kv_len:  # over a cache: the valid KV tiles (the cache tiles before a decode step, then its step tile;
+            staged = _reads_step_tile(launch, shape)  # a step of ``b`` rows, exact for decode)
             steps = -(-(kv_len - b if staged else kv_len) // p["tkv"]) + (1 if staged else 0)
         else:  # prefill, causal: a query tile sees the KV tiles up to its diagonal (on average)
             steps = -(-sum(-(-((qt + 1) * p["tq"]) // p["tkv"]) for qt in range(q_tiles)) // q_tiles)
@@ -462,8 +508,10 @@ class Attention(KernelFamily):
         Over a cache (a :class:`BlockedKvCache` in DDR, or copies of the given arrays) the host writes the step's
         keys and values into the cache first, or, for a design that reads the step tile (decode,
         :meth:`reads_valid_tiles`), into the step tile, appending them to the cache after the launch: nothing the
-        host writes between the rope and the attention launch depends on the position. Returns the output, and the
-        caches when the op has them."""
+        host writes between the rope and the attention launch depends on the position. A decode design with the
+        rotary embedding fused (``rope`` in its parameters) has no rope launch: the host hands it q and the step's
+        key unrotated, with the position's rotary row in every query record, and appends the rotated keys the
+        design writes (``k_new``). Returns the output, and the caches when the op has them."""
         q, k, v, cos, sin, *cached_args = operands
         k_cache, v_cache, position = (cached_args + [None, None, None])[:3]
         b, heads, s, d = q.shape
@@ -476,8 +524,9 @@ class Attention(KernelFamily):
         if not (np.array_equal(cos2[:, :half], cos2[:, half:]) and np.array_equal(sin2[:, :half], sin2[:, half:])):
             raise CompileError(f"{op.name}: the rotary tables are not in rotate-half form (cos/sin halves differ)")
         cs = to_bf16(np.concatenate([cos2[:, :half], sin2[:, :half]], axis=1))
-        rope_qk = host.launch_of(plan, bucket, "rope")
         attn = host.launch_of(plan, bucket, "attention")
+        fused = bool(attn.params.get("rope"))
+        rope_qk = None if fused else host.launch_of(plan, bucket, "rope")
         tq, tkv = attn.params["tq"], attn.params["tkv"]
         staged = self.reads_valid_tiles(attn, plan)
         cached = k_cache is not None
@@ -487,6 +536,8 @@ class Attention(KernelFamily):
                                 "BlockedKvCache as the key and the value cache")
         pos = int(np.asarray(position).reshape(-1)[0]) if cached else 0
         cache_len = (k_cache.rows if resident else k_cache.shape[2]) if cached else 0
+        if pos < 0:
+            raise AielowerError(f"{op.name}: position {pos} is negative")
         if cached and pos + s > cache_len:
             raise AielowerError(f"positions {pos}..{pos + s - 1} do not fit the KV cache of {cache_len}")
         out = np.empty((b, heads, s, d), np.float32)
@@ -494,8 +545,12 @@ class Attention(KernelFamily):
         new_v = np.array(v_cache, copy=True) if cached and not resident else None
         bucket_pad = roundup(bucket, tq)
         for bi in range(b):
-            rotated = self._rope(host, plan, rope_qk, np.concatenate([to_bf16(q[bi]), to_bf16(k[bi])]), cs, bucket)
-            q_rot, k_rot = rotated[:heads], rotated[heads:]
+            if fused:  # the design rotates q and the step's key
+                q_rot, k_rot = to_bf16(q[bi]), to_bf16(k[bi])
+            else:
+                rotated = self._rope(host, plan, rope_qk, np.concatenate([to_bf16(q[bi]), to_bf16(k[bi])]), cs,
+                                     bucket)
+                q_rot, k_rot = rotated[:heads], rotated[heads:]
             keys, values = k_rot[:, :s], to_bf16(v[bi])
             layout = dict(kv_heads=kv_heads, d_pad=d_pad, tkv=tkv)
             if resident:
@@ -505,7 +560,8 @@ class Attention(KernelFamily):
                     k_cache.write(bi, pos, keys, values, **layout)
                 kv = k_cache.resident(bi)
             elif cached:
-                new_k[bi][:, pos : pos + s] = from_bf16(keys)
+                if not fused:  # else the rotated keys come out of the launch
+                    new_k[bi][:, pos : pos + s] = from_bf16(keys)
                 new_v[bi][:, pos : pos + s] = from_bf16(values)
                 kv = kv_blocks(to_bf16(new_k[bi]), to_bf16(new_v[bi]), kv_heads, cache_len, d_pad, tkv,
                                step=(keys, values) if staged else None)
@@ -515,10 +571,16 @@ class Attention(KernelFamily):
             queries = pad3(q_rot[:, :s], heads, bucket_pad, d_pad)
             if attn.params.get("header"):  # each query tile's record carries the step's position and KV length
                 queries = query_records(queries.reshape(heads, bucket_pad, d_pad), kv_heads, tq,
-                                        step_header(pos, pos + s))
+                                        step_header(pos, pos + s), pad2(cs, 1, d_pad)[0] if fused else None)
             tensors = {"q": queries, "kv": kv, "out": np.zeros(heads * bucket_pad * d_pad, np.uint16)}
+            if fused:
+                tensors["k_new"] = np.zeros(kv_heads * d_pad, np.uint16)
             # the sequence reading the cache rows before the step (staged), or the design's only one
             host.submit(plan, attn, tensors, pos if staged else None)
+            if fused:  # the step's keys as the design rotated them
+                keys = tensors["k_new"].reshape(kv_heads, 1, d_pad)[:, :, :d]
+                if not resident:
+                    new_k[bi][:, pos : pos + s] = from_bf16(keys)
             if resident and staged:
                 k_cache.write(bi, pos, keys, values, **layout)
             out[bi] = from_bf16(tensors["out"].reshape(heads, bucket_pad, d_pad)[:, :s, :d])
@@ -538,5 +600,5 @@ class Attention(KernelFamily):
         return tensors["y"].reshape(heads, s_pad, d)
 
 
-__all__ = ["ATTENTION_KERNEL", "Attention", "KV_READ_BLOCK", "ROPE_KERNEL", "attention", "attention_spec", "plan_attention", "rope",
-           "rope_spec"]
+__all__ = ["ATTENTION_KERNEL", "Attention", "KV_READ_BLOCK", "ROPE_KERNEL", "attention", "attention_spec",
+           "plan_attention", "rope", "rope_spec"]
