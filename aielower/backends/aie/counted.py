@@ -27,6 +27,7 @@ from aielower.backends.aie.designs.build import kv_sequence_for
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.plan import plan_of
+from aielower.errors import CompileError
 from aielower.ir import Function, Module
 
 # 32-bit words of the NPU instruction stream per runtime-sequence op (sources in the module docs).
@@ -115,6 +116,8 @@ def decode_token_count(module: Module, device: Device, decode: Function, kv_len:
     whole cache), see the module docs. An attention design with one runtime sequence per KV tile count is counted
     with the sequence the host submits at ``kv_len`` (the one reading the ``kv_len - 1`` cache rows before the
     step). ``designs`` caches built designs by name (pass the same dict to count several contexts)."""
+    if kv_len is not None and kv_len < 1:
+        raise CompileError(f"a decode step has at least one valid KV position (its own), not kv_len={kv_len}")
     designs = {} if designs is None else designs
     counts: dict[tuple[str, str | None], SequenceCount] = {}
     result = TokenCount(device_configurations=len(collect(module, device)[1]))

@@ -9,6 +9,7 @@ from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.device import NPU2
 from aielower.backends.aie.plan import plan_of
 from aielower.backends.aie.report import build_report
+from aielower.errors import CompileError
 
 
 def _design(sequence) -> m.Design:
@@ -71,6 +72,8 @@ def test_decode_attention_reads_only_the_valid_kv_tiles():
     assert counted.decode_token_count(module, NPU2, decode, None, designs).total == full.total
     assert full.by_role["attention"] - one.by_role["attention"] == (256 // tkv) * tile_bytes
     assert one.submissions == full.submissions
+    with pytest.raises(CompileError, match="at least one valid KV position \\(its own\\), not kv_len=0"):
+        counted.decode_token_count(module, NPU2, decode, 0, designs)
 
 
 def test_the_report_carries_the_counted_figures(planned):
