@@ -23,8 +23,8 @@ class BlockedKvCache:
     heads of ``head_dim``; ``shape`` is the IR's ``[batch, kv_heads, rows, head_dim]``.
 
     The layout's padded sizes (KV heads, padded head dim, KV tile) are the attention plan's; they are fixed by the
-    first :meth:`write` or :meth:`stage` (the storage is allocated then, once) and checked on every later one. The same object stands for
-    the layer's key cache and its value cache: in DDR they are one tensor.
+    first :meth:`write` or :meth:`stage` (the storage is allocated then, once) and checked on every later one. The
+    same object stands for the layer's key cache and its value cache: in DDR they are one tensor.
     """
 
     device_resident = True  # the interpreter passes it to the attention op as it is (it has shape and ndim)
