@@ -274,7 +274,8 @@ class LaunchPlan:
 class OpPlan:
     """Everything planned for one op: its kind (``linear``, ``rms_norm``, ``add_rms_norm``, ``silu_mul``,
     ``attention``), the device, the op-level choices in ``shape`` (padded sizes, weight tiling) and its launches.
-    An attention op has two launches per bucket (rope of q and k, attention), told apart by ``role``."""
+    An attention op has two launches per prompt bucket (rope of q and k, attention), told apart by ``role``; a
+    decode step over a KV cache has one (attention rotates q and the step's key itself)."""
 
     kind: str
     device: str

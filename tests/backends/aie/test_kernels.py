@@ -848,6 +848,11 @@ def test_attention_with_fused_rope_rotates_as_the_rope_kernel_and_attends_as_wit
     (dict(header=False, rope=14), "ROPE needs the step header and one query token"),
     (dict(header=True, rope=13), "ROPE=13 must be even and at most D=16"),
     (dict(header=True, rope=18), "ROPE=18 must be even and at most D=16"),
+    # a plan's parameters may come from IR text
+    (dict(header=True, rope="x"), "ROPE must be a positive integer, got 'x'"),
+    (dict(header=True, rope=14.0), "ROPE must be a positive integer, got 14.0"),
+    (dict(header=True, rope=True), "ROPE must be a positive integer, got True"),
+    (dict(header=True, rope=-2), "ROPE must be a positive integer, got -2"),
 ])
 def test_attention_with_fused_rope_refuses_what_it_cannot_rotate(params, message):
     with pytest.raises(CompileError, match=message):

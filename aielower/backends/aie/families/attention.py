@@ -46,7 +46,7 @@ def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: boo
     carries its rows unrotated and the position's rotary row before the header, ``_params`` rotates the rows, and
     ``_rotate`` rotates the step tile's key and writes it out."""
     params = (("d", d), ("gq", gq), ("tq", tq), ("tkv", tkv), ("scale", fp32(scale)), ("causal", bool(causal)),
-              ("arch", arch), ("header", bool(header)), ("rope", int(rope)))
+              ("arch", arch), ("header", bool(header)), ("rope", rope))
     return KernelSpec("attention", params)
 
 
@@ -61,7 +61,8 @@ def _check_attention(family: str, p: dict) -> None:
     require_rule(family, p["d"] % 8 == 0, f"D={p['d']} is not a multiple of 8 (contract)", "pad the head dim to 8")
     require_rule(family, math.isfinite(p["scale"]) and p["scale"] > 0, f"SCALE={p['scale']} must be finite and > 0",
                  "use 1/sqrt(real head dim)")
-    if p["rope"]:
+    if p["rope"] != 0:  # from a plan, maybe from IR text: checked before it names a symbol or sizes a buffer
+        require_positive(family, p, "rope")
         require_rule(family, p["header"] and p["tq"] == 1,
                      "ROPE needs the step header and one query token (TQ=1): it rotates one position",
                      "fuse the rotary embedding into decode attention only")
