@@ -49,6 +49,7 @@ class Parser:
         self.depth = 0  # nesting of attribute values
         self.aliases: dict[str, tuple[Any, int]] = {}  # attribute alias -> (value, characters of its definition)
         self.alias_chars = 0  # characters the uses of aliases have expanded to so far
+        self.alias_limit = max(MAX_ALIAS_EXPANSION, ALIAS_EXPANSION_PER_CHAR * len(text))  # what they may
         self.in_alias = False  # parsing an alias definition
 
     # -- low level -------------------------------------------------------------------
@@ -316,9 +317,8 @@ class Parser:
             raise self.error(f"attribute alias #{name} is not defined (aliases are defined before the weights)", pos)
         value, size = self.aliases[name]
         self.alias_chars += size
-        limit = max(MAX_ALIAS_EXPANSION, ALIAS_EXPANSION_PER_CHAR * len(self.text))
-        if self.alias_chars > limit:
-            raise self.error(f"attribute aliases expand to more than {limit:,} characters", pos)
+        if self.alias_chars > self.alias_limit:
+            raise self.error(f"attribute aliases expand to more than {self.alias_limit:,} characters", pos)
         return copy.deepcopy(value)
 
     def parse_alias(self) -> None:

@@ -42,13 +42,11 @@ ALIAS_MIN_CHARS = 256  # a discardable attribute value printed at least this lon
 def _discardable(op: Op, memo: dict | None = None) -> list[tuple[str, str]]:
     """``(name, printed value)`` of ``op``'s discardable attributes, by name. ``memo`` (one printing's) keeps the
     text of each value object: the 32 decoder layers of a planned model share their plan objects."""
+    memo = {} if memo is None else memo
     declared = {f.name for f in op.attr_fields}
     out = []
     for k, v in sorted(op.attributes.items()):
         if k in declared:
-            continue
-        if memo is None:
-            out.append((k, discardable_type(k).format(v)))
             continue
         text = memo.get((k, id(v)))
         if text is None:

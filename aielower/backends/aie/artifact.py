@@ -95,7 +95,7 @@ def write_weights(module: Module, files: dict[str, dict], writer: ArtifactWriter
         else:
             data = np.asarray(w.data, "<f4")
         data.tofile(writer.path(f"weights/{entry['file']}"))
-    writer.write_text("weights/index.json", json.dumps(files, indent=1, sort_keys=True) + "\n")
+    writer.write_text("weights/index.json", json_text(files))
 
 
 def read_artifact_weights(out_dir: str | Path, module: Module, purpose: str):
@@ -231,7 +231,7 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
                                           device, sequences)
     texts["module.ir"] = print_module(module, alias_attrs=True)  # the layers' identical plans printed once each
     data = manifest(module, device, pipeline, kernels, designs, files, sequences)
-    texts["manifest.json"] = json_text(data, one_line_items_of="schedule")
+    texts[toolchain.MANIFEST] = toolchain.manifest_text(data)
     texts.update(report_files(report))
     with_weights = all(w.data is not None for w in module.weights.values())
     for relative in [*texts, *(f"weights/{e['file']}" for e in files.values() if with_weights)]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aielower.backends.aie import toolchain
 from aielower.errors import AielowerError, CompileError
-from aielower.output import json_text, replace_file, safe_path
+from aielower.output import replace_file, safe_path
 
 TARGETS = ("npu", "emulator")
 EMULATED_DIR = "emulated"
@@ -38,7 +38,7 @@ def _module_and_device(out_dir: Path):
 
 def _write_manifest(out_dir: Path, manifest: dict) -> None:
     """Replace ``manifest.json`` in one step (a reader never sees half of it), formatted as the compile writes it."""
-    replace_file(out_dir, toolchain.MANIFEST, json_text(manifest, one_line_items_of="schedule"))
+    replace_file(out_dir, toolchain.MANIFEST, toolchain.manifest_text(manifest))
 
 
 def _design_files(manifest: dict, directory: str) -> dict[str, dict]:

@@ -53,6 +53,7 @@ from pathlib import Path
 
 from aielower import names
 from aielower.errors import CompileError
+from aielower.output import json_text
 
 # ----------------------------------------------------------------------------------------------- targeted versions
 
@@ -442,6 +443,11 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT_PREFIX = "aielower-aie-manifest/"
 
 
+def manifest_text(manifest: dict) -> str:
+    """``manifest.json`` as the compile writes it (and a build rewrites it): indented, one line per schedule step."""
+    return json_text(manifest, one_line_items_of="schedule")
+
+
 def read_manifest(out_dir: str | os.PathLike) -> dict:
     """The manifest of the AIE artifact in ``out_dir``. A directory without an aielower AIE manifest is a
     :class:`CompileError` that says what to give instead."""
@@ -515,5 +521,6 @@ __all__ = [
     "CheckReport", "DesignResult", "ENV_VAR", "MLIR_AIE_COMMIT", "MLIR_AIE_DATE", "PEANO_NIGHTLY_DATE",
     "PEANO_PREVIOUS_PIN", "PEANO_VERSION", "PEANO_WHEEL_INDEX", "PIPELINE", "SHARED_TOOL", "Step", "ToolVersion",
     "artifact_designs", "check_artifact", "check_designs", "check_tool_version", "commit_matches",
-    "count_npu_ops", "default_locations", "find_aie_opt", "parse_version", "read_manifest", "with_timeout",
+    "count_npu_ops", "default_locations", "find_aie_opt", "manifest_text", "parse_version", "read_manifest",
+    "with_timeout",
 ]

@@ -38,7 +38,7 @@ import operator
 from copy import copy
 from dataclasses import dataclass, field
 from itertools import count
-from math import gcd, prod
+from math import lcm, prod
 
 import numpy as np
 
@@ -46,6 +46,7 @@ from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.dma import MEMTILE_BD, DmaLimits, box, compact, compact_offsets, hardware_dims, split_dims
 from aielower.backends.aie.families import KERNEL_FAMILIES
+from aielower.backends.aie.kernels import ceil_div
 from aielower.backends.aie.plan import AccessPattern, LaunchPlan, OpPlan, Stream
 from aielower.errors import CompileError
 from aielower.backends.aie.designs import model as m
@@ -586,7 +587,7 @@ class _Builder:
     def _unroll_factor(self, body: list) -> int:
         """The factor mlir-aie's object-FIFO lowering unrolls a loop with ``body`` by: the LCM of the depths of the
         FIFOs the loop acquires itself (1 if it acquires only in nested loops)."""
-        return _lcm(self.streams[n.stream].plan.depth for n in body if isinstance(n, Acquire))
+        return lcm(*(self.streams[n.stream].plan.depth for n in body if isinstance(n, Acquire)))
 
     def _body_linear(self, shapes: list[tuple[int, int]], names) -> list:
         """Linear kernels, one work item per ``(nb, kt)`` in ``shapes``: ``init`` accumulators ``0 .. nb-1``, then
@@ -948,13 +949,6 @@ def _iteration(body: list, i: int, tag: str) -> list:
     return copy_nodes(body, True)
 
 
-def _lcm(values) -> int:
-    out = 1
-    for v in values:
-        out = out * v // gcd(out, v)
-    return out
-
-
 def _walk(body: list):
     for node in body:
         yield node
@@ -1205,7 +1199,7 @@ def kv_sequence_for(design: m.Design, cache_rows: int, tkv: int) -> str | None:
         return None
     if cache_rows < 0:
         raise CompileError(f"design {design.name}: a step cannot follow {cache_rows} cache rows")
-    needed = -(-cache_rows // tkv)
+    needed = ceil_div(cache_rows, tkv)
     counts = sorted(int(s.name.removeprefix(KV_SEQUENCE_PREFIX)) for s in design.sequences
                     if s.name.startswith(KV_SEQUENCE_PREFIX) and s.name.removeprefix(KV_SEQUENCE_PREFIX).isdigit())
     covering = [n for n in counts if n >= needed]
