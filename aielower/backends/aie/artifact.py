@@ -41,8 +41,9 @@ from aielower.output import ArtifactWriter, json_text, safe_path
 from aielower.quant.bf16 import bf16_bits
 
 # Bumped when what the host does around a launch changes for designs of an older artifact (2: decode attention
-# reads the step's keys and values from the KV cache's step tiles, rotating them itself).
-MANIFEST_FORMAT = "aielower-aie-manifest/2"
+# reads the step's keys and values from the KV cache's step tiles, rotating them itself; 3: from its query records,
+# and the KV cache has no step tiles).
+MANIFEST_FORMAT = "aielower-aie-manifest/3"
 
 
 # --------------------------------------------------------------------------- weights

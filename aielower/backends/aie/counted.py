@@ -133,7 +133,7 @@ def decode_token_count(module: Module, device: Device, decode: Function, kv_len:
                 design = designs[name] = build_design(launch, plan, device, kernel_spec(launch, device), name)
             sequence = None
             if KERNEL_FAMILIES.for_kernel(launch.kernel).reads_valid_tiles(launch, plan):
-                # the step's rows come in the step tile: the sequence reads the cache rows before them
+                # the step's rows come with its queries: the sequence reads the cache rows before them
                 cache = plan.shape.get("cache_len", 0)
                 sequence = kv_sequence_for(design, (cache if kv_len is None else kv_len) - launch.bucket,
                                            launch.params["tkv"])

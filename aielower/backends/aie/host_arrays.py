@@ -50,41 +50,38 @@ def from_tile_records(records: np.ndarray, n: int, m_pad: int, d: int, tr: int) 
 
 
 def query_records(queries: np.ndarray, kv_heads: int, tq: int, header: np.ndarray,
-                  rotary: np.ndarray | None = None) -> np.ndarray:
+                  rotary: np.ndarray | None = None,
+                  step: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The cached attention designs' ``q`` DDR tensor: ``queries`` bf16 bits [heads, s_pad, d] (padded, heads of
     KV head ``h`` at ``h * gq ...``) as one record per (KV head, query tile of ``tq`` rows), ``[kv_heads][s_pad /
-    tq][gq * tq * d + len(header)]``: the tile's queries [gq][tq][d], then ``header`` (:func:`step_header`). With
-    ``rotary`` (the position's rotary row [d], decode with the rotary embedding fused), it comes between the queries
-    and the header."""
+    tq][record]``: the tile's queries [gq][tq][d]; with ``step`` (decode), the step's keys and values, each
+    [kv_heads, rows, d], of the tile's KV head: keys [rows][d] then values [rows][d]; with ``rotary`` (the
+    position's rotary row [d], decode with the rotary embedding fused), that row; then ``header``
+    (:func:`step_header`)."""
     heads, s_pad, d = queries.shape
-    gq = heads // kv_heads
-    tiles = queries.reshape(kv_heads, gq, s_pad // tq, tq, d).transpose(0, 2, 1, 3, 4)
-    tiles = tiles.reshape(kv_heads, s_pad // tq, -1)
+    gq, n_tiles = heads // kv_heads, s_pad // tq
+    tiles = queries.reshape(kv_heads, gq, n_tiles, tq, d).transpose(0, 2, 1, 3, 4)
+    parts = [tiles.reshape(kv_heads, n_tiles, -1)]
+    if step is not None:
+        keys, values = (np.asarray(a, np.uint16) for a in step)
+        if keys.shape != values.shape or keys.shape[0] != kv_heads or keys.shape[2] != d:
+            raise ValueError(f"query_records: step keys {keys.shape} and values {values.shape} must both be "
+                             f"[{kv_heads}, rows, {d}]")
+        per_head = np.concatenate([keys.reshape(kv_heads, -1), values.reshape(kv_heads, -1)], axis=1)
+        parts.append(np.broadcast_to(per_head[:, None], (kv_heads, n_tiles, per_head.shape[1])))
     tail = np.asarray(header, np.uint16) if rotary is None else np.concatenate([np.asarray(rotary, np.uint16),
                                                                                 np.asarray(header, np.uint16)])
-    head = np.broadcast_to(tail, (kv_heads, s_pad // tq, len(tail)))
-    return np.concatenate([tiles, head], axis=2).reshape(-1)
+    parts.append(np.broadcast_to(tail, (kv_heads, n_tiles, len(tail))))
+    return np.concatenate(parts, axis=2).reshape(-1)
 
 
-def kv_blocks(keys: np.ndarray, values: np.ndarray, kv_heads: int, kv_rows: int, d: int, tkv: int,
-              step: tuple[np.ndarray, np.ndarray] | None = None, cache: bool = True) -> np.ndarray:
+def kv_blocks(keys: np.ndarray, values: np.ndarray, kv_heads: int, kv_rows: int, d: int, tkv: int) -> np.ndarray:
     """The attention designs' ``kv`` DDR tensor: ``keys`` and ``values`` [heads, rows, d'] padded to [kv_heads,
-    kv_rows, d] and blocked by KV tile as [kv_heads][kv_rows / tkv][K|V][tkv][d] (flat). A KV ``cache`` is followed
-    by one more tile per head, the step tiles [kv_heads][K|V][tkv][d]
-    (:class:`~aielower.backends.aie.kv_cache.BlockedKvCache`): ``step``'s keys and values [heads, s, d'] in their
-    first rows, zeros without it."""
-    if step is not None and not cache:
-        raise ValueError("kv_blocks: only a KV cache has step tiles to hold the step's keys and values")
+    kv_rows, d] and blocked by KV tile as [kv_heads][kv_rows / tkv][K|V][tkv][d] (flat), the layout of a
+    :class:`~aielower.backends.aie.kv_cache.BlockedKvCache`."""
     k = pad3(keys, kv_heads, kv_rows, d).reshape(kv_heads, kv_rows // tkv, 1, tkv, d)
     v = pad3(values, kv_heads, kv_rows, d).reshape(kv_heads, kv_rows // tkv, 1, tkv, d)
-    blocks = np.concatenate([k, v], axis=2).reshape(-1)
-    if not cache:
-        return blocks
-    step_k, step_v = (np.zeros((kv_heads, 1, tkv, d), keys.dtype) for _ in range(2))
-    if step is not None:
-        step_k = pad3(step[0], kv_heads, tkv, d).reshape(kv_heads, 1, tkv, d)
-        step_v = pad3(step[1], kv_heads, tkv, d).reshape(kv_heads, 1, tkv, d)
-    return np.concatenate([blocks, np.concatenate([step_k, step_v], axis=1).reshape(-1)])
+    return np.concatenate([k, v], axis=2).reshape(-1)
 
 
 def pad3(x: np.ndarray, a: int, b: int, c: int) -> np.ndarray:

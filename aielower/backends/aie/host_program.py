@@ -16,7 +16,7 @@ must do it: it pads inputs to the launch's bucket into
 DDR tensors at their padded sizes; for attention over the KV cache it writes the step header (the position of the
 first query token and the valid KV length) after each query tile of the ``q`` DDR buffer and submits the runtime sequence that reads
 the cache tiles before the step; it writes the rotated keys and the values of the step into the KV cache (blocked by
-KV tile) at the step's position, or, for a decode design, into the cache's step tiles, appending them to the cache
+KV tile) at the step's position, or, for a decode design, into the query records, appending them to the cache
 after the launch (nothing it writes between the rope and the attention launch of a decode step depends on the
 position); it loops over the batch around the attention launches; layout ops (split, reshape, transpose)
 are host copies. Tensors that live in DDR across launches (the pre-tiled weights, the KV caches of a

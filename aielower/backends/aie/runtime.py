@@ -13,8 +13,8 @@ with a :class:`~aielower.backends.aie.host_program.HostProgram` whose launches g
   back after the run;
 - resident DDR tensors, allocated and written once: every 4-bit weight (pre-tiled) and, per decoder layer and batch
   row, the KV cache blocked by KV tile (:class:`~aielower.backends.aie.kv_cache.BlockedKvCache`), to which the host
-  sends only the rows it changed since the last launch (a decode step's keys and values in the step tiles, the rows
-  of the step before appended to the cache);
+  sends only the rows it changed since the last launch (the rows of the step before, appended to the cache after
+  its launch; a decode step's own keys and values come in its query records);
 - per launch: ``kernel(3, instructions, words, *buffers)``, ``wait()``, and an error naming the design if the run
   did not complete.
 

@@ -77,9 +77,10 @@ def test_attention_cost_grows_with_the_kv_cache():
     assert [c.ddr_bytes - costs[0].ddr_bytes for c in costs] == [kv * att.ddr_read_per_kv for kv in (0, 1, 1000, 4000)]
     items = -(-32 // att.cores)  # KV heads per core, one query tile each
     tkv = att.params["tkv"]
-    # the cache tiles of the rows before the step, then the step tile
-    assert [cost.calls_per_core(att, ATTENTION_7B.shape, kv)["step"] for kv in (1000, 4000)] == [
-        items * (-(-999 // tkv) + 1), items * (-(-3999 // tkv) + 1)]
+    # the cache tiles of the rows before the step, then the step's own row from the query record
+    calls = [cost.calls_per_core(att, ATTENTION_7B.shape, kv) for kv in (1000, 4000)]
+    assert [c["step"] for c in calls] == [items * -(-999 // tkv), items * -(-3999 // tkv)]
+    assert [c["step_new"] for c in calls] == [items, items]
     assert all(a.seconds < b.seconds for a, b in zip(costs[1:], costs[2:]))
     assert costs[0].role == "attention"
     with pytest.raises(CompileError, match="kv_len must be >= 0"):

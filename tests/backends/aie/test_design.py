@@ -294,7 +294,7 @@ def test_decode_attention_sequences_read_back_and_bad_ones_are_refused():
     with pytest.raises(CompileError, match="distinct names"):
         parse_design(text.replace("@kv_tiles_2(", "@kv_tiles_1("), "attention.mlir")
     with pytest.raises(CompileError, match="same arguments"):
-        parse_design(text.replace("@kv_tiles_2(%q: memref<104xbf16>", "@kv_tiles_2(%q: memref<32xbf16>"),
+        parse_design(text.replace("@kv_tiles_2(%q: memref<168xbf16>", "@kv_tiles_2(%q: memref<32xbf16>"),
                      "attention.mlir")
     # the dynamic object-FIFO lowering is asked for exactly where a loop bound is read at run time
     with pytest.raises(CompileError, match="dynamic_objfifo_lowering"):
@@ -308,10 +308,10 @@ def test_each_kv_sequence_reads_its_tiles_and_the_emulator_picks_by_length():
     launch, plan, device, spec = case("attention")
     design = build_design(launch, plan, device, spec, "attention")
     tkv, heads, d = launch.params["tkv"], plan.shape["kv_heads"], plan.shape["d_pad"]
-    for n in (0, 1, 2):  # n cache tiles and the step tile of every head
+    for n in (0, 1, 2):  # n cache tiles of every head (the step's rows come with the queries)
         ops = design.runtime_sequence(f"kv_tiles_{n}").ops
         kv = sum(op.elements for op in ops if getattr(op, "arg", None) == "kv")
-        assert kv == (n + 1) * heads * 2 * tkv * d
+        assert kv == n * heads * 2 * tkv * d
         assert {op.value for op in ops if getattr(op, "index", None) == 2} == {n}
     # picked by the cache rows before the step
     assert kv_sequence_for(design, 0, tkv) == "kv_tiles_0"
@@ -328,8 +328,7 @@ def test_each_kv_sequence_reads_its_tiles_and_the_emulator_picks_by_length():
 
 def test_every_kv_sequence_is_the_schedule_at_its_tile_count():
     # 8 KV tiles: sequences 0, 1, 7, 8 are built from the schedule and checked when the design is built; the ones
-    # between are cut from the full one. Each reads exactly its tiles (and the step tile), and a middle one equals
-    # the scheduled one.
+    # between are cut from the full one. Each reads exactly its tiles, and a middle one equals the scheduled one.
     from aielower.backends.aie.designs.build import _sequence, _variant
 
     plan = plan_attention("test", 4, 2, 16, 0.25, True, 1024, (1,), NPU2)
@@ -339,7 +338,7 @@ def test_every_kv_sequence_is_the_schedule_at_its_tile_count():
     tkv = launch.params["tkv"]
     assert len(design.sequences) == 1024 // tkv + 1 == 9
     for n, seq in enumerate(design.sequences):
-        assert sum(op.elements for op in seq.ops if getattr(op, "arg", None) == "kv") == (n + 1) * 2 * 2 * tkv * 16
+        assert sum(op.elements for op in seq.ops if getattr(op, "arg", None) == "kv") == n * 2 * 2 * tkv * 16
     full = _Builder(launch, plan, NPU2, spec, "a")
     cores = [full.core(c, r) for c in range(launch.columns) for r in range(launch.rows)]
     assert design.runtime_sequence("kv_tiles_4").ops == _sequence(*_variant(full, cores, 4), NPU2)

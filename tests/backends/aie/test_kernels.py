@@ -117,14 +117,18 @@ def _all_specs():
     return ([_gemv(c) for c in GEMV_CASES] + [_gemm(c) for c in GEMM_CASES] + _layout_specs() + _epilogue_specs()
             + [rms_norm_spec(*c) for c in RMS_CASES] + [silu_mul_spec(*c) for c in SILU_CASES]
             + [rope_spec(*c) for c in ROPE_CASES] + [_attn(c) for c in ATTN_CASES] + [HEADER_SPEC, PLAIN_SPEC]
-            + [ROPE_SPEC, rope_spec(14, 1)])
+            + [ROPE_SPEC, STEP_SPEC, STEP_PLAIN_SPEC, rope_spec(14, 1)])
 
 
 # An attention kernel whose query tiles carry the step header (attention over a KV cache), and its plain twin.
 HEADER_SPEC = attention_spec(16, 2, 1, 16, 0.25, True, "aie2p", header=True)
 PLAIN_SPEC = attention_spec(16, 2, 1, 16, 0.25, True, "aie2p")
-# Decode attention with the rotary embedding fused: a real head dim of 14, padded to 16.
-ROPE_SPEC = attention_spec(16, 2, 1, 16, 0.25, True, "aie2p", header=True, rope=14)
+# Decode attention with the rotary embedding fused: a real head dim of 14, padded to 16; the step's key and value
+# in the query record.
+ROPE_SPEC = attention_spec(16, 2, 1, 16, 0.25, True, "aie2p", header=True, rope=14, step_rows=1)
+# A step of two query tokens whose two KV rows come in the query record (causal among themselves).
+STEP_SPEC = attention_spec(16, 2, 2, 16, 0.25, True, "aie2p", header=True, step_rows=2)
+STEP_PLAIN_SPEC = attention_spec(16, 2, 2, 16, 0.25, True, "aie2p")
 
 
 @pytest.fixture(scope="module")
@@ -794,14 +798,33 @@ def test_attention_step_header_gives_the_parameters_and_changes_nothing_else(lib
     np.testing.assert_array_equal(out, plain.reshape(-1))
 
 
+def _cache_tile_then_record(spec, lib, record, k_bits, v_bits, position):
+    """init, one ``_step`` over a cache tile holding KV rows ``0 .. position - 1``, ``_step_new`` over the record's
+    rows (at ``position``), store: the output [R * D]."""
+    p = spec.p
+    rows, d = p["gq"] * p["tq"], p["d"]
+    init, step, store = (lib.function(spec.symbol + f) for f in ("_init", "_step", "_store"))
+    step_new = lib.function(spec.symbol + "_step_new")
+    state = np.zeros(rows * d + 2 * rows, np.float32)
+    init(state)
+    cache = np.zeros((2, p["tkv"], d), np.uint16)
+    cache[0, :position], cache[1, :position] = k_bits[:position], v_bits[:position]
+    step(record, cache, state, position, 0, position)
+    step_new(record, state, position, position, p["step_rows"])
+    out = np.zeros(rows * d, np.uint16)
+    store(state, out)
+    return out
+
+
 def test_attention_with_fused_rope_rotates_as_the_rope_kernel_and_attends_as_without_it(lib):
-    # The query record is [q rows unrotated][cos | sin of the position (14 real columns, padded)][step header]:
-    # _params rotates the rows in place, _rotate the step tile's key (and writes it out), bit for bit as the rope
-    # kernel; then init / step / store give what the header kernel gives on rotated inputs.
+    # The query record is [q rows unrotated][the step's key (unrotated) and value][cos | sin of the position (14 real
+    # columns, padded)][step header]: _params rotates the rows in place, _rotate the record's key (and writes it
+    # out), bit for bit as the rope kernel; then init / step / step_new / store give what the header kernel gives
+    # on rotated inputs.
     from aielower.backends.aie.host_arrays import step_header
 
-    assert ROPE_SPEC.symbol.endswith("_hdr_rope14_aie2p") and ROPE_SPEC.functions[-1].endswith("_rotate")
-    init, step, store, params, rotate = (lib.function(f) for f in ROPE_SPEC.functions)
+    assert ROPE_SPEC.symbol.endswith("_hdr_sr1_rope14_aie2p") and ROPE_SPEC.functions[-1].endswith("_rotate")
+    params, rotate = (lib.function(ROPE_SPEC.symbol + f) for f in ("_params", "_rotate"))
     rope = lib.function(rope_spec(14, 1).symbol)
     rng = np.random.default_rng(21)
     q_bits = np.zeros((2, 16), np.uint16)
@@ -809,7 +832,10 @@ def test_attention_with_fused_rope_rotates_as_the_rope_kernel_and_attends_as_wit
     angles = rng.uniform(-np.pi, np.pi, 7)
     cs = np.zeros(16, np.uint16)
     cs[:14] = bf16_bits(np.concatenate([np.cos(angles), np.sin(angles)]))
-    record = np.concatenate([q_bits.reshape(-1), cs, step_header(3, 4)])
+    k_bits = np.zeros((4, 16), np.uint16)
+    k_bits[:, :14], _ = rand_bf16(rng, (4, 14))
+    v_bits, _ = rand_bf16(rng, (4, 16))
+    record = np.concatenate([q_bits.reshape(-1), k_bits[3], v_bits[3], cs, step_header(3, 4)])
     words = np.zeros(K.ATTENTION_WORDS, np.int32)
     params(record, words)
     assert words.tolist()[:2] == [3, 4]
@@ -817,37 +843,56 @@ def test_attention_with_fused_rope_rotates_as_the_rope_kernel_and_attends_as_wit
     for r in range(2):
         rope(q_bits[r, :14].copy(), cs[:14].copy(), expected_q[r, :14])
     np.testing.assert_array_equal(record[:32].reshape(2, 16), expected_q)
-    k_bits = np.zeros((4, 16), np.uint16)
-    k_bits[:, :14], _ = rand_bf16(rng, (4, 14))
-    v_bits, _ = rand_bf16(rng, (4, 16))
-    step_tile = np.zeros((2, 16, 16), np.uint16)
-    step_tile[0, 0], step_tile[1, 0] = k_bits[3], v_bits[3]  # the step's key (unrotated) and value
     k_out = np.zeros(16, np.uint16)
-    rotate(record, step_tile, k_out)
+    rotate(record, k_out)
     expected_k = np.zeros(16, np.uint16)
     rope(k_bits[3, :14].copy(), cs[:14].copy(), expected_k[:14])
     np.testing.assert_array_equal(k_out, expected_k)
-    np.testing.assert_array_equal(step_tile[0, 0], expected_k)  # rotated in place, for the step that follows
+    np.testing.assert_array_equal(record[32:48], expected_k)  # rotated in place, for the step_new that follows
+    np.testing.assert_array_equal(record[48:64], v_bits[3])  # the value and the rotary row are left alone
+    np.testing.assert_array_equal(record[64:80], cs)
     assert not expected_k[14:].any()  # the padded columns stay zero
-    # attention over 3 cache rows (already rotated) and the step tile, as the header kernel over all 4
+    # attention over 3 cache rows (already rotated) and the record's row, as the header kernel over all 4
     rotated_k = k_bits.copy()
     rotated_k[3] = expected_k
-    state = np.zeros(2 * 16 + 4, np.float32)
-    init(state)
-    cache = np.zeros((2, 16, 16), np.uint16)
-    cache[0, :3], cache[1, :3] = rotated_k[:3], v_bits[:3]
-    step(record, cache, state, 3, 0, 3)
-    step(record, step_tile, state, 3, 3, 1)
-    out = np.zeros(2 * 16, np.uint16)
-    store(state, out)
+    out = _cache_tile_then_record(ROPE_SPEC, lib, record, rotated_k, v_bits, 3)
     plain = _run_attention(lib, PLAIN_SPEC, expected_q.reshape(2, 1, 16), rotated_k, v_bits, 3, [(0, 3), (3, 1)])
     np.testing.assert_array_equal(out, plain.reshape(-1))
 
 
+def test_attention_step_rows_in_the_query_record_attend_as_a_kv_tile_would(lib):
+    # Two query tokens at positions 5, 6 (GQ=2, so 4 query rows) over 5 cache rows and their own two KV rows, which
+    # come in the query record: causal among themselves (the first query sees the first step row only).
+    from aielower.backends.aie.host_arrays import step_header
+
+    params, step_new = (lib.function(STEP_SPEC.symbol + f) for f in ("_params", "_step_new"))
+    assert STEP_SPEC.functions[-1].endswith("_sr2_aie2p_step_new")
+    rng = np.random.default_rng(5)
+    q_bits, _ = rand_bf16(rng, (2, 2, 16))
+    k_bits, _ = rand_bf16(rng, (7, 16))
+    v_bits, _ = rand_bf16(rng, (7, 16))
+    record = np.concatenate([q_bits.reshape(-1), k_bits[5:].reshape(-1), v_bits[5:].reshape(-1),
+                             step_header(5, 7)])
+    words = np.zeros(K.ATTENTION_WORDS, np.int32)
+    params(record, words)
+    assert words.tolist()[:2] == [5, 7]
+    with pytest.raises(ValueError, match=r"64 elements \(expected 132\)"):
+        step_new(q_bits.reshape(-1), np.zeros(4 * 16 + 8, np.float32), 5, 5, 2)  # a record without its rows
+    out = _cache_tile_then_record(STEP_SPEC, lib, record, k_bits, v_bits, 5)
+    plain = _run_attention(lib, STEP_PLAIN_SPEC, q_bits, k_bits, v_bits, 5, [(0, 5), (5, 2)])
+    np.testing.assert_array_equal(out, plain.reshape(-1))
+
+
 @pytest.mark.parametrize("params, message", [
-    (dict(header=False, rope=14), "ROPE needs the step header and one query token"),
-    (dict(header=True, rope=13), "ROPE=13 must be even and at most D=16"),
-    (dict(header=True, rope=18), "ROPE=18 must be even and at most D=16"),
+    (dict(header=False, rope=14), "ROPE needs the step header, one query token"),
+    (dict(header=True, rope=14), r"ROPE needs .* its key in the query tile \(STEP=1\)"),
+    (dict(header=True, rope=14, step_rows=2), r"ROPE needs .* its key in the query tile \(STEP=1\)"),
+    (dict(header=True, rope=13, step_rows=1), "ROPE=13 must be even and at most D=16"),
+    (dict(header=True, rope=18, step_rows=1), "ROPE=18 must be even and at most D=16"),
+    (dict(header=False, step_rows=1), "STEP=1 needs the step header and at most TKV=16 rows"),
+    (dict(header=True, step_rows=17), "STEP=17 needs the step header and at most TKV=16 rows"),
+    (dict(header=True, step_rows="x"), "STEP_ROWS must be a positive integer, got 'x'"),
+    (dict(header=True, step_rows=-1), "STEP_ROWS must be a positive integer, got -1"),
     # a plan's parameters may come from IR text
     (dict(header=True, rope="x"), "ROPE must be a positive integer, got 'x'"),
     (dict(header=True, rope=14.0), "ROPE must be a positive integer, got 14.0"),

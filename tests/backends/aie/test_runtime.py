@@ -94,8 +94,8 @@ def test_buffers_are_allocated_once_and_a_step_copies_only_its_kv_rows(built, mo
 
 
 def test_a_decode_step_writes_no_cache_row_at_its_position_before_its_attention_launch(built, monkeypatch):
-    # The step's keys and values go to the step tile of each head (a place that does not depend on the position)
-    # and are appended to the cache at the position after the launch that read them: the next launch sends them.
+    # The step's keys and values come with the query records (a place that does not depend on the position) and
+    # are appended to the cache at the position after the launch that read them: the next launch sends them.
     from aielower.backends.aie.launcher import Resident
 
     art, _ = built
@@ -106,7 +106,8 @@ def test_a_decode_step_writes_no_cache_row_at_its_position_before_its_attention_
     original = runtime.launcher.launch
 
     def recording(design, sequence, tensors):
-        seen.extend((sequence, t) for t in tensors.values() if isinstance(t, Resident) and t.key.startswith("kv/"))
+        kv = [t for t in tensors.values() if isinstance(t, Resident) and t.key.startswith("kv/")]
+        seen.extend((sequence, t, tensors["q"]) for t in kv)
         original(design, sequence, tensors)
 
     monkeypatch.setattr(runtime.launcher, "launch", recording)
@@ -114,14 +115,15 @@ def test_a_decode_step_writes_no_cache_row_at_its_position_before_its_attention_
     layer = cache[0]
     kv_heads, d_pad, tkv = layer.layout
     tile = 2 * tkv * d_pad
-    step_tiles = {(kv_heads * layer.rows // tkv + h) * tile for h in range(kv_heads)}  # after every head's tiles
     assert len(seen) == len({id(c) for c in cache})  # one attention launch per layer
-    for sequence, resident in seen:
+    for sequence, resident, q in seen:
         assert sequence == "kv_tiles_1"  # the 5 cache rows before the step: one tile
-        assert resident.changed  # the step's rows, and the rows of step 0 .. 4 appended after their launch
-        step = [(a, n) for a, n in resident.changed if a - a % tile in step_tiles]
-        assert len(step) == 2 * kv_heads  # K and V of each head, at the start of its step tile
-        assert all(a % tile in (0, tile // 2) and n == d_pad for a, n in step)
+        # only rows before the step (the prompt's, appended after its launch when its rows came in q too): the
+        # step's own rows are in the query records
+        rows = [((a % tile) % (tile // 2) // d_pad, n // d_pad) for a, n in resident.changed]
+        assert all(first + n <= 5 for first, n in rows)
+        assert layer.data[0].size == kv_heads * layer.rows * 2 * d_pad  # the cache tiles, nothing after them
+        assert np.count_nonzero(q)  # the records: queries, the step's key and value, rotary row, header
     appended = layer.pending(0)  # this step's row, appended at position 5 after the launch
     assert sorted(a % tile // d_pad for a, _ in appended) == [5] * kv_heads + [tkv + 5] * kv_heads
 
@@ -144,12 +146,13 @@ def test_a_new_cache_takes_over_the_device_buffer_whole(built):
     runtime.generate(np.random.default_rng(5).integers(0, 128, size=(1, 9)), 4)
     cache = runtime.new_cache(1)
     runtime.decode(np.array([[3, 4]]), 0, cache)
+    runtime.decode(np.array([[5]]), 2, cache)  # a decode step: it sends the rows of the first launch
     layer = cache[0]
     bo, _ = runtime.launcher._resident[f"kv/{layer.name}/0"]
     device = bo.device_view(MemrefType(layer.data[0].size, "bf16"))
     host = layer.data[0].copy()
-    # Where the step's rows came in the step tile (a decode design), the host appended them to its cache after the
-    # launch: they reach the device with the next launch. Everything else is as in the new cache (rows 2.. zero).
+    # Where the step's rows came with the queries (a decode design), the host appended them to its cache after the
+    # launch: they reach the device with the next launch. Everything else is as in the new cache (rows 3.. zero).
     for start, n in layer.pending(0):
         host[start : start + n] = device[start : start + n]
     np.testing.assert_array_equal(device, host)

@@ -332,6 +332,11 @@ class _Builder:
             n[kind] += 1
         return tuple(out)
 
+    def _empty(self, s: StreamInfo) -> bool:
+        """Whether stream ``s`` may carry nothing: the KV stream of a decode attention design's sequence that reads
+        no cache tile (the first step; its rows come with the queries)."""
+        return self.dynamic_kv and self.rtp[2] == 0 and s is self.ins[1]
+
     def _kinds(self) -> None:
         """The element kind of every stream, from the kernel's signature (:meth:`_streams_of`); the first call of each
         function settles it."""
@@ -346,6 +351,9 @@ class _Builder:
                     if index is not None:
                         self.streams[index].kind = declared.kind
         for s in self.streams:
+            if not s.kind and self._empty(s):  # the kind of the kernel argument of its name
+                s.kind = next((a.kind for fn in self.spec.functions for a in self.spec.signature(fn)
+                               if a.name == s.plan.name), "")
             if not s.kind:
                 raise CompileError(f"{self.name}: the schedule never uses stream '{s.plan.name}'")
 
@@ -416,13 +424,17 @@ class _Builder:
         for s in self.streams:
             shapes = {tuple((t.ap.sizes, t.ap.strides) for t in tiles)
                       for per_core in self.elements[s.index].values() for tiles in per_core}
+            if not shapes and self._empty(s) and s.plan.first:  # the plan's tile shape
+                shapes = {tuple((ap.sizes, ap.strides) for ap in s.plan.first)}
+                s.tensors = s.plan.tensors
+            else:
+                first = next((tiles for per_core in self.elements[s.index].values() for tiles in per_core), ())
+                s.tensors = tuple(t.tensor for t in first)
             if len(shapes) != 1:
                 raise CompileError(f"{self.name}: tiles of stream '{s.plan.name}' have {len(shapes)} different shapes; "
                                    "one FIFO element type needs one")
             (shape,) = shapes
             s.shape = shape
-            first = next(tiles for per_core in self.elements[s.index].values() for tiles in per_core)
-            s.tensors = tuple(t.tensor for t in first)
             s.parts = len(shape)
             s.part_sizes = tuple(prod(sz) for sz, _ in shape)
             orders = {box(AccessPattern(0, sz, st))[1] for sz, st in shape}
@@ -511,21 +523,20 @@ class _Builder:
 
     def kv_prefix(self, tiles: int) -> "_Builder":
         """A decode attention builder whose KV stream delivers only the first ``tiles`` cache tiles of every work
-        item, then its step tile (the streams of its @kv_tiles_n sequence); parameter defaults for that count.
-        Shares everything else."""
+        item (the streams of its @kv_tiles_n sequence); parameter defaults for that count. Shares everything
+        else."""
         if not self.dynamic_kv:
             raise CompileError(f"internal: {self.name} reads the whole KV cache")
         kv, full = self.ins[1], self.rtp[2]
         cut = copy(self)
         cut.seq = dict(self.seq)
         cut.seq[kv.index] = {}
-        keep = list(range(tiles)) + [full]
         for key, offsets in self.seq[kv.index].items():
             items = len(self.padded[key])
-            if len(offsets) != items * (full + 1):
+            if len(offsets) != items * full:
                 raise CompileError(f"internal: {self.name}: core {key} receives {len(offsets)} KV tiles, not "
-                                   f"{items} items x ({full} + the step tile)")
-            cut.seq[kv.index][key] = offsets.reshape(items, full + 1, -1)[:, keep].reshape(-1, offsets.shape[1])
+                                   f"{items} items x {full}")
+            cut.seq[kv.index][key] = offsets.reshape(items, full, -1)[:, :tiles].reshape(-1, offsets.shape[1])
         tkv = self.launch.params["tkv"]
         cut.rtp = (tiles * tkv, tiles * tkv + self.launch.bucket, tiles)
         return cut
@@ -658,10 +669,13 @@ class _Builder:
         items = []  # (query offset from P, KV tiles, drained tiles)
         for k, unit in enumerate(units):
             steps = [c for c in unit if c.function == "step"]
-            if self.dynamic_kv and len(steps) != self.rtp[2] + 1:
+            if self.dynamic_kv and len(steps) != self.rtp[2]:
                 raise CompileError(f"internal: {self.name}: a work item of core ({core.column}, {core.row}) reads "
-                                   f"{len(steps)} KV tiles, the sequence sends {self.rtp[2]} and the step tile")
-            items.append((steps[0].args[3] - self.rtp[0] if steps else 0, len(steps),
+                                   f"{len(steps)} KV tiles, the sequence sends {self.rtp[2]}")
+            # a call's q_pos0: argument 3 of a step (q, kv, acc, q_pos0, ..), 2 of a step_new (q, acc, q_pos0, ..)
+            q_pos0 = next((c.args[3 if c.function == "step" else 2] for c in unit
+                           if c.function in ("step", "step_new")), None)
+            items.append((q_pos0 - self.rtp[0] if q_pos0 is not None else 0, len(steps),
                           self.drains.get((kv.index, core.column, core.row, k), 0)))
         runs = _progressions(items)
         # runs that repeat (one per KV head of the core, each over its query tiles) run as an outer loop
@@ -704,7 +718,10 @@ class _Builder:
             body.append(Call("params", [("elem", qv), ("rtp", 0)]))
         body += [Load(pv, 0), Load(lv, 1)]
         body += [Arith(q0, "addi", pv, affine(offset, delta[0])), Call("init", [("acc", 0)])]
-        # a cache tile's valid rows: below L, or (reading the step tile after the cache tiles) below P
+        if k_new is not None:  # the step's key in the query record, rotated and written out
+            kn = next(names)
+            body += [Acquire(k_new.index, kn), Call("rotate", [("elem", qv), ("elem", kn)]), Release(k_new.index)]
+        # a cache tile's valid rows: below L, or (the step's rows coming with the queries) below P
         loop = [Acquire(kv.index, kvv), Cast(jv), Arith(kv0, "muli", jv, tkv),
                 Arith(valid, "subi", pv if self.dynamic_kv else lv, kv0),
                 Call("step", [("elem", qv), ("elem", kvv), ("acc", 0), ("i32", q0), ("i32", kv0), ("i32", valid)]),
@@ -715,16 +732,10 @@ class _Builder:
         else:
             count = affine(tiles, delta[1])
         body.append(Loop(count, loop))
-        if self.dynamic_kv:  # the step tile: the step's L - P rows at position P (its key rotated first, rope fused)
-            sv, rows = next(names), next(names)
-            body.append(Acquire(kv.index, sv))
-            if k_new is not None:
-                kn = next(names)
-                body += [Acquire(k_new.index, kn), Call("rotate", [("elem", qv), ("elem", sv), ("elem", kn)]),
-                         Release(k_new.index)]
+        if self.dynamic_kv:  # the step's own L - P rows at position P, in the query record
+            rows = next(names)
             body += [Arith(rows, "subi", lv, pv),
-                     Call("step", [("elem", qv), ("elem", sv), ("acc", 0), ("i32", q0), ("i32", pv), ("i32", rows)]),
-                     Release(kv.index)]
+                     Call("step_new", [("elem", qv), ("acc", 0), ("i32", q0), ("i32", pv), ("i32", rows)])]
         if drain:
             body.append(Loop(drain, [Acquire(kv.index, next(names)), Release(kv.index)]))
         ov = next(names)
@@ -745,6 +756,8 @@ class _Builder:
             for c in range(L.columns):
                 rows = range(L.rows) if s.plan.to_cores == "split" else range(1)
                 flat = np.stack([self.seq[s.index][(c, r)] for r in rows], axis=1).reshape(-1)  # [e][row][part]
+                if not len(flat):  # nothing on this stream (decode attention's KV before the first cache row)
+                    continue
                 part = np.tile(np.arange(s.parts), len(flat) // s.parts or 1)[: len(flat)]
                 tensor = np.array([s.tensors.index(t) for t in s.tensors])[part]  # parts of one tensor share runs
                 same = np.flatnonzero(np.diff(tensor) != 0) + 1 if s.parts > 1 else np.zeros(0, np.int64)
@@ -1174,8 +1187,8 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
                      "word 1 = L = the bucket, valid KV length (constants of the sequence).",)
     if b.dynamic_kv:
         comments += (f"One runtime sequence per count n of cache tiles ({launch.params['tkv']} rows each) it reads: "
-                     "@kv_tiles_n reads tiles 0 .. n-1 of every KV head, then the head's step tile (the step's L - P "
-                     "keys and values, which the host appends to the cache after the launch), and writes n to word "
+                     "@kv_tiles_n reads tiles 0 .. n-1 of every KV head (the step's L - P keys and values come in "
+                     "the query records; the host appends them to the cache after the launch), and writes n to word "
                      "2, the trip count of the cores' KV loop. The host submits the first n >= ceil(P / tile); the "
                      "kernel leaves a row with no valid KV row unchanged.",)
     return m.Design(name, AIE_DEVICE[device.name], functions, tiles, tuple(fifos), tuple(links), tuple(buffers),
@@ -1186,8 +1199,7 @@ KV_SEQUENCE_PREFIX = "kv_tiles_"
 
 
 def kv_sequence_name(tiles: int) -> str:
-    """The runtime sequence of a decode-attention design that reads ``tiles`` cache tiles per head, then the step
-    tile."""
+    """The runtime sequence of a decode-attention design that reads ``tiles`` cache tiles per head."""
     return f"{KV_SEQUENCE_PREFIX}{tiles}"
 
 
@@ -1221,7 +1233,7 @@ def _sequence(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple[m.S
 
 def _kv_sequences(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple[m.RuntimeSequence, ...]:
     """One sequence per cache tile count of a decode attention design: the full builder's streams with every work
-    item cut to its first n cache tiles and its step tile (:meth:`_Builder.kv_prefix`). The counts at the edges (the
+    item cut to its first n cache tiles (:meth:`_Builder.kv_prefix`). The counts at the edges (the
     first two, the last two: 0, 1, ..., all but one, all) are also built from the schedule at that count, with the
     cores checked against it, and must give the same sequence; the cut is linear in the count where rebuilding
     every count is quadratic."""

@@ -39,14 +39,16 @@ def rope_spec(d: int, tr: int) -> KernelSpec:
 
 
 def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: bool, arch: str,
-                   header: bool = False, rope: int = 0) -> KernelSpec:
+                   header: bool = False, rope: int = 0, step_rows: int = 0) -> KernelSpec:
     """``header``: each query tile carries the step header (:data:`STEP_HEADER` slots after its rows), which
     ``_params`` copies into the core's parameter words (attention over a KV cache: per-step values come from DDR).
+    ``step_rows``: the query tile also carries the step's own keys and values (that many rows of each, after its
+    queries), which ``_step_new`` attends to after the cache tiles (0: none; the step's rows are in the cache).
     ``rope``: the rotary embedding of a decode step is fused (the real head dim it rotates; 0: none): the query tile
-    carries its rows unrotated and the position's rotary row before the header, ``_params`` rotates the rows, and
-    ``_rotate`` rotates the step tile's key and writes it out."""
+    carries its rows and the step's key unrotated and the position's rotary row before the header, ``_params``
+    rotates the query rows, and ``_rotate`` rotates the key and writes it out."""
     params = (("d", d), ("gq", gq), ("tq", tq), ("tkv", tkv), ("scale", fp32(scale)), ("causal", bool(causal)),
-              ("arch", arch), ("header", bool(header)), ("rope", rope))
+              ("arch", arch), ("header", bool(header)), ("rope", rope), ("step_rows", step_rows))
     return KernelSpec("attention", params)
 
 
@@ -61,11 +63,16 @@ def _check_attention(family: str, p: dict) -> None:
     require_rule(family, p["d"] % 8 == 0, f"D={p['d']} is not a multiple of 8 (contract)", "pad the head dim to 8")
     require_rule(family, math.isfinite(p["scale"]) and p["scale"] > 0, f"SCALE={p['scale']} must be finite and > 0",
                  "use 1/sqrt(real head dim)")
-    if p["rope"] != 0:  # from a plan, maybe from IR text: checked before it names a symbol or sizes a buffer
+    if p["step_rows"] != 0:  # from a plan, maybe from IR text: checked before it names a symbol or sizes a buffer
+        require_positive(family, p, "step_rows")
+        require_rule(family, p["header"] and p["step_rows"] <= p["tkv"],
+                     f"STEP={p['step_rows']} needs the step header and at most TKV={p['tkv']} rows: the step's keys "
+                     "and values come with the query tile", "carry the step's rows only over a KV cache")
+    if p["rope"] != 0:
         require_positive(family, p, "rope")
-        require_rule(family, p["header"] and p["tq"] == 1,
-                     "ROPE needs the step header and one query token (TQ=1): it rotates one position",
-                     "fuse the rotary embedding into decode attention only")
+        require_rule(family, p["header"] and p["tq"] == 1 and p["step_rows"] == 1,
+                     "ROPE needs the step header, one query token (TQ=1) and its key in the query tile (STEP=1): it "
+                     "rotates one position", "fuse the rotary embedding into decode attention only")
         require_rule(family, p["rope"] % 2 == 0 and 0 < p["rope"] <= p["d"],
                      f"ROPE={p['rope']} must be even and at most D={p['d']}", "rotate the real head dim")
 
@@ -73,7 +80,8 @@ def _check_attention(family: str, p: dict) -> None:
 def _attention_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
     rows = p["gq"] * p["tq"]
     state = rows * p["d"] + 2 * rows
-    q = rows * p["d"] + (p["d"] if p["rope"] else 0) + (STEP_HEADER if p["header"] else 0)
+    q = ((rows + 2 * p["step_rows"]) * p["d"] + (p["d"] if p["rope"] else 0)
+         + (STEP_HEADER if p["header"] else 0))
     out = {
         "_init": (Arg("state", "f32", state, out=True),),
         "_step": (Arg("q", "bf16", q), Arg("kv", "bf16", 2 * p["tkv"] * p["d"]),
@@ -83,9 +91,11 @@ def _attention_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
     }
     if p["header"]:
         out["_params"] = (Arg("q", "bf16", q), Arg("words", "words", ATTENTION_WORDS, out=True))
+    if p["step_rows"]:
+        out["_step_new"] = (Arg("q", "bf16", q), Arg("state", "f32", state, out=True), Arg("q_pos0", "i32"),
+                            Arg("kv_pos0", "i32"), Arg("kv_valid", "i32"))
     if p["rope"]:
-        out["_rotate"] = (Arg("q", "bf16", q), Arg("kv", "bf16", 2 * p["tkv"] * p["d"]),
-                          Arg("k_out", "bf16", p["d"], out=True))
+        out["_rotate"] = (Arg("q", "bf16", q), Arg("k_out", "bf16", p["d"], out=True))
     return out
 
 
@@ -103,25 +113,33 @@ def _attention_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     wd = 16 if d % 16 == 0 else 8
     chunks, tkv_pad = d // wd, ceil_div(tkv, 16) * 16
     scale_f32 = Ops(vec=8)  # split v (2 roundings, a sub), MUL, 2 MACs, conversion of v to an accumulator
-    scores = ((loads(wd * 16) * 2 + Ops(vec=1)) * chunks + Ops(vec=1 + REDUCE_16, scalar=2)) * tkv
-    scores += Ops(scalar=tkv_pad - tkv)  # -inf padding
-    max_of = (loads(16 * 32) + Ops(vec=1)) * (tkv_pad // 16) + Ops(vec=REDUCE_16)
-    exp_sum = (loads(16 * 32) + Ops(vec=2 + m.exp2_16) + stores(16 * 16)) * (tkv_pad // 16) + Ops(vec=1 + REDUCE_16)
-    update_o = ((loads(wd * 32) + scale_f32 + (loads(wd * 16) + Ops(vec=1)) * tkv + Ops(vec=1) + stores(wd * 32))
-                * chunks)
-    row = scores + max_of + Ops(vec=m.exp2_16, scalar=8) + exp_sum + update_o  # alpha, m, l bookkeeping
+
+    def row_over(n: int) -> Ops:
+        """One query row's update over a tile of ``n`` KV rows (score arrays padded to TKV_PAD)."""
+        scores = ((loads(wd * 16) * 2 + Ops(vec=1)) * chunks + Ops(vec=1 + REDUCE_16, scalar=2)) * n
+        scores += Ops(scalar=tkv_pad - n)  # -inf padding
+        max_of = (loads(16 * 32) + Ops(vec=1)) * (tkv_pad // 16) + Ops(vec=REDUCE_16)
+        exp_sum = ((loads(16 * 32) + Ops(vec=2 + m.exp2_16) + stores(16 * 16)) * (tkv_pad // 16)
+                   + Ops(vec=1 + REDUCE_16))
+        update_o = ((loads(wd * 32) + scale_f32 + (loads(wd * 16) + Ops(vec=1)) * n + Ops(vec=1) + stores(wd * 32))
+                    * chunks)
+        return scores + max_of + Ops(vec=m.exp2_16, scalar=8) + exp_sum + update_o  # alpha, m, l bookkeeping
+
+    row = row_over(tkv)
     store_row = (loads(wd * 32) + scale_f32 + Ops(vec=1) + stores(wd * 16)) * chunks + Ops(scalar=SCALAR_ELEMENTARY)
     rotate = _rope_cycles({"d": p["rope"], "tr": 1}, m)[""] if p["rope"] else Ops()
     return {"_init": stores(rows * d * 32) + Ops(scalar=2 * rows), "_step": row * rows, "_store": store_row * rows,
-            "_params": Ops(scalar=4) + rotate * rows, "_rotate": rotate + (loads(wd * 16) + stores(wd * 16)) * chunks}
+            "_params": Ops(scalar=4) + rotate * rows, "_rotate": rotate + (loads(wd * 16) + stores(wd * 16)) * chunks,
+            "_step_new": row_over(max(1, p["step_rows"])) * rows}
 
 
 def _attention_symbol(p: dict) -> str:
     causal = "_causal" if p["causal"] else ""
     header = "_hdr" if p["header"] else ""
     rope = f"_rope{p['rope']}" if p["rope"] else ""
+    step = f"_sr{p['step_rows']}" if p["step_rows"] else ""
     return (f"attention_d{p['d']}_gq{p['gq']}_tq{p['tq']}_tkv{p['tkv']}_s{encode_float(p['scale'])}{causal}{header}"
-            f"{rope}_{p['arch']}")
+            f"{step}{rope}_{p['arch']}")
 
 
 ROPE_KERNEL = KernelDef(
@@ -131,7 +149,7 @@ ROPE_KERNEL = KernelDef(
 )
 ATTENTION_KERNEL = KernelDef(
     functions=lambda p: (("_init", "_step", "_store") + (("_params",) if p["header"] else ())
-                         + (("_rotate",) if p["rope"] else ())),
+                         + (("_step_new",) if p["step_rows"] else ()) + (("_rotate",) if p["rope"] else ())),
     check=_check_attention, signature=_attention_signature, cycles=_attention_cycles,
     symbol=_attention_symbol,
     stack_arrays=lambda p: 6 * (-(-p["tkv"] // 16) * 16),  # float s[TKV_PAD], bfloat16 p[TKV_PAD]
@@ -239,9 +257,11 @@ def _attention_fitting(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, s
 def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, causal, mode, max_rows, device,
                cached=False, rope=0):
     """Over a KV cache (``cached``) the step's position and valid length vary per step: every query tile carries
-    them in a header of :data:`STEP_HEADER` slots from the host's ``step`` buffer (no patched instructions). With
-    ``rope`` (decode: the real head dim), the rotary embedding is fused: every query tile also carries the
-    position's rotary row, and the cores write the step's rotated keys to ``k_new`` [kv_heads][d]."""
+    them in a header of :data:`STEP_HEADER` slots from the host's ``step`` buffer (no patched instructions). A
+    decode design (:func:`_carries_step`) reads only the cache tiles before the step: every query tile also carries
+    the step's keys and values (``step_rows``). With ``rope`` (decode: the real head dim), the rotary embedding is
+    fused: every query tile also carries the position's rotary row, and the cores write the step's rotated keys to
+    ``k_new`` [kv_heads][d]."""
     q_tiles = s // tq
     items = kv_heads * q_tiles
     if mode == "broadcast":
@@ -251,8 +271,9 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
         columns, rows = core_grid(items, device, max_rows=max_rows)
     r = gq * tq
     header = STEP_HEADER if cached else 0
+    step_rows = s if _carries_step(cached, mode, s, tkv) else 0
     q_tile = r * d_pad * BF16
-    q_in = q_tile + header * BF16 + (d_pad * BF16 if rope else 0)
+    q_in = q_tile + header * BF16 + (d_pad * BF16 if rope else 0) + 2 * step_rows * d_pad * BF16
     kv_tile = 2 * tkv * d_pad * BF16
     state = (r * d_pad + 2 * r) * F32
     buffers = (
@@ -261,8 +282,9 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
         Buffer("q", "L2", rows * q_in, 2), Buffer("kv", "L2", (1 if mode == "broadcast" else rows) * kv_tile, 2),
         Buffer("out", "L2", rows * q_tile, 2),
     ) + ((Buffer("k_new", "L1", d_pad * BF16, 2), Buffer("k_new", "L2", rows * d_pad * BF16, 2)) if rope else ())
-    # Over a cache, ``q`` holds one record per (KV head, query tile): its gq x tq x d queries, then the step header
-    # (host_arrays.query_records), so a query tile is one run and a core's tiles are one transfer.
+    # Over a cache, ``q`` holds one record per (KV head, query tile): its gq x tq x d queries, the step's keys and
+    # values (decode), the rotary row (rope fused), then the step header (host_arrays.query_records), so a query tile
+    # is one run and a core's tiles are one transfer.
     q_first = (AccessPattern(0, (q_in // BF16,), (1,)) if header
                else AccessPattern(0, (gq, tq, d_pad), (s * d_pad, d_pad, 1)))
     streams = (
@@ -284,15 +306,15 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
     kv_row = kv_heads * 2 * d_pad * BF16
     kv_reads = q_tiles if mode == "split" else -(-q_tiles // rows)
     decode = kv_len != s
-    # a design that reads the cache's step tile after the valid tiles (Attention.reads_valid_tiles) reads it per item
-    step_tiles = kv_heads * q_tiles * kv_tile if _step_tile_design(cached, mode, s, tkv) else 0
+    # a design whose query tiles carry the step's keys and values (Attention.reads_valid_tiles)
+    step_kv = kv_heads * q_tiles * 2 * step_rows * d_pad * BF16
     return LaunchPlan(
         bucket=s, kernel="attention", role="attention",
         params=dict(d=d_pad, gq=gq, tq=tq, tkv=tkv, scale=scale, causal=causal, header=bool(header))
-        | (dict(rope=rope) if rope else {}),
+        | (dict(step_rows=step_rows) if step_rows else {}) | (dict(rope=rope) if rope else {}),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=0 if decode else useful, padded_macs=0 if decode else kv_heads * pairs * per_pair,
-        ddr_read=heads * s * d_pad * BF16 + kv_heads * q_tiles * header * BF16 + step_tiles
+        ddr_read=heads * s * d_pad * BF16 + kv_heads * q_tiles * header * BF16 + step_kv
         + (kv_heads * q_tiles * d_pad * BF16 if rope else 0) + (0 if decode else kv_row * kv_len * kv_reads),
         ddr_write=heads * s * d_pad * BF16 + (kv_heads * d_pad * BF16 if rope else 0),
         ddr_read_per_kv=kv_row * kv_reads if decode else 0,
@@ -323,20 +345,20 @@ def rope(launch: LaunchPlan, heads: int, s_pad: int) -> list[sched.CoreProgram]:
 
 
 def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: int, kv_valid: int, position: int,
-              causal: bool, staged: bool = False) -> list[sched.CoreProgram]:
+              causal: bool) -> list[sched.CoreProgram]:
     """Tensors: ``q`` and ``out`` [kv_heads * gq, s_pad, d] bf16; ``kv`` [kv_heads, kv_rows / tkv, 2, tkv, d]: the
-    keys and values blocked by KV tile (block ``j`` of head ``h`` holds rows ``j * tkv ...`` of K, then of V; a KV
-    cache is followed by one more tile per head, [kv_heads][2][tkv][d], the step tiles: :class:`BlockedKvCache`).
-    Query token ``i`` is at position ``position + i``; KV rows ``0 .. kv_valid - 1`` are valid. With ``staged``
-    (decode), the KV rows of the step itself are the first ``s`` rows of the head's step tile: an item visits the
-    cache tiles of its ``position`` rows, then the step tile. With a step header
-    (attention over a cache), ``q`` is instead one record per (KV head, query tile), ``[kv_heads][s_pad / tq]
-    [gq * tq * d + header]``: the tile's queries [gq][tq][d], then the step header
+    keys and values blocked by KV tile (block ``j`` of head ``h`` holds rows ``j * tkv ...`` of K, then of V:
+    :class:`BlockedKvCache`). Query token ``i`` is at position ``position + i``; KV rows ``0 .. kv_valid - 1`` are
+    valid. With a step header (attention over a cache), ``q`` is instead one record per (KV head, query tile),
+    ``[kv_heads][s_pad / tq][record]``: the tile's queries [gq][tq][d], with ``step_rows`` (decode) the step's own
+    keys then values [step_rows][d] (KV rows ``position ..``: an item visits the cache tiles of the ``position`` rows
+    before the step, then those rows), with ``rope`` the position's rotary row [d], then the step header
     (:func:`~aielower.backends.aie.host_arrays.query_records`)."""
     p = launch.params
     d, gq, tq, tkv = p["d"], p["gq"], p["tq"], p["tkv"]
     header = STEP_HEADER if p.get("header") else 0
     rope = bool(p.get("rope"))
+    step_rows = p.get("step_rows", 0)
     tiles = sched.Tiles()
     q_tiles = -(-s // tq)
     cores = sched.cores_of(launch)
@@ -352,66 +374,63 @@ def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: in
                 qt = g * launch.rows + core.row
                 if qt < q_tiles:
                     _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal,
-                                    header, tiles)
+                                    header, tiles, step_rows=step_rows)
     else:
         for core, items in zip(cores, sched.blocks(kv_heads * q_tiles, len(cores))):
             for item in items:
                 h, qt = divmod(item, q_tiles)
-                step_at = (kv_heads * kv_rows + h * tkv) * 2 * d if staged else None
                 _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header,
-                                tiles, step_at, s, rope)
+                                tiles, step_rows, s, rope)
     return cores
 
 
 def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header=0,
-                    tiles=None, step_at: int | None = None, s: int = 0, rope: bool = False) -> None:
+                    tiles=None, step_rows: int = 0, s: int = 0, rope: bool = False) -> None:
     """Query tile ``qt`` of KV head ``h``: init, one step per KV tile it can see, store. ``tiles`` shares the KV
-    tiles between items. With ``step_at`` (where the head's step tile starts in ``kv``), the cache tiles cover the
-    ``position`` rows before the step and a last step visits the step tile's ``s`` rows at ``position``; with
-    ``rope``, a ``rotate`` call first rotates the step tile's key and writes it to ``k_new`` [kv_heads][d] (the
-    query record carries the rotary row after its queries, before the header)."""
+    tiles between items. With ``step_rows`` (the query record carries the step's keys and values), the cache tiles
+    cover the ``position`` rows before the step and a ``step_new`` call visits the record's ``s`` rows at
+    ``position``; with ``rope``, a ``rotate`` call first rotates the record's key and writes it to ``k_new``
+    [kv_heads][d] (the record carries the rotary row before the header)."""
     tiles = sched.Tiles() if tiles is None else tiles
     q_pos0 = position + qt * tq
     q_ap = AccessPattern((h * gq * s_pad + qt * tq) * d, (gq, tq, d), (s_pad * d, d, 1))
-    cached_valid = position if step_at is not None else kv_valid  # valid rows of the cache tiles
+    cached_valid = position if step_rows else kv_valid  # valid rows of the cache tiles
     last = min(cached_valid, q_pos0 + tq) if causal else cached_valid  # cache rows any query of the tile can see
-    if header:  # the tile's record: its queries (then the rotary row), then the step header
-        record = gq * tq * d + (d if rope else 0) + header
+    if header:  # the tile's record: its queries, the step's keys and values, the rotary row, the step header
+        record = (gq * tq + 2 * step_rows) * d + (d if rope else 0) + header
         q = sched.In((sched.TileRef("q", AccessPattern((h * (s_pad // tq) + qt) * record, (record,), (1,))),))
     else:
         q = sched.In((sched.TileRef("q", q_ap),))
     acc = sched.Acc()
     calls = core.calls
     calls.append(sched.Call("init", (acc,)))
+    if rope:
+        k_new = sched.Out((sched.TileRef("k_new", AccessPattern(h * d, (d,), (1,))),))
+        calls.append(sched.Call("rotate", (q, k_new)))
     base, size = h * kv_rows * 2 * d, 2 * tkv * d
     for j in range(-(-last // tkv)):
         row = j * tkv
         calls.append(sched.Call("step", (q, tiles.read(("kv", base + row * 2 * d, size)), acc, q_pos0, row,
                                    min(tkv, cached_valid - row))))
-    if step_at is not None:
-        step_tile = tiles.read(("kv", step_at, size))
-        if rope:
-            k_new = sched.Out((sched.TileRef("k_new", AccessPattern(h * d, (d,), (1,))),))
-            calls.append(sched.Call("rotate", (q, step_tile, k_new)))
-        calls.append(sched.Call("step", (q, step_tile, acc, q_pos0, position, min(tkv, s))))
+    if step_rows:
+        calls.append(sched.Call("step_new", (q, acc, q_pos0, position, min(step_rows, s))))
     calls.append(sched.Call("store", (acc, sched.Out((sched.TileRef("out", q_ap),)))))
 
 
 # --------------------------------------------------------------------------- the family
 
 
-def _step_tile_design(cached: bool, kv_to_cores: str, bucket: int, tkv: int) -> bool:
-    """Whether an attention launch reads the cache tiles before the step, then the step tile: over a cache, its
-    rows reading the KV stream each on their own (split), a step of at most one KV tile of query rows. (A split
-    design with a longer bucket reads the whole cache: none is planned today.)"""
+def _carries_step_rows(launch: LaunchPlan) -> bool:
+    """Whether ``launch`` is attention whose query records carry the step's keys and values (:func:`_carries_step`)."""
+    return launch.kernel == "attention" and launch.params.get("step_rows", 0) > 0
+
+
+def _carries_step(cached: bool, kv_to_cores: str, bucket: int, tkv: int) -> bool:
+    """Whether an attention launch's query tiles carry the step's keys and values, its KV stream then reading only
+    the cache tiles of the rows before the step: over a cache, its rows reading the KV stream each on their own
+    (split), a step of at most one KV tile of query rows. (A split design with a longer bucket reads the whole cache:
+    none is planned today.)"""
     return cached and kv_to_cores == "split" and bucket <= tkv
-
-
-def _reads_step_tile(launch: LaunchPlan, shape: dict) -> bool:
-    """:meth:`Attention.reads_valid_tiles` of ``launch`` of an op plan of ``shape``."""
-    kv = next((st for st in launch.streams if st.name == "kv"), None)
-    return (launch.kernel == "attention" and kv is not None
-            and _step_tile_design(shape.get("cache_len", 0) > 0, kv.to_cores, launch.bucket, launch.params["tkv"]))
 
 
 # Decode attention reads the valid KV rows rounded up to blocks of this many rows (whole KV tiles; a block of one
@@ -437,12 +456,13 @@ class Attention(KernelFamily):
         if launch.kernel == "rope":
             return rope_spec(p["d"], p["tr"])
         return attention_spec(p["d"], p["gq"], p["tq"], p["tkv"], p["scale"], p["causal"], arch_of(device),
-                              bool(p.get("header", False)), p.get("rope", 0))
+                              bool(p.get("header", False)), p.get("rope", 0), p.get("step_rows", 0))
 
     def schedule(self, launch: LaunchPlan, op_plan: OpPlan, kv_tiles: int | None = None):
         """Attention over a cache is scheduled for ``kv_tiles`` cache tiles (default: the whole cache): a design
-        that reads the step tile (:meth:`reads_valid_tiles`) has its step at position ``P = kv_tiles * tkv`` after
-        them (``L = P + bucket``); the others have the step's last query at the end of the tiles."""
+        whose query records carry the step's rows (:meth:`reads_valid_tiles`) has its step at position ``P =
+        kv_tiles * tkv`` after them (``L = P + bucket``); the others have the step's last query at the end of the
+        tiles."""
         s, b, p = op_plan.shape, launch.bucket, launch.params
         cache = s.get("cache_len", 0)
         if launch.kernel == "rope":
@@ -453,7 +473,7 @@ class Attention(KernelFamily):
         if cache:
             tiles = cache // p["tkv"] if kv_tiles is None else kv_tiles
             kv_rows = cache
-            if staged:  # the cache tiles hold the rows before the step; the step's rows come in the step tile
+            if staged:  # the cache tiles hold the rows before the step; the step's rows come with the queries
                 position = tiles * p["tkv"]
                 kv_valid = position + b
             else:
@@ -462,7 +482,7 @@ class Attention(KernelFamily):
         else:
             kv_rows, kv_valid, position = roundup(b, p["tkv"]), b, 0
         programs = attention(launch, s["kv_heads"], b, roundup(b, p["tq"]), kv_rows, kv_valid, position,
-                             p["causal"], staged)
+                             p["causal"])
         if p.get("header"):  # words 0, 1 from the query tiles' step header; word 2 the cache tiles sent (or unused)
             return programs, (position, kv_valid, tiles if staged else 0)
         return programs, (position, kv_valid)
@@ -478,10 +498,10 @@ class Attention(KernelFamily):
         """Attention over a KV cache whose rows each read the KV stream on their own (split), for steps of at most
         one KV tile of query rows (decode): its design reads only the cache tiles of the rows before the step, with
         one runtime sequence per tile count (the cores loop over the count the sequence writes, run-time parameter
-        word 2), then the cache's step tile, where the host puts the step's keys and values (it appends them to the
-        cache after the launch). No transfer depends on the position. Broadcast KV (rows of a column share a stream
-        and stop at different tiles) reads the whole cache, the step's rows written into it first."""
-        return _reads_step_tile(launch, op_plan.shape)
+        word 2); the step's keys and values come in the query records (``step_rows``), and the host appends them
+        to the cache after the launch. No transfer depends on the position. Broadcast KV (rows of a column share a
+        stream and stop at different tiles) reads the whole cache, the step's rows written into it first."""
+        return _carries_step_rows(launch)
 
     def kv_tile_counts(self, launch: LaunchPlan, tiles: int) -> tuple[int, ...]:
         """0 (the first step: no cache row before it), then multiples of :data:`KV_READ_BLOCK` rows of KV tiles (and
@@ -497,9 +517,11 @@ class Attention(KernelFamily):
             return {"": per_core((shape["heads"] + shape["kv_heads"]) * -(-b // p["tr"]), launch)}
         q_tiles = -(-b // p["tq"])
         items = per_core(shape["kv_heads"] * q_tiles, launch)
-        if kv_len:  # over a cache: the valid KV tiles (the cache tiles before a decode step, then its step tile;
-            staged = _reads_step_tile(launch, shape)  # a step of ``b`` rows, exact for decode)
-            steps = -(-(kv_len - b if staged else kv_len) // p["tkv"]) + (1 if staged else 0)
+        if kv_len:  # over a cache: the valid KV tiles (the cache tiles before a decode step, whose own ``b`` rows
+            if _carries_step_rows(launch):  # come with its queries; exact for decode)
+                return {"init": items, "step": items * -(-(kv_len - b) // p["tkv"]), "step_new": items,
+                        "store": items}
+            steps = -(-kv_len // p["tkv"])
         else:  # prefill, causal: a query tile sees the KV tiles up to its diagonal (on average)
             steps = -(-sum(-(-((qt + 1) * p["tq"]) // p["tkv"]) for qt in range(q_tiles)) // q_tiles)
         return {"init": items, "step": items * steps, "store": items}
@@ -507,8 +529,8 @@ class Attention(KernelFamily):
     def run(self, host, op, plan: OpPlan, operands: tuple):
         """Per batch row: rotate q and k (one rope launch), then one attention launch over the valid KV tiles.
         Over a cache (a :class:`BlockedKvCache` in DDR, or copies of the given arrays) the host writes the step's
-        keys and values into the cache first, or, for a design that reads the step tile (decode,
-        :meth:`reads_valid_tiles`), into the step tile, appending them to the cache after the launch: nothing the
+        keys and values into the cache first, or, for a design whose query records carry them (decode,
+        :meth:`reads_valid_tiles`), into the records, appending them to the cache after the launch: nothing the
         host writes between the rope and the attention launch depends on the position. A decode design with the
         rotary embedding fused (``rope`` in its parameters) has no rope launch: the host hands it q and the step's
         key unrotated, with the position's rotary row in every query record, and appends the rotated keys the
@@ -555,24 +577,24 @@ class Attention(KernelFamily):
             keys, values = k_rot[:, :s], to_bf16(v[bi])
             layout = dict(kv_heads=kv_heads, d_pad=d_pad, tkv=tkv)
             if resident:
-                if staged:  # into the step tile; appended to the cache after the launch
-                    k_cache.stage(bi, keys, values, **layout)
-                else:  # the step's rotated keys and values into the DDR cache at the step's position
+                if not staged:  # the step's rotated keys and values into the DDR cache at the step's position
                     k_cache.write(bi, pos, keys, values, **layout)
-                kv = k_cache.resident(bi)
+                kv = k_cache.resident(bi, **layout)
             elif cached:
                 if not fused:  # else the rotated keys come out of the launch
                     new_k[bi][:, pos : pos + s] = from_bf16(keys)
                 new_v[bi][:, pos : pos + s] = from_bf16(values)
-                kv = kv_blocks(to_bf16(new_k[bi]), to_bf16(new_v[bi]), kv_heads, cache_len, d_pad, tkv,
-                               step=(keys, values) if staged else None)
+                kv = kv_blocks(to_bf16(new_k[bi]), to_bf16(new_v[bi]), kv_heads, cache_len, d_pad, tkv)
             else:
                 kv_rows = roundup(bucket, tkv)
-                kv = kv_blocks(k_rot[:, :kv_rows], to_bf16(v[bi]), kv_heads, kv_rows, d_pad, tkv, cache=False)
+                kv = kv_blocks(k_rot[:, :kv_rows], to_bf16(v[bi]), kv_heads, kv_rows, d_pad, tkv)
             queries = pad3(q_rot[:, :s], heads, bucket_pad, d_pad)
             if attn.params.get("header"):  # each query tile's record carries the step's position and KV length
+                step_rows = attn.params.get("step_rows", 0)  # and, decode, the step's keys and values
+                step_kv = tuple(pad3(a, kv_heads, step_rows, d_pad).reshape(kv_heads, step_rows, d_pad)
+                                for a in (keys, values)) if step_rows else None
                 queries = query_records(queries.reshape(heads, bucket_pad, d_pad), kv_heads, tq,
-                                        step_header(pos, pos + s), pad2(cs, 1, d_pad)[0] if fused else None)
+                                        step_header(pos, pos + s), pad2(cs, 1, d_pad)[0] if fused else None, step_kv)
             tensors = {"q": queries, "kv": kv, "out": np.zeros(heads * bucket_pad * d_pad, np.uint16)}
             if fused:
                 tensors["k_new"] = np.zeros(kv_heads * d_pad, np.uint16)
