@@ -84,6 +84,37 @@ def kv_blocks(keys: np.ndarray, values: np.ndarray, kv_heads: int, kv_rows: int,
     return np.concatenate([k, v], axis=2).reshape(-1)
 
 
+def mmul_blocks(x: np.ndarray, a: int, b: int) -> np.ndarray:
+    """``x`` [..., A, B] as row-major blocks of ``a x b`` in row-major order, ``[..., A / a, B / b, a, b]``: the
+    layout ``aie::mmul`` operands are loaded in."""
+    *lead, rows, cols = x.shape
+    blocks = x.reshape(*lead, rows // a, a, cols // b, b)
+    return np.swapaxes(blocks, -3, -2).reshape(*lead, rows // a, cols // b, a, b)
+
+
+def mmul_query_tiles(queries: np.ndarray, kv_heads: int, tq: int, r: int, s: int) -> np.ndarray:
+    """The mmul attention designs' ``q`` DDR tensor: ``queries`` bf16 bits [heads, s_pad, d] (heads of KV head
+    ``h`` at ``h * gq ...``) as one tile per (KV head, query tile of ``tq`` rows), ``[kv_heads][s_pad / tq]
+    [R / r][d / s][r][s]``: the tile's ``R = gq * tq`` rows (head-major) in the mmul's ``r x s`` A blocks."""
+    heads, s_pad, d = queries.shape
+    gq, n_tiles = heads // kv_heads, s_pad // tq
+    tiles = queries.reshape(kv_heads, gq, n_tiles, tq, d).transpose(0, 2, 1, 3, 4).reshape(kv_heads, n_tiles, -1, d)
+    return mmul_blocks(tiles, r, s).reshape(-1)
+
+
+def mmul_kv_tiles(keys: np.ndarray, values: np.ndarray, kv_heads: int, kv_rows: int, d: int, tkv: int, s: int,
+                  t: int) -> np.ndarray:
+    """The mmul attention designs' ``kv`` DDR tensor: ``keys`` and ``values`` [heads, rows, d'] padded to [kv_heads,
+    kv_rows, d], per KV tile ``[kv_heads][kv_rows / tkv]``: K transposed in the mmul's ``s x t`` B blocks,
+    ``[d / s][tkv / t][s][t]``, then V in them, ``[tkv / s][d / t][s][t]`` (as :func:`kv_blocks`, a tile is one
+    run and a head's tiles are consecutive)."""
+    k = pad3(keys, kv_heads, kv_rows, d).reshape(kv_heads, kv_rows // tkv, tkv, d)
+    v = pad3(values, kv_heads, kv_rows, d).reshape(kv_heads, kv_rows // tkv, tkv, d)
+    kt = mmul_blocks(np.swapaxes(k, -1, -2), s, t).reshape(kv_heads, kv_rows // tkv, 1, -1)
+    vb = mmul_blocks(v, s, t).reshape(kv_heads, kv_rows // tkv, 1, -1)
+    return np.concatenate([kt, vb], axis=2).reshape(-1)
+
+
 def pad3(x: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
     """``x`` [x0, x1, x2] zero-padded to [a, b, c], flat."""
     out = np.zeros((a, b, c), x.dtype)
@@ -91,5 +122,5 @@ def pad3(x: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
     return out.reshape(-1)
 
 
-__all__ = ["from_bf16", "from_tile_records", "kv_blocks", "pad2", "pad3", "query_records", "step_header",
-           "tile_records", "to_bf16"]
+__all__ = ["from_bf16", "from_tile_records", "kv_blocks", "mmul_blocks", "mmul_kv_tiles", "mmul_query_tiles", "pad2",
+           "pad3", "query_records", "step_header", "tile_records", "to_bf16"]

@@ -18,9 +18,9 @@ with a :class:`~aielower.backends.aie.host_program.HostProgram` whose launches g
 - per launch: ``kernel(3, instructions, words, *buffers)``, ``wait()``, and an error naming the design if the run
   did not complete.
 
-Per step, the host writes the step header (position, valid KV length) after each query tile in the attention
-designs' ``q`` buffer and submits the runtime sequence that reads the cache tiles before the step (then the step
-tiles); no instruction is patched. The code is the same for
+Per step, the host writes the step's keys and values, the rotary row and the step header (position, valid KV
+length) after each query tile in the attention designs' ``q`` buffer and submits the runtime sequence that reads the
+cache tiles before the step; no instruction is patched. The code is the same for
 the NPU and the emulated device: only the ``xrt`` object differs. Timings (``last_stats``) are *measured* on an NPU
 and *emulated* on the emulated device (this CPU running the emulation); :attr:`AieRuntime.timing` says which.
 """

@@ -48,8 +48,8 @@ def test_a_decode_token_counted_from_its_designs(planned):
 
 def test_decode_attention_reads_only_the_valid_kv_tiles():
     # One compile, one runtime sequence per count of KV tiles: at a short context the host submits the sequence
-    # reading only the cache tiles of the rows before the step (then the step tile, which holds the step's own
-    # keys and values), so the counted KV traffic grows with the context in whole tiles.
+    # reading only the cache tiles of the rows before the step (the step's own keys and values come in the query
+    # records), so the counted KV traffic grows with the context in whole tiles.
     from aielower.api import QuantConfig, default_pipeline
     from aielower.frontend import import_model
     from aielower.passes import PassManager

@@ -64,8 +64,9 @@ def test_decode_steps_over_the_kv_cache_match_the_reference(compiled, batch):
 
 
 def test_decode_from_an_empty_cache_one_token_at_a_time_matches_the_reference(compiled):
-    # The first step reads no cache tile (sequence kv_tiles_0: the step tiles only); every step rotates q and its key
-    # in the attention launch and appends the rotated key the design writes: the caches match the reference's.
+    # The first step reads no cache tile (sequence kv_tiles_0: no KV transfer, the step's key and value come in the
+    # query records); every step rotates q and its key in the attention launch and appends the rotated key the
+    # design writes: the caches match the reference's.
     art, ref = compiled
     cache, ref_cache = art.new_cache(1), ref.new_cache(1)
     token = np.array([[5]])
@@ -76,6 +77,20 @@ def test_decode_from_an_empty_cache_one_token_at_a_time_matches_the_reference(co
     for mine, theirs in zip(cache, ref_cache):
         assert np.abs(mine[:, :, :3] - theirs[:, :, :3]).max() <= 1e-2 * np.abs(theirs).max()
         assert not np.any(mine[:, :, 3:])
+
+
+def test_a_step_of_several_tokens_after_the_prompt_matches_the_reference(compiled):
+    # 3 tokens at position 5: a split design whose query records carry the step's 3 keys and values (causal among
+    # themselves) after the cache rows of the prompt, or a design reading the whole cache.
+    art, ref = compiled
+    ids = np.random.default_rng(2).integers(0, 128, size=(1, 8))
+    cache, ref_cache = art.new_cache(1), ref.new_cache(1)
+    art.emulate_decode(ids[:, :5], 0, cache), ref.decode(ids[:, :5], 0, ref_cache)
+    out, expected = art.emulate_decode(ids[:, 5:], 5, cache), ref.decode(ids[:, 5:], 5, ref_cache)
+    assert out.shape == expected.shape and close(out, expected)
+    for mine, theirs in zip(cache, ref_cache):
+        assert np.abs(mine[:, :, :8] - theirs[:, :, :8]).max() <= 1e-2 * np.abs(theirs).max()
+        assert not np.any(mine[:, :, 8:])
 
 
 def test_the_emulator_reads_the_weights_from_the_output_directory(tmp_path):

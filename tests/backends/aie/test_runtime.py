@@ -123,9 +123,15 @@ def test_a_decode_step_writes_no_cache_row_at_its_position_before_its_attention_
         rows = [((a % tile) % (tile // 2) // d_pad, n // d_pad) for a, n in resident.changed]
         assert all(first + n <= 5 for first, n in rows)
         assert layer.data[0].size == kv_heads * layer.rows * 2 * d_pad  # the cache tiles, nothing after them
-        assert np.count_nonzero(q)  # the records: queries, the step's key and value, rotary row, header
     appended = layer.pending(0)  # this step's row, appended at position 5 after the launch
     assert sorted(a % tile // d_pad for a, _ in appended) == [5] * kv_heads + [tkv + 5] * kv_heads
+    # each record carries its KV head's value of the step, the row the host appended to the cache after the launch
+    q = seen[0][2].reshape(kv_heads, -1)
+    rows = q.shape[1] // d_pad  # [gq queries][key][value][rotary row][header: 4 slots, under one row]
+    value_at = (rows - 2) * d_pad  # after the gq query rows and the key
+    cached = layer.data[0].reshape(kv_heads, layer.rows // tkv, 2, tkv, d_pad)[:, 0, 1, 5]
+    np.testing.assert_array_equal(q[:, value_at : value_at + d_pad], cached)
+    assert cached.any()
 
 
 def test_a_negative_position_is_refused_before_anything_is_written(built):

@@ -7,9 +7,11 @@ Work items are (KV head, query tile); K and V tiles stream in a joined tile. Whe
 head (prefill: they take different query tiles) the KV stream is broadcast; otherwise (decode) each row has its own,
 which the memory tile's six output channels allow for at most two rows. Over a KV cache, the position of the step and
 the valid KV length come with every query tile in a step header the host writes after the tile's queries in the
-``q`` tensor (one record per query tile). A decode design reads the step's keys and values from the cache's step
-tiles (:class:`BlockedKvCache`) after the cache tiles of the rows before the step, and has one runtime sequence per
-block of cache tiles it reads (:data:`KV_READ_BLOCK` rows).
+``q`` tensor (one record per query tile). A decode design reads the cache tiles of the rows before the step
+(:class:`BlockedKvCache`), then the step's own keys and values, which come in the query records, and has one runtime
+sequence per block of cache tiles it reads (:data:`KV_READ_BLOCK` rows). Prompt attention without a cache runs its
+products on the device's bf16 ``aie::mmul`` where its tiles are whole mmul blocks (the host lays q and the KV tiles
+out in those blocks, K transposed).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import math
 import numpy as np
 
 from aielower.backends.aie import schedule as sched
-from aielower.backends.aie.device import Device
+from aielower.backends.aie.device import Device, MMulShape
 from aielower.backends.aie.families.base import KernelFamily, per_core
-from aielower.backends.aie.host_arrays import from_bf16, kv_blocks, pad2, pad3, query_records, step_header, to_bf16
+from aielower.backends.aie.host_arrays import (from_bf16, kv_blocks, mmul_kv_tiles, mmul_query_tiles, pad2, pad3,
+                                               query_records, step_header, to_bf16)
 from aielower.backends.aie.kernels import (ATTENTION_WORDS, REDUCE_16, SCALAR_ELEMENTARY, STEP_HEADER, Arg, KernelDef,
                                            KernelSpec, Ops, VectorModel, arch_of, ceil_div, check_arch, encode_float, fp32,
                                            loads, require_positive, require_rule, stores)
@@ -39,16 +42,21 @@ def rope_spec(d: int, tr: int) -> KernelSpec:
 
 
 def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: bool, arch: str,
-                   header: bool = False, rope: int = 0, step_rows: int = 0) -> KernelSpec:
+                   header: bool = False, rope: int = 0, step_rows: int = 0,
+                   mmul: MMulShape | None = None) -> KernelSpec:
     """``header``: each query tile carries the step header (:data:`STEP_HEADER` slots after its rows), which
     ``_params`` copies into the core's parameter words (attention over a KV cache: per-step values come from DDR).
     ``step_rows``: the query tile also carries the step's own keys and values (that many rows of each, after its
     queries), which ``_step_new`` attends to after the cache tiles (0: none; the step's rows are in the cache).
     ``rope``: the rotary embedding of a decode step is fused (the real head dim it rotates; 0: none): the query tile
     carries its rows and the step's key unrotated and the position's rotary row before the header, ``_params``
-    rotates the query rows, and ``_rotate`` rotates the key and writes it out."""
+    rotates the query rows, and ``_rotate`` rotates the key and writes it out.
+    ``mmul``: the products q k^T and p v run on the device's bf16 ``aie::mmul`` (prompt attention without a header),
+    with q and the KV tile blocked for it (K transposed: :func:`~aielower.backends.aie.host_arrays.mmul_kv_tiles`)."""
+    shape = (mmul.m, mmul.k, mmul.n) if mmul is not None else (0, 0, 0)
     params = (("d", d), ("gq", gq), ("tq", tq), ("tkv", tkv), ("scale", fp32(scale)), ("causal", bool(causal)),
-              ("arch", arch), ("header", bool(header)), ("rope", rope), ("step_rows", step_rows))
+              ("arch", arch), ("header", bool(header)), ("rope", rope), ("step_rows", step_rows),
+              ("mr", shape[0]), ("ms", shape[1]), ("mt", shape[2]))
     return KernelSpec("attention", params)
 
 
@@ -68,6 +76,15 @@ def _check_attention(family: str, p: dict) -> None:
         require_rule(family, p["header"] and p["step_rows"] <= p["tkv"],
                      f"STEP={p['step_rows']} needs the step header and at most TKV={p['tkv']} rows: the step's keys "
                      "and values come with the query tile", "carry the step's rows only over a KV cache")
+    if p["mr"] or p["ms"] or p["mt"]:
+        require_positive(family, p, "mr", "ms", "mt")
+        r, s, t = p["mr"], p["ms"], p["mt"]
+        rows = p["gq"] * p["tq"]
+        require_rule(family, not p["header"] and rows % r == 0 and p["d"] % s == 0 and p["d"] % t == 0
+                     and p["tkv"] % s == 0 and p["tkv"] % t == 0 and s % 8 == 0 and t % 8 == 0,
+                     f"the mmul {r}x{s}x{t} needs no step header, R={rows} a multiple of {r}, D={p['d']} and "
+                     f"TKV={p['tkv']} multiples of {s} and {t}, and 8-lane blocks (contract)",
+                     "use the plain kernel for this tile")
     if p["rope"] != 0:
         require_positive(family, p, "rope")
         require_rule(family, p["header"] and p["tq"] == 1 and p["step_rows"] == 1,
@@ -130,7 +147,30 @@ def _attention_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     rotate = _rope_cycles({"d": p["rope"], "tr": 1}, m)[""] if p["rope"] else Ops()
     return {"_init": stores(rows * d * 32) + Ops(scalar=2 * rows), "_step": row * rows, "_store": store_row * rows,
             "_params": Ops(scalar=4) + rotate * rows, "_rotate": rotate + (loads(wd * 16) + stores(wd * 16)) * chunks,
-            "_step_new": row_over(max(1, p["step_rows"])) * rows}
+            "_step_new": row_over(max(1, p["step_rows"])) * rows} | (_mmul_cycles(p, m) if p["mr"] else {})
+
+
+def _mmul_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
+    """``_step`` and ``_store`` of the mmul kernel: q k^T and p v as native mmuls (one vector instruction and the
+    loads of its A and B blocks each, as the GEMM's model counts them), the softmax per row as in the plain kernel,
+    p moved into its A blocks, o scaled by alpha per row."""
+    d, tkv, rows = p["d"], p["tkv"], p["gq"] * p["tq"]
+    r, s, t = p["mr"], p["ms"], p["mt"]
+    tkv_pad = ceil_div(tkv, 16) * 16
+    mmuls = (rows // r) * (tkv // t) * (d // s) + (rows // r) * (d // t) * (tkv // s)
+    operands = loads(r * s * 16) + loads(s * t * 16)  # an A and a B block per mmul
+    # to a vector, then each score scaled on the scalar unit (as the plain kernel scales a score)
+    scores_out = Ops(vec=1, scalar=2 * r * t) * ((rows // r) * (tkv // t))
+    row = (Ops(scalar=tkv_pad)  # -inf padding (at most: the invisible rows)
+           + (loads(16 * 32) + Ops(vec=1)) * (tkv_pad // 16) + Ops(vec=REDUCE_16)  # max
+           + Ops(vec=m.exp2_16, scalar=8)  # alpha, m, l bookkeeping
+           + (loads(16 * 32) + Ops(vec=2 + m.exp2_16) + stores(16 * 16)) * (tkv_pad // 16) + Ops(vec=1 + REDUCE_16)
+           + (loads(s * 16) + stores(s * 16)) * (tkv // s))  # p into its A blocks
+    scale_o = (loads(t * 32) + Ops(vec=8) + stores(t * 32)) * (rows * d // t)  # o alpha per row
+    c_blocks = (loads(r * t * 32) + stores(r * t * 32)) * ((rows // r) * (d // t))
+    store_row = (loads(t * 32) + Ops(vec=8 + 1) + stores(t * 16)) * (d // t) + Ops(scalar=SCALAR_ELEMENTARY)
+    return {"_step": (operands + Ops(vec=1)) * mmuls + scores_out + row * rows + scale_o + c_blocks,
+            "_store": store_row * rows}
 
 
 def _attention_symbol(p: dict) -> str:
@@ -138,8 +178,20 @@ def _attention_symbol(p: dict) -> str:
     header = "_hdr" if p["header"] else ""
     rope = f"_rope{p['rope']}" if p["rope"] else ""
     step = f"_sr{p['step_rows']}" if p["step_rows"] else ""
+    mmul = f"_mm{p['mr']}x{p['ms']}x{p['mt']}" if p["mr"] else ""
     return (f"attention_d{p['d']}_gq{p['gq']}_tq{p['tq']}_tkv{p['tkv']}_s{encode_float(p['scale'])}{causal}{header}"
-            f"{step}{rope}_{p['arch']}")
+            f"{step}{rope}{mmul}_{p['arch']}")
+
+
+def _stack_arrays(p: dict) -> int:
+    """Bytes of the arrays the kernel's functions declare: float s[TKV_PAD], bfloat16 p[TKV_PAD]; with the mmul, the
+    whole tile's scores float s[R * TKV_PAD] and weights bfloat16 p[R * TKV], a row's bfloat16 row_p[TKV_PAD], float
+    alpha[R] and bool live[R]."""
+    tkv_pad = ceil_div(p["tkv"], 16) * 16
+    if not p["mr"]:
+        return 6 * tkv_pad
+    rows = p["gq"] * p["tq"]
+    return 4 * rows * tkv_pad + 2 * rows * p["tkv"] + 2 * tkv_pad + 5 * rows
 
 
 ROPE_KERNEL = KernelDef(
@@ -152,7 +204,7 @@ ATTENTION_KERNEL = KernelDef(
                          + (("_step_new",) if p["step_rows"] else ()) + (("_rotate",) if p["rope"] else ())),
     check=_check_attention, signature=_attention_signature, cycles=_attention_cycles,
     symbol=_attention_symbol,
-    stack_arrays=lambda p: 6 * (-(-p["tkv"] // 16) * 16),  # float s[TKV_PAD], bfloat16 p[TKV_PAD]
+    stack_arrays=lambda p: _stack_arrays(p),
 )
 
 
@@ -272,6 +324,7 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
     r = gq * tq
     header = STEP_HEADER if cached else 0
     step_rows = s if _carries_step(cached, mode, s, tkv) else 0
+    mmul = not cached and _mmul_fits(device.mmul["bf16"], r, d_pad, tkv)
     q_tile = r * d_pad * BF16
     q_in = q_tile + header * BF16 + (d_pad * BF16 if rope else 0) + 2 * step_rows * d_pad * BF16
     kv_tile = 2 * tkv * d_pad * BF16
@@ -283,9 +336,10 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
         Buffer("out", "L2", rows * q_tile, 2),
     ) + ((Buffer("k_new", "L1", d_pad * BF16, 2), Buffer("k_new", "L2", rows * d_pad * BF16, 2)) if rope else ())
     # Over a cache, ``q`` holds one record per (KV head, query tile): its gq x tq x d queries, the step's keys and
-    # values (decode), the rotary row (rope fused), then the step header (host_arrays.query_records), so a query tile
-    # is one run and a core's tiles are one transfer.
-    q_first = (AccessPattern(0, (q_in // BF16,), (1,)) if header
+    # values (decode), the rotary row (rope fused), then the step header (host_arrays.query_records); on the mmul,
+    # one tile of blocked queries (host_arrays.mmul_query_tiles). A query tile is one run and a core's tiles are one
+    # transfer.
+    q_first = (AccessPattern(0, (q_in // BF16,), (1,)) if header or mmul
                else AccessPattern(0, (gq, tq, d_pad), (s * d_pad, d_pad, 1)))
     streams = (
         Stream("q", "in", ("q",), "split", q_in, 2, (q_first,)),
@@ -311,7 +365,8 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
     return LaunchPlan(
         bucket=s, kernel="attention", role="attention",
         params=dict(d=d_pad, gq=gq, tq=tq, tkv=tkv, scale=scale, causal=causal, header=bool(header))
-        | (dict(step_rows=step_rows) if step_rows else {}) | (dict(rope=rope) if rope else {}),
+        | (dict(step_rows=step_rows) if step_rows else {}) | (dict(rope=rope) if rope else {})
+        | (dict(mmul=True) if mmul else {}),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=0 if decode else useful, padded_macs=0 if decode else kv_heads * pairs * per_pair,
         ddr_read=heads * s * d_pad * BF16 + kv_heads * q_tiles * header * BF16 + step_kv
@@ -359,6 +414,7 @@ def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: in
     header = STEP_HEADER if p.get("header") else 0
     rope = bool(p.get("rope"))
     step_rows = p.get("step_rows", 0)
+    blocked = bool(p.get("mmul"))
     tiles = sched.Tiles()
     q_tiles = -(-s // tq)
     cores = sched.cores_of(launch)
@@ -374,30 +430,31 @@ def attention(launch: LaunchPlan, kv_heads: int, s: int, s_pad: int, kv_rows: in
                 qt = g * launch.rows + core.row
                 if qt < q_tiles:
                     _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal,
-                                    header, tiles, step_rows=step_rows)
+                                    header, tiles, step_rows=step_rows, blocked=blocked)
     else:
         for core, items in zip(cores, sched.blocks(kv_heads * q_tiles, len(cores))):
             for item in items:
                 h, qt = divmod(item, q_tiles)
                 _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header,
-                                tiles, step_rows, s, rope)
+                                tiles, step_rows, s, rope, blocked)
     return cores
 
 
 def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, position, causal, header=0,
-                    tiles=None, step_rows: int = 0, s: int = 0, rope: bool = False) -> None:
+                    tiles=None, step_rows: int = 0, s: int = 0, rope: bool = False, blocked: bool = False) -> None:
     """Query tile ``qt`` of KV head ``h``: init, one step per KV tile it can see, store. ``tiles`` shares the KV
     tiles between items. With ``step_rows`` (the query record carries the step's keys and values), the cache tiles
     cover the ``position`` rows before the step and a ``step_new`` call visits the record's ``s`` rows at
     ``position``; with ``rope``, a ``rotate`` call first rotates the record's key and writes it to ``k_new``
-    [kv_heads][d] (the record carries the rotary row before the header)."""
+    [kv_heads][d] (the record carries the rotary row before the header). With ``blocked`` (the mmul kernel), the
+    tile's queries are one run of blocked rows, ``q`` [kv_heads][s_pad / tq][gq * tq * d]."""
     tiles = sched.Tiles() if tiles is None else tiles
     q_pos0 = position + qt * tq
     q_ap = AccessPattern((h * gq * s_pad + qt * tq) * d, (gq, tq, d), (s_pad * d, d, 1))
     cached_valid = position if step_rows else kv_valid  # valid rows of the cache tiles
     last = min(cached_valid, q_pos0 + tq) if causal else cached_valid  # cache rows any query of the tile can see
-    if header:  # the tile's record: its queries, the step's keys and values, the rotary row, the step header
-        record = (gq * tq + 2 * step_rows) * d + (d if rope else 0) + header
+    if header or blocked:  # the tile's record: its queries (blocked, or then the step's keys and values, the rotary
+        record = (gq * tq + 2 * step_rows) * d + (d if rope else 0) + header  # row, the step header)
         q = sched.In((sched.TileRef("q", AccessPattern((h * (s_pad // tq) + qt) * record, (record,), (1,))),))
     else:
         q = sched.In((sched.TileRef("q", q_ap),))
@@ -418,6 +475,13 @@ def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, posit
 
 
 # --------------------------------------------------------------------------- the family
+
+
+def _mmul_fits(mmul: MMulShape, rows: int, d: int, tkv: int) -> bool:
+    """Whether attention tiles of ``rows`` query rows, head dim ``d`` and ``tkv`` KV rows are whole blocks of the
+    device's bf16 ``mmul`` (whose C rows the kernel handles 8 lanes at a time: npu2's 4x8x8, not npu1's 4x8x4)."""
+    r, s, t = mmul.m, mmul.k, mmul.n
+    return rows % r == 0 and d % s == 0 and d % t == 0 and tkv % s == 0 and tkv % t == 0 and s % 8 == 0 and t % 8 == 0
 
 
 def _carries_step_rows(launch: LaunchPlan) -> bool:
@@ -456,7 +520,8 @@ class Attention(KernelFamily):
         if launch.kernel == "rope":
             return rope_spec(p["d"], p["tr"])
         return attention_spec(p["d"], p["gq"], p["tq"], p["tkv"], p["scale"], p["causal"], arch_of(device),
-                              bool(p.get("header", False)), p.get("rope", 0), p.get("step_rows", 0))
+                              bool(p.get("header", False)), p.get("rope", 0), p.get("step_rows", 0),
+                              device.mmul["bf16"] if p.get("mmul") else None)
 
     def schedule(self, launch: LaunchPlan, op_plan: OpPlan, kv_tiles: int | None = None):
         """Attention over a cache is scheduled for ``kv_tiles`` cache tiles (default: the whole cache): a design
@@ -517,14 +582,17 @@ class Attention(KernelFamily):
             return {"": per_core((shape["heads"] + shape["kv_heads"]) * -(-b // p["tr"]), launch)}
         q_tiles = -(-b // p["tq"])
         items = per_core(shape["kv_heads"] * q_tiles, launch)
+        per_item = {"params": items} if p.get("header") else {}  # the step header, read (and q rotated) per item
+        if p.get("rope"):
+            per_item["rotate"] = items
         if kv_len:  # over a cache: the valid KV tiles (the cache tiles before a decode step, whose own ``b`` rows
             if _carries_step_rows(launch):  # come with its queries; exact for decode)
                 return {"init": items, "step": items * -(-(kv_len - b) // p["tkv"]), "step_new": items,
-                        "store": items}
+                        "store": items} | per_item
             steps = -(-kv_len // p["tkv"])
         else:  # prefill, causal: a query tile sees the KV tiles up to its diagonal (on average)
             steps = -(-sum(-(-((qt + 1) * p["tq"]) // p["tkv"]) for qt in range(q_tiles)) // q_tiles)
-        return {"init": items, "step": items * steps, "store": items}
+        return {"init": items, "step": items * steps, "store": items} | per_item
 
     def run(self, host, op, plan: OpPlan, operands: tuple):
         """Per batch row: rotate q and k (one rope launch), then one attention launch over the valid KV tiles.
@@ -551,6 +619,7 @@ class Attention(KernelFamily):
         fused = bool(attn.params.get("rope"))
         rope_qk = None if fused else host.launch_of(plan, bucket, "rope")
         tq, tkv = attn.params["tq"], attn.params["tkv"]
+        mmul = host.device.mmul["bf16"] if attn.params.get("mmul") else None
         staged = self.reads_valid_tiles(attn, plan)
         cached = k_cache is not None
         resident = isinstance(k_cache, BlockedKvCache)
@@ -587,8 +656,14 @@ class Attention(KernelFamily):
                 kv = kv_blocks(to_bf16(new_k[bi]), to_bf16(new_v[bi]), kv_heads, cache_len, d_pad, tkv)
             else:
                 kv_rows = roundup(bucket, tkv)
-                kv = kv_blocks(k_rot[:, :kv_rows], to_bf16(v[bi]), kv_heads, kv_rows, d_pad, tkv)
+                if mmul is not None:  # K transposed, K and V in the mmul's B blocks
+                    kv = mmul_kv_tiles(k_rot[:, :kv_rows], to_bf16(v[bi]), kv_heads, kv_rows, d_pad, tkv, mmul.k,
+                                       mmul.n)
+                else:
+                    kv = kv_blocks(k_rot[:, :kv_rows], to_bf16(v[bi]), kv_heads, kv_rows, d_pad, tkv)
             queries = pad3(q_rot[:, :s], heads, bucket_pad, d_pad)
+            if mmul is not None:  # each query tile's rows in the mmul's A blocks
+                queries = mmul_query_tiles(queries.reshape(heads, bucket_pad, d_pad), kv_heads, tq, mmul.m, mmul.k)
             if attn.params.get("header"):  # each query tile's record carries the step's position and KV length
                 step_rows = attn.params.get("step_rows", 0)  # and, decode, the step's keys and values
                 step_kv = tuple(pad3(a, kv_heads, step_rows, d_pad).reshape(kv_heads, step_rows, d_pad)
