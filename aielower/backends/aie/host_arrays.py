@@ -51,16 +51,21 @@ def from_tile_records(records: np.ndarray, n: int, m_pad: int, d: int, tr: int) 
 
 def query_records(queries: np.ndarray, kv_heads: int, tq: int, header: np.ndarray,
                   rotary: np.ndarray | None = None,
-                  step: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                  step: tuple[np.ndarray, np.ndarray] | None = None,
+                  blocks: tuple[int, int] | None = None) -> np.ndarray:
     """The cached attention designs' ``q`` DDR tensor: ``queries`` bf16 bits [heads, s_pad, d] (padded, heads of
     KV head ``h`` at ``h * gq ...``) as one record per (KV head, query tile of ``tq`` rows), ``[kv_heads][s_pad /
     tq][record]``: the tile's queries [gq][tq][d]; with ``step`` (decode), the step's keys and values, each
     [kv_heads, rows, d], of the tile's KV head: keys [rows][d] then values [rows][d]; with ``rotary`` (the
     position's rotary row [d], decode with the rotary embedding fused), that row; then ``header``
-    (:func:`step_header`)."""
+    (:func:`step_header`). With ``blocks`` (``s, t``: the mmul attention designs), a tile's queries are transposed
+    in ``s x t`` blocks (:func:`mmul_query_tiles`)."""
     heads, s_pad, d = queries.shape
     gq, n_tiles = heads // kv_heads, s_pad // tq
-    tiles = queries.reshape(kv_heads, gq, n_tiles, tq, d).transpose(0, 2, 1, 3, 4)
+    if blocks is not None:
+        tiles = mmul_query_tiles(queries, kv_heads, tq, *blocks)
+    else:
+        tiles = queries.reshape(kv_heads, gq, n_tiles, tq, d).transpose(0, 2, 1, 3, 4)
     parts = [tiles.reshape(kv_heads, n_tiles, -1)]
     if step is not None:
         keys, values = (np.asarray(a, np.uint16) for a in step)
@@ -92,27 +97,14 @@ def mmul_blocks(x: np.ndarray, a: int, b: int) -> np.ndarray:
     return np.swapaxes(blocks, -3, -2).reshape(*lead, rows // a, cols // b, a, b)
 
 
-def mmul_query_tiles(queries: np.ndarray, kv_heads: int, tq: int, r: int, s: int) -> np.ndarray:
-    """The mmul attention designs' ``q`` DDR tensor: ``queries`` bf16 bits [heads, s_pad, d] (heads of KV head
-    ``h`` at ``h * gq ...``) as one tile per (KV head, query tile of ``tq`` rows), ``[kv_heads][s_pad / tq]
-    [R / r][d / s][r][s]``: the tile's ``R = gq * tq`` rows (head-major) in the mmul's ``r x s`` A blocks."""
+def mmul_query_tiles(queries: np.ndarray, kv_heads: int, tq: int, s: int, t: int) -> np.ndarray:
+    """The queries of the mmul attention designs: ``queries`` bf16 bits [heads, s_pad, d] (heads of KV head ``h``
+    at ``h * gq ...``) as one tile per (KV head, query tile of ``tq`` rows), ``[kv_heads][s_pad / tq][d / s][R / t]
+    [s][t]``: the tile's ``R = gq * tq`` rows (head-major) transposed, in the mmul's ``s x t`` B blocks."""
     heads, s_pad, d = queries.shape
     gq, n_tiles = heads // kv_heads, s_pad // tq
     tiles = queries.reshape(kv_heads, gq, n_tiles, tq, d).transpose(0, 2, 1, 3, 4).reshape(kv_heads, n_tiles, -1, d)
-    return mmul_blocks(tiles, r, s).reshape(-1)
-
-
-def mmul_kv_tiles(keys: np.ndarray, values: np.ndarray, kv_heads: int, kv_rows: int, d: int, tkv: int, s: int,
-                  t: int) -> np.ndarray:
-    """The mmul attention designs' ``kv`` DDR tensor: ``keys`` and ``values`` [heads, rows, d'] padded to [kv_heads,
-    kv_rows, d], per KV tile ``[kv_heads][kv_rows / tkv]``: K transposed in the mmul's ``s x t`` B blocks,
-    ``[d / s][tkv / t][s][t]``, then V in them, ``[tkv / s][d / t][s][t]`` (as :func:`kv_blocks`, a tile is one
-    run and a head's tiles are consecutive)."""
-    k = pad3(keys, kv_heads, kv_rows, d).reshape(kv_heads, kv_rows // tkv, tkv, d)
-    v = pad3(values, kv_heads, kv_rows, d).reshape(kv_heads, kv_rows // tkv, tkv, d)
-    kt = mmul_blocks(np.swapaxes(k, -1, -2), s, t).reshape(kv_heads, kv_rows // tkv, 1, -1)
-    vb = mmul_blocks(v, s, t).reshape(kv_heads, kv_rows // tkv, 1, -1)
-    return np.concatenate([kt, vb], axis=2).reshape(-1)
+    return mmul_blocks(np.swapaxes(tiles, -1, -2), s, t).reshape(-1)
 
 
 def pad3(x: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
@@ -122,5 +114,4 @@ def pad3(x: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
     return out.reshape(-1)
 
 
-__all__ = ["from_bf16", "from_tile_records", "kv_blocks", "mmul_blocks", "mmul_kv_tiles", "mmul_query_tiles", "pad2",
-           "pad3", "query_records", "step_header", "tile_records", "to_bf16"]
+__all__ = ["from_bf16", "from_tile_records", "kv_blocks", "mmul_blocks", "mmul_query_tiles", "pad2", "pad3", "query_records", "step_header", "tile_records", "to_bf16"]

@@ -85,19 +85,20 @@ def _attn(case):
     return attention_spec(d, gq, tq, tkv, 1.0 / np.sqrt(d - 3), causal, arch)
 
 
-# Prompt attention on npu2's bf16 aie::mmul (4x8x8): R = GQ * TQ rows a multiple of 4, D and TKV multiples of 8.
+# Prompt attention on npu2's bf16 aie::mmul (4x8x8): R = GQ * TQ rows and D multiples of 8, TKV of 4 and 8.
 MMUL_ATTN_CASES = [
     # d, gq, tq, tkv, causal
-    (16, 1, 4, 8, True),
-    (32, 2, 4, 16, True),
+    (16, 1, 8, 8, True),
+    (32, 2, 8, 16, True),
     (24, 1, 8, 16, False),
-    (64, 4, 2, 32, True),
+    (64, 4, 4, 32, True),
 ]
 
 
-def _mmul_attn(case, mmul=True):
+def _mmul_attn(case, mmul=True, header=False):
     d, gq, tq, tkv, causal = case
-    return attention_spec(d, gq, tq, tkv, 1.0 / np.sqrt(d - 3), causal, "aie2p", mmul=MMULS["npu2"] if mmul else None)
+    return attention_spec(d, gq, tq, tkv, 1.0 / np.sqrt(d - 3), causal, "aie2p", header=header,
+                          mmul=MMULS["npu2"] if mmul else None)
 
 
 def _layout_specs():
@@ -133,7 +134,8 @@ def _all_specs():
             + [rms_norm_spec(*c) for c in RMS_CASES] + [silu_mul_spec(*c) for c in SILU_CASES]
             + [rope_spec(*c) for c in ROPE_CASES] + [_attn(c) for c in ATTN_CASES] + [HEADER_SPEC, PLAIN_SPEC]
             + [ROPE_SPEC, STEP_SPEC, STEP_PLAIN_SPEC, rope_spec(14, 1)]
-            + [_mmul_attn(c, mmul) for c in MMUL_ATTN_CASES for mmul in (True, False)])
+            + [_mmul_attn(c, mmul) for c in MMUL_ATTN_CASES for mmul in (True, False)]
+            + [_mmul_attn(MMUL_ATTN_CASES[1], header=True)])
 
 
 # An attention kernel whose query tiles carry the step header (attention over a KV cache), and its plain twin.
@@ -593,9 +595,9 @@ def test_attention_over_several_kv_tiles(lib, case, kv_len, q_at_end):
 
 
 def _run_mmul_attention(lib, spec, q_bits, k_bits, v_bits, q_pos0, kv_tiles):
-    """As :func:`_run_attention`, with q and every KV tile blocked for the mmul as the host lays them out in DDR
-    (rows past a tile's kv_valid are zero: the host pads with zeros)."""
-    from aielower.backends.aie.host_arrays import mmul_kv_tiles, mmul_query_tiles
+    """As :func:`_run_attention`, with q transposed in the mmul's B blocks as the host lays it out in DDR; the KV
+    tiles are row-major as ever (rows past a tile's kv_valid are zero: the host pads with zeros)."""
+    from aielower.backends.aie.host_arrays import mmul_query_tiles
 
     p = spec.p
     d, tkv, gq, tq = p["d"], p["tkv"], p["gq"], p["tq"]
@@ -603,14 +605,13 @@ def _run_mmul_attention(lib, spec, q_bits, k_bits, v_bits, q_pos0, kv_tiles):
     rows = gq * tq
     state = np.full(rows * d + 2 * rows, np.nan, np.float32)
     init(state)
-    q = mmul_query_tiles(q_bits, 1, tq, p["mr"], p["ms"])
+    q = mmul_query_tiles(q_bits, 1, tq, p["ms"], p["mt"])
     for kv_pos0, kv_valid in kv_tiles:
-        k = np.zeros((1, tkv, d), np.uint16)
-        v = np.zeros((1, tkv, d), np.uint16)
+        kv = np.zeros((2, tkv, d), np.uint16)
         filled = max(0, min(kv_valid, len(k_bits) - kv_pos0))
-        k[0, :filled] = k_bits[kv_pos0:kv_pos0 + filled]
-        v[0, :filled] = v_bits[kv_pos0:kv_pos0 + filled]
-        step(q, mmul_kv_tiles(k, v, 1, tkv, d, tkv, p["ms"], p["mt"]), state, q_pos0, kv_pos0, kv_valid)
+        kv[0, :filled] = k_bits[kv_pos0:kv_pos0 + filled]
+        kv[1, :filled] = v_bits[kv_pos0:kv_pos0 + filled]
+        step(q, kv, state, q_pos0, kv_pos0, kv_valid)
     out = np.zeros((gq, tq, d), np.uint16)
     store(state, out)
     return out
@@ -621,7 +622,8 @@ def _run_mmul_attention(lib, spec, q_bits, k_bits, v_bits, q_pos0, kv_tiles):
 def test_mmul_attention_matches_the_exact_softmax_and_the_plain_kernel(lib, case, kv_len, q_at_end):
     """The mmul kernel over several KV tiles (the last partial; causal tiles past the queries fully masked, and
     queries early enough that some rows see no KV row of a tile) is within the plain kernel's error bound of the
-    exact attention, and close to the plain kernel itself (only the order of the fp32 sums of q k differs)."""
+    exact attention, and close to the plain kernel itself (only the order of the fp32 sums of q k and of p
+    differs)."""
     d, gq, tq, tkv, causal = case
     spec, plain = _mmul_attn(case), _mmul_attn(case, mmul=False)
     assert spec.symbol.endswith("_mm4x8x8_aie2p") and spec.symbol != plain.symbol
@@ -640,37 +642,66 @@ def test_mmul_attention_matches_the_exact_softmax_and_the_plain_kernel(lib, case
 
 
 def test_mmul_attention_rows_that_see_no_kv_row_are_zero_and_keep_their_state(lib):
-    """Causal queries at positions 0..3 against tiles starting later are all masked (l == 0: zeros); a tile that
+    """Causal queries at positions 0..7 against tiles starting later are all masked (l == 0: zeros); a tile that
     only the last query sees leaves the other rows' output as the tiles before it made it."""
-    case = (32, 2, 4, 16, True)
+    case = (32, 2, 8, 16, True)
     spec = _mmul_attn(case)
     rng = np.random.default_rng(9)
-    q_bits, q = rand_bf16(rng, (2, 4, 32))
+    q_bits, q = rand_bf16(rng, (2, 8, 32))
     k_bits, k = rand_bf16(rng, (40, 32))
     v_bits, v = rand_bf16(rng, (40, 32))
     assert not _run_mmul_attention(lib, spec, q_bits, k_bits, v_bits, 0, [(16, 16), (32, 8)]).any()
-    # queries at 13..16: the tile at 16 is visible to the last query only
-    before = _run_mmul_attention(lib, spec, q_bits, k_bits, v_bits, 13, [(0, 16)])
-    after = _run_mmul_attention(lib, spec, q_bits, k_bits, v_bits, 13, [(0, 16), (16, 16)])
-    np.testing.assert_array_equal(after[:, :3], before[:, :3])
-    assert not np.array_equal(after[:, 3], before[:, 3])
+    # queries at 9..16: the tile at 16 is visible to the last query only
+    before = _run_mmul_attention(lib, spec, q_bits, k_bits, v_bits, 9, [(0, 16)])
+    after = _run_mmul_attention(lib, spec, q_bits, k_bits, v_bits, 9, [(0, 16), (16, 16)])
+    np.testing.assert_array_equal(after[:, :7], before[:, :7])
+    assert not np.array_equal(after[:, 7], before[:, 7])
+
+
+def test_mmul_attention_over_a_cache_reads_its_step_header(lib):
+    """The query record of attention over a KV cache: q^T blocks, then the step header, which _params reads."""
+    from aielower.backends.aie.host_arrays import mmul_query_tiles, step_header
+
+    case = MMUL_ATTN_CASES[1]
+    spec, plain = _mmul_attn(case, header=True), _mmul_attn(case)
+    rng = np.random.default_rng(4)
+    q_bits, _ = rand_bf16(rng, (2, 8, 32))
+    k_bits, _ = rand_bf16(rng, (30, 32))
+    v_bits, _ = rand_bf16(rng, (30, 32))
+    record = np.concatenate([mmul_query_tiles(q_bits, 1, 8, 8, 8), step_header(22, 30)])
+    words = np.zeros(K.ATTENTION_WORDS, np.int32)
+    lib.function(spec.symbol + "_params")(record, words)
+    assert words.tolist()[:2] == [22, 30]
+    init, step, store = (lib.function(spec.symbol + f) for f in ("_init", "_step", "_store"))
+    state = np.zeros(16 * 32 + 32, np.float32)
+    init(state)
+    for p0 in (0, 16):
+        kv = np.zeros((2, 16, 32), np.uint16)
+        n = min(16, 30 - p0)
+        kv[0, :n], kv[1, :n] = k_bits[p0 : p0 + n], v_bits[p0 : p0 + n]
+        step(record, kv, state, 22, p0, 30 - p0)
+    out = np.zeros(16 * 32, np.uint16)
+    store(state, out)
+    expected = _run_mmul_attention(lib, plain, q_bits, k_bits, v_bits, 22, [(0, 16), (16, 14)])
+    np.testing.assert_array_equal(out, expected.reshape(-1))
 
 
 @pytest.mark.parametrize("params, message", [
-    (dict(tq=3), r"R=3 a multiple of 4"),
-    (dict(tkv=12), r"TKV=12 multiples of 8 and 8"),
-    (dict(header=True), "needs no step header"),
+    (dict(tq=4), r"R=4 a multiple of 4 and 8"),
+    (dict(tkv=12), r"TKV=12 a multiple of 4 and 8"),
+    (dict(tkv=4), r"TKV=4 a multiple of 4 and 8"),
+    (dict(header=True, step_rows=1, tq=8), "needs no step rows"),
 ])
 def test_mmul_attention_refuses_tiles_that_are_not_whole_blocks(params, message):
-    args = dict(d=16, gq=1, tq=4, tkv=8, scale=0.25, causal=True, arch="aie2p", mmul=MMULS["npu2"]) | params
+    args = dict(d=16, gq=1, tq=8, tkv=8, scale=0.25, causal=True, arch="aie2p", mmul=MMULS["npu2"]) | params
     with pytest.raises(CompileError, match=message):
         attention_spec(**args).symbol
     with pytest.raises(CompileError, match="8-lane blocks"):
-        attention_spec(16, 1, 4, 8, 0.25, True, "aie2", mmul=MMULS["npu1"]).symbol  # npu1's 4x8x4: 4-lane rows
+        attention_spec(16, 1, 8, 8, 0.25, True, "aie2", mmul=MMULS["npu1"]).symbol  # npu1's 4x8x4: 4-lane rows
 
 
 def test_mmul_layouts_are_the_blocks_the_kernel_reads():
-    from aielower.backends.aie.host_arrays import mmul_blocks, mmul_kv_tiles, mmul_query_tiles
+    from aielower.backends.aie.host_arrays import mmul_blocks, mmul_query_tiles, query_records, step_header
 
     x = np.arange(8 * 16).reshape(8, 16)
     blocks = mmul_blocks(x, 4, 8)
@@ -678,14 +709,12 @@ def test_mmul_layouts_are_the_blocks_the_kernel_reads():
     np.testing.assert_array_equal(blocks[1, 0], x[4:8, 0:8])
     np.testing.assert_array_equal(blocks[0, 1], x[0:4, 8:16])
     queries = np.arange(4 * 8 * 16, dtype=np.uint16).reshape(4, 8, 16)  # 4 heads over 2 KV heads, 8 rows
-    tiles = mmul_query_tiles(queries, 2, 4, 4, 8).reshape(2, 2, -1)  # [kv head][query tile][R = 2 x 4 rows, 16]
+    tiles = mmul_query_tiles(queries, 2, 4, 8, 8).reshape(2, 2, -1)  # [kv head][query tile][R = 2 x 4 rows x 16]
     tile = np.concatenate([queries[2, 4:8], queries[3, 4:8]])  # KV head 1, query tile 1: heads 2, 3, rows 4..7
-    np.testing.assert_array_equal(tiles[1, 1], mmul_blocks(tile, 4, 8).reshape(-1))
-    keys = np.arange(2 * 16 * 8, dtype=np.uint16).reshape(2, 16, 8)
-    values = keys + 1000
-    kv = mmul_kv_tiles(keys, values, 2, 16, 8, 8, 8, 8).reshape(2, 2, 2, 8, 8)  # [head][tile][K^T|V][8][8]
-    np.testing.assert_array_equal(kv[1, 1, 0], keys[1, 8:16].T)  # one 8 x 8 block: K^T of the tile
-    np.testing.assert_array_equal(kv[1, 1, 1], values[1, 8:16])
+    np.testing.assert_array_equal(tiles[1, 1], mmul_blocks(tile.T, 8, 8).reshape(-1))  # q^T [16][8] in 8x8 blocks
+    records = query_records(queries, 2, 4, step_header(3, 4), blocks=(8, 8)).reshape(2, 2, -1)
+    np.testing.assert_array_equal(records[1, 1, :128], tiles[1, 1])
+    np.testing.assert_array_equal(records[1, 1, 128:], step_header(3, 4))
 
 
 @pytest.mark.parametrize("case", [c for c in ATTN_CASES if c[4]], ids=lambda c: "d{}_gq{}_tq{}_tkv{}_{}".format(

@@ -23,8 +23,8 @@ import numpy as np
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device, MMulShape
 from aielower.backends.aie.families.base import KernelFamily, per_core
-from aielower.backends.aie.host_arrays import (from_bf16, kv_blocks, mmul_kv_tiles, mmul_query_tiles, pad2, pad3,
-                                               query_records, step_header, to_bf16)
+from aielower.backends.aie.host_arrays import (from_bf16, kv_blocks, mmul_query_tiles, pad2, pad3, query_records,
+                                               step_header, to_bf16)
 from aielower.backends.aie.kernels import (ATTENTION_WORDS, REDUCE_16, SCALAR_ELEMENTARY, STEP_HEADER, Arg, KernelDef,
                                            KernelSpec, Ops, VectorModel, arch_of, ceil_div, check_arch, encode_float, fp32,
                                            loads, require_positive, require_rule, stores)
@@ -51,8 +51,9 @@ def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: boo
     ``rope``: the rotary embedding of a decode step is fused (the real head dim it rotates; 0: none): the query tile
     carries its rows and the step's key unrotated and the position's rotary row before the header, ``_params``
     rotates the query rows, and ``_rotate`` rotates the key and writes it out.
-    ``mmul``: the products q k^T and p v run on the device's bf16 ``aie::mmul`` (prompt attention without a header),
-    with q and the KV tile blocked for it (K transposed: :func:`~aielower.backends.aie.host_arrays.mmul_kv_tiles`)."""
+    ``mmul``: the products k q^T and p v run on the device's bf16 ``aie::mmul`` (prompt attention), with q
+    transposed in its B blocks (:func:`~aielower.backends.aie.host_arrays.mmul_query_tiles`); K and V stay
+    row-major, the KV cache's layout."""
     shape = (mmul.m, mmul.k, mmul.n) if mmul is not None else (0, 0, 0)
     params = (("d", d), ("gq", gq), ("tq", tq), ("tkv", tkv), ("scale", fp32(scale)), ("causal", bool(causal)),
               ("arch", arch), ("header", bool(header)), ("rope", rope), ("step_rows", step_rows),
@@ -80,11 +81,11 @@ def _check_attention(family: str, p: dict) -> None:
         require_positive(family, p, "mr", "ms", "mt")
         r, s, t = p["mr"], p["ms"], p["mt"]
         rows = p["gq"] * p["tq"]
-        require_rule(family, not p["header"] and rows % r == 0 and p["d"] % s == 0 and p["d"] % t == 0
-                     and p["tkv"] % s == 0 and p["tkv"] % t == 0 and s % 8 == 0 and t % 8 == 0,
-                     f"the mmul {r}x{s}x{t} needs no step header, R={rows} a multiple of {r}, D={p['d']} and "
-                     f"TKV={p['tkv']} multiples of {s} and {t}, and 8-lane blocks (contract)",
-                     "use the plain kernel for this tile")
+        require_rule(family, not p["step_rows"] and rows % r == 0 and rows % t == 0 and p["d"] % s == 0
+                     and p["d"] % t == 0 and p["tkv"] % r == 0 and p["tkv"] % s == 0 and s % 8 == 0 and t % 8 == 0,
+                     f"the mmul {r}x{s}x{t} needs no step rows, R={rows} a multiple of {r} and {t}, D={p['d']} a "
+                     f"multiple of {s} and {t}, TKV={p['tkv']} a multiple of {r} and {s}, and 8-lane blocks "
+                     "(contract)", "use the plain kernel for this tile")
     if p["rope"] != 0:
         require_positive(family, p, "rope")
         require_rule(family, p["header"] and p["tq"] == 1 and p["step_rows"] == 1,
@@ -151,26 +152,22 @@ def _attention_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
 
 
 def _mmul_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
-    """``_step`` and ``_store`` of the mmul kernel: q k^T and p v as native mmuls (one vector instruction and the
-    loads of its A and B blocks each, as the GEMM's model counts them), the softmax per row as in the plain kernel,
-    p moved into its A blocks, o scaled by alpha per row."""
+    """``_step`` and ``_store`` of the mmul kernel: k q^T and p v as native mmuls (one vector instruction and the
+    loads of its A and B blocks each, as the GEMM's model counts them; the blocks of K and V gathered row by row),
+    the scores scaled and masked per query on the scalar unit, the softmax over QW queries a vector, p moved into
+    its A blocks on the scalar unit, o scaled by alpha per row."""
     d, tkv, rows = p["d"], p["tkv"], p["gq"] * p["tq"]
     r, s, t = p["mr"], p["ms"], p["mt"]
-    tkv_pad = ceil_div(tkv, 16) * 16
-    mmuls = (rows // r) * (tkv // t) * (d // s) + (rows // r) * (d // t) * (tkv // s)
-    operands = loads(r * s * 16) + loads(s * t * 16)  # an A and a B block per mmul
-    # to a vector, then each score scaled on the scalar unit (as the plain kernel scales a score)
-    scores_out = Ops(vec=1, scalar=2 * r * t) * ((rows // r) * (tkv // t))
-    row = (Ops(scalar=tkv_pad)  # -inf padding (at most: the invisible rows)
-           + (loads(16 * 32) + Ops(vec=1)) * (tkv_pad // 16) + Ops(vec=REDUCE_16)  # max
-           + Ops(vec=m.exp2_16, scalar=8)  # alpha, m, l bookkeeping
-           + (loads(16 * 32) + Ops(vec=2 + m.exp2_16) + stores(16 * 16)) * (tkv_pad // 16) + Ops(vec=1 + REDUCE_16)
-           + (loads(s * 16) + stores(s * 16)) * (tkv // s))  # p into its A blocks
+    qw = 16 if rows % 16 == 0 else 8
+    scores = (loads(s * 16) * r + Ops(vec=r) + loads(s * t * 16) + Ops(vec=1)) * ((tkv // r) * (rows // t) * (d // s))
+    scores += Ops(vec=1, scalar=2 * r * t) * ((tkv // r) * (rows // t))  # to a vector, scaled per score
+    per_query = Ops(scalar=3 * tkv) + Ops(vec=m.exp2_16, scalar=8)  # mask and max; alpha, m, l bookkeeping
+    softmax = ((loads(qw * 32) + Ops(vec=2 + m.exp2_16 * qw // 16) + Ops(scalar=qw)) * tkv) * (rows // qw)
+    pv = (loads(r * s * 16) + loads(t * 16) * s + Ops(vec=s + 1)) * ((rows // r) * (d // t) * (tkv // s))
     scale_o = (loads(t * 32) + Ops(vec=8) + stores(t * 32)) * (rows * d // t)  # o alpha per row
     c_blocks = (loads(r * t * 32) + stores(r * t * 32)) * ((rows // r) * (d // t))
     store_row = (loads(t * 32) + Ops(vec=8 + 1) + stores(t * 16)) * (d // t) + Ops(scalar=SCALAR_ELEMENTARY)
-    return {"_step": (operands + Ops(vec=1)) * mmuls + scores_out + row * rows + scale_o + c_blocks,
-            "_store": store_row * rows}
+    return {"_step": scores + per_query * rows + softmax + pv + scale_o + c_blocks, "_store": store_row * rows}
 
 
 def _attention_symbol(p: dict) -> str:
@@ -185,13 +182,12 @@ def _attention_symbol(p: dict) -> str:
 
 def _stack_arrays(p: dict) -> int:
     """Bytes of the arrays the kernel's functions declare: float s[TKV_PAD], bfloat16 p[TKV_PAD]; with the mmul, the
-    whole tile's scores float s[R * TKV_PAD] and weights bfloat16 p[R * TKV], a row's bfloat16 row_p[TKV_PAD], float
-    alpha[R] and bool live[R]."""
-    tkv_pad = ceil_div(p["tkv"], 16) * 16
+    whole tile's scores float st[TKV * R] and weights bfloat16 p[R * TKV], and per query float alpha, m_new and sums,
+    int n and bool live."""
     if not p["mr"]:
-        return 6 * tkv_pad
+        return 6 * (ceil_div(p["tkv"], 16) * 16)
     rows = p["gq"] * p["tq"]
-    return 4 * rows * tkv_pad + 2 * rows * p["tkv"] + 2 * tkv_pad + 5 * rows
+    return 6 * rows * p["tkv"] + 17 * rows
 
 
 ROPE_KERNEL = KernelDef(
@@ -324,7 +320,7 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
     r = gq * tq
     header = STEP_HEADER if cached else 0
     step_rows = s if _carries_step(cached, mode, s, tkv) else 0
-    mmul = not cached and _mmul_fits(device.mmul["bf16"], r, d_pad, tkv)
+    mmul = not step_rows and _mmul_fits(device.mmul["bf16"], r, d_pad, tkv)
     q_tile = r * d_pad * BF16
     q_in = q_tile + header * BF16 + (d_pad * BF16 if rope else 0) + 2 * step_rows * d_pad * BF16
     kv_tile = 2 * tkv * d_pad * BF16
@@ -337,8 +333,8 @@ def _attention(s, kv_len, heads, kv_heads, gq, d_pad, d_real, tq, tkv, scale, ca
     ) + ((Buffer("k_new", "L1", d_pad * BF16, 2), Buffer("k_new", "L2", rows * d_pad * BF16, 2)) if rope else ())
     # Over a cache, ``q`` holds one record per (KV head, query tile): its gq x tq x d queries, the step's keys and
     # values (decode), the rotary row (rope fused), then the step header (host_arrays.query_records); on the mmul,
-    # one tile of blocked queries (host_arrays.mmul_query_tiles). A query tile is one run and a core's tiles are one
-    # transfer.
+    # a tile's queries are transposed in blocks (host_arrays.mmul_query_tiles). A query tile is one run and a core's
+    # tiles are one transfer.
     q_first = (AccessPattern(0, (q_in // BF16,), (1,)) if header or mmul
                else AccessPattern(0, (gq, tq, d_pad), (s * d_pad, d_pad, 1)))
     streams = (
@@ -447,7 +443,7 @@ def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, posit
     cover the ``position`` rows before the step and a ``step_new`` call visits the record's ``s`` rows at
     ``position``; with ``rope``, a ``rotate`` call first rotates the record's key and writes it to ``k_new``
     [kv_heads][d] (the record carries the rotary row before the header). With ``blocked`` (the mmul kernel), the
-    tile's queries are one run of blocked rows, ``q`` [kv_heads][s_pad / tq][gq * tq * d]."""
+    tile's queries are one run of transposed blocks, ``q`` [kv_heads][s_pad / tq][gq * tq * d (+ header)]."""
     tiles = sched.Tiles() if tiles is None else tiles
     q_pos0 = position + qt * tq
     q_ap = AccessPattern((h * gq * s_pad + qt * tq) * d, (gq, tq, d), (s_pad * d, d, 1))
@@ -481,7 +477,8 @@ def _mmul_fits(mmul: MMulShape, rows: int, d: int, tkv: int) -> bool:
     """Whether attention tiles of ``rows`` query rows, head dim ``d`` and ``tkv`` KV rows are whole blocks of the
     device's bf16 ``mmul`` (whose C rows the kernel handles 8 lanes at a time: npu2's 4x8x8, not npu1's 4x8x4)."""
     r, s, t = mmul.m, mmul.k, mmul.n
-    return rows % r == 0 and d % s == 0 and d % t == 0 and tkv % s == 0 and tkv % t == 0 and s % 8 == 0 and t % 8 == 0
+    return (rows % r == 0 and rows % t == 0 and d % s == 0 and d % t == 0 and tkv % r == 0 and tkv % s == 0
+            and s % 8 == 0 and t % 8 == 0)
 
 
 def _carries_step_rows(launch: LaunchPlan) -> bool:
@@ -656,20 +653,18 @@ class Attention(KernelFamily):
                 kv = kv_blocks(to_bf16(new_k[bi]), to_bf16(new_v[bi]), kv_heads, cache_len, d_pad, tkv)
             else:
                 kv_rows = roundup(bucket, tkv)
-                if mmul is not None:  # K transposed, K and V in the mmul's B blocks
-                    kv = mmul_kv_tiles(k_rot[:, :kv_rows], to_bf16(v[bi]), kv_heads, kv_rows, d_pad, tkv, mmul.k,
-                                       mmul.n)
-                else:
-                    kv = kv_blocks(k_rot[:, :kv_rows], to_bf16(v[bi]), kv_heads, kv_rows, d_pad, tkv)
+                kv = kv_blocks(k_rot[:, :kv_rows], to_bf16(v[bi]), kv_heads, kv_rows, d_pad, tkv)
             queries = pad3(q_rot[:, :s], heads, bucket_pad, d_pad)
-            if mmul is not None:  # each query tile's rows in the mmul's A blocks
-                queries = mmul_query_tiles(queries.reshape(heads, bucket_pad, d_pad), kv_heads, tq, mmul.m, mmul.k)
+            blocks = (mmul.k, mmul.n) if mmul is not None else None  # q^T in the mmul's B blocks
+            if blocks is not None and not attn.params.get("header"):
+                queries = mmul_query_tiles(queries.reshape(heads, bucket_pad, d_pad), kv_heads, tq, *blocks)
             if attn.params.get("header"):  # each query tile's record carries the step's position and KV length
                 step_rows = attn.params.get("step_rows", 0)  # and, decode, the step's keys and values
                 step_kv = tuple(pad3(a, kv_heads, step_rows, d_pad).reshape(kv_heads, step_rows, d_pad)
                                 for a in (keys, values)) if step_rows else None
                 queries = query_records(queries.reshape(heads, bucket_pad, d_pad), kv_heads, tq,
-                                        step_header(pos, pos + s), pad2(cs, 1, d_pad)[0] if fused else None, step_kv)
+                                        step_header(pos, pos + s), pad2(cs, 1, d_pad)[0] if fused else None, step_kv,
+                                        blocks)
             tensors = {"q": queries, "kv": kv, "out": np.zeros(heads * bucket_pad * d_pad, np.uint16)}
             if fused:
                 tensors["k_new"] = np.zeros(kv_heads * d_pad, np.uint16)
