@@ -152,8 +152,9 @@ def _attention_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
 
 
 def _mmul_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
-    """``_step`` and ``_store`` of the mmul kernel: k q^T and p v as native mmuls (one vector instruction and the
-    loads of its A and B blocks each, as the GEMM's model counts them; the blocks of K and V gathered row by row),
+    """``_step`` (for a tile every query sees whole) and ``_store`` of the mmul kernel: k q^T and p v as native
+    mmuls (one vector instruction and the loads of its A and B blocks each, as the GEMM's model counts them; the
+    blocks of K and V gathered row by row),
     the scores scaled and masked per query on the scalar unit, the softmax over QW queries a vector, p moved into
     its A blocks on the scalar unit, o scaled by alpha per row."""
     d, tkv, rows = p["d"], p["tkv"], p["gq"] * p["tq"]
@@ -162,7 +163,7 @@ def _mmul_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     scores = (loads(s * 16) * r + Ops(vec=r) + loads(s * t * 16) + Ops(vec=1)) * ((tkv // r) * (rows // t) * (d // s))
     scores += Ops(vec=1, scalar=2 * r * t) * ((tkv // r) * (rows // t))  # to a vector, scaled per score
     per_query = Ops(scalar=3 * tkv) + Ops(vec=m.exp2_16, scalar=8)  # mask and max; alpha, m, l bookkeeping
-    softmax = ((loads(qw * 32) + Ops(vec=2 + m.exp2_16 * qw // 16) + Ops(scalar=qw)) * tkv) * (rows // qw)
+    softmax = ((loads(qw * 32) + Ops(vec=2 + m.exp2_16) + Ops(scalar=qw)) * tkv) * (rows // qw)  # exp2: 16 lanes
     pv = (loads(r * s * 16) + loads(t * 16) * s + Ops(vec=s + 1)) * ((rows // r) * (d // t) * (tkv // s))
     scale_o = (loads(t * 32) + Ops(vec=8) + stores(t * 32)) * (rows * d // t)  # o alpha per row
     c_blocks = (loads(r * t * 32) + stores(r * t * 32)) * ((rows // r) * (d // t))
