@@ -9,9 +9,9 @@ which the memory tile's six output channels allow for at most two rows. Over a K
 the valid KV length come with every query tile in a step header the host writes after the tile's queries in the
 ``q`` tensor (one record per query tile). A decode design reads the cache tiles of the rows before the step
 (:class:`BlockedKvCache`), then the step's own keys and values, which come in the query records, and has one runtime
-sequence per block of cache tiles it reads (:data:`KV_READ_BLOCK` rows). Prompt attention without a cache runs its
-products on the device's bf16 ``aie::mmul`` where its tiles are whole mmul blocks (the host lays q and the KV tiles
-out in those blocks, K transposed).
+sequence per block of cache tiles it reads (:data:`KV_READ_BLOCK` rows). Prompt attention, with or without a cache,
+runs its products on the device's bf16 ``aie::mmul`` where its tiles are whole mmul blocks (the host lays each query
+tile out transposed in the mmul's B blocks; K and V stay row-major).
 """
 
 from __future__ import annotations
@@ -81,8 +81,7 @@ def _check_attention(family: str, p: dict) -> None:
         require_positive(family, p, "mr", "ms", "mt")
         r, s, t = p["mr"], p["ms"], p["mt"]
         rows = p["gq"] * p["tq"]
-        require_rule(family, not p["step_rows"] and rows % r == 0 and rows % t == 0 and p["d"] % s == 0
-                     and p["d"] % t == 0 and p["tkv"] % r == 0 and p["tkv"] % s == 0 and s % 8 == 0 and t % 8 == 0,
+        require_rule(family, not p["step_rows"] and _mmul_fits(MMulShape(r, s, t), rows, p["d"], p["tkv"]),
                      f"the mmul {r}x{s}x{t} needs no step rows, R={rows} a multiple of {r} and {t}, D={p['d']} a "
                      f"multiple of {s} and {t}, TKV={p['tkv']} a multiple of {r} and {s}, and 8-lane blocks "
                      "(contract)", "use the plain kernel for this tile")
@@ -154,9 +153,8 @@ def _attention_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
 def _mmul_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     """``_step`` (for a tile every query sees whole) and ``_store`` of the mmul kernel: k q^T and p v as native
     mmuls (one vector instruction and the loads of its A and B blocks each, as the GEMM's model counts them; the
-    blocks of K and V gathered row by row),
-    the scores scaled and masked per query on the scalar unit, the softmax over QW queries a vector, p moved into
-    its A blocks on the scalar unit, o scaled by alpha per row."""
+    blocks of K and V gathered row by row), the scores scaled and masked per query on the scalar unit, the softmax
+    over QW queries a vector, p moved into its A blocks on the scalar unit, o scaled by alpha per row."""
     d, tkv, rows = p["d"], p["tkv"], p["gq"] * p["tq"]
     r, s, t = p["mr"], p["ms"], p["mt"]
     qw = 16 if rows % 16 == 0 else 8
@@ -201,7 +199,7 @@ ATTENTION_KERNEL = KernelDef(
                          + (("_step_new",) if p["step_rows"] else ()) + (("_rotate",) if p["rope"] else ())),
     check=_check_attention, signature=_attention_signature, cycles=_attention_cycles,
     symbol=_attention_symbol,
-    stack_arrays=lambda p: _stack_arrays(p),
+    stack_arrays=_stack_arrays,
 )
 
 
