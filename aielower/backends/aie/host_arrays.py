@@ -114,4 +114,5 @@ def pad3(x: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
     return out.reshape(-1)
 
 
-__all__ = ["from_bf16", "from_tile_records", "kv_blocks", "mmul_blocks", "mmul_query_tiles", "pad2", "pad3", "query_records", "step_header", "tile_records", "to_bf16"]
+__all__ = ["from_bf16", "from_tile_records", "kv_blocks", "mmul_blocks", "mmul_query_tiles", "pad2", "pad3",
+           "query_records", "step_header", "tile_records", "to_bf16"]

@@ -559,13 +559,19 @@ def _attention_reference(q, k, v, scale, q_pos0, causal):
 
 
 def _run_attention(lib, spec, q_bits, k_bits, v_bits, q_pos0, kv_tiles):
-    """Run init, one step per ``(kv_pos0, kv_valid)`` tile of K/V rows, store; unused tile rows hold NaN."""
+    """Run init, one step per ``(kv_pos0, kv_valid)`` tile of K/V rows, store; unused tile rows hold NaN. The
+    queries ``q_bits`` [GQ, TQ, D] are passed as the host lays them out in DDR: row-major, or (an mmul kernel)
+    transposed in the mmul's B blocks; the KV tiles are row-major for both."""
+    from aielower.backends.aie.host_arrays import mmul_query_tiles
+
     p = spec.p
     d, tkv = p["d"], p["tkv"]
-    init, step, store = (lib.function(f) for f in spec.functions)
+    init, step, store = (lib.function(spec.symbol + f) for f in ("_init", "_step", "_store"))
     rows = p["gq"] * p["tq"]
     state = np.full(rows * d + 2 * rows, np.nan, np.float32)
     init(state)
+    if p["mr"]:
+        q_bits = mmul_query_tiles(q_bits, 1, p["tq"], p["ms"], p["mt"])
     for kv_pos0, kv_valid in kv_tiles:
         kv = np.full((2, tkv, d), 0x7FC0, np.uint16)  # NaN: rows past kv_valid must not be read
         filled = max(0, min(kv_valid, len(k_bits) - kv_pos0))
@@ -595,29 +601,6 @@ def test_attention_over_several_kv_tiles(lib, case, kv_len, q_at_end):
     assert_bf16_close(out, exact, mag, rel=P_REL[spec.p["arch"]])
 
 
-def _run_mmul_attention(lib, spec, q_bits, k_bits, v_bits, q_pos0, kv_tiles):
-    """As :func:`_run_attention`, with q transposed in the mmul's B blocks as the host lays it out in DDR; the KV
-    tiles are row-major as ever, and their rows past kv_valid hold NaN (a cache may hold anything there)."""
-    from aielower.backends.aie.host_arrays import mmul_query_tiles
-
-    p = spec.p
-    d, tkv, gq, tq = p["d"], p["tkv"], p["gq"], p["tq"]
-    init, step, store = (lib.function(spec.symbol + f) for f in ("_init", "_step", "_store"))
-    rows = gq * tq
-    state = np.full(rows * d + 2 * rows, np.nan, np.float32)
-    init(state)
-    q = mmul_query_tiles(q_bits, 1, tq, p["ms"], p["mt"])
-    for kv_pos0, kv_valid in kv_tiles:
-        kv = np.full((2, tkv, d), 0x7FC0, np.uint16)  # NaN: rows past kv_valid must not be read
-        filled = max(0, min(kv_valid, len(k_bits) - kv_pos0))
-        kv[0, :filled] = k_bits[kv_pos0:kv_pos0 + filled]
-        kv[1, :filled] = v_bits[kv_pos0:kv_pos0 + filled]
-        step(q, kv, state, q_pos0, kv_pos0, kv_valid)
-    out = np.zeros((gq, tq, d), np.uint16)
-    store(state, out)
-    return out
-
-
 @pytest.mark.parametrize("case", MMUL_ATTN_CASES, ids=lambda c: "d{}_gq{}_tq{}_tkv{}_causal{}".format(*c))
 @pytest.mark.parametrize("kv_len, q_at_end", [(45, True), (37, False)])
 def test_mmul_attention_matches_the_exact_softmax_and_the_plain_kernel(lib, case, kv_len, q_at_end):
@@ -635,7 +618,7 @@ def test_mmul_attention_matches_the_exact_softmax_and_the_plain_kernel(lib, case
     q_pos0 = kv_len - tq if q_at_end else 3
     tiles = [(p0, min(tkv, kv_len - p0)) for p0 in range(0, kv_len, tkv)]
     assert tiles[-1][1] < tkv, "the test must cover a partial tile"
-    out = _run_mmul_attention(lib, spec, q_bits, k_bits, v_bits, q_pos0, tiles)
+    out = _run_attention(lib, spec, q_bits, k_bits, v_bits, q_pos0, tiles)
     exact, mag = _attention_reference(q, k, v, spec.p["scale"], q_pos0, causal)
     assert_bf16_close(out, exact, mag, rel=P_REL["aie2p"])
     reference = _run_attention(lib, plain, q_bits, k_bits, v_bits, q_pos0, tiles)
@@ -651,10 +634,10 @@ def test_mmul_attention_rows_that_see_no_kv_row_are_zero_and_keep_their_state(li
     q_bits, q = rand_bf16(rng, (2, 8, 32))
     k_bits, k = rand_bf16(rng, (40, 32))
     v_bits, v = rand_bf16(rng, (40, 32))
-    assert not _run_mmul_attention(lib, spec, q_bits, k_bits, v_bits, 0, [(16, 16), (32, 8)]).any()
+    assert not _run_attention(lib, spec, q_bits, k_bits, v_bits, 0, [(16, 16), (32, 8)]).any()
     # queries at 9..16: the tile at 16 is visible to the last query only
-    before = _run_mmul_attention(lib, spec, q_bits, k_bits, v_bits, 9, [(0, 16)])
-    after = _run_mmul_attention(lib, spec, q_bits, k_bits, v_bits, 9, [(0, 16), (16, 16)])
+    before = _run_attention(lib, spec, q_bits, k_bits, v_bits, 9, [(0, 16)])
+    after = _run_attention(lib, spec, q_bits, k_bits, v_bits, 9, [(0, 16), (16, 16)])
     np.testing.assert_array_equal(after[:, :7], before[:, :7])
     assert not np.array_equal(after[:, 7], before[:, 7])
 
@@ -706,7 +689,7 @@ def test_mmul_attention_over_a_cache_reads_its_step_header(lib):
         step(record, kv, state, 22, p0, 30 - p0)
     out = np.zeros(16 * 32, np.uint16)
     store(state, out)
-    expected = _run_mmul_attention(lib, plain, q_bits, k_bits, v_bits, 22, [(0, 16), (16, 14)])
+    expected = _run_attention(lib, plain, q_bits, k_bits, v_bits, 22, [(0, 16), (16, 14)])
     np.testing.assert_array_equal(out, expected.reshape(-1))
 
 
