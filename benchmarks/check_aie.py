@@ -29,8 +29,9 @@ MODEL = "qwen1.5-7b-chat"
 
 
 def role(name: str) -> str:
-    """``attention`` of ``attention_b128_d5a310e7`` (design names are role, bucket, digest)."""
-    match = re.fullmatch(r"(.+)_b\d+_[0-9a-f]+", name)
+    """``attention`` of ``attention_b128_d5a310e7`` (design names are role, bucket, digest; a shared
+    configuration's, ``gemv_b1_x3_7217f044``, also the count of its linears)."""
+    match = re.fullmatch(r"(.+)_b\d+(?:_x\d+)?_[0-9a-f]+", name)
     return match.group(1) if match else name
 
 

@@ -28,7 +28,7 @@ from aielower.backends.aie.design_jobs import build_designs
 from aielower.backends.aie.designs import read_design, require_valid
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.kernels import KernelSpec
-from aielower.backends.aie.catalog import Design, collect, design_name
+from aielower.backends.aie.catalog import Design, Placement, collect, design_name
 from aielower.backends.aie.families.linear_w4 import blob_grid
 from aielower.backends.aie.plan import plan_of
 from aielower.backends.aie.report import report_files
@@ -42,8 +42,8 @@ from aielower.quant.bf16 import bf16_bits
 
 # Bumped when what the host does around a launch changes for designs of an older artifact (2: decode attention
 # reads the step's keys and values from the KV cache's step tiles, rotating them itself; 3: from its query records,
-# and the KV cache has no step tiles).
-MANIFEST_FORMAT = "aielower-aie-manifest/3"
+# and the KV cache has no step tiles; 4: launches of a shared configuration send a header, designs/shared.py).
+MANIFEST_FORMAT = "aielower-aie-manifest/4"
 
 
 # --------------------------------------------------------------------------- weights
@@ -126,21 +126,29 @@ def read_weights(directory: Path, module: Module) -> tuple[dict[str, np.ndarray]
     return blobs, arrays
 
 
-def design_reader(out_dir: str | Path):
-    """``(launch, plan) -> Design``: the design of a launch, parsed from the artifact's ``design/`` file (each read
-    once)."""
+def design_reader(out_dir: str | Path, module: Module, device: Device):
+    """``(launch, plan) -> (Design, runtime sequence or None)``: where a launch of ``module`` runs, its design parsed
+    from the artifact's ``design/`` file (each read once)."""
+    placement = Placement(module, device)
+
     @lru_cache(maxsize=None)
     def read(name: str):
         return read_design(safe_path(out_dir, "design", f"{name}.mlir"))
 
-    return lambda launch, plan: read(design_name(launch, plan))
+    def design_for(launch, plan):
+        name, sequence = placement.place(launch, plan)
+        return read(name), sequence
+
+    return design_for
 
 
 # --------------------------------------------------------------------------- manifest
 
 
-def schedule(module: Module) -> dict[str, list[dict]]:
-    """Per function, one step per op in order: where it runs and, for NPU ops, the designs per bucket."""
+def schedule(module: Module, device: Device) -> dict[str, list[dict]]:
+    """Per function, one step per op in order: where it runs and, for NPU ops, the designs per bucket (a launch of a
+    shared configuration as ``design@sequence``)."""
+    placement = Placement(module, device)
     out = {}
     for fn in module.functions.values():
         name = Namer(fn)
@@ -156,7 +164,8 @@ def schedule(module: Module) -> dict[str, list[dict]]:
                 step["kind"] = plan.kind
                 launches: dict[str, list[str]] = {}
                 for launch in plan.launches:
-                    launches.setdefault(str(launch.bucket), []).append(design_name(launch, plan))
+                    design, sequence = placement.place(launch, plan)
+                    launches.setdefault(str(launch.bucket), []).append(design + (f"@{sequence}" if sequence else ""))
                 step["designs"] = launches
             steps.append(step)
         out[fn.name] = steps
@@ -186,7 +195,9 @@ def manifest(module: Module, device: Device, pipeline: str, kernels: dict[str, K
                      "params": s.p, "functions": list(s.functions)} for s in kernels.values()],
         "designs": [{"name": d.name, "file": d.file, "kernel": d.spec.symbol, "role": d.launch.role,
                      "bucket": d.launch.bucket, "cores": [d.launch.columns, d.launch.rows],
-                     "l1_bytes": d.launch.l1_bytes(), "l2_bytes": d.launch.l2_bytes(),
+                     "l1_bytes": max(x.launch.l1_bytes() for x in d.members),
+                     "l2_bytes": max(x.launch.l2_bytes() for x in d.members),
+                     **({"shared_by": [x.name for x in d.members]} if d.shared else {}),
                      "xclbin": f"build/{d.name}.xclbin",
                      "instructions": instruction_files(d.name, sequences[d.name])} for d in designs.values()],
         "buffers": {
@@ -195,7 +206,7 @@ def manifest(module: Module, device: Device, pipeline: str, kernels: dict[str, K
                                     "results": [str(t) for t in fn.result_types]}
                           for fn in module.functions.values()},
         },
-        "schedule": schedule(module),
+        "schedule": schedule(module, device),
     }
 
 

@@ -1,5 +1,8 @@
 """The designs a planned module needs: one per distinct launch (kernel, shape, bucket), named so that equal launches
-share one design (one xclbin). The artifact writes them; :mod:`.counted` counts what they move and issue."""
+share one design (one xclbin), and one per group of launches that share a device configuration
+(:mod:`.designs.shared`: their kernel family gives them one :meth:`configuration_key
+<aielower.backends.aie.families.base.KernelFamily.configuration_key>`), each launch then one runtime sequence of
+it. The artifact writes them; :mod:`.counted` counts what they move and issue."""
 
 from __future__ import annotations
 
@@ -12,19 +15,50 @@ from aielower.backends.aie.device import Device
 from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.kernels import KernelSpec
 from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of
+from aielower.errors import CompileError
 from aielower.ir import Module
 
 
 @dataclass(frozen=True)
-class Design:
+class Member:
+    """A launch a design runs: ``name`` is the launch's own :func:`design_name`, its runtime sequence's name in a
+    shared design."""
+
     name: str
     launch: LaunchPlan
     plan: OpPlan
+
+
+@dataclass(frozen=True)
+class Design:
+    """A design to build: the launches it runs (one, or the members of a shared configuration, in header order)
+    and its kernel."""
+
+    name: str
+    members: tuple[Member, ...]
     spec: KernelSpec
+
+    @property
+    def launch(self) -> LaunchPlan:
+        return self.members[0].launch
+
+    @property
+    def plan(self) -> OpPlan:
+        return self.members[0].plan
+
+    @property
+    def shared(self) -> bool:
+        return len(self.members) > 1
 
     @property
     def file(self) -> str:
         return f"design/{self.name}.mlir"
+
+    def sequence_of(self, member: str) -> str | None:
+        """The runtime sequence that runs launch ``member`` (None: the design's own, for a design of one launch)."""
+        if member not in {x.name for x in self.members}:
+            raise CompileError(f"design {self.name} does not run launch {member}")
+        return member if self.shared else None
 
 
 def design_name(launch: LaunchPlan, plan: OpPlan) -> str:
@@ -36,21 +70,65 @@ def design_name(launch: LaunchPlan, plan: OpPlan) -> str:
     return f"{launch.role}_b{launch.bucket}_{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
+def shared_name(members: list[Member]) -> str:
+    """A shared configuration's name: the role and bucket of its launches, how many, a digest of their names."""
+    digest = hashlib.sha256(" ".join(x.name for x in members).encode()).hexdigest()[:8]
+    first = members[0].launch
+    return f"{first.role}_b{first.bucket}_x{len(members)}_{digest}"
+
+
 def collect(module: Module, device: Device) -> tuple[dict[str, KernelSpec], dict[str, Design]]:
     """Every kernel and every design the module's plans need, each once, in a deterministic order."""
-    kernels: dict[str, KernelSpec] = {}
-    designs: dict[str, Design] = {}
+    launches: dict[str, Member] = {}
     for fn in module.functions.values():
         for op in fn.ops:
             plan = plan_of(op)
             if plan is None:
                 continue
             for launch in plan.launches:
-                spec = kernel_spec(launch, device)
-                kernels.setdefault(spec.symbol, spec)
                 name = design_name(launch, plan)
-                designs.setdefault(name, Design(name, launch, plan, spec))
+                launches.setdefault(name, Member(name, launch, plan))
+    groups: dict[object, list[Member]] = {}
+    designs: dict[str, Design] = {}
+    for name, member in sorted(launches.items()):
+        key = KERNEL_FAMILIES.for_kernel(member.launch.kernel).configuration_key(member.launch, member.plan)
+        if key is None:
+            designs[name] = Design(name, (member,), kernel_spec(member.launch, device))
+        else:
+            groups.setdefault(key, []).append(member)
+    for members in groups.values():
+        if len(members) == 1:
+            (member,) = members
+            designs[member.name] = Design(member.name, (member,), kernel_spec(member.launch, device))
+            continue
+        family = KERNEL_FAMILIES.for_kernel(members[0].launch.kernel)
+        spec = family.shared_spec([(x.launch, x.plan) for x in members], device)
+        name = shared_name(members)
+        designs[name] = Design(name, tuple(members), spec)
+    kernels: dict[str, KernelSpec] = {}
+    for d in designs.values():
+        kernels.setdefault(d.spec.symbol, d.spec)
     return dict(sorted(kernels.items())), dict(sorted(designs.items()))
 
 
-__all__ = ["Design", "collect", "design_name"]
+def placements(designs: dict[str, Design]) -> dict[str, tuple[str, str | None]]:
+    """Launch (its :func:`design_name`) -> (the design that runs it, the runtime sequence: None for a design's own)."""
+    return {x.name: (d.name, d.sequence_of(x.name)) for d in designs.values() for x in d.members}
+
+
+class Placement:
+    """Where each launch of a module runs: ``place(launch, plan)`` -> (design name, runtime sequence or None)."""
+
+    def __init__(self, module: Module, device: Device):
+        self.kernels, self.designs = collect(module, device)
+        self._where = placements(self.designs)
+
+    def place(self, launch: LaunchPlan, plan: OpPlan) -> tuple[str, str | None]:
+        name = design_name(launch, plan)
+        where = self._where.get(name)
+        if where is None:
+            raise CompileError(f"launch {name} ({launch.role} at bucket {launch.bucket}) is not in the module's plans")
+        return where
+
+
+__all__ = ["Design", "Member", "Placement", "collect", "design_name", "placements", "shared_name"]

@@ -48,7 +48,8 @@ class AieArtifact:
         blobs, arrays = read_artifact_weights(self.out_dir, self.ir, "emulate")
         kernels, _ = collect(self.ir, self.device)
         library = KernelLibrary.build(kernels.values(), self.out_dir / "host-build")
-        return HostProgram(self.ir, self.device, blobs, arrays, design_reader(self.out_dir), DesignLauncher(library.function))
+        return HostProgram(self.ir, self.device, blobs, arrays, design_reader(self.out_dir, self.ir, self.device),
+                           DesignLauncher(library.function))
 
     def emulate(self, input_ids) -> np.ndarray:
         """Logits [batch, seq, vocab] of ``prefill`` on the host emulator."""

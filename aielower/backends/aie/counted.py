@@ -3,9 +3,10 @@
 For every launch a decode step makes (each planned op of ``@decode``, its bucket-1 launches), the design that runs
 it is built exactly as the artifact writes it, and its runtime sequence is walked: DDR bytes read (shim MM2S
 transfers) and written (S2MM), transfers (one buffer descriptor each), waits, run-time-parameter writes, and the
-words of the NPU instruction stream they lower to. Today every launch is one submission of its own design (its
-own xclbin / hardware context), so submissions per token = launches per token, and the distinct designs a token
-uses are the device configurations it switches between.
+words of the NPU instruction stream they lower to. Every launch is one submission of its design's runtime sequence
+(the launch's own design, or its sequence of a shared configuration, :mod:`.designs.shared`), so submissions per
+token = launches per token; the distinct designs a token uses are the device configurations it switches between,
+and a launch whose design is the one before's needs no switch.
 
 Instruction words per op, from mlir-aie at :data:`~aielower.backends.aie.toolchain.MLIR_AIE_COMMIT`
 (``lib/Targets/AIETargetNPU.cpp`` encodings, ``lib/Dialect/AIEX/Transforms/AIEDmaToNpu.cpp`` lowering; checked
@@ -20,9 +21,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from aielower.backends.aie.families import KERNEL_FAMILIES
-from aielower.backends.aie.catalog import collect, design_name
-from aielower.backends.aie.binding import kernel_spec
-from aielower.backends.aie.designs import build_design
+from aielower.backends.aie.catalog import Placement
+from aielower.backends.aie.design_jobs import build_planned
 from aielower.backends.aie.designs.build import kv_sequence_for
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.device import Device
@@ -68,10 +68,11 @@ def count_sequence(design: m.Design, sequence: str | None = None) -> SequenceCou
     """Walk the runtime sequence ``sequence`` of ``design`` (default: its only or largest one): a transfer whose
     FIFO the shim produces reads DDR, one it consumes writes DDR; bytes are the transfer's elements times its
     argument's element size."""
-    element_bytes = {a.name: a.type.element_bytes for a in design.sequence_args}
+    walked = design.runtime_sequence(sequence)
+    element_bytes = {a.name: a.type.element_bytes for a in walked.args}
     read = write = transfers = waits = rtps = 0
     words = WORDS_HEADER
-    for op in design.runtime_sequence(sequence).ops:
+    for op in walked.ops:
         if isinstance(op, m.DmaMemcpy):
             size = op.elements * element_bytes[op.arg]
             from_ddr = design.fifo(op.fifo).producer.kind == "shim"
@@ -120,18 +121,18 @@ def decode_token_count(module: Module, device: Device, decode: Function, kv_len:
         raise CompileError(f"a decode step has at least one valid KV position (its own), not kv_len={kv_len}")
     designs = {} if designs is None else designs
     counts: dict[tuple[str, str | None], SequenceCount] = {}
-    result = TokenCount(device_configurations=len(collect(module, device)[1]))
+    placement = Placement(module, device)
+    result = TokenCount(device_configurations=len(placement.designs))
     order: list[str] = []
     for op in decode.ops:
         plan = plan_of(op)
         if plan is None:
             continue
         for launch in plan.launches_for(1):
-            name = design_name(launch, plan)
+            name, sequence = placement.place(launch, plan)
             design = designs.get(name)
             if design is None:
-                design = designs[name] = build_design(launch, plan, device, kernel_spec(launch, device), name)
-            sequence = None
+                design = designs[name] = build_planned(placement.designs[name], device)
             if KERNEL_FAMILIES.for_kernel(launch.kernel).reads_valid_tiles(launch, plan):
                 # the step's rows come with its queries: the sequence reads the cache rows before them
                 cache = plan.shape.get("cache_len", 0)

@@ -27,6 +27,7 @@ from aielower.backends.aie.catalog import Design as Planned
 from aielower.backends.aie.cost import calls_per_core
 from aielower.backends.aie.designs import build_design, render
 from aielower.backends.aie.designs import model as m
+from aielower.backends.aie.designs.shared import build_shared_design
 from aielower.backends.aie.device import Device
 from aielower.errors import AielowerError, CompileError
 
@@ -46,8 +47,15 @@ def default_jobs() -> int:
 
 def design_calls(planned: Planned) -> int:
     """The kernel calls a design's cores make, as the cost model counts them: the work of building it."""
-    launch = planned.launch
-    return sum(calls_per_core(launch, planned.plan.shape).values()) * launch.cores
+    return sum(sum(calls_per_core(x.launch, x.plan.shape).values()) * x.launch.cores for x in planned.members)
+
+
+def build_planned(planned: Planned, device: Device) -> m.Design:
+    """The design of a catalog entry: a launch's own, or a shared configuration of its members."""
+    if planned.shared:
+        return build_shared_design([(x.name, x.launch, x.plan) for x in planned.members], device, planned.spec,
+                                   planned.name)
+    return build_design(planned.launch, planned.plan, device, planned.spec, planned.name)
 
 
 def deal(work: Sequence[int], jobs: int) -> list[list[int]]:
@@ -62,7 +70,7 @@ def deal(work: Sequence[int], jobs: int) -> list[list[int]]:
 
 
 def _build(planned: Planned, device: Device) -> tuple[m.Design, str]:
-    design = build_design(planned.launch, planned.plan, device, planned.spec, planned.name)
+    design = build_planned(planned, device)
     return design, render(design)
 
 
@@ -175,7 +183,7 @@ def _worker() -> int:
     return 0
 
 
-__all__ = ["PARALLEL_CALLS", "build_designs", "deal", "default_jobs", "design_calls"]
+__all__ = ["PARALLEL_CALLS", "build_designs", "build_planned", "deal", "default_jobs", "design_calls"]
 
 if __name__ == "__main__":
     raise SystemExit(_worker())

@@ -216,11 +216,12 @@ class EmulatedKernel:
         if instructions.group != self.group_id(1) or words * 4 > instructions.size():
             raise AielowerError(f"design {d.name}: the instruction buffer must be in group_id(1) and hold {words} words")
         sequence = _decode_instructions(bytes(instructions._device[: words * 4]), d.name)
-        if len(buffers) != len(d.sequence_args):
-            raise AielowerError(f"design {d.name}: {len(buffers)} buffers for {len(d.sequence_args)} runtime-sequence "
-                                f"arguments ({', '.join('%' + a.name for a in d.sequence_args)})")
+        expected = d.runtime_sequence(sequence or None).args
+        if len(buffers) != len(expected):
+            raise AielowerError(f"design {d.name}: {len(buffers)} buffers for {len(expected)} runtime-sequence "
+                                f"arguments ({', '.join('%' + a.name for a in expected)})")
         args = {}
-        for i, (bo, arg) in enumerate(zip(buffers, d.sequence_args)):
+        for i, (bo, arg) in enumerate(zip(buffers, expected)):
             if bo.group != self.group_id(3 + i):
                 raise AielowerError(f"design {d.name}: the buffer of %{arg.name} is not in group_id({3 + i})")
             if bo.size() < arg.type.bytes:

@@ -31,10 +31,11 @@ from collections.abc import Callable
 import numpy as np
 
 from aielower.backends.aie.designs.build import kv_sequence_for
+from aielower.backends.aie.designs.shared import HEADER_ARG, header_words
 from aielower.backends.aie.designs.model import Design
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.families import KERNEL_FAMILIES
-from aielower.backends.aie.launcher import Launcher
+from aielower.backends.aie.launcher import Launcher, Resident
 from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of
 from aielower.errors import AielowerError, CompileError
 from aielower.interp import Interpreter
@@ -47,13 +48,14 @@ class HostProgram:
 
     ``blobs`` maps each quantized weight's name to its pre-tiled bytes (as read from ``weights/``);
     ``host_weights`` the arrays host ops read (bf16-rounded where the NPU build stores bf16); ``design_for`` gives
-    a launch's design (parsed from the artifact's design files). Host ops run on their ``@impl``
-    (:mod:`aielower.interp`), through the same interpreter as the reference backend and AWQ.
+    a launch's design (parsed from the artifact's design files) and its runtime sequence (None: the design's own).
+    Host ops run on their ``@impl`` (:mod:`aielower.interp`), through the same interpreter as the reference backend
+    and AWQ.
     """
 
     def __init__(self, module: Module, device: Device, blobs: dict[str, np.ndarray],
-                 host_weights: dict[str, np.ndarray], design_for: Callable[[LaunchPlan, OpPlan], Design],
-                 launcher: Launcher):
+                 host_weights: dict[str, np.ndarray],
+                 design_for: Callable[[LaunchPlan, OpPlan], tuple[Design, str | None]], launcher: Launcher):
         self.module, self.device, self.launcher = module, device, launcher
         self.blobs, self.host_weights = blobs, host_weights
         self.design_for = design_for
@@ -67,9 +69,16 @@ class HostProgram:
 
     def submit(self, plan: OpPlan, launch: LaunchPlan, tensors: dict, cache_rows: int | None = None) -> None:
         """One launch over ``tensors`` (DDR tensors by runtime-sequence argument name). For attention that reads the
-        valid tiles of a cache, the sequence that reads its ``cache_rows`` rows before the step."""
-        design = self.design_for(launch, plan)
-        sequence = kv_sequence_for(design, cache_rows, launch.params["tkv"]) if cache_rows is not None else None
+        valid tiles of a cache, the sequence that reads its ``cache_rows`` rows before the step; for a launch of a
+        shared configuration, its sequence, with its header (a constant of the launch, resident in DDR)."""
+        design, sequence = self.design_for(launch, plan)
+        if sequence is not None:
+            if cache_rows is not None:
+                raise CompileError(f"{design.name}: a launch of a shared configuration reads no KV cache")
+            tensors = {**tensors, HEADER_ARG: Resident(f"header/{design.name}/{sequence}",
+                                                       header_words(design, sequence))}
+        elif cache_rows is not None:
+            sequence = kv_sequence_for(design, cache_rows, launch.params["tkv"])
         self.launcher.launch(design, sequence, tensors)
 
     def launch_of(self, plan: OpPlan, bucket: int, role: str | None = None) -> LaunchPlan:

@@ -106,7 +106,7 @@ class XrtLauncher:
         self.submissions = 0
         self.bytes_to_device = 0  # host -> device copies (syncs) made by the runtime
         self._programs: dict[str, _Program] = {}
-        self._scratch: dict[tuple[str, str], tuple[object, np.ndarray]] = {}
+        self._scratch: dict[tuple[str, str, str], tuple[object, np.ndarray]] = {}
         self._resident: dict[str, tuple[object, np.ndarray]] = {}
         self._outputs: dict[str, frozenset[str]] = {}
 
@@ -148,14 +148,15 @@ class XrtLauncher:
             raise AielowerError(f"DDR tensor {tensor.key} has {found[0].size()} bytes; the design reads {needed}")
         return found[0]
 
-    def _scratch_buffer(self, design: Design, index: int, group: int):
-        arg = design.sequence_args[index]
-        key = (design.name, arg.name)
+    def _scratch_buffer(self, design: Design, arg, group: int):
+        """The buffer object of a design's argument (one per design, argument name and element type, grown when a
+        sequence of a shared configuration needs more) and its view of the argument's elements."""
+        key = (design.name, arg.name, arg.type.element)
         found = self._scratch.get(key)
-        if found is None:
+        if found is None or found[0].size() < arg.type.bytes:
             bo = self.xrt.bo(self.device, arg.type.bytes, self.xrt.bo.host_only, group)
-            found = self._scratch[key] = (bo, self._view(bo, NUMPY_DTYPES[arg.type.element])[: arg.type.size])
-        return found
+            found = self._scratch[key] = (bo, self._view(bo, NUMPY_DTYPES[arg.type.element]))
+        return found[0], found[1][: arg.type.size]
 
     def launch(self, design: Design, sequence: str | None, tensors: Mapping[str, np.ndarray | Resident]) -> None:
         program = self.program(design.name)
@@ -164,7 +165,7 @@ class XrtLauncher:
         if outputs is None:
             outputs = self._outputs[design.name] = design.output_args()
         buffers, results = [], []
-        for i, arg in enumerate(design.sequence_args):
+        for i, arg in enumerate(design.runtime_sequence(sequence).args):
             tensor = tensors.get(arg.name)
             if tensor is None:
                 raise AielowerError(f"design {design.name}: no tensor for runtime-sequence argument %{arg.name}")
@@ -172,7 +173,7 @@ class XrtLauncher:
             if isinstance(tensor, Resident):
                 buffers.append(self._resident_buffer(tensor, group, arg.type.bytes))
                 continue
-            bo, view = self._scratch_buffer(design, i, group)
+            bo, view = self._scratch_buffer(design, arg, group)
             if tensor.size < arg.type.size or tensor.dtype != view.dtype:
                 raise AielowerError(f"design {design.name}: %{arg.name} needs {arg.type.size} {view.dtype} elements, "
                                     f"got {tensor.size} {tensor.dtype}")
@@ -230,7 +231,8 @@ class AieRuntime:
         self.timing = "emulated" if getattr(self.xrt, "emulated", False) else "measured"
         self.xrt_device = self.xrt.device(0)
         self.launcher = XrtLauncher(self.xrt, self.xrt_device, self.out_dir, record)
-        self.program = HostProgram(self.module, aie_device, blobs, arrays, design_reader(self.out_dir), self.launcher)
+        self.program = HostProgram(self.module, aie_device, blobs, arrays,
+                                   design_reader(self.out_dir, self.module, aie_device), self.launcher)
         self.last_stats = None
         tables = [op.table.type.shape[0] for op in self.module.functions["decode"].ops if op.name == "nn.embedding"]
         self._vocab = tables[0] if tables else None
@@ -239,11 +241,12 @@ class AieRuntime:
         """The program run here (``module.ir``) must be the one the manifest's launch schedule describes, and the
         build must hold every design that schedule launches."""
         from aielower.backends.aie.artifact import schedule
+        from aielower.backends.aie.device import get_device
 
-        if schedule(self.module) != self.manifest.get("schedule"):
+        if schedule(self.module, get_device(self.manifest["device"]["name"])) != self.manifest.get("schedule"):
             raise AielowerError(f"{self.out_dir}: module.ir and the launch schedule of manifest.json differ (a file "
                                 "was changed or replaced): recompile the artifact")
-        launched = {d for steps in self.manifest["schedule"].values() for step in steps
+        launched = {d.split("@")[0] for steps in self.manifest["schedule"].values() for step in steps
                     for names in step.get("designs", {}).values() for d in names}
         unbuilt = sorted(launched - set(record["designs"]))
         if unbuilt:

@@ -108,9 +108,10 @@ class LinearWork:
 
     A core's work items run in order; item ``i`` holds ``nb[i]`` accumulators (``Acc(j * acc_stride)``): ``init``
     each, then per K tile ``kt`` the activation tile ``x[i, kt]`` and one ``step`` per accumulator ``j`` with weight
-    tile ``w[i, kt, j]``, then ``store`` each into output tile ``y[i, j]``. Offsets are elements of the tensors
-    ``x_name`` / ``w`` (bytes) / ``y_name``; ``w`` and ``y`` hold -1 past ``nb[i]``. Every tile of a tensor has the
-    same shape (``x_ap`` / ``y_ap`` at offset 0; weight tiles are ``w_bytes`` contiguous bytes)."""
+    tile ``w[i, kt, j]``, then ``store`` each in ``parts`` calls, part ``p`` into output tile ``y[i, j * parts +
+    p]`` (the store's slot is ``j * parts + p``). Offsets are elements of the tensors ``x_name`` / ``w`` (bytes) /
+    ``y_name``; ``w`` and ``y`` hold -1 past ``nb[i]``. Every tile of a tensor has the same shape (``x_ap`` /
+    ``y_ap`` at offset 0; weight tiles are ``w_bytes`` contiguous bytes)."""
 
     x_name: str
     y_name: str
@@ -118,7 +119,8 @@ class LinearWork:
     y_ap: AccessPattern
     w_bytes: int
     acc_stride: int
-    cores: dict  # (column, row) -> (nb [items], x [items, kt], w [items, kt, nb_max], y [items, nb_max])
+    cores: dict  # (column, row) -> (nb [items], x [items, kt], w [items, kt, nb_max], y [items, nb_max * parts])
+    parts: int = 1  # store calls per accumulator
 
 
 def programs(launch: LaunchPlan, work: LinearWork) -> list[CoreProgram]:
@@ -133,8 +135,9 @@ def programs(launch: LaunchPlan, work: LinearWork) -> list[CoreProgram]:
                 x = In((TileRef(work.x_name, _at(work.x_ap, x_off)),))
                 for j in range(nb):
                     core.calls.append(Call("step", (x, In((contiguous("w", w_row[j], work.w_bytes),)), accs[j])))
-            for j in range(nb):
-                core.calls.append(Call("store", (accs[j], Out((TileRef(work.y_name, _at(work.y_ap, y_row[j])),)))))
+            for j in range(nb * work.parts):
+                core.calls.append(Call("store", (accs[j // work.parts],
+                                                 Out((TileRef(work.y_name, _at(work.y_ap, y_row[j])),)))))
     return cores
 
 

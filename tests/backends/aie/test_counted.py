@@ -17,7 +17,7 @@ def _design(sequence) -> m.Design:
     bf16 = m.MemrefType(64, "bf16")
     fifos = (m.ObjectFifo("in0", shim, (core,), 2, bf16), m.ObjectFifo("out0", core, (shim,), 2, bf16))
     args = (m.SequenceArg("x", m.MemrefType(256, "bf16")), m.SequenceArg("y", m.MemrefType(256, "f32")))
-    return m.Design("d", "npu2", (), (shim, core), fifos, (), (), (), args, (m.RuntimeSequence("", tuple(sequence)),))
+    return m.Design("d", "npu2", (), (shim, core), fifos, (), (), (), (m.RuntimeSequence("", tuple(sequence), args),))
 
 
 def test_a_sequence_is_counted_op_by_op():

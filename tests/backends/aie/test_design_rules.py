@@ -179,4 +179,4 @@ def test_a_kernel_call_with_the_wrong_buffer():
 
     cores = (dataclasses.replace(design.cores[0], body=tuple(swap(design.cores[0].body))),) + design.cores[1:]
     problems = [str(v) for v in check_design(dataclasses.replace(design, cores=cores)) if v.rule == "calls"]
-    assert problems and "argument 0 is memref<2496xi8>, the function takes memref<64xbf16>" in problems[0]
+    assert problems and "argument 0 is memref<2400xi8>, the function takes memref<256xbf16>" in problems[0]

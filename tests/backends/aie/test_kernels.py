@@ -130,8 +130,24 @@ def _slot_specs():
                          gemm_spec(8, 32, 64, 16, True, MMULS[device], nb=nb))]
 
 
+# Kernels that store half a tile per call (YS = TN / 2), and the mixed kernels of a shared configuration (both
+# stores, a header of 3 words): (tn, tk, group, bias, device).
+HALF_STORE_CASES = [(16, 32, 16, False, "npu2"), (32, 64, 32, True, "npu1")]
+
+
+def _half_store_specs():
+    out = []
+    for tn, tk, group, bias, device in HALF_STORE_CASES:
+        m = MMULS[device]
+        out += [gemv_spec(tn, tk, group, bias, m, nb=2, ys=tn // 2),
+                gemv_spec(tn, tk, group, bias, m, "silu_mul", ARCH_OF[device], nb=2, ys=tn // 2, members=3,
+                          mixed=True)]
+    return out
+
+
 def _all_specs():
-    return ([_gemv(c) for c in GEMV_CASES] + [_gemm(c) for c in GEMM_CASES] + _layout_specs() + _epilogue_specs()
+    return (_half_store_specs() + [_gemv(c) for c in GEMV_CASES] + [_gemm(c) for c in GEMM_CASES] + _layout_specs()
+            + _epilogue_specs()
             + [rms_norm_spec(*c) for c in RMS_CASES] + [silu_mul_spec(*c) for c in SILU_CASES]
             + [rope_spec(*c) for c in ROPE_CASES] + [_attn(c) for c in ATTN_CASES] + [HEADER_SPEC, PLAIN_SPEC]
             + [ROPE_SPEC, STEP_SPEC, STEP_PLAIN_SPEC, rope_spec(14, 1)]
@@ -198,13 +214,17 @@ def _pad(n, t):
     return -(-n // t) * t
 
 
-def _run_gemv(lib, spec, tiles, x_pad):
+def _run_gemv(lib, spec, tiles, x_pad, store="_store"):
     """As a design runs it: the N tiles in groups of NB, one accumulator slot each: init every slot, then per K
-    tile one step per slot, then store every slot. Returns y bf16 bits [n_pad] (with an epilogue that stores half
-    the tile: [n_pad / 2])."""
+    tile one step per slot, then store every slot (in TN / YS calls of YS outputs, the slot counting them, when the
+    kernel stores parts of a tile). Returns y bf16 bits [n_pad] (with an epilogue that stores half the tile:
+    [n_pad / 2]). ``store``: the store function (a mixed kernel's ``_store_silu_mul``)."""
     tn, tk, nb = spec.p["tn"], spec.p["tk"], spec.p["nb"]
-    out = tn // 2 if "epilogue" in spec.p else tn
-    init, step, store = (lib.function(f) for f in spec.functions)
+    silu = store != "_store" or ("epilogue" in spec.p and not spec.p.get("mixed"))
+    out = tn // 2 if silu else tn
+    ys = out if silu else spec.p.get("ys", tn)
+    parts = out // ys
+    init, step, store = (lib.function(spec.symbol + f) for f in ("_init", "_step", store))
     y = np.zeros(tiles.shape[0] * out, np.uint16)
     for first in range(0, tiles.shape[0], nb):
         group = range(first, min(first + nb, tiles.shape[0]))
@@ -215,7 +235,9 @@ def _run_gemv(lib, spec, tiles, x_pad):
             for slot, nt in enumerate(group):
                 step(x_pad[kt * tk:(kt + 1) * tk], np.ascontiguousarray(tiles[nt, kt]), accs, slot)
         for slot, nt in enumerate(group):
-            store(accs, slot, y[nt * out:(nt + 1) * out])
+            for part in range(parts):
+                start = nt * out + part * ys
+                store(accs, slot * parts + part, y[start:start + ys])
     return y
 
 
@@ -441,6 +463,50 @@ def test_gemm_silu_mul_epilogue_is_the_gemm_then_the_silu_mul_kernel_bit_for_bit
     assert got.shape == (m_pad, n_pad // 2)
     np.testing.assert_array_equal(got[:m, :i], expected)
     assert not got[:, i:].any(), "padded outputs are silu(0) * 0"
+
+
+@pytest.mark.parametrize("case", HALF_STORE_CASES, ids=lambda c: "tn{}_tk{}_g{}_{}_{}".format(*c))
+def test_half_tile_stores_and_a_mixed_kernel_store_what_the_whole_tile_kernels_store(lib, case):
+    """A kernel storing YS = TN / 2 outputs per call (its slot counting the halves) writes bit for bit what the
+    whole-tile kernel writes; the mixed kernel of a shared configuration stores plainly with ``_store`` and with
+    the silu_mul epilogue with ``_store_silu_mul``, each bit for bit as the kernel with only that store."""
+    tn, tk, group, bias, device = case
+    m = MMULS[device]
+    rng = np.random.default_rng(tn * tk)
+    n, k = 5 * tn, 2 * tk  # more tiles than the 2 slots: two full groups and a partial one
+    w, b, _, _ = _quantized_linear(rng, n, k, group, bias)
+    tiles = pretile_linear(w, b, n, k, tn, tk, mmul=m).reshape(n // tn, k // tk, -1)
+    x = rand_bf16(rng, k)[0]
+    whole = _run_gemv(lib, gemv_spec(tn, tk, group, bias, m), tiles, x)
+    half = gemv_spec(tn, tk, group, bias, m, nb=2, ys=tn // 2)
+    assert half.p["ys"] == tn // 2 and half.signature(half.symbol + "_store")[-1].size == tn // 2
+    np.testing.assert_array_equal(_run_gemv(lib, half, tiles, x), whole)
+    mixed = gemv_spec(tn, tk, group, bias, m, "silu_mul", ARCH_OF[device], nb=2, ys=tn // 2, members=3, mixed=True)
+    np.testing.assert_array_equal(_run_gemv(lib, mixed, tiles, x), whole)
+    silu = _run_gemv(lib, gemv_spec(tn, tk, group, bias, m, "silu_mul", ARCH_OF[device]), tiles, x)
+    np.testing.assert_array_equal(_run_gemv(lib, mixed, tiles, x, store="_store_silu_mul"), silu)
+
+
+def test_the_header_function_copies_the_selector_words(lib):
+    tn, tk, group, bias, device = HALF_STORE_CASES[0]
+    spec = gemv_spec(tn, tk, group, bias, MMULS[device], "silu_mul", ARCH_OF[device], nb=2, ys=tn // 2, members=3,
+                     mixed=True)
+    header = np.zeros(tk // 2, np.int32)
+    header[:4] = (0, 1, 0, 7)  # the fourth word is not the kernel's
+    words = np.full(3, -1, np.int32)
+    lib.function(spec.symbol + "_header")(header.view(np.uint16), words)
+    np.testing.assert_array_equal(words, (0, 1, 0))
+
+
+def test_store_sizes_and_shared_kernels_are_checked():
+    m = MMULS["npu2"]
+    with pytest.raises(CompileError, match="YS=24 outputs per store"):
+        gemv_spec(32, 64, 32, False, m, ys=24).symbol
+    with pytest.raises(CompileError, match="YS=8: the stores of a mixed kernel write 16"):
+        gemv_spec(32, 64, 32, False, m, "silu_mul", "aie2p", ys=8, members=2, mixed=True).symbol
+    with pytest.raises(CompileError, match="selects one of 2 .. 32 linears"):
+        gemv_spec(32, 64, 32, False, m, ys=16, members=40).symbol
+    assert gemv_spec(32, 64, 32, False, m, ys=32).symbol == gemv_spec(32, 64, 32, False, m).symbol  # a whole tile
 
 
 @pytest.mark.parametrize("device, nb", SLOT_CASES)

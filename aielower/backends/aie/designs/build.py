@@ -200,7 +200,7 @@ def _units(calls: list[sched.Call]) -> list[list[sched.Call]]:
 MIN_ACQUIRING_LOOP = 3
 
 
-class _Builder:
+class DesignBuilder:
     def __init__(self, launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name: str,
                  kv_tiles: int | None = None):
         self.launch, self.op_plan, self.device, self.spec, self.name = launch, op_plan, device, spec, name
@@ -265,7 +265,7 @@ class _Builder:
             self.seq[x.index][key] = _distinct(xs.reshape(-1), np.repeat(item, xs.shape[1]))
             w_items = np.repeat(np.repeat(item, xs.shape[1]), ws.shape[2]).reshape(-1, ws.shape[2])
             self.seq[w.index][key] = _distinct(ws.reshape(-1, ws.shape[2])[valid], w_items[valid])
-            y_valid = np.arange(ys.shape[1])[None, :] < nbs[:, None]
+            y_valid = np.arange(ys.shape[1])[None, :] < nbs[:, None] * work.parts
             self.seq[y.index][key] = ys[y_valid].reshape(-1, 1)
         for c in range(L.columns):
             if not any(self.items[(c, r)][0] for r in range(L.rows)):
@@ -500,28 +500,29 @@ class _Builder:
 
     # -- core bodies ---------------------------------------------------------------------------------------------
 
-    def core(self, column: int, row: int) -> CoreDesign:
+    def core(self, column: int, row: int, prefix: str = "v") -> CoreDesign:
+        """The body of core ``(column, row)``; its variables are ``prefix`` and a number."""
         if self.work is not None:
             core = CoreDesign(column, row, [])
             nbs = self.work.cores[(column, row)][0]
             core.acc_size = self.spec.signature(self.spec.functions[0])[0].size  # NB accumulators in one buffer
             core.accs = 1
             core.body = self._body_linear([(int(nb), self.work.cores[(column, row)][1].shape[1]) for nb in nbs],
-                                          (f"v{i}" for i in count()))
+                                          (f"{prefix}{i}" for i in count()))
             return core
         units = self.padded[(column, row)]
-        names = (f"v{i}" for i in count())
+        names = (f"{prefix}{i}" for i in count())
         build = self._body_attention if self.family == "attention" else self._body_elementwise
         core = CoreDesign(column, row, [])
         body = build(core, units, names)
-        if all(isinstance(n.count, int) for n in _walk(body) if isinstance(n, Loop)):
+        if all(isinstance(n.count, int) for n in walk_nodes(body) if isinstance(n, Loop)):
             # mlir-aie lowers this core's FIFOs statically (model.Core.dynamic_objfifo_lowering): it unrolls loops
             body = self._guard_loops(body, (f"u{i}" for i in count()))
         core.body = body
         core.elements = {s.index: self.elements[s.index][(column, row)] for s in self.streams}
         return core
 
-    def kv_prefix(self, tiles: int) -> "_Builder":
+    def kv_prefix(self, tiles: int) -> "DesignBuilder":
         """A decode attention builder whose KV stream delivers only the first ``tiles`` cache tiles of every work
         item (the streams of its @kv_tiles_n sequence); parameter defaults for that count. Shares everything
         else."""
@@ -569,7 +570,7 @@ class _Builder:
         """Iterations of a ``count``-times loop with ``body`` that stay a loop, the rest being written out
         (:data:`MIN_ACQUIRING_LOOP`): all of them if the body acquires nothing, else a multiple of the unroll
         factor, at least twice it and the minimum, or none."""
-        if not any(isinstance(n, Acquire) for n in _walk(body)):
+        if not any(isinstance(n, Acquire) for n in walk_nodes(body)):
             return count
         factor = self._unroll_factor(body)
         looped = count // factor * factor
@@ -646,10 +647,12 @@ class _Builder:
                 return [Acquire(x.index, xv)] + times(nb, step, counted=True) + [Release(x.index)]
             return make
 
+        parts = self.work.parts  # store calls per accumulator; the slot counts them
+
         def item(nb: int, kt: int):
             def make(_) -> list:
                 return (times(nb, lambda slot: [Call("init", [("acc", 0), slot])], counted=True)
-                        + times(kt, k_tile(nb)) + times(nb, store, counted=True))
+                        + times(kt, k_tile(nb)) + times(nb * parts, store, counted=True))
             return make
 
         def items(_) -> list:
@@ -879,7 +882,7 @@ def _trace_arrays(body: list, streams: list[StreamInfo]) -> tuple[list[Call], li
     nodes: list[Call] = []
     node_ids: dict[int, int] = {}
     slot_stream: list[list[int]] = []
-    width = 1 + 2 * max((len(n.args) for n in _walk(body) if isinstance(n, Call)), default=0)
+    width = 1 + 2 * max((len(n.args) for n in walk_nodes(body) if isinstance(n, Call)), default=0)
     n_streams = len(streams)
     counter = n_streams + 1  # the pseudo-stream of i32 arguments (a loop counter, or a constant)
 
@@ -932,7 +935,7 @@ def _trace_arrays(body: list, streams: list[StreamInfo]) -> tuple[list[Call], li
 def _iteration(body: list, i: int, tag: str) -> list:
     """Iteration ``i`` of a loop with ``body``, written out: every variable the body defines gets the suffix
     ``_<tag>``, and the loop's own counter (a :class:`Cast` directly in the body) becomes the constant ``i``."""
-    defined = {n.var for n in _walk(body) if isinstance(n, (Acquire, Cast, Arith, Load))}
+    defined = {n.var for n in walk_nodes(body) if isinstance(n, (Acquire, Cast, Arith, Load))}
     rename = {v: f"{v}_{tag}" for v in defined}
 
     def value(x):
@@ -962,17 +965,18 @@ def _iteration(body: list, i: int, tag: str) -> list:
     return copy_nodes(body, True)
 
 
-def _walk(body: list):
+def walk_nodes(body: list):
+    """Every node of a core body, loops first then their bodies, in order."""
     for node in body:
         yield node
         if isinstance(node, Loop):
-            yield from _walk(node.body)
+            yield from walk_nodes(node.body)
 
 
 _FUNCTIONS = ("init", "step", "store")
 
 
-def _linear_calls(b: _Builder, core: CoreDesign) -> np.ndarray:
+def _linear_calls(b: DesignBuilder, core: CoreDesign) -> np.ndarray:
     """The calls a linear core body makes, traced on arrays: rows ``[function, x, w, acc, y]`` (function index in
     ``init / step / store``, tile offsets, -1 where the call has no such argument). Cores with the same body (the
     common case: the body names streams, not FIFOs) share the trace; only the tiles they take differ."""
@@ -992,7 +996,7 @@ def _linear_calls(b: _Builder, core: CoreDesign) -> np.ndarray:
     return out
 
 
-def _linear_trace(b: _Builder, body: list) -> tuple[np.ndarray, list, np.ndarray]:
+def _linear_trace(b: DesignBuilder, body: list) -> tuple[np.ndarray, list, np.ndarray]:
     """What :func:`_linear_calls` needs of a body, whatever core runs it: the rows with the function and the
     accumulator filled in, per (argument, stream) the rows and the element indices to fill with that core's tile
     offsets, and the elements taken per stream."""
@@ -1038,9 +1042,9 @@ def _linear_expected(work: sched.LinearWork, key) -> np.ndarray:
         step[..., 0], step[..., 3] = 1, j
         step[..., 1] = xs[start:end, :, None]
         step[..., 2] = ws[start:end, :, :nb]
-        store = np.full((n, nb, 5), -1, np.int64)
-        store[..., 0], store[..., 3] = 2, j
-        store[..., 4] = ys[start:end, :nb]
+        store = np.full((n, nb * work.parts, 5), -1, np.int64)
+        store[..., 0], store[..., 3] = 2, np.arange(nb * work.parts)
+        store[..., 4] = ys[start:end, : nb * work.parts]
         blocks.append(np.concatenate([init, step.reshape(n, kt * nb, 5), store], axis=1).reshape(-1, 5))
         start = end
     return np.concatenate(blocks) if blocks else np.zeros((0, 5), np.int64)
@@ -1137,22 +1141,16 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
         raise CompileError(f"{name}: {launch.columns}x{launch.rows} cores do not fit {device.name}")
     if spec.family != launch.kernel:
         raise CompileError(f"{name}: the launch runs a {launch.kernel} kernel, not {spec.symbol}")
-    b = _Builder(launch, op_plan, device, spec, name)
+    b = DesignBuilder(launch, op_plan, device, spec, name)
     fifos, links = b.fifos()
     tkv = launch.params["tkv"] if launch.kernel == "attention" else None
     cores = []
     for c in range(launch.columns):
         for r in range(launch.rows):
-            core = b.core(c, r)
             if b.work is not None:
-                got, want = _linear_calls(b, core), _linear_expected(b.work, (c, r))
-                if got.shape != want.shape or not np.array_equal(got, want):
-                    differ = np.flatnonzero((got[: len(want)] != want[: len(got)]).any(axis=1))
-                    first = int(differ[0]) if len(differ) else min(len(got), len(want))
-                    raise CompileError(f"internal: the design of core ({c}, {r}) does not reproduce the schedule "
-                                       f"(call {first} of {len(want)})")
-                cores.append(core)
+                cores.append(linear_core(b, c, r))
                 continue
+            core = b.core(c, r)
             got = _trace(core, b.streams, tkv)
             want = _expected(b.padded[(c, r)], core.acc_size or 1)
             if got != want:
@@ -1163,15 +1161,15 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
     buffers: list[m.Buffer] = []
     core_models = []
     for core in cores:
-        model, core_buffers = _core_model(core, b, spec)
+        model, core_buffers = core_model(core, b, spec)
         core_models.append(model)
         buffers.extend(core_buffers)
-    if b.dynamic_kv:
-        sequences = _kv_sequences(b, cores, device)
-    else:
-        sequences = (m.RuntimeSequence("", _sequence(b, cores, device)),)
     args = tuple(m.SequenceArg(t, m.MemrefType(n, element)) for t, element, n in b.tensors())
-    functions = tuple(m.KernelFunction(fn, tuple(_arg_type(a) for a in spec.signature(fn))) for fn in spec.functions)
+    if b.dynamic_kv:
+        sequences = _kv_sequences(b, cores, device, args)
+    else:
+        sequences = (m.RuntimeSequence("", _sequence(b, cores, device), args),)
+    functions = tuple(m.KernelFunction(fn, tuple(arg_type(a) for a in spec.signature(fn))) for fn in spec.functions)
     tiles = tuple(sorted({m.Tile(c, row) for c in range(launch.columns) for row in range(launch.rows + 2)},
                          key=lambda t: (t.column, t.row)))
     shape = ", ".join(f"{k}={v}" for k, v in KERNEL_FAMILIES.for_kernel(launch.kernel).design_shape(
@@ -1192,7 +1190,20 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
                      "2, the trip count of the cores' KV loop. The host submits the first n >= ceil(P / tile); the "
                      "kernel leaves a row with no valid KV row unchanged.",)
     return m.Design(name, AIE_DEVICE[device.name], functions, tiles, tuple(fifos), tuple(links), tuple(buffers),
-                    tuple(core_models), args, sequences, comments)
+                    tuple(core_models), sequences, comments)
+
+
+def linear_core(b: DesignBuilder, column: int, row: int, prefix: str = "v") -> CoreDesign:
+    """The body of a linear core of builder ``b`` (variables ``prefix`` and a number), checked: traced on arrays,
+    it makes exactly the calls of the launch's schedule."""
+    core = b.core(column, row, prefix)
+    got, want = _linear_calls(b, core), _linear_expected(b.work, (column, row))
+    if got.shape != want.shape or not np.array_equal(got, want):
+        differ = np.flatnonzero((got[: len(want)] != want[: len(got)]).any(axis=1))
+        first = int(differ[0]) if len(differ) else min(len(got), len(want))
+        raise CompileError(f"internal: the design of core ({column}, {row}) does not reproduce the schedule "
+                           f"(call {first} of {len(want)})")
+    return core
 
 
 KV_SEQUENCE_PREFIX = "kv_tiles_"
@@ -1221,7 +1232,7 @@ def kv_sequence_for(design: m.Design, cache_rows: int, tkv: int) -> str | None:
     return kv_sequence_name(covering[0])
 
 
-def _sequence(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple[m.SequenceOp, ...]:
+def _sequence(b: DesignBuilder, cores: list[CoreDesign], device: Device) -> tuple[m.SequenceOp, ...]:
     """The runtime sequence of builder ``b``: the parameter words it writes on every core that has them, then its
     transfers."""
     ops: list[m.SequenceOp] = []
@@ -1231,9 +1242,10 @@ def _sequence(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple[m.S
     return tuple(ops + issue_order(b.transfers(), device.shim_buffer_descriptors))
 
 
-def _kv_sequences(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple[m.RuntimeSequence, ...]:
+def _kv_sequences(b: DesignBuilder, cores: list[CoreDesign], device: Device,
+                  args: tuple[m.SequenceArg, ...]) -> tuple[m.RuntimeSequence, ...]:
     """One sequence per cache tile count of a decode attention design: the full builder's streams with every work
-    item cut to its first n cache tiles (:meth:`_Builder.kv_prefix`). The counts at the edges (the
+    item cut to its first n cache tiles (:meth:`DesignBuilder.kv_prefix`). The counts at the edges (the
     first two, the last two: 0, 1, ..., all but one, all) are also built from the schedule at that count, with the
     cores checked against it, and must give the same sequence; the cut is linear in the count where rebuilding
     every count is quadratic."""
@@ -1248,15 +1260,15 @@ def _kv_sequences(b: _Builder, cores: list[CoreDesign], device: Device) -> tuple
         if n in checked and _sequence(*_variant(b, cores, n), device) != ops:
             raise CompileError(f"internal: {b.name}: the sequence cut to {n} KV tiles differs from the one "
                                "scheduled at that count")
-        out.append(m.RuntimeSequence(kv_sequence_name(n), ops))
+        out.append(m.RuntimeSequence(kv_sequence_name(n), ops, args))
     return tuple(out)
 
 
-def _variant(full: _Builder, cores: list[CoreDesign], tiles: int) -> tuple[_Builder, list[CoreDesign]]:
+def _variant(full: DesignBuilder, cores: list[CoreDesign], tiles: int) -> tuple[DesignBuilder, list[CoreDesign]]:
     """The builder of ``full``'s launch reading ``tiles`` KV tiles, after checking that the cores of ``full``
     (their bodies are the same for every tile count: the KV loop runs the count read at run time), fed what this
     variant's sequence sends and its run-time parameters, make exactly the calls of its schedule."""
-    b = _Builder(full.launch, full.op_plan, full.device, full.spec, full.name, kv_tiles=tiles)
+    b = DesignBuilder(full.launch, full.op_plan, full.device, full.spec, full.name, kv_tiles=tiles)
     tkv = full.launch.params["tkv"]
     mine = []
     for core in cores:
@@ -1280,11 +1292,11 @@ def render_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, nam
     return render(build_design(launch, op_plan, device, spec, name))
 
 
-def _arg_type(arg):
+def arg_type(arg):
     return "i32" if arg.kind == "i32" else m.MemrefType(arg.size, _MEMREF_ELEMENT[arg.kind])
 
 
-def _core_model(core: CoreDesign, b: _Builder, spec) -> tuple[m.Core, list[m.Buffer]]:
+def core_model(core: CoreDesign, b: DesignBuilder, spec) -> tuple[m.Core, list[m.Buffer]]:
     """The core as design data: its body with FIFO names, buffers and the kernel's object and stack."""
     c, r = core.column, core.row
     tile = m.Tile(c, r + 2)

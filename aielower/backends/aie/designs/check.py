@@ -161,7 +161,7 @@ def _check_one_sequence(design: Design, sequence) -> list[Violation]:
     out = []
     label = f"{design.name}" + (f" @{sequence.name}" if sequence.name else "")
     fifos = {f.name: f for f in design.fifos}
-    args = {a.name: a.type for a in design.sequence_args}
+    args = {a.name: a.type for a in sequence.args}
     queue: dict[str, list[tuple[int, DmaMemcpy]]] = defaultdict(list)  # issued, not known to be finished
     tokens: dict[str, list[int]] = defaultdict(list)  # token-issuing transfers not yet waited for
     in_flight: dict[tuple[int, int], tuple[str, int]] = {}  # (column, bd id) -> (fifo, op index)

@@ -257,11 +257,16 @@ SequenceOp = Union[DmaMemcpy, DmaWait, RtpWrite]
 @dataclass(frozen=True)
 class RuntimeSequence:
     """``aie.runtime_sequence @name(args) { ops }``; a design's only sequence has no name. A design with several
-    (decode attention: one per count of KV tiles read) compiles to one xclbin and one instruction stream per
-    sequence; the host submits the stream that matches the step."""
+    (decode attention: one per count of KV tiles read; a shared configuration: one per op it runs) compiles to one
+    xclbin and one instruction stream per sequence; the host submits the stream that matches the launch. Each
+    sequence has its own arguments (a shared configuration's ops move tensors of different sizes)."""
 
     name: str
     ops: tuple[SequenceOp, ...]
+    args: tuple[SequenceArg, ...] = ()
+
+    def arg(self, name: str) -> SequenceArg | None:
+        return next((a for a in self.args if a.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -276,7 +281,6 @@ class Design:
     links: tuple[FifoLink, ...]
     buffers: tuple[Buffer, ...]
     cores: tuple[Core, ...]
-    sequence_args: tuple[SequenceArg, ...]
     sequences: tuple[RuntimeSequence, ...]
     comments: tuple[str, ...] = field(default=(), compare=False)
 
@@ -296,11 +300,16 @@ class Design:
         """The ops of :meth:`runtime_sequence` ``()``."""
         return self.runtime_sequence().ops
 
+    @property
+    def sequence_args(self) -> tuple[SequenceArg, ...]:
+        """The arguments of :meth:`runtime_sequence` ``()``."""
+        return self.runtime_sequence().args
+
     def with_sequence(self, ops) -> "Design":
         """This design with its only sequence's ops replaced (tests that break a design on purpose)."""
         if len(self.sequences) != 1:
             raise CompileError(f"design {self.name} has {len(self.sequences)} runtime sequences")
-        return replace(self, sequences=(RuntimeSequence(self.sequences[0].name, tuple(ops)),))
+        return replace(self, sequences=(replace(self.sequences[0], ops=tuple(ops)),))
 
     def fifos_into_ddr(self) -> frozenset[str]:
         """The object FIFOs that end at a shim tile: their runtime-sequence transfers write DDR."""

@@ -122,7 +122,6 @@ def parse_design(text: str, filename: str = "<design>") -> Design:
     device = r.expect(_DEVICE, "aie.device(<name>) {").group(1)
     name = Path(filename).stem
     functions, tiles, fifos, links, buffers, cores = [], {}, [], [], [], []
-    args: list[SequenceArg] = []
     sequences: list[RuntimeSequence] = []
     while True:
         line = r.next()
@@ -152,13 +151,12 @@ def parse_design(text: str, filename: str = "<design>") -> Design:
         elif m := _CORE.fullmatch(line):
             cores.append(_core(r, _tile(r, tiles, m.group(1))))
         elif m := _SEQUENCE.fullmatch(line):
-            these = [SequenceArg(a.group(1), _memref(a.group(2))) for a in _SEQ_ARG.finditer(m.group(2))]
-            if sequences and these != args:
-                raise r.error("the runtime sequences of a design take the same arguments")
+            args = tuple(SequenceArg(a.group(1), _memref(a.group(2))) for a in _SEQ_ARG.finditer(m.group(2)))
+            if len({a.name for a in args}) != len(args):
+                raise r.error("a runtime sequence names an argument twice")
             if (m.group(1) or "") in {s.name for s in sequences} or (sequences and not m.group(1)):
                 raise r.error("several runtime sequences need distinct names")
-            args = these
-            sequences.append(RuntimeSequence(m.group(1) or "", tuple(_sequence(r))))
+            sequences.append(RuntimeSequence(m.group(1) or "", tuple(_sequence(r)), args))
         elif line == "}":
             break
         else:
@@ -166,7 +164,7 @@ def parse_design(text: str, filename: str = "<design>") -> Design:
     if r.next() != "}":
         raise r.error("expected '}' closing the module")
     return Design(name, device, tuple(functions), tuple(tiles.values()), tuple(fifos), tuple(links), tuple(buffers),
-                  tuple(cores), tuple(args), tuple(sequences), comments)
+                  tuple(cores), tuple(sequences), comments)
 
 
 def _tile(r: _Reader, tiles: dict, name: str) -> Tile:

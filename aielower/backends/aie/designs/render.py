@@ -79,13 +79,13 @@ def _core_context(design: Design, core) -> dict:
 
 
 def _sequences_context(design: Design) -> list[dict]:
-    return [dict(name=s.name, ops=_sequence_context(design, s.ops)) for s in design.sequences]
+    return [dict(name=s.name, args=s.args, ops=_sequence_context(s)) for s in design.sequences]
 
 
-def _sequence_context(design: Design, sequence) -> list[dict]:
-    types = {a.name: a.type for a in design.sequence_args}
+def _sequence_context(sequence) -> list[dict]:
+    types = {a.name: a.type for a in sequence.args}
     ops = []
-    for op in sequence:
+    for op in sequence.ops:
         if isinstance(op, DmaMemcpy):
             ops.append(dict(kind="dma", arg=op.arg, offset=op.offset, sizes=list(op.sizes), strides=list(op.strides),
                             bd_id=op.bd_id, fifo=op.fifo, issue_token=op.issue_token, type=str(types[op.arg])))

@@ -317,7 +317,7 @@ class DesignRun:
         (flat arrays by argument name, typed as the arguments; outputs are written in place). Its ``rtp_write``
         values are the sequence's own: nothing is patched per step (per-step values come in ``args``)."""
         d = self.design
-        for a in d.sequence_args:
+        for a in d.runtime_sequence(sequence).args:
             if a.name not in args:
                 raise AielowerError(f"design {d.name}: no array for runtime-sequence argument %{a.name}")
             arr = args[a.name]

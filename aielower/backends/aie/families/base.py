@@ -10,6 +10,8 @@ the C++ kernel a launch's cores call). The generic drivers ask the family of an 
 - the design generator (:mod:`aielower.backends.aie.designs.build`): :meth:`KernelFamily.schedule` (what every core
   calls, tile by tile), :meth:`KernelFamily.array_work` (linears: the same as arrays) and
   :meth:`KernelFamily.reads_valid_tiles` (a per-KV-tile-count runtime sequence);
+- the design catalog (:mod:`aielower.backends.aie.catalog`): :meth:`KernelFamily.configuration_key` and
+  :meth:`KernelFamily.shared_spec` (launches that share one device configuration, :mod:`.designs.shared`);
 - the cost model (:mod:`aielower.backends.aie.cost`): :meth:`KernelFamily.calls_per_core`;
 - the host program (:mod:`aielower.backends.aie.host_program`): :meth:`KernelFamily.run`, the host side of an op's
   launches (padding inputs into DDR tensors, the launches, cropping the outputs).
@@ -70,6 +72,16 @@ class KernelFamily:
         """The entries of the op plan's shape that ``launch``'s design depends on (default: all of them). Launches
         of ops whose plans differ only elsewhere share one design, one xclbin and one device configuration."""
         return op_plan.shape
+
+    def configuration_key(self, launch: LaunchPlan, op_plan: OpPlan):
+        """A hashable description of the device configuration ``launch`` needs, for launches that can share one
+        design with others (:mod:`aielower.backends.aie.designs.shared`): launches with equal keys run on one
+        design, one sequence each. None (the default): the launch has a design of its own."""
+        return None
+
+    def shared_spec(self, members: list[tuple[LaunchPlan, OpPlan]], device: Device) -> KernelSpec:
+        """The kernel of a shared configuration of ``members`` (launches with one :meth:`configuration_key`)."""
+        raise NotImplementedError
 
     def reads_valid_tiles(self, launch: LaunchPlan, op_plan: OpPlan) -> bool:
         """Whether ``launch``'s design has one runtime sequence per count of cache tiles it reads before the step."""

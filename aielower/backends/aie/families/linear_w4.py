@@ -51,10 +51,21 @@ def epilogue_entries(epilogue: str | None, arch: str | None) -> dict:
 
 
 def gemv_spec(tn: int, tk: int, group: int, bias: bool, mmul: MMulShape, epilogue: str | None = None,
-              arch: str | None = None, nb: int = 1) -> KernelSpec:
-    """The GEMV kernel; ``nb`` accumulators of ``tn`` in its accumulator buffer (a call's ``slot`` picks one)."""
+              arch: str | None = None, nb: int = 1, ys: int | None = None, members: int = 0,
+              mixed: bool = False) -> KernelSpec:
+    """The GEMV kernel; ``nb`` accumulators of ``tn`` in its accumulator buffer (a call's ``slot`` picks one).
+    ``ys``: outputs per store call, when less than a tile's (a store's slot then picks a part of an accumulator).
+    A kernel of a shared configuration (:mod:`aielower.backends.aie.designs.shared`) of ``members`` linears has a
+    ``_header`` function; ``mixed``: its linears store both ways, plainly (``_store``) and with the epilogue
+    (``_store_<epilogue>``)."""
     params = (("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)), ("r", mmul.m), ("s", mmul.k),
               ("t", mmul.n), ("nb", nb)) + tuple(epilogue_entries(epilogue, arch).items())
+    if ys is not None and (ys != out_tile(dict(params)) or mixed):
+        params += (("ys", ys),)
+    if members:
+        params += (("members", members),)
+    if mixed:
+        params += (("mixed", True),)
     return KernelSpec("linear_w4_gemv", params)
 
 
@@ -70,6 +81,16 @@ def gemm_spec(tm: int, tn: int, tk: int, group: int, bias: bool, mmul: MMulShape
 def out_tile(p: dict) -> int:
     """Output columns of one weight tile's store: TN, or TN / 2 with the silu_mul epilogue."""
     return p["tn"] // 2 if p.get("epilogue") else p["tn"]
+
+
+def store_size(p: dict) -> int:
+    """Outputs of one store call: the launch's ``ys`` (GEMV), else a whole :func:`out_tile`."""
+    return p.get("ys") or out_tile(p)
+
+
+def store_parts(p: dict) -> int:
+    """Store calls per weight tile: :func:`out_tile` / :func:`store_size`."""
+    return out_tile(p) // store_size(p)
 
 
 def out_columns(p: dict, n_pad: int) -> int:
@@ -96,6 +117,20 @@ def _check_linear(family: str, p: dict) -> None:
         require_rule(family, p["epilogue"] in EPILOGUES.values(), f"unknown epilogue {p['epilogue']!r}",
                      f"choose one of {', '.join(sorted(EPILOGUES.values()))}")
         check_arch(family, p)
+    if "ys" in p:
+        ys = p["ys"]
+        require_rule(family, isinstance(ys, int) and ys > 0 and ys % 8 == 0 and out_tile(p) % ys == 0,
+                     f"YS={ys} outputs per store must be a multiple of 8 dividing the {out_tile(p)} outputs of a tile "
+                     "(contract)", "store whole tiles, or halves of 16-row tiles")
+        require_rule(family, not p.get("mixed") or ys == p["tn"] // 2, f"YS={ys}: the stores of a mixed kernel "
+                     f"write {p['tn'] // 2} outputs, a silu_mul tile's (contract)", f"choose YS = {p['tn'] // 2}")
+    if p.get("mixed"):
+        require_rule(family, "epilogue" in p and "ys" in p, "a mixed kernel stores both plainly (YS outputs) and "
+                     "with an epilogue; it needs both", "give the kernel its epilogue and YS")
+    if "members" in p:
+        require_rule(family, isinstance(p["members"], int) and 2 <= p["members"] <= p["tk"] // 2,
+                     f"a shared kernel's header selects one of 2 .. {p['tk'] // 2} linears (one i32 word each of an "
+                     f"activation tile of TK={p['tk']}), not {p['members']!r}", "share fewer linears")
 
 
 def _check_gemm(family: str, p: dict) -> None:
@@ -117,6 +152,9 @@ def _check_gemm(family: str, p: dict) -> None:
 
 def _bias(p: dict) -> str:
     suffix = f"_nb{p['nb']}" + ("_bias" if p["bias"] else "")
+    suffix += f"_ys{p['ys']}" if "ys" in p else ""
+    suffix += f"_x{p['members']}" if "members" in p else ""
+    suffix += "_mixed" if p.get("mixed") else ""
     return suffix + (f"_{p['epilogue']}_{p['arch']}" if p.get("epilogue") else "")
 
 
@@ -124,12 +162,18 @@ def _linear_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
     rows = p.get("tm", 1)
     acc = p["nb"] * rows * p["tn"]  # NB accumulators; the i32 slot picks one
     tile = linear_tile_bytes(p["tn"], p["tk"], p["group"], p["bias"])
-    return {
+    store = (Arg("accs", "f32", acc), Arg("slot", "i32"), Arg("y", "bf16", rows * store_size(p), out=True))
+    out = {
         "_init": (Arg("accs", "f32", acc, out=True), Arg("slot", "i32")),
         "_step": (Arg("x", "bf16", rows * p["tk"]), Arg("w", "u8", tile), Arg("accs", "f32", acc, out=True),
                   Arg("slot", "i32")),
-        "_store": (Arg("accs", "f32", acc), Arg("slot", "i32"), Arg("y", "bf16", rows * out_tile(p), out=True)),
+        "_store": store,
     }
+    if p.get("mixed"):
+        out[f"_store_{p['epilogue']}"] = store
+    if "members" in p:
+        out["_header"] = (Arg("x", "bf16", p["tk"]), Arg("words", "words", p["members"], out=True))
+    return out
 
 
 def _w4_ops(p: dict, m: VectorModel) -> tuple[Ops, Ops]:
@@ -154,11 +198,19 @@ def _gemv_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     column += (unit_ops + loads(s * 16) + Ops(vec=1 + jb)) * units  # x block into A's row 0; JB mmuls
     column += Ops(vec=jb * ceil_div(r * t, m.acc_lanes)) + stores(UNIT_ROWS * 32)
     vf = Ops(vec=ceil_div(16, m.acc_lanes))
-    store = (loads(16 * 32) + vf + vf + stores(16 * 16)) * (tn // 16)
+    ys = store_size(p) if not p.get("epilogue") or p.get("mixed") else tn  # a plain store's outputs
+    store = (loads(16 * 32) + vf + vf + stores(16 * 16)) * ceil_div(ys, 16)
+    silu = Ops()
     if p.get("epilogue"):  # per 16 outputs (or 8, in both halves of 16 lanes): g and u loaded and rounded
         lanes = 16 if (tn // 2) % 16 == 0 else 8
-        store = (loads(lanes * 32) * 2 + vf * 2 + silu_times_ops(m) + stores(lanes * 16)) * (tn // 2 // lanes)
-    return {"_init": stores(16 * 32) * (tn // 16), "_step": column * (tn // UNIT_ROWS), "_store": store}
+        silu = (loads(lanes * 32) * 2 + vf * 2 + silu_times_ops(m) + stores(lanes * 16)) * (tn // 2 // lanes)
+    out = {"_init": stores(16 * 32) * (tn // 16), "_step": column * (tn // UNIT_ROWS),
+           "_store": silu if p.get("epilogue") and not p.get("mixed") else store}
+    if p.get("mixed"):
+        out[f"_store_{p['epilogue']}"] = silu
+    if "members" in p:
+        out["_header"] = loads(p["members"] * 32) + stores(p["members"] * 32)
+    return out
 
 
 def _gemm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
@@ -182,7 +234,8 @@ def _gemm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
 
 
 def _linear_functions(p: dict) -> tuple[str, ...]:
-    return ("_init", "_step", "_store")
+    return (("_init", "_step", "_store") + ((f"_store_{p['epilogue']}",) if p.get("mixed") else ())
+            + (("_header",) if "members" in p else ()))
 
 
 GEMV_KERNEL = KernelDef(
@@ -263,8 +316,14 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
             plans.append(build(candidate))
         except Unplannable:
             continue
+    # A linear with a GEMV launch takes the narrowest tile that pads no more: decode's linears then share one tile
+    # width (a silu_mul linear's gate and up halves need the narrow tiles to split evenly over the cores), hence one
+    # weight-tile and store format, so they can share a device configuration (designs.shared). Decode is DDR-bound:
+    # narrower tiles move no more bytes.
+    gemv = 1 in buckets
     if plans:
         return min(plans, key=lambda p: (round(waste(p.shape["tn"], p.shape["tk"]), 3),
+                                         p.shape["tn"] if gemv else 0,
                                          sum(x.ddr_read for x in p.launches), -p.shape["tn"] * p.shape["tk"]))
     return first_fitting(label, device, candidates, build)
 
@@ -319,29 +378,36 @@ def gemv_item_sizes(tiles_per_core: int, block: int) -> list[int]:
     return sizes + ([tiles_per_core - full] if tiles_per_core > full else [])
 
 
+# Outputs per GEMV store call: half a weight tile, what a silu_mul tile stores, so that linears with and without the
+# epilogue store the same elements and can share a device configuration (designs.shared).
+def gemv_store_size(tn: int) -> int:
+    return tn // 2
+
+
 def _gemv(s: dict, columns: int, rows: int) -> LaunchPlan:
     tn, tk, tile = s["tn"], s["tk"], s["tile_bytes"]
-    out = out_tile(s)
+    ys = gemv_store_size(tn)
     sizes = gemv_item_sizes(s["n_pad"] // tn // (columns * rows), s["w_block"])
     nb, items = max(sizes), len(sizes)
     buffers = (
         Buffer("x", "L1", tk * BF16, 2),
         Buffer("w", "L1", tile, 2),
         Buffer("acc", "L1", nb * tn * F32),
-        Buffer("y", "L1", out * BF16, 2),
+        Buffer("y", "L1", ys * BF16, 2),
         Buffer("x", "L2", s["k_pad"] * BF16),
         Buffer("w", "L2", tile * rows, 2),
-        Buffer("y", "L2", out * BF16 * rows, 2),
+        Buffer("y", "L2", ys * BF16 * rows, 2),
     )
     streams = (
         Stream("x", "in", ("x",), "broadcast", tk * BF16, 2, (AccessPattern(0, (tk,), (1,)),)),
         Stream("w", "in", ("w",), "split", tile, 2, (AccessPattern(0, (tile,), (1,)),)),
-        Stream("y", "out", ("y",), "split", out * BF16, 2, (AccessPattern(0, (out,), (1,)),)),
+        Stream("y", "out", ("y",), "split", ys * BF16, 2, (AccessPattern(0, (ys,), (1,)),)),
     )
+    extra = {} if s.get("epilogue") else {"ys": ys}
     return LaunchPlan(
         bucket=1, kernel="linear_w4_gemv", role="gemv",
         params=dict(tn=tn, tk=tk, group=s["group"], bias=s["bias"], nb=nb,
-                    **epilogue_entries(s.get("epilogue"), s.get("arch"))),
+                    **epilogue_entries(s.get("epilogue"), s.get("arch")), **extra),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=s["n"] * s["k"], padded_macs=s["n_pad"] * s["k_pad"],
         ddr_read=s["weight_bytes"] + items * columns * s["k_pad"] * BF16,
@@ -416,7 +482,7 @@ def gemv_work(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int,
     item's ``nb`` weight tiles, so the activation streams once per item, not once per output tile."""
     p = launch.params
     tn, tk, nb = p["tn"], p["tk"], p.get("nb", 1)
-    out = out_tile(p)
+    out, ys, parts = out_tile(p), store_size(p), store_parts(p)
     n_tiles, k_tiles = n_pad // tn, k_pad // tk
     if grid[:2] != (launch.columns, launch.rows):
         raise CompileError(f"the GEMV runs on {launch.columns}x{launch.rows} cores but its weights are ordered for "
@@ -436,10 +502,11 @@ def gemv_work(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int,
                      tile_positions(np.maximum(blocks, 0)[:, None, :], kts[None, :, None], n_tiles, k_tiles, *grid)
                      * tile_bytes, -1)  # [item, kt, j]
         nbs = (blocks >= 0).sum(axis=1).astype(np.int64)
+        y = np.where(blocks[:, :, None] >= 0, blocks[:, :, None] * out + np.arange(parts) * ys, -1)  # [item, j, part]
         cores[divmod(index, launch.rows)] = (nbs, np.broadcast_to(kts * tk, (len(sizes), k_tiles)), w,
-                                             np.where(blocks >= 0, blocks * out, -1))
-    return sched.LinearWork("x", "y", AccessPattern(0, (tk,), (1,)), AccessPattern(0, (out,), (1,)), tile_bytes, tn,
-                            cores)
+                                             y.reshape(len(sizes), nb * parts))
+    return sched.LinearWork("x", "y", AccessPattern(0, (tk,), (1,)), AccessPattern(0, (ys,), (1,)), tile_bytes, tn,
+                            cores, parts)
 
 
 def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes: int,
@@ -520,9 +587,33 @@ class LinearW4(KernelFamily):
         epilogue = (p.get("epilogue"), p.get("arch"))
         if launch.kernel == "linear_w4_gemv":
             return gemv_spec(p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue,
-                             nb=p.get("nb", 1))
+                             nb=p.get("nb", 1), ys=p.get("ys"))
         return gemm_spec(p["tm"], p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue,
                          nb=p.get("nb", 1))
+
+    def configuration_key(self, launch: LaunchPlan, op_plan: OpPlan):
+        """GEMVs share a configuration when their cores take the same tiles: the grid, the activation and weight
+        tiles (width, depth, group, bias) and the store size. The epilogue may differ (the shared kernel has both
+        stores)."""
+        if launch.kernel != "linear_w4_gemv":
+            return None
+        p, s = launch.params, op_plan.shape
+        return ("linear_w4_gemv", launch.columns, launch.rows, p["tn"], p["tk"], p["group"], p["bias"],
+                s["tile_bytes"], store_size(p))
+
+    def shared_spec(self, members: list[tuple[LaunchPlan, OpPlan]], device: Device) -> KernelSpec:
+        """The GEMV kernel of ``members``: the most accumulators any needs; with an epilogue when one computes it,
+        and both stores (``mixed``) when others do not."""
+        params = [launch.params for launch, _ in members]
+        epilogues = {p.get("epilogue") for p in params}
+        if len(epilogues - {None}) > 1:
+            raise CompileError(f"linears with epilogues {sorted(epilogues - {None})} cannot share one kernel")
+        first = params[0]
+        epilogue = next(iter(epilogues - {None}), None)
+        arch = next((p["arch"] for p in params if p.get("arch")), None)
+        return gemv_spec(first["tn"], first["tk"], first["group"], first["bias"], device.mmul["bf16"], epilogue,
+                         arch, nb=max(p.get("nb", 1) for p in params), ys=store_size(first),
+                         members=len(members), mixed=epilogue is not None and None in epilogues)
 
     def array_work(self, launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork:
         s = op_plan.shape

@@ -1,0 +1,137 @@
+"""Shared device configurations: one design (one xclbin, one array configuration) that runs several linears.
+
+Switching the array between designs reconfigures it (``Device.reconfiguration_s``); a decode token runs seven
+launches per decoder layer, and consecutive launches of one design need no switch. Linears whose launches move the
+same tiles through the same object FIFOs (:meth:`KernelFamily.configuration_key
+<aielower.backends.aie.families.base.KernelFamily.configuration_key>`: same core grid, activation tile, weight tile
+and store size) can share one design:
+
+- the object FIFOs, links and buffers are those every member's own design would have (checked equal);
+- every core runs one body: it takes the launch's **header** (the first element of the activation stream, the
+  same on every core of a column), copies its words into the core's parameter buffer (the kernel's ``_header``),
+  then runs member ``i``'s own body (exactly its design's, checked against its schedule) ``word[i]`` times: once
+  for the member the header selects, never for the others;
+- one runtime sequence per member, named as the member's own design (:func:`~aielower.backends.aie.catalog.
+  design_name`), with that member's arguments: the member's own tensors, moved exactly as its own design moves
+  them, then ``%hdr`` (the header, :func:`header_words`, read once per column before the activations).
+
+The host submits the member's sequence with its header (a constant of the launch, resident in DDR). The members'
+kernel is one (:meth:`KernelFamily.shared_spec`): the most accumulators any member needs, and both stores when
+some members compute an epilogue and others do not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from aielower.backends.aie.designs import model as m
+from aielower.backends.aie.designs.build import (AIE_DEVICE, Acquire, Call, CoreDesign, DesignBuilder, Load, Loop,
+                                                  Release, Transfer, arg_type, core_model, issue_order, linear_core,
+                                                  walk_nodes)
+from aielower.backends.aie.device import Device
+from aielower.backends.aie.dma import DmaLimits, hardware_dims
+from aielower.backends.aie.plan import AccessPattern, LaunchPlan, OpPlan
+from aielower.errors import CompileError
+
+HEADER_ARG = "hdr"  # the runtime-sequence argument holding a launch's header
+
+
+def header_words(design: m.Design, sequence: str) -> np.ndarray:
+    """The header of the launch that runs ``sequence`` of shared ``design``, as the bf16 bits of its activation
+    tile: int32 word ``i`` is 1 for the design's ``i``-th sequence, 0 for the others."""
+    names = [s.name for s in design.sequences]
+    if sequence not in names:
+        raise CompileError(f"design {design.name}: no runtime sequence @{sequence} (it has "
+                           f"{', '.join('@' + n for n in names)})")
+    arg = design.runtime_sequence(sequence).arg(HEADER_ARG)
+    if arg is None or arg.type.element != "bf16" or arg.type.size < 2 * len(names):
+        raise CompileError(f"design {design.name}: @{sequence} takes no header of {len(names)} words")
+    words = np.zeros(arg.type.size // 2, np.int32)
+    words[names.index(sequence)] = 1
+    return words.view(np.uint16)
+
+
+def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: Device, spec, name: str) -> m.Design:
+    """The design of a shared configuration: ``members`` are (sequence name, launch, op plan), in header order;
+    ``spec`` the members' kernel (see the module docs)."""
+    if len(members) < 2:
+        raise CompileError(f"{name}: a shared configuration runs two or more launches, not {len(members)}")
+    if len({seq for seq, _, _ in members}) != len(members):
+        raise CompileError(f"{name}: two members share a runtime-sequence name")
+    builders = []
+    for seq, launch, plan in members:
+        if launch.kernel != spec.family or launch.kernel != "linear_w4_gemv":
+            raise CompileError(f"{name}: @{seq} runs a {launch.kernel} launch; shared configurations run GEMVs "
+                               f"({spec.symbol})")
+        if launch.columns > device.columns or launch.rows > device.core_rows:
+            raise CompileError(f"{name}: {launch.columns}x{launch.rows} cores do not fit {device.name}")
+        builders.append(DesignBuilder(launch, plan, device, spec, name))
+    first = builders[0]
+    fifos, links = first.fifos()
+    for (seq, _, _), b in zip(members[1:], builders[1:]):
+        if b.fifos() != (fifos, links):
+            raise CompileError(f"{name}: @{seq} moves other tiles than @{members[0][0]} (its object FIFOs differ); "
+                               "it cannot share their configuration")
+    launch = first.launch
+    x = first.ins[0]
+    mixed = bool(spec.p.get("mixed"))
+    store_with = "store_" + spec.p["epilogue"] if mixed else "store"
+    cores = []
+    core_models, buffers = [], []
+    for c in range(launch.columns):
+        for r in range(launch.rows):
+            body: list = [Acquire(x.index, "hdr"), Call("header", [("elem", "hdr"), ("rtp", 0)]), Release(x.index)]
+            acc_size = 0
+            for i, ((seq, member, _), b) in enumerate(zip(members, builders)):
+                own = linear_core(b, c, r, prefix=f"m{i}v")
+                acc_size = max(acc_size, own.acc_size)
+                if member.params.get("epilogue"):
+                    _rename_calls(own.body, "store", store_with)
+                body += [Load(f"run{i}", i), Loop(f"run{i}", own.body)]
+            core = CoreDesign(c, r, body, accs=1, acc_size=acc_size, rtp=(0,) * len(members))
+            cores.append(core)
+            model, core_buffers = core_model(core, first, spec)
+            runs = ", ".join(f"{b.items[(c, r)][0]} for @{seq}" for (seq, _, _), b in zip(members, builders))
+            core_models.append(replace(model, comment=f"core ({c}, {r + 2}): work items {runs}"))
+            buffers.extend(core_buffers)
+    sequences = []
+    for (seq, member, _), b in zip(members, builders):
+        tk = member.params["tk"]
+        limits = DmaLimits(2)
+        header = AccessPattern(0, (tk,), (1,))
+        sizes, strides = hardware_dims(header, limits)
+        heads = [Transfer(c, x.index, b.fifo(x, c), HEADER_ARG, header, False, -1.0, 0.0, sizes, strides)
+                 for c in range(member.columns)]
+        ops = issue_order(heads + b.transfers(), device.shim_buffer_descriptors)
+        # the member's own arguments first, at their positions in its own design (a resident weight keeps its
+        # buffer group), the header last
+        args = tuple(m.SequenceArg(t, m.MemrefType(n, element)) for t, element, n in b.tensors()) + (
+            m.SequenceArg(HEADER_ARG, m.MemrefType(tk, "bf16")),)
+        if HEADER_ARG in {a.name for a in args[:-1]}:
+            raise CompileError(f"{name}: @{seq} has a tensor named %{HEADER_ARG}, the header's name")
+        sequences.append(m.RuntimeSequence(seq, tuple(ops), args))
+    functions = tuple(m.KernelFunction(fn, tuple(arg_type(a) for a in spec.signature(fn))) for fn in spec.functions)
+    tiles = tuple(sorted({m.Tile(c, row) for c in range(launch.columns) for row in range(launch.rows + 2)},
+                         key=lambda t: (t.column, t.row)))
+    comments = (f"aielower design {name}: a shared configuration of {len(members)} linears (gemv) at bucket 1, "
+                f"kernel {spec.symbol} on {launch.columns}x{launch.rows} cores of {device.name}",)
+    for i, (seq, member, plan) in enumerate(members):
+        s = plan.shape
+        comments += (f"@{seq} (header word {i}): n={s['n']}, k={s['k']}, group={s['group']}, bias={s['bias']}"
+                     + (f", epilogue {member.params['epilogue']}" if member.params.get("epilogue") else ""),)
+    comments += ("Every launch starts with its header, the first element of the activation stream of every column: "
+                 "int32 word i = 1 runs linear i (runtime sequence i, which sends the header from %hdr), 0 skips it. "
+                 "The cores copy it into their parameter words (_header) and run each linear that many times.",)
+    return m.Design(name, AIE_DEVICE[device.name], functions, tiles, tuple(fifos), tuple(links), tuple(buffers),
+                    tuple(core_models), tuple(sequences), comments)
+
+
+def _rename_calls(body: list, old: str, new: str) -> None:
+    for node in walk_nodes(body):
+        if isinstance(node, Call) and node.function == old:
+            node.function = new
+
+
+__all__ = ["HEADER_ARG", "build_shared_design", "header_words"]

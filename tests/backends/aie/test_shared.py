@@ -1,0 +1,219 @@
+"""Shared device configurations (designs/shared.py): decode linears with one tile format run on one design, one
+runtime sequence each, selected by the header that starts every launch."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aielower.backends.aie.binding import kernel_spec
+from aielower.backends.aie.catalog import Placement, collect, design_name
+from aielower.backends.aie.designs import DesignRun, build_design, check_design, parse_design, render
+from aielower.backends.aie.designs.shared import HEADER_ARG, build_shared_design, header_words
+from aielower.backends.aie.device import NPU2
+from aielower.backends.aie.families import KERNEL_FAMILIES
+from aielower.backends.aie.families.linear_w4 import plan_linear
+from aielower.backends.aie.kernels import KernelLibrary
+from aielower.backends.aie.weights import interleave_gate_up, pretile_linear
+from aielower.errors import AielowerError, CompileError
+from aielower.quant.groupwise import quantize_rtn
+
+GEMV = NPU2.mmul["bf16"]
+FAMILY = KERNEL_FAMILIES.for_kernel("linear_w4_gemv")
+K = 256
+
+
+def _linears():
+    """(name, plan) of three GEMV-only linears with one tile format: a plain 512 x 256, a silu_mul gate/up
+    2 x 512 x 256 and a plain 1024 x 256; and a biased one (its tiles are bigger)."""
+    return {
+        "o": plan_linear("o", 512, K, 32, False, (1,), NPU2),
+        "gate_up": plan_linear("gate_up", 1024, K, 32, False, (1,), NPU2, "silu_mul"),
+        "down": plan_linear("down", 1024, K, 32, False, (1,), NPU2),
+        "qkv": plan_linear("qkv", 512, K, 32, True, (1,), NPU2),
+    }
+
+
+def _members(names=("o", "gate_up")):
+    plans = _linears()
+    return [(design_name(plans[n].launches[0], plans[n]), plans[n].launches[0], plans[n]) for n in names]
+
+
+def _shared(names=("o", "gate_up")):
+    members = _members(names)
+    spec = FAMILY.shared_spec([(launch, plan) for _, launch, plan in members], NPU2)
+    return members, spec, build_shared_design(members, NPU2, spec, "shared")
+
+
+def test_linears_with_one_tile_format_have_one_configuration_key_and_a_biased_one_another():
+    keys = {n: FAMILY.configuration_key(p.launches[0], p) for n, p in _linears().items()}
+    assert keys["o"] == keys["gate_up"] == keys["down"] is not None
+    assert keys["qkv"] != keys["o"]  # its weight tiles carry the bias
+    # a GEMM launch has a design of its own
+    gemm = plan_linear("g", 512, K, 32, False, (1, 128), NPU2)
+    assert FAMILY.configuration_key(gemm.launches_for(128)[0], gemm) is None
+
+
+def test_the_shared_kernel_has_the_most_accumulators_both_stores_and_the_header():
+    members, spec, _ = _shared(("o", "gate_up", "down"))
+    assert spec.p["nb"] == max(launch.params["nb"] for _, launch, _ in members)
+    assert spec.p["members"] == 3 and spec.p["mixed"] and spec.p["epilogue"] == "silu_mul"
+    assert spec.p["ys"] == spec.p["tn"] // 2
+    assert [f[len(spec.symbol):] for f in spec.functions] == ["_init", "_step", "_store", "_store_silu_mul",
+                                                             "_header"]
+    plain = FAMILY.shared_spec([(launch, plan) for _, launch, plan in _members(("o", "down"))], NPU2)
+    assert "mixed" not in plain.p and "epilogue" not in plain.p and plain.p["members"] == 2
+
+
+SHARED_CHECK = """
+// CHECK: // aielower design shared: a shared configuration of 2 linears (gemv) at bucket 1, kernel [[K:linear_w4_gemv_tn16_tk256_g32_r4s8t8_nb2_ys8_x2_mixed_silu_mul_aie2p]] on 8x4 cores of npu2
+// CHECK-NEXT: // @[[O:gemv_b1_[0-9a-f]+]] (header word 0): n=512, k=256, group=32, bias=False
+// CHECK-NEXT: // @[[GU:gemv_b1_[0-9a-f]+]] (header word 1): n=1024, k=256, group=32, bias=False, epilogue silu_mul
+// CHECK: func.func private @[[K]]_store_silu_mul(memref<32xf32>, i32, memref<8xbf16>)
+// CHECK-NEXT: func.func private @[[K]]_header(memref<256xbf16>, memref<2xi32>)
+// CHECK: %rtp_0_2 = aie.buffer(%tile_0_2) {sym_name = "rtp_0_2"} : memref<2xi32>
+// CHECK: // core (0, 2): work items 1 for @[[O]], 1 for @[[GU]]
+// CHECK: scf.for %run = %c0 to %c4294967295 step %c1 {
+// CHECK-NEXT: %hdr_sub = aie.objectfifo.acquire @x_c0_cores(Consume, 1)
+// CHECK-NEXT: %hdr = aie.objectfifo.subview.access %hdr_sub[0]
+// CHECK-NEXT: func.call @[[K]]_header(%hdr, %rtp_0_2) : (memref<256xbf16>, memref<2xi32>) -> ()
+// CHECK-NEXT: aie.objectfifo.release @x_c0_cores(Consume, 1)
+// CHECK-NEXT: %run0 = memref.load %rtp_0_2[%c0] : memref<2xi32>
+// CHECK-NEXT: %[[C0:.*]] = arith.index_cast %run0 : i32 to index
+// CHECK-NEXT: scf.for %{{.*}} = %c0 to %[[C0]] step %c1 {
+// CHECK-NOT: _store_silu_mul
+// CHECK: func.call @[[K]]_store(%acc_0_2_0
+// CHECK-NOT: _store_silu_mul
+// CHECK: %run1 = memref.load %rtp_0_2[%c1] : memref<2xi32>
+// CHECK-NOT: func.call @[[K]]_store(
+// CHECK: func.call @[[K]]_store_silu_mul(%acc_0_2_0
+// CHECK: } {dynamic_objfifo_lowering = true, link_with = "[[K]].o", stack_size = 1024 : i32}
+// CHECK: aie.runtime_sequence @[[O]](%x: memref<256xbf16>, %w: memref<{{[0-9]+}}xi8>, %y: memref<512xbf16>, %hdr: memref<256xbf16>) {
+// CHECK-NEXT: aiex.npu.dma_memcpy_nd(%hdr[0, 0, 0, 0][1, 1, 1, 256][0, 0, 0, 1]) {id = 0 : i64, metadata = @x_c0} : memref<256xbf16>
+// CHECK: aie.runtime_sequence @[[GU]](%x: memref<256xbf16>, %w: memref<{{[0-9]+}}xi8>, %y: memref<512xbf16>, %hdr: memref<256xbf16>) {
+// CHECK-NEXT: aiex.npu.dma_memcpy_nd(%hdr[0, 0, 0, 0][1, 1, 1, 256][0, 0, 0, 1]) {id = 0 : i64, metadata = @x_c0} : memref<256xbf16>
+"""
+
+
+def test_filecheck_shared_design(tmp_path):
+    _, _, design = _shared()
+    text = render(design)
+    check = tmp_path / "shared.check"
+    check.write_text(SHARED_CHECK)
+    result = subprocess.run([sys.executable, "-m", "filecheck", str(check)], input=text, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr + "\n--- design ---\n" + text[:6000]
+    assert parse_design(text, "shared.mlir") == design  # reads back: per-sequence arguments, dynamic loops
+    assert not [v for v in check_design(design)]
+
+
+def test_members_that_move_other_tiles_or_too_few_are_refused():
+    members = _members(("o", "qkv"))
+    spec = FAMILY.shared_spec([(launch, plan) for _, launch, plan in members[:1]] * 2, NPU2)
+    with pytest.raises(CompileError, match=r"@gemv_b1_[0-9a-f]+ moves other tiles than @gemv_b1_[0-9a-f]+"):
+        build_shared_design(members, NPU2, spec, "bad")
+    with pytest.raises(CompileError, match="runs two or more launches, not 1"):
+        build_shared_design(members[:1], NPU2, spec, "bad")
+    with pytest.raises(CompileError, match="two members share a runtime-sequence name"):
+        build_shared_design(members[:1] * 2, NPU2, spec, "bad")
+    with pytest.raises(CompileError, match="with epilogues"):
+        gu = _members(("gate_up",))[0]
+        other = dataclasses.replace(gu[1], params={**gu[1].params, "epilogue": "other"})
+        FAMILY.shared_spec([(gu[1], gu[2]), (other, gu[2])], NPU2)
+
+
+def test_header_words_select_one_sequence():
+    members, _, design = _shared()
+    for i, (name, _, _) in enumerate(members):
+        words = header_words(design, name).view(np.int32)
+        assert words.size == K // 2 and words[i] == 1 and words.sum() == 1
+    with pytest.raises(CompileError, match="no runtime sequence @nope"):
+        header_words(design, "nope")
+    own = build_design(members[0][1], members[0][2], NPU2, kernel_spec(members[0][1], NPU2), "own")
+    with pytest.raises(CompileError, match="takes no header"):
+        header_words(own, "")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    members, spec, _ = _shared()
+    specs = {spec.symbol: spec} | {kernel_spec(launch, NPU2).symbol: kernel_spec(launch, NPU2)
+                                   for _, launch, _ in members}
+    return KernelLibrary.build(list(specs.values()), tmp_path_factory.mktemp("kernels"))
+
+
+def _tensors(launch, plan, rng):
+    s = plan.shape
+    w = quantize_rtn(rng.standard_normal((s["n"], s["k"])).astype(np.float32) * np.float32(0.1), bits=4,
+                     group=s["group"])
+    if s.get("epilogue"):
+        w, _ = interleave_gate_up(w, None, s["n_pad"], s["tn"])
+    blob = pretile_linear(w, None, s["n_pad"], s["k_pad"], s["tn"], s["tk"], s["w_columns"], s["w_rows"],
+                          s["w_block"], mmul=GEMV)
+    x = (rng.standard_normal(s["k_pad"]).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    out = s["n_pad"] // 2 if s.get("epilogue") else s["n_pad"]
+    return {"x": x, "w": blob, "y": np.zeros(out, np.uint16)}
+
+
+def test_each_sequence_of_the_shared_design_computes_what_the_members_own_design_computes(library):
+    """Run on the emulator (what each core receives derived from the design): a member's sequence, with its header,
+    writes bit for bit what its own design writes; the same data behind another member's header does not."""
+    members, _, shared = _shared()
+    rng = np.random.default_rng(3)
+    run = DesignRun(shared, library.function)
+    for name, launch, plan in members:
+        own = build_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "own")
+        args = _tensors(launch, plan, rng)
+        DesignRun(own, library.function).run(args)
+        expected = args["y"].copy()
+        assert expected.any()
+        args["y"][:] = 0
+        run.run({**args, HEADER_ARG: header_words(shared, name)}, sequence=name)
+        np.testing.assert_array_equal(args["y"], expected)
+    name, launch, plan = members[0]
+    args = _tensors(launch, plan, rng)
+    other = header_words(shared, members[1][0])
+    with pytest.raises(AielowerError):  # the cores run the gate/up linear on the o_proj's data: they starve
+        DesignRun(shared, library.function).run({**args, HEADER_ARG: other}, sequence=name)
+
+
+@pytest.fixture(scope="module")
+def planned_gqa():
+    """The tiny GQA model (hidden 112, intermediate 160) planned for npu2: its o_proj and down linears have one
+    tile format and core grid."""
+    from aielower.api import QuantConfig, default_pipeline
+    from aielower.frontend import import_model
+    from aielower.passes import PassManager
+    from tests.conftest import CONFIGS, tiny_qwen2
+
+    module = import_model(tiny_qwen2(**CONFIGS["gqa-14x2"]), "tiny", max_seq_len=128)
+    quant = QuantConfig(bits=4, group_size=16, lm_head_group_size=16)  # 112 inputs: groups of 16
+    PassManager.parse(default_pipeline("ref", quant) + ",plan-aie-tiling{device=npu2}").run(module)
+    return module
+
+
+def test_the_tiny_models_decode_linears_share_a_configuration(planned_gqa):
+    """On a tiny model's plans: the launches of the shared design are decode GEMVs with one tile format, each placed
+    on its sequence; the token count sees one design fewer (the emulator and runtime tests run this model's decode
+    against the reference)."""
+    from aielower.backends.aie.counted import decode_token_count
+
+    planned = planned_gqa
+
+    kernels, designs = collect(planned, NPU2)
+    shared = [d for d in designs.values() if d.shared]
+    assert shared, sorted(designs)
+    placement = Placement(planned, NPU2)
+    for d in shared:
+        assert d.spec.symbol in kernels
+        assert all(x.launch.kernel == "linear_w4_gemv" for x in d.members)
+        assert len({FAMILY.configuration_key(x.launch, x.plan) for x in d.members}) == 1
+        for x in d.members:
+            assert placement.place(x.launch, x.plan) == (d.name, x.name)
+    token = decode_token_count(planned, NPU2, planned.functions["decode"])
+    members = sum(len(d.members) for d in designs.values())
+    assert token.device_configurations == len(designs) == members - sum(len(d.members) - 1 for d in shared)
