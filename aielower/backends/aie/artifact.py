@@ -3,7 +3,8 @@
 ``write_artifact`` turns a planned module into a directory::
 
     kernels/<symbol>.cc      one AIE API kernel per family and constants (docs/aie-kernels.md)
-    design/<name>.mlir       one MLIR-AIE design per kernel, shape and bucket (checked by designs.check)
+    design/<name>.mlir       one MLIR-AIE design per kernel, shape and bucket, or per shared configuration of
+                             several launches (designs/shared.py); checked by designs.check
     weights/                 pre-tiled 4-bit weights (<name>.w4.bin, in DMA order), bf16 / fp32 tensors, index.json
     module.ir                the planned IR (every plan printed as an ``aie.plan`` attribute)
     manifest.json            model, device, pipeline, kernels, designs, buffers, the launch schedule per function

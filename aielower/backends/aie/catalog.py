@@ -96,15 +96,18 @@ def collect(module: Module, device: Device) -> tuple[dict[str, KernelSpec], dict
             designs[name] = Design(name, (member,), kernel_spec(member.launch, device))
         else:
             groups.setdefault(key, []).append(member)
-    for members in groups.values():
-        if len(members) == 1:
-            (member,) = members
-            designs[member.name] = Design(member.name, (member,), kernel_spec(member.launch, device))
-            continue
-        family = KERNEL_FAMILIES.for_kernel(members[0].launch.kernel)
-        spec = family.shared_spec([(x.launch, x.plan) for x in members], device)
-        name = shared_name(members)
-        designs[name] = Design(name, tuple(members), spec)
+    for group in groups.values():
+        family = KERNEL_FAMILIES.for_kernel(group[0].launch.kernel)
+        most = max(1, family.max_shared(group[0].launch))
+        for start in range(0, len(group), most):  # as many configurations as the header needs, in name order
+            members = group[start : start + most]
+            if len(members) == 1:
+                (member,) = members
+                designs[member.name] = Design(member.name, (member,), kernel_spec(member.launch, device))
+                continue
+            spec = family.shared_spec([(x.launch, x.plan) for x in members], device)
+            name = shared_name(members)
+            designs[name] = Design(name, tuple(members), spec)
     kernels: dict[str, KernelSpec] = {}
     for d in designs.values():
         kernels.setdefault(d.spec.symbol, d.spec)

@@ -65,9 +65,9 @@ class SequenceCount:
 
 
 def count_sequence(design: m.Design, sequence: str | None = None) -> SequenceCount:
-    """Walk the runtime sequence ``sequence`` of ``design`` (default: its only or largest one): a transfer whose
-    FIFO the shim produces reads DDR, one it consumes writes DDR; bytes are the transfer's elements times its
-    argument's element size."""
+    """Walk the runtime sequence ``sequence`` of ``design`` (default: the one ``Design.runtime_sequence()`` gives):
+    a transfer whose FIFO the shim produces reads DDR, one it consumes writes DDR; bytes are the transfer's elements
+    times its argument's element size."""
     walked = design.runtime_sequence(sequence)
     element_bytes = {a.name: a.type.element_bytes for a in walked.args}
     read = write = transfers = waits = rtps = 0

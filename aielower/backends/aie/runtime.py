@@ -106,7 +106,7 @@ class XrtLauncher:
         self.submissions = 0
         self.bytes_to_device = 0  # host -> device copies (syncs) made by the runtime
         self._programs: dict[str, _Program] = {}
-        self._scratch: dict[tuple[str, str, str], tuple[object, np.ndarray]] = {}
+        self._scratch: dict[tuple, tuple[object, np.ndarray]] = {}
         self._resident: dict[str, tuple[object, np.ndarray]] = {}
         self._outputs: dict[str, frozenset[str]] = {}
 
@@ -149,9 +149,9 @@ class XrtLauncher:
         return found[0]
 
     def _scratch_buffer(self, design: Design, arg, group: int):
-        """The buffer object of a design's argument (one per design, argument name and element type, grown when a
-        sequence of a shared configuration needs more) and its view of the argument's elements."""
-        key = (design.name, arg.name, arg.type.element)
+        """The buffer object of a design's argument (one per design, argument name, element type and buffer group,
+        grown when a sequence of a shared configuration needs more) and its view of the argument's elements."""
+        key = (design.name, arg.name, arg.type.element, group)
         found = self._scratch.get(key)
         if found is None or found[0].size() < arg.type.bytes:
             bo = self.xrt.bo(self.device, arg.type.bytes, self.xrt.bo.host_only, group)

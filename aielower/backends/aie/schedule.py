@@ -110,8 +110,8 @@ class LinearWork:
     each, then per K tile ``kt`` the activation tile ``x[i, kt]`` and one ``step`` per accumulator ``j`` with weight
     tile ``w[i, kt, j]``, then ``store`` each in ``parts`` calls, part ``p`` into output tile ``y[i, j * parts +
     p]`` (the store's slot is ``j * parts + p``). Offsets are elements of the tensors ``x_name`` / ``w`` (bytes) /
-    ``y_name``; ``w`` and ``y`` hold -1 past ``nb[i]``. Every tile of a tensor has the same shape (``x_ap`` /
-    ``y_ap`` at offset 0; weight tiles are ``w_bytes`` contiguous bytes)."""
+    ``y_name``; ``w`` holds -1 past ``nb[i]``, ``y`` past ``nb[i] * parts``. Every tile of a tensor has the same
+    shape (``x_ap`` / ``y_ap`` at offset 0; weight tiles are ``w_bytes`` contiguous bytes)."""
 
     x_name: str
     y_name: str

@@ -45,10 +45,12 @@ def test_a_decode_gemv_is_ddr_bound_and_its_compute_is_the_kernels_cycles():
     gemv = _launch(QKV_7B, 1)
     c = cost.launch_cost(gemv, NPU2, shape=QKV_7B.shape)
     assert c.ddr_bytes == gemv.ddr_read + gemv.ddr_write and c.dma_s == pytest.approx(c.ddr_bytes / 57.6e9)
-    # the output tiles split over 32 cores, every K tile of each (dequantization included in the cycles)
+    # the output tiles split over 32 cores, every K tile of each (dequantization included in the cycles); each tile
+    # stored in two halves
     tiles = -(-QKV_7B.shape["n_pad"] // QKV_7B.shape["tn"] // 32)
     k_tiles = QKV_7B.shape["k_pad"] // QKV_7B.shape["tk"]
-    assert cost.calls_per_core(gemv, QKV_7B.shape) == {"init": tiles, "step": tiles * k_tiles, "store": tiles}
+    assert gemv.params["ys"] == QKV_7B.shape["tn"] // 2
+    assert cost.calls_per_core(gemv, QKV_7B.shape) == {"init": tiles, "step": tiles * k_tiles, "store": 2 * tiles}
     assert c.compute_s == pytest.approx(_compute_s(gemv, QKV_7B)) and 0 < c.compute_s < c.dma_s
     assert c.bound == "ddr" and c.overhead_s == 45e-6 and c.seconds == pytest.approx(c.dma_s + 45e-6)
 

@@ -218,19 +218,19 @@ def _transfers_per_column(n, k, group, bucket, buckets=None):
 
 def test_a_7b_lm_head_gemv_reads_its_weights_in_one_transfer_per_item():
     # 9504 output tiles on 8 x 4 cores, 297 per core. The blob stores a column's tiles in blocks of 4 per core (for
-    # the GEMM's N blocks), each block K outer with the 4 rows side by side. A GEMV item is 4 whole blocks (16
-    # accumulators): per K tile, 4 runs of 16 tiles, one 4-dim transfer per item; the short last block (1 tile per
-    # core) is an item of its own. The activation streams once per item (20: one transfer, 20 repeats).
+    # the GEMM's N blocks), each block K outer with the 4 rows side by side. A GEMV item is 16 whole blocks (64
+    # accumulators): per K tile, 16 runs of 4 tiles, one 4-dim transfer per item; the short last block (1 tile per
+    # core) is an item of its own. The activation streams once per item (6: one transfer, 6 repeats).
     launch, plan, counts = _transfers_per_column(151936, 4096, 32, 1, (1, 128))
-    assert plan.shape["w_block"] == 4 and launch.params["nb"] == 16
-    assert gemv_item_sizes(297, 4) == [16] * 18 + [8, 1]
-    assert counts == {"w": 20, "y": 1, "x": 1}
+    assert plan.shape["w_block"] == 4 and launch.params["nb"] == 64
+    assert gemv_item_sizes(297, 4) == [64] * 4 + [40, 1]
+    assert counts == {"w": 6, "y": 1, "x": 1}
 
 
 def test_a_gemv_only_linear_takes_items_as_large_as_the_accumulators_allow():
-    # Without a GEMM launch the block is the GEMV's item: 19 items of up to 16 of the 297 tiles.
+    # Without a GEMM launch the block is the GEMV's item: 5 items of up to 64 of the 297 tiles, of equal size.
     launch, plan, counts = _transfers_per_column(151936, 4096, 32, 1, (1,))
-    assert plan.shape["w_block"] == launch.params["nb"] == 16
+    assert plan.shape["w_block"] == launch.params["nb"] == 60
     assert counts == {"w": 1, "y": 1, "x": 1}
 
 

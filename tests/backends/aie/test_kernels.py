@@ -500,8 +500,10 @@ def test_the_header_function_copies_the_selector_words(lib):
 
 def test_store_sizes_and_shared_kernels_are_checked():
     m = MMULS["npu2"]
-    with pytest.raises(CompileError, match="YS=24 outputs per store"):
+    with pytest.raises(CompileError, match="YS=24 outputs per store must be 8 or a multiple of 16"):
         gemv_spec(32, 64, 32, False, m, ys=24).symbol
+    with pytest.raises(CompileError, match="YS=24 outputs per store"):  # divides the tile, but not in vectors
+        gemv_spec(48, 64, 32, False, m, ys=24).symbol
     with pytest.raises(CompileError, match="YS=8: the stores of a mixed kernel write 16"):
         gemv_spec(32, 64, 32, False, m, "silu_mul", "aie2p", ys=8, members=2, mixed=True).symbol
     with pytest.raises(CompileError, match="selects one of 2 .. 32 linears"):

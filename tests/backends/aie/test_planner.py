@@ -130,12 +130,13 @@ def test_unknown_device_is_a_pipeline_error():
 
 
 def test_gemv_items_are_whole_blocks_then_the_short_block():
-    assert gemv_item_sizes(297, 4) == [16] * 18 + [8, 1]
-    assert gemv_item_sizes(24, 4) == [16, 8]
+    assert gemv_item_sizes(297, 4) == [64] * 4 + [40, 1]
+    assert gemv_item_sizes(24, 4) == [24]
     assert gemv_item_sizes(5, 5) == [5]
     assert gemv_item_sizes(5, 4) == [4, 1]
     assert gemv_item_sizes(12, 2) == [12]
-    assert gemv_item_sizes(40, 16) == [16, 16, 8]
+    assert gemv_item_sizes(40, 16) == [32, 8]
+    assert gemv_item_sizes(150, 16) == [64, 64, 16, 6]
 
 
 @pytest.mark.parametrize("change, message", [

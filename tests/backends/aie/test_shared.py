@@ -18,6 +18,7 @@ from aielower.backends.aie.device import NPU2
 from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.families.linear_w4 import plan_linear
 from aielower.backends.aie.kernels import KernelLibrary
+from aielower.backends.aie.plan import plan_of
 from aielower.backends.aie.weights import interleave_gate_up, pretile_linear
 from aielower.errors import AielowerError, CompileError
 from aielower.quant.groupwise import quantize_rtn
@@ -35,6 +36,10 @@ def _linears():
         "gate_up": plan_linear("gate_up", 1024, K, 32, False, (1,), NPU2, "silu_mul"),
         "down": plan_linear("down", 1024, K, 32, False, (1,), NPU2),
         "qkv": plan_linear("qkv", 512, K, 32, True, (1,), NPU2),
+        # biased, two K tiles of 1024, one of them padded (1000 rows): a second shared configuration
+        "o_b": plan_linear("o_b", 1000, 2048, 32, True, (1,), NPU2),
+        "gate_up_b": plan_linear("gate_up_b", 1024, 2048, 32, True, (1,), NPU2, "silu_mul"),
+        "down_b": plan_linear("down_b", 1536, 2048, 32, True, (1,), NPU2),
     }
 
 
@@ -126,6 +131,27 @@ def test_members_that_move_other_tiles_or_too_few_are_refused():
         FAMILY.shared_spec([(gu[1], gu[2]), (other, gu[2])], NPU2)
 
 
+def test_a_sequence_without_its_header_first_breaks_the_header_rule():
+    """check_design derives from the cores which FIFO carries the header (an acquire, then _header) and requires
+    every sequence to send one element first on its shim channel, from an argument read for nothing else there."""
+    _, _, design = _shared()
+    assert not [v for v in check_design(design) if v.rule == "header"]
+    first = design.sequences[0]
+    heads = [op for op in first.ops if getattr(op, "arg", None) == HEADER_ARG]
+    rest = [op for op in first.ops if op not in heads]
+    for ops, message in ((rest, "reads %x, not the header %hdr"), (rest[:1] + heads + rest[1:], "reads %x, not"),
+                         ([op for op in first.ops if getattr(op, "fifo", "") != "x_c3"], "sends nothing")):
+        broken = dataclasses.replace(design, sequences=(dataclasses.replace(first, ops=tuple(ops)),)
+                                     + design.sequences[1:])
+        problems = [str(v) for v in check_design(broken) if v.rule == "header"]
+        assert problems and message in problems[0], (message, problems)
+    # activations after the header on every channel are what a run carries; one element alone is refused
+    lone = tuple(op for op in first.ops if not (getattr(op, "fifo", "") == "x_c0" and op.arg == "x"))
+    problems = [str(v) for v in check_design(dataclasses.replace(
+        design, sequences=(dataclasses.replace(first, ops=lone),) + design.sequences[1:])) if v.rule == "header"]
+    assert problems and "carries one element only" in problems[0]
+
+
 def test_header_words_select_one_sequence():
     members, _, design = _shared()
     for i, (name, _, _) in enumerate(members):
@@ -138,11 +164,16 @@ def test_header_words_select_one_sequence():
         header_words(own, "")
 
 
+EMULATED = [("o", "gate_up"), ("o_b", "gate_up_b", "down_b")]
+
+
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
-    members, spec, _ = _shared()
-    specs = {spec.symbol: spec} | {kernel_spec(launch, NPU2).symbol: kernel_spec(launch, NPU2)
-                                   for _, launch, _ in members}
+    specs = {}
+    for names in EMULATED:
+        members, spec, _ = _shared(names)
+        specs[spec.symbol] = spec
+        specs.update({kernel_spec(launch, NPU2).symbol: kernel_spec(launch, NPU2) for _, launch, _ in members})
     return KernelLibrary.build(list(specs.values()), tmp_path_factory.mktemp("kernels"))
 
 
@@ -150,19 +181,21 @@ def _tensors(launch, plan, rng):
     s = plan.shape
     w = quantize_rtn(rng.standard_normal((s["n"], s["k"])).astype(np.float32) * np.float32(0.1), bits=4,
                      group=s["group"])
+    bias = rng.standard_normal(s["n"]).astype(np.float32) if s["bias"] else None
     if s.get("epilogue"):
-        w, _ = interleave_gate_up(w, None, s["n_pad"], s["tn"])
-    blob = pretile_linear(w, None, s["n_pad"], s["k_pad"], s["tn"], s["tk"], s["w_columns"], s["w_rows"],
+        w, bias = interleave_gate_up(w, bias, s["n_pad"], s["tn"])
+    blob = pretile_linear(w, bias, s["n_pad"], s["k_pad"], s["tn"], s["tk"], s["w_columns"], s["w_rows"],
                           s["w_block"], mmul=GEMV)
     x = (rng.standard_normal(s["k_pad"]).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
     out = s["n_pad"] // 2 if s.get("epilogue") else s["n_pad"]
     return {"x": x, "w": blob, "y": np.zeros(out, np.uint16)}
 
 
-def test_each_sequence_of_the_shared_design_computes_what_the_members_own_design_computes(library):
+@pytest.mark.parametrize("names", EMULATED, ids=["o-gate_up", "biased-two-k-tiles"])
+def test_each_sequence_of_the_shared_design_computes_what_the_members_own_design_computes(library, names):
     """Run on the emulator (what each core receives derived from the design): a member's sequence, with its header,
     writes bit for bit what its own design writes; the same data behind another member's header does not."""
-    members, _, shared = _shared()
+    members, _, shared = _shared(names)
     rng = np.random.default_rng(3)
     run = DesignRun(shared, library.function)
     for name, launch, plan in members:
@@ -215,5 +248,21 @@ def test_the_tiny_models_decode_linears_share_a_configuration(planned_gqa):
         for x in d.members:
             assert placement.place(x.launch, x.plan) == (d.name, x.name)
     token = decode_token_count(planned, NPU2, planned.functions["decode"])
-    members = sum(len(d.members) for d in designs.values())
-    assert token.device_configurations == len(designs) == members - sum(len(d.members) - 1 for d in shared)
+    decode = [(launch, plan) for op in planned.functions["decode"].ops if (plan := plan_of(op)) is not None
+              for launch in plan.launches_for(1)]
+    own = {design_name(launch, plan) for launch, plan in decode}  # one design per distinct launch, as before
+    placed = {placement.place(launch, plan)[0] for launch, plan in decode}
+    assert token.designs_per_token == len(placed) < len(own)
+    assert token.device_configurations == len(designs) < len({x.name for d in designs.values() for x in d.members})
+
+
+def test_a_group_larger_than_the_header_allows_is_split(planned_gqa, monkeypatch):
+    """The catalog cuts a group of launches into configurations of at most ``max_shared`` (the header's words);
+    with room for one, every launch has its own design again."""
+    assert FAMILY.max_shared(_members()[0][1]) == K // 2  # one i32 word per linear in a TK-element header
+    _, shared = collect(planned_gqa, NPU2)
+    assert any(d.shared for d in shared.values())
+    monkeypatch.setattr(type(FAMILY), "max_shared", lambda self, launch: 1)
+    _, designs = collect(planned_gqa, NPU2)
+    assert not any(d.shared for d in designs.values())
+    assert len(designs) == sum(len(d.members) for d in shared.values())

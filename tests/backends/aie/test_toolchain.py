@@ -292,7 +292,7 @@ def test_a_directory_without_a_manifest_is_refused(tmp_path, capsys):
     # an artifact of an older aielower: its decode designs expect another host program
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "aielower-aie-manifest/1", "designs": []}))
     with pytest.raises(CompileError, match="was compiled by another aielower \\(artifact format "
-                                           "'aielower-aie-manifest/1'; this one reads 'aielower-aie-manifest/3'.*"
+                                           "'aielower-aie-manifest/1'; this one reads 'aielower-aie-manifest/4'.*"
                                            "recompile the artifact"):
         check_artifact(tmp_path, aie_opt="/nonexistent")
 

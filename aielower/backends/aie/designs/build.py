@@ -603,7 +603,8 @@ class DesignBuilder:
 
     def _body_linear(self, shapes: list[tuple[int, int]], names) -> list:
         """Linear kernels, one work item per ``(nb, kt)`` in ``shapes``: ``init`` accumulators ``0 .. nb-1``, then
-        per K tile the activation tile once and one ``step`` per weight tile, then ``store`` every accumulator. The
+        per K tile the activation tile once and one ``step`` per weight tile, then ``store`` every accumulator (in
+        the work's ``parts`` calls each, the slot counting the calls). The
         accumulators are slots of one buffer: each of the three runs is a loop over the slot (its counter is the
         call's i32 slot argument). Consecutive items of one shape share a loop, and a repeating sequence of such
         loops (one per M tile pass of a GEMM) an outer loop. A loop that acquires runs a multiple of the FIFO

@@ -26,6 +26,11 @@ runtime-sequence op, and the rule; :func:`require_valid` turns them into one Com
 - ``dma-channels``, ``locks``, ``bds``: per tile (AIETargetModel): core 2+2 channels, 16 locks, 16 BDs; memory tile
   6+6 channels, 64 locks, 48 BDs; shim 2+2 channels. Two locks per FIFO end (times N on a link's big side).
 - ``calls``: kernel calls pass what the declared function takes (count, element type and size).
+- ``header``: a core that starts each run by reading a header (an acquire, then a kernel's ``_header`` on that
+  element: a shared configuration, ``designs/shared.py``) takes the first element its FIFO delivers in every run; so
+  every runtime sequence must send exactly one element first on the shim channel behind that FIFO, from its header
+  argument ``%hdr`` (read for nothing else there), then the run's data (else the cores take activations for the
+  header, or wait for one that never comes).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from aielower.backends.aie.designs.model import (
     CallKernel,
     Design,
     DmaMemcpy,
+    HEADER_ARG,
     DmaWait,
     MemrefType,
     ObjectFifo,
@@ -344,10 +350,57 @@ def check_calls(design: Design) -> list[Violation]:
     return out
 
 
+def check_headers(design: Design) -> list[Violation]:
+    """The ``header`` rule of the module docs."""
+    out = []
+    fifos = {f.name: f for f in design.fifos}
+    channels = set()  # shim FIFOs whose first element of a run is the cores' header
+    for core in design.cores:
+        body = core.body
+        if not (len(body) >= 2 and isinstance(body[0], Acquire) and isinstance(body[1], CallKernel)
+                and body[1].function.endswith("_header") and body[0].var in body[1].args):
+            continue
+        link = design.link_of(body[0].fifo)
+        source = fifos.get(link.sources[0]) if link is not None and len(link.sources) == 1 else None
+        if source is None or source.producer.kind != "shim":
+            out.append(Violation("header", f"{design.name}: core {core.tile.name}",
+                                 f"reads its header from @{body[0].fifo}, which no shim channel feeds through a link"))
+            continue
+        channels.add(source.name)
+    for sequence in design.sequences:
+        label = f"{design.name}" + (f" @{sequence.name}" if sequence.name else "")
+        args = {a.name: a.type for a in sequence.args}
+        transfers = [(i, op) for i, op in enumerate(sequence.ops) if isinstance(op, DmaMemcpy)]
+        for fifo in sorted(channels):
+            mine = [(i, op) for i, op in transfers if op.fifo == fifo]
+            if not mine:
+                out.append(Violation("header", f"{label}: @{fifo}", "sends nothing, so no header"))
+                continue
+            i, first = mine[0]
+            where = f"{label}: runtime-sequence op #{i}"
+            arg = args.get(first.arg)
+            if first.arg != HEADER_ARG:
+                out.append(Violation("header", where, f"the first transfer on @{fifo} reads %{first.arg}, not the "
+                                     f"header %{HEADER_ARG} the cores read first"))
+                continue
+            if arg is None or first.elements * arg.element_bytes != fifos[fifo].element.bytes:
+                out.append(Violation("header", where, f"the first transfer on @{fifo} is not one element of it, the "
+                                     "header the cores read first"))
+                continue
+            others = [j for j, op in transfers if op.arg == first.arg and op.fifo == fifo and j != i]
+            if others:
+                out.append(Violation("header", where, f"%{first.arg} is read again on @{fifo} (op #{others[0]}): "
+                                     "the first transfer is activations, not the header"))
+            elif len(mine) == 1:
+                out.append(Violation("header", where, f"@{fifo} carries one element only: a header and no "
+                                     "activations, or activations and no header"))
+    return out
+
+
 def check_design(design: Design, static_bytes=lambda link_with: 0, stack_needed=lambda link_with: 0) -> list[Violation]:
     """Every rule of the module docs on one design."""
     return (check_links(design) + check_fifos(design) + check_sequence(design)
-            + check_resources(design, static_bytes, stack_needed) + check_calls(design))
+            + check_resources(design, static_bytes, stack_needed) + check_calls(design) + check_headers(design))
 
 
 def require_valid(designs, static_bytes=lambda link_with: 0, stack_needed=lambda link_with: 0) -> None:
@@ -359,5 +412,5 @@ def require_valid(designs, static_bytes=lambda link_with: 0, stack_needed=lambda
         raise CompileError(f"{len(violations)} design rule violation(s):\n  {shown}{more}")
 
 
-__all__ = ["Violation", "check_calls", "check_design", "check_fifos", "check_links", "check_resources",
-           "check_sequence", "require_valid"]
+__all__ = ["Violation", "check_calls", "check_design", "check_fifos", "check_headers", "check_links",
+           "check_resources", "check_sequence", "require_valid"]

@@ -23,6 +23,7 @@ from typing import Union
 from aielower.errors import CompileError
 
 ELEMENT_BYTES = {"bf16": 2, "f32": 4, "i8": 1, "i32": 4}
+HEADER_ARG = "hdr"  # the runtime-sequence argument holding a launch's header (a shared configuration's)
 Dims = tuple[tuple[int, int], ...]  # (size, stride) pairs, outermost first, in elements
 
 
@@ -285,8 +286,8 @@ class Design:
     comments: tuple[str, ...] = field(default=(), compare=False)
 
     def runtime_sequence(self, name: str | None = None) -> RuntimeSequence:
-        """The sequence called ``name``; without a name, the design's only (or, of several, its last: the
-        largest) sequence."""
+        """The sequence called ``name``; without a name, the design's only sequence, or of several its last (decode
+        attention's: the one reading the most cache tiles; a shared configuration's: its last linear's)."""
         if name is None:
             return self.sequences[-1]
         for s in self.sequences:
@@ -355,5 +356,5 @@ def walk(nodes) -> "iter[Node]":
 
 
 __all__ = ["Acquire", "Arith", "Buffer", "CallKernel", "Core", "Design", "Dims", "DmaMemcpy", "DmaWait",
-           "ELEMENT_BYTES", "FifoLink", "For", "IndexCast", "KernelFunction", "LoadWord", "MemrefType", "Node",
-           "ObjectFifo", "Release", "RtpWrite", "RuntimeSequence", "SequenceArg", "SequenceOp", "Tile", "walk"]
+           "ELEMENT_BYTES", "FifoLink", "For", "HEADER_ARG", "IndexCast", "KernelFunction", "LoadWord", "MemrefType",
+           "Node", "ObjectFifo", "Release", "RtpWrite", "RuntimeSequence", "SequenceArg", "SequenceOp", "Tile", "walk"]

@@ -6,7 +6,8 @@ same tiles through the same object FIFOs (:meth:`KernelFamily.configuration_key
 <aielower.backends.aie.families.base.KernelFamily.configuration_key>`: same core grid, activation tile, weight tile
 and store size) can share one design:
 
-- the object FIFOs, links and buffers are those every member's own design would have (checked equal);
+- the object FIFOs and links are those every member's own design would have (checked equal); a core's accumulator
+  buffer is the largest any member needs, and it gets a parameter buffer for the header's words;
 - every core runs one body: it takes the launch's **header** (the first element of the activation stream, the
   same on every core of a column), copies its words into the core's parameter buffer (the kernel's ``_header``),
   then runs member ``i``'s own body (exactly its design's, checked against its schedule) ``word[i]`` times: once
@@ -35,7 +36,7 @@ from aielower.backends.aie.dma import DmaLimits, hardware_dims
 from aielower.backends.aie.plan import AccessPattern, LaunchPlan, OpPlan
 from aielower.errors import CompileError
 
-HEADER_ARG = "hdr"  # the runtime-sequence argument holding a launch's header
+HEADER_ARG = m.HEADER_ARG  # the runtime-sequence argument holding a launch's header
 
 
 def header_words(design: m.Design, sequence: str) -> np.ndarray:

@@ -83,6 +83,10 @@ class KernelFamily:
         """The kernel of a shared configuration of ``members`` (launches with one :meth:`configuration_key`)."""
         raise NotImplementedError
 
+    def max_shared(self, launch: LaunchPlan) -> int:
+        """The most launches like ``launch`` one shared configuration can run (its header's capacity)."""
+        return 1
+
     def reads_valid_tiles(self, launch: LaunchPlan, op_plan: OpPlan) -> bool:
         """Whether ``launch``'s design has one runtime sequence per count of cache tiles it reads before the step."""
         return False

@@ -119,9 +119,10 @@ def _check_linear(family: str, p: dict) -> None:
         check_arch(family, p)
     if "ys" in p:
         ys = p["ys"]
-        require_rule(family, isinstance(ys, int) and ys > 0 and ys % 8 == 0 and out_tile(p) % ys == 0,
-                     f"YS={ys} outputs per store must be a multiple of 8 dividing the {out_tile(p)} outputs of a tile "
-                     "(contract)", "store whole tiles, or halves of 16-row tiles")
+        require_rule(family, isinstance(ys, int) and (ys == 8 or ys > 0 and ys % 16 == 0) and out_tile(p) % ys == 0,
+                     f"YS={ys} outputs per store must be 8 or a multiple of 16 (the store's vectors) dividing the "
+                     f"{out_tile(p)} outputs of a tile (contract)", "store whole tiles, or halves of 16- or 32-row "
+                     "tiles")
         require_rule(family, not p.get("mixed") or ys == p["tn"] // 2, f"YS={ys}: the stores of a mixed kernel "
                      f"write {p['tn'] // 2} outputs, a silu_mul tile's (contract)", f"choose YS = {p['tn'] // 2}")
     if p.get("mixed"):
@@ -328,9 +329,10 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
     return first_fitting(label, device, candidates, build)
 
 
-# At most this many output tiles per GEMV work item: the core keeps one accumulator per tile and unrolls one step
-# call per accumulator in its K loop, so the activation tile streams once per item while core code stays small.
-GEMV_ACCUMULATORS = 16
+# At most this many output tiles per GEMV work item: the core keeps one accumulator slot per tile in one buffer (4 x TN
+# bytes of L1 each; the init, step and store runs are loops over the slot) and the activation streams once per item.
+# 64 makes every 7B decode linear with 16-row tiles one item per core but the lm_head (297 tiles per core).
+GEMV_ACCUMULATORS = 64
 # At most this many output tiles per GEMM N block (accumulators of tm x tn each), and the blob's block sizes (tiles
 # per core) tried for a linear with GEMM launches, largest first: a GEMM N block is one blob block per core row.
 GEMM_ACCUMULATORS = 16
@@ -615,6 +617,10 @@ class LinearW4(KernelFamily):
                          arch, nb=max(p.get("nb", 1) for p in params), ys=store_size(first),
                          members=len(members), mixed=epilogue is not None and None in epilogues)
 
+    def max_shared(self, launch: LaunchPlan) -> int:
+        """One header word per linear, in the header's activation tile of TK bf16."""
+        return launch.params["tk"] // 2
+
     def array_work(self, launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork:
         s = op_plan.shape
         grid = blob_grid(s)
@@ -631,7 +637,8 @@ class LinearW4(KernelFamily):
             tiles = per_core(n_tiles, launch)
         else:  # columns split N, rows take the M tiles round-robin
             tiles = -(-n_tiles // launch.columns) * -(-launch.bucket // (launch.rows * launch.params["tm"]))
-        return {"init": tiles, "step": tiles * k_tiles, "store": tiles}
+        parts = store_parts(launch.params) if launch.kernel == "linear_w4_gemv" else 1  # a GEMV stores halves
+        return {"init": tiles, "step": tiles * k_tiles, "store": tiles * parts}
 
     def computes_epilogue(self, plan: OpPlan) -> bool:
         """The launches of ``plan`` compute the op's epilogue too (their result is the op's)."""
