@@ -88,6 +88,17 @@ def collect(module: Module, device: Device) -> tuple[dict[str, KernelSpec], dict
             for launch in plan.launches:
                 name = design_name(launch, plan)
                 launches.setdefault(name, Member(name, launch, plan))
+    designs = designs_of(launches, device)
+    kernels: dict[str, KernelSpec] = {}
+    for d in designs.values():
+        kernels.setdefault(d.spec.symbol, d.spec)
+    return dict(sorted(kernels.items())), designs
+
+
+def designs_of(launches: dict[str, Member], device: Device) -> dict[str, Design]:
+    """The designs of ``launches`` (by :func:`design_name`): one each, or one per group of launches with one
+    :meth:`configuration_key <aielower.backends.aie.families.base.KernelFamily.configuration_key>`, cut in name
+    order into pieces of at most the family's ``max_shared``."""
     groups: dict[object, list[Member]] = {}
     designs: dict[str, Design] = {}
     for name, member in sorted(launches.items()):
@@ -108,10 +119,7 @@ def collect(module: Module, device: Device) -> tuple[dict[str, KernelSpec], dict
             spec = family.shared_spec([(x.launch, x.plan) for x in members], device)
             name = shared_name(members)
             designs[name] = Design(name, tuple(members), spec)
-    kernels: dict[str, KernelSpec] = {}
-    for d in designs.values():
-        kernels.setdefault(d.spec.symbol, d.spec)
-    return dict(sorted(kernels.items())), dict(sorted(designs.items()))
+    return dict(sorted(designs.items()))
 
 
 def placements(designs: dict[str, Design]) -> dict[str, tuple[str, str | None]]:
@@ -134,4 +142,4 @@ class Placement:
         return where
 
 
-__all__ = ["Design", "Member", "Placement", "collect", "design_name", "placements", "shared_name"]
+__all__ = ["Design", "Member", "Placement", "collect", "design_name", "designs_of", "placements", "shared_name"]

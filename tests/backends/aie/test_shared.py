@@ -145,6 +145,18 @@ def test_a_sequence_without_its_header_first_breaks_the_header_rule():
                                      + design.sequences[1:])
         problems = [str(v) for v in check_design(broken) if v.rule == "header"]
         assert problems and message in problems[0], (message, problems)
+    # a header of the right size read with a pattern (word 0 repeated: every linear would run) is refused
+    twisted = tuple(dataclasses.replace(op, sizes=(1, 1, K // 2, 2), strides=(0, 0, 0, 1))
+                    if getattr(op, "arg", None) == HEADER_ARG else op for op in first.ops)
+    problems = [str(v) for v in check_design(dataclasses.replace(
+        design, sequences=(dataclasses.replace(first, ops=twisted),) + design.sequences[1:])) if v.rule == "header"]
+    assert problems and "read plainly from the start of %hdr" in problems[0]
+    # a core fed by a header channel that does not read the header would take it for activations
+    core = design.cores[1]
+    headless = dataclasses.replace(core, body=core.body[3:])
+    problems = [str(v) for v in check_design(dataclasses.replace(
+        design, cores=design.cores[:1] + (headless,) + design.cores[2:])) if v.rule == "header"]
+    assert problems and f"core {core.tile.name}: takes @x_c0_cores, which carries a header first" in problems[0]
     # activations after the header on every channel are what a run carries; one element alone is refused
     lone = tuple(op for op in first.ops if not (getattr(op, "fifo", "") == "x_c0" and op.arg == "x"))
     problems = [str(v) for v in check_design(dataclasses.replace(
@@ -254,6 +266,26 @@ def test_the_tiny_models_decode_linears_share_a_configuration(planned_gqa):
     placed = {placement.place(launch, plan)[0] for launch, plan in decode}
     assert token.designs_per_token == len(placed) < len(own)
     assert token.device_configurations == len(designs) < len({x.name for d in designs.values() for x in d.members})
+
+
+def test_a_group_cut_in_two_places_every_launch_on_its_configuration(monkeypatch):
+    """Three linears with one key and room for two per configuration: a shared design of the first two by name and
+    the third on its own design; each launch placed on its design and sequence."""
+    from aielower.backends.aie import catalog
+
+    members = _members(("o", "gate_up", "down"))
+    launches = {name: catalog.Member(name, launch, plan) for name, launch, plan in members}
+
+    monkeypatch.setattr(type(FAMILY), "max_shared", lambda self, launch: 2)
+    designs = catalog.designs_of(launches, NPU2)
+    shared = [d for d in designs.values() if d.shared]
+    first_two = sorted(launches)[:2]
+    assert [[x.name for x in d.members] for d in shared] == [first_two]
+    alone = sorted(launches)[2]
+    assert alone in designs and not designs[alone].shared
+    where = catalog.placements(designs)
+    assert where[alone] == (alone, None)
+    assert all(where[name] == (shared[0].name, name) for name in first_two)
 
 
 def test_a_group_larger_than_the_header_allows_is_split(planned_gqa, monkeypatch):

@@ -28,9 +28,10 @@ runtime-sequence op, and the rule; :func:`require_valid` turns them into one Com
 - ``calls``: kernel calls pass what the declared function takes (count, element type and size).
 - ``header``: a core that starts each run by reading a header (an acquire, then a kernel's ``_header`` on that
   element: a shared configuration, ``designs/shared.py``) takes the first element its FIFO delivers in every run; so
-  every runtime sequence must send exactly one element first on the shim channel behind that FIFO, from its header
-  argument ``%hdr`` (read for nothing else there), then the run's data (else the cores take activations for the
-  header, or wait for one that never comes).
+  every runtime sequence must send exactly one element first on the shim channel behind that FIFO, read plainly
+  from the start of its header argument ``%hdr`` (read for nothing else there, and on no other channel), then the
+  run's data; and every core that channel feeds must read its first element as the header (else the cores take
+  activations for the header, or wait for one that never comes).
 """
 
 from __future__ import annotations
@@ -354,19 +355,36 @@ def check_headers(design: Design) -> list[Violation]:
     """The ``header`` rule of the module docs."""
     out = []
     fifos = {f.name: f for f in design.fifos}
+
+    def header_fifo(core) -> str | None:
+        """The FIFO a core reads its header from: its body starts with an acquire and ``_header`` on that element."""
+        body = core.body
+        if (len(body) >= 2 and isinstance(body[0], Acquire) and isinstance(body[1], CallKernel)
+                and body[1].function.endswith("_header") and body[0].var in body[1].args):
+            return body[0].fifo
+        return None
+
     channels = set()  # shim FIFOs whose first element of a run is the cores' header
     for core in design.cores:
-        body = core.body
-        if not (len(body) >= 2 and isinstance(body[0], Acquire) and isinstance(body[1], CallKernel)
-                and body[1].function.endswith("_header") and body[0].var in body[1].args):
+        fifo = header_fifo(core)
+        if fifo is None:
             continue
-        link = design.link_of(body[0].fifo)
+        link = design.link_of(fifo)
         source = fifos.get(link.sources[0]) if link is not None and len(link.sources) == 1 else None
         if source is None or source.producer.kind != "shim":
             out.append(Violation("header", f"{design.name}: core {core.tile.name}",
-                                 f"reads its header from @{body[0].fifo}, which no shim channel feeds through a link"))
+                                 f"reads its header from @{fifo}, which no shim channel feeds through a link"))
             continue
         channels.add(source.name)
+    for name in sorted(channels):  # every core the channel feeds takes its first element as the header
+        link = design.link_of(name)
+        fed = {f for f in link.destinations}
+        for core in design.cores:
+            consumed = {n.fifo for n in walk(core.body) if isinstance(n, Acquire)}
+            if consumed & fed and header_fifo(core) not in fed:
+                out.append(Violation("header", f"{design.name}: core {core.tile.name}",
+                                     f"takes @{sorted(consumed & fed)[0]}, which carries a header first, without "
+                                     "reading it as one (an acquire, then _header)"))
     for sequence in design.sequences:
         label = f"{design.name}" + (f" @{sequence.name}" if sequence.name else "")
         args = {a.name: a.type for a in sequence.args}
@@ -383,9 +401,10 @@ def check_headers(design: Design) -> list[Violation]:
                 out.append(Violation("header", where, f"the first transfer on @{fifo} reads %{first.arg}, not the "
                                      f"header %{HEADER_ARG} the cores read first"))
                 continue
-            if arg is None or first.elements * arg.element_bytes != fifos[fifo].element.bytes:
-                out.append(Violation("header", where, f"the first transfer on @{fifo} is not one element of it, the "
-                                     "header the cores read first"))
+            plain = first.offset == 0 and first.sizes[:3] == (1, 1, 1) and first.strides[3] == 1
+            if arg is None or not plain or first.elements * arg.element_bytes != fifos[fifo].element.bytes:
+                out.append(Violation("header", where, f"the first transfer on @{fifo} is not one element of it read "
+                                     f"plainly from the start of %{HEADER_ARG}, the header the cores read first"))
                 continue
             others = [j for j, op in transfers if op.arg == first.arg and op.fifo == fifo and j != i]
             if others:
@@ -394,6 +413,10 @@ def check_headers(design: Design) -> list[Violation]:
             elif len(mine) == 1:
                 out.append(Violation("header", where, f"@{fifo} carries one element only: a header and no "
                                      "activations, or activations and no header"))
+        for j, op in transfers:
+            if op.arg == HEADER_ARG and op.fifo not in channels:
+                out.append(Violation("header", f"{label}: runtime-sequence op #{j}", f"%{HEADER_ARG} is sent on "
+                                     f"@{op.fifo}, whose cores read no header"))
     return out
 
 

@@ -331,7 +331,8 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
 
 # At most this many output tiles per GEMV work item: the core keeps one accumulator slot per tile in one buffer (4 x TN
 # bytes of L1 each; the init, step and store runs are loops over the slot) and the activation streams once per item.
-# 64 makes every 7B decode linear with 16-row tiles one item per core but the lm_head (297 tiles per core).
+# With 64, the 7B's qkv, o_proj and down GEMVs are one item per core, gate/up two (40 + 3 tiles: whole blocks of the
+# GEMM's 4, then the short block) and the lm_head six (297 tiles).
 GEMV_ACCUMULATORS = 64
 # At most this many output tiles per GEMM N block (accumulators of tm x tn each), and the blob's block sizes (tiles
 # per core) tried for a linear with GEMM launches, largest first: a GEMM N block is one blob block per core row.
