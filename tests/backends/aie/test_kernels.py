@@ -509,6 +509,11 @@ def test_store_sizes_and_shared_kernels_are_checked():
     with pytest.raises(CompileError, match="selects one of 2 .. 32 linears"):
         gemv_spec(32, 64, 32, False, m, ys=16, members=40).symbol
     assert gemv_spec(32, 64, 32, False, m, ys=32).symbol == gemv_spec(32, 64, 32, False, m).symbol  # a whole tile
+    # a shared GEMM's header is a weight tile: 32 x 64 codes at group 32, 4 scales and zeros per row: 1184 bytes
+    gemm = gemm_spec(8, 32, 64, 32, False, m, members=2)
+    assert gemm.symbol.endswith("_x2") and gemm.signature(gemm.symbol + "_header")[0].size == 1184
+    with pytest.raises(CompileError, match="selects one of 2 .. 296 linears"):
+        gemm_spec(8, 32, 64, 32, False, m, members=300)
 
 
 @pytest.mark.parametrize("device, nb", SLOT_CASES)

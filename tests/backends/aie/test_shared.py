@@ -40,6 +40,9 @@ def _linears():
         "o_b": plan_linear("o_b", 1000, 2048, 32, True, (1,), NPU2),
         "gate_up_b": plan_linear("gate_up_b", 1024, 2048, 32, True, (1,), NPU2, "silu_mul"),
         "down_b": plan_linear("down_b", 1536, 2048, 32, True, (1,), NPU2),
+        # prompt-bucket GEMMs (M = 128) with one tile format and grid, K 256 and 512
+        "g_o": plan_linear("g_o", 512, 256, 32, False, (128,), NPU2),
+        "g_down": plan_linear("g_down", 512, 512, 32, False, (128,), NPU2),
     }
 
 
@@ -58,9 +61,16 @@ def test_linears_with_one_tile_format_have_one_configuration_key_and_a_biased_on
     keys = {n: FAMILY.configuration_key(p.launches[0], p) for n, p in _linears().items()}
     assert keys["o"] == keys["gate_up"] == keys["down"] is not None
     assert keys["qkv"] != keys["o"]  # its weight tiles carry the bias
-    # a GEMM launch has a design of its own
-    gemm = plan_linear("g", 512, K, 32, False, (1, 128), NPU2)
-    assert FAMILY.configuration_key(gemm.launches_for(128)[0], gemm) is None
+    # GEMMs share with GEMMs of their bucket, tiles, grid and epilogue, never with GEMVs
+    assert keys["g_o"] == keys["g_down"] and keys["g_o"][0] == "linear_w4_gemm" and keys["g_o"] != keys["o"]
+    silu = plan_linear("g_gu", 256, 512, 32, False, (128,), NPU2, "silu_mul")
+    assert FAMILY.configuration_key(silu.launches[0], silu) != keys["g_o"]  # its C blocks are half as wide
+    gemm = _linears()["g_o"].launches[0]
+    other = dataclasses.replace(gemm, bucket=256)
+    assert FAMILY.configuration_key(other, _linears()["g_o"]) != keys["g_o"]
+    spec = FAMILY.shared_spec([(gemm, _linears()["g_o"])] * 2, NPU2)
+    assert spec.family == "linear_w4_gemm" and spec.p["members"] == 2
+    assert spec.signature(spec.symbol + "_header")[0].size == _linears()["g_o"].shape["tile_bytes"]
 
 
 def test_the_shared_kernel_has_the_most_accumulators_both_stores_and_the_header():
@@ -176,7 +186,7 @@ def test_header_words_select_one_sequence():
         header_words(own, "")
 
 
-EMULATED = [("o", "gate_up"), ("o_b", "gate_up_b", "down_b")]
+EMULATED = [("o", "gate_up"), ("o_b", "gate_up_b", "down_b"), ("g_o", "g_down")]
 
 
 @pytest.fixture(scope="module")
@@ -198,12 +208,15 @@ def _tensors(launch, plan, rng):
         w, bias = interleave_gate_up(w, bias, s["n_pad"], s["tn"])
     blob = pretile_linear(w, bias, s["n_pad"], s["k_pad"], s["tn"], s["tk"], s["w_columns"], s["w_rows"],
                           s["w_block"], mmul=GEMV)
-    x = (rng.standard_normal(s["k_pad"]).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
-    out = s["n_pad"] // 2 if s.get("epilogue") else s["n_pad"]
+    rows = launch.bucket
+    x = (rng.standard_normal(rows * s["k_pad"]).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    out = rows * (s["n_pad"] // 2 if s.get("epilogue") else s["n_pad"])
+    if launch.kernel == "linear_w4_gemm":
+        return {"a": x, "w": blob, "c": np.zeros(out, np.uint16)}
     return {"x": x, "w": blob, "y": np.zeros(out, np.uint16)}
 
 
-@pytest.mark.parametrize("names", EMULATED, ids=["o-gate_up", "biased-two-k-tiles"])
+@pytest.mark.parametrize("names", EMULATED, ids=["o-gate_up", "biased-two-k-tiles", "gemm-128"])
 def test_each_sequence_of_the_shared_design_computes_what_the_members_own_design_computes(library, names):
     """Run on the emulator (what each core receives derived from the design): a member's sequence, with its header,
     writes bit for bit what its own design writes; the same data behind another member's header does not."""
@@ -213,12 +226,13 @@ def test_each_sequence_of_the_shared_design_computes_what_the_members_own_design
     for name, launch, plan in members:
         own = build_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "own")
         args = _tensors(launch, plan, rng)
+        out = "c" if "c" in args else "y"
         DesignRun(own, library.function).run(args)
-        expected = args["y"].copy()
+        expected = args[out].copy()
         assert expected.any()
-        args["y"][:] = 0
+        args[out][:] = 0
         run.run({**args, HEADER_ARG: header_words(shared, name)}, sequence=name)
-        np.testing.assert_array_equal(args["y"], expected)
+        np.testing.assert_array_equal(args[out], expected)
     name, launch, plan = members[0]
     args = _tensors(launch, plan, rng)
     other = header_words(shared, members[1][0])
@@ -242,9 +256,9 @@ def planned_gqa():
 
 
 def test_the_tiny_models_decode_linears_share_a_configuration(planned_gqa):
-    """On a tiny model's plans: the launches of the shared design are decode GEMVs with one tile format, each placed
-    on its sequence; the token count sees one design fewer (the emulator and runtime tests run this model's decode
-    against the reference)."""
+    """On a tiny model's plans: the launches of each shared design are linears of one kind and bucket with one tile
+    format (decode GEMVs, a prompt bucket's GEMMs), each placed on its sequence; the token count sees one design
+    fewer (the emulator and runtime tests run this model's prefill and decode against the reference)."""
     from aielower.backends.aie.counted import decode_token_count
 
     planned = planned_gqa
@@ -255,7 +269,7 @@ def test_the_tiny_models_decode_linears_share_a_configuration(planned_gqa):
     placement = Placement(planned, NPU2)
     for d in shared:
         assert d.spec.symbol in kernels
-        assert all(x.launch.kernel == "linear_w4_gemv" for x in d.members)
+        assert len({x.launch.kernel for x in d.members}) == 1 and len({x.launch.bucket for x in d.members}) == 1
         assert len({FAMILY.configuration_key(x.launch, x.plan) for x in d.members}) == 1
         for x in d.members:
             assert placement.place(x.launch, x.plan) == (d.name, x.name)

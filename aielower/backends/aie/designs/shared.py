@@ -8,10 +8,10 @@ and store size) can share one design:
 
 - the object FIFOs and links are those every member's own design would have (checked equal); a core's accumulator
   buffer is the largest any member needs, and it gets a parameter buffer for the header's words;
-- every core runs one body: it takes the launch's **header** (the first element of the activation stream, the
-  same on every core of a column), copies its words into the core's parameter buffer (the kernel's ``_header``),
-  then runs member ``i``'s own body (exactly its design's, checked against its schedule) ``word[i]`` times: once
-  for the member the header selects, never for the others;
+- every core runs one body: it takes the launch's **header** (the first element of the stream broadcast to every
+  core of a column: a GEMV's activations, a GEMM's weights), copies its words into the core's parameter buffer
+  (the kernel's ``_header``), then runs member ``i``'s own body (exactly its design's, checked against its
+  schedule) ``word[i]`` times: once for the member the header selects, never for the others;
 - one runtime sequence per member, named as the member's own design (:func:`~aielower.backends.aie.catalog.
   design_name`), with that member's arguments: the member's own tensors, moved exactly as its own design moves
   them, then ``%hdr`` (the header, :func:`header_words`, read once per column before the activations).
@@ -28,6 +28,7 @@ from dataclasses import replace
 import numpy as np
 
 from aielower.backends.aie.designs import model as m
+from aielower.backends.aie.designs.simulate import NUMPY_DTYPES
 from aielower.backends.aie.designs.build import (AIE_DEVICE, Acquire, Call, CoreDesign, DesignBuilder, Load, Loop,
                                                   Release, Transfer, arg_type, core_model, issue_order, linear_core,
                                                   walk_nodes)
@@ -40,18 +41,19 @@ HEADER_ARG = m.HEADER_ARG  # the runtime-sequence argument holding a launch's he
 
 
 def header_words(design: m.Design, sequence: str) -> np.ndarray:
-    """The header of the launch that runs ``sequence`` of shared ``design``, as the bf16 bits of its activation
-    tile: int32 word ``i`` is 1 for the design's ``i``-th sequence, 0 for the others."""
+    """The header of the launch that runs ``sequence`` of shared ``design``, as the array of its ``%hdr`` argument
+    (a GEMV's activation tile of bf16 bits, a GEMM's weight tile of bytes): int32 word ``i`` is 1 for the design's
+    ``i``-th sequence, 0 for the others."""
     names = [s.name for s in design.sequences]
     if sequence not in names:
         raise CompileError(f"design {design.name}: no runtime sequence @{sequence} (it has "
                            f"{', '.join('@' + n for n in names)})")
     arg = design.runtime_sequence(sequence).arg(HEADER_ARG)
-    if arg is None or arg.type.element != "bf16" or arg.type.size < 2 * len(names):
+    if arg is None or arg.type.bytes < 4 * len(names):
         raise CompileError(f"design {design.name}: @{sequence} takes no header of {len(names)} words")
-    words = np.zeros(arg.type.size // 2, np.int32)
+    words = np.zeros(arg.type.bytes // 4, np.int32)
     words[names.index(sequence)] = 1
-    return words.view(np.uint16)
+    return words.view(NUMPY_DTYPES[arg.type.element])
 
 
 def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: Device, spec, name: str) -> m.Design:
@@ -63,9 +65,9 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
         raise CompileError(f"{name}: two members share a runtime-sequence name")
     builders = []
     for seq, launch, plan in members:
-        if launch.kernel != spec.family or launch.kernel != "linear_w4_gemv":
-            raise CompileError(f"{name}: @{seq} runs a {launch.kernel} launch; shared configurations run GEMVs "
-                               f"({spec.symbol})")
+        if launch.kernel != spec.family or launch.kernel not in ("linear_w4_gemv", "linear_w4_gemm"):
+            raise CompileError(f"{name}: @{seq} runs a {launch.kernel} launch; a shared configuration runs "
+                               f"{spec.family} launches of linears ({spec.symbol})")
         if launch.columns > device.columns or launch.rows > device.core_rows:
             raise CompileError(f"{name}: {launch.columns}x{launch.rows} cores do not fit {device.name}")
         builders.append(DesignBuilder(launch, plan, device, spec, name))
@@ -76,7 +78,10 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
             raise CompileError(f"{name}: @{seq} moves other tiles than @{members[0][0]} (its object FIFOs differ); "
                                "it cannot share their configuration")
     launch = first.launch
-    x = first.ins[0]
+    # the header comes first on the input every core of a column receives: a GEMV's activations, a GEMM's weights
+    x = next((st for st in first.ins if st.plan.to_cores == "broadcast"), None)
+    if x is None:
+        raise CompileError(f"{name}: no input is broadcast to every core of a column, so no header can reach them")
     mixed = bool(spec.p.get("mixed"))
     store_with = "store_" + spec.p["epilogue"] if mixed else "store"
     cores = []
@@ -99,32 +104,34 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
             buffers.extend(core_buffers)
     sequences = []
     for (seq, member, _), b in zip(members, builders):
-        tk = member.params["tk"]
-        limits = DmaLimits(2)
-        header = AccessPattern(0, (tk,), (1,))
+        element = b.memref(x)  # one element of the header stream
+        limits = DmaLimits(element.element_bytes)
+        header = AccessPattern(0, (element.size,), (1,))
         sizes, strides = hardware_dims(header, limits)
         heads = [Transfer(c, x.index, b.fifo(x, c), HEADER_ARG, header, False, -1.0, 0.0, sizes, strides)
                  for c in range(member.columns)]
         ops = issue_order(heads + b.transfers(), device.shim_buffer_descriptors)
         # the member's own arguments first, at their positions in its own design (a resident weight keeps its
         # buffer group), the header last
-        args = tuple(m.SequenceArg(t, m.MemrefType(n, element)) for t, element, n in b.tensors()) + (
-            m.SequenceArg(HEADER_ARG, m.MemrefType(tk, "bf16")),)
+        args = tuple(m.SequenceArg(t, m.MemrefType(n, kind)) for t, kind, n in b.tensors()) + (
+            m.SequenceArg(HEADER_ARG, element),)
         if HEADER_ARG in {a.name for a in args[:-1]}:
             raise CompileError(f"{name}: @{seq} has a tensor named %{HEADER_ARG}, the header's name")
         sequences.append(m.RuntimeSequence(seq, tuple(ops), args))
     functions = tuple(m.KernelFunction(fn, tuple(arg_type(a) for a in spec.signature(fn))) for fn in spec.functions)
     tiles = tuple(sorted({m.Tile(c, row) for c in range(launch.columns) for row in range(launch.rows + 2)},
                          key=lambda t: (t.column, t.row)))
-    comments = (f"aielower design {name}: a shared configuration of {len(members)} linears (gemv) at bucket 1, "
+    comments = (f"aielower design {name}: a shared configuration of {len(members)} linears ({launch.role}) at "
+                f"bucket {launch.bucket}, "
                 f"kernel {spec.symbol} on {launch.columns}x{launch.rows} cores of {device.name}",)
     for i, (seq, member, plan) in enumerate(members):
         s = plan.shape
         comments += (f"@{seq} (header word {i}): n={s['n']}, k={s['k']}, group={s['group']}, bias={s['bias']}"
                      + (f", epilogue {member.params['epilogue']}" if member.params.get("epilogue") else ""),)
-    comments += ("Every launch starts with its header, the first element of the activation stream of every column: "
-                 "int32 word i = 1 runs linear i (runtime sequence i, which sends the header from %hdr), 0 skips it. "
-                 "The cores copy it into their parameter words (_header) and run each linear that many times.",)
+    comments += (f"Every launch starts with its header, the first element of the {x.plan.name} stream of every "
+                 "column: int32 word i = 1 runs linear i (runtime sequence i, which sends the header from %hdr), 0 "
+                 "skips it. The cores copy it into their parameter words (_header) and run each linear that many "
+                 "times.",)
     return m.Design(name, AIE_DEVICE[device.name], functions, tiles, tuple(fifos), tuple(links), tuple(buffers),
                     tuple(core_models), tuple(sequences), comments)
 

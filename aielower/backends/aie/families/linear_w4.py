@@ -70,11 +70,14 @@ def gemv_spec(tn: int, tk: int, group: int, bias: bool, mmul: MMulShape, epilogu
 
 
 def gemm_spec(tm: int, tn: int, tk: int, group: int, bias: bool, mmul: MMulShape, epilogue: str | None = None,
-              arch: str | None = None, nb: int = 1) -> KernelSpec:
+              arch: str | None = None, nb: int = 1, members: int = 0) -> KernelSpec:
     """The GEMM kernel; ``nb`` accumulators of ``tm x tn`` in its accumulator buffer (a call's ``slot`` picks
-    one)."""
+    one). A kernel of a shared configuration of ``members`` linears has a ``_header`` function (its header is the
+    first weight tile of a launch)."""
     params = (("tm", tm), ("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)),
               ("r", mmul.m), ("s", mmul.k), ("t", mmul.n), ("nb", nb)) + tuple(epilogue_entries(epilogue, arch).items())
+    if members:
+        params += (("members", members),)
     return KernelSpec("linear_w4_gemm", params)
 
 
@@ -129,9 +132,10 @@ def _check_linear(family: str, p: dict) -> None:
         require_rule(family, "epilogue" in p and "ys" in p, "a mixed kernel stores both plainly (YS outputs) and "
                      "with an epilogue; it needs both", "give the kernel its epilogue and YS")
     if "members" in p:
-        require_rule(family, isinstance(p["members"], int) and 2 <= p["members"] <= p["tk"] // 2,
-                     f"a shared kernel's header selects one of 2 .. {p['tk'] // 2} linears (one i32 word each of an "
-                     f"activation tile of TK={p['tk']}), not {p['members']!r}", "share fewer linears")
+        words = header_words_of(p)
+        require_rule(family, isinstance(p["members"], int) and 2 <= p["members"] <= words,
+                     f"a shared kernel's header selects one of 2 .. {words} linears (one i32 word each of the "
+                     f"header tile), not {p['members']!r}", "share fewer linears")
 
 
 def _check_gemm(family: str, p: dict) -> None:
@@ -149,6 +153,14 @@ def _check_gemm(family: str, p: dict) -> None:
                      f"choose TN as a multiple of {2 * t}")
         require_rule(family, (p["r"] * t) % 16 == 0, f"an mmul C block of R x T = {p['r'] * t} lanes is not a multiple "
                      f"of 16 (contract of the {p['epilogue']} epilogue)", "use the device's bf16 mmul shape")
+
+
+def header_words_of(p: dict) -> int:
+    """The i32 words of a shared launch's header: an activation tile (GEMV: TK bf16) or a weight tile (GEMM: the
+    weights are the stream broadcast to every core)."""
+    if "tm" in p:
+        return linear_tile_bytes(p["tn"], p["tk"], p["group"], p["bias"]) // 4
+    return p["tk"] // 2
 
 
 def _bias(p: dict) -> str:
@@ -173,7 +185,8 @@ def _linear_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
     if p.get("mixed"):
         out[f"_store_{p['epilogue']}"] = store
     if "members" in p:
-        out["_header"] = (Arg("x", "bf16", p["tk"]), Arg("words", "words", p["members"], out=True))
+        head = Arg("w", "u8", tile) if "tm" in p else Arg("x", "bf16", p["tk"])
+        out["_header"] = (head, Arg("words", "words", p["members"], out=True))
     return out
 
 
@@ -230,8 +243,11 @@ def _gemm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     if p.get("epilogue"):  # per 16 lanes of an output block: g and u loaded and rounded, silu(g) * u stored
         vf = Ops(vec=ceil_div(16, m.acc_lanes))
         store = (loads(16 * 32) * 2 + vf * 2 + silu_times_ops(m) + stores(16 * 16)) * (tm * tn // 2 // 16)
-    return {"_init": stores(tm * tn * 32), "_step": column * (tn // UNIT_ROWS) + bias * (tn // t) + block * blocks,
-            "_store": store}
+    out = {"_init": stores(tm * tn * 32), "_step": column * (tn // UNIT_ROWS) + bias * (tn // t) + block * blocks,
+           "_store": store}
+    if "members" in p:
+        out["_header"] = loads(p["members"] * 32) + stores(p["members"] * 32)
+    return out
 
 
 def _linear_functions(p: dict) -> tuple[str, ...]:
@@ -596,17 +612,18 @@ class LinearW4(KernelFamily):
 
     def configuration_key(self, launch: LaunchPlan, op_plan: OpPlan):
         """GEMVs share a configuration when their cores take the same tiles: the grid, the activation and weight
-        tiles (width, depth, group, bias) and the store size. The epilogue may differ (the shared kernel has both
-        stores)."""
-        if launch.kernel != "linear_w4_gemv":
-            return None
+        tiles (width, depth, group, bias) and the store size; the epilogue may differ (the shared kernel has both
+        stores). GEMMs of one bucket when their tiles, grid and epilogue are the same."""
         p, s = launch.params, op_plan.shape
+        if launch.kernel == "linear_w4_gemm":  # the store's C block differs with the epilogue: share only alike
+            return ("linear_w4_gemm", launch.bucket, launch.columns, launch.rows, p["tm"], p["tn"], p["tk"],
+                    p["group"], p["bias"], s["tile_bytes"], p.get("epilogue"), p.get("arch"))
         return ("linear_w4_gemv", launch.columns, launch.rows, p["tn"], p["tk"], p["group"], p["bias"],
                 s["tile_bytes"], store_size(p))
 
     def shared_spec(self, members: list[tuple[LaunchPlan, OpPlan]], device: Device) -> KernelSpec:
-        """The GEMV kernel of ``members``: the most accumulators any needs; with an epilogue when one computes it,
-        and both stores (``mixed``) when others do not."""
+        """The kernel of ``members``: the most accumulators any needs. GEMVs: with an epilogue when one computes
+        it, and both stores (``mixed``) when others do not; GEMMs: all alike (their key holds the epilogue)."""
         params = [launch.params for launch, _ in members]
         epilogues = {p.get("epilogue") for p in params}
         if len(epilogues - {None}) > 1:
@@ -614,13 +631,19 @@ class LinearW4(KernelFamily):
         first = params[0]
         epilogue = next(iter(epilogues - {None}), None)
         arch = next((p["arch"] for p in params if p.get("arch")), None)
+        if members[0][0].kernel == "linear_w4_gemm":
+            if len(epilogues) > 1:
+                raise CompileError("GEMMs with and without an epilogue store different C blocks: they cannot share")
+            return gemm_spec(first["tm"], first["tn"], first["tk"], first["group"], first["bias"],
+                             device.mmul["bf16"], epilogue, arch, nb=max(p["nb"] for p in params),
+                             members=len(members))
         return gemv_spec(first["tn"], first["tk"], first["group"], first["bias"], device.mmul["bf16"], epilogue,
                          arch, nb=max(p.get("nb", 1) for p in params), ys=store_size(first),
                          members=len(members), mixed=epilogue is not None and None in epilogues)
 
     def max_shared(self, launch: LaunchPlan) -> int:
-        """One header word per linear, in the header's activation tile of TK bf16."""
-        return launch.params["tk"] // 2
+        """One header word per linear, in the header tile (:func:`header_words_of`)."""
+        return header_words_of(launch.params)
 
     def array_work(self, launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork:
         s = op_plan.shape
@@ -682,4 +705,5 @@ class LinearW4(KernelFamily):
 
 __all__ = ["EPILOGUES", "GEMM_ACCUMULATORS", "GEMM_BLOCKS", "GEMM_KERNEL", "GEMV_ACCUMULATORS", "GEMV_KERNEL",
            "LinearW4", "blob_grid", "epilogue_entries", "gemm_spec", "gemm_work", "gemv_item_sizes", "gemv_items",
+           "header_words_of",
            "gemv_spec", "gemv_work", "out_columns", "out_tile", "plan_linear"]
