@@ -9,8 +9,9 @@ as a pickle on stdin and writes each result back on stdout as soon as it is buil
 
 The work of a design is estimated by its kernel calls (the cost model's calls per core, times the cores); below
 :data:`PARALLEL_CALLS` in all, starting workers costs more than it saves and everything is built in this process.
-Designs are dealt to the workers biggest first, each to the least loaded, and the results are put back in the order
-given, so the artifact is the same whatever the number of workers.
+Designs are dealt to the workers biggest first (:func:`design_work`: calls the generator checks on arrays weigh
+:data:`ARRAY_CALL_WORK`), each to the least loaded, and the results are put back in the order given, so the artifact
+is the same whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from aielower.backends.aie.cost import calls_per_core
 from aielower.backends.aie.designs import build_design, render
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.designs.shared import build_shared_design
+from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.device import Device
 from aielower.errors import AielowerError, CompileError
 
@@ -46,8 +48,24 @@ def default_jobs() -> int:
 
 
 def design_calls(planned: Planned) -> int:
-    """The kernel calls a design's cores make, as the cost model counts them: the work of building it."""
+    """The kernel calls a design's cores make, as the cost model counts them."""
     return sum(sum(calls_per_core(x.launch, x.plan.shape).values()) * x.launch.cores for x in planned.members)
+
+
+# What checking one kernel call costs the generator when its family is scheduled on arrays (the linears,
+# KernelFamily.array_scheduled), relative to a call checked one by one. Measured on the 7B main job's designs on this
+# project's 2-core machine: about 0.07 us a call on arrays, 100-2000 us a call checked call by call.
+ARRAY_CALL_WORK = 1e-3
+
+
+def design_work(planned: Planned) -> float:
+    """What building a design costs, to deal the designs to workers: its kernel calls, those the generator checks on
+    arrays at :data:`ARRAY_CALL_WORK` each."""
+    total = 0.0
+    for x in planned.members:
+        calls = sum(calls_per_core(x.launch, x.plan.shape).values()) * x.launch.cores
+        total += calls * (ARRAY_CALL_WORK if KERNEL_FAMILIES.for_kernel(x.launch.kernel).array_scheduled else 1.0)
+    return total
 
 
 def build_planned(planned: Planned, device: Device) -> m.Design:
@@ -58,7 +76,7 @@ def build_planned(planned: Planned, device: Device) -> m.Design:
     return build_design(planned.launch, planned.plan, device, planned.spec, planned.name)
 
 
-def deal(work: Sequence[int], jobs: int) -> list[list[int]]:
+def deal(work: Sequence[float], jobs: int) -> list[list[int]]:
     """Indices of ``work`` dealt to ``jobs`` workers: biggest first, each to the least loaded (empty ones dropped)."""
     loads = [0] * jobs
     bins: list[list[int]] = [[] for _ in range(jobs)]
@@ -101,12 +119,12 @@ def build_designs(designs: Sequence[Planned], device: Device, jobs: int | None =
             finished(i, (built[planned.name], render(built[planned.name])))
         else:
             rest.append(i)
-    work = {i: design_calls(designs[i]) for i in rest}
-    if jobs == 1 or len(rest) < 2 or sum(work.values()) < PARALLEL_CALLS:
+    calls = sum(design_calls(designs[i]) for i in rest)
+    if jobs == 1 or len(rest) < 2 or calls < PARALLEL_CALLS:
         for i in rest:
             finished(i, _build(designs[i], device))
     else:
-        bins = [[rest[k] for k in b] for b in deal([work[i] for i in rest], jobs)]
+        bins = [[rest[k] for k in b] for b in deal([design_work(designs[i]) for i in rest], jobs)]
         _in_workers(designs, device, bins, finished)
     return results
 
@@ -183,7 +201,8 @@ def _worker() -> int:
     return 0
 
 
-__all__ = ["PARALLEL_CALLS", "build_designs", "build_planned", "deal", "default_jobs", "design_calls"]
+__all__ = ["ARRAY_CALL_WORK", "PARALLEL_CALLS", "build_designs", "build_planned", "deal", "default_jobs",
+           "design_calls", "design_work"]
 
 if __name__ == "__main__":
     raise SystemExit(_worker())

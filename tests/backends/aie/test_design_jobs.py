@@ -32,6 +32,18 @@ def test_designs_are_dealt_biggest_first_to_the_least_loaded_worker():
     assert design_jobs.deal([7], 4) == [[0]]
 
 
+def test_designs_checked_on_arrays_weigh_less_when_dealt(designs):
+    """Dealing estimates the generator's work: a linear's calls are checked on arrays, a thousand times cheaper
+    than the attention's, checked call by call."""
+    for d in designs:
+        calls, work = design_jobs.design_calls(d), design_jobs.design_work(d)
+        if d.spec.family.startswith("linear_w4"):
+            assert work == pytest.approx(calls * design_jobs.ARRAY_CALL_WORK)
+        else:
+            assert work == calls
+    assert {d.spec.family for d in designs} >= {"linear_w4_gemv", "attention"}
+
+
 def test_small_artifacts_are_built_here(designs):
     total = sum(design_jobs.design_calls(d) for d in designs)
     assert 0 < total < design_jobs.PARALLEL_CALLS  # the tiny model: starting workers would cost more

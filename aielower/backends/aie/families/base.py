@@ -41,6 +41,7 @@ class KernelFamily:
     name: ClassVar[str] = ""
     kinds: ClassVar[tuple[str, ...]] = ()  # the plan kinds of the ops it runs
     kernel_defs: ClassVar[dict[str, KernelDef]] = {}  # the kernels its launches run, by name
+    array_scheduled: ClassVar[bool] = False  # its launches' work comes as arrays (array_work), checked on arrays
 
     @property
     def kernels(self) -> tuple[str, ...]:

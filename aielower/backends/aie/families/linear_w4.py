@@ -582,6 +582,7 @@ class LinearW4(KernelFamily):
     name = "linear_w4"
     kinds = ("linear",)
     kernel_defs = {"linear_w4_gemv": GEMV_KERNEL, "linear_w4_gemm": GEMM_KERNEL}
+    array_scheduled = True
 
     def plan_key(self, op, buckets, linear_buckets):
         if not (isinstance(op, LinearLike) and isinstance(op.linear_weight.type, QTensorType)):
