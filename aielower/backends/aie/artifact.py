@@ -127,11 +127,9 @@ def read_weights(directory: Path, module: Module) -> tuple[dict[str, np.ndarray]
     return blobs, arrays
 
 
-def design_reader(out_dir: str | Path, module: Module, device: Device):
-    """``(launch, plan) -> (Design, runtime sequence or None)``: where a launch of ``module`` runs, its design parsed
+def design_reader(out_dir: str | Path, placement: Placement):
+    """``(launch, plan) -> (Design, runtime sequence or None)``: where ``placement`` runs a launch, its design parsed
     from the artifact's ``design/`` file (each read once)."""
-    placement = Placement(module, device)
-
     @lru_cache(maxsize=None)
     def read(name: str):
         return read_design(safe_path(out_dir, "design", f"{name}.mlir"))
@@ -146,10 +144,9 @@ def design_reader(out_dir: str | Path, module: Module, device: Device):
 # --------------------------------------------------------------------------- manifest
 
 
-def schedule(module: Module, device: Device) -> dict[str, list[dict]]:
-    """Per function, one step per op in order: where it runs and, for NPU ops, the designs per bucket (a launch of a
-    shared configuration as ``design@sequence``)."""
-    placement = Placement(module, device)
+def schedule(module: Module, placement: Placement) -> dict[str, list[dict]]:
+    """Per function, one step per op in order: where it runs and, for NPU ops, the designs per bucket (where
+    ``placement`` runs each launch; a launch of a shared configuration as ``design@sequence``)."""
     out = {}
     for fn in module.functions.values():
         name = Namer(fn)
@@ -181,8 +178,9 @@ def instruction_files(design: str, sequences: list[str]) -> dict[str, str]:
     return {s: f"build/{design}.{s}.insts.bin" for s in sequences}
 
 
-def manifest(module: Module, device: Device, pipeline: str, kernels: dict[str, KernelSpec],
-             designs: dict[str, Design], files: dict[str, dict], sequences: dict[str, list[str]]) -> dict:
+def manifest(module: Module, device: Device, pipeline: str, placement: Placement, files: dict[str, dict],
+             sequences: dict[str, list[str]]) -> dict:
+    kernels, designs = placement.kernels, placement.designs
     return {
         "format": MANIFEST_FORMAT,
         "model": module.name,
@@ -207,7 +205,7 @@ def manifest(module: Module, device: Device, pipeline: str, kernels: dict[str, K
                                     "results": [str(t) for t in fn.result_types]}
                           for fn in module.functions.values()},
         },
-        "schedule": schedule(module, device),
+        "schedule": schedule(module, placement),
     }
 
 
@@ -227,7 +225,8 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
     staging directory that replaces ``out_dir`` only when all of them are written (:class:`ArtifactWriter`)."""
     writer = artifact_writer(out_dir)
     writer.check()
-    kernels, designs = collect(module, device)
+    placement = Placement(module, device)
+    kernels, designs = placement.kernels, placement.designs
     files = weight_files(module)
     texts: dict[str, str] = {}
     for spec in kernels.values():
@@ -243,7 +242,7 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
     texts["Makefile"] = render_build_file(list(kernels.values()), [(d.name, d.spec.symbol) for d in designs.values()],
                                           device, sequences)
     texts["module.ir"] = print_module(module, alias_attrs=True)  # the layers' identical plans printed once each
-    data = manifest(module, device, pipeline, kernels, designs, files, sequences)
+    data = manifest(module, device, pipeline, placement, files, sequences)
     texts[toolchain.MANIFEST] = toolchain.manifest_text(data)
     texts.update(report_files(report))
     with_weights = all(w.data is not None for w in module.weights.values())
@@ -257,6 +256,5 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
     return data
 
 
-__all__ = ["Design", "MANIFEST_FORMAT", "artifact_writer", "collect", "design_name", "design_reader", "manifest",
-           "read_artifact_weights", "read_weights",
-           "weight_files", "write_artifact", "write_weights"]
+__all__ = ["Design", "MANIFEST_FORMAT", "Placement", "artifact_writer", "collect", "design_name", "design_reader",
+           "manifest", "read_artifact_weights", "read_weights", "weight_files", "write_artifact", "write_weights"]

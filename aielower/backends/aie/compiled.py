@@ -43,12 +43,12 @@ class AieArtifact:
         return self._emulator
 
     def _build_emulator(self) -> HostProgram:
-        from aielower.backends.aie.artifact import collect, design_reader, read_artifact_weights
+        from aielower.backends.aie.artifact import Placement, design_reader, read_artifact_weights
 
         blobs, arrays = read_artifact_weights(self.out_dir, self.ir, "emulate")
-        kernels, _ = collect(self.ir, self.device)
-        library = KernelLibrary.build(kernels.values(), self.out_dir / "host-build")
-        return HostProgram(self.ir, self.device, blobs, arrays, design_reader(self.out_dir, self.ir, self.device),
+        placement = Placement(self.ir, self.device)
+        library = KernelLibrary.build(placement.kernels.values(), self.out_dir / "host-build")
+        return HostProgram(self.ir, self.device, blobs, arrays, design_reader(self.out_dir, placement),
                            DesignLauncher(library.function))
 
     def emulate(self, input_ids) -> np.ndarray:

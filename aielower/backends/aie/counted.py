@@ -112,16 +112,18 @@ class TokenCount:
 
 
 def decode_token_count(module: Module, device: Device, decode: Function, kv_len: int | None = None,
-                       designs: dict[str, m.Design] | None = None) -> TokenCount:
+                       designs: dict[str, m.Design] | None = None,
+                       placement: Placement | None = None) -> TokenCount:
     """Count one decode step of ``decode`` with ``kv_len`` valid cache positions after the step (default: the
     whole cache), see the module docs. An attention design with one runtime sequence per KV tile count is counted
     with the sequence the host submits at ``kv_len`` (the one reading the ``kv_len - 1`` cache rows before the
-    step). ``designs`` caches built designs by name (pass the same dict to count several contexts)."""
+    step). ``designs`` caches built designs by name, ``placement`` where the module's launches run (pass the same
+    ones to count several contexts)."""
     if kv_len is not None and kv_len < 1:
         raise CompileError(f"a decode step has at least one valid KV position (its own), not kv_len={kv_len}")
     designs = {} if designs is None else designs
     counts: dict[tuple[str, str | None], SequenceCount] = {}
-    placement = Placement(module, device)
+    placement = Placement(module, device) if placement is None else placement
     result = TokenCount(device_configurations=len(placement.designs))
     order: list[str] = []
     for op in decode.ops:

@@ -47,9 +47,13 @@ def default_jobs() -> int:
     return max(1, min(cpus, MAX_JOBS))
 
 
+def _member_calls(member) -> int:
+    return sum(calls_per_core(member.launch, member.plan.shape).values()) * member.launch.cores
+
+
 def design_calls(planned: Planned) -> int:
     """The kernel calls a design's cores make, as the cost model counts them."""
-    return sum(sum(calls_per_core(x.launch, x.plan.shape).values()) * x.launch.cores for x in planned.members)
+    return sum(_member_calls(x) for x in planned.members)
 
 
 # What checking one kernel call costs the generator when its family is scheduled on arrays (the linears,
@@ -61,11 +65,8 @@ ARRAY_CALL_WORK = 1e-3
 def design_work(planned: Planned) -> float:
     """What building a design costs, to deal the designs to workers: its kernel calls, those the generator checks on
     arrays at :data:`ARRAY_CALL_WORK` each."""
-    total = 0.0
-    for x in planned.members:
-        calls = sum(calls_per_core(x.launch, x.plan.shape).values()) * x.launch.cores
-        total += calls * (ARRAY_CALL_WORK if KERNEL_FAMILIES.for_kernel(x.launch.kernel).array_scheduled else 1.0)
-    return total
+    return sum(_member_calls(x) * (ARRAY_CALL_WORK if KERNEL_FAMILIES.for_kernel(x.launch.kernel).array_scheduled
+                                   else 1.0) for x in planned.members)
 
 
 def build_planned(planned: Planned, device: Device) -> m.Design:

@@ -20,6 +20,7 @@ import markupsafe
 
 from aielower import reporting
 from aielower.backends.aie import cost, counted
+from aielower.backends.aie.catalog import Placement
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.templating import ENV
 from aielower.errors import CompileError
@@ -150,7 +151,8 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
     # What the generated designs move and issue in one decode step at the short context (counted from their
     # runtime sequences), and at the contexts of COUNTED_CONTEXTS that the cache holds.
     built = {} if built is None else built
-    token = counted.decode_token_count(module, device, cost.decode_function(module), kv_step, built)
+    placement = Placement(module, device)
+    token = counted.decode_token_count(module, device, cost.decode_function(module), kv_step, built, placement)
     ddr_per_token = token.total.ddr_bytes
     weights_min = cost.min_weight_bytes_per_decode_token(module)
     kv_per_position = cost.kv_bytes_per_position(module)
@@ -159,7 +161,7 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
     counted_ms = counted.counted_decode_ms(token, device)
     by_context = {}
     for context in (c for c in COUNTED_CONTEXTS if c <= cost.kv_capacity(module)):
-        at = counted.decode_token_count(module, device, cost.decode_function(module), context, built)
+        at = counted.decode_token_count(module, device, cost.decode_function(module), context, built, placement)
         minimum = weights_min + context * kv_per_position
         by_context[str(context)] = {
             "ddr_bytes": at.total.ddr_bytes, "min_ddr_bytes": minimum, "ddr_vs_min": at.total.ddr_bytes / minimum,

@@ -45,9 +45,10 @@ OPCODE = 3  # the first argument of a kernel run in mlir-aie's host code: a tran
 _CACHE_ARG = re.compile(r"([kv])_cache_(\d+)", re.ASCII)
 
 
-def open_xrt(device: str, module, aie_device, out_dir: Path, record: dict):
+def open_xrt(device: str, placement, out_dir: Path, record: dict):
     """The XRT module for ``device``: ``pyxrt`` for ``"npu"``, an :class:`EmulatedXrt` running this artifact's
-    emulated build for ``"emulator"``."""
+    emulated build for ``"emulator"`` (the kernels of ``placement``, the artifact's
+    :class:`~aielower.backends.aie.catalog.Placement`)."""
     if device == "npu":
         try:
             import pyxrt  # noqa: PLC0415 - shipped with XRT, absent everywhere else
@@ -58,12 +59,11 @@ def open_xrt(device: str, module, aie_device, out_dir: Path, record: dict):
                 "'aielower build DIR --peano ... --mlir-aie ...'; or run on the emulated device (device='emulator', "
                 "'--emulate')") from None
         return pyxrt
-    from aielower.backends.aie.artifact import collect
     from aielower.backends.aie.emulated_xrt import EmulatedXrt
     from aielower.backends.aie.kernels import KernelLibrary
 
-    kernels, _ = collect(module, aie_device)
-    return EmulatedXrt(record["device"], KernelLibrary(safe_path(out_dir, record["kernels"]), kernels.values()))
+    return EmulatedXrt(record["device"], KernelLibrary(safe_path(out_dir, record["kernels"]),
+                                                       placement.kernels.values()))
 
 
 class _Program:
@@ -202,6 +202,7 @@ class AieRuntime:
 
     def __init__(self, out_dir: str | Path, device: str = "npu", *, xrt=None):
         from aielower.backends.aie.artifact import design_reader, read_artifact_weights
+        from aielower.backends.aie.catalog import Placement
         from aielower.backends.aie.device import get_device
         from aielower.backends.aie.device_build import build_record
         from aielower.backends.aie.host_program import HostProgram
@@ -223,16 +224,17 @@ class AieRuntime:
         if missing:
             raise AielowerError(f"{len(missing)} file(s) of the build are missing, e.g. {missing[0]}: rebuild with "
                                 f"'aielower build {self.out_dir}{' --emulate' if device == 'emulator' else ''}'")
+        self.placement = Placement(self.module, aie_device)  # where each launch runs: design and sequence
         self._check_schedule(record)
         if "decode" not in self.module.functions:
             raise AielowerError(f"{self.out_dir} has no decode function: compile with functions=('prefill', 'decode')")
         blobs, arrays = read_artifact_weights(self.out_dir, self.module, "run")
-        self.xrt = xrt if xrt is not None else open_xrt(device, self.module, aie_device, self.out_dir, record)
+        self.xrt = xrt if xrt is not None else open_xrt(device, self.placement, self.out_dir, record)
         self.timing = "emulated" if getattr(self.xrt, "emulated", False) else "measured"
         self.xrt_device = self.xrt.device(0)
         self.launcher = XrtLauncher(self.xrt, self.xrt_device, self.out_dir, record)
         self.program = HostProgram(self.module, aie_device, blobs, arrays,
-                                   design_reader(self.out_dir, self.module, aie_device), self.launcher)
+                                   design_reader(self.out_dir, self.placement), self.launcher)
         self.last_stats = None
         tables = [op.table.type.shape[0] for op in self.module.functions["decode"].ops if op.name == "nn.embedding"]
         self._vocab = tables[0] if tables else None
@@ -241,9 +243,8 @@ class AieRuntime:
         """The program run here (``module.ir``) must be the one the manifest's launch schedule describes, and the
         build must hold every design that schedule launches."""
         from aielower.backends.aie.artifact import schedule
-        from aielower.backends.aie.device import get_device
 
-        if schedule(self.module, get_device(self.manifest["device"]["name"])) != self.manifest.get("schedule"):
+        if schedule(self.module, self.placement) != self.manifest.get("schedule"):
             raise AielowerError(f"{self.out_dir}: module.ir and the launch schedule of manifest.json differ (a file "
                                 "was changed or replaced): recompile the artifact")
         launched = {d.split("@")[0] for steps in self.manifest["schedule"].values() for step in steps
