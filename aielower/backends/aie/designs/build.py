@@ -1138,8 +1138,7 @@ def issue_order(transfers: list[Transfer], bds: int, queue_depth: int = SHIM_QUE
 def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name: str) -> m.Design:
     """The design of one launch: tiles, object FIFOs, cores calling ``spec``'s functions and the runtime sequence
     with the schedule's DDR access patterns at the launch's bucket."""
-    if launch.columns > device.columns or launch.rows > device.core_rows:
-        raise CompileError(f"{name}: {launch.columns}x{launch.rows} cores do not fit {device.name}")
+    require_fits(launch, device, name)
     if spec.family != launch.kernel:
         raise CompileError(f"{name}: the launch runs a {launch.kernel} kernel, not {spec.symbol}")
     b = DesignBuilder(launch, op_plan, device, spec, name)
@@ -1170,9 +1169,7 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
         sequences = _kv_sequences(b, cores, device, args)
     else:
         sequences = (m.RuntimeSequence("", _sequence(b, cores, device), args),)
-    functions = tuple(m.KernelFunction(fn, tuple(arg_type(a) for a in spec.signature(fn))) for fn in spec.functions)
-    tiles = tuple(sorted({m.Tile(c, row) for c in range(launch.columns) for row in range(launch.rows + 2)},
-                         key=lambda t: (t.column, t.row)))
+    functions, tiles = kernel_functions(spec), design_tiles(launch)
     shape = ", ".join(f"{k}={v}" for k, v in KERNEL_FAMILIES.for_kernel(launch.kernel).design_shape(
         launch, op_plan).items())
     comments = (f"aielower design {name}: {op_plan.kind} ({launch.role}) at bucket {launch.bucket}, kernel "
@@ -1192,6 +1189,23 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
                      "kernel leaves a row with no valid KV row unchanged.",)
     return m.Design(name, AIE_DEVICE[device.name], functions, tiles, tuple(fifos), tuple(links), tuple(buffers),
                     tuple(core_models), sequences, comments)
+
+
+def require_fits(launch: LaunchPlan, device: Device, name: str) -> None:
+    """CompileError unless ``launch``'s cores fit ``device``'s array."""
+    if launch.columns > device.columns or launch.rows > device.core_rows:
+        raise CompileError(f"{name}: {launch.columns}x{launch.rows} cores do not fit {device.name}")
+
+
+def kernel_functions(spec) -> tuple[m.KernelFunction, ...]:
+    """The declarations of ``spec``'s functions."""
+    return tuple(m.KernelFunction(fn, tuple(arg_type(a) for a in spec.signature(fn))) for fn in spec.functions)
+
+
+def design_tiles(launch: LaunchPlan) -> tuple[m.Tile, ...]:
+    """The shim, memory and core tiles of ``launch``'s columns, column by column."""
+    return tuple(sorted({m.Tile(c, row) for c in range(launch.columns) for row in range(launch.rows + 2)},
+                        key=lambda t: (t.column, t.row)))
 
 
 def linear_core(b: DesignBuilder, column: int, row: int, prefix: str = "v") -> CoreDesign:

@@ -30,8 +30,8 @@ import numpy as np
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.designs.simulate import NUMPY_DTYPES
 from aielower.backends.aie.designs.build import (AIE_DEVICE, Acquire, Call, CoreDesign, DesignBuilder, Load, Loop,
-                                                  Release, Transfer, arg_type, core_model, issue_order, linear_core,
-                                                  walk_nodes)
+                                                  Release, Transfer, core_model, design_tiles, issue_order,
+                                                  kernel_functions, linear_core, require_fits, walk_nodes)
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.dma import DmaLimits, hardware_dims
 from aielower.backends.aie.plan import AccessPattern, LaunchPlan, OpPlan
@@ -68,8 +68,7 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
         if launch.kernel != spec.family or launch.kernel not in ("linear_w4_gemv", "linear_w4_gemm"):
             raise CompileError(f"{name}: @{seq} runs a {launch.kernel} launch; a shared configuration runs "
                                f"{spec.family} launches of linears ({spec.symbol})")
-        if launch.columns > device.columns or launch.rows > device.core_rows:
-            raise CompileError(f"{name}: {launch.columns}x{launch.rows} cores do not fit {device.name}")
+        require_fits(launch, device, name)
         builders.append(DesignBuilder(launch, plan, device, spec, name))
     first = builders[0]
     fifos, links = first.fifos()
@@ -118,9 +117,7 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
         if HEADER_ARG in {a.name for a in args[:-1]}:
             raise CompileError(f"{name}: @{seq} has a tensor named %{HEADER_ARG}, the header's name")
         sequences.append(m.RuntimeSequence(seq, tuple(ops), args))
-    functions = tuple(m.KernelFunction(fn, tuple(arg_type(a) for a in spec.signature(fn))) for fn in spec.functions)
-    tiles = tuple(sorted({m.Tile(c, row) for c in range(launch.columns) for row in range(launch.rows + 2)},
-                         key=lambda t: (t.column, t.row)))
+    functions, tiles = kernel_functions(spec), design_tiles(launch)
     comments = (f"aielower design {name}: a shared configuration of {len(members)} linears ({launch.role}) at "
                 f"bucket {launch.bucket}, "
                 f"kernel {spec.symbol} on {launch.columns}x{launch.rows} cores of {device.name}",)
