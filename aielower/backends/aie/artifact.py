@@ -43,8 +43,9 @@ from aielower.quant.bf16 import bf16_bits
 
 # Bumped when what the host does around a launch changes for designs of an older artifact (2: decode attention
 # reads the step's keys and values from the KV cache's step tiles, rotating them itself; 3: from its query records,
-# and the KV cache has no step tiles; 4: launches of a shared configuration send a header, designs/shared.py).
-MANIFEST_FORMAT = "aielower-aie-manifest/4"
+# and the KV cache has no step tiles; 4: launches of a shared configuration send a header, designs/shared.py; 5: a
+# design lists its row buckets, "buckets", as a shared configuration may serve several).
+MANIFEST_FORMAT = "aielower-aie-manifest/5"
 
 
 # --------------------------------------------------------------------------- weights
@@ -193,7 +194,7 @@ def manifest(module: Module, device: Device, pipeline: str, placement: Placement
         "kernels": [{"symbol": s.symbol, "file": f"kernels/{s.filename}", "family": s.family,
                      "params": s.p, "functions": list(s.functions)} for s in kernels.values()],
         "designs": [{"name": d.name, "file": d.file, "kernel": d.spec.symbol, "role": d.launch.role,
-                     "bucket": d.launch.bucket, "cores": [d.launch.columns, d.launch.rows],
+                     "buckets": list(d.buckets), "cores": [d.launch.columns, d.launch.rows],
                      "l1_bytes": max(x.launch.l1_bytes() for x in d.members),
                      "l2_bytes": max(x.launch.l2_bytes() for x in d.members),
                      **({"shared_by": [x.name for x in d.members]} if d.shared else {}),

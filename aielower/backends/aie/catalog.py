@@ -51,6 +51,11 @@ class Design:
         return len(self.members) > 1
 
     @property
+    def buckets(self) -> tuple[int, ...]:
+        """The row buckets of its launches, ascending (a shared configuration may serve several)."""
+        return tuple(sorted({x.launch.bucket for x in self.members}))
+
+    @property
     def file(self) -> str:
         return f"design/{self.name}.mlir"
 
@@ -71,10 +76,12 @@ def design_name(launch: LaunchPlan, plan: OpPlan) -> str:
 
 
 def shared_name(members: list[Member]) -> str:
-    """A shared configuration's name: the role and bucket of its launches, how many, a digest of their names."""
+    """A shared configuration's name: the role and buckets of its launches (``b128`` for one, ``b128to2048`` for
+    several), how many, a digest of their names."""
     digest = hashlib.sha256(" ".join(x.name for x in members).encode()).hexdigest()[:8]
-    first = members[0].launch
-    return f"{first.role}_b{first.bucket}_x{len(members)}_{digest}"
+    buckets = sorted({x.launch.bucket for x in members})
+    span = f"{buckets[0]}to{buckets[-1]}" if len(buckets) > 1 else f"{buckets[0]}"
+    return f"{members[0].launch.role}_b{span}_x{len(members)}_{digest}"
 
 
 def collect(module: Module, device: Device) -> tuple[dict[str, KernelSpec], dict[str, Design]]:

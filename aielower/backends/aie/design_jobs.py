@@ -48,7 +48,9 @@ def default_jobs() -> int:
 
 
 def _member_calls(member) -> int:
-    return sum(calls_per_core(member.launch, member.plan.shape).values()) * member.launch.cores
+    """The calls of a member's cores as the generator schedules them (over the whole cache, if it reads one)."""
+    kv_len = KERNEL_FAMILIES.for_kernel(member.launch.kernel).scheduled_kv_len(member.launch, member.plan)
+    return sum(calls_per_core(member.launch, member.plan.shape, kv_len).values()) * member.launch.cores
 
 
 def design_calls(planned: Planned) -> int:
@@ -58,8 +60,9 @@ def design_calls(planned: Planned) -> int:
 
 # What checking one kernel call costs the generator when its family is scheduled on arrays (the linears,
 # KernelFamily.array_scheduled), relative to a call checked one by one. Measured on the 7B main job's designs on this
-# project's 2-core machine: about 0.07 us a call on arrays, 100-2000 us a call checked call by call.
-ARRAY_CALL_WORK = 1e-3
+# project's 2-core machine, with attention counted over the cache it is scheduled for: about 0.1 us a call on
+# arrays, 11-17 us a call checked call by call (the big attention designs).
+ARRAY_CALL_WORK = 7e-3
 
 
 def design_work(planned: Planned) -> float:

@@ -165,7 +165,7 @@ def test_decode_reading_kv_tiles_past_the_valid_rows_gives_the_same_logits(tmp_p
     for block in (default, 256):
         monkeypatch.setattr(attention, "KV_READ_BLOCK", block)
         art = aielower.compile(model, target="aie", quant=QUANT, max_seq_len=256, out_dir=tmp_path / str(block))
-        decode_attention = next(d for d in art.manifest["designs"] if d["role"] == "attention" and d["bucket"] == 1)
+        decode_attention = next(d for d in art.manifest["designs"] if d["role"] == "attention" and d["buckets"] == [1])
         runs[block] = (sorted(decode_attention["instructions"]), [])
         cache = art.new_cache(1)
         out = art.emulate_decode(ids, 0, cache)

@@ -43,6 +43,8 @@ def _linears():
         # prompt-bucket GEMMs (M = 128) with one tile format and grid, K 256 and 512
         "g_o": plan_linear("g_o", 512, 256, 32, False, (128,), NPU2),
         "g_down": plan_linear("g_down", 512, 512, 32, False, (128,), NPU2),
+        # the same tile format at another bucket (M = 256): one configuration serves both buckets
+        "g_o_256": plan_linear("g_o_256", 512, 256, 32, False, (256,), NPU2),
     }
 
 
@@ -61,13 +63,14 @@ def test_linears_with_one_tile_format_have_one_configuration_key_and_a_biased_on
     keys = {n: FAMILY.configuration_key(p.launches[0], p) for n, p in _linears().items()}
     assert keys["o"] == keys["gate_up"] == keys["down"] is not None
     assert keys["qkv"] != keys["o"]  # its weight tiles carry the bias
-    # GEMMs share with GEMMs of their bucket, tiles, grid and epilogue, never with GEMVs
-    assert keys["g_o"] == keys["g_down"] and keys["g_o"][0] == "linear_w4_gemm" and keys["g_o"] != keys["o"]
+    # GEMMs share with GEMMs of their tiles, grid and epilogue at any bucket, never with GEMVs
+    assert keys["g_o"] == keys["g_down"] == keys["g_o_256"] and keys["g_o"][0] == "linear_w4_gemm"
+    assert keys["g_o"] != keys["o"]
     silu = plan_linear("g_gu", 256, 512, 32, False, (128,), NPU2, "silu_mul")
     assert FAMILY.configuration_key(silu.launches[0], silu) != keys["g_o"]  # its C blocks are half as wide
     gemm = _linears()["g_o"].launches[0]
-    other = dataclasses.replace(gemm, bucket=256)
-    assert FAMILY.configuration_key(other, _linears()["g_o"]) != keys["g_o"]
+    other = dataclasses.replace(gemm, params={**gemm.params, "tm": 2 * gemm.params["tm"]})
+    assert FAMILY.configuration_key(other, _linears()["g_o"]) != keys["g_o"]  # other C tiles
     spec = FAMILY.shared_spec([(gemm, _linears()["g_o"])] * 2, NPU2)
     assert spec.family == "linear_w4_gemm" and spec.p["members"] == 2
     assert spec.signature(spec.symbol + "_header")[0].size == _linears()["g_o"].shape["tile_bytes"]
@@ -86,8 +89,8 @@ def test_the_shared_kernel_has_the_most_accumulators_both_stores_and_the_header(
 
 SHARED_CHECK = """
 // CHECK: // aielower design shared: a shared configuration of 2 linears (gemv) at bucket 1, kernel [[K:linear_w4_gemv_tn16_tk256_g32_r4s8t8_nb2_ys8_x2_mixed_silu_mul_aie2p]] on 8x4 cores of npu2
-// CHECK-NEXT: // @[[O:gemv_b1_[0-9a-f]+]] (header word 0): n=512, k=256, group=32, bias=False
-// CHECK-NEXT: // @[[GU:gemv_b1_[0-9a-f]+]] (header word 1): n=1024, k=256, group=32, bias=False, epilogue silu_mul
+// CHECK-NEXT: // @[[O:gemv_b1_[0-9a-f]+]] (header word 0): bucket 1, n=512, k=256, group=32, bias=False
+// CHECK-NEXT: // @[[GU:gemv_b1_[0-9a-f]+]] (header word 1): bucket 1, n=1024, k=256, group=32, bias=False, epilogue silu_mul
 // CHECK: func.func private @[[K]]_store_silu_mul(memref<32xf32>, i32, memref<8xbf16>)
 // CHECK-NEXT: func.func private @[[K]]_header(memref<256xbf16>, memref<2xi32>)
 // CHECK: %rtp_0_2 = aie.buffer(%tile_0_2) {sym_name = "rtp_0_2"} : memref<2xi32>
@@ -186,7 +189,7 @@ def test_header_words_select_one_sequence():
         header_words(own, "")
 
 
-EMULATED = [("o", "gate_up"), ("o_b", "gate_up_b", "down_b"), ("g_o", "g_down")]
+EMULATED = [("o", "gate_up"), ("o_b", "gate_up_b", "down_b"), ("g_o", "g_down", "g_o_256")]
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +219,7 @@ def _tensors(launch, plan, rng):
     return {"x": x, "w": blob, "y": np.zeros(out, np.uint16)}
 
 
-@pytest.mark.parametrize("names", EMULATED, ids=["o-gate_up", "biased-two-k-tiles", "gemm-128"])
+@pytest.mark.parametrize("names", EMULATED, ids=["o-gate_up", "biased-two-k-tiles", "gemm-128-and-256"])
 def test_each_sequence_of_the_shared_design_computes_what_the_members_own_design_computes(library, names):
     """Run on the emulator (what each core receives derived from the design): a member's sequence, with its header,
     writes bit for bit what its own design writes; the same data behind another member's header does not."""
@@ -256,9 +259,10 @@ def planned_gqa():
 
 
 def test_the_tiny_models_decode_linears_share_a_configuration(planned_gqa):
-    """On a tiny model's plans: the launches of each shared design are linears of one kind and bucket with one tile
-    format (decode GEMVs, a prompt bucket's GEMMs), each placed on its sequence; the token count sees one design
-    fewer (the emulator and runtime tests run this model's prefill and decode against the reference)."""
+    """On a tiny model's plans: the launches of each shared design are linears of one kind with one tile format
+    (decode GEMVs, the prompt buckets' GEMMs: one configuration for every bucket), each placed on its sequence; the
+    token count sees one design fewer (the emulator and runtime tests run this model's prefill and decode against
+    the reference)."""
     from aielower.backends.aie.counted import decode_token_count
 
     planned = planned_gqa
@@ -269,7 +273,11 @@ def test_the_tiny_models_decode_linears_share_a_configuration(planned_gqa):
     placement = Placement(planned, NPU2)
     for d in shared:
         assert d.spec.symbol in kernels
-        assert len({x.launch.kernel for x in d.members}) == 1 and len({x.launch.bucket for x in d.members}) == 1
+        assert len({x.launch.kernel for x in d.members}) == 1
+        gemms = d.launch.kernel == "linear_w4_gemm"
+        assert len({x.launch.bucket for x in d.members}) == (len(d.buckets) if gemms else 1)
+        if len(d.buckets) > 1:
+            assert d.name.startswith(f"gemm_b{d.buckets[0]}to{d.buckets[-1]}_x{len(d.members)}_")
         assert len({FAMILY.configuration_key(x.launch, x.plan) for x in d.members}) == 1
         for x in d.members:
             assert placement.place(x.launch, x.plan) == (d.name, x.name)

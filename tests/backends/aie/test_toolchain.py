@@ -292,7 +292,7 @@ def test_a_directory_without_a_manifest_is_refused(tmp_path, capsys):
     # an artifact of an older aielower: its decode designs expect another host program
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "aielower-aie-manifest/1", "designs": []}))
     with pytest.raises(CompileError, match="was compiled by another aielower \\(artifact format "
-                                           "'aielower-aie-manifest/1'; this one reads 'aielower-aie-manifest/4'.*"
+                                           "'aielower-aie-manifest/1'; this one reads 'aielower-aie-manifest/5'.*"
                                            "recompile the artifact"):
         check_artifact(tmp_path, aie_opt="/nonexistent")
 
@@ -367,10 +367,9 @@ def designs_to_check(out: Path) -> set[str]:
         return {d["name"] for d in designs}
     prompt: dict[str, list[int]] = {}
     for d in designs:
-        if d["bucket"] > 1:
-            prompt.setdefault(d["role"], []).append(d["bucket"])
-    ends = {role: {min(b)} if role == "attention" else {min(b), max(b)} for role, b in prompt.items()}
-    return {d["name"] for d in designs if d["bucket"] == 1 or d["bucket"] in ends.get(d["role"], ())}
+        prompt.setdefault(d["role"], []).extend(b for b in d["buckets"] if b > 1)
+    ends = {role: {min(b)} if role == "attention" else {min(b), max(b)} for role, b in prompt.items() if b}
+    return {d["name"] for d in designs if {1, *ends.get(d["role"], ())} & set(d["buckets"])}
 
 
 @pytest.mark.parametrize("device", ["npu1", "npu2"])

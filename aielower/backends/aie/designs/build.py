@@ -1029,13 +1029,12 @@ def _linear_expected(work: sched.LinearWork, key) -> np.ndarray:
     """The calls :class:`~schedule.LinearWork` gives core ``key``, as rows like :func:`_linear_calls`'s."""
     nbs, xs, ws, ys = work.cores[key]
     blocks = []
-    start = 0
     kt = xs.shape[1]
-    while start < len(nbs):
+    bounds = np.flatnonzero(np.diff(nbs)) + 1  # runs of items with one accumulator count
+    for start, end in zip([0, *bounds.tolist()], [*bounds.tolist(), len(nbs)]):
+        if start == end:
+            continue
         nb = int(nbs[start])
-        end = start
-        while end < len(nbs) and nbs[end] == nb:
-            end += 1
         n, j = end - start, np.arange(nb)
         init = np.full((n, nb, 5), -1, np.int64)
         init[..., 0], init[..., 3] = 0, j
@@ -1047,7 +1046,6 @@ def _linear_expected(work: sched.LinearWork, key) -> np.ndarray:
         store[..., 0], store[..., 3] = 2, np.arange(nb * work.parts)
         store[..., 4] = ys[start:end, : nb * work.parts]
         blocks.append(np.concatenate([init, step.reshape(n, kt * nb, 5), store], axis=1).reshape(-1, 5))
-        start = end
     return np.concatenate(blocks) if blocks else np.zeros((0, 5), np.int64)
 
 

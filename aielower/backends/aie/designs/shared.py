@@ -118,12 +118,14 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
             raise CompileError(f"{name}: @{seq} has a tensor named %{HEADER_ARG}, the header's name")
         sequences.append(m.RuntimeSequence(seq, tuple(ops), args))
     functions, tiles = kernel_functions(spec), design_tiles(launch)
+    buckets = sorted({member.bucket for _, member, _ in members})
     comments = (f"aielower design {name}: a shared configuration of {len(members)} linears ({launch.role}) at "
-                f"bucket {launch.bucket}, "
+                f"bucket{'s' if len(buckets) > 1 else ''} {', '.join(map(str, buckets))}, "
                 f"kernel {spec.symbol} on {launch.columns}x{launch.rows} cores of {device.name}",)
     for i, (seq, member, plan) in enumerate(members):
         s = plan.shape
-        comments += (f"@{seq} (header word {i}): n={s['n']}, k={s['k']}, group={s['group']}, bias={s['bias']}"
+        comments += (f"@{seq} (header word {i}): bucket {member.bucket}, n={s['n']}, k={s['k']}, "
+                     f"group={s['group']}, bias={s['bias']}"
                      + (f", epilogue {member.params['epilogue']}" if member.params.get("epilogue") else ""),)
     comments += (f"Every launch starts with its header, the first element of the {x.plan.name} stream of every "
                  "column: int32 word i = 1 runs linear i (runtime sequence i, which sends the header from %hdr), 0 "

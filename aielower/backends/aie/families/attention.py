@@ -572,6 +572,10 @@ class Attention(KernelFamily):
         per_block = max(1, KV_READ_BLOCK // launch.params["tkv"])
         return tuple(sorted({0} | {min(tiles, n) for n in range(per_block, tiles + per_block, per_block)}))
 
+    def scheduled_kv_len(self, launch: LaunchPlan, op_plan: OpPlan) -> int:
+        """The whole cache (:meth:`schedule`'s default); none for a rope launch."""
+        return 0 if launch.kernel == "rope" else op_plan.shape.get("cache_len", 0)
+
     def calls_per_core(self, launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
         p, b = launch.params, launch.bucket
         if launch.kernel == "rope":

@@ -98,6 +98,12 @@ class KernelFamily:
         first that covers the cache rows before the step (default: every count)."""
         return tuple(range(tiles + 1))
 
+    def scheduled_kv_len(self, launch: LaunchPlan, op_plan: OpPlan) -> int:
+        """The cached positions the design generator schedules ``launch``'s cores for (:meth:`schedule` with its
+        default ``kv_tiles``): what its kernel calls are counted at when the designs are dealt to build workers.
+        0 (the default): the launch reads no cache."""
+        return 0
+
     def calls_per_core(self, launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
         """Kernel calls of the busiest core by function suffix (``init`` / ``step`` / ``store``, or ``""``), as the
         schedule deals the work of an op planned with ``shape`` (its OpPlan's shape) to the launch's cores."""

@@ -614,10 +614,11 @@ class LinearW4(KernelFamily):
     def configuration_key(self, launch: LaunchPlan, op_plan: OpPlan):
         """GEMVs share a configuration when their cores take the same tiles: the grid, the activation and weight
         tiles (width, depth, group, bias) and the store size; the epilogue may differ (the shared kernel has both
-        stores). GEMMs of one bucket when their tiles, grid and epilogue are the same."""
+        stores). GEMMs when their tiles, grid and epilogue are the same, whatever their bucket: a member's body and
+        runtime sequence carry its rows, so one configuration serves every prompt bucket."""
         p, s = launch.params, op_plan.shape
         if launch.kernel == "linear_w4_gemm":  # the store's C block differs with the epilogue: share only alike
-            return ("linear_w4_gemm", launch.bucket, launch.columns, launch.rows, p["tm"], p["tn"], p["tk"],
+            return ("linear_w4_gemm", launch.columns, launch.rows, p["tm"], p["tn"], p["tk"],
                     p["group"], p["bias"], s["tile_bytes"], p.get("epilogue"), p.get("arch"))
         return ("linear_w4_gemv", launch.columns, launch.rows, p["tn"], p["tk"], p["group"], p["bias"],
                 s["tile_bytes"], store_size(p))
