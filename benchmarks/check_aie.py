@@ -30,8 +30,9 @@ MODEL = "qwen1.5-7b-chat"
 
 def role(name: str) -> str:
     """``attention`` of ``attention_b128_d5a310e7`` (design names are role, bucket, digest; a shared
-    configuration's, ``gemv_b1_x3_7217f044``, also the count of its linears)."""
-    match = re.fullmatch(r"(.+)_b\d+(?:_x\d+)?_[0-9a-f]+", name)
+    configuration's, ``gemv_b1_x3_7217f044`` or ``gemm_b128to2048_x5_1a155b8c``, also the count of its launches
+    and the span of its buckets)."""
+    match = re.fullmatch(r"(.+)_b\d+(?:to\d+)?(?:_x\d+)?_[0-9a-f]+", name)
     return match.group(1) if match else name
 
 

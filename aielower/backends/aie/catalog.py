@@ -104,8 +104,9 @@ def collect(module: Module, device: Device) -> tuple[dict[str, KernelSpec], dict
 
 def designs_of(launches: dict[str, Member], device: Device) -> dict[str, Design]:
     """The designs of ``launches`` (by :func:`design_name`): one each, or one per group of launches with one
-    :meth:`configuration_key <aielower.backends.aie.families.base.KernelFamily.configuration_key>`, cut in name
-    order into pieces of at most the family's ``max_shared``."""
+    :meth:`configuration_key <aielower.backends.aie.families.base.KernelFamily.configuration_key>`, cut in order of
+    bucket, then name, into pieces of at most the family's ``max_shared`` launches and ``max_shared_buckets``
+    buckets."""
     groups: dict[object, list[Member]] = {}
     designs: dict[str, Design] = {}
     for name, member in sorted(launches.items()):
@@ -115,18 +116,33 @@ def designs_of(launches: dict[str, Member], device: Device) -> dict[str, Design]
         else:
             groups.setdefault(key, []).append(member)
     for group in groups.values():
-        family = KERNEL_FAMILIES.for_kernel(group[0].launch.kernel)
-        most = max(1, family.max_shared(group[0].launch))
-        for start in range(0, len(group), most):  # as many configurations as the header needs, in name order
-            members = group[start : start + most]
+        for members in _cut(group):
             if len(members) == 1:
                 (member,) = members
                 designs[member.name] = Design(member.name, (member,), kernel_spec(member.launch, device))
                 continue
+            family = KERNEL_FAMILIES.for_kernel(members[0].launch.kernel)
             spec = family.shared_spec([(x.launch, x.plan) for x in members], device)
             name = shared_name(members)
             designs[name] = Design(name, tuple(members), spec)
     return dict(sorted(designs.items()))
+
+
+def _cut(group: list[Member]) -> list[list[Member]]:
+    """A group of launches with one configuration key in pieces of at most its family's ``max_shared`` launches (the
+    header's capacity) and ``max_shared_buckets`` buckets, in order of bucket, then name."""
+    family = KERNEL_FAMILIES.for_kernel(group[0].launch.kernel)
+    most = max(1, family.max_shared(group[0].launch))
+    buckets = family.max_shared_buckets(group[0].launch)
+    pieces: list[list[Member]] = []
+    for member in sorted(group, key=lambda x: (x.launch.bucket, x.name)):
+        piece = pieces[-1] if pieces else None
+        if (piece is None or len(piece) == most
+                or buckets is not None and len({x.launch.bucket for x in piece} | {member.launch.bucket}) > buckets):
+            pieces.append([member])
+        else:
+            piece.append(member)
+    return pieces
 
 
 def placements(designs: dict[str, Design]) -> dict[str, tuple[str, str | None]]:

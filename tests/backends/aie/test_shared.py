@@ -1,5 +1,6 @@
-"""Shared device configurations (designs/shared.py): decode linears with one tile format run on one design, one
-runtime sequence each, selected by the header that starts every launch."""
+"""Shared device configurations (designs/shared.py): decode linears with one tile format, GEMMs of every prompt
+bucket with one tile format, and norms of every prompt bucket run on one design each, one runtime sequence per
+launch, selected by the header that starts every launch."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from aielower.backends.aie.designs.shared import HEADER_ARG, build_shared_design
 from aielower.backends.aie.device import NPU2
 from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.families.linear_w4 import plan_linear
+from aielower.backends.aie.families.rms_norm import plan_norm
 from aielower.backends.aie.kernels import KernelLibrary
 from aielower.backends.aie.plan import plan_of
 from aielower.backends.aie.weights import interleave_gate_up, pretile_linear
@@ -88,7 +90,7 @@ def test_the_shared_kernel_has_the_most_accumulators_both_stores_and_the_header(
 
 
 SHARED_CHECK = """
-// CHECK: // aielower design shared: a shared configuration of 2 linears (gemv) at bucket 1, kernel [[K:linear_w4_gemv_tn16_tk256_g32_r4s8t8_nb2_ys8_x2_mixed_silu_mul_aie2p]] on 8x4 cores of npu2
+// CHECK: // aielower design shared: a shared configuration of 2 linear launches (gemv) at bucket 1, kernel [[K:linear_w4_gemv_tn16_tk256_g32_r4s8t8_nb2_ys8_x2_mixed_silu_mul_aie2p]] on 8x4 cores of npu2
 // CHECK-NEXT: // @[[O:gemv_b1_[0-9a-f]+]] (header word 0): bucket 1, n=512, k=256, group=32, bias=False
 // CHECK-NEXT: // @[[GU:gemv_b1_[0-9a-f]+]] (header word 1): bucket 1, n=1024, k=256, group=32, bias=False, epilogue silu_mul
 // CHECK: func.func private @[[K]]_store_silu_mul(memref<32xf32>, i32, memref<8xbf16>)
@@ -274,11 +276,11 @@ def test_the_tiny_models_decode_linears_share_a_configuration(planned_gqa):
     for d in shared:
         assert d.spec.symbol in kernels
         assert len({x.launch.kernel for x in d.members}) == 1
-        gemms = d.launch.kernel == "linear_w4_gemm"
-        assert len({x.launch.bucket for x in d.members}) == (len(d.buckets) if gemms else 1)
-        if len(d.buckets) > 1:
-            assert d.name.startswith(f"gemm_b{d.buckets[0]}to{d.buckets[-1]}_x{len(d.members)}_")
-        assert len({FAMILY.configuration_key(x.launch, x.plan) for x in d.members}) == 1
+        if len(d.buckets) > 1:  # prompt buckets (decode's GEMVs have their own)
+            assert 1 not in d.buckets and d.name.startswith(
+                f"{d.launch.role}_b{d.buckets[0]}to{d.buckets[-1]}_x{len(d.members)}_")
+        family = KERNEL_FAMILIES.for_kernel(d.launch.kernel)
+        assert len({family.configuration_key(x.launch, x.plan) for x in d.members}) == 1
         for x in d.members:
             assert placement.place(x.launch, x.plan) == (d.name, x.name)
     token = decode_token_count(planned, NPU2, planned.functions["decode"])
@@ -288,6 +290,58 @@ def test_the_tiny_models_decode_linears_share_a_configuration(planned_gqa):
     placed = {placement.place(launch, plan)[0] for launch, plan in decode}
     assert token.designs_per_token == len(placed) < len(own)
     assert token.device_configurations == len(designs) < len({x.name for d in designs.values() for x in d.members})
+    # both norms and the rope of the prompt buckets (128, 256) run on one configuration each
+    assert {d.launch.role for d in shared if d.buckets == (128, 256)} >= {"rms_norm", "add_rms_norm", "rope"}
+
+
+NORM_D = 200  # padded to 208: a norm width that needs padding
+
+
+def _norms(add: bool):
+    """The launches of one norm planned for decode and two prompt buckets, as (sequence name, launch, plan)."""
+    plan = plan_norm("norm", NORM_D, 1e-6, add, (1, 128, 256), NPU2)
+    return [(design_name(launch, plan), launch, plan) for launch in plan.launches]
+
+
+@pytest.mark.parametrize("add", [False, True], ids=["rms_norm", "add_rms_norm"])
+def test_norms_of_every_prompt_bucket_share_a_configuration_and_compute_what_their_own_designs_do(tmp_path, add):
+    """The prompt buckets' launches of a norm take one row tile (the smallest bucket's per core), so they have one
+    key; decode's (one row) another. On the emulator each member's sequence, with its header, writes bit for bit
+    what its own design writes."""
+    family = KERNEL_FAMILIES.for_kernel("rms_norm")
+    decode, *prompts = _norms(add)
+    keys = {family.configuration_key(launch, plan) for _, launch, plan in prompts}
+    assert len(keys) == 1 and family.configuration_key(decode[1], decode[2]) not in keys
+    assert {launch.params["tr"] for _, launch, _ in prompts} == {128 // 32}
+    spec = family.shared_spec([(launch, plan) for _, launch, plan in prompts], NPU2)
+    assert spec.p["members"] == 2 and spec.functions[-1] == spec.symbol + "_header"
+    assert spec.signature(spec.symbol + "_header")[0].size == prompts[0][2].shape["d_pad"]  # the norm weight
+    shared = build_shared_design(prompts, NPU2, spec, "norms")
+    assert not list(check_design(shared))
+    assert parse_design(render(shared), "norms.mlir") == shared
+    own_specs = {kernel_spec(launch, NPU2) for _, launch, _ in prompts}
+    library = KernelLibrary.build([spec, *own_specs], tmp_path / "kernels")
+    rng = np.random.default_rng(5)
+    x_name, y_name = ("ab", "sy") if add else ("x", "y")
+    for name, launch, plan in prompts:
+        own = build_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "own")
+        parts, d_pad = 2 if add else 1, plan.shape["d_pad"]
+        bits = lambda n: (rng.standard_normal(n).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+        args = {x_name: bits(parts * launch.bucket * d_pad), "w": bits(d_pad),
+                y_name: np.zeros(parts * launch.bucket * d_pad, np.uint16)}
+        DesignRun(own, library.function).run(args)
+        expected = args[y_name].copy()
+        assert expected.any()
+        args[y_name][:] = 0
+        DesignRun(shared, library.function).run({**args, HEADER_ARG: header_words(shared, name)}, sequence=name)
+        np.testing.assert_array_equal(args[y_name], expected)
+
+
+def test_a_norm_kernel_refuses_a_header_it_cannot_hold():
+    from aielower.backends.aie.families.rms_norm import rms_norm_spec
+
+    with pytest.raises(CompileError, match=r"selects one of 2 \.\. 8 launches .* not 9"):
+        rms_norm_spec(16, 16, 1, 1e-6, False, members=9)
 
 
 def test_a_group_cut_in_two_places_every_launch_on_its_configuration(monkeypatch):
@@ -310,13 +364,80 @@ def test_a_group_cut_in_two_places_every_launch_on_its_configuration(monkeypatch
     assert all(where[name] == (shared[0].name, name) for name in first_two)
 
 
+def test_gemms_of_more_buckets_than_a_configuration_serves_are_cut_in_bucket_order():
+    """A GEMM configuration serves at most GEMM_SHARED_BUCKETS buckets (its design holds every member's body and
+    sequence): four buckets of two linears each become the first three buckets' six launches and the last's two."""
+    from aielower.backends.aie import catalog
+    from aielower.backends.aie.families.linear_w4 import GEMM_SHARED_BUCKETS
+
+    assert GEMM_SHARED_BUCKETS == 3
+    buckets = (128, 256, 512, 1024)
+    plans = [plan_linear(n, 512, k, 32, False, buckets, NPU2) for n, k in (("o", 256), ("down", 512))]
+    launches = {design_name(launch, plan): catalog.Member(design_name(launch, plan), launch, plan)
+                for plan in plans for launch in plan.launches}
+    assert len({FAMILY.configuration_key(x.launch, x.plan) for x in launches.values()}) == 1
+    designs = catalog.designs_of(launches, NPU2)
+    assert sorted((d.buckets, len(d.members)) for d in designs.values()) == [((128, 256, 512), 6), ((1024,), 2)]
+    first = next(d for d in designs.values() if len(d.members) == 6)
+    assert first.name.startswith("gemm_b128to512_x6_")
+    assert [x.launch.bucket for x in first.members] == [128, 128, 256, 256, 512, 512]  # header order: by bucket
+
+
 def test_a_group_larger_than_the_header_allows_is_split(planned_gqa, monkeypatch):
     """The catalog cuts a group of launches into configurations of at most ``max_shared`` (the header's words);
     with room for one, every launch has its own design again."""
     assert FAMILY.max_shared(_members()[0][1]) == K // 2  # one i32 word per linear in a TK-element header
     _, shared = collect(planned_gqa, NPU2)
     assert any(d.shared for d in shared.values())
-    monkeypatch.setattr(type(FAMILY), "max_shared", lambda self, launch: 1)
+    for family in {FAMILY, KERNEL_FAMILIES.for_kernel("rms_norm"), KERNEL_FAMILIES.for_kernel("rope")}:
+        monkeypatch.setattr(type(family), "max_shared", lambda self, launch: 1)
     _, designs = collect(planned_gqa, NPU2)
     assert not any(d.shared for d in designs.values())
     assert len(designs) == sum(len(d.members) for d in shared.values())
+
+
+def _random_args(design, sequence, outputs, rng):
+    """Random bf16 bits for every argument of ``sequence`` of ``design`` but the header, zeros for ``outputs``."""
+    args = {}
+    for a in design.runtime_sequence(sequence).args:
+        if a.name != HEADER_ARG:
+            bits = (rng.standard_normal(a.type.size).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+            args[a.name] = np.zeros(a.type.size, np.uint16) if a.name in outputs else bits
+    return args
+
+
+def test_rope_of_every_prompt_bucket_shares_a_configuration_its_header_one_copy_per_core(tmp_path):
+    """Rope's streams are all split over a column's cores, so its header goes first on the rows' stream, one copy
+    per core (a repeat of stride 0). Each member's sequence writes bit for bit what its own design writes; a header
+    sent once per column is refused."""
+    from aielower.backends.aie.families.attention import plan_attention
+
+    family = KERNEL_FAMILIES.for_kernel("rope")
+    plan = plan_attention("attn", 4, 2, 40, 0.1, True, None, (128, 256), NPU2)
+    ropes = [(design_name(launch, plan), launch, plan) for launch in plan.launches if launch.kernel == "rope"]
+    assert len(ropes) == 2 and len({family.configuration_key(launch, plan) for _, launch, _ in ropes}) == 1
+    assert all(family.configuration_key(launch, plan) is None for launch in plan.launches if launch.kernel != "rope")
+    spec = family.shared_spec([(launch, plan) for _, launch, _ in ropes], NPU2)
+    shared = build_shared_design(ropes, NPU2, spec, "ropes")
+    assert not list(check_design(shared)) and parse_design(render(shared), "ropes.mlir") == shared
+    rows = ropes[0][1].rows
+    assert rows > 1  # the header is repeated
+    heads = [op for op in shared.sequences[0].ops if getattr(op, "arg", None) == HEADER_ARG]
+    assert heads and all(op.sizes[0] == rows and op.strides[0] == 0 for op in heads)
+    library = KernelLibrary.build([spec, *{kernel_spec(launch, NPU2) for _, launch, _ in ropes}], tmp_path / "k")
+    rng = np.random.default_rng(7)
+    for name, launch, _ in ropes:
+        own = build_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "own")
+        args = _random_args(own, "", {"y"}, rng)
+        DesignRun(own, library.function).run(args)
+        expected = args["y"].copy()
+        assert expected.any()
+        args["y"][:] = 0
+        DesignRun(shared, library.function).run({**args, HEADER_ARG: header_words(shared, name)}, sequence=name)
+        np.testing.assert_array_equal(args["y"], expected)
+    once = tuple(dataclasses.replace(op, sizes=(1,) + op.sizes[1:]) if op in heads else op
+                 for op in shared.sequences[0].ops)
+    broken = dataclasses.replace(shared, sequences=(dataclasses.replace(shared.sequences[0], ops=once),)
+                                 + shared.sequences[1:])
+    problems = [str(v) for v in check_design(broken) if v.rule == "header"]
+    assert problems and "not one element per core it feeds" in problems[0]

@@ -1141,21 +1141,7 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
         raise CompileError(f"{name}: the launch runs a {launch.kernel} kernel, not {spec.symbol}")
     b = DesignBuilder(launch, op_plan, device, spec, name)
     fifos, links = b.fifos()
-    tkv = launch.params["tkv"] if launch.kernel == "attention" else None
-    cores = []
-    for c in range(launch.columns):
-        for r in range(launch.rows):
-            if b.work is not None:
-                cores.append(linear_core(b, c, r))
-                continue
-            core = b.core(c, r)
-            got = _trace(core, b.streams, tkv)
-            want = _expected(b.padded[(c, r)], core.acc_size or 1)
-            if got != want:
-                first = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
-                raise CompileError(f"internal: the design of core ({c}, {r}) does not reproduce the schedule (call "
-                                   f"{first} of {len(want)}: {got[first][0] if first < len(got) else 'missing'})")
-            cores.append(core)
+    cores = [checked_core(b, c, r) for c in range(launch.columns) for r in range(launch.rows)]
     buffers: list[m.Buffer] = []
     core_models = []
     for core in cores:
@@ -1204,6 +1190,21 @@ def design_tiles(launch: LaunchPlan) -> tuple[m.Tile, ...]:
     """The shim, memory and core tiles of ``launch``'s columns, column by column."""
     return tuple(sorted({m.Tile(c, row) for c in range(launch.columns) for row in range(launch.rows + 2)},
                         key=lambda t: (t.column, t.row)))
+
+
+def checked_core(b: DesignBuilder, column: int, row: int, prefix: str = "v") -> CoreDesign:
+    """The body of core ``(column, row)`` of builder ``b`` (variables ``prefix`` and a number), checked: traced,
+    it makes exactly the calls of the launch's schedule (on arrays for a linear, :func:`linear_core`)."""
+    if b.work is not None:
+        return linear_core(b, column, row, prefix)
+    core = b.core(column, row, prefix)
+    got = _trace(core, b.streams, b.launch.params["tkv"] if b.launch.kernel == "attention" else None)
+    want = _expected(b.padded[(column, row)], core.acc_size or 1)
+    if got != want:
+        first = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+        raise CompileError(f"internal: the design of core ({column}, {row}) does not reproduce the schedule (call "
+                           f"{first} of {len(want)}: {got[first][0] if first < len(got) else 'missing'})")
+    return core
 
 
 def linear_core(b: DesignBuilder, column: int, row: int, prefix: str = "v") -> CoreDesign:

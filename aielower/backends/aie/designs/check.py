@@ -28,10 +28,11 @@ runtime-sequence op, and the rule; :func:`require_valid` turns them into one Com
 - ``calls``: kernel calls pass what the declared function takes (count, element type and size).
 - ``header``: a core that starts each run by reading a header (an acquire, then a kernel's ``_header`` on that
   element: a shared configuration, ``designs/shared.py``) takes the first element its FIFO delivers in every run; so
-  every runtime sequence must send exactly one element first on the shim channel behind that FIFO, read plainly
-  from the start of its header argument ``%hdr`` (read for nothing else there, and on no other channel), then the
-  run's data; and every core that channel feeds must read its first element as the header (else the cores take
-  activations for the header, or wait for one that never comes).
+  every runtime sequence must send exactly that first element first on the shim channel behind that FIFO (one per core
+  the channel's link feeds: one for a broadcast, one each for a split), each read plainly from the start of its header
+  argument ``%hdr`` (read for nothing else there, and on no other channel), then the run's data; and every core that
+  channel feeds must read its first element as the header (else the cores take activations for the header, or wait for
+  one that never comes).
 """
 
 from __future__ import annotations
@@ -401,10 +402,16 @@ def check_headers(design: Design) -> list[Violation]:
                 out.append(Violation("header", where, f"the first transfer on @{fifo} reads %{first.arg}, not the "
                                      f"header %{HEADER_ARG} the cores read first"))
                 continue
-            plain = first.offset == 0 and first.sizes[:3] == (1, 1, 1) and first.strides[3] == 1
-            if arg is None or not plain or first.elements * arg.element_bytes != fifos[fifo].element.bytes:
-                out.append(Violation("header", where, f"the first transfer on @{fifo} is not one element of it read "
-                                     f"plainly from the start of %{HEADER_ARG}, the header the cores read first"))
+            # one element per core the channel's link feeds (a split: one each; a broadcast: one for all), each read
+            # plainly from the start of %hdr: a repeat (d3, stride 0) of one run
+            copies = len(design.link_of(fifo).destinations)
+            run = fifos[fifo].element.bytes // copies
+            plain = (first.offset == 0 and first.sizes[:3] == (copies, 1, 1) and first.strides[3] == 1
+                     and (copies == 1 or first.strides[0] == 0))
+            if arg is None or not plain or first.sizes[3] * arg.element_bytes != run or arg.bytes != run:
+                out.append(Violation("header", where, f"the first transfer on @{fifo} is not one element per core "
+                                     f"it feeds, each read plainly from the start of %{HEADER_ARG}, the header the "
+                                     "cores read first"))
                 continue
             others = [j for j, op in transfers if op.arg == first.arg and op.fifo == fifo and j != i]
             if others:

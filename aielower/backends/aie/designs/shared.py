@@ -1,24 +1,33 @@
-"""Shared device configurations: one design (one xclbin, one array configuration) that runs several linears.
+"""Shared device configurations: one design (one xclbin, one array configuration) that runs several launches.
 
-Switching the array between designs reconfigures it (``Device.reconfiguration_s``); a decode token runs seven
-launches per decoder layer, and consecutive launches of one design need no switch. Linears whose launches move the
-same tiles through the same object FIFOs (:meth:`KernelFamily.configuration_key
-<aielower.backends.aie.families.base.KernelFamily.configuration_key>`: same core grid, activation tile, weight tile
-and store size) can share one design:
+Switching the array between designs reconfigures it (``Device.reconfiguration_s``), and every design is a device
+configuration the model needs. Launches of one kernel family whose cores take the same tiles through the same
+object FIFOs (:meth:`KernelFamily.configuration_key
+<aielower.backends.aie.families.base.KernelFamily.configuration_key>`) can share one design:
+
+- decode's linears with one tile format (core grid, activation tile, weight tile, store size): a decode token
+  runs seven launches per decoder layer, and consecutive launches of one design need no switch;
+- the prompt buckets' GEMMs with one tile format, and their norms with one row tile: one configuration serves every
+  bucket, as a member's body and runtime sequence carry its rows.
+
+How:
 
 - the object FIFOs and links are those every member's own design would have (checked equal); a core's accumulator
   buffer is the largest any member needs, and it gets a parameter buffer for the header's words;
 - every core runs one body: it takes the launch's **header** (the first element of the stream broadcast to every
-  core of a column: a GEMV's activations, a GEMM's weights), copies its words into the core's parameter buffer
-  (the kernel's ``_header``), then runs member ``i``'s own body (exactly its design's, checked against its
-  schedule) ``word[i]`` times: once for the member the header selects, never for the others;
+  core of a column: a GEMV's activations, a GEMM's weights, a norm's weight; or, where no stream is broadcast, of
+  the first split over them: rope's rows), copies its words into the core's
+  parameter buffer (the kernel's ``_header``), then runs member ``i``'s own body (exactly its design's, checked
+  against its schedule) ``word[i]`` times: once for the member the header selects, never for the others;
 - one runtime sequence per member, named as the member's own design (:func:`~aielower.backends.aie.catalog.
   design_name`), with that member's arguments: the member's own tensors, moved exactly as its own design moves
-  them, then ``%hdr`` (the header, :func:`header_words`, read once per column before the activations).
+  them, then ``%hdr`` (the header, :func:`header_words`, read once per column before the member's data; on a stream
+  split over the column's cores, once per core, a repeat of stride 0).
 
 The host submits the member's sequence with its header (a constant of the launch, resident in DDR). The members'
-kernel is one (:meth:`KernelFamily.shared_spec`): the most accumulators any member needs, and both stores when
-some members compute an epilogue and others do not.
+kernel is one (:meth:`KernelFamily.shared_spec`): for linears the most accumulators any member needs, and both
+stores when some members compute an epilogue and others do not. Members whose cores have parameter words of their
+own (attention) cannot share: those words are the header's.
 """
 
 from __future__ import annotations
@@ -30,9 +39,10 @@ import numpy as np
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.designs.simulate import NUMPY_DTYPES
 from aielower.backends.aie.designs.build import (AIE_DEVICE, Acquire, Call, CoreDesign, DesignBuilder, Load, Loop,
-                                                  Release, Transfer, core_model, design_tiles, issue_order,
-                                                  kernel_functions, linear_core, require_fits, walk_nodes)
+                                                  Release, Transfer, checked_core, core_model, design_tiles,
+                                                  issue_order, kernel_functions, require_fits, walk_nodes)
 from aielower.backends.aie.device import Device
+from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.dma import DmaLimits, hardware_dims
 from aielower.backends.aie.plan import AccessPattern, LaunchPlan, OpPlan
 from aielower.errors import CompileError
@@ -42,8 +52,8 @@ HEADER_ARG = m.HEADER_ARG  # the runtime-sequence argument holding a launch's he
 
 def header_words(design: m.Design, sequence: str) -> np.ndarray:
     """The header of the launch that runs ``sequence`` of shared ``design``, as the array of its ``%hdr`` argument
-    (a GEMV's activation tile of bf16 bits, a GEMM's weight tile of bytes): int32 word ``i`` is 1 for the design's
-    ``i``-th sequence, 0 for the others."""
+    (a GEMV's activation tile of bf16 bits, a GEMM's weight tile of bytes, a norm's weight of bf16 bits): int32
+    word ``i`` is 1 for the design's ``i``-th sequence, 0 for the others."""
     names = [s.name for s in design.sequences]
     if sequence not in names:
         raise CompileError(f"design {design.name}: no runtime sequence @{sequence} (it has "
@@ -65,9 +75,9 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
         raise CompileError(f"{name}: two members share a runtime-sequence name")
     builders = []
     for seq, launch, plan in members:
-        if launch.kernel != spec.family or launch.kernel not in ("linear_w4_gemv", "linear_w4_gemm"):
-            raise CompileError(f"{name}: @{seq} runs a {launch.kernel} launch; a shared configuration runs "
-                               f"{spec.family} launches of linears ({spec.symbol})")
+        if launch.kernel != spec.family:
+            raise CompileError(f"{name}: @{seq} runs a {launch.kernel} launch; this shared configuration runs "
+                               f"{spec.family} launches ({spec.symbol})")
         require_fits(launch, device, name)
         builders.append(DesignBuilder(launch, plan, device, spec, name))
     first = builders[0]
@@ -77,10 +87,13 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
             raise CompileError(f"{name}: @{seq} moves other tiles than @{members[0][0]} (its object FIFOs differ); "
                                "it cannot share their configuration")
     launch = first.launch
-    # the header comes first on the input every core of a column receives: a GEMV's activations, a GEMM's weights
-    x = next((st for st in first.ins if st.plan.to_cores == "broadcast"), None)
+    # the header comes first on an input every core of a column receives: one broadcast to them (a GEMV's
+    # activations, a GEMM's weights, a norm's weight), else the first split among them (rope's rows), which then
+    # carries one copy of the header per core
+    x = next((st for st in first.ins if st.plan.to_cores == "broadcast"), None) or next(
+        (st for st in first.ins if st.plan.to_cores == "split"), None)
     if x is None:
-        raise CompileError(f"{name}: no input is broadcast to every core of a column, so no header can reach them")
+        raise CompileError(f"{name}: no input reaches every core of a column, so no header can reach them")
     mixed = bool(spec.p.get("mixed"))
     store_with = "store_" + spec.p["epilogue"] if mixed else "store"
     cores = []
@@ -88,14 +101,17 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
     for c in range(launch.columns):
         for r in range(launch.rows):
             body: list = [Acquire(x.index, "hdr"), Call("header", [("elem", "hdr"), ("rtp", 0)]), Release(x.index)]
-            acc_size = 0
+            accs = acc_size = 0
             for i, ((seq, member, _), b) in enumerate(zip(members, builders)):
-                own = linear_core(b, c, r, prefix=f"m{i}v")
-                acc_size = max(acc_size, own.acc_size)
-                if member.params.get("epilogue"):
+                own = checked_core(b, c, r, prefix=f"m{i}v")
+                if own.rtp:
+                    raise CompileError(f"{name}: @{seq}'s cores have parameter words of their own; a shared "
+                                       "configuration's are its header's")
+                accs, acc_size = max(accs, own.accs), max(acc_size, own.acc_size)
+                if mixed and member.params.get("epilogue"):
                     _rename_calls(own.body, "store", store_with)
                 body += [Load(f"run{i}", i), Loop(f"run{i}", own.body)]
-            core = CoreDesign(c, r, body, accs=1, acc_size=acc_size, rtp=(0,) * len(members))
+            core = CoreDesign(c, r, body, accs=accs, acc_size=acc_size, rtp=(0,) * len(members))
             cores.append(core)
             model, core_buffers = core_model(core, first, spec)
             runs = ", ".join(f"{b.items[(c, r)][0]} for @{seq}" for (seq, _, _), b in zip(members, builders))
@@ -103,9 +119,11 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
             buffers.extend(core_buffers)
     sequences = []
     for (seq, member, _), b in zip(members, builders):
-        element = b.memref(x)  # one element of the header stream
+        element = b.memref(x)  # one element of the header stream, as a core takes it
         limits = DmaLimits(element.element_bytes)
-        header = AccessPattern(0, (element.size,), (1,))
+        copies = member.rows if x.plan.to_cores == "split" else 1  # a split stream: one per core of the column
+        header = AccessPattern(0, (copies, element.size), (0, 1)) if copies > 1 else AccessPattern(
+            0, (element.size,), (1,))
         sizes, strides = hardware_dims(header, limits)
         heads = [Transfer(c, x.index, b.fifo(x, c), HEADER_ARG, header, False, -1.0, 0.0, sizes, strides)
                  for c in range(member.columns)]
@@ -119,20 +137,24 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
         sequences.append(m.RuntimeSequence(seq, tuple(ops), args))
     functions, tiles = kernel_functions(spec), design_tiles(launch)
     buckets = sorted({member.bucket for _, member, _ in members})
-    comments = (f"aielower design {name}: a shared configuration of {len(members)} linears ({launch.role}) at "
-                f"bucket{'s' if len(buckets) > 1 else ''} {', '.join(map(str, buckets))}, "
+    comments = (f"aielower design {name}: a shared configuration of {len(members)} {members[0][2].kind} launches "
+                f"({launch.role}) at bucket{'s' if len(buckets) > 1 else ''} {', '.join(map(str, buckets))}, "
                 f"kernel {spec.symbol} on {launch.columns}x{launch.rows} cores of {device.name}",)
     for i, (seq, member, plan) in enumerate(members):
-        s = plan.shape
-        comments += (f"@{seq} (header word {i}): bucket {member.bucket}, n={s['n']}, k={s['k']}, "
-                     f"group={s['group']}, bias={s['bias']}"
+        shape = ", ".join(f"{k}={v}" for k, v in KERNEL_FAMILIES.for_kernel(member.kernel).design_shape(
+            member, plan).items() if k in _SHAPE_KEYS)
+        comments += (f"@{seq} (header word {i}): bucket {member.bucket}, {shape}"
                      + (f", epilogue {member.params['epilogue']}" if member.params.get("epilogue") else ""),)
     comments += (f"Every launch starts with its header, the first element of the {x.plan.name} stream of every "
-                 "column: int32 word i = 1 runs linear i (runtime sequence i, which sends the header from %hdr), 0 "
-                 "skips it. The cores copy it into their parameter words (_header) and run each linear that many "
+                 "column: int32 word i = 1 runs launch i (runtime sequence i, which sends the header from %hdr), 0 "
+                 "skips it. The cores copy it into their parameter words (_header) and run each launch that many "
                  "times.",)
     return m.Design(name, AIE_DEVICE[device.name], functions, tiles, tuple(fifos), tuple(links), tuple(buffers),
                     tuple(core_models), tuple(sequences), comments)
+
+
+# the entries of a member's op shape its comment line names (a linear's sizes; a norm's width)
+_SHAPE_KEYS = ("n", "k", "group", "bias", "d", "eps")
 
 
 def _rename_calls(body: list, old: str, new: str) -> None:

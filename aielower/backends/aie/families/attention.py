@@ -37,8 +37,15 @@ from aielower.ir.dialects import fused
 # --------------------------------------------------------------------------- kernels
 
 
-def rope_spec(d: int, tr: int) -> KernelSpec:
-    return KernelSpec("rope", (("d", d), ("tr", tr)))
+def rope_spec(d: int, tr: int, members: int = 0) -> KernelSpec:
+    """The rotary-embedding kernel; a kernel of a shared configuration (:mod:`aielower.backends.aie.designs.shared`)
+    of ``members`` launches has a ``_header`` function (its header is a launch's first row tile, one per core)."""
+    return KernelSpec("rope", (("d", d), ("tr", tr)) + ((("members", members),) if members else ()))
+
+
+def rope_header_words(p: dict) -> int:
+    """The i32 words of a shared rope launch's header: one row tile, TR x D bf16."""
+    return p["tr"] * p["d"] // 2
 
 
 def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: bool, arch: str,
@@ -64,6 +71,18 @@ def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: boo
 def _check_rope(family: str, p: dict) -> None:
     require_positive(family, p, "d", "tr")
     require_rule(family, p["d"] % 2 == 0, f"D={p['d']} is odd (contract: the head dim is even)", "rotate an even D")
+    if "members" in p:
+        words = rope_header_words(p)
+        require_rule(family, isinstance(p["members"], int) and 2 <= p["members"] <= words,
+                     f"a shared kernel's header selects one of 2 .. {words} launches (one i32 word each of the "
+                     f"header tile), not {p['members']!r}", "share fewer launches")
+
+
+def _rope_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
+    out = {"": tuple(Arg(n, "bf16", p["tr"] * p["d"], out=(n == "y")) for n in ("x", "cs", "y"))}
+    if "members" in p:
+        out["_header"] = (Arg("x", "bf16", p["tr"] * p["d"]), Arg("words", "words", p["members"], out=True))
+    return out
 
 
 def _check_attention(family: str, p: dict) -> None:
@@ -122,7 +141,10 @@ def _rope_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     # MUL, MSC, rounding, MUL, MAC, rounding; ASSUMPTION: a scalar pair is 12 cycles (4 fp32 products, 2 sums, 2
     # conversions to bf16, loads and stores on the scalar unit)
     row = (loads(256) * 4 + Ops(vec=6) + stores(256) * 2) * (vec_pairs // 16) + Ops(scalar=12 * (h - vec_pairs))
-    return {"": row * p["tr"]}
+    out = {"": row * p["tr"]}
+    if "members" in p:
+        out["_header"] = loads(p["members"] * 32) + stores(p["members"] * 32)
+    return out
 
 
 def _attention_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
@@ -190,9 +212,9 @@ def _stack_arrays(p: dict) -> int:
 
 
 ROPE_KERNEL = KernelDef(
-    functions=lambda p: ("",), check=_check_rope, cycles=_rope_cycles,
-    signature=lambda p: {"": tuple(Arg(n, "bf16", p["tr"] * p["d"], out=(n == "y")) for n in ("x", "cs", "y"))},
-    symbol=lambda p: f"rope_d{p['d']}_tr{p['tr']}",
+    functions=lambda p: ("",) + (("_header",) if "members" in p else ()), check=_check_rope, cycles=_rope_cycles,
+    signature=_rope_signature,
+    symbol=lambda p: f"rope_d{p['d']}_tr{p['tr']}" + (f"_x{p['members']}" if "members" in p else ""),
 )
 ATTENTION_KERNEL = KernelDef(
     functions=lambda p: (("_init", "_step", "_store") + (("_params",) if p["header"] else ())
@@ -510,6 +532,23 @@ class Attention(KernelFamily):
         cache_len = op.k_cache.type.shape[2] if op.k_cache is not None else None
         args = (op.heads, op.kv_heads, op.head_dim, op.scale, op.causal, cache_len, buckets)
         return ("attention",) + args, (lambda label, device: plan_attention(label, *args, device))
+
+    def configuration_key(self, launch: LaunchPlan, op_plan: OpPlan):
+        """Rope launches of any bucket share a configuration when their cores take the same tiles (grid, head dim,
+        rows per tile, buffers and streams): a member's body and runtime sequence carry its rows. The header comes
+        first on the rows' stream, one copy per core. Attention launches have their own (their cores' parameter
+        words)."""
+        if launch.kernel != "rope":
+            return None
+        return ("rope", launch.columns, launch.rows, tuple(sorted(launch.params.items())), launch.buffers,
+                launch.streams)
+
+    def shared_spec(self, members: list[tuple[LaunchPlan, OpPlan]], device: Device) -> KernelSpec:
+        p = members[0][0].params
+        return rope_spec(p["d"], p["tr"], members=len(members))
+
+    def max_shared(self, launch: LaunchPlan) -> int:
+        return rope_header_words(launch.params) if launch.kernel == "rope" else 1
 
     def kernel_spec(self, launch: LaunchPlan, device: Device) -> KernelSpec:
         p = launch.params

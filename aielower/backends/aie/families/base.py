@@ -88,6 +88,11 @@ class KernelFamily:
         """The most launches like ``launch`` one shared configuration can run (its header's capacity)."""
         return 1
 
+    def max_shared_buckets(self, launch: LaunchPlan) -> int | None:
+        """The most row buckets one shared configuration of launches like ``launch`` serves (a design holds each
+        member's core body and runtime sequence, so its text grows with them); None: no limit."""
+        return None
+
     def reads_valid_tiles(self, launch: LaunchPlan, op_plan: OpPlan) -> bool:
         """Whether ``launch``'s design has one runtime sequence per count of cache tiles it reads before the step."""
         return False

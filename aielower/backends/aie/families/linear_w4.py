@@ -38,6 +38,11 @@ from aielower.ir.core import LinearLike
 # --------------------------------------------------------------------------- kernels
 
 
+# The most prompt buckets one shared GEMM configuration serves. A shared design holds every member's core body and
+# runtime sequence: Qwen1.5-7B's lm_head GEMMs of all five buckets made a 1.17 MB design (its o_proj + down GEMMs
+# 1.05 MB), over the 1 MB a design may take (issue 14); three buckets keep each under 0.75 MB.
+GEMM_SHARED_BUCKETS = 3
+
 # Epilogues the linear kernels can compute in their store (``epilogue`` of the plan's shape and the kernel params):
 # the op class that asks for each. ``silu_mul``: a weight tile's first TN/2 rows are gate rows, its last TN/2 the
 # matching up rows (:func:`aielower.backends.aie.weights.interleave_gate_up`), the store writes silu(g) * u.
@@ -646,6 +651,10 @@ class LinearW4(KernelFamily):
     def max_shared(self, launch: LaunchPlan) -> int:
         """One header word per linear, in the header tile (:func:`header_words_of`)."""
         return header_words_of(launch.params)
+
+    def max_shared_buckets(self, launch: LaunchPlan) -> int | None:
+        """GEMMs: :data:`GEMM_SHARED_BUCKETS` prompt buckets per configuration."""
+        return GEMM_SHARED_BUCKETS if launch.kernel == "linear_w4_gemm" else None
 
     def array_work(self, launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork:
         s = op_plan.shape

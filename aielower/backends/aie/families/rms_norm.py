@@ -18,9 +18,18 @@ from aielower.backends.aie.planner import BF16, VECTOR, checked, core_grid, firs
 from aielower.ir.dialects import fused
 
 
-def rms_norm_spec(d: int, d_real: int, tr: int, eps: float, add: bool) -> KernelSpec:
+def rms_norm_spec(d: int, d_real: int, tr: int, eps: float, add: bool, members: int = 0) -> KernelSpec:
+    """The norm kernel; a kernel of a shared configuration (:mod:`aielower.backends.aie.designs.shared`) of
+    ``members`` launches has a ``_header`` function (its header is the first norm-weight element of a launch)."""
     params = (("d", d), ("d_real", d_real), ("tr", tr), ("eps", fp32(eps)), ("add", bool(add)))
+    if members:
+        params += (("members", members),)
     return KernelSpec("rms_norm", params)
+
+
+def header_words_of(p: dict) -> int:
+    """The i32 words of a shared norm launch's header: one norm-weight element, D bf16."""
+    return p["d"] // 2
 
 
 def _check_rms_norm(family: str, p: dict) -> None:
@@ -31,11 +40,19 @@ def _check_rms_norm(family: str, p: dict) -> None:
                  "D is D_REAL padded up")
     require_rule(family, math.isfinite(p["eps"]) and p["eps"] >= 0, f"EPS={p['eps']} must be finite and >= 0",
                  "use the model's rms_norm_eps")
+    if "members" in p:
+        words = header_words_of(p)
+        require_rule(family, isinstance(p["members"], int) and 2 <= p["members"] <= words,
+                     f"a shared kernel's header selects one of 2 .. {words} launches (one i32 word each of the "
+                     f"header element), not {p['members']!r}", "share fewer launches")
 
 
 def _rms_norm_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
     n = (2 if p["add"] else 1) * p["tr"] * p["d"]
-    return {"": (Arg("x", "bf16", n), Arg("w", "bf16", p["d"]), Arg("y", "bf16", n, out=True))}
+    out = {"": (Arg("x", "bf16", n), Arg("w", "bf16", p["d"]), Arg("y", "bf16", n, out=True))}
+    if "members" in p:
+        out["_header"] = (Arg("w", "bf16", p["d"]), Arg("words", "words", p["members"], out=True))
+    return out
 
 
 def _rms_norm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
@@ -49,26 +66,35 @@ def _rms_norm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     # times r: split p (round, sub, round), MUL + 2 MACs, round. Per row: r from the reduced sum (a division, an
     # inverse square root, the split into r_hi + r_lo).
     row = first * chunks + Ops(vec=1 + REDUCE_16, scalar=2 * SCALAR_ELEMENTARY + 3) + second * chunks
-    return {"": row * tr}
+    out = {"": row * tr}
+    if "members" in p:
+        out["_header"] = loads(p["members"] * 32) + stores(p["members"] * 32)
+    return out
 
 
 RMS_NORM_KERNEL = KernelDef(
-    functions=lambda p: ("",), check=_check_rms_norm, signature=_rms_norm_signature, cycles=_rms_norm_cycles,
+    functions=lambda p: ("",) + (("_header",) if "members" in p else ()), check=_check_rms_norm,
+    signature=_rms_norm_signature, cycles=_rms_norm_cycles,
     symbol=lambda p: (f"{'add_' if p['add'] else ''}rms_norm_d{p['d']}_dr{p['d_real']}_tr{p['tr']}"
-                      f"_eps{encode_float(p['eps'])}"),
+                      f"_eps{encode_float(p['eps'])}" + (f"_x{p['members']}" if "members" in p else "")),
 )
 
 
 def plan_norm(label: str, d: int, eps: float, add: bool, buckets: tuple[int, ...], device: Device) -> OpPlan:
+    """Rows in tiles of ``tr`` (at most the candidate's), dealt over the cores. Every prompt bucket (more than one
+    row) takes the same ``tr``, the largest that still gives each core of the smallest prompt bucket a tile, so
+    that their launches move the same tiles and share one configuration (:meth:`RmsNorm.configuration_key`)."""
     d_pad = roundup(d, VECTOR)
     parts = 2 if add else 1
+    prompts = [m for m in buckets if m > 1]
+    per_core = min((m // (c * r) for m in prompts for c, r in [core_grid(m, device)]), default=1)
 
     def build(candidate) -> OpPlan:
         tr_max, depth_in, depth_out = candidate
         launches = []
         for m in buckets:
             columns, rows = core_grid(m, device)
-            tr = min(tr_max, max(1, m // (columns * rows)))
+            tr = min(tr_max, max(1, per_core)) if m > 1 else 1
             tile = tr * d_pad * BF16
             # add: one record per row tile, the a rows then the b rows ("ab"; the sum then the norm out, "sy"), so
             # that a core's tiles are one run (host_arrays.tile_records)
@@ -139,6 +165,20 @@ class RmsNorm(KernelFamily):
     def schedule(self, launch: LaunchPlan, op_plan: OpPlan, kv_tiles: int | None = None):
         return rms_norm(launch, roundup(launch.bucket, launch.params["tr"])), ()
 
+    def configuration_key(self, launch: LaunchPlan, op_plan: OpPlan):
+        """Norms of any bucket share a configuration when their cores take the same tiles: the grid, the kernel's
+        constants (width, rows per tile, eps, the residual add) and the buffers and streams (a member's body and
+        runtime sequence carry its rows). The header comes first on the norm weight's stream."""
+        return ("rms_norm", launch.columns, launch.rows, tuple(sorted(launch.params.items())), launch.buffers,
+                launch.streams)
+
+    def shared_spec(self, members: list[tuple[LaunchPlan, OpPlan]], device: Device) -> KernelSpec:
+        p = members[0][0].params
+        return rms_norm_spec(p["d"], p["d_real"], p["tr"], p["eps"], p["add"], members=len(members))
+
+    def max_shared(self, launch: LaunchPlan) -> int:
+        return header_words_of(launch.params)
+
     def calls_per_core(self, launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
         return {"": per_core(-(-launch.bucket // launch.params["tr"]), launch)}
 
@@ -162,4 +202,4 @@ class RmsNorm(KernelFamily):
         return tuple(outs) if add else outs[0]
 
 
-__all__ = ["RMS_NORM_KERNEL", "RmsNorm", "plan_norm", "rms_norm", "rms_norm_spec"]
+__all__ = ["RMS_NORM_KERNEL", "RmsNorm", "header_words_of", "plan_norm", "rms_norm", "rms_norm_spec"]
