@@ -220,11 +220,14 @@ def _aie_artifact(module: Module, device: str, out_dir, pipeline: str, quant: Qu
     module.metadata["aie_device"] = dev.name
     label = quant.label() if quant is not None else "as the pipeline says"
     cache = kv_capacity(module)
-    built: dict = {}  # the decode designs the report builds to count them; the artifact renders them
-    if cache >= max(SHORT_PROMPTS) + NEW_TOKENS:
-        report = build_report(module, dev, quant=label, built=built)
-    else:  # a small KV cache (tests, tiny models): model a quarter of it as prompt and a quarter as new tokens
-        report = build_report(module, dev, quant=label, new_tokens=max(1, cache // 4),
-                              short_prompts=(max(1, cache // 4),), built=built)
-    manifest = write_artifact(module, dev, out_dir, pipeline, report, progress=progress, built=built)
-    return AieArtifact(module, dev, Path(out_dir), manifest, report)
+    def report(built: dict, placement) -> dict:
+        # made while worker processes build the other designs; the decode designs it builds to count them go to
+        # ``built``, and the artifact renders them
+        if cache >= max(SHORT_PROMPTS) + NEW_TOKENS:
+            return build_report(module, dev, quant=label, built=built, placement=placement)
+        # a small KV cache (tests, tiny models): model a quarter of it as prompt and a quarter as new tokens
+        return build_report(module, dev, quant=label, new_tokens=max(1, cache // 4),
+                            short_prompts=(max(1, cache // 4),), built=built, placement=placement)
+
+    manifest, made = write_artifact(module, dev, out_dir, pipeline, report, progress=progress)
+    return AieArtifact(module, dev, Path(out_dir), manifest, made)

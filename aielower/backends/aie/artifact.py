@@ -18,6 +18,7 @@ files. On the meta device (no weights) everything but ``weights/`` is written.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,6 +26,8 @@ import numpy as np
 
 from aielower.backends.aie import toolchain
 from aielower.backends.aie.buildfile import render_build_file
+from aielower.backends.aie.cost import decode_function
+from aielower.backends.aie.counted import decode_design_names
 from aielower.backends.aie.design_jobs import build_designs
 from aielower.backends.aie.designs import read_design, require_valid
 from aielower.backends.aie.device import Device
@@ -215,24 +218,38 @@ def artifact_writer(out_dir: str | Path) -> ArtifactWriter:
     return ArtifactWriter(out_dir, "manifest.json", MANIFEST_FORMAT.split("/")[0] + "/")
 
 
-def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline: str, report: dict,
-                   progress=None, jobs: int | None = None, built: dict | None = None) -> dict:
-    """Write the whole output directory; returns the manifest. ``progress(done, total, design)``, if given, is
-    called after each design is built; ``jobs`` worker processes build the designs when there is enough work
-    (:mod:`aielower.backends.aie.design_jobs`; default: the CPUs, at most 4). ``built``: designs already built
-    (name -> design, as the report leaves them), rendered without building them again.
+def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline: str,
+                   report: dict | Callable[[dict, Placement], dict], progress=None, jobs: int | None = None,
+                   built: dict | None = None, placement: Placement | None = None) -> tuple[dict, dict]:
+    """Write the whole output directory; returns the manifest and the report. ``report``: the report, or
+    ``report(built, placement)`` making it while the worker processes build the other designs (it builds the
+    decode step's designs into ``built``, :func:`~aielower.backends.aie.counted.decode_design_names`).
+    ``progress(done, total, design)``, if given, is called after each design is built; ``jobs`` worker processes
+    build the designs when there is enough work (:mod:`aielower.backends.aie.design_jobs`; default: the CPUs, at
+    most 4). ``built``: designs already built (name -> design), rendered without building them again;
+    ``placement``: where the module's launches run, if the caller has it.
 
     Everything is rendered and every file name checked before the first byte is written; the files go to a
     staging directory that replaces ``out_dir`` only when all of them are written (:class:`ArtifactWriter`)."""
     writer = artifact_writer(out_dir)
     writer.check()
-    placement = Placement(module, device)
+    placement = Placement(module, device) if placement is None else placement
     kernels, designs = placement.kernels, placement.designs
     files = weight_files(module)
     texts: dict[str, str] = {}
     for spec in kernels.values():
         texts[f"kernels/{spec.filename}"] = spec.render()
-    results = build_designs(list(designs.values()), device, jobs, progress, built)
+    built = {} if built is None else built
+    made: dict = {} if callable(report) else report
+
+    def make_report() -> None:
+        made.update(report(built, placement))
+
+    results = build_designs(list(designs.values()), device, jobs, progress, built,
+                            meanwhile=make_report if callable(report) else None,
+                            deferred=decode_design_names(decode_function(module), placement) if callable(report)
+                            else ())
+    report = made
     built = [design for design, _ in results]
     statics = {f"{spec.symbol}.o": spec for spec in kernels.values()}
     require_valid(built, static_bytes=lambda obj: statics[obj].static_bytes,
@@ -254,7 +271,7 @@ def write_artifact(module: Module, device: Device, out_dir: str | Path, pipeline
             writer.write_text(relative, text)
         if with_weights:
             write_weights(module, files, writer, device)
-    return data
+    return data, report
 
 
 __all__ = ["Design", "MANIFEST_FORMAT", "Placement", "artifact_writer", "collect", "design_name", "design_reader",

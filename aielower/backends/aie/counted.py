@@ -152,6 +152,13 @@ def decode_token_count(module: Module, device: Device, decode: Function, kv_len:
     return result
 
 
+def decode_design_names(decode: Function, placement: Placement) -> list[str]:
+    """The designs the launches of ``decode``'s step run on (what :func:`decode_token_count` builds), each once."""
+    names = (placement.place(launch, plan)[0] for op in decode.ops if (plan := plan_of(op)) is not None
+             for launch in plan.launches_for(1))
+    return list(dict.fromkeys(names))
+
+
 def reconfigurations(order: list[str]) -> int:
     """How often the array switches designs in ``order`` (launch by launch), token after token: a launch whose design
     differs from the one before it, the first compared with the last (the previous token's)."""
@@ -160,20 +167,22 @@ def reconfigurations(order: list[str]) -> int:
     return sum(a != b for a, b in zip(order, order[1:] + order[:1]))
 
 
-def counted_decode_ms(token: TokenCount, device: Device) -> dict[str, float]:
+def counted_decode_ms(token: TokenCount, device: Device, reconfiguration_s: float | None = None) -> dict[str, float]:
     """Milliseconds of one decode step from what its designs issue: DDR bytes at the device's practical DDR rate,
     the instruction stream read the same way, and ``device.reconfiguration_s`` per design switch (both device
     figures are ASSUMPTIONs, see device.py), plus ``device.launch_overhead_s`` per submission. Compute is left out
-    (at decode it hides under the DDR time; the plan's cost model shows it per launch)."""
+    (at decode it hides under the DDR time; the plan's cost model shows it per launch). ``reconfiguration_s``:
+    charge a switch that much instead (e.g. one of ``device.reconfiguration_bounds_s``)."""
     rate = device.ddr_practical_bytes_per_s
     parts = {
         "ddr": token.total.ddr_bytes / rate * 1e3,
         "instructions": token.total.instruction_words * 4 / rate * 1e3,
-        "reconfigurations": token.reconfigurations * device.reconfiguration_s * 1e3,
+        "reconfigurations": token.reconfigurations * (device.reconfiguration_s if reconfiguration_s is None
+                                                       else reconfiguration_s) * 1e3,
         "submissions": token.submissions * device.launch_overhead_s * 1e3,
     }
     return {"total": sum(parts.values()), **parts}
 
 
-__all__ = ["SequenceCount", "TokenCount", "count_sequence", "counted_decode_ms", "decode_token_count",
-           "reconfigurations"]
+__all__ = ["SequenceCount", "TokenCount", "count_sequence", "counted_decode_ms", "decode_design_names",
+           "decode_token_count", "reconfigurations"]

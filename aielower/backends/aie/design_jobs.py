@@ -22,7 +22,7 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from aielower.backends.aie.catalog import Design as Planned
 from aielower.backends.aie.cost import calls_per_core
@@ -98,10 +98,13 @@ def _build(planned: Planned, device: Device) -> tuple[m.Design, str]:
 
 def build_designs(designs: Sequence[Planned], device: Device, jobs: int | None = None,
                   progress: Callable[[int, int, str], None] | None = None,
-                  built: Mapping[str, m.Design] | None = None) -> list[tuple[m.Design, str]]:
+                  built: Mapping[str, m.Design] | None = None, meanwhile: Callable[[], None] | None = None,
+                  deferred: Collection[str] = ()) -> list[tuple[m.Design, str]]:
     """Every design built and rendered, in the order of ``designs``; ``jobs`` workers (default:
     :func:`default_jobs`) when the designs make at least :data:`PARALLEL_CALLS` kernel calls in all.
-    ``built`` holds designs already built, by name (the report builds the decode step's): they are only rendered.
+    ``built`` holds designs already built, by name: they are only rendered. ``meanwhile()``, if given, runs in
+    this process while the workers build (the report, which builds the decode step's designs into ``built``);
+    the designs named in ``deferred`` are left to it, and built here after it if it did not.
     ``progress(done, total, name)`` after each design."""
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
@@ -117,26 +120,34 @@ def build_designs(designs: Sequence[Planned], device: Device, jobs: int | None =
         if progress is not None:
             progress(done, len(designs), designs[i].name)
 
-    rest = []
-    for i, planned in enumerate(designs):
-        if planned.name in built:
-            finished(i, (built[planned.name], render(built[planned.name])))
-        else:
-            rest.append(i)
+    def render_built() -> None:
+        for i, planned in enumerate(designs):
+            if results[i] is None and planned.name in built:
+                finished(i, (built[planned.name], render(built[planned.name])))
+
+    render_built()
+    rest = [i for i, planned in enumerate(designs) if results[i] is None and planned.name not in deferred]
     calls = sum(design_calls(designs[i]) for i in rest)
     if jobs == 1 or len(rest) < 2 or calls < PARALLEL_CALLS:
+        if meanwhile is not None:
+            meanwhile()
         for i in rest:
             finished(i, _build(designs[i], device))
     else:
         bins = [[rest[k] for k in b] for b in deal([design_work(designs[i]) for i in rest], jobs)]
-        _in_workers(designs, device, bins, finished)
+        _in_workers(designs, device, bins, finished, meanwhile)
+    render_built()  # what meanwhile built
+    for i, result in enumerate(results):
+        if result is None:  # deferred, and meanwhile did not build it
+            finished(i, _build(designs[i], device))
     return results
 
 
 def _in_workers(designs: Sequence[Planned], device: Device, bins: list[list[int]],
-                finished: Callable[[int, tuple[m.Design, str]], None]) -> None:
+                finished: Callable[[int, tuple[m.Design, str]], None],
+                meanwhile: Callable[[], None] | None = None) -> None:
     """Build ``designs[i]`` for the indices of each bin in a worker of its own; ``finished(i, result)`` as each
-    comes back."""
+    comes back; ``meanwhile()`` once the workers have their designs."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # where this process found aielower
     messages: queue.Queue = queue.Queue()
     workers = []
@@ -148,6 +159,8 @@ def _in_workers(designs: Sequence[Planned], device: Device, bins: list[list[int]
             threading.Thread(target=_read, args=(worker, messages), daemon=True).start()
             pickle.dump((device, [(i, designs[i]) for i in indices]), worker.stdin)
             worker.stdin.close()
+        if meanwhile is not None:
+            meanwhile()
         missing = {i for indices in bins for i in indices}
         ended = 0
         while ended < len(workers):

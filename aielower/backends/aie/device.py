@@ -61,6 +61,10 @@ Sources:
            a Strix machine): a whole-array reconfiguration by control packets, with its submission, 116 us per run
            over 1000 runs, 106 us over 5000, 79-82 us for a single control packet. Another mechanism than a
            switch between xclbins; a reference point, not the figure used.
+  [XRTRECONF] Xilinx/XRT pull request #8935 (2025-05-06; the test from #8308): xrt-smi validate's
+           aie-reconfig-overhead on a Strix machine under Linux, "Array reconfiguration overhead: 3.9 ms" (the run
+           time of a sequence that reconfigures the array through the shim DMA minus a no-op sequence's, over 1000
+           runs). The same kind of switch as a load_pdi inside one instruction stream.
   [XCLBIN] nod-ai/iree-amd-aie issue #380 "Implement multi-kernel XCLBIN" (2024-06-28, device not named): loading
            an xclbin and taking its kernel took 19.8-21.7 ms. A one-time cost when a runtime opens its contexts,
            not a per-switch figure.
@@ -136,6 +140,7 @@ class Device:
     ddr_practical_bytes_per_s: float  # planning figure for sustained NPU reads from DDR
     launch_overhead_s: float  # host-side cost of one kernel launch (XRT run + wait), compute excluded
     reconfiguration_s: float  # switching the array to another design's configuration (another xclbin's context)
+    reconfiguration_bounds_s: tuple[float, float]  # the lowest and highest measured figures for such a switch
     max_buffer_bytes: int  # the largest offset a transfer can have into one DDR buffer
 
     def __reduce__(self):  # pickled with plain dicts (a read-only view does not pickle); __post_init__ wraps them
@@ -221,9 +226,10 @@ NPU1 = Device(
     # configuration (a PDI: 16 KiB program memory per core, switch and DMA setup) before the run, which mlir-aie's
     # own runtime-sequence reconfiguration also does with load_pdi (a device reset); 1 ms is the order of moving
     # and applying that much configuration through the command processor, and far above the 45 us launch. Measured
-    # for other mechanisms: ~0.1 ms per whole-array reconfiguration by control packets on Strix [RECONF], ~20 ms to
-    # load an xclbin [XCLBIN]; 1 ms lies between them.
+    # for other mechanisms: ~0.1 ms per whole-array reconfiguration by control packets on Strix [RECONF], 3.9 ms
+    # through the shim DMA on Strix [XRTRECONF], ~20 ms to load an xclbin [XCLBIN]; 1 ms lies between the first two.
     reconfiguration_s=1e-3,  # ASSUMPTION (above)
+    reconfiguration_bounds_s=(106e-6, 3.9e-3),  # ASSUMPTION: as measured on Strix (npu2) [RECONF] [XRTRECONF]
     max_buffer_bytes=2**31 - 1,  # [AIEX] arg_plus is a signed 32-bit byte offset
 )
 
@@ -273,6 +279,7 @@ NPU2 = Device(
     ddr_practical_bytes_per_s=57.6e9,  # ASSUMPTION (above)
     launch_overhead_s=45e-6,  # [LAT] ASSUMPTION: as for npu1
     reconfiguration_s=1e-3,  # ASSUMPTION: as for npu1
+    reconfiguration_bounds_s=(106e-6, 3.9e-3),  # [RECONF] 106 us (5000 runs), [XRTRECONF] 3.9 ms, both on Strix
     max_buffer_bytes=2**31 - 1,  # [AIEX] arg_plus is a signed 32-bit byte offset
 )
 

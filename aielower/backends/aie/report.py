@@ -109,11 +109,14 @@ def op_rows(fc: cost.FunctionCost) -> list[dict]:
 
 def build_report(module: Module, device: Device, *, quant: str, new_tokens: int = NEW_TOKENS,
                  short_prompts: tuple[int, ...] = SHORT_PROMPTS, prompt_lengths: tuple[int, ...] = PROMPT_LENGTHS,
-                 overhead: str = cost.DEFAULT_OVERHEAD, built: dict | None = None) -> dict:
+                 overhead: str = cost.DEFAULT_OVERHEAD, built: dict | None = None,
+                 placement: Placement | None = None) -> dict:
     """The report of a planned ``module`` (plan-aie-tiling for ``device`` has run). ``quant`` labels the weight
     format (e.g. ``w4g128 + lm_head g32``). Short prompts and prompt lengths default to the card's; rows whose
     prompt + new tokens exceed the module's KV cache are listed under ``skipped_prompt_lengths``. The decode step's
-    designs it builds to count them are added to ``built`` (design name -> design), if given, for the artifact."""
+    designs it builds to count them are added to ``built`` (design name -> design), if given, for the artifact
+    (:func:`~aielower.backends.aie.counted.decode_design_names` names them); ``placement``: where the module's
+    launches run, if the caller has it."""
     planned_device = module.metadata.get("aie_device")
     if planned_device != device.name:
         raise CompileError(f"module {module.name} is planned for {planned_device or 'no device'}, not {device.name}: "
@@ -151,7 +154,7 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
     # What the generated designs move and issue in one decode step at the short context (counted from their
     # runtime sequences), and at the contexts of COUNTED_CONTEXTS that the cache holds.
     built = {} if built is None else built
-    placement = Placement(module, device)
+    placement = Placement(module, device) if placement is None else placement
     token = counted.decode_token_count(module, device, cost.decode_function(module), kv_step, built, placement)
     ddr_per_token = token.total.ddr_bytes
     weights_min = cost.min_weight_bytes_per_decode_token(module)
@@ -159,6 +162,7 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
     min_per_token = weights_min + kv * kv_per_position
     floor_ms = min_per_token / device.ddr_practical_bytes_per_s * 1e3
     counted_ms = counted.counted_decode_ms(token, device)
+    counted_bounds = [counted.counted_decode_ms(token, device, s)["total"] for s in device.reconfiguration_bounds_s]
     by_context = {}
     for context in (c for c in COUNTED_CONTEXTS if c <= cost.kv_capacity(module)):
         at = counted.decode_token_count(module, device, cost.decode_function(module), context, built, placement)
@@ -213,6 +217,7 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
             "ddr_peak_bytes_per_s": device.ddr_peak_bytes_per_s,
             "launch_overhead_s": device.launch_overhead_s,
             "reconfiguration_s": device.reconfiguration_s,
+            "reconfiguration_bounds_s": list(device.reconfiguration_bounds_s),
         },
         "quant": quant,
         "max_seq_len": module.metadata.get("max_seq_len"),
@@ -229,6 +234,7 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
         "reconfigurations_per_decode_token": token.reconfigurations,
         "decode_token_counted": token.as_dict(),
         "decode_ms_per_token_counted": counted_ms,
+        "decode_ms_per_token_counted_at_reconfiguration_bounds": counted_bounds,
         "decode_counted_by_context": by_context,
         "tokens_per_s": 1e3 / decode_ms,
         "ddr_bytes_per_decode_token": ddr_per_token,

@@ -109,3 +109,8 @@ def test_counted_milliseconds_charge_traffic_instructions_and_switches():
     assert ms["reconfigurations"] == pytest.approx(4 * NPU2.reconfiguration_s * 1e3)
     assert ms["submissions"] == pytest.approx(10 * NPU2.launch_overhead_s * 1e3)
     assert ms["total"] == pytest.approx(sum(v for k, v in ms.items() if k != "total"))
+    low, high = NPU2.reconfiguration_bounds_s
+    assert low < NPU2.reconfiguration_s < high  # the ASSUMPTION lies between the measured figures
+    at_high = counted.counted_decode_ms(token, NPU2, high)
+    assert at_high["reconfigurations"] == pytest.approx(4 * high * 1e3)
+    assert at_high["total"] - ms["total"] == pytest.approx(4 * (high - NPU2.reconfiguration_s) * 1e3)

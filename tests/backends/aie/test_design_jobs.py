@@ -64,7 +64,8 @@ def test_workers_build_the_same_designs_in_the_same_order(designs, monkeypatch):
     assert [done for done, _, _ in seen] == list(range(1, 7)) and {total for _, total, _ in seen} == {6}
     assert sorted(name for _, _, name in seen) == sorted(d.name for d in chosen)
 
-    wrong = dataclasses.replace(chosen[0], spec=next(d.spec for d in designs if d.spec.family != chosen[0].spec.family))
+    own = next(d for d in designs if not d.shared)
+    wrong = dataclasses.replace(own, spec=next(d.spec for d in designs if d.spec.family != own.spec.family))
     with pytest.raises(CompileError, match="the launch runs a"):
         design_jobs.build_designs([chosen[1], wrong], NPU2, jobs=2)
 
@@ -80,3 +81,28 @@ def test_designs_already_built_are_only_rendered(designs, monkeypatch):
                                                                                                               device))
     again = design_jobs.build_designs(chosen, NPU2, jobs=1, built={chosen[1].name: serial[1][0]})
     assert again == serial and rebuilt == [chosen[0].name, chosen[2].name]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_meanwhile_builds_the_deferred_designs_while_the_workers_build_the_others(designs, monkeypatch, jobs):
+    """The artifact makes its report while the workers build: the designs the report builds (``deferred``) are
+    not given to them, and one it leaves unbuilt is built after it."""
+    chosen = designs[:4]
+    serial = design_jobs.build_designs(chosen, NPU2, jobs=1)
+    monkeypatch.setattr(design_jobs, "PARALLEL_CALLS", 0)
+    built: dict = {}
+    order = []
+
+    def meanwhile():
+        order.append("meanwhile")
+        built[chosen[1].name] = serial[1][0]  # the report built one of its two
+
+    rebuilt = []
+    build = design_jobs._build
+    monkeypatch.setattr(design_jobs, "_build", lambda planned, device: rebuilt.append(planned.name) or build(planned,
+                                                                                                              device))
+    got = design_jobs.build_designs(chosen, NPU2, jobs=jobs, built=built, meanwhile=meanwhile,
+                                    deferred=[chosen[1].name, chosen[3].name])
+    assert got == serial and order == ["meanwhile"]
+    # in this process: the deferred design meanwhile left, and with one job the others too
+    assert rebuilt == ([chosen[0].name, chosen[2].name] if jobs == 1 else []) + [chosen[3].name]
