@@ -334,7 +334,7 @@ def test_each_kv_sequence_reads_its_tiles_and_the_emulator_picks_by_length():
 def test_every_kv_sequence_is_the_schedule_at_its_tile_count():
     # 8 KV tiles: sequences 0, 1, 7, 8 are built from the schedule and checked when the design is built; the ones
     # between are cut from the full one. Each reads exactly its tiles, and a middle one equals the scheduled one.
-    from aielower.backends.aie.designs.build import _sequence, _variant
+    from aielower.backends.aie.designs.build import _variant, sequence_ops
 
     plan = plan_attention("test", 4, 2, 16, 0.25, True, 1024, (1,), NPU2)
     launch = next(x for x in plan.launches if x.role == "attention")
@@ -346,7 +346,7 @@ def test_every_kv_sequence_is_the_schedule_at_its_tile_count():
         assert sum(op.elements for op in seq.ops if getattr(op, "arg", None) == "kv") == n * 2 * 2 * tkv * 16
     full = DesignBuilder(launch, plan, NPU2, spec, "a")
     cores = [full.core(c, r) for c in range(launch.columns) for r in range(launch.rows)]
-    assert design.runtime_sequence("kv_tiles_4").ops == _sequence(*_variant(full, cores, 4), NPU2)
+    assert design.runtime_sequence("kv_tiles_4").ops == sequence_ops(*_variant(full, cores, 4), NPU2)
 
 
 # ------------------------------------------------------------------------------------------------ errors

@@ -416,7 +416,8 @@ def test_rope_of_every_prompt_bucket_shares_a_configuration_its_header_one_copy_
     plan = plan_attention("attn", 4, 2, 40, 0.1, True, None, (128, 256), NPU2)
     ropes = [(design_name(launch, plan), launch, plan) for launch in plan.launches if launch.kernel == "rope"]
     assert len(ropes) == 2 and len({family.configuration_key(launch, plan) for _, launch, _ in ropes}) == 1
-    assert all(family.configuration_key(launch, plan) is None for launch in plan.launches if launch.kernel != "rope")
+    keys = {family.configuration_key(launch, plan) for launch in plan.launches if launch.kernel != "rope"}
+    assert len(keys) == 1 and next(iter(keys))[0] == "attention"  # prompt attention: a configuration of its own
     spec = family.shared_spec([(launch, plan) for _, launch, _ in ropes], NPU2)
     shared = build_shared_design(ropes, NPU2, spec, "ropes")
     assert not list(check_design(shared)) and parse_design(render(shared), "ropes.mlir") == shared
@@ -441,3 +442,42 @@ def test_rope_of_every_prompt_bucket_shares_a_configuration_its_header_one_copy_
                                  + shared.sequences[1:])
     problems = [str(v) for v in check_design(broken) if v.rule == "header"]
     assert problems and "not one element per core it feeds" in problems[0]
+
+
+@pytest.mark.parametrize("cache_len", [None, 512], ids=["prompt", "over-a-cache"])
+def test_prompt_attention_of_every_bucket_shares_a_configuration_after_its_own_parameter_words(tmp_path, cache_len):
+    """Prompt attention's cores have parameter words of their own (position, valid length; with a cache, also the
+    tiles sent): a shared design keeps them first and puts the header's words after them (the kernel's WORDS_AT);
+    each member's sequence writes its own words, then sends the header first on the broadcast KV stream. Without a
+    cache, each member runs bit for bit as its own design on the emulator."""
+    from aielower.backends.aie.families.attention import plan_attention
+
+    family = KERNEL_FAMILIES.for_kernel("attention")
+    plan = plan_attention("attn", 4, 2, 40, 0.1, True, cache_len, (128, 256), NPU2)
+    attns = [(design_name(launch, plan), launch, plan) for launch in plan.launches if launch.kernel == "attention"]
+    assert len({family.configuration_key(launch, plan) for _, launch, _ in attns}) == 1
+    spec = family.shared_spec([(launch, plan) for _, launch, _ in attns], NPU2)
+    words_at = 3 if cache_len else 2
+    assert spec.p["words_at"] == words_at and spec.p["members"] == 2
+    assert spec.signature(spec.symbol + "_header")[1].size == words_at + 2
+    shared = build_shared_design(attns, NPU2, spec, "attns")
+    assert not list(check_design(shared)) and parse_design(render(shared), "attns.mlir") == shared
+    for sequence in shared.sequences:  # its own words (none over a cache: the query records carry them), then
+        ops = list(sequence.ops)       # the header on the KV stream
+        writes = [op for op in ops if type(op).__name__ == "RtpWrite"]
+        first = next(i for i, op in enumerate(ops) if getattr(op, "arg", None) is not None)
+        assert all(ops.index(w) < first for w in writes) and ops[first].arg == HEADER_ARG
+        assert {w.index for w in writes} == (set() if cache_len else {0, 1})
+    if cache_len:
+        return
+    library = KernelLibrary.build([spec, *{kernel_spec(launch, NPU2) for _, launch, _ in attns}], tmp_path / "k")
+    rng = np.random.default_rng(11)
+    for name, launch, _ in attns:
+        own = build_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "own")
+        args = _random_args(own, "", {"out"}, rng)
+        DesignRun(own, library.function).run(args)
+        expected = args["out"].copy()
+        assert expected.any()
+        args["out"][:] = 0
+        DesignRun(shared, library.function).run({**args, HEADER_ARG: header_words(shared, name)}, sequence=name)
+        np.testing.assert_array_equal(args["out"], expected)

@@ -1152,7 +1152,7 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
     if b.dynamic_kv:
         sequences = _kv_sequences(b, cores, device, args)
     else:
-        sequences = (m.RuntimeSequence("", _sequence(b, cores, device), args),)
+        sequences = (m.RuntimeSequence("", sequence_ops(b, cores, device), args),)
     functions, tiles = kernel_functions(spec), design_tiles(launch)
     shape = ", ".join(f"{k}={v}" for k, v in KERNEL_FAMILIES.for_kernel(launch.kernel).design_shape(
         launch, op_plan).items())
@@ -1246,14 +1246,15 @@ def kv_sequence_for(design: m.Design, cache_rows: int, tkv: int) -> str | None:
     return kv_sequence_name(covering[0])
 
 
-def _sequence(b: DesignBuilder, cores: list[CoreDesign], device: Device) -> tuple[m.SequenceOp, ...]:
+def sequence_ops(b: DesignBuilder, cores: list[CoreDesign], device: Device,
+                 first: list[Transfer] = ()) -> tuple[m.SequenceOp, ...]:
     """The runtime sequence of builder ``b``: the parameter words it writes on every core that has them, then its
-    transfers."""
+    transfers (after ``first``: a shared configuration's header)."""
     ops: list[m.SequenceOp] = []
     for core in cores:
         if core.rtp:
             ops += [m.RtpWrite(f"rtp_{core.column}_{core.row + 2}", i, b.rtp[i]) for i in b.rtp_writes]
-    return tuple(ops + issue_order(b.transfers(), device.shim_buffer_descriptors))
+    return tuple(ops + issue_order(list(first) + b.transfers(), device.shim_buffer_descriptors))
 
 
 def _kv_sequences(b: DesignBuilder, cores: list[CoreDesign], device: Device,
@@ -1270,8 +1271,8 @@ def _kv_sequences(b: DesignBuilder, cores: list[CoreDesign], device: Device,
     checked = set(counts[:2] + counts[-2:])
     out = []
     for n in counts:
-        ops = _sequence(b.kv_prefix(n), cores, device)
-        if n in checked and _sequence(*_variant(b, cores, n), device) != ops:
+        ops = sequence_ops(b.kv_prefix(n), cores, device)
+        if n in checked and sequence_ops(*_variant(b, cores, n), device) != ops:
             raise CompileError(f"internal: {b.name}: the sequence cut to {n} KV tiles differs from the one "
                                "scheduled at that count")
         out.append(m.RuntimeSequence(kv_sequence_name(n), ops, args))

@@ -27,7 +27,9 @@ How:
 The host submits the member's sequence with its header (a constant of the launch, resident in DDR). The members'
 kernel is one (:meth:`KernelFamily.shared_spec`): for linears the most accumulators any member needs, and both
 stores when some members compute an epilogue and others do not. Members whose cores have parameter words of their
-own (attention) cannot share: those words are the header's.
+own (prompt attention: the position and the valid length) keep them first, in one layout for all, and the header's
+words follow (the kernel writes them from its constant ``WORDS_AT``); each member's sequence writes its own words
+before it sends the header, as its own design does.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.designs.simulate import NUMPY_DTYPES
 from aielower.backends.aie.designs.build import (AIE_DEVICE, Acquire, Call, CoreDesign, DesignBuilder, Load, Loop,
                                                   Release, Transfer, checked_core, core_model, design_tiles,
-                                                  issue_order, kernel_functions, require_fits, walk_nodes)
+                                                  kernel_functions, require_fits, sequence_ops, walk_nodes)
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.dma import DmaLimits, hardware_dims
@@ -96,7 +98,17 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
         raise CompileError(f"{name}: no input reaches every core of a column, so no header can reach them")
     mixed = bool(spec.p.get("mixed"))
     store_with = "store_" + spec.p["epilogue"] if mixed else "store"
-    cores = []
+    # the cores' parameter words: the members' own (attention's position and valid length, one layout for all),
+    # then the header's, which the kernel's _header writes from word ``spec.p["words_at"]``
+    own_words = {len(b.rtp) for b in builders}
+    if len(own_words) > 1 or any(b.dynamic_kv for b in builders):
+        raise CompileError(f"{name}: its members have parameter words of other layouts, or a runtime sequence per "
+                           "KV tile count; they cannot share one configuration")
+    words_at = own_words.pop()
+    if spec.p.get("words_at", 0) != words_at:
+        raise CompileError(f"{name}: the kernel {spec.symbol} writes the header at word {spec.p.get('words_at', 0)}, "
+                           f"after the members' {words_at} own words")
+    cores, own_cores = [], []
     core_models, buffers = [], []
     for c in range(launch.columns):
         for r in range(launch.rows):
@@ -104,14 +116,13 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
             accs = acc_size = 0
             for i, ((seq, member, _), b) in enumerate(zip(members, builders)):
                 own = checked_core(b, c, r, prefix=f"m{i}v")
-                if own.rtp:
-                    raise CompileError(f"{name}: @{seq}'s cores have parameter words of their own; a shared "
-                                       "configuration's are its header's")
+                own_cores.append((i, own))
                 accs, acc_size = max(accs, own.accs), max(acc_size, own.acc_size)
                 if mixed and member.params.get("epilogue"):
                     _rename_calls(own.body, "store", store_with)
-                body += [Load(f"run{i}", i), Loop(f"run{i}", own.body)]
-            core = CoreDesign(c, r, body, accs=accs, acc_size=acc_size, rtp=(0,) * len(members))
+                body += [Load(f"run{i}", words_at + i), Loop(f"run{i}", own.body)]
+            core = CoreDesign(c, r, body, accs=accs, acc_size=acc_size,
+                              rtp=builders[0].rtp + (0,) * len(members))
             cores.append(core)
             model, core_buffers = core_model(core, first, spec)
             runs = ", ".join(f"{b.items[(c, r)][0]} for @{seq}" for (seq, _, _), b in zip(members, builders))
@@ -127,7 +138,8 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
         sizes, strides = hardware_dims(header, limits)
         heads = [Transfer(c, x.index, b.fifo(x, c), HEADER_ARG, header, False, -1.0, 0.0, sizes, strides)
                  for c in range(member.columns)]
-        ops = issue_order(heads + b.transfers(), device.shim_buffer_descriptors)
+        # the member's own parameter words (constants of its sequence), then the header, then its transfers
+        ops = sequence_ops(b, [own for i, own in own_cores if builders[i] is b], device, heads)
         # the member's own arguments first, at their positions in its own design (a resident weight keeps its
         # buffer group), the header last
         args = tuple(m.SequenceArg(t, m.MemrefType(n, kind)) for t, kind, n in b.tensors()) + (

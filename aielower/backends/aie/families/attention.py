@@ -22,7 +22,7 @@ import numpy as np
 
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device, MMulShape
-from aielower.backends.aie.families.base import KernelFamily, per_core
+from aielower.backends.aie.families.base import KernelFamily, fifo_shape, per_core
 from aielower.backends.aie.host_arrays import (from_bf16, kv_blocks, mmul_query_tiles, pad2, pad3, query_records,
                                                step_header, to_bf16)
 from aielower.backends.aie.kernels import (ATTENTION_WORDS, REDUCE_16, SCALAR_ELEMENTARY, STEP_HEADER, Arg, KernelDef,
@@ -43,6 +43,12 @@ def rope_spec(d: int, tr: int, members: int = 0) -> KernelSpec:
     return KernelSpec("rope", (("d", d), ("tr", tr)) + ((("members", members),) if members else ()))
 
 
+# The most prompt buckets one shared attention configuration serves (the catalog cuts in bucket order): at the 7B's
+# size the cached prompt attention designs of 512, 1024 and 2048 rows are 0.21, 0.32 and 0.52 MB, so (128, 256, 512)
+# and (1024, 2048) keep each shared design under the 1 MB a design may take (issue 14).
+ATTENTION_SHARED_BUCKETS = 3
+
+
 def rope_header_words(p: dict) -> int:
     """The i32 words of a shared rope launch's header: one row tile, TR x D bf16."""
     return p["tr"] * p["d"] // 2
@@ -50,7 +56,7 @@ def rope_header_words(p: dict) -> int:
 
 def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: bool, arch: str,
                    header: bool = False, rope: int = 0, step_rows: int = 0,
-                   mmul: MMulShape | None = None) -> KernelSpec:
+                   mmul: MMulShape | None = None, members: int = 0) -> KernelSpec:
     """``header``: each query tile carries the step header (:data:`STEP_HEADER` slots after its rows), which
     ``_params`` copies into the core's parameter words (attention over a KV cache: per-step values come from DDR).
     ``step_rows``: the query tile also carries the step's own keys and values (that many rows of each, after its
@@ -60,12 +66,23 @@ def attention_spec(d: int, gq: int, tq: int, tkv: int, scale: float, causal: boo
     rotates the query rows, and ``_rotate`` rotates the key and writes it out.
     ``mmul``: the products k q^T and p v run on the device's bf16 ``aie::mmul`` (prompt attention), with q
     transposed in its B blocks (:func:`~aielower.backends.aie.host_arrays.mmul_query_tiles`); K and V stay
-    row-major, the KV cache's layout."""
+    row-major, the KV cache's layout.
+    ``members``: a kernel of a shared configuration (:mod:`aielower.backends.aie.designs.shared`) of that many
+    prompt-attention launches has a ``_header`` function writing the header's words after the core's own parameter
+    words (:func:`own_words`), from word ``words_at``."""
     shape = (mmul.m, mmul.k, mmul.n) if mmul is not None else (0, 0, 0)
     params = (("d", d), ("gq", gq), ("tq", tq), ("tkv", tkv), ("scale", fp32(scale)), ("causal", bool(causal)),
               ("arch", arch), ("header", bool(header)), ("rope", rope), ("step_rows", step_rows),
               ("mr", shape[0]), ("ms", shape[1]), ("mt", shape[2]))
+    if members:
+        params += (("members", members), ("words_at", own_words(bool(header))))
     return KernelSpec("attention", params)
+
+
+def own_words(header: bool) -> int:
+    """A prompt-attention core's own parameter words: position and valid length, and with the step header the cache
+    tiles sent (:data:`ATTENTION_WORDS`)."""
+    return ATTENTION_WORDS if header else 2
 
 
 def _check_rope(family: str, p: dict) -> None:
@@ -91,6 +108,15 @@ def _check_attention(family: str, p: dict) -> None:
     require_rule(family, p["d"] % 8 == 0, f"D={p['d']} is not a multiple of 8 (contract)", "pad the head dim to 8")
     require_rule(family, math.isfinite(p["scale"]) and p["scale"] > 0, f"SCALE={p['scale']} must be finite and > 0",
                  "use 1/sqrt(real head dim)")
+    if "members" in p:
+        words = _attention_header_words(p)
+        require_rule(family, isinstance(p["members"], int) and 2 <= p["members"] <= words,
+                     f"a shared kernel's header selects one of 2 .. {words} launches (one i32 word each of the "
+                     f"header element), not {p['members']!r}", "share fewer launches")
+        require_rule(family, p.get("words_at") == own_words(p["header"]) and not p["step_rows"] and not p["rope"],
+                     f"a shared attention kernel writes its header after the cores' {own_words(p['header'])} own "
+                     f"parameter words (WORDS_AT={p.get('words_at')!r}) and serves prompt buckets only",
+                     "share prompt attention of one kind")
     if p["step_rows"] != 0:  # from a plan, maybe from IR text: checked before it names a symbol or sizes a buffer
         require_positive(family, p, "step_rows")
         require_rule(family, p["header"] and p["step_rows"] <= p["tkv"],
@@ -113,6 +139,12 @@ def _check_attention(family: str, p: dict) -> None:
                      f"ROPE={p['rope']} must be even and at most D={p['d']}", "rotate the real head dim")
 
 
+def _attention_header_words(p: dict) -> int:
+    """The i32 words of a shared attention launch's header: one KV tile (2 x TKV x D bf16), the stream a column's
+    cores share."""
+    return p["tkv"] * p["d"]
+
+
 def _attention_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
     rows = p["gq"] * p["tq"]
     state = rows * p["d"] + 2 * rows
@@ -125,8 +157,12 @@ def _attention_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
                   Arg("kv_valid", "i32")),
         "_store": (Arg("state", "f32", state), Arg("out", "bf16", rows * p["d"], out=True)),
     }
+    words = ATTENTION_WORDS + p.get("members", 0)  # a shared kernel's cores keep the header's words after their own
     if p["header"]:
-        out["_params"] = (Arg("q", "bf16", q), Arg("words", "words", ATTENTION_WORDS, out=True))
+        out["_params"] = (Arg("q", "bf16", q), Arg("words", "words", words, out=True))
+    if "members" in p:
+        out["_header"] = (Arg("kv", "bf16", 2 * p["tkv"] * p["d"]),
+                          Arg("words", "words", p["words_at"] + p["members"], out=True))
     if p["step_rows"]:
         out["_step_new"] = (Arg("q", "bf16", q), Arg("state", "f32", state, out=True), Arg("q_pos0", "i32"),
                             Arg("kv_pos0", "i32"), Arg("kv_valid", "i32"))
@@ -169,7 +205,9 @@ def _attention_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     rotate = _rope_cycles({"d": p["rope"], "tr": 1}, m)[""] if p["rope"] else Ops()
     return {"_init": stores(rows * d * 32) + Ops(scalar=2 * rows), "_step": row * rows, "_store": store_row * rows,
             "_params": Ops(scalar=4) + rotate * rows, "_rotate": rotate + (loads(wd * 16) + stores(wd * 16)) * chunks,
-            "_step_new": row_over(max(1, p["step_rows"])) * rows} | (_mmul_cycles(p, m) if p["mr"] else {})
+            "_step_new": row_over(max(1, p["step_rows"])) * rows,
+            "_header": loads(p.get("members", 0) * 32) + stores(p.get("members", 0) * 32)} | (
+        _mmul_cycles(p, m) if p["mr"] else {})
 
 
 def _mmul_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
@@ -198,7 +236,7 @@ def _attention_symbol(p: dict) -> str:
     step = f"_sr{p['step_rows']}" if p["step_rows"] else ""
     mmul = f"_mm{p['mr']}x{p['ms']}x{p['mt']}" if p["mr"] else ""
     return (f"attention_d{p['d']}_gq{p['gq']}_tq{p['tq']}_tkv{p['tkv']}_s{encode_float(p['scale'])}{causal}{header}"
-            f"{step}{rope}{mmul}_{p['arch']}")
+            f"{step}{rope}{mmul}" + (f"_x{p['members']}" if "members" in p else "") + f"_{p['arch']}")
 
 
 def _stack_arrays(p: dict) -> int:
@@ -218,7 +256,8 @@ ROPE_KERNEL = KernelDef(
 )
 ATTENTION_KERNEL = KernelDef(
     functions=lambda p: (("_init", "_step", "_store") + (("_params",) if p["header"] else ())
-                         + (("_step_new",) if p["step_rows"] else ()) + (("_rotate",) if p["rope"] else ())),
+                         + (("_step_new",) if p["step_rows"] else ()) + (("_rotate",) if p["rope"] else ())
+                         + (("_header",) if "members" in p else ())),
     check=_check_attention, signature=_attention_signature, cycles=_attention_cycles,
     symbol=_attention_symbol,
     stack_arrays=_stack_arrays,
@@ -536,19 +575,34 @@ class Attention(KernelFamily):
     def configuration_key(self, launch: LaunchPlan, op_plan: OpPlan):
         """Rope launches of any bucket share a configuration when their cores take the same tiles (grid, head dim,
         rows per tile, buffers and streams): a member's body and runtime sequence carry its rows. The header comes
-        first on the rows' stream, one copy per core. Attention launches have their own (their cores' parameter
-        words)."""
-        if launch.kernel != "rope":
-            return None
-        return ("rope", launch.columns, launch.rows, tuple(sorted(launch.params.items())), launch.buffers,
-                launch.streams)
+        first on the rows' stream, one copy per core. Prompt attention launches of any bucket likewise, when their KV
+        tiles are broadcast to a column's cores (the header comes first on that stream); decode's have their own
+        (one launch, and a runtime sequence per KV tile count)."""
+        if launch.kernel == "rope":
+            return ("rope", fifo_shape(launch), tuple(sorted(launch.params.items())))
+        if launch.bucket == 1 or self.reads_valid_tiles(launch, op_plan) or not any(
+                s.name == "kv" and s.to_cores == "broadcast" for s in launch.streams):
+            return None  # decode: one launch, and a runtime sequence per KV tile count
+        return ("attention", fifo_shape(launch), tuple(sorted(launch.params.items())))
 
     def shared_spec(self, members: list[tuple[LaunchPlan, OpPlan]], device: Device) -> KernelSpec:
-        p = members[0][0].params
-        return rope_spec(p["d"], p["tr"], members=len(members))
+        launch = members[0][0]
+        p = launch.params
+        if launch.kernel == "rope":
+            return rope_spec(p["d"], p["tr"], members=len(members))
+        return attention_spec(p["d"], p["gq"], p["tq"], p["tkv"], p["scale"], p["causal"], arch_of(device),
+                              bool(p.get("header", False)), mmul=device.mmul["bf16"] if p.get("mmul") else None,
+                              members=len(members))
 
     def max_shared(self, launch: LaunchPlan) -> int:
-        return rope_header_words(launch.params) if launch.kernel == "rope" else 1
+        if launch.kernel == "rope":
+            return rope_header_words(launch.params)
+        return launch.params["tkv"] * launch.params["d"]  # one KV tile of words (_attention_header_words)
+
+    def max_shared_buckets(self, launch: LaunchPlan) -> int | None:
+        """Prompt attention: :data:`ATTENTION_SHARED_BUCKETS` buckets per configuration (the design holds every
+        member's core bodies and sequences); rope: all."""
+        return ATTENTION_SHARED_BUCKETS if launch.kernel == "attention" else None
 
     def kernel_spec(self, launch: LaunchPlan, device: Device) -> KernelSpec:
         p = launch.params

@@ -129,6 +129,14 @@ class KernelFamily:
         return f"<kernel family {self.name}: kinds {', '.join(self.kinds)}; kernels {', '.join(self.kernels)}>"
 
 
+def fifo_shape(launch: LaunchPlan) -> tuple:
+    """What a launch's object FIFOs and buffers depend on: its core grid, its buffers, and per stream everything but
+    the DDR access patterns (which differ with the bucket). Launches of one family with equal shapes and kernel
+    constants move the same tiles: part of a :meth:`KernelFamily.configuration_key`."""
+    streams = tuple((s.name, s.direction, s.tensors, s.to_cores, s.tile_bytes, s.depth) for s in launch.streams)
+    return launch.columns, launch.rows, launch.buffers, streams
+
+
 def per_core(items: int, launch: LaunchPlan) -> int:
     """Work items of the busiest core when ``items`` are dealt evenly over ``launch``'s cores."""
     return -(-items // max(1, launch.cores))
@@ -139,4 +147,4 @@ def unknown(what: str, value, registered) -> CompileError:
     return CompileError(f"no kernel family {what} {value!r} (registered: {', '.join(sorted(registered))})")
 
 
-__all__ = ["KernelFamily", "per_core"]
+__all__ = ["KernelFamily", "fifo_shape", "per_core"]

@@ -9,7 +9,7 @@ import numpy as np
 
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device
-from aielower.backends.aie.families.base import KernelFamily, per_core
+from aielower.backends.aie.families.base import KernelFamily, fifo_shape, per_core
 from aielower.backends.aie.host_arrays import from_bf16, from_tile_records, pad2, tile_records, to_bf16
 from aielower.backends.aie.kernels import (REDUCE_16, SCALAR_ELEMENTARY, Arg, KernelDef, KernelSpec, Ops, VectorModel,
                                            encode_float, fp32, loads, require_positive, require_rule, stores)
@@ -169,8 +169,7 @@ class RmsNorm(KernelFamily):
         """Norms of any bucket share a configuration when their cores take the same tiles: the grid, the kernel's
         constants (width, rows per tile, eps, the residual add) and the buffers and streams (a member's body and
         runtime sequence carry its rows). The header comes first on the norm weight's stream."""
-        return ("rms_norm", launch.columns, launch.rows, tuple(sorted(launch.params.items())), launch.buffers,
-                launch.streams)
+        return ("rms_norm", fifo_shape(launch), tuple(sorted(launch.params.items())))
 
     def shared_spec(self, members: list[tuple[LaunchPlan, OpPlan]], device: Device) -> KernelSpec:
         p = members[0][0].params
