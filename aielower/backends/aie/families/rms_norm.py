@@ -80,12 +80,19 @@ RMS_NORM_KERNEL = KernelDef(
 )
 
 
-def plan_norm(label: str, d: int, eps: float, add: bool, buckets: tuple[int, ...], device: Device) -> OpPlan:
+def plan_norm(label: str, d: int, eps: float, add: bool, buckets: tuple[int, ...], device: Device,
+              zero_residual: bool = False) -> OpPlan:
     """Rows in tiles of ``tr`` (at most the candidate's), dealt over the cores. Every prompt bucket (more than one
     row) takes the same ``tr``, the largest that still gives each core of the smallest prompt bucket a tile, so
-    that their launches move the same tiles and share one configuration (:meth:`RmsNorm.configuration_key`)."""
+    that their launches move the same tiles and share one configuration (:meth:`RmsNorm.configuration_key`).
+    ``zero_residual``: a plain norm (not ``add``) runs on the residual-add kernel with a residual of -0, so that its
+    launches share the configuration of the add_rms_norm launches of the same width: ``a + (-0)`` is ``a`` exactly
+    and the kernel's ``s_lo`` terms are zeros, so the norm equals the plain kernel's (bit for bit but for the sign
+    of a zero output). It reads the zeros and writes the sum: twice the plain norm's traffic, for the one plain norm
+    of a token (layer 0's)."""
     d_pad = roundup(d, VECTOR)
-    parts = 2 if add else 1
+    kernel_add = add or zero_residual
+    parts = 2 if kernel_add else 1
     prompts = [m for m in buckets if m > 1]
     per_core = min((m // (c * r) for m in prompts for c, r in [core_grid(m, device)]), default=1)
 
@@ -98,8 +105,8 @@ def plan_norm(label: str, d: int, eps: float, add: bool, buckets: tuple[int, ...
             tile = tr * d_pad * BF16
             # add: one record per row tile, the a rows then the b rows ("ab"; the sum then the norm out, "sy"), so
             # that a core's tiles are one run (host_arrays.tile_records)
-            names_in = ("ab",) if add else ("x",)
-            names_out = ("sy",) if add else ("y",)
+            names_in = ("ab",) if kernel_add else ("x",)
+            names_out = ("sy",) if kernel_add else ("y",)
             buffers = (
                 Buffer("x", "L1", parts * tile, depth_in), Buffer("w", "L1", d_pad * BF16),
                 Buffer("y", "L1", parts * tile, depth_out),
@@ -114,7 +121,7 @@ def plan_norm(label: str, d: int, eps: float, add: bool, buckets: tuple[int, ...
             )
             launches.append(checked(LaunchPlan(
                 bucket=m, kernel="rms_norm", role="add_rms_norm" if add else "rms_norm",
-                params=dict(d=d_pad, d_real=d, tr=tr, eps=eps, add=add),
+                params=dict(d=d_pad, d_real=d, tr=tr, eps=eps, add=kernel_add),
                 columns=columns, rows=rows, buffers=buffers, streams=streams,
                 macs=m * d * parts, padded_macs=roundup(m, tr) * d_pad * parts,
                 ddr_read=m * d_pad * BF16 * parts + columns * d_pad * BF16, ddr_write=m * d_pad * BF16 * parts,
@@ -155,8 +162,9 @@ class RmsNorm(KernelFamily):
             return None
         d = op.x.type.shape[-1]
         add = isinstance(op, fused.AddRMSNorm)
+        # a plain norm on the add kernel with a zero residual: one configuration for both norms (plan_norm)
         return ("norm", d, op.eps, add, buckets), (
-            lambda label, device: plan_norm(label, d, op.eps, add, buckets, device))
+            lambda label, device: plan_norm(label, d, op.eps, add, buckets, device, zero_residual=not add))
 
     def kernel_spec(self, launch: LaunchPlan, device: Device) -> KernelSpec:
         p = launch.params
@@ -182,7 +190,8 @@ class RmsNorm(KernelFamily):
         return {"": per_core(-(-launch.bucket // launch.params["tr"]), launch)}
 
     def run(self, host, op, plan: OpPlan, operands: tuple):
-        """``y = norm(x)``, or ``(sum, y) = (a + b, norm(a + b))``, for all rows in one launch."""
+        """``y = norm(x)``, or ``(sum, y) = (a + b, norm(a + b))``, for all rows in one launch (a plain norm planned
+        on the add kernel adds a residual of -0 and keeps the norm, :func:`plan_norm`)."""
         add = plan.kind == "add_rms_norm"
         x, weight = (operands[0], operands[2]) if add else operands
         d, d_pad = plan.shape["d"], plan.shape["d_pad"]
@@ -191,14 +200,16 @@ class RmsNorm(KernelFamily):
         launch, bucket = host.rows_launch(plan, m)
         tr = launch.params["tr"]
         m_pad = roundup(bucket, tr)
-        rows = [pad2(to_bf16(value.reshape(m, d)), m_pad, d_pad) for value in (operands[:2] if add else operands[:1])]
-        x_name, y_name = ("ab", "sy") if add else ("x", "y")
+        kernel_add = launch.params["add"]
+        inputs = operands[:2] if add else (x, np.full_like(x, -0.0)) if kernel_add else (x,)
+        rows = [pad2(to_bf16(value.reshape(m, d)), m_pad, d_pad) for value in inputs]
+        x_name, y_name = ("ab", "sy") if kernel_add else ("x", "y")
         tensors = {"w": pad2(to_bf16(weight).reshape(1, d), 1, d_pad).reshape(-1),
                    x_name: tile_records(rows, tr), y_name: np.zeros(len(rows) * m_pad * d_pad, np.uint16)}
         host.submit(plan, launch, tensors)
         outs = [from_bf16(part[:m, :d]).reshape(*lead, d) for part in from_tile_records(tensors[y_name], len(rows),
                                                                                        m_pad, d_pad, tr)]
-        return tuple(outs) if add else outs[0]
+        return tuple(outs) if add else outs[-1]
 
 
 __all__ = ["RMS_NORM_KERNEL", "RmsNorm", "header_words_of", "plan_norm", "rms_norm", "rms_norm_spec"]
