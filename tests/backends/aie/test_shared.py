@@ -103,12 +103,13 @@ SHARED_CHECK = """
 // CHECK-NEXT: func.call @[[K]]_header(%hdr, %rtp_0_2) : (memref<256xbf16>, memref<2xi32>) -> ()
 // CHECK-NEXT: aie.objectfifo.release @x_c0_cores(Consume, 1)
 // CHECK-NEXT: %run0 = memref.load %rtp_0_2[%c0] : memref<2xi32>
+// CHECK-NEXT: %run1 = memref.load %rtp_0_2[%c1] : memref<2xi32>
 // CHECK-NEXT: %[[C0:.*]] = arith.index_cast %run0 : i32 to index
 // CHECK-NEXT: scf.for %{{.*}} = %c0 to %[[C0]] step %c1 {
 // CHECK-NOT: _store_silu_mul
 // CHECK: func.call @[[K]]_store(%acc_0_2_0
 // CHECK-NOT: _store_silu_mul
-// CHECK: %run1 = memref.load %rtp_0_2[%c1] : memref<2xi32>
+// CHECK: arith.index_cast %run1 : i32 to index
 // CHECK-NOT: func.call @[[K]]_store(
 // CHECK: func.call @[[K]]_store_silu_mul(%acc_0_2_0
 // CHECK: } {dynamic_objfifo_lowering = true, link_with = "[[K]].o", stack_size = 1024 : i32}

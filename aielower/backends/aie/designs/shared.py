@@ -34,14 +34,14 @@ before it sends the header, as its own design does.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 
 import numpy as np
 
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.designs.simulate import NUMPY_DTYPES
-from aielower.backends.aie.designs.build import (AIE_DEVICE, Acquire, Call, CoreDesign, DesignBuilder, Load, Loop,
-                                                  Release, Transfer, checked_core, core_model, design_tiles,
+from aielower.backends.aie.designs.build import (AIE_DEVICE, Acquire, Arith, Call, CoreDesign, DesignBuilder, Load,
+                                                  Loop, Release, Transfer, checked_core, core_model, design_tiles,
                                                   kernel_functions, require_fits, sequence_ops, walk_nodes)
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.families import KERNEL_FAMILIES
@@ -114,13 +114,17 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
         for r in range(launch.rows):
             body: list = [Acquire(x.index, "hdr"), Call("header", [("elem", "hdr"), ("rtp", 0)]), Release(x.index)]
             accs = acc_size = 0
+            bodies = []
             for i, ((seq, member, _), b) in enumerate(zip(members, builders)):
                 own = checked_core(b, c, r, prefix=f"m{i}v")
                 own_cores.append((i, own))
                 accs, acc_size = max(accs, own.accs), max(acc_size, own.acc_size)
                 if mixed and member.params.get("epilogue"):
                     _rename_calls(own.body, "store", store_with)
-                body += [Load(f"run{i}", words_at + i), Loop(f"run{i}", own.body)]
+                body.append(Load(f"run{i}", words_at + i))
+                bodies.append(own.body)
+            runs = [f"run{i}" for i in range(len(members))]
+            body += merged_bodies(bodies, [f"m{i}v" for i in range(len(members))], runs)
             core = CoreDesign(c, r, body, accs=accs, acc_size=acc_size,
                               rtp=builders[0].rtp + (0,) * len(members))
             cores.append(core)
@@ -165,6 +169,104 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
                     tuple(core_models), tuple(sequences), comments)
 
 
+# ---------------------------------------------------------------------------------------- one body for alike members
+
+
+def _renamed(node, old: str, new: str):
+    """``node`` (a body node, or a list / tuple of them) with every variable name starting with ``old`` starting
+    with ``new`` instead."""
+    if isinstance(node, str):
+        return new + node[len(old):] if node.startswith(old) else node
+    if isinstance(node, list):
+        return [_renamed(x, old, new) for x in node]
+    if isinstance(node, tuple):
+        return tuple(_renamed(x, old, new) for x in node)
+    if is_dataclass(node):
+        return replace(node, **{f.name: _renamed(getattr(node, f.name), old, new) for f in fields(node)})
+    return node
+
+
+def _counts(a: list, b: list, out: list) -> bool:
+    """Whether bodies ``a`` and ``b`` (variables named alike) are equal but for the constant trip counts of their
+    loops; appends (a's count, b's count) per loop to ``out``, in walk order."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if type(x) is not type(y):
+            return False
+        if isinstance(x, Loop):
+            if isinstance(x.count, int) and isinstance(y.count, int):
+                out.append((x.count, y.count))
+            elif x.count != y.count:
+                return False
+            if not _counts(x.body, y.body, out):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def _template(body: list, counts: dict[int, str], at: list) -> list:
+    """``body`` with the trip count of its ``i``-th loop (walk order) replaced by the variable ``counts[i]``."""
+    out = []
+    for node in body:
+        if isinstance(node, Loop):
+            i = at[0]
+            at[0] += 1
+            inner = _template(node.body, counts, at)
+            out.append(Loop(counts.get(i, node.count), inner))
+        else:
+            out.append(node)
+    return out
+
+
+def merged_bodies(bodies: list[list], prefixes: list[str], runs: list[str]) -> list:
+    """The member bodies of one core as few bodies as they allow: bodies equal but for the constant trip counts of
+    their loops (the same linear, norm or attention at other buckets) become one, whose differing counts the core
+    computes from the header's words (``sum_i run_i * count_i``: one word is 1, the others 0) and which runs
+    ``sum_i run_i`` times; the others run ``run_i`` times each, as they are. ``prefixes``: each body's variable
+    prefix; ``runs``: the variables holding its header word."""
+    classes: list[list[int]] = []
+    for i in range(len(bodies)):
+        for members in classes:
+            j = members[0]
+            if _counts(_renamed(bodies[j], prefixes[j], "@"), _renamed(bodies[i], prefixes[i], "@"), []):
+                members.append(i)
+                break
+        else:
+            classes.append([i])
+    out: list = []
+    for k, members in enumerate(classes):
+        first = members[0]
+        if len(members) == 1:
+            out.append(Loop(runs[first], bodies[first]))
+            continue
+        base = _renamed(bodies[first], prefixes[first], f"c{k}v")
+        per_loop: list[list[int]] = []
+        for i in members:
+            pairs: list = []
+            _counts(_renamed(bodies[first], prefixes[first], "@"), _renamed(bodies[i], prefixes[i], "@"), pairs)
+            per_loop.append([b for _, b in pairs])
+        varying = [j for j in range(len(per_loop[0])) if len({c[j] for c in per_loop}) > 1]
+        names = {j: f"c{k}n{j}" for j in varying}
+        for j, name in names.items():  # count_j = sum_i run_i * count_ij
+            terms = []
+            for i, counts in zip(members, per_loop):
+                terms.append(f"{name}_t{i}")
+                out.append(Arith(terms[-1], "muli", runs[i], counts[j]))
+            total = terms[0]
+            for n, term in enumerate(terms[1:]):
+                out.append(Arith(f"{name}_s{n}", "addi", total, term))
+                total = f"{name}_s{n}"
+            names[j] = total
+        selected = runs[members[0]]
+        for n, i in enumerate(members[1:]):
+            out.append(Arith(f"c{k}run{n}", "addi", selected, runs[i]))
+            selected = f"c{k}run{n}"
+        out.append(Loop(selected, _template(base, names, [0])))
+    return out
+
+
 # the entries of a member's op shape its comment line names (a linear's sizes; a norm's width)
 _SHAPE_KEYS = ("n", "k", "group", "bias", "d", "eps")
 
@@ -175,4 +277,4 @@ def _rename_calls(body: list, old: str, new: str) -> None:
             node.function = new
 
 
-__all__ = ["HEADER_ARG", "build_shared_design", "header_words"]
+__all__ = ["HEADER_ARG", "build_shared_design", "header_words", "merged_bodies"]
