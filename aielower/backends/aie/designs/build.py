@@ -201,9 +201,15 @@ MIN_ACQUIRING_LOOP = 3
 
 
 class DesignBuilder:
+    """Builds the design of one launch. ``member``: the launch is a member of a shared configuration, whose cores
+    mlir-aie lowers dynamically (their loop counts come from the header): a linear's loops stay loops whatever their
+    trip counts (none is written out for the static lowering, :data:`MIN_ACQUIRING_LOOP`), so that the same linear
+    at other buckets has the same body but for its counts (designs/shared.py merges those)."""
+
     def __init__(self, launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name: str,
-                 kv_tiles: int | None = None):
+                 kv_tiles: int | None = None, member: bool = False):
         self.launch, self.op_plan, self.device, self.spec, self.name = launch, op_plan, device, spec, name
+        self.member = member
         self.family = launch.kernel
         ins = [s for s in launch.streams if s.direction == "in"]
         outs = [s for s in launch.streams if s.direction == "out"]
@@ -624,6 +630,10 @@ class DesignBuilder:
         def times(count: int, make, counted: bool = False) -> list:
             """``make(i)`` for ``i`` in ``0 .. count-1`` (with ``counted``, ``i`` is the i32 argument: the loop
             counter or a constant; else None): one loop, or the copies written out, each with names of its own."""
+            if self.member:  # lowered dynamically: one loop, whatever the count
+                counter = next(names) if counted else None
+                body = make(("i32", counter) if counted else None)
+                return [Loop(count, ([Cast(counter)] if counted else []) + body)]
             if count == 1:
                 return make(("i32", 0) if counted else None)
             counter = next(names) if counted else None

@@ -81,7 +81,7 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
             raise CompileError(f"{name}: @{seq} runs a {launch.kernel} launch; this shared configuration runs "
                                f"{spec.family} launches ({spec.symbol})")
         require_fits(launch, device, name)
-        builders.append(DesignBuilder(launch, plan, device, spec, name))
+        builders.append(DesignBuilder(launch, plan, device, spec, name, member=True))
     first = builders[0]
     fifos, links = first.fifos()
     for (seq, _, _), b in zip(members[1:], builders[1:]):

@@ -38,10 +38,11 @@ from aielower.ir.core import LinearLike
 # --------------------------------------------------------------------------- kernels
 
 
-# The most prompt buckets one shared GEMM configuration serves. A shared design holds every member's core body and
-# runtime sequence: Qwen1.5-7B's lm_head GEMMs of all five buckets made a 1.17 MB design (its o_proj + down GEMMs
-# 1.05 MB), over the 1 MB a design may take (issue 14); three buckets keep each under 0.75 MB.
-GEMM_SHARED_BUCKETS = 3
+# The most prompt buckets one shared GEMM configuration serves. A shared design holds every member's runtime sequence
+# and one core body per set of members that differ only in loop counts (designs/shared.py: a linear at every
+# bucket is one body), so it grows mainly with the sequences: Qwen1.5-7B's five buckets make at most 0.59 MB (the
+# lm_head's GEMMs; 1.17 MB when each member kept a body of its own, over the 1 MB a design may take, issue 14).
+GEMM_SHARED_BUCKETS = 8
 
 # Epilogues the linear kernels can compute in their store (``epilogue`` of the plan's shape and the kernel params):
 # the op class that asks for each. ``silu_mul``: a weight tile's first TN/2 rows are gate rows, its last TN/2 the
