@@ -470,6 +470,8 @@ def test_prompt_attention_of_every_bucket_shares_a_configuration_after_its_own_p
     assert spec.signature(spec.symbol + "_header")[1].size == words_at + 2
     shared = build_shared_design(attns, NPU2, spec, "attns")
     assert not list(check_design(shared)) and parse_design(render(shared), "attns.mlir") == shared
+    # both buckets' bodies are one, whose constants the cores compute from the header
+    assert all(sum(isinstance(n, For) for n in core.body) == 1 for core in shared.cores)
     for sequence in shared.sequences:  # its own words (none over a cache: the query records carry them), then
         ops = list(sequence.ops)       # the header on the KV stream
         writes = [op for op in ops if type(op).__name__ == "RtpWrite"]

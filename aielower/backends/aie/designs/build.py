@@ -202,9 +202,10 @@ MIN_ACQUIRING_LOOP = 3
 
 class DesignBuilder:
     """Builds the design of one launch. ``member``: the launch is a member of a shared configuration, whose cores
-    mlir-aie lowers dynamically (their loop counts come from the header): a linear's loops stay loops whatever their
-    trip counts (none is written out for the static lowering, :data:`MIN_ACQUIRING_LOOP`), so that the same linear
-    at other buckets has the same body but for its counts (designs/shared.py merges those)."""
+    mlir-aie lowers dynamically (their loop counts come from the header): its loops stay loops whatever their trip
+    counts (none is written out for the static lowering, :data:`MIN_ACQUIRING_LOOP`, nor dropped for one trip or
+    none), so that the same op at other buckets has the same body but for its constants (designs/shared.py merges
+    those)."""
 
     def __init__(self, launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name: str,
                  kv_tiles: int | None = None, member: bool = False):
@@ -697,12 +698,12 @@ class DesignBuilder:
                       if len(runs) % p == 0 and all(runs[i] == runs[i % p] for i in range(len(runs))))
         body = []
         for first, count, delta in runs[:period]:
-            if count == 1:
+            if count == 1 and not self.member:
                 body += self._attention_item(first[0], first[1], first[2], None, (0, 0), names)
             else:
                 body.append(Loop(count, self._attention_item(first[0], first[1], first[2], next(names), delta,
                                                              names)))
-        return [Loop(len(runs) // period, body)] if len(runs) > period else body
+        return [Loop(len(runs) // period, body)] if len(runs) > period or self.member else body
 
     def _attention_item(self, offset: int, tiles: int, drain: int, counter, delta: tuple[int, int], names) -> list:
         """One work item (``counter`` None), or the body of a loop over items whose query offset and KV tile count
@@ -714,11 +715,12 @@ class DesignBuilder:
         body = [Cast(counter)] if counter is not None else []
 
         def affine(base: int, step: int):
-            """``base + step * counter`` as a constant or a new variable."""
-            if counter is None or step == 0:
+            """``base + step * counter`` as a constant or a new variable (always a variable in a member's body,
+            whose constants may differ from other members' only in value)."""
+            if counter is None or step == 0 and not self.member:
                 return base
             scaled = counter
-            if step != 1:
+            if step != 1 or self.member:
                 scaled = next(names)
                 body.append(Arith(scaled, "muli", counter, step))
             total = next(names)
@@ -750,7 +752,7 @@ class DesignBuilder:
             rows = next(names)
             body += [Arith(rows, "subi", lv, pv),
                      Call("step_new", [("elem", qv), ("acc", 0), ("i32", q0), ("i32", pv), ("i32", rows)])]
-        if drain:
+        if drain or self.member:  # a member's (lowered dynamically) drains in a loop, of 0 times if need be
             body.append(Loop(drain, [Acquire(kv.index, next(names)), Release(kv.index)]))
         ov = next(names)
         body += [Acquire(out.index, ov), Call("store", [("acc", 0), ("elem", ov)]), Release(out.index),

@@ -186,51 +186,83 @@ def _renamed(node, old: str, new: str):
     return node
 
 
-def _counts(a: list, b: list, out: list) -> bool:
-    """Whether bodies ``a`` and ``b`` (variables named alike) are equal but for the constant trip counts of their
-    loops; appends (a's count, b's count) per loop to ``out``, in walk order."""
-    if len(a) != len(b):
-        return False
-    for x, y in zip(a, b):
-        if type(x) is not type(y):
-            return False
-        if isinstance(x, Loop):
-            if isinstance(x.count, int) and isinstance(y.count, int):
-                out.append((x.count, y.count))
-            elif x.count != y.count:
-                return False
-            if not _counts(x.body, y.body, out):
-                return False
-        elif x != y:
-            return False
-    return True
+class _Slot:
+    """Where a body had a constant that may differ between members (see :func:`_split`)."""
+
+    def __repr__(self) -> str:
+        return "#"
 
 
-def _template(body: list, counts: dict[int, str], at: list) -> list:
-    """``body`` with the trip count of its ``i``-th loop (walk order) replaced by the variable ``counts[i]``."""
+_SLOT = _Slot()
+
+
+def _split(body: list, values: list) -> list:
+    """``body`` with its constants that may differ between members replaced by :data:`_SLOT` (the trip count of a
+    loop, an operand of an arithmetic op, an i32 argument of a call), appending the constants to ``values`` in
+    walk order."""
     out = []
     for node in body:
         if isinstance(node, Loop):
-            i = at[0]
-            at[0] += 1
-            inner = _template(node.body, counts, at)
-            out.append(Loop(counts.get(i, node.count), inner))
+            count = node.count
+            if isinstance(count, int):
+                values.append(count)
+                count = _SLOT
+            out.append(Loop(count, _split(node.body, values)))
+        elif isinstance(node, Arith):
+            operands = []
+            for x in (node.lhs, node.rhs):
+                if isinstance(x, int):
+                    values.append(x)
+                    x = _SLOT
+                operands.append(x)
+            out.append(Arith(node.var, node.op, *operands))
+        elif isinstance(node, Call):
+            args = []
+            for arg in node.args:
+                if isinstance(arg, tuple) and arg[0] == "i32" and isinstance(arg[1], int):
+                    values.append(arg[1])
+                    arg = ("i32", _SLOT)
+                args.append(arg)
+            out.append(Call(node.function, args))
+        else:
+            out.append(node)
+    return out
+
+
+def _filled(body: list, values) -> list:
+    """:func:`_split`'s ``body`` with each :data:`_SLOT` replaced by the next of ``values`` (a constant or a
+    variable), in walk order."""
+    out = []
+    for node in body:
+        if isinstance(node, Loop):
+            count = next(values) if node.count is _SLOT else node.count
+            out.append(Loop(count, _filled(node.body, values)))
+        elif isinstance(node, Arith):
+            lhs, rhs = (next(values) if x is _SLOT else x for x in (node.lhs, node.rhs))
+            out.append(Arith(node.var, node.op, lhs, rhs))
+        elif isinstance(node, Call):
+            out.append(Call(node.function, [("i32", next(values)) if isinstance(arg, tuple) and arg[1] is _SLOT
+                                            else arg for arg in node.args]))
         else:
             out.append(node)
     return out
 
 
 def merged_bodies(bodies: list[list], prefixes: list[str], runs: list[str]) -> list:
-    """The member bodies of one core as few bodies as they allow: bodies equal but for the constant trip counts of
-    their loops (the same linear, norm or attention at other buckets) become one, whose differing counts the core
-    computes from the header's words (``sum_i run_i * count_i``: one word is 1, the others 0) and which runs
-    ``sum_i run_i`` times; the others run ``run_i`` times each, as they are. ``prefixes``: each body's variable
-    prefix; ``runs``: the variables holding its header word."""
+    """The member bodies of one core as few bodies as they allow: bodies equal but for constants (loop trip counts,
+    operands of arithmetic, i32 call arguments: the same linear or attention at other buckets, a linear of other
+    K) become one, in which the core computes each constant that differs from the header's words (``sum_i run_i *
+    value_i``: one word is 1, the others 0) and which runs ``sum_i run_i`` times; the others run ``run_i`` times
+    each, as they are. ``prefixes``: each body's variable prefix; ``runs``: the variables holding its header
+    word."""
+    shapes = []
+    for body, prefix in zip(bodies, prefixes):
+        values: list[int] = []
+        shapes.append((_split(_renamed(body, prefix, "@"), values), values))
     classes: list[list[int]] = []
-    for i in range(len(bodies)):
+    for i, (skeleton, _) in enumerate(shapes):
         for members in classes:
-            j = members[0]
-            if _counts(_renamed(bodies[j], prefixes[j], "@"), _renamed(bodies[i], prefixes[i], "@"), []):
+            if shapes[members[0]][0] == skeleton:
                 members.append(i)
                 break
         else:
@@ -241,29 +273,27 @@ def merged_bodies(bodies: list[list], prefixes: list[str], runs: list[str]) -> l
         if len(members) == 1:
             out.append(Loop(runs[first], bodies[first]))
             continue
-        base = _renamed(bodies[first], prefixes[first], f"c{k}v")
-        per_loop: list[list[int]] = []
-        for i in members:
-            pairs: list = []
-            _counts(_renamed(bodies[first], prefixes[first], "@"), _renamed(bodies[i], prefixes[i], "@"), pairs)
-            per_loop.append([b for _, b in pairs])
-        varying = [j for j in range(len(per_loop[0])) if len({c[j] for c in per_loop}) > 1]
-        names = {j: f"c{k}n{j}" for j in varying}
-        for j, name in names.items():  # count_j = sum_i run_i * count_ij
+        per_member = [shapes[i][1] for i in members]
+        filled = []
+        for j, value in enumerate(per_member[0]):
+            if all(v[j] == value for v in per_member):
+                filled.append(value)
+                continue
             terms = []
-            for i, counts in zip(members, per_loop):
-                terms.append(f"{name}_t{i}")
-                out.append(Arith(terms[-1], "muli", runs[i], counts[j]))
+            for i, values in zip(members, per_member):  # value_j = sum_i run_i * value_ij
+                terms.append(f"c{k}n{j}_t{i}")
+                out.append(Arith(terms[-1], "muli", runs[i], values[j]))
             total = terms[0]
             for n, term in enumerate(terms[1:]):
-                out.append(Arith(f"{name}_s{n}", "addi", total, term))
-                total = f"{name}_s{n}"
-            names[j] = total
-        selected = runs[members[0]]
+                out.append(Arith(f"c{k}n{j}_s{n}", "addi", total, term))
+                total = f"c{k}n{j}_s{n}"
+            filled.append(total)
+        selected = runs[first]
         for n, i in enumerate(members[1:]):
             out.append(Arith(f"c{k}run{n}", "addi", selected, runs[i]))
             selected = f"c{k}run{n}"
-        out.append(Loop(selected, _template(base, names, [0])))
+        body = _filled(_split(_renamed(bodies[first], prefixes[first], f"c{k}v"), []), iter(filled))
+        out.append(Loop(selected, body))
     return out
 
 
