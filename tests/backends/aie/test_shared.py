@@ -324,6 +324,7 @@ def test_norms_of_every_prompt_bucket_share_a_configuration_and_compute_what_the
     assert spec.signature(spec.symbol + "_header")[0].size == prompts[0][2].shape["d_pad"]  # the norm weight
     shared = build_shared_design(prompts, NPU2, spec, "norms")
     assert not list(check_design(shared))
+    assert all(sum(isinstance(n, For) for n in core.body) == 1 for core in shared.cores)  # one body for both buckets
     assert parse_design(render(shared), "norms.mlir") == shared
     own_specs = {kernel_spec(launch, NPU2) for _, launch, _ in prompts}
     library = KernelLibrary.build([spec, *own_specs], tmp_path / "kernels")
@@ -429,6 +430,7 @@ def test_rope_of_every_prompt_bucket_shares_a_configuration_its_header_one_copy_
     spec = family.shared_spec([(launch, plan) for _, launch, _ in ropes], NPU2)
     shared = build_shared_design(ropes, NPU2, spec, "ropes")
     assert not list(check_design(shared)) and parse_design(render(shared), "ropes.mlir") == shared
+    assert all(sum(isinstance(n, For) for n in core.body) == 1 for core in shared.cores)  # one body for both buckets
     rows = ropes[0][1].rows
     assert rows > 1  # the header is repeated
     heads = [op for op in shared.sequences[0].ops if getattr(op, "arg", None) == HEADER_ARG]

@@ -522,8 +522,9 @@ class DesignBuilder:
         build = self._body_attention if self.family == "attention" else self._body_elementwise
         core = CoreDesign(column, row, [])
         body = build(core, units, names)
-        if all(isinstance(n.count, int) for n in walk_nodes(body) if isinstance(n, Loop)):
+        if not self.member and all(isinstance(n.count, int) for n in walk_nodes(body) if isinstance(n, Loop)):
             # mlir-aie lowers this core's FIFOs statically (model.Core.dynamic_objfifo_lowering): it unrolls loops
+            # (a shared configuration's member is lowered dynamically)
             body = self._guard_loops(body, (f"u{i}" for i in count()))
         core.body = body
         core.elements = {s.index: self.elements[s.index][(column, row)] for s in self.streams}
@@ -560,7 +561,9 @@ class DesignBuilder:
         """One call per item; a stream whose one element serves every item (a broadcast norm weight) is
         acquired once around the loop."""
         key = (core.column, core.row)
-        held = [s for s in self.streams if len(self.elements[s.index][key]) == 1 and len(units) > 1]
+        many = len(units) > 1 or self.member  # a member keeps its loop (of one item too)
+        held = [s for s in self.streams if len(self.elements[s.index][key]) == 1
+                and (len(units) > 1 or self.member and s.plan.to_cores == "broadcast")]
         each = [s for s in self.streams if s not in held]
         pre = [Acquire(s.index, next(names)) for s in held]
         var = {a.stream: a.var for a in pre}
@@ -570,7 +573,7 @@ class DesignBuilder:
         args = [("elem", var[i]) for i in call[1]]
         # The schedule passes In args then Out args in signature order for these kernels.
         body = step + [Call(call[0], args)] + [Release(s.index) for s in each]
-        loop = [Loop(len(units), body)] if len(units) > 1 else body
+        loop = [Loop(len(units), body)] if many else body
         return pre + loop + [Release(s.index) for s in held]
 
     def _looped(self, count: int, body: list) -> int:

@@ -405,10 +405,10 @@ def check_headers(design: Design) -> list[Violation]:
             # one element per core the channel's link feeds (a split: one each; a broadcast: one for all), each read
             # plainly from the start of %hdr: a repeat (d3, stride 0) of one run
             copies = len(design.link_of(fifo).destinations)
-            run = fifos[fifo].element.bytes // copies
+            run, uneven = divmod(fifos[fifo].element.bytes, copies)
             plain = (first.offset == 0 and first.sizes[:3] == (copies, 1, 1) and first.strides[3] == 1
                      and (copies == 1 or first.strides[0] == 0))
-            if arg is None or not plain or first.sizes[3] * arg.element_bytes != run or arg.bytes != run:
+            if arg is None or uneven or not plain or first.sizes[3] * arg.element_bytes != run or arg.bytes != run:
                 out.append(Violation("header", where, f"the first transfer on @{fifo} is not one element per core "
                                      f"it feeds, each read plainly from the start of %{HEADER_ARG}, the header the "
                                      "cores read first"))

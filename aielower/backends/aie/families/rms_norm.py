@@ -87,8 +87,9 @@ def plan_norm(label: str, d: int, eps: float, add: bool, buckets: tuple[int, ...
     that their launches move the same tiles and share one configuration (:meth:`RmsNorm.configuration_key`).
     ``zero_residual``: a plain norm (not ``add``) runs on the residual-add kernel with a residual of -0, so that its
     launches share the configuration of the add_rms_norm launches of the same width: ``a + (-0)`` is ``a`` exactly
-    and the kernel's ``s_lo`` terms are zeros, so the norm equals the plain kernel's (bit for bit but for the sign
-    of a zero output). It reads the zeros and writes the sum: twice the plain norm's traffic, for the one plain norm
+    and, for finite rows, the kernel's ``s_lo`` terms are zeros, so the norm equals the plain kernel's (bit for bit
+    but for the sign of a zero output; a row holding an infinity comes out all NaN, where the plain kernel's is NaN
+    at that element). It reads the zeros and writes the sum: twice the plain norm's traffic, for the one plain norm
     of a token (layer 0's)."""
     d_pad = roundup(d, VECTOR)
     kernel_add = add or zero_residual
