@@ -493,3 +493,44 @@ def test_prompt_attention_of_every_bucket_shares_a_configuration_after_its_own_p
         args["out"][:] = 0
         DesignRun(shared, library.function).run({**args, HEADER_ARG: header_words(shared, name)}, sequence=name)
         np.testing.assert_array_equal(args["out"], expected)
+
+
+def test_decode_norm_on_the_prompt_grid_leaves_columns_idle_and_computes_its_row(tmp_path):
+    """When the prompt buckets' norm takes one row per tile, decode's one row is planned on their grid so that it
+    shares their configuration: the columns without work only take the header (the header rule allows a lone header
+    in a column the sequence moves nothing else through), and the row comes out as the kernel computes it."""
+    from aielower.backends.aie.host_arrays import tile_records
+
+    family = KERNEL_FAMILIES.for_kernel("rms_norm")
+    plan = plan_norm("norm", NORM_D, 1e-6, True, (1, 32), NPU2)  # 32 rows over 32 cores: one row per tile
+    (decode, launch_1, _), (_, launch_32, _) = [(design_name(x, plan), x, plan) for x in plan.launches]
+    assert (launch_1.columns, launch_1.rows) == (launch_32.columns, launch_32.rows) == (8, 4)
+    members = [(design_name(x, plan), x, plan) for x in plan.launches]
+    assert len({family.configuration_key(x, plan) for x in plan.launches}) == 1
+    spec = family.shared_spec([(x, plan) for x in plan.launches], NPU2)
+    shared = build_shared_design(members, NPU2, spec, "norms")
+    assert not list(check_design(shared))
+    sequence = shared.runtime_sequence(decode)
+    columns = {op.fifo.split("_c")[1] for op in sequence.ops if getattr(op, "arg", HEADER_ARG) != HEADER_ARG}
+    assert columns == {"0"}  # the data of one row goes through column 0 only
+    # a lone header where the column moves data is still refused
+    lone = tuple(op for op in sequence.ops if getattr(op, "fifo", "") != "w_c0" or op.arg == HEADER_ARG)
+    broken = dataclasses.replace(shared, sequences=tuple(
+        dataclasses.replace(s, ops=lone) if s.name == decode else s for s in shared.sequences))
+    assert any("carries one element only" in str(v) for v in check_design(broken))
+    own_spec = kernel_spec(launch_1, NPU2)
+    library = KernelLibrary.build([spec, own_spec], tmp_path / "k")
+    rng = np.random.default_rng(13)
+    d_pad = plan.shape["d_pad"]
+    bits = lambda n: (rng.standard_normal(n).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    rows = [bits(d_pad).reshape(1, d_pad), bits(d_pad).reshape(1, d_pad)]
+    for row in rows:
+        row[:, NORM_D:] = 0
+    w = bits(d_pad)
+    w[NORM_D:] = 0
+    record = tile_records(rows, 1)
+    expected = np.zeros_like(record)
+    library.function(own_spec.symbol)(record.copy(), w, expected)
+    args = {"ab": record, "w": w, "sy": np.zeros_like(record), HEADER_ARG: header_words(shared, decode)}
+    DesignRun(shared, library.function).run(args, sequence=decode)
+    np.testing.assert_array_equal(args["sy"], expected)

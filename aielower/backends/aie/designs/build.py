@@ -306,6 +306,9 @@ class DesignBuilder:
         for c in range(L.columns):
             rows = [self.cores[(c, r)] for r in range(L.rows)]
             most = max(len(u) for u in rows)
+            if most == 0 and self.member:  # a shared configuration's grid: this launch leaves the column idle
+                padded.update({(c, r): [] for r in range(L.rows)})
+                continue
             if most == 0:
                 raise CompileError(f"{self.name}: column {c} of the {L.columns}x{L.rows} grid gets no work from the "
                                    "schedule; plan fewer columns")
@@ -561,6 +564,8 @@ class DesignBuilder:
         """One call per item; a stream whose one element serves every item (a broadcast norm weight) is
         acquired once around the loop."""
         key = (core.column, core.row)
+        if not units:  # an idle core of a shared configuration's grid (DesignBuilder._equalize)
+            return []
         many = len(units) > 1 or self.member  # a member keeps its loop (of one item too)
         held = [s for s in self.streams if len(self.elements[s.index][key]) == 1
                 and (len(units) > 1 or self.member and s.plan.to_cores == "broadcast")]

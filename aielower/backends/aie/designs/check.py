@@ -32,7 +32,8 @@ runtime-sequence op, and the rule; :func:`require_valid` turns them into one Com
   the channel's link feeds: one for a broadcast, one each for a split), each read plainly from the start of its header
   argument ``%hdr`` (read for nothing else there, and on no other channel), then the run's data; and every core that
   channel feeds must read its first element as the header (else the cores take activations for the header, or wait for
-  one that never comes).
+  one that never comes). A channel may carry the header alone only in a column the sequence moves nothing else
+  through (a launch that leaves those cores idle).
 """
 
 from __future__ import annotations
@@ -352,6 +353,11 @@ def check_calls(design: Design) -> list[Violation]:
     return out
 
 
+def _column(fifo) -> int:
+    """The column of a FIFO's shim end (its producer for an input, its consumer for an output)."""
+    return next(t.column for t in (fifo.producer, *fifo.consumers) if t.kind == "shim")
+
+
 def check_headers(design: Design) -> list[Violation]:
     """The ``header`` rule of the module docs."""
     out = []
@@ -390,6 +396,9 @@ def check_headers(design: Design) -> list[Violation]:
         label = f"{design.name}" + (f" @{sequence.name}" if sequence.name else "")
         args = {a.name: a.type for a in sequence.args}
         transfers = [(i, op) for i, op in enumerate(sequence.ops) if isinstance(op, DmaMemcpy)]
+        # columns this sequence moves data through (a shared configuration's member may leave a column idle: its
+        # header channel then carries the header alone)
+        busy = {_column(fifos[op.fifo]) for _, op in transfers if op.arg != HEADER_ARG and op.fifo in fifos}
         for fifo in sorted(channels):
             mine = [(i, op) for i, op in transfers if op.fifo == fifo]
             if not mine:
@@ -417,7 +426,7 @@ def check_headers(design: Design) -> list[Violation]:
             if others:
                 out.append(Violation("header", where, f"%{first.arg} is read again on @{fifo} (op #{others[0]}): "
                                      "the first transfer is activations, not the header"))
-            elif len(mine) == 1:
+            elif len(mine) == 1 and _column(fifos[fifo]) in busy:
                 out.append(Violation("header", where, f"@{fifo} carries one element only: a header and no "
                                      "activations, or activations and no header"))
         for j, op in transfers:

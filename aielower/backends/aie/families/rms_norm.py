@@ -84,7 +84,9 @@ def plan_norm(label: str, d: int, eps: float, add: bool, buckets: tuple[int, ...
               zero_residual: bool = False) -> OpPlan:
     """Rows in tiles of ``tr`` (at most the candidate's), dealt over the cores. Every prompt bucket (more than one
     row) takes the same ``tr``, the largest that still gives each core of the smallest prompt bucket a tile, so
-    that their launches move the same tiles and share one configuration (:meth:`RmsNorm.configuration_key`).
+    that their launches move the same tiles and share one configuration (:meth:`RmsNorm.configuration_key`). When
+    that is one row, decode's row (one core's work) is planned on the prompt buckets' grid too, so that it shares
+    their configuration: the other cores only take the header (which costs one norm-weight element per column).
     ``zero_residual``: a plain norm (not ``add``) runs on the residual-add kernel with a residual of -0, so that its
     launches share the configuration of the add_rms_norm launches of the same width: ``a + (-0)`` is ``a`` exactly
     and, for finite rows, the kernel's ``s_lo`` terms are zeros, so the norm equals the plain kernel's (bit for bit
@@ -100,9 +102,13 @@ def plan_norm(label: str, d: int, eps: float, add: bool, buckets: tuple[int, ...
     def build(candidate) -> OpPlan:
         tr_max, depth_in, depth_out = candidate
         launches = []
+        prompt_tr = min(tr_max, max(1, per_core))
         for m in buckets:
             columns, rows = core_grid(m, device)
-            tr = min(tr_max, max(1, per_core)) if m > 1 else 1
+            tr = prompt_tr if m > 1 else 1
+            if m == 1 and prompts and prompt_tr == 1:
+                # decode's one row on the prompt buckets' grid (the other cores idle): their configuration
+                columns, rows = core_grid(min(prompts), device)
             tile = tr * d_pad * BF16
             # add: one record per row tile, the a rows then the b rows ("ab"; the sum then the norm out, "sy"), so
             # that a core's tiles are one run (host_arrays.tile_records)
