@@ -20,6 +20,7 @@ from aielower.backends.aie.device import NPU2
 from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.families.linear_w4 import plan_linear
 from aielower.backends.aie.families.rms_norm import plan_norm
+from aielower.backends.aie.host_arrays import query_records, step_header
 from aielower.backends.aie.kernels import KernelLibrary
 from aielower.backends.aie.plan import plan_of
 from aielower.backends.aie.weights import interleave_gate_up, pretile_linear
@@ -458,8 +459,8 @@ def test_rope_of_every_prompt_bucket_shares_a_configuration_its_header_one_copy_
 def test_prompt_attention_of_every_bucket_shares_a_configuration_after_its_own_parameter_words(tmp_path, cache_len):
     """Prompt attention's cores have parameter words of their own (position, valid length; with a cache, also the
     tiles sent): a shared design keeps them first and puts the header's words after them (the kernel's WORDS_AT);
-    each member's sequence writes its own words, then sends the header first on the broadcast KV stream. Without a
-    cache, each member runs bit for bit as its own design on the emulator."""
+    each member's sequence writes its own words, then sends the header first on the broadcast KV stream. Each member
+    runs bit for bit as its own design on the emulator (over a cache: query records with a real step header)."""
     from aielower.backends.aie.families.attention import plan_attention
 
     family = KERNEL_FAMILIES.for_kernel("attention")
@@ -480,13 +481,18 @@ def test_prompt_attention_of_every_bucket_shares_a_configuration_after_its_own_p
         first = next(i for i, op in enumerate(ops) if getattr(op, "arg", None) is not None)
         assert all(ops.index(w) < first for w in writes) and ops[first].arg == HEADER_ARG
         assert {w.index for w in writes} == (set() if cache_len else {0, 1})
-    if cache_len:
-        return
     library = KernelLibrary.build([spec, *{kernel_spec(launch, NPU2) for _, launch, _ in attns}], tmp_path / "k")
     rng = np.random.default_rng(11)
     for name, launch, _ in attns:
         own = build_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "own")
         args = _random_args(own, "", {"out"}, rng)
+        if cache_len:  # query records of the step at the end of the cache: the positions its schedule has
+            p, d_pad = launch.params, plan.shape["d_pad"]
+            queries = (rng.standard_normal((4, launch.bucket, d_pad)).astype(np.float32).view(np.uint32)
+                       >> 16).astype(np.uint16)
+            blocks = (NPU2.mmul["bf16"].k, NPU2.mmul["bf16"].n) if p.get("mmul") else None
+            args["q"] = query_records(queries, 2, p["tq"], step_header(cache_len - launch.bucket, cache_len),
+                                      blocks=blocks)
         DesignRun(own, library.function).run(args)
         expected = args["out"].copy()
         assert expected.any()
