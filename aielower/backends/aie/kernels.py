@@ -215,6 +215,20 @@ def require_rule(family: str, ok: bool, rule: str, fix: str) -> None:
         raise CompileError(f"{family} kernel: {rule}; {fix}")
 
 
+def require_members(family: str, p: dict, words: int, what: str = "launches", element: str = "header element") -> None:
+    """A shared kernel's ``MEMBERS`` (when it has one, designs/shared.py): 2 .. ``words``, one i32 word of its
+    header each; ``what`` it shares, the ``element`` its header is."""
+    if "members" in p:
+        require_rule(family, isinstance(p["members"], int) and 2 <= p["members"] <= words,
+                     f"a shared kernel's header selects one of 2 .. {words} {what} (one i32 word each of the "
+                     f"{element}), not {p['members']!r}", f"share fewer {what}")
+
+
+def header_ops(p: dict) -> Ops:
+    """The instructions of a shared kernel's ``_header``: ``MEMBERS`` words loaded and stored."""
+    return loads(p.get("members", 0) * 32) + stores(p.get("members", 0) * 32)
+
+
 def require_positive(family: str, p: dict, *names: str) -> None:
     """Each of ``names`` must be a positive integer constant."""
     for name in names:

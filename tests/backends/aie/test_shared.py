@@ -207,6 +207,11 @@ def library(tmp_path_factory):
     return KernelLibrary.build(list(specs.values()), tmp_path_factory.mktemp("kernels"))
 
 
+def _bf16_bits(rng, shape):
+    """Random normal values as bf16 bits (the upper halves of their float32 bits)."""
+    return (rng.standard_normal(shape).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+
 def _tensors(launch, plan, rng):
     s = plan.shape
     w = quantize_rtn(rng.standard_normal((s["n"], s["k"])).astype(np.float32) * np.float32(0.1), bits=4,
@@ -217,7 +222,7 @@ def _tensors(launch, plan, rng):
     blob = pretile_linear(w, bias, s["n_pad"], s["k_pad"], s["tn"], s["tk"], s["w_columns"], s["w_rows"],
                           s["w_block"], mmul=GEMV)
     rows = launch.bucket
-    x = (rng.standard_normal(rows * s["k_pad"]).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    x = _bf16_bits(rng, rows * s["k_pad"])
     out = rows * (s["n_pad"] // 2 if s.get("epilogue") else s["n_pad"])
     if launch.kernel == "linear_w4_gemm":
         return {"a": x, "w": blob, "c": np.zeros(out, np.uint16)}
@@ -334,8 +339,7 @@ def test_norms_of_every_prompt_bucket_share_a_configuration_and_compute_what_the
     for name, launch, plan in prompts:
         own = build_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "own")
         parts, d_pad = 2 if add else 1, plan.shape["d_pad"]
-        bits = lambda n: (rng.standard_normal(n).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
-        args = {x_name: bits(parts * launch.bucket * d_pad), "w": bits(d_pad),
+        args = {x_name: _bf16_bits(rng, parts * launch.bucket * d_pad), "w": _bf16_bits(rng, d_pad),
                 y_name: np.zeros(parts * launch.bucket * d_pad, np.uint16)}
         DesignRun(own, library.function).run(args)
         expected = args[y_name].copy()
@@ -411,7 +415,7 @@ def _random_args(design, sequence, outputs, rng):
     args = {}
     for a in design.runtime_sequence(sequence).args:
         if a.name != HEADER_ARG:
-            bits = (rng.standard_normal(a.type.size).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+            bits = _bf16_bits(rng, a.type.size)
             args[a.name] = np.zeros(a.type.size, np.uint16) if a.name in outputs else bits
     return args
 
@@ -488,8 +492,7 @@ def test_prompt_attention_of_every_bucket_shares_a_configuration_after_its_own_p
         args = _random_args(own, "", {"out"}, rng)
         if cache_len:  # query records of the step at the end of the cache: the positions its schedule has
             p, d_pad = launch.params, plan.shape["d_pad"]
-            queries = (rng.standard_normal((4, launch.bucket, d_pad)).astype(np.float32).view(np.uint32)
-                       >> 16).astype(np.uint16)
+            queries = _bf16_bits(rng, (4, launch.bucket, d_pad))
             blocks = (NPU2.mmul["bf16"].k, NPU2.mmul["bf16"].n) if p.get("mmul") else None
             args["q"] = query_records(queries, 2, p["tq"], step_header(cache_len - launch.bucket, cache_len),
                                       blocks=blocks)
@@ -528,11 +531,10 @@ def test_decode_norm_on_the_prompt_grid_leaves_columns_idle_and_computes_its_row
     library = KernelLibrary.build([spec, own_spec], tmp_path / "k")
     rng = np.random.default_rng(13)
     d_pad = plan.shape["d_pad"]
-    bits = lambda n: (rng.standard_normal(n).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
-    rows = [bits(d_pad).reshape(1, d_pad), bits(d_pad).reshape(1, d_pad)]
+    rows = [_bf16_bits(rng, (1, d_pad)), _bf16_bits(rng, (1, d_pad))]
     for row in rows:
         row[:, NORM_D:] = 0
-    w = bits(d_pad)
+    w = _bf16_bits(rng, d_pad)
     w[NORM_D:] = 0
     record = tile_records(rows, 1)
     expected = np.zeros_like(record)

@@ -27,7 +27,7 @@ from aielower.backends.aie.host_arrays import (from_bf16, kv_blocks, mmul_query_
                                                step_header, to_bf16)
 from aielower.backends.aie.kernels import (ATTENTION_WORDS, REDUCE_16, SCALAR_ELEMENTARY, STEP_HEADER, Arg, KernelDef,
                                            KernelSpec, Ops, VectorModel, arch_of, ceil_div, check_arch, encode_float, fp32,
-                                           loads, require_positive, require_rule, stores)
+                                           header_ops, loads, require_members, require_positive, require_rule, stores)
 from aielower.backends.aie.kv_cache import BlockedKvCache
 from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
 from aielower.backends.aie.planner import BF16, F32, Unplannable, checked, core_grid, first_fitting, roundup
@@ -89,11 +89,7 @@ def own_words(header: bool) -> int:
 def _check_rope(family: str, p: dict) -> None:
     require_positive(family, p, "d", "tr")
     require_rule(family, p["d"] % 2 == 0, f"D={p['d']} is odd (contract: the head dim is even)", "rotate an even D")
-    if "members" in p:
-        words = rope_header_words(p)
-        require_rule(family, isinstance(p["members"], int) and 2 <= p["members"] <= words,
-                     f"a shared kernel's header selects one of 2 .. {words} launches (one i32 word each of the "
-                     f"header tile), not {p['members']!r}", "share fewer launches")
+    require_members(family, p, rope_header_words(p), element="header tile")
 
 
 def _rope_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
@@ -109,11 +105,8 @@ def _check_attention(family: str, p: dict) -> None:
     require_rule(family, p["d"] % 8 == 0, f"D={p['d']} is not a multiple of 8 (contract)", "pad the head dim to 8")
     require_rule(family, math.isfinite(p["scale"]) and p["scale"] > 0, f"SCALE={p['scale']} must be finite and > 0",
                  "use 1/sqrt(real head dim)")
+    require_members(family, p, _attention_header_words(p))
     if "members" in p:
-        words = _attention_header_words(p)
-        require_rule(family, isinstance(p["members"], int) and 2 <= p["members"] <= words,
-                     f"a shared kernel's header selects one of 2 .. {words} launches (one i32 word each of the "
-                     f"header element), not {p['members']!r}", "share fewer launches")
         require_rule(family, p.get("words_at") == own_words(p["header"]) and not p["step_rows"] and not p["rope"],
                      f"a shared attention kernel writes its header after the cores' {own_words(p['header'])} own "
                      f"parameter words (WORDS_AT={p.get('words_at')!r}) and serves prompt buckets only",
@@ -180,7 +173,7 @@ def _rope_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     row = (loads(256) * 4 + Ops(vec=6) + stores(256) * 2) * (vec_pairs // 16) + Ops(scalar=12 * (h - vec_pairs))
     out = {"": row * p["tr"]}
     if "members" in p:
-        out["_header"] = loads(p["members"] * 32) + stores(p["members"] * 32)
+        out["_header"] = header_ops(p)
     return out
 
 
@@ -207,7 +200,7 @@ def _attention_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     return {"_init": stores(rows * d * 32) + Ops(scalar=2 * rows), "_step": row * rows, "_store": store_row * rows,
             "_params": Ops(scalar=4) + rotate * rows, "_rotate": rotate + (loads(wd * 16) + stores(wd * 16)) * chunks,
             "_step_new": row_over(max(1, p["step_rows"])) * rows,
-            "_header": loads(p.get("members", 0) * 32) + stores(p.get("members", 0) * 32)} | (
+            "_header": header_ops(p)} | (
         _mmul_cycles(p, m) if p["mr"] else {})
 
 

@@ -24,8 +24,8 @@ from aielower.backends.aie.families.base import KernelFamily, per_core
 from aielower.backends.aie.host_arrays import from_bf16, pad2, to_bf16
 from aielower.backends.aie.families.silu_mul import silu_times_ops
 from aielower.backends.aie.kernels import (Arg, KernelDef, KernelSpec, Ops, VectorModel, arch_of, ceil_div, check_arch,
-                                           loads,
-                                           require_positive, require_rule, stores, vector_ops)
+                                           header_ops, loads, require_members, require_positive, require_rule, stores,
+                                           vector_ops)
 from aielower.backends.aie.launcher import Resident
 from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
 from aielower.backends.aie.planner import (BF16, F32, VECTOR, Unplannable, checked, core_grid, first_fitting,
@@ -137,11 +137,7 @@ def _check_linear(family: str, p: dict) -> None:
     if p.get("mixed"):
         require_rule(family, "epilogue" in p and "ys" in p, "a mixed kernel stores both plainly (YS outputs) and "
                      "with an epilogue; it needs both", "give the kernel its epilogue and YS")
-    if "members" in p:
-        words = header_words_of(p)
-        require_rule(family, isinstance(p["members"], int) and 2 <= p["members"] <= words,
-                     f"a shared kernel's header selects one of 2 .. {words} linears (one i32 word each of the "
-                     f"header tile), not {p['members']!r}", "share fewer linears")
+    require_members(family, p, header_words_of(p), "linears", "header tile")
 
 
 def _check_gemm(family: str, p: dict) -> None:
@@ -229,7 +225,7 @@ def _gemv_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     if p.get("mixed"):
         out[f"_store_{p['epilogue']}"] = silu
     if "members" in p:
-        out["_header"] = loads(p["members"] * 32) + stores(p["members"] * 32)
+        out["_header"] = header_ops(p)
     return out
 
 
@@ -252,7 +248,7 @@ def _gemm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     out = {"_init": stores(tm * tn * 32), "_step": column * (tn // UNIT_ROWS) + bias * (tn // t) + block * blocks,
            "_store": store}
     if "members" in p:
-        out["_header"] = loads(p["members"] * 32) + stores(p["members"] * 32)
+        out["_header"] = header_ops(p)
     return out
 
 

@@ -12,7 +12,8 @@ from aielower.backends.aie.device import Device
 from aielower.backends.aie.families.base import KernelFamily, fifo_shape, per_core
 from aielower.backends.aie.host_arrays import from_bf16, from_tile_records, pad2, tile_records, to_bf16
 from aielower.backends.aie.kernels import (REDUCE_16, SCALAR_ELEMENTARY, Arg, KernelDef, KernelSpec, Ops, VectorModel,
-                                           encode_float, fp32, loads, require_positive, require_rule, stores)
+                                           encode_float, fp32, header_ops, loads, require_members, require_positive,
+                                           require_rule, stores)
 from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
 from aielower.backends.aie.planner import BF16, VECTOR, checked, core_grid, first_fitting, roundup
 from aielower.ir.dialects import fused
@@ -40,11 +41,7 @@ def _check_rms_norm(family: str, p: dict) -> None:
                  "D is D_REAL padded up")
     require_rule(family, math.isfinite(p["eps"]) and p["eps"] >= 0, f"EPS={p['eps']} must be finite and >= 0",
                  "use the model's rms_norm_eps")
-    if "members" in p:
-        words = header_words_of(p)
-        require_rule(family, isinstance(p["members"], int) and 2 <= p["members"] <= words,
-                     f"a shared kernel's header selects one of 2 .. {words} launches (one i32 word each of the "
-                     f"header element), not {p['members']!r}", "share fewer launches")
+    require_members(family, p, header_words_of(p))
 
 
 def _rms_norm_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
@@ -68,7 +65,7 @@ def _rms_norm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     row = first * chunks + Ops(vec=1 + REDUCE_16, scalar=2 * SCALAR_ELEMENTARY + 3) + second * chunks
     out = {"": row * tr}
     if "members" in p:
-        out["_header"] = loads(p["members"] * 32) + stores(p["members"] * 32)
+        out["_header"] = header_ops(p)
     return out
 
 
