@@ -292,7 +292,7 @@ def merged_bodies(bodies: list[list], prefixes: list[str], runs: list[str]) -> l
         for n, i in enumerate(members[1:]):
             out.append(Arith(f"c{k}run{n}", "addi", selected, runs[i]))
             selected = f"c{k}run{n}"
-        body = _filled(_split(_renamed(bodies[first], prefixes[first], f"c{k}v"), []), iter(filled))
+        body = _filled(_renamed(shapes[first][0], "@", f"c{k}v"), iter(filled))
         out.append(Loop(selected, body))
     return out
 
