@@ -26,7 +26,8 @@ from aielower.backends.aie.design_jobs import build_planned
 from aielower.backends.aie.designs.build import kv_sequence_for
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.device import Device
-from aielower.backends.aie.plan import plan_of
+from aielower.backends.aie.cost import split_chunks
+from aielower.backends.aie.plan import plan_of, rows_follow_tokens
 from aielower.errors import CompileError
 from aielower.ir import Function, Module
 
@@ -159,12 +160,33 @@ def decode_design_names(decode: Function, placement: Placement) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def reconfigurations(order: list[str]) -> int:
-    """How often the array switches designs in ``order`` (launch by launch), token after token: a launch whose design
-    differs from the one before it, the first compared with the last (the previous token's)."""
+def reconfigurations(order: list[str], repeated: bool = True) -> int:
+    """How often the array switches designs in ``order`` (launch by launch): a launch whose design differs from the
+    one before it. ``repeated`` (a decode token, token after token): the first launch is compared with the last
+    (the previous token's). Else (one call, such as a prompt): the first launch loads its design too, as the array
+    held another configuration before the call."""
+    if not repeated:
+        return sum(a != b for a, b in zip(order, order[1:])) + (1 if order else 0)
     if len(set(order)) <= 1:
         return 0
     return sum(a != b for a, b in zip(order, order[1:] + order[:1]))
+
+
+def call_design_order(fn: Function, rows: int, placement: Placement) -> list[str]:
+    """The designs one call of ``fn`` on ``rows`` rows of one sequence runs on, launch by launch, as the artifact's
+    schedule places its launches: in chunks of the largest bucket (as the cost model splits them,
+    :func:`~aielower.backends.aie.cost.split_chunks`), each op at the bucket of its rows (an op on one row per
+    sequence, the last-token lm_head, at one row per chunk)."""
+    planned = [(op, plan) for op in fn.ops if (plan := plan_of(op)) is not None]
+    if not planned:
+        return []
+    largest = max(max(plan.buckets) for _, plan in planned)
+    order = []
+    for chunk in split_chunks(rows, largest):
+        for op, plan in planned:
+            for launch in plan.launches_for(plan.bucket_for(chunk if rows_follow_tokens(op) else 1)):
+                order.append(placement.place(launch, plan)[0])
+    return order
 
 
 def counted_decode_ms(token: TokenCount, device: Device, reconfiguration_s: float | None = None) -> dict[str, float]:
@@ -184,5 +206,5 @@ def counted_decode_ms(token: TokenCount, device: Device, reconfiguration_s: floa
     return {"total": sum(parts.values()), **parts}
 
 
-__all__ = ["SequenceCount", "TokenCount", "count_sequence", "counted_decode_ms", "decode_design_names",
-           "decode_token_count", "reconfigurations"]
+__all__ = ["SequenceCount", "TokenCount", "call_design_order", "count_sequence", "counted_decode_ms",
+           "decode_design_names", "decode_token_count", "reconfigurations"]
