@@ -156,12 +156,17 @@ class Placement:
     def __init__(self, module: Module, device: Device):
         self.kernels, self.designs = collect(module, device)
         self._where = placements(self.designs)
+        self._placed: dict[tuple[int, int], tuple] = {}  # (launch id, plan id) -> (launch, plan, where)
 
     def place(self, launch: LaunchPlan, plan: OpPlan) -> tuple[str, str | None]:
+        found = self._placed.get((id(launch), id(plan)))  # the entry holds both, so neither id is reused
+        if found is not None:
+            return found[2]
         name = design_name(launch, plan)
         where = self._where.get(name)
         if where is None:
             raise CompileError(f"launch {name} ({launch.role} at bucket {launch.bucket}) is not in the module's plans")
+        self._placed[(id(launch), id(plan))] = (launch, plan, where)
         return where
 
 

@@ -189,6 +189,7 @@ class FunctionPlan:
     ops: tuple[PlannedOp, ...]
     host_ops: Counter
     specs: dict = field(default_factory=dict, compare=False, repr=False)  # (launch id, device id) -> its KernelSpec
+    costs: dict = field(default_factory=dict, compare=False, repr=False)  # function_cost's results, by its arguments
 
     def spec_for(self, launch: LaunchPlan, device: Device) -> KernelSpec:
         """The kernel of one of this plan's launches on ``device``, made once (its cycle table with it). The entry
@@ -305,6 +306,16 @@ def function_cost(fn: Function | FunctionPlan, device: Device, tokens: int, kv_l
     if overhead not in OVERHEAD_MODES:
         raise CompileError(f"unknown overhead mode {overhead!r}: choose one of {', '.join(OVERHEAD_MODES)}")
     planned = fn if isinstance(fn, FunctionPlan) else FunctionPlan.of(fn)
+    # a FunctionPlan keeps what it costed (a report costs the steps of many prompts, whose contexts overlap); the
+    # entry holds the device, so its id is not reused while it lives
+    key = (id(device), tokens, kv_len, overhead)
+    found = planned.costs.get(key)
+    if found is None:
+        found = planned.costs[key] = (device, _function_cost(planned, device, tokens, kv_len, overhead))
+    return found[1]
+
+
+def _function_cost(planned: FunctionPlan, device: Device, tokens: int, kv_len: int, overhead: str) -> FunctionCost:
     chunks = split_chunks(tokens, planned.largest_bucket)
     start = kv_len - tokens  # cache positions before this call
     per_launch = overhead == "launch"

@@ -287,7 +287,11 @@ class OpPlan:
 
     @property
     def buckets(self) -> tuple[int, ...]:
-        return tuple(sorted({launch.bucket for launch in self.launches}))
+        found = self.__dict__.get("_buckets")  # made once: the plan is immutable, and costing asks it often
+        if found is None:
+            found = tuple(sorted({launch.bucket for launch in self.launches}))
+            object.__setattr__(self, "_buckets", found)
+        return found
 
     def bucket_for(self, m: int) -> int:
         """The smallest planned bucket holding ``m`` rows (the largest when none does: the caller chunks)."""

@@ -824,11 +824,12 @@ class DesignBuilder:
 def _trace(core: CoreDesign, streams: list[StreamInfo], tkv: int | None = None) -> list[tuple]:
     """Run a core body symbolically: the kernel calls it makes, with the tiles each FIFO element holds. With ``tkv``
     (attention), a ``step`` call's valid KV count is clamped to it, as the kernel clamps it (the schedule passes it
-    clamped, the design's loop does not)."""
+    clamped, the design's loop does not). The body is compiled once into closures (one per node), then run: a 7B
+    prompt-attention core makes hundreds of thousands of calls."""
     taken = {s.index: 0 for s in streams}
     held: dict[str, tuple] = {}
     ints: dict[str, int] = {}
-    calls = []
+    calls: list[tuple] = []
     append = calls.append
     elements = core.elements
     arith = {"addi": operator.add, "subi": operator.sub, "muli": operator.mul}
@@ -836,49 +837,78 @@ def _trace(core: CoreDesign, streams: list[StreamInfo], tkv: int | None = None) 
     def value(x):
         return x if isinstance(x, int) else ints[x]
 
-    # Per call node, its arguments as (code, x): 0 a FIFO element, 1 an i32 variable, 2 a value as it is (an i32
-    # constant, or the ("acc", n) / ("rtp", n) form of the others); the last argument of an attention step is clamped.
-    compiled: dict[int, tuple | None] = {}
-
-    def compile_call(node) -> tuple | None:
+    def compile_call(node: Call):
         if node.function == "params":
             return None  # copies the step header into the parameter words; the check reads their defaults
+        # per argument (code, x): 0 a FIFO element, 1 an i32 variable, 2 a value as it is (an i32 constant, or the
+        # ("acc", n) / ("rtp", n) form of the others); the last argument of an attention step is clamped
         args = tuple((0, x) if kind == "elem" else (1, x) if kind == "i32" and not isinstance(x, int)
                      else (2, x) if kind == "i32" else (2, (kind, x)) for kind, x in node.args)
-        return node.function, args, bool(tkv and node.function == "step")
+        function = node.function
+        if tkv and function == "step":
+            def call(iv):
+                values = [held[x] if code == 0 else ints[x] if code == 1 else x for code, x in args]
+                values[5] = min(tkv, values[5])
+                append((function, tuple(values)))
+        else:
+            def call(iv):
+                append((function, tuple([held[x] if code == 0 else ints[x] if code == 1 else x for code, x in args])))
+        return call
 
-    def call(node):
-        found = compiled.get(id(node), False)
-        if found is False:
-            found = compiled[id(node)] = compile_call(node)
-        if found is None:
-            return
-        function, args, clamp = found
-        values = [held[x] if code == 0 else ints[x] if code == 1 else x for code, x in args]
-        if clamp:
-            values[5] = min(tkv, values[5])
-        append((function, tuple(values)))
+    def compile_node(node):
+        kind = type(node)
+        if kind is Call:
+            return compile_call(node)
+        if kind is Acquire:
+            stream, var, delivered = node.stream, node.var, elements[node.stream]
 
-    def run(nodes, iv):
-        for node in nodes:
-            kind = type(node)
-            if kind is Call:
-                call(node)
-            elif kind is Acquire:
-                held[node.var] = elements[node.stream][taken[node.stream]]
-                taken[node.stream] += 1
-            elif kind is Loop:
-                body = node.body
-                for i in range(value(node.count)):
-                    run(body, i)
-            elif kind is Load:
-                ints[node.var] = core.rtp[node.index]
-            elif kind is Cast:
-                ints[node.var] = iv
-            elif kind is Arith:
-                ints[node.var] = arith[node.op](value(node.lhs), value(node.rhs))
+            def acquire(iv):
+                n = taken[stream]
+                held[var] = delivered[n]
+                taken[stream] = n + 1
+            return acquire
+        if kind is Loop:
+            body, count = compile_body(node.body), node.count
+            if isinstance(count, int):
+                def loop(iv):
+                    for i in range(count):
+                        body(i)
+            else:
+                def loop(iv):
+                    for i in range(ints[count]):
+                        body(i)
+            return loop
+        if kind is Load:
+            var, word = node.var, core.rtp[node.index]
 
-    run(core.body, 0)
+            def load(iv):
+                ints[var] = word
+            return load
+        if kind is Cast:
+            var = node.var
+
+            def cast(iv):
+                ints[var] = iv
+            return cast
+        if kind is Arith:
+            var, op, lhs, rhs = node.var, arith[node.op], node.lhs, node.rhs
+
+            def compute(iv):
+                ints[var] = op(value(lhs), value(rhs))
+            return compute
+        return None  # a release: nothing to trace
+
+    def compile_body(nodes):
+        steps = [f for f in map(compile_node, nodes) if f is not None]
+        if len(steps) == 1:
+            return steps[0]
+
+        def body(iv):
+            for step in steps:
+                step(iv)
+        return body
+
+    compile_body(core.body)(0)
     for s in streams:
         if taken[s.index] != len(core.elements[s.index]):
             raise CompileError(f"internal: core ({core.column}, {core.row}) takes {taken[s.index]} elements of stream "
