@@ -504,6 +504,28 @@ def test_prompt_attention_of_every_bucket_shares_a_configuration_after_its_own_p
         np.testing.assert_array_equal(args["out"], expected)
 
 
+def test_members_whose_parameter_words_differ_are_refused(monkeypatch):
+    """A shared body reads the header's words after the members' own ones, so every member must have the same own
+    words; the families' keys keep such members apart, so only a broken key could bring them together."""
+    from aielower.backends.aie.designs import shared as shared_module
+    from aielower.backends.aie.families.attention import plan_attention
+
+    family = KERNEL_FAMILIES.for_kernel("attention")
+    plan = plan_attention("attn", 4, 2, 40, 0.1, True, None, (128, 256), NPU2)
+    attns = [(design_name(launch, plan), launch, plan) for launch in plan.launches if launch.kernel == "attention"]
+    spec = family.shared_spec([(launch, plan) for _, launch, _ in attns], NPU2)
+
+    class OneWordMore(shared_module.DesignBuilder):
+        def __init__(self, launch, *args, **kwargs):
+            super().__init__(launch, *args, **kwargs)
+            if launch.bucket == 256:
+                self.rtp = self.rtp + (0,)
+
+    monkeypatch.setattr(shared_module, "DesignBuilder", OneWordMore)
+    with pytest.raises(CompileError, match="parameter words of other layouts"):
+        build_shared_design(attns, NPU2, spec, "attns")
+
+
 def test_decode_norm_on_the_prompt_grid_leaves_columns_idle_and_computes_its_row(tmp_path):
     """When the prompt buckets' norm takes one row per tile, decode's one row is planned on their grid so that it
     shares their configuration: the columns without work only take the header (the header rule allows a lone header
