@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.families import KERNEL_FAMILIES
@@ -188,8 +190,10 @@ class FunctionPlan:
     name: str
     ops: tuple[PlannedOp, ...]
     host_ops: Counter
-    specs: dict = field(default_factory=dict, compare=False, repr=False)  # (launch id, device id) -> its KernelSpec
-    costs: dict = field(default_factory=dict, compare=False, repr=False)  # function_cost's results, by its arguments
+    # caches of this plan's own (not carried over by dataclasses.replace): (launch id, device id) -> its KernelSpec;
+    # function_cost's results, by its arguments
+    specs: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+    costs: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def spec_for(self, launch: LaunchPlan, device: Device) -> KernelSpec:
         """The kernel of one of this plan's launches on ``device``, made once (its cycle table with it). The entry
@@ -262,7 +266,7 @@ class FunctionCost:
     chunks: tuple[int, ...]  # rows per chunk (one chunk unless tokens exceed the largest bucket)
     overhead: str
     ops: tuple[OpCost, ...]
-    host_ops: Counter
+    host_ops: Mapping[str, int]  # read-only: one result may be shared by callers (function_cost's cache)
     submission_overhead_s: float = 0.0  # "submission" mode: one overhead per chunk
 
     @property
@@ -331,8 +335,8 @@ def _function_cost(planned: FunctionPlan, device: Device, tokens: int, kv_len: i
                                             spec=planned.spec_for(launch, device)))
         costs.append(OpCost(p.label, p.op_name, p.plan.kind, p.count, tuple(launches)))
     submission = device.launch_overhead_s * len(chunks) if overhead == "submission" else 0.0
-    return FunctionCost(planned.name, tokens, kv_len, chunks, overhead, tuple(costs), Counter(planned.host_ops),
-                        submission)
+    return FunctionCost(planned.name, tokens, kv_len, chunks, overhead, tuple(costs),
+                        MappingProxyType(Counter(planned.host_ops)), submission)
 
 
 # --------------------------------------------------------------------------- generation

@@ -26,7 +26,6 @@ from aielower.backends.aie.design_jobs import build_planned
 from aielower.backends.aie.designs.build import kv_sequence_for
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.device import Device
-from aielower.backends.aie.cost import split_chunks
 from aielower.backends.aie.plan import plan_of, rows_follow_tokens
 from aielower.errors import CompileError
 from aielower.ir import Function, Module
@@ -174,19 +173,17 @@ def reconfigurations(order: list[str], repeated: bool = True) -> int:
 
 def call_design_order(fn: Function, rows: int, placement: Placement) -> list[str]:
     """The designs one call of ``fn`` on ``rows`` rows of one sequence runs on, launch by launch, as the artifact's
-    schedule places its launches: in chunks of the largest bucket (as the cost model splits them,
-    :func:`~aielower.backends.aie.cost.split_chunks`), each op at the bucket of its rows (an op on one row per
-    sequence, the last-token lm_head, at one row per chunk)."""
+    schedule places its launches: each op at the bucket of its rows (an op on one row per sequence, the last-token
+    lm_head, at one row). A call holds at most the largest bucket's rows (the host program runs no more in one
+    call): a CompileError for more."""
     planned = [(op, plan) for op in fn.ops if (plan := plan_of(op)) is not None]
     if not planned:
         return []
     largest = max(max(plan.buckets) for _, plan in planned)
-    order = []
-    for chunk in split_chunks(rows, largest):
-        for op, plan in planned:
-            for launch in plan.launches_for(plan.bucket_for(chunk if rows_follow_tokens(op) else 1)):
-                order.append(placement.place(launch, plan)[0])
-    return order
+    if not 1 <= rows <= largest:
+        raise CompileError(f"@{fn.name} runs 1 to {largest} rows in one call (its largest bucket), not {rows}")
+    return [placement.place(launch, plan)[0] for op, plan in planned
+            for launch in plan.launches_for(plan.bucket_for(rows if rows_follow_tokens(op) else 1))]
 
 
 def counted_decode_ms(token: TokenCount, device: Device, reconfiguration_s: float | None = None) -> dict[str, float]:

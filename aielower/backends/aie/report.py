@@ -192,18 +192,21 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
         for n in sorted({r["prompt_tokens"] for r in short + long}):
             prefill_fn_ms[str(n)] = cost.function_cost(prefill_plan, device, n, 0, overhead).seconds * 1e3
 
-    # The configuration loads of a prompt, counted from where the artifact's schedule places its launches (the plan
-    # cost model above does not charge them), charged at the assumed and at the measured per-switch costs.
-    prompts = sorted(short + long, key=lambda r: r["prompt_tokens"])
-    prefill_loads = {str(r["prompt_tokens"]): counted.reconfigurations(
-        counted.call_design_order(cost.decode_function(module), r["prompt_tokens"], placement), repeated=False)
-        for r in prompts}
+    # The configuration loads of a prompt (its first launch's included), counted from where the artifact's schedule
+    # places its launches (the plan cost model above does not charge them), charged at the assumed and at the
+    # measured per-switch costs; for the prompts one call holds (at most the largest bucket's rows)
+    prompts = [r for r in sorted(short + long, key=lambda r: r["prompt_tokens"])
+               if r["prompt_tokens"] <= decode_plan.largest_bucket]
+    prefill_orders = {str(r["prompt_tokens"]): counted.call_design_order(cost.decode_function(module),
+                                                                         r["prompt_tokens"], placement)
+                      for r in prompts}
+    prefill_loads = {n: counted.reconfigurations(order, repeated=False) for n, order in prefill_orders.items()}
     switch_costs = (device.reconfiguration_s,) + tuple(device.reconfiguration_bounds_s)
     prefill_with_loads = {n: [r["prefill_ms"] + prefill_loads[n] * s * 1e3 for s in switch_costs]
                           for r in prompts for n in [str(r["prompt_tokens"])]}
     prefill_fn_loads = {n: counted.reconfigurations(counted.call_design_order(module.functions["prefill"], int(n),
                                                                               placement), repeated=False)
-                        for n in prefill_fn_ms}
+                        for n in prefill_fn_ms if int(n) <= prefill_plan.largest_bucket}
 
     card_ms_rows = [r["card"]["ms_per_token"] for r in short if math.isfinite(r["card"]["ms_per_token"])]
     card_ms = sum(card_ms_rows) / len(card_ms_rows) if card_ms_rows else float("nan")
@@ -259,12 +262,14 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
         "ddr_peak_floor_ms_per_token": peak_floor_ms,
         "padding_waste": max(waste.values()),
         "padding_waste_by_bucket": waste,
-        "prefill_ms": {str(r["prompt_tokens"]): r["prefill_ms"] for r in prompts},
+        "prefill_ms": {str(r["prompt_tokens"]): r["prefill_ms"]
+                       for r in sorted(short + long, key=lambda r: r["prompt_tokens"])},
         "prefill_function_ms": prefill_fn_ms,
-        "prefill_reconfigurations": prefill_loads,
-        "prefill_ms_with_reconfigurations": {n: v[0] for n, v in prefill_with_loads.items()},
-        "prefill_ms_with_reconfigurations_at_bounds": {n: v[1:] for n, v in prefill_with_loads.items()},
-        "prefill_function_reconfigurations": prefill_fn_loads,
+        "prefill_submissions": {n: len(order) for n, order in prefill_orders.items()},
+        "prefill_configuration_loads": prefill_loads,
+        "prefill_ms_with_configuration_loads": {n: v[0] for n, v in prefill_with_loads.items()},
+        "prefill_ms_with_configuration_loads_at_bounds": {n: v[1:] for n, v in prefill_with_loads.items()},
+        "prefill_function_configuration_loads": prefill_fn_loads,
         "latency": {"decode": short, "benchmark_exact": long},
         "skipped_prompt_lengths": sorted(set(skipped)),
         "ops": op_rows(step),

@@ -107,33 +107,37 @@ def test_one_call_loads_its_first_design_too():
     assert counted.reconfigurations(["a", "b", "b", "a"], repeated=False) == 3
 
 
-def test_a_prompt_is_placed_launch_by_launch_in_chunks_of_the_largest_bucket(planned):
+def test_a_prompt_is_placed_launch_by_launch(planned):
     from aielower.backends.aie.catalog import Placement
+    from aielower.backends.aie.plan import rows_follow_tokens
 
     placement = Placement(planned, NPU2)
     decode = cost.decode_function(planned)
     largest = max(b for op in decode.ops if (p := plan_of(op)) is not None for b in p.buckets)
     one = counted.call_design_order(decode, largest, placement)
-    launches = sum(len(p.launches_for(p.bucket_for(largest if counted.rows_follow_tokens(op) else 1)))
+    launches = sum(len(p.launches_for(p.bucket_for(largest if rows_follow_tokens(op) else 1)))
                    for op in decode.ops if (p := plan_of(op)) is not None)
     assert len(one) == launches and set(one) <= set(placement.designs)
     # the last-token lm_head runs on one row, on decode's design; the other launches on prompt designs
     assert one[-1] == counted.call_design_order(decode, 1, placement)[-1]
-    assert counted.call_design_order(decode, largest + 1, placement) == one + counted.call_design_order(
-        decode, 1, placement)
     assert counted.reconfigurations(one, repeated=False) >= len(set(one))
+    # the host program runs no more than the largest bucket's rows in one call
+    for rows in (0, largest + 1):
+        with pytest.raises(CompileError, match=f"runs 1 to {largest} rows in one call"):
+            counted.call_design_order(decode, rows, placement)
 
 
 def test_the_report_charges_a_prompts_configuration_loads(planned):
     r = build_report(planned, NPU2, quant="w4g32", new_tokens=8, short_prompts=(8,), prompt_lengths=(16,))
-    assert set(r["prefill_reconfigurations"]) == set(r["prefill_ms"]) == {"8", "16"}
-    for n, loads in r["prefill_reconfigurations"].items():
-        assert loads > 0
-        assert r["prefill_ms_with_reconfigurations"][n] == pytest.approx(
-            r["prefill_ms"][n] + loads * NPU2.reconfiguration_s * 1e3)
-        low, high = r["prefill_ms_with_reconfigurations_at_bounds"][n]
+    loads = r["prefill_configuration_loads"]
+    assert set(loads) == set(r["prefill_submissions"]) == set(r["prefill_ms"]) == {"8", "16"}
+    for n, count in loads.items():
+        assert 0 < count <= r["prefill_submissions"][n]
+        assert r["prefill_ms_with_configuration_loads"][n] == pytest.approx(
+            r["prefill_ms"][n] + count * NPU2.reconfiguration_s * 1e3)
+        low, high = r["prefill_ms_with_configuration_loads_at_bounds"][n]
         assert r["prefill_ms"][n] < low < high
-    assert set(r["prefill_function_reconfigurations"]) == set(r["prefill_function_ms"])
+    assert set(r["prefill_function_configuration_loads"]) == set(r["prefill_function_ms"])
 
 
 def test_counted_milliseconds_charge_traffic_instructions_and_switches():
