@@ -116,16 +116,44 @@ def designs_of(launches: dict[str, Member], device: Device) -> dict[str, Design]
         else:
             groups.setdefault(key, []).append(member)
     for group in groups.values():
-        for members in _cut(group):
-            if len(members) == 1:
-                (member,) = members
-                designs[member.name] = Design(member.name, (member,), kernel_spec(member.launch, device))
-                continue
-            family = KERNEL_FAMILIES.for_kernel(members[0].launch.kernel)
-            spec = family.shared_spec([(x.launch, x.plan) for x in members], device)
-            name = shared_name(members)
-            designs[name] = Design(name, tuple(members), spec)
+        for piece in _cut(group):
+            for members, spec in _fitting(piece, device):
+                if len(members) == 1:
+                    (member,) = members
+                    designs[member.name] = Design(member.name, (member,), kernel_spec(member.launch, device))
+                    continue
+                name = shared_name(members)
+                designs[name] = Design(name, tuple(members), spec)
     return dict(sorted(designs.items()))
+
+
+# 32-bit words of a core's parameter buffer
+WORD_BYTES = 4
+
+
+def shared_core_bytes(members: list[Member], spec: KernelSpec) -> int:
+    """A core's data memory in the shared design of ``members`` with kernel ``spec``, as their plans count it: the
+    largest member's L1 buffers (their object FIFOs are the same; their accumulators differ) with the shared
+    kernel's stack and static arrays instead of the member's own, and the parameter words (the members' own, then
+    one header word per member)."""
+    own = ("stack", "kernel_static")
+    buffers = max(sum(b.total for b in x.launch.buffers if b.tier == "L1" and b.name not in own) for x in members)
+    words = spec.p.get("words_at", 0) + len(members)
+    return buffers + spec.stack_bytes + spec.static_bytes + WORD_BYTES * words
+
+
+def _fitting(piece: list[Member], device: Device) -> list[tuple[list[Member], KernelSpec | None]]:
+    """``piece`` as shared designs whose cores hold their buffers, stack and parameter words (the header grows a
+    word per member): halved, in order, until each fits; a launch that shares with none keeps its own design
+    (spec None)."""
+    if len(piece) == 1:
+        return [(piece, None)]
+    family = KERNEL_FAMILIES.for_kernel(piece[0].launch.kernel)
+    spec = family.shared_spec([(x.launch, x.plan) for x in piece], device)
+    if shared_core_bytes(piece, spec) <= device.core_data_memory:
+        return [(piece, spec)]
+    half = (len(piece) + 1) // 2
+    return _fitting(piece[:half], device) + _fitting(piece[half:], device)
 
 
 def _cut(group: list[Member]) -> list[list[Member]]:

@@ -376,6 +376,40 @@ def test_a_group_cut_in_two_places_every_launch_on_its_configuration(monkeypatch
     assert all(where[name] == (shared[0].name, name) for name in first_two)
 
 
+def test_a_configuration_whose_cores_would_not_hold_its_header_words_is_halved_until_they_do():
+    """A shared core holds a header word per member on top of the member's buffers: the catalog halves a group
+    whose cores would not hold them, down to launches on their own designs when none would."""
+    from aielower.backends.aie import catalog
+
+    plan = plan_norm("norm", 4096, 1e-6, True, (1, 128, 256, 512, 1024, 2048), NPU2)
+    launches = {design_name(x, plan): catalog.Member(design_name(x, plan), x, plan) for x in plan.launches}
+    members = list(launches.values())
+    spec = KERNEL_FAMILIES.for_kernel("rms_norm").shared_spec([(x.launch, x.plan) for x in members], NPU2)
+    whole = catalog.shared_core_bytes(members, spec)
+    assert [d.shared for d in catalog.designs_of(launches, NPU2).values()] == [True]
+    for room, pieces in ((whole - 1, [3, 3]), (whole - 4 * len(members) + 7, [1] * len(members))):
+        device = dataclasses.replace(NPU2, core_data_memory=room)
+        designs = catalog.designs_of(launches, device)
+        assert sorted(len(d.members) for d in designs.values()) == pieces
+        assert sorted(x.name for d in designs.values() for x in d.members) == sorted(launches)
+        for d in designs.values():
+            if d.shared:
+                assert catalog.shared_core_bytes(list(d.members), d.spec) <= room
+
+
+def test_the_norms_of_a_3584_wide_model_share_one_configuration_its_cores_hold():
+    """Qwen2-7B's norms (3584 wide) fill a core to the byte without the header; the norm plan keeps room for the
+    header words of every bucket's two norms, so all of them share one design that passes the memory rule."""
+    plain = plan_norm("norm", 3584, 1e-6, False, (1, 128, 256, 512, 1024, 2048), NPU2, zero_residual=True)
+    added = plan_norm("norm", 3584, 1e-6, True, (1, 128, 256, 512, 1024, 2048), NPU2)
+    members = [(design_name(x, p), x, p) for p in (plain, added) for x in p.launches]
+    family = KERNEL_FAMILIES.for_kernel("rms_norm")
+    assert len({family.configuration_key(x, p) for _, x, p in members}) == 1
+    spec = family.shared_spec([(x, p) for _, x, p in members], NPU2)
+    shared = build_shared_design(members, NPU2, spec, "norms")
+    assert not [v for v in check_design(shared) if v.rule == "memory"]
+
+
 def test_gemms_of_more_buckets_than_a_configuration_serves_are_cut_in_bucket_order(monkeypatch):
     """A GEMM configuration serves at most GEMM_SHARED_BUCKETS buckets (its design holds every member's sequence):
     with room for three, four buckets of two linears each become the first three buckets' six launches and the
@@ -505,8 +539,8 @@ def test_prompt_attention_of_every_bucket_shares_a_configuration_after_its_own_p
 
 
 def test_members_whose_parameter_words_differ_are_refused(monkeypatch):
-    """A shared body reads the header's words after the members' own ones, so every member must have the same own
-    words; the families' keys keep such members apart, so only a broken key could bring them together."""
+    """A shared body reads the header's words after the members' own ones, so every member must have the same number
+    of own words; the families' keys keep such members apart, so only a broken key could bring them together."""
     from aielower.backends.aie.designs import shared as shared_module
     from aielower.backends.aie.families.attention import plan_attention
 

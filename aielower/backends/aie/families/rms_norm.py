@@ -14,7 +14,7 @@ from aielower.backends.aie.host_arrays import from_bf16, from_tile_records, pad2
 from aielower.backends.aie.kernels import (REDUCE_16, SCALAR_ELEMENTARY, Arg, KernelDef, KernelSpec, Ops, VectorModel,
                                            encode_float, fp32, header_ops, loads, require_members, require_positive,
                                            require_rule, stores)
-from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
+from aielower.backends.aie.plan import DECODE_BUCKETS, AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
 from aielower.backends.aie.planner import BF16, VECTOR, checked, core_grid, first_fitting, roundup
 from aielower.ir.dialects import fused
 
@@ -77,6 +77,13 @@ RMS_NORM_KERNEL = KernelDef(
 )
 
 
+# L1 bytes a norm launch keeps for the header words of the configuration it shares (designs.shared): one word for
+# the plain norm and one for the residual-add norm of every bucket a function can have, so that the norms of every
+# bucket still fit once they share one (the catalog cuts a configuration whose cores would not hold its words). One
+# figure for every launch: launches of one bucket in both functions stay one launch.
+HEADER_RESERVE = 4 * 2 * len(DECODE_BUCKETS)
+
+
 def plan_norm(label: str, d: int, eps: float, add: bool, buckets: tuple[int, ...], device: Device,
               zero_residual: bool = False) -> OpPlan:
     """Rows in tiles of ``tr`` (at most the candidate's), dealt over the cores. Every prompt bucket (more than one
@@ -113,7 +120,7 @@ def plan_norm(label: str, d: int, eps: float, add: bool, buckets: tuple[int, ...
             names_out = ("sy",) if kernel_add else ("y",)
             buffers = (
                 Buffer("x", "L1", parts * tile, depth_in), Buffer("w", "L1", d_pad * BF16),
-                Buffer("y", "L1", parts * tile, depth_out),
+                Buffer("y", "L1", parts * tile, depth_out), Buffer("header", "L1", HEADER_RESERVE),
                 Buffer("x", "L2", rows * parts * tile, 2), Buffer("w", "L2", d_pad * BF16),
                 Buffer("y", "L2", rows * parts * tile, 2),
             )
