@@ -8,7 +8,7 @@ from aielower.backends.aie import cost, counted
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.device import NPU2
 from aielower.backends.aie.plan import plan_of
-from aielower.backends.aie.report import build_report
+from aielower.backends.aie.report import build_report, render_markdown
 from aielower.errors import CompileError
 
 
@@ -138,6 +138,19 @@ def test_the_report_charges_a_prompts_configuration_loads(planned):
         low, high = r["prefill_ms_with_configuration_loads_at_bounds"][n]
         assert r["prefill_ms"][n] < low < high
     assert set(r["prefill_function_configuration_loads"]) == set(r["prefill_function_ms"])
+
+
+def test_each_latency_row_has_its_counted_decode_step_and_prefill_with_loads(planned):
+    """The card comparison shows the plan-modelled figures beside the counted ones: a row's decode step counted at
+    its mean context (reconfigurations charged), its prefill with the prompt's configuration loads."""
+    r = build_report(planned, NPU2, quant="w4g32", new_tokens=8, short_prompts=(8,), prompt_lengths=(16,))
+    decode = cost.decode_function(planned)
+    for row in r["latency"]["decode"] + r["latency"]["benchmark_exact"]:
+        at = counted.decode_token_count(planned, NPU2, decode, round(row["mean_kv_len"]))
+        assert row["ms_per_token_counted"] == pytest.approx(counted.counted_decode_ms(at, NPU2)["total"])
+        assert row["prefill_ms_with_configuration_loads"] == r["prefill_ms_with_configuration_loads"][
+            str(row["prompt_tokens"])]
+    assert "Time/Token (ms), counted" in render_markdown(r)
 
 
 def test_counted_milliseconds_charge_traffic_instructions_and_switches():
