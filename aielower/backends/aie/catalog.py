@@ -106,7 +106,7 @@ def designs_of(launches: dict[str, Member], device: Device) -> dict[str, Design]
     """The designs of ``launches`` (by :func:`design_name`): one each, or one per group of launches with one
     :meth:`configuration_key <aielower.backends.aie.families.base.KernelFamily.configuration_key>`, cut in order of
     bucket, then name, into pieces of at most the family's ``max_shared`` launches and ``max_shared_buckets``
-    buckets."""
+    buckets, and further (:func:`_fitting`) until their cores hold the header's words."""
     groups: dict[object, list[Member]] = {}
     designs: dict[str, Design] = {}
     for name, member in sorted(launches.items()):
@@ -135,25 +135,27 @@ def shared_core_bytes(members: list[Member], spec: KernelSpec) -> int:
     """A core's data memory in the shared design of ``members`` with kernel ``spec``, as their plans count it: the
     largest member's L1 buffers (their object FIFOs are the same; their accumulators differ) with the shared
     kernel's stack and static arrays instead of the member's own, and the parameter words (the members' own, then
-    one header word per member)."""
-    own = ("stack", "kernel_static")
+    one header word per member) instead of the room a plan may keep for them (a ``header`` buffer)."""
+    own = ("stack", "kernel_static", "header")  # the member's own kernel's, and the room a plan keeps for the header
     buffers = max(sum(b.total for b in x.launch.buffers if b.tier == "L1" and b.name not in own) for x in members)
     words = spec.p.get("words_at", 0) + len(members)
     return buffers + spec.stack_bytes + spec.static_bytes + WORD_BYTES * words
 
 
 def _fitting(piece: list[Member], device: Device) -> list[tuple[list[Member], KernelSpec | None]]:
-    """``piece`` as shared designs whose cores hold their buffers, stack and parameter words (the header grows a
-    word per member): halved, in order, until each fits; a launch that shares with none keeps its own design
-    (spec None)."""
+    """``piece`` (in bucket order) as shared designs whose cores hold their buffers, stack and parameter words (the
+    header grows a word per member): cut in two, in order, until each fits, at the bucket boundary nearest the
+    middle (a bucket's launches stay on one configuration while they can); a launch that shares with none keeps
+    its own design (spec None)."""
     if len(piece) == 1:
         return [(piece, None)]
     family = KERNEL_FAMILIES.for_kernel(piece[0].launch.kernel)
     spec = family.shared_spec([(x.launch, x.plan) for x in piece], device)
     if shared_core_bytes(piece, spec) <= device.core_data_memory:
         return [(piece, spec)]
-    half = (len(piece) + 1) // 2
-    return _fitting(piece[:half], device) + _fitting(piece[half:], device)
+    boundaries = [i for i in range(1, len(piece)) if piece[i].launch.bucket != piece[i - 1].launch.bucket]
+    cut = min(boundaries, key=lambda i: (abs(2 * i - len(piece)), i)) if boundaries else (len(piece) + 1) // 2
+    return _fitting(piece[:cut], device) + _fitting(piece[cut:], device)
 
 
 def _cut(group: list[Member]) -> list[list[Member]]:

@@ -397,6 +397,21 @@ def test_a_configuration_whose_cores_would_not_hold_its_header_words_is_halved_u
                 assert catalog.shared_core_bytes(list(d.members), d.spec) <= room
 
 
+def test_a_configuration_is_cut_at_a_bucket_boundary_so_that_a_buckets_launches_stay_together():
+    from aielower.backends.aie import catalog
+
+    buckets = (1, 128, 256)
+    plans = (plan_norm("norm", 4096, 1e-6, False, buckets, NPU2, zero_residual=True),
+             plan_norm("norm", 4096, 1e-6, True, buckets, NPU2))
+    launches = {design_name(x, p): catalog.Member(design_name(x, p), x, p) for p in plans for x in p.launches}
+    members = sorted(launches.values(), key=lambda x: (x.launch.bucket, x.name))
+    spec = KERNEL_FAMILIES.for_kernel("rms_norm").shared_spec([(x.launch, x.plan) for x in members], NPU2)
+    device = dataclasses.replace(NPU2, core_data_memory=catalog.shared_core_bytes(members, spec) - 1)
+    designs = catalog.designs_of(launches, device)
+    # six launches, two per bucket: cut after the first bucket (the boundary nearest the middle), not after three
+    assert sorted([x.launch.bucket for x in d.members] for d in designs.values()) == [[1, 1], [128, 128, 256, 256]]
+
+
 def test_the_norms_of_a_3584_wide_model_share_one_configuration_its_cores_hold():
     """Qwen2-7B's norms (3584 wide) fill a core to the byte without the header; the norm plan keeps room for the
     header words of every bucket's two norms, so all of them share one design that passes the memory rule."""
