@@ -258,6 +258,14 @@ class AieRuntime:
     def max_seq_len(self) -> int:
         return self.module.functions["decode"].args[2].type.shape[2]
 
+    @property
+    def prompt_rows(self) -> int:
+        """The most tokens one ``decode`` call runs: its largest planned bucket (a longer prompt runs in chunks)."""
+        from aielower.backends.aie.plan import plan_of
+
+        return max(max(plan.buckets) for op in self.module.functions["decode"].ops
+                   if (plan := plan_of(op)) is not None)
+
     def new_cache(self, batch: int) -> list:
         """The KV caches of ``decode``, in its argument order: per layer one
         :class:`~aielower.backends.aie.kv_cache.BlockedKvCache` (DDR storage allocated on the first step), passed
@@ -279,12 +287,17 @@ class AieRuntime:
 
     def decode(self, input_ids, position: int, cache: list) -> np.ndarray:
         """Run tokens at ``position ...`` over ``cache`` (from :meth:`new_cache`, updated in DDR); returns the last
-        token's logits [batch, 1, vocab]."""
+        token's logits [batch, 1, vocab]. More tokens than one call runs (:attr:`prompt_rows`; a 7B artifact's
+        cache holds 4096 positions, its largest bucket 2048) run in chunks of that many, one call each, in order:
+        each chunk attends to the cache the ones before it filled, as the cost model charges a long prompt."""
         ids = self._check_ids(input_ids)
         if position + ids.shape[1] > self.max_seq_len:
             raise AielowerError(f"sequence of {position + ids.shape[1]} tokens does not fit the KV cache of "
                                 f"{self.max_seq_len} (compile with a larger max_seq_len)")
-        logits, *_ = self.program.run("decode", ids, np.array([position], np.int64), *cache)
+        rows = self.prompt_rows
+        for start in range(0, ids.shape[1], rows):
+            logits, *_ = self.program.run("decode", ids[:, start : start + rows],
+                                          np.array([position + start], np.int64), *cache)
         return logits
 
     def generate(self, input_ids, max_new_tokens: int = 60, *, do_sample: bool = False, temperature: float = 1.0,

@@ -309,6 +309,49 @@ def test_a_cache_too_small_for_prompt_and_new_tokens(small_artifact, tmp_path):
         runtime.generate(np.array([[500]]), 1)
 
 
+def test_a_prompt_longer_than_the_largest_bucket_runs_in_chunks(small_artifact, tmp_path, monkeypatch):
+    """One decode call runs at most the largest bucket's rows: a longer prompt runs chunk after chunk, each at its
+    own position over the cache the ones before it filled, and the logits are the last chunk's."""
+    from aielower.backends.aie.device_build import build_for_emulator
+
+    out = _copy(small_artifact, tmp_path)
+    build_for_emulator(out)
+    runtime = AieRuntime(out, "emulator")
+    rows = runtime.prompt_rows
+    assert rows == 128  # the small artifact's 16-position cache is planned for buckets 1 and 128
+    monkeypatch.setattr(AieRuntime, "max_seq_len", property(lambda self: 3 * rows))
+    calls = []
+
+    def run(function, ids, position, *cache):
+        calls.append((function, ids.copy(), int(position[0]), len(cache)))
+        return (np.full((ids.shape[0], 1, 4), float(len(calls))),)
+
+    monkeypatch.setattr(runtime.program, "run", run)
+    cache = runtime.new_cache(1)
+    ids = np.arange(2 * rows + 5)[None] % 100
+    logits = runtime.decode(ids, 7, cache)
+    assert [(f, c.shape[1], p) for f, c, p, _ in calls] == [("decode", rows, 7), ("decode", rows, 7 + rows),
+                                                             ("decode", 5, 7 + 2 * rows)]
+    np.testing.assert_array_equal(np.concatenate([c for _, c, _, _ in calls], axis=1), ids)
+    assert all(n == len(cache) for *_, n in calls) and logits[0, 0, 0] == 3.0
+
+
+def test_a_prompt_in_chunks_gives_the_logits_of_one_call(small_artifact, tmp_path, monkeypatch):
+    """Emulated: a prompt run in three chunks (each over the cache the ones before filled, at its position) gives
+    the logits of one call, to bf16 rounding (the chunks' attention sums in other tiles)."""
+    from aielower.backends.aie.device_build import build_for_emulator
+
+    out = _copy(small_artifact, tmp_path)
+    build_for_emulator(out)
+    runtime = AieRuntime(out, "emulator")
+    ids = (np.arange(11)[None] * 7) % 100
+    whole = runtime.decode(ids, 0, runtime.new_cache(1))
+    monkeypatch.setattr(AieRuntime, "prompt_rows", property(lambda self: 4))
+    chunked = runtime.decode(ids, 0, runtime.new_cache(1))
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=bf16_tie(whole))
+    assert np.argmax(chunked[0, -1]) == np.argmax(whole[0, -1])
+
+
 def test_no_xrt_on_this_machine_says_what_is_missing(small_artifact, tmp_path):
     out = _copy(small_artifact, tmp_path)
     manifest = json.loads((out / "manifest.json").read_text())
