@@ -229,6 +229,17 @@ def _tensors(launch, plan, rng):
     return {"x": x, "w": blob, "y": np.zeros(out, np.uint16)}
 
 
+def _runs_as_its_own_design(own, shared, name, args, out, function) -> None:
+    """Run ``own`` on ``args``, then ``shared``'s sequence ``name`` behind its header on the same inputs: the output
+    tensor ``out`` (not all zeros) is bit for bit the same."""
+    DesignRun(own, function).run(args)
+    expected = args[out].copy()
+    assert expected.any()
+    args[out][:] = 0
+    DesignRun(shared, function).run({**args, HEADER_ARG: header_words(shared, name)}, sequence=name)
+    np.testing.assert_array_equal(args[out], expected)
+
+
 @pytest.mark.parametrize("names", EMULATED, ids=["o-gate_up", "biased-two-k-tiles", "gemm-128-and-256"])
 def test_each_sequence_of_the_shared_design_computes_what_the_members_own_design_computes(library, names):
     """Run on the emulator (what each core receives derived from the design): a member's sequence, with its header,
@@ -237,17 +248,10 @@ def test_each_sequence_of_the_shared_design_computes_what_the_members_own_design
     if names == ("g_o", "g_down", "g_o_256"):  # one linear at two buckets, another at one: one body for all three
         assert sum(isinstance(n, For) for n in shared.cores[0].body) == 1
     rng = np.random.default_rng(3)
-    run = DesignRun(shared, library.function)
     for name, launch, plan in members:
         own = build_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "own")
         args = _tensors(launch, plan, rng)
-        out = "c" if "c" in args else "y"
-        DesignRun(own, library.function).run(args)
-        expected = args[out].copy()
-        assert expected.any()
-        args[out][:] = 0
-        run.run({**args, HEADER_ARG: header_words(shared, name)}, sequence=name)
-        np.testing.assert_array_equal(args[out], expected)
+        _runs_as_its_own_design(own, shared, name, args, "c" if "c" in args else "y", library.function)
     name, launch, plan = members[0]
     args = _tensors(launch, plan, rng)
     other = header_words(shared, members[1][0])
@@ -341,12 +345,7 @@ def test_norms_of_every_prompt_bucket_share_a_configuration_and_compute_what_the
         parts, d_pad = 2 if add else 1, plan.shape["d_pad"]
         args = {x_name: _bf16_bits(rng, parts * launch.bucket * d_pad), "w": _bf16_bits(rng, d_pad),
                 y_name: np.zeros(parts * launch.bucket * d_pad, np.uint16)}
-        DesignRun(own, library.function).run(args)
-        expected = args[y_name].copy()
-        assert expected.any()
-        args[y_name][:] = 0
-        DesignRun(shared, library.function).run({**args, HEADER_ARG: header_words(shared, name)}, sequence=name)
-        np.testing.assert_array_equal(args[y_name], expected)
+        _runs_as_its_own_design(own, shared, name, args, y_name, library.function)
 
 
 def test_a_norm_kernel_refuses_a_header_it_cannot_hold():
@@ -493,13 +492,7 @@ def test_rope_of_every_prompt_bucket_shares_a_configuration_its_header_one_copy_
     rng = np.random.default_rng(7)
     for name, launch, _ in ropes:
         own = build_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "own")
-        args = _random_args(own, "", {"y"}, rng)
-        DesignRun(own, library.function).run(args)
-        expected = args["y"].copy()
-        assert expected.any()
-        args["y"][:] = 0
-        DesignRun(shared, library.function).run({**args, HEADER_ARG: header_words(shared, name)}, sequence=name)
-        np.testing.assert_array_equal(args["y"], expected)
+        _runs_as_its_own_design(own, shared, name, _random_args(own, "", {"y"}, rng), "y", library.function)
     once = tuple(dataclasses.replace(op, sizes=(1,) + op.sizes[1:]) if op in heads else op
                  for op in shared.sequences[0].ops)
     broken = dataclasses.replace(shared, sequences=(dataclasses.replace(shared.sequences[0], ops=once),)
@@ -545,12 +538,7 @@ def test_prompt_attention_of_every_bucket_shares_a_configuration_after_its_own_p
             blocks = (NPU2.mmul["bf16"].k, NPU2.mmul["bf16"].n) if p.get("mmul") else None
             args["q"] = query_records(queries, 2, p["tq"], step_header(cache_len - launch.bucket, cache_len),
                                       blocks=blocks)
-        DesignRun(own, library.function).run(args)
-        expected = args["out"].copy()
-        assert expected.any()
-        args["out"][:] = 0
-        DesignRun(shared, library.function).run({**args, HEADER_ARG: header_words(shared, name)}, sequence=name)
-        np.testing.assert_array_equal(args["out"], expected)
+        _runs_as_its_own_design(own, shared, name, args, "out", library.function)
 
 
 def test_members_whose_parameter_words_differ_are_refused(monkeypatch):
