@@ -26,7 +26,7 @@ from aielower.backends.aie.design_jobs import build_planned
 from aielower.backends.aie.designs.build import kv_sequence_for
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.device import Device
-from aielower.backends.aie.plan import plan_of, rows_follow_tokens
+from aielower.backends.aie.plan import largest_bucket, plan_of, rows_follow_tokens
 from aielower.errors import CompileError
 from aielower.ir import Function, Module
 
@@ -179,7 +179,7 @@ def call_design_order(fn: Function, rows: int, placement: Placement) -> list[str
     planned = [(op, plan) for op in fn.ops if (plan := plan_of(op)) is not None]
     if not planned:
         return []
-    largest = max(max(plan.buckets) for _, plan in planned)
+    largest = largest_bucket(fn.ops)
     if not 1 <= rows <= largest:
         raise CompileError(f"@{fn.name} runs 1 to {largest} rows in one call (its largest bucket), not {rows}")
     return [placement.place(launch, plan)[0] for op, plan in planned

@@ -368,6 +368,12 @@ def plan_of(op) -> OpPlan | None:
     return op.attributes.get(PLAN_ATTR)
 
 
+def largest_bucket(ops) -> int:
+    """The largest row bucket the plans of ``ops`` (a function's) have, 1 when none is planned: the most rows one
+    call of the function runs."""
+    return max((b for op in ops if (plan := plan_of(op)) is not None for b in plan.buckets), default=1)
+
+
 __all__ = [
     "AccessPattern",
     "Buffer",
@@ -379,6 +385,7 @@ __all__ = [
     "PlanAttr",
     "SEQUENCE_ROWS_BUCKET_LIMIT",
     "Stream",
+    "largest_bucket",
     "op_buckets",
     "plan_of",
     "rows_follow_tokens",

@@ -121,7 +121,8 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
     if planned_device != device.name:
         raise CompileError(f"module {module.name} is planned for {planned_device or 'no device'}, not {device.name}: "
                                 f"run plan-aie-tiling{{device={device.name}}} first")
-    decode_plan = cost.FunctionPlan.of(cost.decode_function(module))
+    decode_fn = cost.decode_function(module)
+    decode_plan = cost.FunctionPlan.of(decode_fn)
     card_ok = reporting.card_applies(module.name, device.name)
     card_short = {r.prompt_tokens: r for r in reporting.DECODE_SHORT_PROMPTS}
     card_long = {r.prompt_tokens: r for r in reporting.BENCHMARK_EXACT}
@@ -155,7 +156,7 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
     # runtime sequences), and at the contexts of COUNTED_CONTEXTS that the cache holds.
     built = {} if built is None else built
     placement = Placement(module, device) if placement is None else placement
-    token = counted.decode_token_count(module, device, cost.decode_function(module), kv_step, built, placement)
+    token = counted.decode_token_count(module, device, decode_fn, kv_step, built, placement)
     ddr_per_token = token.total.ddr_bytes
     weights_min = cost.min_weight_bytes_per_decode_token(module)
     kv_per_position = cost.kv_bytes_per_position(module)
@@ -165,7 +166,7 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
     counted_bounds = [counted.counted_decode_ms(token, device, s)["total"] for s in device.reconfiguration_bounds_s]
     by_context = {}
     for context in (c for c in COUNTED_CONTEXTS if c <= cost.kv_capacity(module)):
-        at = counted.decode_token_count(module, device, cost.decode_function(module), context, built, placement)
+        at = counted.decode_token_count(module, device, decode_fn, context, built, placement)
         minimum = weights_min + context * kv_per_position
         by_context[str(context)] = {
             "ddr_bytes": at.total.ddr_bytes, "min_ddr_bytes": minimum, "ddr_vs_min": at.total.ddr_bytes / minimum,
@@ -197,8 +198,7 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
     # measured per-switch costs; for the prompts one call holds (at most the largest bucket's rows)
     prompts = [r for r in sorted(short + long, key=lambda r: r["prompt_tokens"])
                if r["prompt_tokens"] <= decode_plan.largest_bucket]
-    prefill_orders = {str(r["prompt_tokens"]): counted.call_design_order(cost.decode_function(module),
-                                                                         r["prompt_tokens"], placement)
+    prefill_orders = {str(r["prompt_tokens"]): counted.call_design_order(decode_fn, r["prompt_tokens"], placement)
                       for r in prompts}
     prefill_loads = {n: counted.reconfigurations(order, repeated=False) for n, order in prefill_orders.items()}
     switch_costs = (device.reconfiguration_s,) + tuple(device.reconfiguration_bounds_s)
@@ -211,8 +211,7 @@ def build_report(module: Module, device: Device, *, quant: str, new_tokens: int 
     # Each latency row's decode step as the designs issue it (counted at the row's mean context, with the array
     # reconfigurations and submissions charged), and its prefill with the prompt's configuration loads
     for r in short + long:
-        at = counted.decode_token_count(module, device, cost.decode_function(module), round(r["mean_kv_len"]), built,
-                                        placement)
+        at = counted.decode_token_count(module, device, decode_fn, round(r["mean_kv_len"]), built, placement)
         r["ms_per_token_counted"] = counted.counted_decode_ms(at, device)["total"]
         r["prefill_ms_with_configuration_loads"] = prefill_with_loads.get(str(r["prompt_tokens"]), [None])[0]
         r["card_over_counted"] = {"ms_per_token": _ratio(r["card"]["ms_per_token"], r["ms_per_token_counted"])}

@@ -261,10 +261,9 @@ class AieRuntime:
     @property
     def prompt_rows(self) -> int:
         """The most tokens one ``decode`` call runs: its largest planned bucket (a longer prompt runs in chunks)."""
-        from aielower.backends.aie.plan import plan_of
+        from aielower.backends.aie.plan import largest_bucket
 
-        return max(max(plan.buckets) for op in self.module.functions["decode"].ops
-                   if (plan := plan_of(op)) is not None)
+        return largest_bucket(self.module.functions["decode"].ops)
 
     def new_cache(self, batch: int) -> list:
         """The KV caches of ``decode``, in its argument order: per layer one
