@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass
 
 from aielower.backends.aie.binding import kernel_spec
@@ -76,12 +77,13 @@ def design_name(launch: LaunchPlan, plan: OpPlan) -> str:
 
 
 def shared_name(members: list[Member]) -> str:
-    """A shared configuration's name: the role and buckets of its launches (``b128`` for one, ``b128to2048`` for
-    several), how many, a digest of their names."""
+    """A shared configuration's name: the role most of its launches have (the first of those tied), their buckets
+    (``b128`` for one, ``b128to2048`` for several), how many, a digest of their names."""
     digest = hashlib.sha256(" ".join(x.name for x in members).encode()).hexdigest()[:8]
     buckets = sorted({x.launch.bucket for x in members})
     span = f"{buckets[0]}to{buckets[-1]}" if len(buckets) > 1 else f"{buckets[0]}"
-    return f"{members[0].launch.role}_b{span}_x{len(members)}_{digest}"
+    role = Counter(x.launch.role for x in members).most_common(1)[0][0]
+    return f"{role}_b{span}_x{len(members)}_{digest}"
 
 
 def collect(module: Module, device: Device) -> tuple[dict[str, KernelSpec], dict[str, Design]]:

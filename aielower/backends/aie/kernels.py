@@ -119,7 +119,7 @@ class KernelSpec:
     def render(self) -> str:
         """The kernel's C++ source."""
         context = dict(self.p, symbol=self.symbol)
-        for name in ("eps", "scale"):
+        for name in ("eps", "scale", "norm_eps"):
             if name in context:
                 context[f"{name}_literal"] = _c_float(context[name])
                 context[f"{name}_text"] = str(np.float32(context[name]))

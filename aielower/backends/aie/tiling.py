@@ -101,8 +101,31 @@ class PlanAieTiling(ModulePass):
                     plan = dataclasses.replace(plan, launches=tuple(x for x in plan.launches if x.bucket in buckets))
                 op.set_attr(PLAN_ATTR, plan)
                 planned += 1
+        self.join(module, device)
         module.metadata["aie_device"] = device.name
         return planned
+
+    @staticmethod
+    def join(module: Module, device) -> None:
+        """Re-plan launches that can join another family's device configuration (:meth:`KernelFamily.joined
+        <aielower.backends.aie.families.base.KernelFamily.joined>`): the configurations the module's launches offer,
+        the most offered first, each op plan once (ops share plans)."""
+        ops = [op for fn in module.functions.values() for op in fn.ops if PLAN_ATTR in op.attributes]
+        counts: dict = {}
+        for op in ops:
+            plan = op.attributes[PLAN_ATTR]
+            family = KERNEL_FAMILIES.for_kind(plan.kind)
+            for launch in family.offers(plan):
+                key = KERNEL_FAMILIES.for_kernel(launch.kernel).configuration_key(launch, plan)
+                entry = counts.setdefault(key, [0, launch])
+                entry[0] += 1
+        formats = [launch for _, launch in sorted(counts.values(), key=lambda e: -e[0])]
+        joined: dict[int, tuple[OpPlan, OpPlan]] = {}  # id -> (the plan, kept alive so its id stays its, joined)
+        for op in ops:
+            plan = op.attributes[PLAN_ATTR]
+            if id(plan) not in joined:
+                joined[id(plan)] = plan, KERNEL_FAMILIES.for_kind(plan.kind).joined(plan, formats, device)
+            op.set_attr(PLAN_ATTR, joined[id(plan)][1])
 
     def leftovers(self, module: Module) -> list[str]:
         return [f"{op_label(fn, index, op)} is linear-like with a dense weight ({op.linear_weight.type}): it runs on "

@@ -261,6 +261,10 @@ def test_each_sequence_of_the_shared_design_computes_what_the_members_own_design
 
 @pytest.fixture(scope="module")
 def planned_gqa():
+    return plan_tiny_gqa()
+
+
+def plan_tiny_gqa():
     """The tiny GQA model (hidden 112, intermediate 160) planned for npu2: its o_proj and down linears have one
     tile format and core grid."""
     from aielower.api import QuantConfig, default_pipeline

@@ -177,11 +177,13 @@ def _progressions(items: list[tuple[int, int, int]]) -> list[tuple[tuple[int, in
 
 
 def _units(calls: list[sched.Call]) -> list[list[sched.Call]]:
-    """A core's calls cut into work items: init ... store for accumulating kernels, one call otherwise."""
+    """A core's calls cut into work items: init ... store for accumulating kernels (an item starts at a function
+    named ``init`` or ``<x>_init``), one call otherwise."""
     units: list[list[sched.Call]] = []
-    previous = None
+    previous = ""
     for call in calls:
-        if call.function in ("", "init") and previous not in ("init",):
+        starts = call.function == "" or call.function == "init" or call.function.endswith("_init")
+        if starts and not (previous == "init" or previous.endswith("_init")):
             units.append([])
         units[-1].append(call)
         previous = call.function
@@ -522,7 +524,12 @@ class DesignBuilder:
             return core
         units = self.padded[(column, row)]
         names = (f"{prefix}{i}" for i in count())
-        build = self._body_attention if self.family == "attention" else self._body_elementwise
+        if self.family == "attention":
+            build = self._body_attention
+        elif any(len(unit) > 1 for unit in units):  # items of several calls: a norm on a GEMV configuration
+            build = self._body_runs
+        else:
+            build = self._body_elementwise
         core = CoreDesign(column, row, [])
         body = build(core, units, names)
         if not self.member and all(isinstance(n.count, int) for n in walk_nodes(body) if isinstance(n, Loop)):
@@ -580,6 +587,60 @@ class DesignBuilder:
         body = step + [Call(call[0], args)] + [Release(s.index) for s in each]
         loop = [Loop(len(units), body)] if many else body
         return pre + loop + [Release(s.index) for s in held]
+
+    def _body_runs(self, core: CoreDesign, units, names) -> list:
+        """Work items of several calls: each run of consecutive calls of one function is a loop whose counter gives
+        their i32 arguments (``base + step * counter``: a run ends where they stop growing by one step), each call
+        taking a new element of the streams it reads or writes, or holding one element for the whole run (the
+        same tile in every call of the run)."""
+        acc_index = self._acc(core, units)
+        body: list = []
+        for unit in units:
+            runs: list[list[sched.Call]] = []
+            for call in unit:
+                run = runs[-1] if runs else None
+                if run and run[0].function == call.function and _continues(run, call):
+                    run.append(call)
+                else:
+                    runs.append([call])
+            for run in runs:
+                body += self._run(run, acc_index, names)
+        return body
+
+    def _run(self, run: list, acc_index: dict, names) -> list:
+        """The nodes of one run of calls (:meth:`_body_runs`)."""
+        first = run[0]
+        indices = self._streams_of(first)
+        held = {i for k, i in enumerate(indices) if i is not None and all(c.args[k] == first.args[k] for c in run)}
+        counter = next(names) if len(run) > 1 or self.member else None
+        pre, step, args = [], [], []
+        var: dict[int, str] = {}
+        for index in indices:
+            if index is not None and index not in var:
+                var[index] = next(names)
+                (pre if index in held else step).append(Acquire(index, var[index]))
+        loop: list = [Cast(counter)] if counter is not None else []
+        for k, (index, a) in enumerate(zip(indices, first.args)):
+            if index is not None:
+                args.append(("elem", var[index]))
+            elif isinstance(a, sched.Acc):
+                args.append(("acc", acc_index[a.offset]))
+            elif counter is None:
+                args.append(("i32", int(a)))
+            else:
+                delta = run[1].args[k] - a if len(run) > 1 else 0
+                value = counter
+                if delta != 1:
+                    value = next(names)
+                    loop.append(Arith(value, "muli", counter, delta))
+                if a != 0:
+                    total = next(names)
+                    loop.append(Arith(total, "addi", value, a))
+                    value = total
+                args.append(("i32", value))
+        loop += step + [Call(first.function, args)] + [Release(a.stream) for a in step]
+        nodes = [Loop(len(run), loop)] if counter is not None else loop
+        return pre + nodes + [Release(a.stream) for a in pre]
 
     def _looped(self, count: int, body: list) -> int:
         """Iterations of a ``count``-times loop with ``body`` that stay a loop, the rest being written out
@@ -1014,6 +1075,24 @@ def _iteration(body: list, i: int, tag: str) -> list:
         return out
 
     return copy_nodes(body, True)
+
+
+def _continues(run: list, call) -> bool:
+    """Whether ``call`` continues ``run`` (calls of one function, :meth:`DesignBuilder._body_runs`): its i32
+    arguments grow by the run's steps, its other arguments are tiles or the run's accumulators."""
+    first = run[0]
+    if len(call.args) != len(first.args):
+        return False
+    for k, (a, b) in enumerate(zip(first.args, call.args)):
+        if isinstance(a, int) != isinstance(b, int):
+            return False
+        if isinstance(a, int):
+            step = run[1].args[k] - a if len(run) > 1 else b - a
+            if b != a + step * len(run):
+                return False
+        elif isinstance(a, sched.Acc) and a != b:
+            return False
+    return True
 
 
 def walk_nodes(body: list):

@@ -6,7 +6,8 @@ object FIFOs (:meth:`KernelFamily.configuration_key
 <aielower.backends.aie.families.base.KernelFamily.configuration_key>`) can share one design:
 
 - decode's linears with one tile format (core grid, activation tile, weight tile, store size): a decode token
-  runs seven launches per decoder layer, and consecutive launches of one design need no switch;
+  runs seven launches per decoder layer, and consecutive launches of one design need no switch; decode's norms,
+  planned in the same format (:mod:`~aielower.backends.aie.families.gemv_norm`), run on it too;
 - the prompt buckets' GEMMs with one tile format, and their norms with one row tile: one configuration serves every
   bucket, as a member's body and runtime sequence carry its rows.
 
@@ -34,6 +35,7 @@ before it sends the header, as its own design does.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import fields, is_dataclass, replace
 
 import numpy as np
@@ -153,8 +155,12 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
         sequences.append(m.RuntimeSequence(seq, tuple(ops), args))
     functions, tiles = kernel_functions(spec), design_tiles(launch)
     buckets = sorted({member.bucket for _, member, _ in members})
-    comments = (f"aielower design {name}: a shared configuration of {len(members)} {members[0][2].kind} launches "
-                f"({launch.role}) at bucket{'s' if len(buckets) > 1 else ''} {', '.join(map(str, buckets))}, "
+    kinds = Counter(plan.kind for _, _, plan in members)
+    roles = Counter(member.role for _, member, _ in members)
+    what = (f"{len(members)} {members[0][2].kind} launches ({launch.role})" if len(kinds) == 1 else
+            f"{len(members)} launches ({', '.join(f'{n} {role}' for role, n in roles.items())})")
+    comments = (f"aielower design {name}: a shared configuration of {what} "
+                f"at bucket{'s' if len(buckets) > 1 else ''} {', '.join(map(str, buckets))}, "
                 f"kernel {spec.symbol} on {launch.columns}x{launch.rows} cores of {device.name}",)
     for i, (seq, member, plan) in enumerate(members):
         shape = ", ".join(f"{k}={v}" for k, v in KERNEL_FAMILIES.for_kernel(member.kernel).design_shape(

@@ -5,7 +5,8 @@ the C++ kernel a launch's cores call). The generic drivers ask the family of an 
 (:class:`~aielower.backends.aie.families.FamilyRegistry`) instead of matching kinds themselves:
 
 - ``plan-aie-tiling`` (:mod:`aielower.backends.aie.tiling`): :meth:`KernelFamily.plan_key`, which ops the family
-  runs and how they are planned;
+  runs and how they are planned, then :meth:`KernelFamily.offers` and :meth:`KernelFamily.joined`: launches
+  re-planned to join another family's device configuration (decode's norms in the GEMVs', :mod:`.gemv_norm`);
 - kernel binding (:mod:`aielower.backends.aie.binding`): :meth:`KernelFamily.kernel_spec`;
 - the design generator (:mod:`aielower.backends.aie.designs.build`): :meth:`KernelFamily.schedule` (what every core
   calls, tile by tile), :meth:`KernelFamily.array_work` (linears: the same as arrays) and
@@ -83,6 +84,17 @@ class KernelFamily:
     def shared_spec(self, members: list[tuple[LaunchPlan, OpPlan]], device: Device) -> KernelSpec:
         """The kernel of a shared configuration of ``members`` (launches with one :meth:`configuration_key`)."""
         raise NotImplementedError
+
+    def offers(self, plan: OpPlan) -> tuple[LaunchPlan, ...]:
+        """Launches of ``plan`` whose device configuration launches of other families may join (planned in their
+        format by :meth:`joined`); none by default."""
+        return ()
+
+    def joined(self, plan: OpPlan, formats: list[LaunchPlan], device: Device) -> OpPlan:
+        """``plan`` with launches re-planned to join the configuration of one of ``formats`` (launches other
+        families :meth:`offers`, one per configuration, the most offered first), where they can; ``plan`` itself by
+        default. Called by ``plan-aie-tiling`` once every op is planned."""
+        return plan
 
     def max_shared(self, launch: LaunchPlan) -> int:
         """The most launches like ``launch`` one shared configuration can run (its header's capacity)."""

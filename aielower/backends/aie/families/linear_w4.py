@@ -20,12 +20,13 @@ import numpy as np
 
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device, MMulShape
+from aielower.backends.aie.families import gemv_norm
 from aielower.backends.aie.families.base import KernelFamily, per_core
 from aielower.backends.aie.host_arrays import from_bf16, pad2, to_bf16
 from aielower.backends.aie.families.silu_mul import silu_times_ops
 from aielower.backends.aie.kernels import (Arg, KernelDef, KernelSpec, Ops, VectorModel, arch_of, ceil_div, check_arch,
-                                           header_ops, loads, require_members, require_positive, require_rule, stores,
-                                           vector_ops)
+                                           fp32, header_ops, loads, require_members, require_positive, require_rule,
+                                           stores, vector_ops)
 from aielower.backends.aie.launcher import Resident
 from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
 from aielower.backends.aie.planner import (BF16, F32, VECTOR, Unplannable, checked, core_grid, first_fitting,
@@ -58,16 +59,19 @@ def epilogue_entries(epilogue: str | None, arch: str | None) -> dict:
 
 def gemv_spec(tn: int, tk: int, group: int, bias: bool, mmul: MMulShape, epilogue: str | None = None,
               arch: str | None = None, nb: int = 1, ys: int | None = None, members: int = 0,
-              mixed: bool = False) -> KernelSpec:
+              mixed: bool = False, norm: dict | None = None) -> KernelSpec:
     """The GEMV kernel; ``nb`` accumulators of ``tn`` in its accumulator buffer (a call's ``slot`` picks one).
     ``ys``: outputs per store call, when less than a tile's (a store's slot then picks a part of an accumulator).
     A kernel of a shared configuration (:mod:`aielower.backends.aie.designs.shared`) of ``members`` linears has a
     ``_header`` function; ``mixed``: its linears store both ways, plainly (``_store``) and with the epilogue
-    (``_store_<epilogue>``)."""
+    (``_store_<epilogue>``). ``norm``: the ``norm_*`` constants of the decode norms it also runs
+    (:mod:`.gemv_norm`)."""
     params = (("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)), ("r", mmul.m), ("s", mmul.k),
               ("t", mmul.n), ("nb", nb)) + tuple(epilogue_entries(epilogue, arch).items())
-    if ys is not None and (ys != out_tile(dict(params)) or mixed):
+    if ys is not None and (ys != out_tile(dict(params)) or mixed or norm):
         params += (("ys", ys),)
+    norm = norm or {}
+    params += tuple((k, fp32(norm[k]) if k == "norm_eps" else norm[k]) for k in gemv_norm.PARAMS if k in norm)
     if members:
         params += (("members", members),)
     if mixed:
@@ -138,6 +142,8 @@ def _check_linear(family: str, p: dict) -> None:
         require_rule(family, "epilogue" in p and "ys" in p, "a mixed kernel stores both plainly (YS outputs) and "
                      "with an epilogue; it needs both", "give the kernel its epilogue and YS")
     require_members(family, p, header_words_of(p), "linears", "header tile")
+    if "tm" not in p:
+        gemv_norm.check(family, p, linear_tile_bytes(tn, tk, g, p["bias"]))
 
 
 def _check_gemm(family: str, p: dict) -> None:
@@ -170,6 +176,7 @@ def _bias(p: dict) -> str:
     suffix += f"_ys{p['ys']}" if "ys" in p else ""
     suffix += f"_x{p['members']}" if "members" in p else ""
     suffix += "_mixed" if p.get("mixed") else ""
+    suffix += gemv_norm.symbol_suffix(p)
     return suffix + (f"_{p['epilogue']}_{p['arch']}" if p.get("epilogue") else "")
 
 
@@ -186,6 +193,8 @@ def _linear_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
     }
     if p.get("mixed"):
         out[f"_store_{p['epilogue']}"] = store
+    if "tm" not in p:
+        out.update(gemv_norm.signatures(p, acc, tile))
     if "members" in p:
         head = Arg("w", "u8", tile) if "tm" in p else Arg("x", "bf16", p["tk"])
         out["_header"] = (head, Arg("words", "words", p["members"], out=True))
@@ -224,6 +233,7 @@ def _gemv_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
            "_store": silu if p.get("epilogue") and not p.get("mixed") else store}
     if p.get("mixed"):
         out[f"_store_{p['epilogue']}"] = silu
+    out.update(gemv_norm.cycles(p, m))
     if "members" in p:
         out["_header"] = header_ops(p)
     return out
@@ -254,7 +264,7 @@ def _gemm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
 
 def _linear_functions(p: dict) -> tuple[str, ...]:
     return (("_init", "_step", "_store") + ((f"_store_{p['epilogue']}",) if p.get("mixed") else ())
-            + (("_header",) if "members" in p else ()))
+            + (gemv_norm.FUNCTIONS if "norm_d" in p else ()) + (("_header",) if "members" in p else ()))
 
 
 GEMV_KERNEL = KernelDef(
@@ -609,21 +619,22 @@ class LinearW4(KernelFamily):
         epilogue = (p.get("epilogue"), p.get("arch"))
         if launch.kernel == "linear_w4_gemv":
             return gemv_spec(p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue,
-                             nb=p.get("nb", 1), ys=p.get("ys"))
+                             nb=p.get("nb", 1), ys=p.get("ys"), norm=gemv_norm.norm_params(p))
         return gemm_spec(p["tm"], p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue,
                          nb=p.get("nb", 1))
 
     def configuration_key(self, launch: LaunchPlan, op_plan: OpPlan):
         """GEMVs share a configuration when their cores take the same tiles: the grid, the activation and weight
         tiles (width, depth, group, bias) and the store size; the epilogue may differ (the shared kernel has both
-        stores). GEMMs when their tiles, grid and epilogue are the same, whatever their bucket: a member's body and
-        runtime sequence carry its rows, so one configuration serves every prompt bucket."""
+        stores), and decode's norms planned in their format (:mod:`.gemv_norm`) join them. GEMMs when their tiles,
+        grid and epilogue are the same, whatever their bucket: a member's body and runtime sequence carry its rows,
+        so one configuration serves every prompt bucket."""
         p, s = launch.params, op_plan.shape
         if launch.kernel == "linear_w4_gemm":  # the store's C block differs with the epilogue: share only alike
             return ("linear_w4_gemm", launch.columns, launch.rows, p["tm"], p["tn"], p["tk"],
                     p["group"], p["bias"], s["tile_bytes"], p.get("epilogue"), p.get("arch"))
         return ("linear_w4_gemv", launch.columns, launch.rows, p["tn"], p["tk"], p["group"], p["bias"],
-                s["tile_bytes"], store_size(p))
+                store_size(p))
 
     def shared_spec(self, members: list[tuple[LaunchPlan, OpPlan]], device: Device) -> KernelSpec:
         """The kernel of ``members``: the most accumulators any needs. GEMVs: with an epilogue when one computes
@@ -641,9 +652,17 @@ class LinearW4(KernelFamily):
             return gemm_spec(first["tm"], first["tn"], first["tk"], first["group"], first["bias"],
                              device.mmul["bf16"], epilogue, arch, nb=max(p["nb"] for p in params),
                              members=len(members))
+        linears = [p for p in params if not gemv_norm.is_norm_params(p)]
         return gemv_spec(first["tn"], first["tk"], first["group"], first["bias"], device.mmul["bf16"], epilogue,
                          arch, nb=max(p.get("nb", 1) for p in params), ys=store_size(first),
-                         members=len(members), mixed=epilogue is not None and None in epilogues)
+                         members=len(members), mixed=epilogue is not None and None in {p.get("epilogue")
+                                                                                        for p in linears},
+                         norm=gemv_norm.spec_entries(params))
+
+    def offers(self, plan: OpPlan) -> tuple[LaunchPlan, ...]:
+        """Decode's GEMVs without bias: decode's norms can run in their configuration (:mod:`.gemv_norm`)."""
+        return tuple(x for x in plan.launches if x.kernel == "linear_w4_gemv" and not x.params["bias"]
+                     and not gemv_norm.is_norm(x))
 
     def max_shared(self, launch: LaunchPlan) -> int:
         """One header word per linear, in the header tile (:func:`header_words_of`)."""
@@ -653,7 +672,9 @@ class LinearW4(KernelFamily):
         """GEMMs: :data:`GEMM_SHARED_BUCKETS` prompt buckets per configuration."""
         return GEMM_SHARED_BUCKETS if launch.kernel == "linear_w4_gemm" else None
 
-    def array_work(self, launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork:
+    def array_work(self, launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork | None:
+        if gemv_norm.is_norm(launch):  # a norm's calls, one by one (schedule)
+            return None
         s = op_plan.shape
         grid = blob_grid(s)
         if launch.kernel == "linear_w4_gemv":
@@ -661,9 +682,13 @@ class LinearW4(KernelFamily):
         return gemm_work(launch, launch.bucket, s["n_pad"], s["k_pad"], s["tile_bytes"], grid)
 
     def schedule(self, launch: LaunchPlan, op_plan: OpPlan, kv_tiles: int | None = None):
+        if gemv_norm.is_norm(launch):
+            return gemv_norm.schedule(launch), ()
         return sched.programs(launch, self.array_work(launch, op_plan)), ()
 
     def calls_per_core(self, launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
+        if gemv_norm.is_norm(launch):
+            return gemv_norm.calls_per_core(launch)
         n_tiles, k_tiles = shape["n_pad"] // shape["tn"], shape["k_pad"] // shape["tk"]
         if launch.kernel == "linear_w4_gemv":
             tiles = per_core(n_tiles, launch)

@@ -3,19 +3,22 @@ writes the sum and the normalized sum). Rows are split over the cores; the norm 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device
+from aielower.backends.aie.families import gemv_norm
 from aielower.backends.aie.families.base import KernelFamily, fifo_shape, per_core
 from aielower.backends.aie.host_arrays import from_bf16, from_tile_records, pad2, tile_records, to_bf16
 from aielower.backends.aie.kernels import (REDUCE_16, SCALAR_ELEMENTARY, Arg, KernelDef, KernelSpec, Ops, VectorModel,
                                            encode_float, fp32, header_ops, loads, require_members, require_positive,
                                            require_rule, stores)
 from aielower.backends.aie.plan import DECODE_BUCKETS, AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
-from aielower.backends.aie.planner import BF16, VECTOR, checked, core_grid, first_fitting, roundup
+from aielower.backends.aie.planner import BF16, VECTOR, Unplannable, checked, core_grid, first_fitting, roundup
+from aielower.ir import Weight
 from aielower.ir.dialects import fused
 
 
@@ -177,6 +180,23 @@ class RmsNorm(KernelFamily):
         return ("norm", d, op.eps, add, buckets), (
             lambda label, device: plan_norm(label, d, op.eps, add, buckets, device, zero_residual=not add))
 
+    def joined(self, plan: OpPlan, formats: list[LaunchPlan], device: Device) -> OpPlan:
+        """Decode's norm (its one-row launch) as a member of the first GEMV configuration of ``formats`` it fits
+        (:mod:`.gemv_norm`): a decode layer then switches configurations three times, not six."""
+        formats = [x for x in formats if x.kernel == "linear_w4_gemv"]
+        decode = next((i for i, x in enumerate(plan.launches) if x.bucket == 1 and x.kernel == "rms_norm"), None)
+        if decode is None or not formats:
+            return plan
+        for gemv in formats:
+            try:
+                member = gemv_norm.plan_member(gemv, plan.shape["d"], plan.shape["eps"], plan.launches[decode].role,
+                                               device)
+            except Unplannable:
+                continue
+            launches = plan.launches[:decode] + (member,) + plan.launches[decode + 1:]
+            return dataclasses.replace(plan, launches=launches)
+        return plan
+
     def kernel_spec(self, launch: LaunchPlan, device: Device) -> KernelSpec:
         p = launch.params
         return rms_norm_spec(p["d"], p["d_real"], p["tr"], p["eps"], p["add"])
@@ -209,6 +229,13 @@ class RmsNorm(KernelFamily):
         lead = x.shape[:-1]
         m = int(np.prod(lead))
         launch, bucket = host.rows_launch(plan, m)
+        if gemv_norm.is_norm(launch):  # decode's row on the GEMV configuration
+            a, b = (operands[0], operands[1]) if add else (x, np.full_like(x, -0.0))
+            name = op.weight.name if isinstance(op.weight, Weight) else None
+            tensors = gemv_norm.tensors(launch, a.reshape(-1), b.reshape(-1), weight, name)
+            host.submit(plan, launch, tensors)
+            total, normed = (v.reshape(*lead, d) for v in gemv_norm.results(launch, tensors["y"], d))
+            return (total, normed) if add else normed
         tr = launch.params["tr"]
         m_pad = roundup(bucket, tr)
         kernel_add = launch.params["add"]
