@@ -33,7 +33,7 @@ from aielower.backends.aie.designs import read_design, require_valid
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.kernels import KernelSpec
 from aielower.backends.aie.catalog import Design, Placement, collect, design_name
-from aielower.backends.aie.families.linear_w4 import blob_grid
+from aielower.backends.aie.families.linear_w4 import bias_tile_rows, blob_grid
 from aielower.backends.aie.plan import plan_of
 from aielower.backends.aie.report import report_files
 from aielower.backends.aie.weights import interleave_gate_up, pretile_linear
@@ -78,6 +78,8 @@ def weight_files(module: Module) -> dict[str, dict]:
                            **dict(zip(("w_columns", "w_rows", "w_block"), blob_grid(shape)))}
             if shape.get("epilogue") == "silu_mul":  # each tile: tn / 2 gate rows, then the matching up rows
                 files[name]["rows"] = "gate/up interleaved by half tile"
+            if "gemv_bias_tiles" in shape:  # the bias in tiles of its own after the weight tiles
+                files[name].update({k: shape[k] for k in ("gemv_bias_tiles", "gemm_bias_tiles")})
         else:
             dtype = "bf16" if name in stored_bf16 else "f32"
             files[name] = {"file": f"{name}.{dtype}.bin", "layout": f"{dtype} row-major",
@@ -94,8 +96,10 @@ def write_weights(module: Module, files: dict[str, dict], writer: ArtifactWriter
             weight = w.data
             if "rows" in entry:
                 weight, bias = interleave_gate_up(weight, bias, entry["n_pad"], entry["tn"])
+            tiles = bias_tile_rows(entry) if "gemv_bias_tiles" in entry else None
             data = pretile_linear(weight, bias, entry["n_pad"], entry["k_pad"], entry["tn"], entry["tk"],
-                                  entry["w_columns"], entry["w_rows"], entry["w_block"], mmul=device.mmul["bf16"])
+                                  entry["w_columns"], entry["w_rows"], entry["w_block"], mmul=device.mmul["bf16"],
+                                  bias_tiles=tiles)
         elif entry["file"].endswith(".bf16.bin"):
             data = bf16_bits(np.asarray(w.data, np.float32)).astype("<u2")
         else:

@@ -59,8 +59,8 @@ def design_calls(planned: Planned) -> int:
 
 
 # What checking one kernel call costs the generator when its family is scheduled on arrays (the linears,
-# KernelFamily.array_scheduled), relative to a call checked one by one. Measured on the 7B main job's designs on this
-# project's 2-core machine, with attention counted over the cache it is scheduled for: about 0.1 us a call on
+# KernelFamily.scheduled_as_arrays), relative to a call checked one by one. Measured on the 7B main job's designs on
+# this project's 2-core machine, with attention counted over the cache it is scheduled for: about 0.1 us a call on
 # arrays, 11-17 us a call checked call by call (the big attention designs).
 ARRAY_CALL_WORK = 7e-3
 
@@ -68,8 +68,11 @@ ARRAY_CALL_WORK = 7e-3
 def design_work(planned: Planned) -> float:
     """What building a design costs, to deal the designs to workers: its kernel calls, those the generator checks on
     arrays at :data:`ARRAY_CALL_WORK` each."""
-    return sum(_member_calls(x) * (ARRAY_CALL_WORK if KERNEL_FAMILIES.for_kernel(x.launch.kernel).array_scheduled
-                                   else 1.0) for x in planned.members)
+    return sum(_member_calls(x) * (ARRAY_CALL_WORK if _on_arrays(x.launch) else 1.0) for x in planned.members)
+
+
+def _on_arrays(launch) -> bool:
+    return KERNEL_FAMILIES.for_kernel(launch.kernel).scheduled_as_arrays(launch)
 
 
 def build_planned(planned: Planned, device: Device) -> m.Design:

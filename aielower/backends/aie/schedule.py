@@ -121,6 +121,9 @@ class LinearWork:
     acc_stride: int
     cores: dict  # (column, row) -> (nb [items], x [items, kt], w [items, kt, nb_max], y [items, nb_max * parts])
     parts: int = 1  # store calls per accumulator
+    # (column, row) -> [items]: offset in ``w`` of each item's bias tile, whose values start its accumulators
+    # (``bias_init`` each, from the tile, instead of ``init``); None: every item starts at zero
+    bias: dict | None = None
 
 
 def programs(launch: LaunchPlan, work: LinearWork) -> list[CoreProgram]:
@@ -128,9 +131,14 @@ def programs(launch: LaunchPlan, work: LinearWork) -> list[CoreProgram]:
     cores = cores_of(launch)
     for core in cores:
         nbs, xs, ws, ys = work.cores[(core.column, core.row)]
-        for nb, x_row, w_item, y_row in zip(nbs.tolist(), xs.tolist(), ws.tolist(), ys.tolist()):
+        bias = work.bias[(core.column, core.row)].tolist() if work.bias is not None else [None] * len(nbs)
+        for nb, x_row, w_item, y_row, b in zip(nbs.tolist(), xs.tolist(), ws.tolist(), ys.tolist(), bias):
             accs = [Acc(j * work.acc_stride) for j in range(nb)]
-            core.calls.extend(Call("init", (acc,)) for acc in accs)
+            if b is None:
+                core.calls.extend(Call("init", (acc,)) for acc in accs)
+            else:
+                tile = In((contiguous("w", b, work.w_bytes),))
+                core.calls.extend(Call("bias_init", (tile, acc)) for acc in accs)
             for x_off, w_row in zip(x_row, w_item):
                 x = In((TileRef(work.x_name, _at(work.x_ap, x_off)),))
                 for j in range(nb):

@@ -109,22 +109,23 @@ class PlanAieTiling(ModulePass):
     def join(module: Module, device) -> None:
         """Re-plan launches that can join another family's device configuration (:meth:`KernelFamily.joined
         <aielower.backends.aie.families.base.KernelFamily.joined>`): the configurations the module's launches offer,
-        the most offered first, each op plan once (ops share plans)."""
+        the most offered first, each op plan once (ops share plans). A joined launch is kept only if its
+        configuration key is one offered and the configuration's kernel runs it beside the launches already there
+        (:meth:`~aielower.backends.aie.families.base.KernelFamily.shared_spec`); else its plan tries the next."""
         ops = [op for fn in module.functions.values() for op in fn.ops if PLAN_ATTR in op.attributes]
-        counts: dict = {}
+        offered: dict = {}  # configuration key -> [times offered, the offer, the members so far (launch, plan)]
         for op in ops:
             plan = op.attributes[PLAN_ATTR]
-            family = KERNEL_FAMILIES.for_kind(plan.kind)
-            for launch in family.offers(plan):
-                key = KERNEL_FAMILIES.for_kernel(launch.kernel).configuration_key(launch, plan)
-                entry = counts.setdefault(key, [0, launch])
+            for offer in KERNEL_FAMILIES.for_kind(plan.kind).offers(plan):
+                entry = offered.setdefault(offer.key, [0, offer, {}])
                 entry[0] += 1
-        formats = [launch for _, launch in sorted(counts.values(), key=lambda e: -e[0])]
+                entry[2].setdefault(id(offer.launch), (offer.launch, offer.plan))
+        offers = [offer for _, offer, _ in sorted(offered.values(), key=lambda e: -e[0])]
         joined: dict[int, tuple[OpPlan, OpPlan]] = {}  # id -> (the plan, kept alive so its id stays its, joined)
         for op in ops:
             plan = op.attributes[PLAN_ATTR]
             if id(plan) not in joined:
-                joined[id(plan)] = plan, KERNEL_FAMILIES.for_kind(plan.kind).joined(plan, formats, device)
+                joined[id(plan)] = plan, _joined(plan, offers, offered, device)
             op.set_attr(PLAN_ATTR, joined[id(plan)][1])
 
     def leftovers(self, module: Module) -> list[str]:
@@ -138,3 +139,31 @@ class PlanAieTiling(ModulePass):
         """(a hashable description of what the plan depends on, a function that plans it) from the kernel family
         that runs ``op`` (:mod:`aielower.backends.aie.families`), or None for host ops."""
         return KERNEL_FAMILIES.plan_key(op, buckets, linear_buckets)
+
+
+def _joined(plan: OpPlan, offers: list, offered: dict, device) -> OpPlan:
+    """``plan`` joined to the first of ``offers`` its family places it in whose configuration can run it (see
+    :meth:`PlanAieTiling.join`); ``offered`` records each configuration's members."""
+    family = KERNEL_FAMILIES.for_kind(plan.kind)
+    candidates = list(offers)
+    while candidates:
+        new = family.joined(plan, candidates, device)
+        moved = [x for x in new.launches if x not in plan.launches]
+        if new is plan or not moved:
+            return plan
+        keys = {KERNEL_FAMILIES.for_kernel(x.kernel).configuration_key(x, new) for x in moved}
+        if len(keys) != 1 or next(iter(keys)) not in offered:
+            raise CompileError(f"{plan.kind}: kernel family {family.name} joined launches to configurations no "
+                               f"launch offered ({sorted(map(repr, keys))})")
+        (key,) = keys
+        members = offered[key][2]
+        offer = offered[key][1]
+        trial = list(members.values()) + [(x, new) for x in moved]
+        try:
+            KERNEL_FAMILIES.for_kernel(offer.launch.kernel).shared_spec(trial, device)
+        except CompileError:  # its kernel cannot run this launch beside those it has (a norm of another width)
+            candidates = [o for o in candidates if o.key != key]
+            continue
+        members.update({id(x): (x, new) for x in moved})
+        return new
+    return plan

@@ -14,7 +14,8 @@ the GEMM nor the GEMV gathers or transposes anything: the codes are cut into *un
 inputs (``S x T`` is the B operand of the device's bf16 ``aie::mmul<R, S, T>``; a unit is ``8 / T`` such blocks),
 each unit 32 bytes that one vector load brings in. One tile is, in order:
 
-- bias: bf16 ``[TN]`` (only with a bias; the real bias in ``kt == 0`` tiles, zeros elsewhere);
+- bias: bf16 ``[TN]`` (only with a bias in the weight tiles; the real bias in ``kt == 0`` tiles, zeros elsewhere;
+  a linear with bias tiles has none here, its bias tiles follow the weight tiles: :func:`pretile_linear`);
 - codes: units ``[TN/8][TK/S]``, unit ``(n8, kb)`` holding elements ``e = (jb*S + k)*T + c`` (``jb < 8/T``,
   ``k < S``, ``c < T``) = the code of row ``n = 8*n8 + jb*T + c``, input ``kb*S + k``: the ``8/T`` mmul B blocks
   ``[S][T]`` of those 8 rows, one after the other. Byte ``j`` of a unit (``j < 4*S``) holds element ``j`` in its
@@ -209,10 +210,29 @@ def _from_unit_columns(a: np.ndarray) -> np.ndarray:
 
 
 def pretile_linear(weight: QuantizedWeight, bias: np.ndarray | None, n_pad: int, k_pad: int, tn: int,
-                   tk: int, columns: int = 1, rows: int = 1, block: int = 1, *, mmul: MMulShape) -> np.ndarray:
+                   tk: int, columns: int = 1, rows: int = 1, block: int = 1, *, mmul: MMulShape,
+                   bias_tiles: list[np.ndarray] | None = None) -> np.ndarray:
     """The weight blob (``uint8``, 1-D) of a 4-bit linear: the tiles of the weight padded to ``[n_pad, k_pad]``,
     in the DMA order of a ``columns x rows`` grid in blocks of ``block`` tiles (:func:`tile_positions`), each laid
-    out for the device's bf16 mmul ``mmul`` (``device.mmul["bf16"]``; module docstring)."""
+    out for the device's bf16 mmul ``mmul`` (``device.mmul["bf16"]``; module docstring). With ``bias_tiles`` (the
+    output tiles each bias tile holds, :func:`~aielower.backends.aie.families.linear_w4.bias_tile_rows`) the bias
+    is not in the weight tiles but in tiles of its own after them: per bias tile, ``TN`` bf16 of each of its output
+    tiles in turn, then zeros."""
+    if bias_tiles is not None:
+        tiles = pretile_linear(weight, None, n_pad, k_pad, tn, tk, columns, rows, block, mmul=mmul)
+        size = linear_tile_bytes(tn, tk, weight.group, False)
+        padded = np.zeros(n_pad, np.float32)
+        if bias is not None:
+            bias = np.asarray(bias, np.float32)
+            if bias.shape != (weight.shape[0],):
+                raise CompileError(f"bias of shape {list(bias.shape)} does not match a weight with {weight.shape[0]} "
+                                   "output rows")
+            padded[: len(bias)] = bias
+        tail = np.zeros((len(bias_tiles), size), np.uint8)
+        for i, nts in enumerate(bias_tiles):
+            values = padded.reshape(-1, tn)[np.asarray(nts, np.int64)].reshape(-1)
+            tail[i, : 2 * len(values)] = bf16_bits(values).astype("<u2").view(np.uint8)
+        return np.concatenate([tiles, tail.reshape(-1)])
     if weight.bits != _BITS:
         raise CompileError(f"linear_w4 tiles hold 4-bit codes, got a {weight.bits}-bit weight: quantize with bits=4")
     n, k = weight.shape

@@ -28,8 +28,10 @@ from aielower.errors import CompileError
 
 # A tiny Qwen2-like model, planned op by op: (op plan, bucket, launch role or None, device).
 CASES = {
-    "gemv": lambda: (plan_linear("test", 512, 256, 32, True, (1, 128), NPU2), 1, None, NPU2),
-    "gemm": lambda: (plan_linear("test", 96, 64, 32, True, (1, 128), NPU2), 128, None, NPU2),
+    "gemv": lambda: (plan_linear("test", 512, 256, 32, True, (1, 128), NPU2, bias_tiles=False), 1, None, NPU2),
+    "gemm": lambda: (plan_linear("test", 96, 64, 32, True, (1, 128), NPU2, bias_tiles=False), 128, None, NPU2),
+    "gemv_bias_tiles": lambda: (plan_linear("test", 512, 256, 32, True, (1, 128), NPU2), 1, None, NPU2),
+    "gemm_bias_tiles": lambda: (plan_linear("test", 96, 64, 32, True, (1, 128), NPU2), 128, None, NPU2),
     "gemm_slots": lambda: (plan_linear("test", 224, 64, 32, False, (128,), NPU2), 128, None, NPU2),
     "add_rms_norm": lambda: (plan_norm("test", 64, 1e-6, True, (1, 128), NPU1), 128, None, NPU1),
     "attention": lambda: (plan_attention("test", 4, 2, 16, 0.25, True, 256, (1, 128), NPU2), 1, "attention", NPU2),

@@ -50,7 +50,11 @@ def test_random_shapes_hold_the_budgets(device):
         block, sizes = s["w_block"], gemv_item_sizes(per_core, s["w_block"])
         assert block <= per_core and sum(sizes) == per_core and gemv.params["nb"] == max(sizes) <= GEMV_ACCUMULATORS
         assert all(size % block == 0 for size in sizes[:-1])  # whole blocks; the last item may be the short block
-        assert gemv.ddr_read == s["weight_bytes"] + len(sizes) * gemv.columns * s["k_pad"] * 2
+        # the weight tiles and, for a biased linear, its GEMV's bias tiles (one per core and item; the GEMM's are not
+        # read); or a bias in every weight tile
+        tiles = (s["n_pad"] // s["tn"]) * (s["k_pad"] // s["tk"]) + s.get("gemv_bias_tiles", 0)
+        assert s.get("gemv_bias_tiles", 0) in (0, gemv.cores * len(sizes))
+        assert gemv.ddr_read == tiles * s["tile_bytes"] + len(sizes) * gemv.columns * s["k_pad"] * 2
         for gemm in plan.launches[1:]:
             assert gemm.params["nb"] == block * s["w_rows"] <= GEMM_ACCUMULATORS
     for _ in range(8):

@@ -18,7 +18,7 @@ from aielower.backends.aie.designs.model import For
 from aielower.backends.aie.designs.shared import HEADER_ARG, build_shared_design, header_words
 from aielower.backends.aie.device import NPU2
 from aielower.backends.aie.families import KERNEL_FAMILIES
-from aielower.backends.aie.families.linear_w4 import plan_linear
+from aielower.backends.aie.families.linear_w4 import bias_tile_rows, plan_linear
 from aielower.backends.aie.families.rms_norm import plan_norm
 from aielower.backends.aie.host_arrays import query_records, step_header
 from aielower.backends.aie.kernels import KernelLibrary
@@ -220,7 +220,8 @@ def _tensors(launch, plan, rng):
     if s.get("epilogue"):
         w, bias = interleave_gate_up(w, bias, s["n_pad"], s["tn"])
     blob = pretile_linear(w, bias, s["n_pad"], s["k_pad"], s["tn"], s["tk"], s["w_columns"], s["w_rows"],
-                          s["w_block"], mmul=GEMV)
+                          s["w_block"], mmul=GEMV, bias_tiles=bias_tile_rows(s) if "gemv_bias_tiles" in s else None)
+    assert len(blob) == s["weight_bytes"]
     rows = launch.bucket
     x = _bf16_bits(rng, rows * s["k_pad"])
     out = rows * (s["n_pad"] // 2 if s.get("epilogue") else s["n_pad"])

@@ -273,7 +273,12 @@ class DesignBuilder:
             valid = np.arange(ws.shape[2])[None, :] < steps[:, None]
             self.seq[x.index][key] = _distinct(xs.reshape(-1), np.repeat(item, xs.shape[1]))
             w_items = np.repeat(np.repeat(item, xs.shape[1]), ws.shape[2]).reshape(-1, ws.shape[2])
-            self.seq[w.index][key] = _distinct(ws.reshape(-1, ws.shape[2])[valid], w_items[valid])
+            w_seq = _distinct(ws.reshape(-1, ws.shape[2])[valid], w_items[valid])
+            if work.bias is not None:  # each item's bias tile first, then its weight tiles
+                kept = _distinct_items(ws.reshape(-1, ws.shape[2])[valid], w_items[valid])
+                order = np.argsort(np.concatenate([item * 2, kept * 2 + 1]), kind="stable")
+                w_seq = np.concatenate([work.bias[key].reshape(-1, 1), w_seq])[order]
+            self.seq[w.index][key] = w_seq
             y_valid = np.arange(ys.shape[1])[None, :] < nbs[:, None] * work.parts
             self.seq[y.index][key] = ys[y_valid].reshape(-1, 1)
         for c in range(L.columns):
@@ -601,8 +606,12 @@ class DesignBuilder:
                 run = runs[-1] if runs else None
                 if run and run[0].function == call.function and _continues(run, call):
                     run.append(call)
-                else:
-                    runs.append([call])
+                    continue
+                if run and _shares_a_tile(run[-1], call):
+                    raise CompileError(f"internal: {self.name}: calls '{run[-1].function}' and '{call.function}' of "
+                                       f"core ({core.column}, {core.row}) take one tile, which a body of runs of calls "
+                                       "cannot hold across them")
+                runs.append([call])
             for run in runs:
                 body += self._run(run, acc_index, names)
         return body
@@ -730,10 +739,18 @@ class DesignBuilder:
 
         parts = self.work.parts  # store calls per accumulator; the slot counts them
 
+        def start(nb: int) -> list:
+            """The item's accumulators at zero, or at its bias tile's values."""
+            if self.work.bias is None:
+                return times(nb, lambda slot: [Call("init", [("acc", 0), slot])], counted=True)
+            bv = next(names)
+            return ([Acquire(w.index, bv)]
+                    + times(nb, lambda slot: [Call("bias_init", [("elem", bv), ("acc", 0), slot])], counted=True)
+                    + [Release(w.index)])
+
         def item(nb: int, kt: int):
             def make(_) -> list:
-                return (times(nb, lambda slot: [Call("init", [("acc", 0), slot])], counted=True)
-                        + times(kt, k_tile(nb)) + times(nb * parts, store, counted=True))
+                return start(nb) + times(kt, k_tile(nb)) + times(nb * parts, store, counted=True)
             return make
 
         def items(_) -> list:
@@ -985,6 +1002,13 @@ def _distinct(offsets: np.ndarray, items: np.ndarray) -> np.ndarray:
     return offsets[keep].reshape(-1, 1)
 
 
+def _distinct_items(offsets: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """The item of each FIFO element :func:`_distinct` keeps."""
+    keep = np.ones(len(offsets), bool)
+    keep[1:] = (offsets[1:] != offsets[:-1]) | (items[1:] != items[:-1])
+    return items[keep]
+
+
 def _trace_arrays(body: list, streams: list[StreamInfo]) -> tuple[list[Call], list, np.ndarray, np.ndarray]:
     """:func:`_trace` on arrays, for bodies of acquires, releases, calls and loops: the call nodes, the stream of
     each node's FIFO arguments (``len(streams)`` for the others), the calls as rows ``[call node, (value, depth)
@@ -1079,8 +1103,9 @@ def _iteration(body: list, i: int, tag: str) -> list:
 
 def _continues(run: list, call) -> bool:
     """Whether ``call`` continues ``run`` (calls of one function, :meth:`DesignBuilder._body_runs`): its i32
-    arguments grow by the run's steps, its other arguments are tiles or the run's accumulators."""
-    first = run[0]
+    arguments grow by the run's steps, its accumulators are the run's, and each of its tiles is either the tile
+    every call of the run takes (held for the run) or a new one (an element per call)."""
+    first, last = run[0], run[-1]
     if len(call.args) != len(first.args):
         return False
     for k, (a, b) in enumerate(zip(first.args, call.args)):
@@ -1090,9 +1115,20 @@ def _continues(run: list, call) -> bool:
             step = run[1].args[k] - a if len(run) > 1 else b - a
             if b != a + step * len(run):
                 return False
-        elif isinstance(a, sched.Acc) and a != b:
-            return False
+        elif isinstance(a, sched.Acc):
+            if a != b:
+                return False
+        elif isinstance(a, (sched.In, sched.Out)) and len(run) > 1:
+            held = run[1].args[k] == a
+            if (b != a) if held else (b == last.args[k]):
+                return False
     return True
+
+
+def _shares_a_tile(a, b) -> bool:
+    """Whether calls ``a`` and ``b`` take one tile (an element :meth:`DesignBuilder._elements` would share)."""
+    tiles = {x for x in a.args if isinstance(x, (sched.In, sched.Out))}
+    return any(x in tiles for x in b.args if isinstance(x, (sched.In, sched.Out)))
 
 
 def walk_nodes(body: list):
@@ -1103,7 +1139,7 @@ def walk_nodes(body: list):
             yield from walk_nodes(node.body)
 
 
-_FUNCTIONS = ("init", "step", "store")
+_FUNCTIONS = ("init", "step", "store", "bias_init")
 
 
 def _linear_calls(b: DesignBuilder, core: CoreDesign) -> np.ndarray:
@@ -1157,6 +1193,7 @@ def _linear_trace(b: DesignBuilder, body: list) -> tuple[np.ndarray, list, np.nd
 def _linear_expected(work: sched.LinearWork, key) -> np.ndarray:
     """The calls :class:`~schedule.LinearWork` gives core ``key``, as rows like :func:`_linear_calls`'s."""
     nbs, xs, ws, ys = work.cores[key]
+    bias = work.bias[key] if work.bias is not None else None
     blocks = []
     kt = xs.shape[1]
     bounds = np.flatnonzero(np.diff(nbs)) + 1  # runs of items with one accumulator count
@@ -1167,6 +1204,8 @@ def _linear_expected(work: sched.LinearWork, key) -> np.ndarray:
         n, j = end - start, np.arange(nb)
         init = np.full((n, nb, 5), -1, np.int64)
         init[..., 0], init[..., 3] = 0, j
+        if bias is not None:  # bias_init(w: the item's bias tile, acc, slot)
+            init[..., 0], init[..., 2] = _FUNCTIONS.index("bias_init"), bias[start:end, None]
         step = np.full((n, kt, nb, 5), -1, np.int64)
         step[..., 0], step[..., 3] = 1, j
         step[..., 1] = xs[start:end, :, None]

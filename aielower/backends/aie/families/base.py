@@ -25,6 +25,7 @@ vocabulary, the host build.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from aielower.errors import CompileError
@@ -34,6 +35,19 @@ if TYPE_CHECKING:
     from aielower.backends.aie.kernels import KernelDef, KernelSpec
     from aielower.backends.aie.plan import LaunchPlan, OpPlan
     from aielower.backends.aie.schedule import CoreProgram, LinearWork
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A device configuration launches of other families may join (:meth:`KernelFamily.offers`): its
+    :meth:`~KernelFamily.configuration_key`, a launch that runs on it with its op plan, and the tile format a
+    joining launch must take (entries the offering family defines: for a decode GEMV ``tn``, ``tk``, ``group``,
+    ``ys``, ``tile_bytes``)."""
+
+    key: object
+    launch: LaunchPlan
+    plan: OpPlan
+    format: dict = field(default_factory=dict)
 
 
 class KernelFamily:
@@ -85,16 +99,22 @@ class KernelFamily:
         """The kernel of a shared configuration of ``members`` (launches with one :meth:`configuration_key`)."""
         raise NotImplementedError
 
-    def offers(self, plan: OpPlan) -> tuple[LaunchPlan, ...]:
-        """Launches of ``plan`` whose device configuration launches of other families may join (planned in their
-        format by :meth:`joined`); none by default."""
+    def offers(self, plan: OpPlan) -> tuple[Offer, ...]:
+        """The device configurations of ``plan``'s launches that launches of other families may join (planned in
+        their format by :meth:`joined`); none by default."""
         return ()
 
-    def joined(self, plan: OpPlan, formats: list[LaunchPlan], device: Device) -> OpPlan:
-        """``plan`` with launches re-planned to join the configuration of one of ``formats`` (launches other
-        families :meth:`offers`, one per configuration, the most offered first), where they can; ``plan`` itself by
-        default. Called by ``plan-aie-tiling`` once every op is planned."""
+    def joined(self, plan: OpPlan, offers: list[Offer], device: Device) -> OpPlan:
+        """``plan`` with launches re-planned to join the configuration of one of ``offers`` (one per configuration,
+        the most offered first), where they can; ``plan`` itself by default. Called by ``plan-aie-tiling`` once
+        every op is planned, which keeps a joined launch only if its configuration key is its offer's and the
+        configuration's kernel can run it with the launches already there."""
         return plan
+
+    def scheduled_as_arrays(self, launch: LaunchPlan) -> bool:
+        """Whether ``launch``'s work comes as arrays (:meth:`array_work`); the family's ``array_scheduled`` by
+        default."""
+        return self.array_scheduled
 
     def max_shared(self, launch: LaunchPlan) -> int:
         """The most launches like ``launch`` one shared configuration can run (its header's capacity)."""
@@ -159,4 +179,4 @@ def unknown(what: str, value, registered) -> CompileError:
     return CompileError(f"no kernel family {what} {value!r} (registered: {', '.join(sorted(registered))})")
 
 
-__all__ = ["KernelFamily", "fifo_shape", "per_core"]
+__all__ = ["KernelFamily", "Offer", "fifo_shape", "per_core"]

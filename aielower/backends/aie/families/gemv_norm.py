@@ -132,28 +132,34 @@ def spec_entries(members: list[dict]) -> dict:
 # --------------------------------------------------------------------------------------------------- planning
 
 
-def plan_member(gemv: LaunchPlan, d: int, eps: float, role: str, device: Device) -> LaunchPlan:
+def gemv_format(params: dict, ys: int, tile_bytes: int) -> dict:
+    """The tile format of a decode GEMV launch with ``params``, as its :class:`~.base.Offer` states it: the kernel's
+    tile constants, its outputs per store call ``ys`` and its weight tile's bytes (a tile without bias)."""
+    return {"kind": "gemv", "tn": params["tn"], "tk": params["tk"], "group": params["group"], "nb": params["nb"],
+            "ys": ys, "tile_bytes": tile_bytes}
+
+
+def plan_member(offer, d: int, eps: float, role: str, device: Device) -> LaunchPlan:
     """Decode's norm of width ``d`` (``role``: ``rms_norm`` or ``add_rms_norm``; both run the residual add, a plain
-    norm with a residual of -0) as a launch in the tile format of ``gemv`` (a decode GEMV launch without bias):
-    its grid and streams, a row padded to whole activation elements and core slices, an accumulator buffer that
-    holds the row. Unplannable when a core's weight slice does not fit a weight tile or the launch breaks a
-    budget."""
-    p = gemv.params
-    tn, tk = p["tn"], p["tk"]
-    ys = p.get("ys") or tn
+    norm with a residual of -0) as a launch in the tile format of ``offer`` (a decode GEMV's
+    :class:`~.base.Offer`, :func:`gemv_format`): its grid and streams, a row padded to whole activation elements
+    and core slices, an accumulator buffer that holds the row. Unplannable when a core's weight slice does not fit
+    a weight tile or the launch breaks a budget."""
+    gemv, f = offer.launch, offer.format
+    tn, tk, ys, tile = f["tn"], f["tk"], f["ys"], f["tile_bytes"]
     cores = gemv.cores
     nd = roundup(d, lcm(cores * lcm(VECTOR, ys), tk // 2))
     nl = nd // cores
-    tile = linear_tile_bytes(tn, tk, p["group"], False)
-    if next(s.tile_bytes for s in gemv.streams if s.name == "w") != tile:
-        raise Unplannable(f"{role}: the GEMV's weight tiles are not {tile}-byte tiles without bias")
+    sizes = {s.name: s.tile_bytes for s in gemv.streams}
+    if sizes != {"x": tk * BF16, "w": tile, "y": ys * BF16}:
+        raise Unplannable(f"{role}: the GEMV's streams move {sizes}, not its format's tiles")
     if 2 * nl > tile:
         raise Unplannable(f"{role}: a core's norm-weight slice of {2 * nl} bytes exceeds the {tile}-byte weight tile")
-    nb = max(p.get("nb", 1), -(-accumulator_floats(nd, nl) // tn))
+    nb = max(f["nb"], -(-accumulator_floats(nd, nl) // tn))
     buffers = tuple(Buffer("acc", "L1", nb * tn * F32) if (b.name, b.tier) == ("acc", "L1")
                     else Buffer("x", "L2", 2 * nd * BF16) if (b.name, b.tier) == ("x", "L2") else b
                     for b in gemv.buffers if b.name not in ("stack", "kernel_static"))
-    params = dict(tn=tn, tk=tk, group=p["group"], bias=False, nb=nb, ys=ys, norm_d=nd,
+    params = dict(tn=tn, tk=tk, group=f["group"], bias=False, nb=nb, ys=ys, norm_d=nd,
                   norm_d_real=d, norm_eps=float(eps), norm_slice=nl)
     return checked(LaunchPlan(
         bucket=1, kernel=gemv.kernel, role=role, params=params, columns=gemv.columns, rows=gemv.rows,
@@ -206,7 +212,7 @@ def tensors(launch: LaunchPlan, a: np.ndarray, b: np.ndarray, weight: np.ndarray
     w[:, : 2 * nl] = pad2(to_bf16(weight.reshape(1, -1)), 1, nd).reshape(launch.cores, nl).view(np.uint8)
     tiles = w.reshape(-1)
     if weight_key is not None:
-        tiles = Resident(f"norm-weight/{weight_key}/{launch.columns}x{launch.rows}x{tile}", tiles)
+        tiles = Resident(f"norm-weight/{weight_key}/{launch.columns}x{launch.rows}x{tile}/{nd}x{nl}", tiles)
     return {"x": np.concatenate([a, b], axis=1).reshape(-1), "w": tiles, "y": np.zeros(2 * nd, np.uint16)}
 
 
@@ -216,6 +222,6 @@ def results(launch: LaunchPlan, y: np.ndarray, d: int) -> tuple[np.ndarray, np.n
     return tuple(from_bf16(parts[:, i].reshape(-1)[:d]) for i in (0, 1))
 
 
-__all__ = ["FUNCTIONS", "PARAMS", "accumulator_floats", "calls_per_core", "check", "cycles", "is_norm",
+__all__ = ["FUNCTIONS", "PARAMS", "accumulator_floats", "calls_per_core", "check", "cycles", "gemv_format", "is_norm",
            "is_norm_params", "norm_params", "plan_member", "results", "schedule", "signatures", "spec_entries",
            "symbol_suffix", "tensors"]

@@ -21,7 +21,7 @@ import numpy as np
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device, MMulShape
 from aielower.backends.aie.families import gemv_norm
-from aielower.backends.aie.families.base import KernelFamily, per_core
+from aielower.backends.aie.families.base import KernelFamily, Offer, per_core
 from aielower.backends.aie.host_arrays import from_bf16, pad2, to_bf16
 from aielower.backends.aie.families.silu_mul import silu_times_ops
 from aielower.backends.aie.kernels import (Arg, KernelDef, KernelSpec, Ops, VectorModel, arch_of, ceil_div, check_arch,
@@ -59,13 +59,14 @@ def epilogue_entries(epilogue: str | None, arch: str | None) -> dict:
 
 def gemv_spec(tn: int, tk: int, group: int, bias: bool, mmul: MMulShape, epilogue: str | None = None,
               arch: str | None = None, nb: int = 1, ys: int | None = None, members: int = 0,
-              mixed: bool = False, norm: dict | None = None) -> KernelSpec:
+              mixed: bool = False, norm: dict | None = None, bias_init: bool = False) -> KernelSpec:
     """The GEMV kernel; ``nb`` accumulators of ``tn`` in its accumulator buffer (a call's ``slot`` picks one).
     ``ys``: outputs per store call, when less than a tile's (a store's slot then picks a part of an accumulator).
     A kernel of a shared configuration (:mod:`aielower.backends.aie.designs.shared`) of ``members`` linears has a
     ``_header`` function; ``mixed``: its linears store both ways, plainly (``_store``) and with the epilogue
     (``_store_<epilogue>``). ``norm``: the ``norm_*`` constants of the decode norms it also runs
-    (:mod:`.gemv_norm`)."""
+    (:mod:`.gemv_norm`). ``bias_init``: it has ``_bias_init``, which starts accumulators at a bias tile's values
+    (:func:`bias_tile_rows`)."""
     params = (("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)), ("r", mmul.m), ("s", mmul.k),
               ("t", mmul.n), ("nb", nb)) + tuple(epilogue_entries(epilogue, arch).items())
     if ys is not None and (ys != out_tile(dict(params)) or mixed or norm):
@@ -76,18 +77,22 @@ def gemv_spec(tn: int, tk: int, group: int, bias: bool, mmul: MMulShape, epilogu
         params += (("members", members),)
     if mixed:
         params += (("mixed", True),)
+    if bias_init:
+        params += (("bias_init", True),)
     return KernelSpec("linear_w4_gemv", params)
 
 
 def gemm_spec(tm: int, tn: int, tk: int, group: int, bias: bool, mmul: MMulShape, epilogue: str | None = None,
-              arch: str | None = None, nb: int = 1, members: int = 0) -> KernelSpec:
+              arch: str | None = None, nb: int = 1, members: int = 0, bias_init: bool = False) -> KernelSpec:
     """The GEMM kernel; ``nb`` accumulators of ``tm x tn`` in its accumulator buffer (a call's ``slot`` picks
     one). A kernel of a shared configuration of ``members`` linears has a ``_header`` function (its header is the
-    first weight tile of a launch)."""
+    first weight tile of a launch). ``bias_init``: it has ``_bias_init`` (:func:`gemv_spec`)."""
     params = (("tm", tm), ("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)),
               ("r", mmul.m), ("s", mmul.k), ("t", mmul.n), ("nb", nb)) + tuple(epilogue_entries(epilogue, arch).items())
     if members:
         params += (("members", members),)
+    if bias_init:
+        params += (("bias_init", True),)
     return KernelSpec("linear_w4_gemm", params)
 
 
@@ -142,6 +147,8 @@ def _check_linear(family: str, p: dict) -> None:
         require_rule(family, "epilogue" in p and "ys" in p, "a mixed kernel stores both plainly (YS outputs) and "
                      "with an epilogue; it needs both", "give the kernel its epilogue and YS")
     require_members(family, p, header_words_of(p), "linears", "header tile")
+    require_rule(family, not (p["bias"] and p.get("bias_init")), "BIAS_INIT with BIAS: a kernel takes its bias from "
+                 "its weight tiles or from bias tiles, not both", "plan the linear again (plan-aie-tiling)")
     if "tm" not in p:
         gemv_norm.check(family, p, linear_tile_bytes(tn, tk, g, p["bias"]))
 
@@ -172,7 +179,7 @@ def header_words_of(p: dict) -> int:
 
 
 def _bias(p: dict) -> str:
-    suffix = f"_nb{p['nb']}" + ("_bias" if p["bias"] else "")
+    suffix = f"_nb{p['nb']}" + ("_bias" if p["bias"] else "") + ("_bi" if p.get("bias_init") else "")
     suffix += f"_ys{p['ys']}" if "ys" in p else ""
     suffix += f"_x{p['members']}" if "members" in p else ""
     suffix += "_mixed" if p.get("mixed") else ""
@@ -193,6 +200,8 @@ def _linear_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
     }
     if p.get("mixed"):
         out[f"_store_{p['epilogue']}"] = store
+    if p.get("bias_init"):
+        out["_bias_init"] = (Arg("w", "u8", tile), Arg("accs", "f32", acc, out=True), Arg("slot", "i32"))
     if "tm" not in p:
         out.update(gemv_norm.signatures(p, acc, tile))
     if "members" in p:
@@ -233,6 +242,8 @@ def _gemv_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
            "_store": silu if p.get("epilogue") and not p.get("mixed") else store}
     if p.get("mixed"):
         out[f"_store_{p['epilogue']}"] = silu
+    if p.get("bias_init"):  # TN bf16 widened to fp32
+        out["_bias_init"] = (loads(16 * 16) + Ops(vec=ceil_div(16, m.acc_lanes)) + stores(16 * 32)) * (tn // 16)
     out.update(gemv_norm.cycles(p, m))
     if "members" in p:
         out["_header"] = header_ops(p)
@@ -257,6 +268,9 @@ def _gemm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
         store = (loads(16 * 32) * 2 + vf * 2 + silu_times_ops(m) + stores(16 * 16)) * (tm * tn // 2 // 16)
     out = {"_init": stores(tm * tn * 32), "_step": column * (tn // UNIT_ROWS) + bias * (tn // t) + block * blocks,
            "_store": store}
+    if p.get("bias_init"):  # per C block: its bias rows, widened to fp32
+        out["_bias_init"] = (loads(UNIT_ROWS * 16) + Ops(vec=2 + ceil_div(c_lanes, m.acc_lanes))
+                             + stores(c_lanes * 32)) * blocks
     if "members" in p:
         out["_header"] = header_ops(p)
     return out
@@ -264,6 +278,7 @@ def _gemm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
 
 def _linear_functions(p: dict) -> tuple[str, ...]:
     return (("_init", "_step", "_store") + ((f"_store_{p['epilogue']}",) if p.get("mixed") else ())
+            + (("_bias_init",) if p.get("bias_init") else ())
             + (gemv_norm.FUNCTIONS if "norm_d" in p else ()) + (("_header",) if "members" in p else ()))
 
 
@@ -283,10 +298,12 @@ GEMM_KERNEL = KernelDef(
 
 
 def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tuple[int, ...], device: Device,
-                epilogue: str | None = None) -> OpPlan:
+                epilogue: str | None = None, bias_tiles: bool = True) -> OpPlan:
     """The tiling of an ``[n, k]`` 4-bit linear for ``buckets``; with ``epilogue`` (a value of :data:`EPILOGUES`)
     its kernels compute it as they store (``silu_mul``: ``n`` is gate + up rows, the result has ``n / 2``
-    columns)."""
+    columns). A linear with a bias and a GEMV launch keeps its bias in tiles of its own (:func:`bias_tile_rows`)
+    where they hold a work item's (unless ``bias_tiles`` is False), so that its weight tiles have the format of the
+    linears without bias; else every weight tile carries the bias (zeros but in the first K tile)."""
     mmul = device.mmul["bf16"]
     tks = [t for t in (1024, 512, 256, 128, 64, 32, 16) if t % group == 0 and t % mmul.k == 0 and t >= group]
     if not tks and group % VECTOR == 0:
@@ -302,11 +319,22 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
     candidates = sorted(((tn, tk) for tn in tns for tk in tks), key=lambda c: (round(waste(*c), 3), -c[0] * c[1], -c[1]))
 
     def build(candidate) -> OpPlan:
+        """The plan of ``candidate``, its bias in tiles of its own where they hold it (else in the weight tiles)."""
+        if bias and bias_tiles and 1 in buckets:
+            try:
+                return build_with(candidate, True)
+            except Unplannable:
+                pass
+        return build_with(candidate, False)
+
+    def build_with(candidate, separate: bool) -> OpPlan:
         tn, tk = candidate
         nt_total = -(-n // tn)
         columns, rows = core_grid(nt_total, device)
         n_pad, k_pad = roundup(n, columns * rows * tn), roundup(k, tk)
-        tile = linear_tile_bytes(tn, tk, group, bias)
+        # separate: the bias in tiles of its own (bias_tile_rows), so that the weight tiles have the format of the
+        # linears without bias and the GEMV can share their configuration
+        tile = linear_tile_bytes(tn, tk, group, bias and not separate)
         blob = (n_pad // tn) * (k_pad // tk) * tile
         # w_columns x w_rows: the GEMV grid, whose DMA order the weight blob is stored in, in blocks of w_block
         # tiles per core (weights.tile_positions): a GEMV work item is whole blocks, a GEMM N block one per row
@@ -314,8 +342,13 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
                      weight_bytes=blob, w_columns=columns, w_rows=rows)
         epilogue_shape = epilogue_entries(epilogue, arch_of(device))
 
-        def with_block(block: int) -> dict:  # w_block beside the grid, the epilogue entries last
-            return dict(shape, w_block=block, **epilogue_shape)
+        def with_block(block: int) -> dict:  # w_block beside the grid, the bias tiles, the epilogue entries last
+            blocked = dict(shape, w_block=block)
+            if separate:
+                counts = bias_tile_counts(blocked, any(m != 1 for m in buckets))
+                blocked.update(gemv_bias_tiles=counts[0], gemm_bias_tiles=counts[1],
+                               weight_bytes=blob + sum(counts) * tile)
+            return dict(blocked, **epilogue_shape)
 
         per_core = n_pad // tn // (columns * rows)
         gemm_buckets = [m for m in buckets if m != 1]
@@ -409,6 +442,51 @@ def gemv_item_sizes(tiles_per_core: int, block: int) -> list[int]:
     return sizes + ([tiles_per_core - full] if tiles_per_core > full else [])
 
 
+def bias_in_tiles(shape: dict) -> bool:
+    """Whether a linear plan's weight tiles carry its bias (else it has none, or it is in bias tiles of its own,
+    :func:`bias_tile_rows`)."""
+    return bool(shape["bias"]) and "gemv_bias_tiles" not in shape
+
+
+def bias_tile_counts(shape: dict, gemm: bool) -> tuple[int, int]:
+    """(GEMV, GEMM) bias tiles of a linear plan ``shape`` whose bias is in tiles of its own: one per core and GEMV
+    work item, and with ``gemm`` launches one per column and GEMM N block."""
+    columns, rows, block = shape["w_columns"], shape["w_rows"], shape["w_block"]
+    n_tiles = shape["n_pad"] // shape["tn"]
+    items = len(gemv_item_sizes(n_tiles // (columns * rows), block))
+    blocks = -(-(n_tiles // columns) // (block * rows))
+    return columns * rows * items, columns * blocks if gemm else 0
+
+
+def bias_tile_rows(shape: dict) -> list[np.ndarray]:
+    """The output tiles each bias tile holds the bias of, in slot order (accumulator ``j`` of the work item or N
+    block: its ``j``-th entry), the bias tiles in their order after the weight tiles: the GEMV's per column, work
+    item and core row (a column's rows take their item's bias tiles in one transfer), then the GEMM's per column
+    and N block. A bias tile holds ``TN`` bf16 per output tile, the rest zeros."""
+    columns, rows, block = shape["w_columns"], shape["w_rows"], shape["w_block"]
+    n_tiles = shape["n_pad"] // shape["tn"]
+    per_core = n_tiles // (columns * rows)
+    sizes = gemv_item_sizes(per_core, block)
+    starts = np.cumsum([0] + sizes[:-1])
+    out = [(c * rows + r) * per_core + start + np.arange(size, dtype=np.int64)
+           for c in range(columns) for start, size in zip(starts.tolist(), sizes) for r in range(rows)]
+    if shape.get("gemm_bias_tiles"):
+        per_column, nb = n_tiles // columns, block * rows
+        i, lane = np.divmod(np.arange(per_column, dtype=np.int64), rows)
+        for c in range(columns):
+            nt = c * per_column + lane * (per_column // rows) + i  # the column's tiles in blob order (gemm_work)
+            out += [nt[b0 : b0 + nb] for b0 in range(0, per_column, nb)]
+    if len(out) != shape["gemv_bias_tiles"] + shape.get("gemm_bias_tiles", 0):
+        raise CompileError(f"linear plan: {len(out)} bias tiles for its grid, the plan counts "
+                           f"{shape['gemv_bias_tiles'] + shape.get('gemm_bias_tiles', 0)}; plan the op again")
+    return out
+
+
+def bias_tile_offset(shape: dict, index: int) -> int:
+    """Byte offset in the weight blob of bias tile ``index`` (:func:`bias_tile_rows`' order)."""
+    return ((shape["n_pad"] // shape["tn"]) * (shape["k_pad"] // shape["tk"]) + index) * shape["tile_bytes"]
+
+
 # Outputs per GEMV store call: half a weight tile, what a silu_mul tile stores, so that linears with and without the
 # epilogue store the same elements and can share a device configuration (designs.shared).
 def gemv_store_size(tn: int) -> int:
@@ -420,6 +498,9 @@ def _gemv(s: dict, columns: int, rows: int) -> LaunchPlan:
     ys = gemv_store_size(tn)
     sizes = gemv_item_sizes(s["n_pad"] // tn // (columns * rows), s["w_block"])
     nb, items = max(sizes), len(sizes)
+    bias_tiles = s.get("gemv_bias_tiles", 0)
+    if bias_tiles and nb * tn * BF16 > tile:
+        raise Unplannable(f"gemv: a work item's bias ({nb * tn * BF16} bytes) exceeds a {tile}-byte bias tile")
     buffers = (
         Buffer("x", "L1", tk * BF16, 2),
         Buffer("w", "L1", tile, 2),
@@ -435,13 +516,15 @@ def _gemv(s: dict, columns: int, rows: int) -> LaunchPlan:
         Stream("y", "out", ("y",), "split", ys * BF16, 2, (AccessPattern(0, (ys,), (1,)),)),
     )
     extra = {} if s.get("epilogue") else {"ys": ys}
+    weights = ((s["n_pad"] // tn) * (s["k_pad"] // tk) + bias_tiles) * tile  # the weight tiles and its bias tiles
     return LaunchPlan(
         bucket=1, kernel="linear_w4_gemv", role="gemv",
-        params=dict(tn=tn, tk=tk, group=s["group"], bias=s["bias"], nb=nb,
+        params=dict(tn=tn, tk=tk, group=s["group"], bias=bias_in_tiles(s), nb=nb,
+                    **({"bias_init": True} if bias_tiles else {}),
                     **epilogue_entries(s.get("epilogue"), s.get("arch")), **extra),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=s["n"] * s["k"], padded_macs=s["n_pad"] * s["k_pad"],
-        ddr_read=s["weight_bytes"] + items * columns * s["k_pad"] * BF16,
+        ddr_read=weights + items * columns * s["k_pad"] * BF16,
         ddr_write=out_columns(s, s["n_pad"]) * BF16,
     )
 
@@ -490,10 +573,15 @@ def _gemm(s: dict, m: int, tm: int, nb: int, columns: int, rows: int, mmul) -> L
     n_blocks_per_column = -(-(n_pad // tn // columns) // nb)  # the last block may be partial
     m_tiles = m // (rows * tm)  # per core
     a_bytes = m * k_pad * BF16 * n_blocks_per_column * columns  # each column reads A once per block of nb N tiles
-    w_bytes = s["weight_bytes"] * m_tiles  # each M tile pass reads the weights once (broadcast to the rows)
+    bias_tiles = s.get("gemm_bias_tiles", 0)
+    if bias_tiles and nb * tn * BF16 > tile:
+        raise Unplannable(f"gemm: an N block's bias ({nb * tn * BF16} bytes) exceeds a {tile}-byte bias tile")
+    # each M tile pass reads the weight tiles and its bias tiles once (broadcast to the rows)
+    w_bytes = ((n_pad // tn) * (k_pad // tk) + bias_tiles) * tile * m_tiles
     return LaunchPlan(
         bucket=m, kernel="linear_w4_gemm", role="gemm",
-        params=dict(tm=tm, tn=tn, tk=tk, group=s["group"], bias=s["bias"], r=r, s=k_blk, t=t, nb=nb,
+        params=dict(tm=tm, tn=tn, tk=tk, group=s["group"], bias=bias_in_tiles(s), r=r, s=k_blk, t=t, nb=nb,
+                    **({"bias_init": True} if bias_tiles else {}),
                     **epilogue_entries(s.get("epilogue"), s.get("arch"))),
         columns=columns, rows=rows, buffers=buffers, streams=streams,
         macs=m * s["n"] * s["k"], padded_macs=m * n_pad * k_pad,
@@ -505,12 +593,14 @@ def _gemm(s: dict, m: int, tm: int, nb: int, columns: int, rows: int, mmul) -> L
 
 
 def gemv_work(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int,
-                grid: tuple[int, int, int]) -> sched.LinearWork:
+                grid: tuple[int, int, int], shape: dict | None = None) -> sched.LinearWork:
     """Tensors: ``x`` [k_pad] bf16, ``w`` the pre-tiled weights (bytes, in the DMA order of the ``(columns, rows,
     block)`` it was cut for, which must be this launch's grid and items), ``y`` [n_pad] bf16 ([n_pad / 2] with the
     silu_mul epilogue: each tile stores half its rows). Core ``(c, r)`` computes the ``c * rows + r``-th block of
     output tiles in items of up to ``nb`` tiles (one accumulator each): per K tile, one activation tile serves the
-    item's ``nb`` weight tiles, so the activation streams once per item, not once per output tile."""
+    item's ``nb`` weight tiles, so the activation streams once per item, not once per output tile. With the plan's
+    ``shape`` of a linear whose bias is in tiles of its own, each item starts from its bias tile
+    (:func:`bias_tile_rows`: per column, item and row)."""
     p = launch.params
     tn, tk, nb = p["tn"], p["tk"], p.get("nb", 1)
     out, ys, parts = out_tile(p), store_size(p), store_parts(p)
@@ -536,12 +626,18 @@ def gemv_work(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int,
         y = np.where(blocks[:, :, None] >= 0, blocks[:, :, None] * out + np.arange(parts) * ys, -1)  # [item, j, part]
         cores[divmod(index, launch.rows)] = (nbs, np.broadcast_to(kts * tk, (len(sizes), k_tiles)), w,
                                              y.reshape(len(sizes), nb * parts))
+    bias = None
+    if launch.params.get("bias_init"):
+        bias = {}
+        for (c, r) in cores:
+            first = (c * len(sizes) + np.arange(len(sizes), dtype=np.int64)) * launch.rows + r
+            bias[(c, r)] = np.array([bias_tile_offset(shape, int(i)) for i in first], np.int64)
     return sched.LinearWork("x", "y", AccessPattern(0, (tk,), (1,)), AccessPattern(0, (ys,), (1,)), tile_bytes, tn,
-                            cores, parts)
+                            cores, parts, bias)
 
 
 def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes: int,
-              grid: tuple[int, int, int]) -> sched.LinearWork:
+              grid: tuple[int, int, int], shape: dict | None = None) -> sched.LinearWork:
     """Tensors: ``a`` [m_pad, k_pad] bf16, ``w`` the pre-tiled weights (in the DMA order of the GEMV ``grid``,
     ``(columns, rows, block)``; an N block of ``nb`` tiles is one blob block per grid row),
     ``c`` [m_pad, n_pad] bf16 ([m_pad, n_pad / 2] with the silu_mul epilogue). Columns split N as the GEMV grid does
@@ -549,7 +645,8 @@ def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes
     (so a column's weight reads stay regular); core rows take the M tiles round-robin (row ``r`` the tiles ``r, r +
     rows, ...``: a memory-tile element of the split activation stream is ``rows x tm`` consecutive rows). Each
     core keeps ``nb`` accumulators, so one activation tile serves ``nb`` weight tiles; items are (M tile, block of
-    ``nb`` N tiles), M tile major."""
+    ``nb`` N tiles), M tile major. With the ``shape`` of a linear whose bias is in tiles of its own, each item
+    starts from its N block's bias tile (:func:`bias_tile_rows`: after the GEMV's, per column and N block)."""
     p = launch.params
     tm, tn, tk, nb, r, s, t = p["tm"], p["tn"], p["tk"], p["nb"], p["r"], p["s"], p["t"]
     out = out_tile(p)
@@ -582,9 +679,16 @@ def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes
             y = np.where(np.tile(n_blk, (len(mts), 1)) >= 0, m0[:, None] * n_out + np.tile(n_blk, (len(mts), 1)) * out,
                          -1)
             cores[(c, row)] = (np.tile(nbs, len(mts)), x, np.tile(w_blk, (len(mts), 1, 1)), y)
+    bias = None
+    if launch.params.get("bias_init"):
+        first = shape["gemv_bias_tiles"]
+        bias = {(c, row): np.tile(np.array([bias_tile_offset(shape, first + c * len(blocks) + b)
+                                            for b in range(len(blocks))], np.int64),
+                                  len(cores[(c, row)][0]) // len(blocks))
+                for (c, row) in cores}
     x_ap = AccessPattern(0, (tm // r, tk // s, r, s), (r * k_pad, s, k_pad, 1))
     y_ap = AccessPattern(0, (tm // r, out // t, r, t), (r * n_out, t, n_out, 1))
-    return sched.LinearWork("a", "c", x_ap, y_ap, tile_bytes, tm * tn, cores)
+    return sched.LinearWork("a", "c", x_ap, y_ap, tile_bytes, tm * tn, cores, bias=bias)
 
 
 # --------------------------------------------------------------------------- the family
@@ -619,20 +723,25 @@ class LinearW4(KernelFamily):
         epilogue = (p.get("epilogue"), p.get("arch"))
         if launch.kernel == "linear_w4_gemv":
             return gemv_spec(p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue,
-                             nb=p.get("nb", 1), ys=p.get("ys"), norm=gemv_norm.norm_params(p))
+                             nb=p.get("nb", 1), ys=p.get("ys"), norm=gemv_norm.norm_params(p),
+                             bias_init=bool(p.get("bias_init")))
         return gemm_spec(p["tm"], p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue,
-                         nb=p.get("nb", 1))
+                         nb=p.get("nb", 1), bias_init=bool(p.get("bias_init")))
 
     def configuration_key(self, launch: LaunchPlan, op_plan: OpPlan):
         """GEMVs share a configuration when their cores take the same tiles: the grid, the activation and weight
         tiles (width, depth, group, bias) and the store size; the epilogue may differ (the shared kernel has both
-        stores), and decode's norms planned in their format (:mod:`.gemv_norm`) join them. GEMMs when their tiles,
-        grid and epilogue are the same, whatever their bucket: a member's body and runtime sequence carry its rows,
-        so one configuration serves every prompt bucket."""
+        stores; a linear whose bias is in bias tiles has bias-free weight tiles and shares with the linears without
+        bias), and decode's norms planned in their format (:mod:`.gemv_norm`) join them. GEMMs when their tiles,
+        grid, epilogue and bias tiles are the same, whatever their bucket: a member's body and runtime sequence
+        carry its rows, so one configuration serves every prompt bucket."""
         p, s = launch.params, op_plan.shape
         if launch.kernel == "linear_w4_gemm":  # the store's C block differs with the epilogue: share only alike
+            # (and GEMMs with bias tiles only with their like: a prompt gains nothing from one configuration for
+            # qkv and o_proj, which attention separates, and the design would outgrow 1 MB)
             return ("linear_w4_gemm", launch.columns, launch.rows, p["tm"], p["tn"], p["tk"],
-                    p["group"], p["bias"], s["tile_bytes"], p.get("epilogue"), p.get("arch"))
+                    p["group"], p["bias"], s["tile_bytes"], p.get("epilogue"), p.get("arch"),
+                    bool(p.get("bias_init")))
         return ("linear_w4_gemv", launch.columns, launch.rows, p["tn"], p["tk"], p["group"], p["bias"],
                 store_size(p))
 
@@ -651,18 +760,26 @@ class LinearW4(KernelFamily):
                 raise CompileError("GEMMs with and without an epilogue store different C blocks: they cannot share")
             return gemm_spec(first["tm"], first["tn"], first["tk"], first["group"], first["bias"],
                              device.mmul["bf16"], epilogue, arch, nb=max(p["nb"] for p in params),
-                             members=len(members))
+                             members=len(members), bias_init=any(p.get("bias_init") for p in params))
         linears = [p for p in params if not gemv_norm.is_norm_params(p)]
         return gemv_spec(first["tn"], first["tk"], first["group"], first["bias"], device.mmul["bf16"], epilogue,
                          arch, nb=max(p.get("nb", 1) for p in params), ys=store_size(first),
                          members=len(members), mixed=epilogue is not None and None in {p.get("epilogue")
                                                                                         for p in linears},
-                         norm=gemv_norm.spec_entries(params))
+                         norm=gemv_norm.spec_entries(params), bias_init=any(p.get("bias_init") for p in params))
 
-    def offers(self, plan: OpPlan) -> tuple[LaunchPlan, ...]:
-        """Decode's GEMVs without bias: decode's norms can run in their configuration (:mod:`.gemv_norm`)."""
-        return tuple(x for x in plan.launches if x.kernel == "linear_w4_gemv" and not x.params["bias"]
+    def offers(self, plan: OpPlan) -> tuple[Offer, ...]:
+        """Decode's GEMVs whose weight tiles carry no bias: decode's norms can run in their configuration
+        (:mod:`.gemv_norm`), in their tile format."""
+        return tuple(Offer(self.configuration_key(x, plan), x, plan, gemv_norm.gemv_format(
+                     x.params, store_size(x.params), linear_tile_bytes(x.params["tn"], x.params["tk"],
+                                                                       x.params["group"], False)))
+                     for x in plan.launches if x.kernel == "linear_w4_gemv" and not x.params["bias"]
                      and not gemv_norm.is_norm(x))
+
+    def scheduled_as_arrays(self, launch: LaunchPlan) -> bool:
+        """Linears: their work comes as arrays; a norm on a GEMV configuration's, call by call."""
+        return not gemv_norm.is_norm(launch)
 
     def max_shared(self, launch: LaunchPlan) -> int:
         """One header word per linear, in the header tile (:func:`header_words_of`)."""
@@ -678,8 +795,8 @@ class LinearW4(KernelFamily):
         s = op_plan.shape
         grid = blob_grid(s)
         if launch.kernel == "linear_w4_gemv":
-            return gemv_work(launch, s["n_pad"], s["k_pad"], s["tile_bytes"], grid)
-        return gemm_work(launch, launch.bucket, s["n_pad"], s["k_pad"], s["tile_bytes"], grid)
+            return gemv_work(launch, s["n_pad"], s["k_pad"], s["tile_bytes"], grid, s)
+        return gemm_work(launch, launch.bucket, s["n_pad"], s["k_pad"], s["tile_bytes"], grid, s)
 
     def schedule(self, launch: LaunchPlan, op_plan: OpPlan, kv_tiles: int | None = None):
         if gemv_norm.is_norm(launch):

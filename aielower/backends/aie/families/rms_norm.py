@@ -180,16 +180,16 @@ class RmsNorm(KernelFamily):
         return ("norm", d, op.eps, add, buckets), (
             lambda label, device: plan_norm(label, d, op.eps, add, buckets, device, zero_residual=not add))
 
-    def joined(self, plan: OpPlan, formats: list[LaunchPlan], device: Device) -> OpPlan:
-        """Decode's norm (its one-row launch) as a member of the first GEMV configuration of ``formats`` it fits
-        (:mod:`.gemv_norm`): a decode layer then switches configurations three times, not six."""
-        formats = [x for x in formats if x.kernel == "linear_w4_gemv"]
+    def joined(self, plan: OpPlan, offers: list, device: Device) -> OpPlan:
+        """Decode's norm (its one-row launch) as a member of the first decode GEMV configuration of ``offers`` it
+        fits (:mod:`.gemv_norm`): a decode layer then switches configurations fewer times."""
+        offers = [x for x in offers if x.format.get("kind") == "gemv"]
         decode = next((i for i, x in enumerate(plan.launches) if x.bucket == 1 and x.kernel == "rms_norm"), None)
-        if decode is None or not formats:
+        if decode is None or not offers:
             return plan
-        for gemv in formats:
+        for offer in offers:
             try:
-                member = gemv_norm.plan_member(gemv, plan.shape["d"], plan.shape["eps"], plan.launches[decode].role,
+                member = gemv_norm.plan_member(offer, plan.shape["d"], plan.shape["eps"], plan.launches[decode].role,
                                                device)
             except Unplannable:
                 continue
