@@ -152,9 +152,9 @@ def _joined(plan: OpPlan, offers: list, offered: dict, device) -> OpPlan:
         if new is plan or not moved:
             return plan
         keys = {KERNEL_FAMILIES.for_kernel(x.kernel).configuration_key(x, new) for x in moved}
-        if len(keys) != 1 or next(iter(keys)) not in offered:
-            raise CompileError(f"{plan.kind}: kernel family {family.name} joined launches to configurations no "
-                               f"launch offered ({sorted(map(repr, keys))})")
+        if len(keys) != 1 or next(iter(keys)) not in {o.key for o in candidates}:
+            raise CompileError(f"{plan.kind}: kernel family {family.name} joined launches to configurations not "
+                               f"among those offered ({sorted(map(repr, keys))})")
         (key,) = keys
         members = offered[key][2]
         offer = offered[key][1]

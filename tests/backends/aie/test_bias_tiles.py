@@ -11,7 +11,7 @@ from aielower.backends.aie.binding import kernel_spec
 from aielower.backends.aie.designs import DesignRun, build_design
 from aielower.backends.aie.device import NPU2
 from aielower.backends.aie.families import KERNEL_FAMILIES
-from aielower.backends.aie.families.linear_w4 import bias_tile_rows, plan_linear
+from aielower.backends.aie.families.linear_w4 import bias_tile_rows, gemv_item_sizes, plan_linear
 from aielower.backends.aie.kernels import KernelLibrary
 from aielower.backends.aie.weights import linear_tile_bytes
 from tests.backends.aie.test_shared import _tensors
@@ -76,3 +76,60 @@ def test_bias_tiles_compute_bit_for_bit_what_the_inline_bias_computes(tmp_path, 
     args["w"][(s["n_pad"] // s["tn"]) * (s["k_pad"] // s["tk"]) * s["tile_bytes"]:] = 0
     DesignRun(build_design(launches[0], tiles, NPU2, specs[0], "d"), library.function).run(args)
     assert not np.array_equal(args[out], results[0])
+
+
+def _inline(plan):
+    """``plan`` (bias tiles) with the bias in every weight tile, on the same tiling (plan_linear may tile it
+    otherwise): its launches re-planned from its shape."""
+    from aielower.backends.aie.families.linear_w4 import _gemm, _gemv
+    from aielower.backends.aie.plan import OpPlan
+    from aielower.backends.aie.planner import checked
+
+    s = {k: v for k, v in plan.shape.items() if k not in ("gemv_bias_tiles", "gemm_bias_tiles")}
+    s["tile_bytes"] = linear_tile_bytes(s["tn"], s["tk"], s["group"], True)
+    s["weight_bytes"] = (s["n_pad"] // s["tn"]) * (s["k_pad"] // s["tk"]) * s["tile_bytes"]
+    launches = tuple(checked(_gemv(s, x.columns, x.rows), NPU2) if x.kernel == "linear_w4_gemv" else
+                     checked(_gemm(s, x.bucket, x.params["tm"], x.params["nb"], x.columns, x.rows, NPU2.mmul["bf16"]),
+                             NPU2) for x in plan.launches)
+    return OpPlan("linear", plan.device, s, launches)
+
+
+@pytest.mark.parametrize("n, k, buckets, bucket, epilogue", [
+    (2560, 96, (1, 256), 1, None),  # GEMV items of 4 and 1 tiles per core, 3 K tiles
+    (2560, 96, (1, 256), 1, "silu_mul"),  # the gated-MLP store, gate/up bias interleaved by half tile
+    (2560, 96, (1, 512), 512, None),  # GEMM: two M tiles per core, a short last N block
+    (2304, 96, (1, 128), 128, "silu_mul"),  # GEMM with the epilogue, padded rows
+], ids=["gemv-items", "gemv-silu", "gemm-m-tiles", "gemm-silu"])
+def test_bias_tiles_match_the_inline_bias_on_the_same_tiling(tmp_path, n, k, buckets, bucket, epilogue):
+    tiles = plan_linear("q", n, k, 32, True, buckets, NPU2, epilogue)
+    inline = _inline(tiles)
+    launches = [plan.launches_for(bucket)[0] for plan in (tiles, inline)]
+    s, launch = tiles.shape, launches[0]
+    assert s["k_pad"] // s["tk"] > 1  # several K tiles: the bias enters once, at the first
+    if bucket == 1 and epilogue is None:  # items of unequal sizes per core
+        assert len(set(gemv_item_sizes(s["n_pad"] // s["tn"] // launch.cores, s["w_block"]))) > 1
+    if bucket == 512:  # two M tiles per core, and a short last N block per column
+        per_column, nb = s["n_pad"] // s["tn"] // launch.columns, launch.params["nb"]
+        assert bucket // (launch.rows * launch.params["tm"]) == 2 and per_column % nb
+    specs = [kernel_spec(launch, NPU2) for launch in launches]
+    library = KernelLibrary.build(specs, tmp_path / "kernels")
+    out = "y" if bucket == 1 else "c"
+    results = []
+    for launch, plan, spec in zip(launches, (tiles, inline), specs):
+        args = _tensors(launch, plan, np.random.default_rng(5))
+        DesignRun(build_design(launch, plan, NPU2, spec, "d"), library.function).run(args)
+        results.append(args[out].copy())
+    assert results[0].any()
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_a_launch_whose_bias_does_not_match_its_plan_is_refused():
+    import dataclasses
+
+    from aielower.errors import CompileError
+
+    tiles, _ = _plans()
+    gemv = tiles.launches_for(1)[0]
+    dropped = dataclasses.replace(gemv, params={k: v for k, v in gemv.params.items() if k != "bias_init"})
+    with pytest.raises(CompileError, match="bias_init=False does not match its shape"):
+        GEMV.array_work(dropped, tiles)

@@ -50,7 +50,9 @@ def test_a_decode_gemv_is_ddr_bound_and_its_compute_is_the_kernels_cycles():
     tiles = -(-QKV_7B.shape["n_pad"] // QKV_7B.shape["tn"] // 32)
     k_tiles = QKV_7B.shape["k_pad"] // QKV_7B.shape["tk"]
     assert gemv.params["ys"] == QKV_7B.shape["tn"] // 2
-    assert cost.calls_per_core(gemv, QKV_7B.shape) == {"init": tiles, "step": tiles * k_tiles, "store": 2 * tiles}
+    # qkv's bias is in bias tiles: its accumulators start from them (bias_init) instead of zero (init)
+    assert gemv.params["bias_init"]
+    assert cost.calls_per_core(gemv, QKV_7B.shape) == {"bias_init": tiles, "step": tiles * k_tiles, "store": 2 * tiles}
     assert c.compute_s == pytest.approx(_compute_s(gemv, QKV_7B)) and 0 < c.compute_s < c.dma_s
     assert c.bound == "ddr" and c.overhead_s == 45e-6 and c.seconds == pytest.approx(c.dma_s + 45e-6)
 

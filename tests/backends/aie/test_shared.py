@@ -39,7 +39,8 @@ def _linears():
         "o": plan_linear("o", 512, K, 32, False, (1,), NPU2),
         "gate_up": plan_linear("gate_up", 1024, K, 32, False, (1,), NPU2, "silu_mul"),
         "down": plan_linear("down", 1024, K, 32, False, (1,), NPU2),
-        "qkv": plan_linear("qkv", 512, K, 32, True, (1,), NPU2),
+        "qkv": plan_linear("qkv", 512, K, 32, True, (1,), NPU2, bias_tiles=False),  # the bias in its weight tiles
+        "qkv_bt": plan_linear("qkv_bt", 512, K, 32, True, (1,), NPU2),  # the bias in tiles of its own
         # biased, two K tiles of 1024, one of them padded (1000 rows): a second shared configuration
         "o_b": plan_linear("o_b", 1000, 2048, 32, True, (1,), NPU2),
         "gate_up_b": plan_linear("gate_up_b", 1024, 2048, 32, True, (1,), NPU2, "silu_mul"),
@@ -67,6 +68,7 @@ def test_linears_with_one_tile_format_have_one_configuration_key_and_a_biased_on
     keys = {n: FAMILY.configuration_key(p.launches[0], p) for n, p in _linears().items()}
     assert keys["o"] == keys["gate_up"] == keys["down"] is not None
     assert keys["qkv"] != keys["o"]  # its weight tiles carry the bias
+    assert keys["qkv_bt"] == keys["o"]  # its bias is in bias tiles: its weight tiles are the format without bias
     # GEMMs share with GEMMs of their tiles, grid and epilogue at any bucket, never with GEMVs
     assert keys["g_o"] == keys["g_down"] == keys["g_o_256"] and keys["g_o"][0] == "linear_w4_gemm"
     assert keys["g_o"] != keys["o"]

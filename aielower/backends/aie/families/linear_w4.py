@@ -382,11 +382,14 @@ def plan_linear(label: str, n: int, k: int, group: int, bias: bool, buckets: tup
     # width (a silu_mul linear's gate and up halves need the narrow tiles to split evenly over the cores), hence one
     # weight-tile and store format, so they can share a device configuration (designs.shared). Decode is DDR-bound:
     # narrower tiles move no more bytes.
+    # The bias tiles' reads are left out of the ranking: a bias tile is a whole weight tile, which would favour narrow K
+    # tiles for a small biased linear and give it another tile format than the linears it could share with.
     gemv = 1 in buckets
     if plans:
         return min(plans, key=lambda p: (round(waste(p.shape["tn"], p.shape["tk"]), 3),
                                          p.shape["tn"] if gemv else 0,
-                                         sum(x.ddr_read for x in p.launches), -p.shape["tn"] * p.shape["tk"]))
+                                         sum(x.ddr_read for x in p.launches) - bias_tile_reads(p),
+                                         -p.shape["tn"] * p.shape["tk"]))
     return first_fitting(label, device, candidates, build)
 
 
@@ -480,6 +483,21 @@ def bias_tile_rows(shape: dict) -> list[np.ndarray]:
         raise CompileError(f"linear plan: {len(out)} bias tiles for its grid, the plan counts "
                            f"{shape['gemv_bias_tiles'] + shape.get('gemm_bias_tiles', 0)}; plan the op again")
     return out
+
+
+def bias_tile_reads(plan: OpPlan) -> int:
+    """DDR bytes ``plan``'s launches read of its bias tiles (0 without them): the GEMV's once, the GEMM's once per M
+    tile pass."""
+    s = plan.shape
+    if "gemv_bias_tiles" not in s:
+        return 0
+    total = 0
+    for x in plan.launches:
+        if x.kernel == "linear_w4_gemv":
+            total += s["gemv_bias_tiles"] * s["tile_bytes"]
+        else:
+            total += s["gemm_bias_tiles"] * s["tile_bytes"] * (x.bucket // (x.rows * x.params["tm"]))
+    return total
 
 
 def bias_tile_offset(shape: dict, index: int) -> int:
@@ -794,6 +812,12 @@ class LinearW4(KernelFamily):
             return None
         s = op_plan.shape
         grid = blob_grid(s)
+        counts = s.get("gemv_bias_tiles", 0), s.get("gemm_bias_tiles", 0)
+        own = counts[0] if launch.kernel == "linear_w4_gemv" else counts[1]
+        if launch.params["bias"] != bias_in_tiles(s) or bool(launch.params.get("bias_init")) != bool(own):
+            raise CompileError(f"linear plan: a {launch.role} launch with bias={launch.params['bias']}, "
+                               f"bias_init={bool(launch.params.get('bias_init'))} does not match its shape (bias "
+                               f"{s['bias']}, bias tiles {counts}); plan the op again (plan-aie-tiling)")
         if launch.kernel == "linear_w4_gemv":
             return gemv_work(launch, s["n_pad"], s["k_pad"], s["tile_bytes"], grid, s)
         return gemm_work(launch, launch.bucket, s["n_pad"], s["k_pad"], s["tile_bytes"], grid, s)
@@ -812,7 +836,8 @@ class LinearW4(KernelFamily):
         else:  # columns split N, rows take the M tiles round-robin
             tiles = -(-n_tiles // launch.columns) * -(-launch.bucket // (launch.rows * launch.params["tm"]))
         parts = store_parts(launch.params) if launch.kernel == "linear_w4_gemv" else 1  # a GEMV stores halves
-        return {"init": tiles, "step": tiles * k_tiles, "store": tiles * parts}
+        start = "bias_init" if launch.params.get("bias_init") else "init"  # accumulators from bias tiles, or zero
+        return {start: tiles, "step": tiles * k_tiles, "store": tiles * parts}
 
     def computes_epilogue(self, plan: OpPlan) -> bool:
         """The launches of ``plan`` compute the op's epilogue too (their result is the op's)."""
