@@ -1,10 +1,11 @@
 """Decode's residual add + RMSNorm as a member of the GEMV configuration (issue 14: fewer array switches per token).
 
-A 7B decode layer runs its launches on four device configurations: the norm's, the qkv GEMV's, attention's and the
+A 7B decode layer ran its launches on four device configurations: the norm's, the qkv GEMV's, attention's and the
 shared GEMV configuration of o_proj, gate/up and down (G). Every switch between them reconfigures the array. A norm
 launch planned here runs on G's cores through G's own object FIFOs, as one more member of G (one more runtime
-sequence, selected by its header, :mod:`aielower.backends.aie.designs.shared`), so that a layer switches three times
-(G -> qkv -> attention -> G) instead of six.
+sequence, selected by its header, :mod:`aielower.backends.aie.designs.shared`): with the qkv GEMV in G too (its bias
+in bias tiles, :func:`~aielower.backends.aie.families.linear_w4.bias_tile_rows`) a layer switches twice
+(G -> attention -> G) instead of six times.
 
 What moves, per launch (G's tile format: ``x`` TK bf16 broadcast to a column's cores, ``w`` a weight tile split one
 element per core, ``y`` YS bf16 split):
