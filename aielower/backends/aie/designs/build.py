@@ -273,9 +273,10 @@ class DesignBuilder:
             valid = np.arange(ws.shape[2])[None, :] < steps[:, None]
             self.seq[x.index][key] = _distinct(xs.reshape(-1), np.repeat(item, xs.shape[1]))
             w_items = np.repeat(np.repeat(item, xs.shape[1]), ws.shape[2]).reshape(-1, ws.shape[2])
-            w_seq = _distinct(ws.reshape(-1, ws.shape[2])[valid], w_items[valid])
+            w_offsets, w_items = ws.reshape(-1, ws.shape[2])[valid], w_items[valid]
+            w_seq = _distinct(w_offsets, w_items)
             if work.bias is not None:  # each item's bias tile first, then its weight tiles
-                kept = _distinct_items(ws.reshape(-1, ws.shape[2])[valid], w_items[valid])
+                kept = w_items[_new_elements(w_offsets, w_items)]
                 order = np.argsort(np.concatenate([item * 2, kept * 2 + 1]), kind="stable")
                 w_seq = np.concatenate([work.bias[key].reshape(-1, 1), w_seq])[order]
             self.seq[w.index][key] = w_seq
@@ -997,16 +998,15 @@ def _trace(core: CoreDesign, streams: list[StreamInfo], tkv: int | None = None) 
 def _distinct(offsets: np.ndarray, items: np.ndarray) -> np.ndarray:
     """FIFO elements ``[n, 1]`` of a sequence of tiles: a tile repeated by the next call of the same item shares
     its element."""
-    keep = np.ones(len(offsets), bool)
-    keep[1:] = (offsets[1:] != offsets[:-1]) | (items[1:] != items[:-1])
-    return offsets[keep].reshape(-1, 1)
+    return offsets[_new_elements(offsets, items)].reshape(-1, 1)
 
 
-def _distinct_items(offsets: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """The item of each FIFO element :func:`_distinct` keeps."""
+def _new_elements(offsets: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Which tiles of a sequence start a FIFO element (:func:`_distinct`): not the tile the call before of the
+    same item took."""
     keep = np.ones(len(offsets), bool)
     keep[1:] = (offsets[1:] != offsets[:-1]) | (items[1:] != items[:-1])
-    return items[keep]
+    return keep
 
 
 def _trace_arrays(body: list, streams: list[StreamInfo]) -> tuple[list[Call], list, np.ndarray, np.ndarray]:
