@@ -500,8 +500,9 @@ def bias_tile_reads(plan: OpPlan) -> int:
     return total
 
 
-def bias_tile_offset(shape: dict, index: int) -> int:
-    """Byte offset in the weight blob of bias tile ``index`` (:func:`bias_tile_rows`' order)."""
+def bias_tile_offset(shape: dict, index):
+    """Byte offset in the weight blob of bias tile ``index`` (:func:`bias_tile_rows`' order); elementwise on an
+    integer array."""
     return ((shape["n_pad"] // shape["tn"]) * (shape["k_pad"] // shape["tk"]) + index) * shape["tile_bytes"]
 
 
@@ -646,10 +647,8 @@ def gemv_work(launch: LaunchPlan, n_pad: int, k_pad: int, tile_bytes: int,
                                              y.reshape(len(sizes), nb * parts))
     bias = None
     if launch.params.get("bias_init"):
-        bias = {}
-        for (c, r) in cores:
-            first = (c * len(sizes) + np.arange(len(sizes), dtype=np.int64)) * launch.rows + r
-            bias[(c, r)] = np.array([bias_tile_offset(shape, int(i)) for i in first], np.int64)
+        items = np.arange(len(sizes), dtype=np.int64)
+        bias = {(c, r): bias_tile_offset(shape, (c * len(sizes) + items) * launch.rows + r) for (c, r) in cores}
     return sched.LinearWork("x", "y", AccessPattern(0, (tk,), (1,)), AccessPattern(0, (ys,), (1,)), tile_bytes, tn,
                             cores, parts, bias)
 
@@ -699,10 +698,9 @@ def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes
             cores[(c, row)] = (np.tile(nbs, len(mts)), x, np.tile(w_blk, (len(mts), 1, 1)), y)
     bias = None
     if launch.params.get("bias_init"):
-        first = shape["gemv_bias_tiles"]
-        bias = {(c, row): np.tile(np.array([bias_tile_offset(shape, first + c * len(blocks) + b)
-                                            for b in range(len(blocks))], np.int64),
-                                  len(cores[(c, row)][0]) // len(blocks))
+        column_blocks = shape["gemv_bias_tiles"] + np.arange(len(blocks), dtype=np.int64)
+        bias = {(c, row): np.tile(bias_tile_offset(shape, column_blocks + c * len(blocks)),
+                                  len(cores[(c, row)][0]) // len(blocks))  # per M tile, its N blocks'
                 for (c, row) in cores}
     x_ap = AccessPattern(0, (tm // r, tk // s, r, s), (r * k_pad, s, k_pad, 1))
     y_ap = AccessPattern(0, (tm // r, out // t, r, t), (r * n_out, t, n_out, 1))
