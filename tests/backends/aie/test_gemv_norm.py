@@ -81,6 +81,10 @@ def test_norms_of_other_widths_cannot_share_one_kernel_and_a_kernel_needs_room_f
     b = gemv_norm.plan_member(_offer(o), 2 * D, 1e-6, "add_rms_norm", NPU2)
     with pytest.raises(CompileError, match="norms of other widths or eps cannot share one GEMV configuration"):
         gemv_norm.spec_entries([a.params, b.params])
+    for broken in ({"norm_slice": 0}, {"norm_d": -128}):  # a plan read from IR text: an error, not a crash
+        with pytest.raises(CompileError, match="must be a positive"):
+            gemv_spec(16, 256, 32, False, NPU2.mmul["bf16"], nb=40, ys=8, norm={**gemv_norm.norm_params(a.params),
+                                                                                 **broken})
     with pytest.raises(CompileError, match=r"the norm's row needs \d+ floats, the accumulator buffer holds NB x TN"):
         gemv_spec(16, 256, 32, False, NPU2.mmul["bf16"], nb=1, ys=8, norm=gemv_norm.norm_params(a.params))
 

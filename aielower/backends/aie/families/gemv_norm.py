@@ -33,7 +33,8 @@ from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.host_arrays import from_bf16, pad2, to_bf16
 from aielower.backends.aie.launcher import Resident
-from aielower.backends.aie.kernels import Arg, Ops, VectorModel, encode_float, loads, require_rule, stores
+from aielower.backends.aie.kernels import (Arg, Ops, VectorModel, encode_float, loads, require_positive, require_rule,
+                                           stores)
 from aielower.backends.aie.plan import Buffer, LaunchPlan
 from aielower.backends.aie.planner import BF16, F32, VECTOR, Unplannable, checked, roundup
 from aielower.backends.aie.weights import linear_tile_bytes
@@ -78,6 +79,7 @@ def check(family: str, p: dict, tile_bytes: int) -> None:
     """The contract of a GEMV kernel's norm functions (``tile_bytes``: its weight tile)."""
     if "norm_d" not in p:
         return
+    require_positive(family, p, "norm_d", "norm_d_real", "norm_slice")
     nd, nl, tk, ys = p["norm_d"], p["norm_slice"], p["tk"], p.get("ys") or p["tn"]
     require_rule(family, nd % (tk // 2) == 0 and (tk // 2) % VECTOR == 0, f"the norm's ND={nd} is not whole "
                  f"activation elements of TK/2={tk // 2} columns, a multiple of 16 (contract)", "pad ND up")
