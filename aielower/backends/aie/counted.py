@@ -135,11 +135,12 @@ def decode_token_count(module: Module, device: Device, decode: Function, kv_len:
             design = designs.get(name)
             if design is None:
                 design = designs[name] = build_planned(placement.designs[name], device)
-            if KERNEL_FAMILIES.for_kernel(launch.kernel).reads_valid_tiles(launch, plan):
+            family = KERNEL_FAMILIES.for_kernel(launch.kernel)
+            if family.reads_valid_tiles(launch, plan):
                 # the step's rows come with its queries: the sequence reads the cache rows before them
                 cache = plan.shape.get("cache_len", 0)
                 sequence = kv_sequence_for(design, (cache if kv_len is None else kv_len) - launch.bucket,
-                                           launch.params["tkv"])
+                                           family.kv_tile_rows(launch), member=sequence)
             key = (name, sequence)
             if key not in counts:
                 counts[key] = count_sequence(design, sequence)

@@ -72,13 +72,14 @@ class HostProgram:
         valid tiles of a cache, the sequence that reads its ``cache_rows`` rows before the step; for a launch of a
         shared configuration, its sequence, with its header (a constant of the launch, resident in DDR)."""
         design, sequence = self.design_for(launch, plan)
-        if sequence is not None:
+        tkv = KERNEL_FAMILIES.for_kernel(launch.kernel).kv_tile_rows(launch) if cache_rows is not None else 0
+        if sequence is not None:  # a member of a shared configuration (with a sequence per KV tile count, maybe)
             if cache_rows is not None:
-                raise CompileError(f"{design.name}: a launch of a shared configuration reads no KV cache")
+                sequence = kv_sequence_for(design, cache_rows, tkv, member=sequence)
             tensors = {**tensors, HEADER_ARG: Resident(f"header/{design.name}/{sequence}",
                                                        header_words(design, sequence))}
         elif cache_rows is not None:
-            sequence = kv_sequence_for(design, cache_rows, launch.params["tkv"])
+            sequence = kv_sequence_for(design, cache_rows, tkv)
         self.launcher.launch(design, sequence, tensors)
 
     def launch_of(self, plan: OpPlan, bucket: int, role: str | None = None) -> LaunchPlan:

@@ -119,12 +119,13 @@ class KernelSpec:
     def render(self) -> str:
         """The kernel's C++ source."""
         context = dict(self.p, symbol=self.symbol)
-        for name in ("eps", "scale", "norm_eps"):
+        for name in ("eps", "scale", "norm_eps", "attn_scale"):
             if name in context:
                 context[f"{name}_literal"] = _c_float(context[name])
                 context[f"{name}_text"] = str(np.float32(context[name]))
-        if "scale" in context:  # attention keeps its scores in log2 units
-            context["scale_log2_literal"] = _c_float(fp32(context["scale"] * LOG2E))
+        for name in ("scale", "attn_scale"):  # attention keeps its scores in log2 units
+            if name in context:
+                context[f"{name}_log2_literal"] = _c_float(fp32(context[name] * LOG2E))
         return ENV.get_template(f"kernels/{self.family}.cc.j2").render(**context)
 
     def signature(self, function: str) -> tuple[Arg, ...]:

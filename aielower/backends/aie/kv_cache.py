@@ -5,7 +5,9 @@ The attention designs read keys and values as one tensor per batch row, blocked 
 design reads the cache tiles of the rows before the step; the step's own keys and values come with its query
 records, and the host appends them to the cache after the launch. A host runtime allocates the tensor once at its
 full size (the compiled ``max_seq_len``) and copies to the device only the element ranges the host changed since the
-last launch that read it (:meth:`BlockedKvCache.resident`).
+last launch that read it (:meth:`BlockedKvCache.resident`). A reader may read up to ``tail_bytes`` past a row's
+last KV row (decode attention on the GEMV configuration reads weight tiles larger than the KV rows they carry,
+:func:`~aielower.backends.aie.families.gemv_attention.kv_tail_bytes`): the row's DDR tensor has them after it, zero.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ class BlockedKvCache:
 
     device_resident = True  # the interpreter passes it to the attention op as it is (it has shape and ndim)
 
-    def __init__(self, name: str, batch: int, kv_heads: int, rows: int, head_dim: int):
-        if min(batch, kv_heads, rows, head_dim) < 1:
+    def __init__(self, name: str, batch: int, kv_heads: int, rows: int, head_dim: int, tail_bytes: int = 0):
+        if min(batch, kv_heads, rows, head_dim) < 1 or tail_bytes < 0:
             raise AielowerError(f"a KV cache needs positive sizes, got batch {batch}, kv_heads {kv_heads}, "
-                                f"rows {rows}, head_dim {head_dim}")
+                                f"rows {rows}, head_dim {head_dim} (and a tail of {tail_bytes} bytes)")
         self.name, self.batch, self.rows = name, batch, rows
+        self.tail = -(-tail_bytes // 2)  # bf16 elements after a row's KV rows (see the module docs)
         self.shape = (batch, kv_heads, rows, head_dim)  # what the IR's k_cache / v_cache arguments are
         self.ndim = 4
         self.data: np.ndarray | None = None  # [batch, elements] bf16 bits
@@ -49,12 +52,12 @@ class BlockedKvCache:
             if self.rows % tkv:
                 raise AielowerError(f"KV cache {self.name}: {self.rows} positions are not a whole number of KV tiles "
                                     f"of {tkv}")
-            self.data = np.zeros((self.batch, kv_heads * self.rows * 2 * d_pad), np.uint16)
+            self.data = np.zeros((self.batch, kv_heads * self.rows * 2 * d_pad + self.tail), np.uint16)
             self.layout = layout
         elif layout != self.layout:
             raise AielowerError(f"KV cache {self.name} is laid out for (kv_heads, d_pad, tkv) = {self.layout}, "
                                 f"not {layout}")
-        return self.data[row].reshape(kv_heads, self.rows // tkv, 2, tkv, d_pad)
+        return self.data[row, : self.data.shape[1] - self.tail].reshape(kv_heads, self.rows // tkv, 2, tkv, d_pad)
 
     def write(self, row: int, position: int, keys: np.ndarray, values: np.ndarray, *, kv_heads: int, d_pad: int,
               tkv: int) -> None:
@@ -98,4 +101,14 @@ class BlockedKvCache:
         return f"<BlockedKvCache {self.name}: batch {self.batch}, {self.rows} positions>"
 
 
-__all__ = ["BlockedKvCache"]
+def kv_tail_bytes(fn) -> int:
+    """The bytes the launches of function ``fn`` read past a cache row's last KV row (the most any reads:
+    :meth:`~aielower.backends.aie.families.base.KernelFamily.kv_tail_bytes`)."""
+    from aielower.backends.aie.families import KERNEL_FAMILIES
+    from aielower.backends.aie.plan import plan_of
+
+    return max((KERNEL_FAMILIES.for_kernel(x.kernel).kv_tail_bytes(x) for op in fn.ops
+                if (plan := plan_of(op)) is not None for x in plan.launches), default=0)
+
+
+__all__ = ["BlockedKvCache", "kv_tail_bytes"]

@@ -77,9 +77,9 @@ def _name(value, what: str) -> str:
     return value
 
 
-# The entries of a plan's shape and params whose values are names (a linear kernel's epilogue and architecture);
-# every other entry is a number or a boolean.
-NAMED_ENTRIES = frozenset({"epilogue", "arch"})
+# The entries of a plan's shape and params whose values are names (a linear kernel's epilogue and architecture, the
+# architecture of decode attention on a GEMV configuration); every other entry is a number or a boolean.
+NAMED_ENTRIES = frozenset({"epilogue", "arch", "attn_arch"})
 
 
 def _scalars(value, what: str) -> dict:

@@ -136,10 +136,14 @@ class XrtLauncher:
                 bo = self.xrt.bo(self.device, tensor.array.nbytes, self.xrt.bo.host_only, group)
                 found = self._resident[tensor.key] = (bo, self._view(bo, tensor.array.dtype))
             bo, view = found
+            if view.dtype != tensor.array.dtype:
+                view = self._view(bo, tensor.array.dtype)
             view[:] = tensor.array
             self._to_device(bo, tensor.array.nbytes)
         else:
             bo, view = found
+            if view.dtype != tensor.array.dtype:  # one DDR tensor read as other elements by another design (the KV
+                view = self._view(bo, tensor.array.dtype)  # cache: bf16 by attention's, bytes by the GEMVs')
             item = tensor.array.itemsize
             for start, count in tensor.changed:
                 view[start : start + count] = tensor.array[start : start + count]
@@ -269,9 +273,10 @@ class AieRuntime:
         """The KV caches of ``decode``, in its argument order: per layer one
         :class:`~aielower.backends.aie.kv_cache.BlockedKvCache` (DDR storage allocated on the first step), passed
         as the layer's key and value cache."""
-        from aielower.backends.aie.kv_cache import BlockedKvCache
+        from aielower.backends.aie.kv_cache import BlockedKvCache, kv_tail_bytes
 
         layers: dict[int, BlockedKvCache] = {}
+        tail = kv_tail_bytes(self.module.functions["decode"])
         out = []
         for arg in self.module.functions["decode"].args[2:]:
             m = _CACHE_ARG.fullmatch(arg.name_hint or "")
@@ -280,7 +285,7 @@ class AieRuntime:
             layer = int(m.group(2))
             if layer not in layers:
                 _, kv_heads, rows, head_dim = arg.type.shape
-                layers[layer] = BlockedKvCache(f"layer{layer}", batch, kv_heads, rows, head_dim)
+                layers[layer] = BlockedKvCache(f"layer{layer}", batch, kv_heads, rows, head_dim, tail)
             out.append(layers[layer])
         return out
 

@@ -148,7 +148,9 @@ def test_decode_cost_of_a_planned_model(planned):
     # per layer 4 linears, silu_mul, attention, 2 norms; then the final norm and the lm_head
     assert sum(p.count for p in fp.ops) == 2 * 8 + 2
     steps = [cost.function_cost(fp, NPU2, 1, kv_len=kv) for kv in (1, 32, 128)]
-    assert steps[0].seconds <= steps[1].seconds < steps[2].seconds  # 1 and 32 positions: one KV tile either way
+    # 1 and 32 positions: one KV tile either way (the tiny model's attention launch is overhead-bound: its time may
+    # not grow with the context, its traffic does)
+    assert steps[0].seconds <= steps[1].seconds <= steps[2].seconds
     assert steps[0].ddr_bytes < steps[1].ddr_bytes < steps[2].ddr_bytes
     # the planned traffic at least covers the minimum
     assert steps[1].ddr_bytes >= cost.min_ddr_bytes_per_decode_token(planned, 32)

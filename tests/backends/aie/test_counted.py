@@ -7,6 +7,7 @@ import pytest
 from aielower.backends.aie import cost, counted
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.device import NPU2
+from aielower.backends.aie.families import gemv_attention
 from aielower.backends.aie.plan import plan_of
 from aielower.backends.aie.report import build_report, render_markdown
 from aielower.errors import CompileError
@@ -60,9 +61,16 @@ def test_decode_attention_reads_only_the_valid_kv_tiles():
     PassManager.parse(default_pipeline("ref", quant) + ",plan-aie-tiling{device=npu2}").run(module)
     decode = cost.decode_function(module)
     plan = next(plan_of(op) for op in decode.ops if plan_of(op) is not None and plan_of(op).kind == "attention")
-    tkv = next(x for x in plan.launches_for(1) if x.role == "attention").params["tkv"]
+    attention = next(x for x in plan.launches_for(1) if x.role == "attention")
+    p = attention.params
+    if gemv_attention.is_attention(attention):  # on the GEMVs' configuration: a weight tile per CR KV rows
+        tkv = p["attn_tkv"]
+        w_tile = next(s.tile_bytes for s in attention.streams if s.name == "w")
+        tile_bytes = 2 * 2 * (tkv // p["attn_rows"]) * w_tile * 4  # K and V of one tile, 4 heads, both layers
+    else:
+        tkv = p["tkv"]
+        tile_bytes = 2 * 2 * tkv * 4 * 16 * 2  # K and V of one tile, 4 heads x 16, both layers
     assert 256 // tkv >= 2
-    tile_bytes = 2 * 2 * tkv * 4 * 16 * 2  # K and V of one tile, 4 heads x 16, both layers
     designs: dict = {}
     one = counted.decode_token_count(module, NPU2, decode, 1, designs)
     full = counted.decode_token_count(module, NPU2, decode, 256, designs)

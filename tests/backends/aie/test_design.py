@@ -334,8 +334,9 @@ def test_each_kv_sequence_reads_its_tiles_and_the_emulator_picks_by_length():
 
 
 def test_every_kv_sequence_is_the_schedule_at_its_tile_count():
-    # 8 KV tiles: sequences 0, 1, 7, 8 are built from the schedule and checked when the design is built; the ones
-    # between are cut from the full one. Each reads exactly its tiles, and a middle one equals the scheduled one.
+    # 8 KV tiles: sequences 0, 1, 2 are built from the schedule and checked when the design is built (8 is the full
+    # builder); the others are cut from the full one. Each reads exactly its tiles, and a middle one equals the
+    # scheduled one.
     from aielower.backends.aie.designs.build import _variant, sequence_ops
 
     plan = plan_attention("test", 4, 2, 16, 0.25, True, 1024, (1,), NPU2)

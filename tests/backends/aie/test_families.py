@@ -6,7 +6,7 @@ import pytest
 
 from aielower.backends.aie import plan as plan_schema
 from aielower.backends.aie.device import NPU2
-from aielower.backends.aie.families import KERNEL_FAMILIES, FamilyRegistry, KernelFamily, gemv_norm
+from aielower.backends.aie.families import KERNEL_FAMILIES, FamilyRegistry, KernelFamily, gemv_attention, gemv_norm
 from aielower.backends.aie.families.attention import ROPE_KERNEL, Attention
 from aielower.backends.aie.families.linear_w4 import LinearW4
 from aielower.backends.aie.plan import plan_of
@@ -55,8 +55,9 @@ def test_each_planned_op_is_claimed_by_one_family_and_host_ops_by_none(planned):
                 continue
             assert claims == [KERNEL_FAMILIES.for_kind(plan.kind).name], op.name
             seen.add(claims[0])
-            for launch in plan.launches:  # decode's norm joins the GEMVs' configuration: their kernel runs it
-                runs = "linear_w4" if gemv_norm.is_norm(launch) else claims[0]
+            for launch in plan.launches:  # decode's norm and attention join the GEMVs' configuration: their kernel
+                joined = gemv_norm.is_norm(launch) or gemv_attention.is_attention(launch)  # runs them
+                runs = "linear_w4" if joined else claims[0]
                 assert KERNEL_FAMILIES.for_kernel(launch.kernel).name == runs
                 if runs != claims[0]:
                     seen.add("joined")

@@ -96,10 +96,16 @@ def test_buffers_are_allocated_once_and_a_step_copies_only_its_kv_rows(built, mo
 def test_a_decode_step_writes_no_cache_row_at_its_position_before_its_attention_launch(built, monkeypatch):
     # The step's keys and values come with the query records (a place that does not depend on the position) and
     # are appended to the cache at the position after the launch that read them: the next launch sends them.
+    from aielower.backends.aie.families import gemv_attention
     from aielower.backends.aie.launcher import Resident
+    from aielower.backends.aie.plan import plan_of
 
     art, _ = built
     runtime = AieRuntime(art.out_dir, "emulator")
+    plan = next(p for op in runtime.module.functions["decode"].ops
+                if (p := plan_of(op)) is not None and p.kind == "attention")  # every layer's is alike
+    (launch,) = plan.launches_for(1)
+    joined = gemv_attention.is_attention(launch)  # on the GEMV configuration: records in x, the cache as bytes in w
     cache = runtime.new_cache(1)
     runtime.decode(np.random.default_rng(4).integers(0, 128, size=(1, 5)), 0, cache)
     seen = []
@@ -107,7 +113,7 @@ def test_a_decode_step_writes_no_cache_row_at_its_position_before_its_attention_
 
     def recording(design, sequence, tensors):
         kv = [t for t in tensors.values() if isinstance(t, Resident) and t.key.startswith("kv/")]
-        seen.extend((sequence, t, tensors["q"]) for t in kv)
+        seen.extend((sequence, t, tensors["x" if joined else "q"]) for t in kv)
         original(design, sequence, tensors)
 
     monkeypatch.setattr(runtime.launcher, "launch", recording)
@@ -115,21 +121,24 @@ def test_a_decode_step_writes_no_cache_row_at_its_position_before_its_attention_
     layer = cache[0]
     kv_heads, d_pad, tkv = layer.layout
     tile = 2 * tkv * d_pad
+    item = 2 if joined else 1  # the changed ranges of a byte view count bytes
     assert len(seen) == len({id(c) for c in cache})  # one attention launch per layer
     for sequence, resident, q in seen:
-        assert sequence == "kv_tiles_1"  # the 5 cache rows before the step: one tile
+        assert sequence.endswith("kv_tiles_1")  # the 5 cache rows before the step: one tile
         # only rows before the step (the prompt's, appended after its launch when its rows came in q too): the
         # step's own rows are in the query records
-        rows = [((a % tile) % (tile // 2) // d_pad, n // d_pad) for a, n in resident.changed]
+        rows = [((a // item % tile) % (tile // 2) // d_pad, n // item // d_pad) for a, n in resident.changed]
         assert all(first + n <= 5 for first, n in rows)
-        assert layer.data[0].size == kv_heads * layer.rows * 2 * d_pad  # the cache tiles, nothing after them
+        # the cache tiles, and after them the bytes a weight tile of the GEMV configuration reads past the last row
+        assert layer.data[0].size == kv_heads * layer.rows * 2 * d_pad + layer.tail
+    assert (layer.tail > 0) == joined
     appended = layer.pending(0)  # this step's row, appended at position 5 after the launch
     assert sorted(a % tile // d_pad for a, _ in appended) == [5] * kv_heads + [tkv + 5] * kv_heads
     # each record carries its KV head's value of the step, the row the host appended to the cache after the launch
     q = seen[0][2].reshape(kv_heads, -1)
-    rows = q.shape[1] // d_pad  # [gq queries][key][value][rotary row][header: 4 slots, under one row]
-    value_at = (rows - 2) * d_pad  # after the gq query rows and the key
-    cached = layer.data[0].reshape(kv_heads, layer.rows // tkv, 2, tkv, d_pad)[:, 0, 1, 5]
+    value_at = (plan.shape["gq"] + 1) * d_pad  # after the gq query rows and the key
+    cached = layer.data[0, : layer.data.shape[1] - layer.tail].reshape(kv_heads, layer.rows // tkv, 2, tkv,
+                                                                         d_pad)[:, 0, 1, 5]
     np.testing.assert_array_equal(q[:, value_at : value_at + d_pad], cached)
     assert cached.any()
 

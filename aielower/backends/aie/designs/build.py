@@ -230,9 +230,10 @@ class DesignBuilder:
             return
         programs, self.rtp = kernel_family.schedule(launch, op_plan, kv_tiles)
         # Parameter words the runtime sequence writes (constants of the sequence): a step header supplies the
-        # position and valid length, so only the KV tile count of a per-count sequence is written.
+        # position and valid length, so only the KV tile count of a per-count sequence is written (a shared
+        # configuration's member gets it in the launch's header: designs/shared.py).
         header = bool(launch.params.get("header"))
-        self.rtp_writes = ((2,) if self.dynamic_kv else ()) if header else tuple(range(len(self.rtp)))
+        self.rtp_writes = ((2,) if self.dynamic_kv and not member else ()) if header else tuple(range(len(self.rtp)))
         self.cores = {(p.column, p.row): _units(p.calls) for p in programs}
         self.padded = self._equalize()
         self.items = {key: (len(units), len(units) - len(self.cores[key])) for key, units in self.padded.items()}
@@ -248,6 +249,14 @@ class DesignBuilder:
                         raise CompileError(f"{name}: the parts of stream '{st.plan.name}' change tensors")
                 self.seq[st.index][key] = np.array([[t.ap.offset for t in tiles] for tiles in per_core],
                                                    np.int64).reshape(len(per_core), st.parts)
+
+    @property
+    def kv_tile_rows(self) -> int | None:
+        """KV rows per cache tile of an attention launch (its own kernel's, or decode attention's on another
+        family's configuration); None for the others."""
+        if self.family == "attention" or self.dynamic_kv:
+            return KERNEL_FAMILIES.for_kernel(self.family).kv_tile_rows(self.launch)
+        return None
 
     # -- linears: the schedule as arrays -------------------------------------------------------------------------
 
@@ -532,6 +541,8 @@ class DesignBuilder:
         names = (f"{prefix}{i}" for i in count())
         if self.family == "attention":
             build = self._body_attention
+        elif self.dynamic_kv:  # decode attention on another family's configuration (families/gemv_attention.py)
+            build = self._body_joined_attention
         elif any(len(unit) > 1 for unit in units):  # items of several calls: a norm on a GEMV configuration
             build = self._body_runs
         else:
@@ -558,11 +569,15 @@ class DesignBuilder:
         cut.seq[kv.index] = {}
         for key, offsets in self.seq[kv.index].items():
             items = len(self.padded[key])
-            if len(offsets) != items * full:
-                raise CompileError(f"internal: {self.name}: core {key} receives {len(offsets)} KV tiles, not "
-                                   f"{items} items x {full}")
-            cut.seq[kv.index][key] = offsets.reshape(items, full, -1)[:, :tiles].reshape(-1, offsets.shape[1])
-        tkv = self.launch.params["tkv"]
+            # elements per cache tile and item: one KV tile, or (decode attention on another family's
+            # configuration) the tile's K rows and then its V rows in several elements
+            per, rest = divmod(len(offsets), items * full) if items and full else (0, len(offsets))
+            if rest or items and full and not per:
+                raise CompileError(f"internal: {self.name}: core {key} receives {len(offsets)} KV elements, not "
+                                   f"whole tiles of {items} items x {full}")
+            cut.seq[kv.index][key] = offsets.reshape(items, full * per, -1)[:, : tiles * per].reshape(
+                -1, offsets.shape[1]) if per else offsets
+        tkv = self.kv_tile_rows
         cut.rtp = (tiles * tkv, tiles * tkv + self.launch.bucket, tiles)
         return cut
 
@@ -792,6 +807,50 @@ class DesignBuilder:
                                                              names)))
         return [Loop(len(runs) // period, body)] if len(runs) > period or self.member else body
 
+    def _body_joined_attention(self, core: CoreDesign, units, names) -> list:
+        """Decode attention on another family's configuration (:mod:`~aielower.backends.aie.families.
+        gemv_attention`): ``attn_init``; every query-record element of the column (``attn_q`` with slot ``e - row x
+        E``, which keeps the core's own ``E``); the record's step header into the parameter words (``attn_params``),
+        with the rotary embedding fused ``attn_rotate``; per cache tile (the count word 2 holds) its K rows then its
+        V rows in ``2 C`` weight tiles (``attn_kv``); the step's own rows (``attn_new``); the stores."""
+        if not units:  # an idle core (DesignBuilder._equalize)
+            return []
+        (unit,) = units
+        self._acc(core, units)
+        core.rtp = self.rtp
+        x, w = self.ins
+        (y,) = self.outs
+        acc = ("acc", 0)
+        calls: dict[str, list] = {}
+        for call in unit:
+            calls.setdefault(call.function, []).append(call)
+        slots = [c.args[2] for c in calls["attn_q"]]
+        if slots != list(range(slots[0], slots[0] + len(slots))):
+            raise CompileError(f"internal: {self.name}: core ({core.column}, {core.row}) takes its column's records "
+                               "out of order")
+        tkv = self.kv_tile_rows
+        per_tile = 2 * tkv // self.launch.params["attn_rows"]
+        ev, e, slot = next(names), next(names), next(names)
+        pv, lv, nv, jv, kv0, valid, rows = (next(names) for _ in range(7))
+        wv, c = next(names), next(names)
+        body = [Call("attn_init", [acc]),
+                Loop(len(slots), [Cast(e), Arith(slot, "addi", e, slots[0]), Acquire(x.index, ev),
+                                  Call("attn_q", [("elem", ev), acc, ("i32", slot)]), Release(x.index)]),
+                Call("attn_params", [acc, ("rtp", 0)]), Load(pv, 0), Load(lv, 1)]
+        if "attn_rotate" in calls:
+            body.append(Call("attn_rotate", [acc]))
+        body += [Load(nv, 2),
+                 Loop(nv, [Cast(jv), Arith(kv0, "muli", jv, tkv), Arith(valid, "subi", pv, kv0),
+                           Loop(per_tile, [Cast(c), Acquire(w.index, wv),
+                                           Call("attn_kv", [("elem", wv), acc, ("i32", c), ("i32", pv), ("i32", kv0),
+                                                            ("i32", valid)]), Release(w.index)])]),
+                 Arith(rows, "subi", lv, pv), Call("attn_new", [acc, ("i32", pv), ("i32", pv), ("i32", rows)])]
+        sv, s = next(names), next(names)
+        body.append(Loop(len(calls["attn_store"]), [Cast(s), Acquire(y.index, sv),
+                                                     Call("attn_store", [acc, ("i32", s), ("elem", sv)]),
+                                                     Release(y.index)]))
+        return body
+
     def _attention_item(self, offset: int, tiles: int, drain: int, counter, delta: tuple[int, int], names) -> list:
         """One work item (``counter`` None), or the body of a loop over items whose query offset and KV tile count
         are ``offset`` / ``tiles`` plus ``delta`` times the loop counter (an i32 variable named ``counter``)."""
@@ -917,14 +976,14 @@ def _trace(core: CoreDesign, streams: list[StreamInfo], tkv: int | None = None) 
         return x if isinstance(x, int) else ints[x]
 
     def compile_call(node: Call):
-        if node.function == "params":
+        if node.function in ("params", "attn_params"):
             return None  # copies the step header into the parameter words; the check reads their defaults
         # per argument (code, x): 0 a FIFO element, 1 an i32 variable, 2 a value as it is (an i32 constant, or the
         # ("acc", n) / ("rtp", n) form of the others); the last argument of an attention step is clamped
         args = tuple((0, x) if kind == "elem" else (1, x) if kind == "i32" and not isinstance(x, int)
                      else (2, x) if kind == "i32" else (2, (kind, x)) for kind, x in node.args)
         function = node.function
-        if tkv and function == "step":
+        if tkv and function in ("step", "attn_kv"):
             def call(iv):
                 values = [held[x] if code == 0 else ints[x] if code == 1 else x for code, x in args]
                 values[5] = min(tkv, values[5])
@@ -1219,26 +1278,31 @@ def _linear_expected(work: sched.LinearWork, key) -> np.ndarray:
 
 def _expected(units, acc_size: int) -> list[tuple]:
     """The calls of a core's schedule, in :func:`_trace`'s form: per argument the tiles of a FIFO element (a tuple
-    of tile refs), an int, or ``("acc", accumulator index)``; the forms cannot be equal to one another."""
+    of tile refs), an int, or ``("acc", accumulator index)``; the forms cannot be equal to one another. (Written out
+    inline: the big attention designs check millions of arguments.)"""
     seen: dict[int, tuple] = {}  # id(argument) -> its form; the arguments are shared objects, alive in ``units``
-
-    def arg(a):
-        kind = type(a)
-        if kind is int:
-            return a
-        found = seen.get(id(a))
-        if found is not None:
-            return found
-        if kind is sched.In or kind is sched.Out:
-            found = a.tiles
-        elif kind is sched.Acc:
-            found = ("acc", a.offset // acc_size)
-        else:
-            return int(a)  # ints are small and may share ids with other values: not kept
-        seen[id(a)] = found
-        return found
-
-    return [(call.function, tuple(map(arg, call.args))) for unit in units for call in unit]
+    get = seen.get
+    out = []
+    append = out.append
+    for unit in units:
+        for call in unit:
+            args = []
+            for a in call.args:
+                kind = type(a)
+                if kind is int:
+                    args.append(a)
+                    continue
+                found = get(id(a))
+                if found is None:
+                    if kind is sched.In or kind is sched.Out:
+                        found = seen[id(a)] = a.tiles
+                    elif kind is sched.Acc:
+                        found = seen[id(a)] = ("acc", a.offset // acc_size)
+                    else:
+                        found = int(a)  # ints are small and may share ids with other values: not kept
+                args.append(found)
+            append((call.function, tuple(args)))
+    return out
 
 
 def issue_order(transfers: list[Transfer], bds: int, queue_depth: int = SHIM_QUEUE_DEPTH) -> list[m.SequenceOp]:
@@ -1318,7 +1382,7 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
         buffers.extend(core_buffers)
     args = tuple(m.SequenceArg(t, m.MemrefType(n, element)) for t, element, n in b.tensors())
     if b.dynamic_kv:
-        sequences = _kv_sequences(b, cores, device, args)
+        sequences = kv_sequences(b, cores, device, args)
     else:
         sequences = (m.RuntimeSequence("", sequence_ops(b, cores, device), args),)
     functions, tiles = kernel_functions(spec), design_tiles(launch)
@@ -1366,7 +1430,7 @@ def checked_core(b: DesignBuilder, column: int, row: int, prefix: str = "v") -> 
     if b.work is not None:
         return linear_core(b, column, row, prefix)
     core = b.core(column, row, prefix)
-    got = _trace(core, b.streams, b.launch.params["tkv"] if b.launch.kernel == "attention" else None)
+    got = _trace(core, b.streams, b.kv_tile_rows)
     want = _expected(b.padded[(column, row)], core.acc_size or 1)
     if got != want:
         first = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
@@ -1391,27 +1455,29 @@ def linear_core(b: DesignBuilder, column: int, row: int, prefix: str = "v") -> C
 KV_SEQUENCE_PREFIX = "kv_tiles_"
 
 
-def kv_sequence_name(tiles: int) -> str:
-    """The runtime sequence of a decode-attention design that reads ``tiles`` cache tiles per head."""
-    return f"{KV_SEQUENCE_PREFIX}{tiles}"
+def kv_sequence_name(tiles: int, member: str | None = None) -> str:
+    """The runtime sequence of a decode-attention design that reads ``tiles`` cache tiles per head; of a shared
+    configuration's ``member`` (its sequence name), ``<member>_kv_tiles_<n>``."""
+    return f"{member}_{KV_SEQUENCE_PREFIX}{tiles}" if member else f"{KV_SEQUENCE_PREFIX}{tiles}"
 
 
-def kv_sequence_for(design: m.Design, cache_rows: int, tkv: int) -> str | None:
+def kv_sequence_for(design: m.Design, cache_rows: int, tkv: int, member: str | None = None) -> str | None:
     """The sequence of ``design`` the host submits for a step after ``cache_rows`` rows of the cache: of its
-    per-count sequences, the one reading the fewest tiles that cover ceil(cache_rows / tkv); None when the design
-    has one sequence only."""
-    if len(design.sequences) == 1 and not design.sequences[0].name:
+    per-count sequences (those of ``member``, for a shared configuration's), the one reading the fewest tiles that
+    cover ceil(cache_rows / tkv); None when the design has one sequence only."""
+    if member is None and len(design.sequences) == 1 and not design.sequences[0].name:
         return None
     if cache_rows < 0:
         raise CompileError(f"design {design.name}: a step cannot follow {cache_rows} cache rows")
     needed = ceil_div(cache_rows, tkv)
-    counts = sorted(int(s.name.removeprefix(KV_SEQUENCE_PREFIX)) for s in design.sequences
-                    if s.name.startswith(KV_SEQUENCE_PREFIX) and s.name.removeprefix(KV_SEQUENCE_PREFIX).isdigit())
+    prefix = kv_sequence_name(0, member)[:-1]
+    counts = sorted(int(s.name.removeprefix(prefix)) for s in design.sequences
+                    if s.name.startswith(prefix) and s.name.removeprefix(prefix).isdigit())
     covering = [n for n in counts if n >= needed]
     if not covering:
         raise CompileError(f"design {design.name}: no runtime sequence reads the {needed} KV tiles of {tkv} rows that "
                            f"{cache_rows} cache rows need (its sequences read at most {counts[-1] if counts else 0})")
-    return kv_sequence_name(covering[0])
+    return kv_sequence_name(covering[0], member)
 
 
 def sequence_ops(b: DesignBuilder, cores: list[CoreDesign], device: Device,
@@ -1425,37 +1491,44 @@ def sequence_ops(b: DesignBuilder, cores: list[CoreDesign], device: Device,
     return tuple(ops + issue_order(list(first) + b.transfers(), device.shim_buffer_descriptors))
 
 
-def _kv_sequences(b: DesignBuilder, cores: list[CoreDesign], device: Device,
-                  args: tuple[m.SequenceArg, ...]) -> tuple[m.RuntimeSequence, ...]:
+def kv_sequences(b: DesignBuilder, cores: list[CoreDesign], device: Device, args: tuple[m.SequenceArg, ...],
+                 first: list[Transfer] = (), member: str | None = None,
+                 prefix: str = "v") -> tuple[m.RuntimeSequence, ...]:
     """One sequence per cache tile count of a decode attention design: the full builder's streams with every work
-    item cut to its first n cache tiles (:meth:`DesignBuilder.kv_prefix`). The counts at the edges (the
-    first two, the last two: 0, 1, ..., all but one, all) are also built from the schedule at that count, with the
-    cores checked against it, and must give the same sequence; the cut is linear in the count where rebuilding
-    every count is quadratic."""
+    item cut to its first n cache tiles (:meth:`DesignBuilder.kv_prefix`). The first three counts (0 and the next
+    two; all is the full builder) are also built from the schedule at that count, with the cores checked against it,
+    and must give the same sequence: the cut takes the same prefix of every item's elements at every count, so the
+    counts where scheduling is cheap check it (a 7B decode layer's cache holds 128 tiles; rebuilding one more count
+    near the top cost as much as the design). The cut is linear in the count where rebuilding every count is
+    quadratic. For a shared configuration's ``member`` (its sequence name; its cores' variables
+    named from ``prefix``), each sequence sends ``first`` (the header) first and is named for the member
+    (:func:`kv_sequence_name`)."""
     full = b.rtp[2]
     counts = KERNEL_FAMILIES.for_kernel(b.launch.kernel).kv_tile_counts(b.launch, full)
     if not counts or counts[-1] != full or list(counts) != sorted(set(counts)) or counts[0] < 0:
         raise CompileError(f"internal: {b.name}: KV tile counts {counts} do not rise to the cache's {full} tiles")
-    checked = set(counts[:2] + counts[-2:])
+    checked = set(counts[:3]) - {full}  # the full count is the builder itself, checked already
     out = []
     for n in counts:
-        ops = sequence_ops(b.kv_prefix(n), cores, device)
-        if n in checked and sequence_ops(*_variant(b, cores, n), device) != ops:
+        ops = sequence_ops(b.kv_prefix(n), cores, device, first)
+        if n in checked and sequence_ops(*_variant(b, cores, n, prefix), device, first) != ops:
             raise CompileError(f"internal: {b.name}: the sequence cut to {n} KV tiles differs from the one "
                                "scheduled at that count")
-        out.append(m.RuntimeSequence(kv_sequence_name(n), ops, args))
+        out.append(m.RuntimeSequence(kv_sequence_name(n, member), ops, args))
     return tuple(out)
 
 
-def _variant(full: DesignBuilder, cores: list[CoreDesign], tiles: int) -> tuple[DesignBuilder, list[CoreDesign]]:
+def _variant(full: DesignBuilder, cores: list[CoreDesign], tiles: int,
+             prefix: str = "v") -> tuple[DesignBuilder, list[CoreDesign]]:
     """The builder of ``full``'s launch reading ``tiles`` KV tiles, after checking that the cores of ``full``
     (their bodies are the same for every tile count: the KV loop runs the count read at run time), fed what this
     variant's sequence sends and its run-time parameters, make exactly the calls of its schedule."""
-    b = DesignBuilder(full.launch, full.op_plan, full.device, full.spec, full.name, kv_tiles=tiles)
-    tkv = full.launch.params["tkv"]
+    b = DesignBuilder(full.launch, full.op_plan, full.device, full.spec, full.name, kv_tiles=tiles,
+                      member=full.member)
+    tkv = full.kv_tile_rows
     mine = []
     for core in cores:
-        own = b.core(core.column, core.row)
+        own = b.core(core.column, core.row, prefix)
         if own.body != core.body:
             raise CompileError(f"internal: {full.name}: core ({core.column}, {core.row})'s body depends on the KV "
                                f"tile count ({tiles})")
@@ -1523,4 +1596,5 @@ def core_model(core: CoreDesign, b: DesignBuilder, spec) -> tuple[m.Core, list[m
     return m.Core(tile, body, f"{spec.symbol}.o", spec.stack_bytes, comment), buffers
 
 
-__all__ = ["AIE_DEVICE", "build_design", "issue_order", "kv_sequence_for", "kv_sequence_name", "render_design"]
+__all__ = ["AIE_DEVICE", "build_design", "issue_order", "kv_sequence_for", "kv_sequence_name", "kv_sequences",
+           "render_design"]

@@ -43,8 +43,9 @@ import numpy as np
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.designs.simulate import NUMPY_DTYPES
 from aielower.backends.aie.designs.build import (AIE_DEVICE, Acquire, Arith, Call, CoreDesign, DesignBuilder, Load,
-                                                  Loop, Release, Transfer, checked_core, core_model, design_tiles,
-                                                  kernel_functions, require_fits, sequence_ops, walk_nodes)
+                                                  KV_SEQUENCE_PREFIX, Loop, Release, Transfer, checked_core, core_model,
+                                                  design_tiles, kernel_functions, kv_sequences, require_fits,
+                                                  sequence_ops, walk_nodes)
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.dma import DmaLimits, hardware_dims
@@ -54,19 +55,37 @@ from aielower.errors import CompileError
 HEADER_ARG = m.HEADER_ARG  # the runtime-sequence argument holding a launch's header
 
 
+def member_names(design: m.Design) -> list[str]:
+    """The members of shared ``design`` in header order: its runtime sequences, a member with one sequence per KV
+    tile count (``<member>_kv_tiles_<n>``, :func:`~aielower.backends.aie.designs.build.kv_sequence_name`) once."""
+    return list(dict.fromkeys(_member_of(s.name) for s in design.sequences))
+
+
+def _member_of(sequence: str) -> str:
+    head, _, count = sequence.rpartition("_" + KV_SEQUENCE_PREFIX)
+    return head if head and count.isdigit() else sequence
+
+
 def header_words(design: m.Design, sequence: str) -> np.ndarray:
     """The header of the launch that runs ``sequence`` of shared ``design``, as the array of its ``%hdr`` argument
     (a GEMV's activation tile of bf16 bits, a GEMM's weight tile of bytes, a norm's weight of bf16 bits): int32
-    word ``i`` is 1 for the design's ``i``-th sequence, 0 for the others."""
+    word ``i`` is 1 for the design's ``i``-th member (:func:`member_names`), 0 for the others; for a sequence of a
+    member with one per KV cache tile count (``<member>_kv_tiles_<n>``), the word after the members' is ``n``, the
+    trip count of the cores' KV loop."""
     names = [s.name for s in design.sequences]
     if sequence not in names:
         raise CompileError(f"design {design.name}: no runtime sequence @{sequence} (it has "
                            f"{', '.join('@' + n for n in names)})")
+    members = member_names(design)
+    member = _member_of(sequence)
+    need = len(members) + (member != sequence)  # and the KV tile count
     arg = design.runtime_sequence(sequence).arg(HEADER_ARG)
-    if arg is None or arg.type.bytes < 4 * len(names):
-        raise CompileError(f"design {design.name}: @{sequence} takes no header of {len(names)} words")
+    if arg is None or arg.type.bytes < 4 * need:
+        raise CompileError(f"design {design.name}: @{sequence} takes no header of {need} words")
     words = np.zeros(arg.type.bytes // 4, np.int32)
-    words[names.index(sequence)] = 1
+    words[members.index(member)] = 1
+    if member != sequence:
+        words[len(members)] = int(sequence.rpartition("_" + KV_SEQUENCE_PREFIX)[2])
     return words.view(NUMPY_DTYPES[arg.type.element])
 
 
@@ -102,11 +121,12 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
     store_with = "store_" + spec.p["epilogue"] if mixed else "store"
     # the cores' parameter words: the members' own (attention's position and valid length, one layout for all),
     # then the header's, which the kernel's _header writes from word ``spec.p["words_at"]``
-    own_words = {len(b.rtp) for b in builders}
-    if len(own_words) > 1 or any(b.dynamic_kv for b in builders):
-        raise CompileError(f"{name}: its members have parameter words of other layouts, or a runtime sequence per "
-                           "KV tile count; they cannot share one configuration")
-    words_at = own_words.pop()
+    own_words = {len(b.rtp) for b in builders} - {0}  # members without words of their own leave them alone
+    if len(own_words) > 1:
+        raise CompileError(f"{name}: its members have parameter words of other layouts; they cannot share one "
+                           "configuration")
+    words_at = own_words.pop() if own_words else 0
+    own_rtp = next((b.rtp for b in builders if len(b.rtp) == words_at), ())
     if spec.p.get("words_at", 0) != words_at:
         raise CompileError(f"{name}: the kernel {spec.symbol} writes the header at word {spec.p.get('words_at', 0)}, "
                            f"after the members' {words_at} own words")
@@ -127,8 +147,7 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
                 bodies.append(own.body)
             runs = [f"run{i}" for i in range(len(members))]
             body += merged_bodies(bodies, [f"m{i}v" for i in range(len(members))], runs)
-            core = CoreDesign(c, r, body, accs=accs, acc_size=acc_size,
-                              rtp=builders[0].rtp + (0,) * len(members))
+            core = CoreDesign(c, r, body, accs=accs, acc_size=acc_size, rtp=own_rtp + (0,) * len(members))
             cores.append(core)
             model, core_buffers = core_model(core, first, spec)
             runs = ", ".join(f"{b.items[(c, r)][0]} for @{seq}" for (seq, _, _), b in zip(members, builders))
@@ -144,14 +163,19 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
         sizes, strides = hardware_dims(header, limits)
         heads = [Transfer(c, x.index, b.fifo(x, c), HEADER_ARG, header, False, -1.0, 0.0, sizes, strides)
                  for c in range(member.columns)]
-        # the member's own parameter words (constants of its sequence), then the header, then its transfers
-        ops = sequence_ops(b, [own for i, own in own_cores if builders[i] is b], device, heads)
         # the member's own arguments first, at their positions in its own design (a resident weight keeps its
         # buffer group), the header last
         args = tuple(m.SequenceArg(t, m.MemrefType(n, kind)) for t, kind, n in b.tensors()) + (
             m.SequenceArg(HEADER_ARG, element),)
         if HEADER_ARG in {a.name for a in args[:-1]}:
             raise CompileError(f"{name}: @{seq} has a tensor named %{HEADER_ARG}, the header's name")
+        mine = [own for i, own in own_cores if builders[i] is b]
+        if b.dynamic_kv:  # one sequence per cache tile count, each sending the header first
+            index = builders.index(b)
+            sequences.extend(kv_sequences(b, mine, device, args, heads, seq, prefix=f"m{index}v"))
+            continue
+        # the member's own parameter words (constants of its sequence), then the header, then its transfers
+        ops = sequence_ops(b, mine, device, heads)
         sequences.append(m.RuntimeSequence(seq, tuple(ops), args))
     functions, tiles = kernel_functions(spec), design_tiles(launch)
     buckets = sorted({member.bucket for _, member, _ in members})
@@ -313,4 +337,4 @@ def _rename_calls(body: list, old: str, new: str) -> None:
             node.function = new
 
 
-__all__ = ["HEADER_ARG", "build_shared_design", "header_words", "merged_bodies"]
+__all__ = ["HEADER_ARG", "build_shared_design", "header_words", "member_names", "merged_bodies"]

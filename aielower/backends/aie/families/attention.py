@@ -16,12 +16,14 @@ tile out transposed in the mmul's B blocks; K and V stay row-major).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device, MMulShape
+from aielower.backends.aie.families import gemv_attention
 from aielower.backends.aie.families.base import KernelFamily, fifo_shape, per_core
 from aielower.backends.aie.host_arrays import (from_bf16, kv_blocks, mmul_query_tiles, pad2, pad3, query_records,
                                                step_header, to_bf16)
@@ -29,6 +31,7 @@ from aielower.backends.aie.kernels import (ATTENTION_WORDS, REDUCE_16, SCALAR_EL
                                            KernelSpec, Ops, VectorModel, arch_of, ceil_div, check_arch, encode_float, fp32,
                                            header_ops, loads, require_members, require_positive, require_rule, stores)
 from aielower.backends.aie.kv_cache import BlockedKvCache
+from aielower.backends.aie.launcher import Resident
 from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan, OpPlan, Stream
 from aielower.backends.aie.planner import BF16, F32, Unplannable, checked, core_grid, first_fitting, roundup
 from aielower.errors import AielowerError, CompileError
@@ -554,6 +557,13 @@ def _carries_step(cached: bool, kv_to_cores: str, bucket: int, tkv: int) -> bool
 KV_READ_BLOCK = 64
 
 
+def kv_read_counts(tkv: int, tiles: int) -> tuple[int, ...]:
+    """The cache tile counts of a decode design reading a cache of ``tiles`` tiles of ``tkv`` rows: 0, then
+    multiples of :data:`KV_READ_BLOCK` rows of tiles, and all ``tiles``."""
+    per_block = max(1, KV_READ_BLOCK // tkv)
+    return tuple(sorted({0} | {min(tiles, n) for n in range(per_block, tiles + per_block, per_block)}))
+
+
 class Attention(KernelFamily):
     name = "attention"
     kinds = ("attention",)
@@ -578,6 +588,22 @@ class Attention(KernelFamily):
                 s.name == "kv" and s.to_cores == "broadcast" for s in launch.streams):
             return None  # decode: one launch, and a runtime sequence per KV tile count
         return ("attention", fifo_shape(launch), tuple(sorted(launch.params.items())))
+
+    def joined(self, plan: OpPlan, offers: list, device: Device) -> OpPlan:
+        """Decode attention (its one-token launch over the cache) as a member of the first decode GEMV
+        configuration of ``offers`` it fits (:mod:`.gemv_attention`): a decode layer then runs on one
+        configuration."""
+        offers = [x for x in offers if x.format.get("kind") == "gemv"]
+        decode = next((i for i, x in enumerate(plan.launches) if x.bucket == 1 and _carries_step_rows(x)), None)
+        if decode is None or not offers:
+            return plan
+        for offer in offers:
+            try:
+                member = gemv_attention.plan_member(offer, plan.launches[decode], plan.shape, device)
+            except Unplannable:
+                continue
+            return dataclasses.replace(plan, launches=plan.launches[:decode] + (member,) + plan.launches[decode + 1:])
+        return plan
 
     def shared_spec(self, members: list[tuple[LaunchPlan, OpPlan]], device: Device) -> KernelSpec:
         launch = members[0][0]
@@ -656,8 +682,7 @@ class Attention(KernelFamily):
         all ``tiles``): a step reads the cache
         rows before it rounded up to that block (the kernel leaves a row with no valid KV row unchanged, so the rows
         past the valid ones change nothing), which halves the 7B's 128 sequences of 32-row tiles."""
-        per_block = max(1, KV_READ_BLOCK // launch.params["tkv"])
-        return tuple(sorted({0} | {min(tiles, n) for n in range(per_block, tiles + per_block, per_block)}))
+        return kv_read_counts(launch.params["tkv"], tiles)
 
     def scheduled_kv_len(self, launch: LaunchPlan, op_plan: OpPlan) -> int:
         """The whole cache (:meth:`schedule`'s default); none for a rope launch."""
@@ -703,6 +728,8 @@ class Attention(KernelFamily):
             raise CompileError(f"{op.name}: the rotary tables are not in rotate-half form (cos/sin halves differ)")
         cs = to_bf16(np.concatenate([cos2[:, :half], sin2[:, :half]], axis=1))
         attn = host.launch_of(plan, bucket, "attention")
+        if gemv_attention.is_attention(attn):  # decode attention on the GEMV configuration
+            return self._run_joined(host, op, plan, attn, operands, cs)
         fused = bool(attn.params.get("rope"))
         rope_qk = None if fused else host.launch_of(plan, bucket, "rope")
         tq, tkv = attn.params["tq"], attn.params["tkv"]
@@ -770,6 +797,61 @@ class Attention(KernelFamily):
         if resident:
             return out, k_cache, v_cache
         return (out, new_k, new_v) if cached else out
+
+    @staticmethod
+    def _run_joined(host, op, plan: OpPlan, attn: LaunchPlan, operands: tuple, cs: np.ndarray):
+        """A decode step on the GEMV configuration (:mod:`.gemv_attention`): per batch row, the query records
+        (queries, the step's key and value unrotated, the position's rotary row, the step header) and the cache row
+        (the sequence reading the cache rows before the step); the step's rotated key and its value appended to the
+        cache after the launch."""
+        q, k, v, _, _, k_cache, v_cache, position = operands
+        b, heads, s, d = q.shape
+        shape = plan.shape
+        kv_heads, d_pad = shape["kv_heads"], shape["d_pad"]
+        tkv = attn.params["attn_tkv"]
+        resident = isinstance(k_cache, BlockedKvCache)
+        if resident and v_cache is not k_cache:
+            raise AielowerError(f"{op.name}: a blocked KV cache holds keys and values together; pass the same "
+                                "BlockedKvCache as the key and the value cache")
+        pos = int(np.asarray(position).reshape(-1)[0])
+        cache_len = k_cache.rows if resident else k_cache.shape[2]
+        if pos < 0:
+            raise AielowerError(f"{op.name}: position {pos} is negative")
+        if pos + s > cache_len:
+            raise AielowerError(f"positions {pos}..{pos + s - 1} do not fit the KV cache of {cache_len}")
+        if s != 1:
+            raise AielowerError(f"{op.name}: decode attention on the GEMV configuration runs one token, not {s}")
+        tail = gemv_attention.kv_tail_bytes(attn.params, next(x.tile_bytes for x in attn.streams if x.name == "w"))
+        layout = dict(kv_heads=kv_heads, d_pad=d_pad, tkv=tkv)
+        out = np.empty((b, heads, s, d), np.float32)
+        new_k = None if resident else np.array(k_cache, copy=True)
+        new_v = None if resident else np.array(v_cache, copy=True)
+        rotary = pad2(cs, 1, d_pad)[0] if attn.params["attn_rope"] else None
+        for bi in range(b):
+            keys, values = to_bf16(k[bi]), to_bf16(v[bi])
+            step_kv = tuple(pad3(a, kv_heads, 1, d_pad).reshape(kv_heads, 1, d_pad) for a in (keys, values))
+            queries = pad3(to_bf16(q[bi]), heads, 1, d_pad).reshape(heads, 1, d_pad)
+            records = query_records(queries, kv_heads, 1, step_header(pos, pos + 1), rotary, step_kv)
+            if resident:
+                kv = k_cache.resident(bi, **layout)
+            else:  # copies of the given arrays: a new DDR tensor every launch
+                blocks = kv_blocks(to_bf16(new_k[bi]), to_bf16(new_v[bi]), kv_heads, cache_len, d_pad, tkv)
+                kv = Resident(f"kv/{op.name}/{bi}", np.concatenate([blocks, np.zeros(-(-tail // 2), np.uint16)]),
+                              None)
+            tensors = gemv_attention.tensors(attn, shape, records, kv)
+            host.submit(plan, attn, tensors, pos)
+            result, rotated = gemv_attention.results(attn, shape, tensors["y"])
+            keys = (rotated if rotated is not None else pad3(keys, kv_heads, 1, d_pad)).reshape(
+                kv_heads, 1, d_pad)[:, :, :d]
+            if resident:
+                k_cache.write(bi, pos, keys, values, **layout)
+            else:
+                new_k[bi][:, pos : pos + 1] = from_bf16(keys)
+                new_v[bi][:, pos : pos + 1] = from_bf16(values)
+            out[bi] = from_bf16(result.reshape(heads, 1, d_pad)[:, :s, :d])
+        if resident:
+            return out, k_cache, v_cache
+        return out, new_k, new_v
 
     @staticmethod
     def _rope(host, plan: OpPlan, launch: LaunchPlan, x_bits: np.ndarray, cs: np.ndarray,

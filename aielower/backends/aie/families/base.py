@@ -135,6 +135,15 @@ class KernelFamily:
         first that covers the cache rows before the step (default: every count)."""
         return tuple(range(tiles + 1))
 
+    def kv_tile_rows(self, launch: LaunchPlan) -> int:
+        """KV rows per cache tile of a launch that :meth:`reads_valid_tiles` (default: its ``tkv``)."""
+        return launch.params["tkv"]
+
+    def kv_tail_bytes(self, launch: LaunchPlan) -> int:
+        """Bytes ``launch`` reads past a KV cache row's last KV row, which the cache's DDR tensor must have after
+        it (default: none)."""
+        return 0
+
     def scheduled_kv_len(self, launch: LaunchPlan, op_plan: OpPlan) -> int:
         """The cached positions the design generator schedules ``launch``'s cores for (:meth:`schedule` with its
         default ``kv_tiles``): what its kernel calls are counted at when the designs are dealt to build workers.

@@ -20,7 +20,7 @@ import numpy as np
 
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device, MMulShape
-from aielower.backends.aie.families import gemv_norm
+from aielower.backends.aie.families import gemv_attention, gemv_norm
 from aielower.backends.aie.families.base import KernelFamily, Offer, per_core
 from aielower.backends.aie.host_arrays import from_bf16, pad2, to_bf16
 from aielower.backends.aie.families.silu_mul import silu_times_ops
@@ -59,22 +59,29 @@ def epilogue_entries(epilogue: str | None, arch: str | None) -> dict:
 
 def gemv_spec(tn: int, tk: int, group: int, bias: bool, mmul: MMulShape, epilogue: str | None = None,
               arch: str | None = None, nb: int = 1, ys: int | None = None, members: int = 0,
-              mixed: bool = False, norm: dict | None = None, bias_init: bool = False) -> KernelSpec:
+              mixed: bool = False, norm: dict | None = None, bias_init: bool = False,
+              attention: dict | None = None) -> KernelSpec:
     """The GEMV kernel; ``nb`` accumulators of ``tn`` in its accumulator buffer (a call's ``slot`` picks one).
     ``ys``: outputs per store call, when less than a tile's (a store's slot then picks a part of an accumulator).
     A kernel of a shared configuration (:mod:`aielower.backends.aie.designs.shared`) of ``members`` linears has a
     ``_header`` function; ``mixed``: its linears store both ways, plainly (``_store``) and with the epilogue
     (``_store_<epilogue>``). ``norm``: the ``norm_*`` constants of the decode norms it also runs
     (:mod:`.gemv_norm`). ``bias_init``: it has ``_bias_init``, which starts accumulators at a bias tile's values
-    (:func:`bias_tile_rows`)."""
+    (:func:`bias_tile_rows`). ``attention``: the ``attn_*`` constants of the decode attention it also runs
+    (:mod:`.gemv_attention`); a shared kernel's cores then keep attention's parameter words before the header's."""
     params = (("tn", tn), ("tk", tk), ("group", group), ("bias", bool(bias)), ("r", mmul.m), ("s", mmul.k),
               ("t", mmul.n), ("nb", nb)) + tuple(epilogue_entries(epilogue, arch).items())
-    if ys is not None and (ys != out_tile(dict(params)) or mixed or norm):
+    if ys is not None and (ys != out_tile(dict(params)) or mixed or norm or attention):
         params += (("ys", ys),)
     norm = norm or {}
     params += tuple((k, fp32(norm[k]) if k == "norm_eps" else norm[k]) for k in gemv_norm.PARAMS if k in norm)
+    attention = attention or {}
+    params += tuple((k, fp32(attention[k]) if k == "attn_scale" else attention[k])
+                    for k in gemv_attention.PARAMS if k in attention)
     if members:
         params += (("members", members),)
+        if attention:
+            params += (("words_at", gemv_attention.WORDS_AT),)
     if mixed:
         params += (("mixed", True),)
     if bias_init:
@@ -151,6 +158,7 @@ def _check_linear(family: str, p: dict) -> None:
                  "its weight tiles or from bias tiles, not both", "plan the linear again (plan-aie-tiling)")
     if "tm" not in p:
         gemv_norm.check(family, p, linear_tile_bytes(tn, tk, g, p["bias"]))
+        gemv_attention.check(family, p, linear_tile_bytes(tn, tk, g, p["bias"]))
 
 
 def _check_gemm(family: str, p: dict) -> None:
@@ -183,7 +191,7 @@ def _bias(p: dict) -> str:
     suffix += f"_ys{p['ys']}" if "ys" in p else ""
     suffix += f"_x{p['members']}" if "members" in p else ""
     suffix += "_mixed" if p.get("mixed") else ""
-    suffix += gemv_norm.symbol_suffix(p)
+    suffix += gemv_norm.symbol_suffix(p) + gemv_attention.symbol_suffix(p)
     return suffix + (f"_{p['epilogue']}_{p['arch']}" if p.get("epilogue") else "")
 
 
@@ -204,9 +212,10 @@ def _linear_signature(p: dict) -> dict[str, tuple[Arg, ...]]:
         out["_bias_init"] = (Arg("w", "u8", tile), Arg("accs", "f32", acc, out=True), Arg("slot", "i32"))
     if "tm" not in p:
         out.update(gemv_norm.signatures(p, acc, tile))
+        out.update(gemv_attention.signatures(p, acc, tile))
     if "members" in p:
         head = Arg("w", "u8", tile) if "tm" in p else Arg("x", "bf16", p["tk"])
-        out["_header"] = (head, Arg("words", "words", p["members"], out=True))
+        out["_header"] = (head, Arg("words", "words", p.get("words_at", 0) + p["members"], out=True))
     return out
 
 
@@ -245,6 +254,7 @@ def _gemv_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
     if p.get("bias_init"):  # TN bf16 widened to fp32
         out["_bias_init"] = (loads(16 * 16) + Ops(vec=ceil_div(16, m.acc_lanes)) + stores(16 * 32)) * (tn // 16)
     out.update(gemv_norm.cycles(p, m))
+    out.update(gemv_attention.cycles(p, m))
     if "members" in p:
         out["_header"] = header_ops(p)
     return out
@@ -279,12 +289,14 @@ def _gemm_cycles(p: dict, m: VectorModel) -> dict[str, Ops]:
 def _linear_functions(p: dict) -> tuple[str, ...]:
     return (("_init", "_step", "_store") + ((f"_store_{p['epilogue']}",) if p.get("mixed") else ())
             + (("_bias_init",) if p.get("bias_init") else ())
-            + (gemv_norm.FUNCTIONS if "norm_d" in p else ()) + (("_header",) if "members" in p else ()))
+            + (gemv_norm.FUNCTIONS if "norm_d" in p else ()) + gemv_attention.functions(p)
+            + (("_header",) if "members" in p else ()))
 
 
 GEMV_KERNEL = KernelDef(
     functions=_linear_functions, check=_check_linear, signature=_linear_signature, cycles=_gemv_cycles,
     symbol=lambda p: f"linear_w4_gemv_tn{p['tn']}_tk{p['tk']}_g{p['group']}_r{p['r']}s{p['s']}t{p['t']}{_bias(p)}",
+    stack_arrays=gemv_attention.stack_bytes,
 )
 GEMM_KERNEL = KernelDef(
     functions=_linear_functions, check=_check_gemm, signature=_linear_signature, cycles=_gemm_cycles,
@@ -710,6 +722,11 @@ def gemm_work(launch: LaunchPlan, m_pad: int, n_pad: int, k_pad: int, tile_bytes
 # --------------------------------------------------------------------------- the family
 
 
+def _joined(launch: LaunchPlan) -> bool:
+    """Whether ``launch`` runs another family's op on a GEMV configuration (a norm, decode attention)."""
+    return gemv_norm.is_norm(launch) or gemv_attention.is_attention(launch)
+
+
 class LinearW4(KernelFamily):
     name = "linear_w4"
     kinds = ("linear",)
@@ -740,7 +757,7 @@ class LinearW4(KernelFamily):
         if launch.kernel == "linear_w4_gemv":
             return gemv_spec(p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue,
                              nb=p.get("nb", 1), ys=p.get("ys"), norm=gemv_norm.norm_params(p),
-                             bias_init=bool(p.get("bias_init")))
+                             bias_init=bool(p.get("bias_init")), attention=gemv_attention.attention_params(p))
         return gemm_spec(p["tm"], p["tn"], p["tk"], p["group"], p["bias"], device.mmul["bf16"], *epilogue,
                          nb=p.get("nb", 1), bias_init=bool(p.get("bias_init")))
 
@@ -777,12 +794,13 @@ class LinearW4(KernelFamily):
             return gemm_spec(first["tm"], first["tn"], first["tk"], first["group"], first["bias"],
                              device.mmul["bf16"], epilogue, arch, nb=max(p["nb"] for p in params),
                              members=len(members), bias_init=any(p.get("bias_init") for p in params))
-        linears = [p for p in params if not gemv_norm.is_norm_params(p)]
+        linears = [p for p in params if not gemv_norm.is_norm_params(p) and not gemv_attention.is_attention_params(p)]
         return gemv_spec(first["tn"], first["tk"], first["group"], first["bias"], device.mmul["bf16"], epilogue,
                          arch, nb=max(p.get("nb", 1) for p in params), ys=store_size(first),
                          members=len(members), mixed=epilogue is not None and None in {p.get("epilogue")
                                                                                         for p in linears},
-                         norm=gemv_norm.spec_entries(params), bias_init=any(p.get("bias_init") for p in params))
+                         norm=gemv_norm.spec_entries(params), bias_init=any(p.get("bias_init") for p in params),
+                         attention=gemv_attention.spec_entries(params))
 
     def offers(self, plan: OpPlan) -> tuple[Offer, ...]:
         """Decode's GEMVs whose weight tiles carry no bias: decode's norms can run in their configuration
@@ -791,11 +809,40 @@ class LinearW4(KernelFamily):
                      x.params, store_size(x.params), linear_tile_bytes(x.params["tn"], x.params["tk"],
                                                                        x.params["group"], False)))
                      for x in plan.launches if x.kernel == "linear_w4_gemv" and not x.params["bias"]
-                     and not gemv_norm.is_norm(x))
+                     and not _joined(x))
 
     def scheduled_as_arrays(self, launch: LaunchPlan) -> bool:
-        """Linears: their work comes as arrays; a norm on a GEMV configuration's, call by call."""
-        return not gemv_norm.is_norm(launch)
+        """Linears: their work comes as arrays; a norm or decode attention on a GEMV configuration's, call by
+        call."""
+        return not _joined(launch)
+
+    def reads_valid_tiles(self, launch: LaunchPlan, op_plan: OpPlan) -> bool:
+        """Decode attention on a GEMV configuration (:mod:`.gemv_attention`): one runtime sequence per cache tile
+        count."""
+        return gemv_attention.is_attention(launch)
+
+    def kv_tile_counts(self, launch: LaunchPlan, tiles: int) -> tuple[int, ...]:
+        from aielower.backends.aie.families.attention import kv_read_counts
+
+        return kv_read_counts(self.kv_tile_rows(launch), tiles)
+
+    def kv_tile_rows(self, launch: LaunchPlan) -> int:
+        return launch.params["attn_tkv"]
+
+    def kv_tail_bytes(self, launch: LaunchPlan) -> int:
+        if not gemv_attention.is_attention(launch):
+            return 0
+        return gemv_attention.kv_tail_bytes(launch.params, next(s.tile_bytes for s in launch.streams
+                                                                if s.name == "w"))
+
+    def scheduled_kv_len(self, launch: LaunchPlan, op_plan: OpPlan) -> int:
+        return op_plan.shape.get("cache_len", 0) if gemv_attention.is_attention(launch) else 0
+
+    def design_shape(self, launch: LaunchPlan, op_plan: OpPlan) -> dict:
+        """Decode attention on a GEMV configuration: what its schedule reads of the attention op's shape."""
+        if gemv_attention.is_attention(launch):
+            return {k: op_plan.shape[k] for k in ("kv_heads", "cache_len")}
+        return op_plan.shape
 
     def max_shared(self, launch: LaunchPlan) -> int:
         """One header word per linear, in the header tile (:func:`header_words_of`)."""
@@ -806,7 +853,7 @@ class LinearW4(KernelFamily):
         return GEMM_SHARED_BUCKETS if launch.kernel == "linear_w4_gemm" else None
 
     def array_work(self, launch: LaunchPlan, op_plan: OpPlan) -> sched.LinearWork | None:
-        if gemv_norm.is_norm(launch):  # a norm's calls, one by one (schedule)
+        if _joined(launch):  # a norm's or decode attention's calls, one by one (schedule)
             return None
         s = op_plan.shape
         grid = blob_grid(s)
@@ -823,11 +870,15 @@ class LinearW4(KernelFamily):
     def schedule(self, launch: LaunchPlan, op_plan: OpPlan, kv_tiles: int | None = None):
         if gemv_norm.is_norm(launch):
             return gemv_norm.schedule(launch), ()
+        if gemv_attention.is_attention(launch):
+            return gemv_attention.schedule(launch, op_plan.shape, kv_tiles)
         return sched.programs(launch, self.array_work(launch, op_plan)), ()
 
     def calls_per_core(self, launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
         if gemv_norm.is_norm(launch):
             return gemv_norm.calls_per_core(launch)
+        if gemv_attention.is_attention(launch):
+            return gemv_attention.calls_per_core(launch, shape, kv_len)
         n_tiles, k_tiles = shape["n_pad"] // shape["tn"], shape["k_pad"] // shape["tk"]
         if launch.kernel == "linear_w4_gemv":
             tiles = per_core(n_tiles, launch)
