@@ -62,14 +62,12 @@ def test_decode_attention_reads_only_the_valid_kv_tiles():
     decode = cost.decode_function(module)
     plan = next(plan_of(op) for op in decode.ops if plan_of(op) is not None and plan_of(op).kind == "attention")
     attention = next(x for x in plan.launches_for(1) if x.role == "attention")
+    assert gemv_attention.is_attention(attention)  # its 4 KV heads fill a column: it runs on the GEMVs' configuration
     p = attention.params
-    if gemv_attention.is_attention(attention):  # on the GEMVs' configuration: a weight tile per CR KV rows
-        tkv = p["attn_tkv"]
-        w_tile = next(s.tile_bytes for s in attention.streams if s.name == "w")
-        tile_bytes = 2 * 2 * (tkv // p["attn_rows"]) * w_tile * 4  # K and V of one tile, 4 heads, both layers
-    else:
-        tkv = p["tkv"]
-        tile_bytes = 2 * 2 * tkv * 4 * 16 * 2  # K and V of one tile, 4 heads x 16, both layers
+    tkv = p["attn_tkv"]
+    assert p["attn_rows"] * 16 * 2 <= next(s.tile_bytes for s in attention.streams if s.name == "w")
+    # K and V of one cache tile, 4 heads, both layers: a weight tile per CR KV rows of 16 bf16
+    tile_bytes = 2 * 2 * (tkv // p["attn_rows"]) * next(s.tile_bytes for s in attention.streams if s.name == "w") * 4
     assert 256 // tkv >= 2
     designs: dict = {}
     one = counted.decode_token_count(module, NPU2, decode, 1, designs)

@@ -4,6 +4,8 @@ for bit decode attention's own design."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -15,12 +17,12 @@ from aielower.backends.aie.designs.shared import HEADER_ARG, build_shared_design
 from aielower.backends.aie.device import NPU2
 from aielower.backends.aie.families import KERNEL_FAMILIES, gemv_attention
 from aielower.backends.aie.families.attention import kv_read_counts, plan_attention
-from aielower.backends.aie.families.linear_w4 import plan_linear
+from aielower.backends.aie.families.linear_w4 import gemv_spec, plan_linear
 from aielower.backends.aie.host_arrays import kv_blocks, pad2, pad3, query_records, step_header, to_bf16
 from aielower.backends.aie.kernels import KernelLibrary
 from aielower.backends.aie.launcher import Resident
 from aielower.backends.aie.planner import Unplannable
-from aielower.errors import AielowerError
+from aielower.errors import AielowerError, CompileError
 from tests.backends.aie.test_shared import _tensors
 
 GEMV = KERNEL_FAMILIES.for_kernel("linear_w4_gemv")
@@ -91,14 +93,22 @@ def _own_run(library, own_plan, own, q, k, v, k_cache, v_cache, position):
     return records, kv, out.reshape(s["heads"], d_pad), k_new.reshape(kv_heads, d_pad)
 
 
+# (query heads, KV heads, head dim, the GEMV's N): MHA-like GQA 2; GQA 7 with a head dim of 8-lane vectors (24); a
+# 7 x 4 grid of 32-row tiles (YS = 16) whose KV heads fill one column, the others idle
+SHAPES = {"gq2-d64": (16, 8, 64, 512), "gq7-d24": (28, 4, 24, 512), "ys16-idle": (8, 4, 48, 896)}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("position", [0, 37, 96], ids=["first", "partial-tile", "block"])
-def test_a_decode_attention_member_computes_bit_for_bit_what_its_own_design_computes(tmp_path, position):
+def test_a_decode_attention_member_computes_bit_for_bit_what_its_own_design_computes(tmp_path, position, shape):
     """On the emulator (what each core receives derived from the design): the member's sequence for the step's
     cache rows, behind its header, writes the outputs and rotated keys decode attention's own design writes, bit
-    for bit; the linears' sequences of the same design still compute theirs."""
-    o = _linear("o", 512)
-    gate_up = _linear("gate_up", 1024)
-    own_plan, own, member = _member(o)
+    for bit (cache rows past the position hold garbage); the linears' sequences of the same design still compute
+    theirs. Built alone, the member's own design computes the same."""
+    heads, kv_heads, d, n = SHAPES[shape]
+    o = _linear("o", n)
+    gate_up = _linear("down", n, k=768)  # another linear in its tile format
+    own_plan, own, member = _member(o, heads, kv_heads, d)
     members = [o, gate_up, member]
     spec = GEMV.shared_spec([(launch, plan) for _, launch, plan in members], NPU2)
     assert spec.p["words_at"] == gemv_attention.WORDS_AT
@@ -109,7 +119,7 @@ def test_a_decode_attention_member_computes_bit_for_bit_what_its_own_design_comp
     assert member_names(shared) == [o[0], gate_up[0], name]
     tkv = member[1].params["attn_tkv"]
     counts = [s.name for s in shared.sequences if s.name.startswith(name)]
-    assert counts == [f"{name}_kv_tiles_{n}" for n in kv_read_counts(tkv, CACHE // tkv)] and len(counts) > 2
+    assert counts == [f"{name}_kv_tiles_{n}" for n in kv_read_counts(tkv, CACHE // tkv)] and len(counts) >= 2
     library = KernelLibrary.build([spec, kernel_spec(own, NPU2), kernel_spec(o[1], NPU2)], tmp_path / "kernels")
     rng = np.random.default_rng(position)
     s = own_plan.shape
@@ -118,7 +128,8 @@ def test_a_decode_attention_member_computes_bit_for_bit_what_its_own_design_comp
     q = {"q": rng.standard_normal((heads, 1, d)).astype(np.float32),
          "cos": np.cos(np.concatenate([angles, angles], 1)), "sin": np.sin(np.concatenate([angles, angles], 1))}
     k, v = (rng.standard_normal((kv_heads, 1, d)).astype(np.float32) for _ in range(2))
-    k_cache, v_cache = (np.zeros((kv_heads, CACHE, d), np.float32) for _ in range(2))
+    # rows past the position hold garbage: a step must not read them (the own design masks them alike)
+    k_cache, v_cache = (100 * rng.standard_normal((kv_heads, CACHE, d)).astype(np.float32) for _ in range(2))
     k_cache[:, :position], v_cache[:, :position] = (rng.standard_normal((kv_heads, position, d)) for _ in range(2))
     records, kv, want_out, want_k = _own_run(library, own_plan, own, q, k, v, k_cache, v_cache, position)
     assert np.abs(want_out).max() > 0
@@ -133,6 +144,14 @@ def test_a_decode_attention_member_computes_bit_for_bit_what_its_own_design_comp
     got_out, got_k = gemv_attention.results(launch, plan.shape, tensors["y"])
     np.testing.assert_array_equal(got_out, want_out)
     np.testing.assert_array_equal(got_k, want_k)
+    alone = build_design(launch, plan, NPU2, kernel_spec(launch, NPU2), "alone")  # its idle columns stay idle
+    assert not list(check_design(alone))
+    alone_library = KernelLibrary.build([kernel_spec(launch, NPU2)], tmp_path / "alone")
+    tensors = gemv_attention.tensors(launch, plan.shape, records, Resident("kv/l0/0", cache_row))
+    DesignRun(alone, alone_library.function).run({k_: (t.array if isinstance(t, Resident) else t)
+                                            for k_, t in tensors.items()},
+                                           sequence=kv_sequence_for(alone, position, launch.params["attn_tkv"]))
+    np.testing.assert_array_equal(gemv_attention.results(launch, plan.shape, tensors["y"])[0], want_out)
     o_args = _tensors(o[1], o[2], rng)
     DesignRun(build_design(o[1], o[2], NPU2, kernel_spec(o[1], NPU2), "o"), library.function).run(o_args)
     expected, o_args["y"][:] = o_args["y"].copy(), 0
@@ -147,3 +166,42 @@ def test_a_cache_row_without_the_tail_the_member_reads_is_refused():
     with pytest.raises(AielowerError, match=r"allocate the cache with \d+ bytes after its rows"):
         gemv_attention.tensors(launch, plan.shape, np.zeros((8, 8), np.uint16),
                                Resident("kv/l0/0", np.zeros(rows, np.uint16)))
+
+
+def test_bad_attention_constants_in_a_gemv_kernel_are_refused_with_their_rule():
+    o = _linear("o", 512)
+    _, _, (_, launch, _) = _member(o)
+    p = gemv_attention.attention_params(launch.params)
+    spec = GEMV.kernel_spec(launch, NPU2).p
+    base = dict(tn=spec["tn"], tk=spec["tk"], group=spec["group"], bias=False, mmul=NPU2.mmul["bf16"],
+                nb=spec["nb"], ys=spec["ys"])
+    cases = [({"attn_rows": 3}, "CR=3 KV rows of 64 bf16 per weight tile must divide TKV"),
+             ({"attn_rows": 64}, "must divide TKV=64 and fit the 2368-byte tile"),
+             ({"attn_record": 64}, "a query record of 64 bf16 is not the"),
+             ({"attn_scale": float("inf")}, "ATTN_SCALE=inf must be a finite number > 0"),
+             ({"attn_rope": 7}, "ATTN_ROPE=7 must be 0 or even"),
+             ({"attn_arch": "aie3"}, "ATTN_ARCH='aie3' is not one of")]
+    for change, message in cases:
+        with pytest.raises(CompileError, match=re.escape(message)):
+            gemv_spec(base["tn"], base["tk"], base["group"], False, base["mmul"], nb=base["nb"], ys=base["ys"],
+                      attention={**p, **change})
+    with pytest.raises(CompileError, match="is not the epilogue's ARCH='aie2'"):
+        gemv_spec(32, base["tk"], base["group"], False, base["mmul"], "silu_mul", "aie2", nb=base["nb"], ys=16,
+                  attention={**p, "attn_arch": "aie2p"})
+    with pytest.raises(CompileError, match="decode attention needs .* floats of accumulators"):
+        gemv_spec(base["tn"], base["tk"], base["group"], False, base["mmul"], nb=1, ys=base["ys"], attention=p)
+    assert gemv_spec(base["tn"], base["tk"], base["group"], False, base["mmul"], nb=base["nb"], ys=base["ys"],
+                     attention={**p, "attn_scale": 1}).p["attn_scale"] == 1.0  # an int from IR text is a number
+
+
+def test_a_member_paired_with_another_ops_shape_is_refused():
+    """A plan read from IR text may pair a member with an op it was not planned for: its schedule and the host
+    refuse it instead of leaving heads unwritten."""
+    o = _linear("o", 512)
+    _, _, (_, launch, plan) = _member(o)  # 8 KV heads of 64, gq 2
+    for change, message in (({"kv_heads": 6}, "6 KV heads do not fill whole columns of the 8x4 grid"),
+                            ({"gq": 3}, "ATTN_GQ=2 is not the op's gq 3"),
+                            ({"head_dim": 48}, "ATTN_ROPE=64 is not the op's head_dim 48"),
+                            ({"cache_len": 96}, "its 64-row cache tiles do not divide the cache of 96")):
+        with pytest.raises(CompileError, match=re.escape(message)):
+            GEMV.schedule(launch, plan.__class__(plan.kind, plan.device, {**plan.shape, **change}, plan.launches))

@@ -106,6 +106,7 @@ def test_a_decode_step_writes_no_cache_row_at_its_position_before_its_attention_
                 if (p := plan_of(op)) is not None and p.kind == "attention")  # every layer's is alike
     (launch,) = plan.launches_for(1)
     joined = gemv_attention.is_attention(launch)  # on the GEMV configuration: records in x, the cache as bytes in w
+    assert joined == (plan.shape["kv_heads"] % 4 == 0)  # where the KV heads fill columns of the GEMVs' 4 rows
     cache = runtime.new_cache(1)
     runtime.decode(np.random.default_rng(4).integers(0, 128, size=(1, 5)), 0, cache)
     seen = []

@@ -222,6 +222,8 @@ class DesignBuilder:
             raise CompileError(f"{name}: an output stream cannot be broadcast")
         kernel_family = KERNEL_FAMILIES.for_kernel(launch.kernel)
         self.dynamic_kv = kernel_family.reads_valid_tiles(launch, op_plan)
+        # decode attention planned on another family's configuration (families/gemv_attention.py)
+        self.joined = self.dynamic_kv and self.family != "attention"
         self.work = kernel_family.array_work(launch, op_plan)
         self.linear_traces: dict[str, tuple] = {}  # repr of a core body -> its array trace (_linear_calls)
         if self.work is not None:  # scheduled as arrays (sched.LinearWork), checked on arrays
@@ -323,7 +325,8 @@ class DesignBuilder:
         for c in range(L.columns):
             rows = [self.cores[(c, r)] for r in range(L.rows)]
             most = max(len(u) for u in rows)
-            if most == 0 and self.member:  # a shared configuration's grid: this launch leaves the column idle
+            if most == 0 and (self.member or self.joined):  # a shared configuration's grid: this launch leaves the
+                # column idle (or another family's launch planned on it, built alone)
                 padded.update({(c, r): [] for r in range(L.rows)})
                 continue
             if most == 0:
@@ -541,7 +544,7 @@ class DesignBuilder:
         names = (f"{prefix}{i}" for i in count())
         if self.family == "attention":
             build = self._body_attention
-        elif self.dynamic_kv:  # decode attention on another family's configuration (families/gemv_attention.py)
+        elif self.joined:
             build = self._body_joined_attention
         elif any(len(unit) > 1 for unit in units):  # items of several calls: a norm on a GEMV configuration
             build = self._body_runs
@@ -1398,7 +1401,7 @@ def build_design(launch: LaunchPlan, op_plan: OpPlan, device: Device, spec, name
         comments += ("Parameter words of every core: word 0 = P = 0, position of the bucket's first query token; "
                      "word 1 = L = the bucket, valid KV length (constants of the sequence).",)
     if b.dynamic_kv:
-        comments += (f"One runtime sequence per count n of cache tiles ({launch.params['tkv']} rows each) it reads: "
+        comments += (f"One runtime sequence per count n of cache tiles ({b.kv_tile_rows} rows each) it reads: "
                      "@kv_tiles_n reads tiles 0 .. n-1 of every KV head (the step's L - P keys and values come in "
                      "the query records; the host appends them to the cache after the launch), and writes n to word "
                      "2, the trip count of the cores' KV loop. The host submits the first n >= ceil(P / tile); the "

@@ -807,6 +807,7 @@ class Attention(KernelFamily):
         q, k, v, _, _, k_cache, v_cache, position = operands
         b, heads, s, d = q.shape
         shape = plan.shape
+        gemv_attention.require_matches(attn, shape)
         kv_heads, d_pad = shape["kv_heads"], shape["d_pad"]
         tkv = attn.params["attn_tkv"]
         resident = isinstance(k_cache, BlockedKvCache)

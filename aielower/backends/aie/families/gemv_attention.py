@@ -127,9 +127,11 @@ def check(family: str, p: dict, tile_bytes: int) -> None:
     d, tkv, cr, ys, tk = p["attn_d"], p["attn_tkv"], p["attn_rows"], p.get("ys") or p["tn"], p["tk"]
     require_rule(family, p["attn_arch"] in ARCHS, f"ATTN_ARCH={p['attn_arch']!r} is not one of {sorted(ARCHS)}",
                  "generate for the device's architecture")
-    require_rule(family, isinstance(p["attn_scale"], float) and math.isfinite(p["attn_scale"])
-                 and p["attn_scale"] > 0, f"ATTN_SCALE={p['attn_scale']!r} must be finite and > 0",
-                 "use 1/sqrt(real head dim)")
+    scale = p["attn_scale"]
+    require_rule(family, isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale)
+                 and scale > 0, f"ATTN_SCALE={scale!r} must be a finite number > 0", "use 1/sqrt(real head dim)")
+    require_rule(family, p.get("arch", p["attn_arch"]) == p["attn_arch"], f"ATTN_ARCH={p['attn_arch']!r} is not "
+                 f"the epilogue's ARCH={p.get('arch')!r}: one kernel has one exp2", "generate for one architecture")
     rope = p["attn_rope"]
     require_rule(family, isinstance(rope, int) and rope >= 0 and rope % 2 == 0 and rope <= d,
                  f"ATTN_ROPE={rope!r} must be 0 or even and at most D={d}", "rotate the real head dim")
@@ -270,6 +272,26 @@ def _arch(device: Device) -> str:
     return arch_of(device)
 
 
+def require_matches(launch: LaunchPlan, shape: dict) -> None:
+    """CompileError unless member ``launch`` fits its attention op's ``shape`` (a plan read from IR text may pair
+    them wrongly): the KV heads fill whole columns of the grid, the kernel's head dim, query heads per KV head and
+    rotated dims are the op's, its cache tiles divide the cache."""
+    p = launch.params
+    kv_heads, rows = shape.get("kv_heads", 0), launch.rows
+    problems = []
+    if not kv_heads or kv_heads % rows or kv_heads > launch.cores:
+        problems.append(f"{kv_heads} KV heads do not fill whole columns of the {launch.columns}x{rows} grid")
+    for const, key in (("attn_d", "d_pad"), ("attn_gq", "gq"), ("attn_rope", "head_dim")):
+        if p[const] != shape.get(key):
+            problems.append(f"{const.upper()}={p[const]} is not the op's {key} {shape.get(key)}")
+    cache = shape.get("cache_len", 0)
+    if not cache or cache % p["attn_tkv"]:
+        problems.append(f"its {p['attn_tkv']}-row cache tiles do not divide the cache of {cache}")
+    if problems:
+        raise CompileError(f"decode attention on the GEMV configuration: {'; '.join(problems)}; plan the op again "
+                           "(plan-aie-tiling)")
+
+
 # --------------------------------------------------------------------------------------------------- schedule
 
 
@@ -283,6 +305,7 @@ def schedule(launch: LaunchPlan, shape: dict, kv_tiles: int | None = None):
     Core ``k`` (column-major over the used columns) attends for KV head ``k`` over ``kv_tiles`` cache tiles (default:
     the whole cache); the step is at position ``P = kv_tiles x TKV``. Returns the cores' programs and the parameter
     words they were made with (P, L = P + 1, the tiles)."""
+    require_matches(launch, shape)
     p = launch.params
     d, tkv, cr, tk, ys = p["attn_d"], p["attn_tkv"], p["attn_rows"], p["tk"], p["ys"]
     record, tile = p["attn_record"], dict((s.name, s.tile_bytes) for s in launch.streams)["w"]
@@ -372,5 +395,6 @@ def results(launch: LaunchPlan, shape: dict, y: np.ndarray) -> tuple[np.ndarray,
 
 __all__ = ["PARAMS", "ROLE", "WORDS_AT", "accumulator_floats", "attention_params", "calls_per_core", "check",
            "chunk_rows", "columns_used", "cycles", "functions", "is_attention", "is_attention_params",
-           "kv_tail_bytes", "plan_member", "record_bf16", "results", "schedule", "signatures", "spec_entries",
+           "kv_tail_bytes", "plan_member", "record_bf16", "require_matches", "results", "schedule", "signatures",
+           "spec_entries",
            "stack_bytes", "store_slots", "symbol_suffix", "tensors"]

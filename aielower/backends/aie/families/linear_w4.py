@@ -845,8 +845,9 @@ class LinearW4(KernelFamily):
         return op_plan.shape
 
     def max_shared(self, launch: LaunchPlan) -> int:
-        """One header word per linear, in the header tile (:func:`header_words_of`)."""
-        return header_words_of(launch.params)
+        """One header word per linear, in the header tile (:func:`header_words_of`); a GEMV configuration keeps one
+        word for the KV tile count of decode attention among its members (:mod:`.gemv_attention`)."""
+        return header_words_of(launch.params) - (0 if "tm" in launch.params else 1)
 
     def max_shared_buckets(self, launch: LaunchPlan) -> int | None:
         """GEMMs: :data:`GEMM_SHARED_BUCKETS` prompt buckets per configuration."""
