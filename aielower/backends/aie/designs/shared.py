@@ -6,8 +6,9 @@ object FIFOs (:meth:`KernelFamily.configuration_key
 <aielower.backends.aie.families.base.KernelFamily.configuration_key>`) can share one design:
 
 - decode's linears with one tile format (core grid, activation tile, weight tile, store size): a decode token
-  runs seven launches per decoder layer, and consecutive launches of one design need no switch; decode's norms,
-  planned in the same format (:mod:`~aielower.backends.aie.families.gemv_norm`), run on it too;
+  runs seven launches per decoder layer, and consecutive launches of one design need no switch; decode's norms and
+  decode attention, planned in the same format (:mod:`~aielower.backends.aie.families.gemv_norm`,
+  :mod:`~aielower.backends.aie.families.gemv_attention`), run on it too;
 - the prompt buckets' GEMMs with one tile format, and their norms with one row tile: one configuration serves every
   bucket, as a member's body and runtime sequence carry its rows.
 
@@ -23,14 +24,18 @@ How:
 - one runtime sequence per member, named as the member's own design (:func:`~aielower.backends.aie.catalog.
   design_name`), with that member's arguments: the member's own tensors, moved exactly as its own design moves
   them, then ``%hdr`` (the header, :func:`header_words`, read once per column before the member's data; on a stream
-  split over the column's cores, once per core, a repeat of stride 0).
+  split over the column's cores, once per core, a repeat of stride 0). A member that reads a KV cache has one
+  sequence per count of cache tiles (``<member>_kv_tiles_<n>``, :func:`~aielower.backends.aie.designs.build.
+  kv_sequences`), and its header carries the count after the members' words (the kernel's ``_header`` copies it
+  into the cores' parameter word 2, the trip count of their KV loop).
 
 The host submits the member's sequence with its header (a constant of the launch, resident in DDR). The members'
 kernel is one (:meth:`KernelFamily.shared_spec`): for linears the most accumulators any member needs, and both
 stores when some members compute an epilogue and others do not. Members whose cores have parameter words of their
-own (prompt attention: the position and the valid length) keep them first, in one layout for all, and the header's
-words follow (the kernel writes them from its constant ``WORDS_AT``); each member's sequence writes its own words
-before it sends the header, as its own design does.
+own (prompt attention: the position and the valid length; decode attention: those and the cache tiles) keep them
+first, in one layout for all (members without words of their own leave them alone), and the header's words follow
+(the kernel writes them from its constant ``WORDS_AT``); each member's sequence writes its own words before it sends
+the header, as its own design does (decode attention's come from its query records and the header).
 """
 
 from __future__ import annotations

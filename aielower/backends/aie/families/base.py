@@ -6,11 +6,13 @@ the C++ kernel a launch's cores call). The generic drivers ask the family of an 
 
 - ``plan-aie-tiling`` (:mod:`aielower.backends.aie.tiling`): :meth:`KernelFamily.plan_key`, which ops the family
   runs and how they are planned, then :meth:`KernelFamily.offers` and :meth:`KernelFamily.joined`: launches
-  re-planned to join another family's device configuration (decode's norms in the GEMVs', :mod:`.gemv_norm`);
+  re-planned to join another family's device configuration (decode's norms and decode attention in the GEMVs',
+  :mod:`.gemv_norm`, :mod:`.gemv_attention`);
 - kernel binding (:mod:`aielower.backends.aie.binding`): :meth:`KernelFamily.kernel_spec`;
 - the design generator (:mod:`aielower.backends.aie.designs.build`): :meth:`KernelFamily.schedule` (what every core
   calls, tile by tile), :meth:`KernelFamily.array_work` (linears: the same as arrays) and
-  :meth:`KernelFamily.reads_valid_tiles` (a per-KV-tile-count runtime sequence);
+  :meth:`KernelFamily.reads_valid_tiles` (a per-KV-tile-count runtime sequence, :meth:`KernelFamily.kv_tile_rows`
+  rows a tile);
 - the design catalog (:mod:`aielower.backends.aie.catalog`): :meth:`KernelFamily.configuration_key` and
   :meth:`KernelFamily.shared_spec` (launches that share one device configuration, :mod:`.designs.shared`);
 - the cost model (:mod:`aielower.backends.aie.cost`): :meth:`KernelFamily.calls_per_core`;
