@@ -16,8 +16,10 @@ head ``k`` (the grid's first ``kv_heads / rows`` columns; the others idle):
   (:class:`~aielower.backends.aie.kv_cache.BlockedKvCache`), read in weight tiles of ``CR`` KV rows: per cache
   tile, its K rows in ``TKV / CR`` elements, then its V rows. An element holds ``tile_bytes`` bytes read from
   where its rows start, so it runs past them into the next rows (ignored): the cache row's DDR tensor needs
-  :func:`kv_tail_bytes` bytes after its last row. One runtime sequence per cache tile count (as decode attention's
-  own design: the count is parameter word 2, written by the sequence; :data:`~.attention.KV_READ_BLOCK`).
+  :func:`kv_tail_bytes` bytes after its last row. One runtime sequence per cache tile count, as decode attention's
+  own design has (:data:`~.attention.KV_READ_BLOCK`); the count comes in the launch's header, which the kernel's
+  ``_header`` copies into the cores' parameter word 2, the trip count of their KV loop (a member built as a design
+  of its own has its sequences write it, as decode attention's own design does).
 - ``y``: per core its head's ``GQ x D`` outputs (o / l), then the step's rotated key (with the rotary embedding
   fused), ``YS`` a store.
 
@@ -35,7 +37,6 @@ import numpy as np
 
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device
-from aielower.backends.aie.host_arrays import from_bf16
 from aielower.backends.aie.kernels import (ARCHS, ATTENTION_WORDS, REDUCE_16, SCALAR_ELEMENTARY, STEP_HEADER, Arg,
                                            Ops, VectorModel, encode_float, loads, require_positive, require_rule,
                                            stores)
