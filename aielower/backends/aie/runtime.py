@@ -131,19 +131,17 @@ class XrtLauncher:
         if found is not None and found[1].nbytes != tensor.array.nbytes:
             raise AielowerError(f"DDR tensor {tensor.key} was allocated with {found[1].nbytes} bytes and now has "
                                 f"{tensor.array.nbytes}")
-        if found is None or tensor.changed is None:
-            if found is None:
-                bo = self.xrt.bo(self.device, tensor.array.nbytes, self.xrt.bo.host_only, group)
-                found = self._resident[tensor.key] = (bo, self._view(bo, tensor.array.dtype))
-            bo, view = found
-            if view.dtype != tensor.array.dtype:
-                view = self._view(bo, tensor.array.dtype)
+        new = found is None
+        if new:
+            bo = self.xrt.bo(self.device, tensor.array.nbytes, self.xrt.bo.host_only, group)
+            found = self._resident[tensor.key] = (bo, self._view(bo, tensor.array.dtype))
+        bo, view = found
+        if view.dtype != tensor.array.dtype:  # one DDR tensor read as other elements by another design (the KV
+            view = self._view(bo, tensor.array.dtype)  # cache: bf16 by attention's designs, bytes by the GEMVs')
+        if new or tensor.changed is None:
             view[:] = tensor.array
             self._to_device(bo, tensor.array.nbytes)
         else:
-            bo, view = found
-            if view.dtype != tensor.array.dtype:  # one DDR tensor read as other elements by another design (the KV
-                view = self._view(bo, tensor.array.dtype)  # cache: bf16 by attention's, bytes by the GEMVs')
             item = tensor.array.itemsize
             for start, count in tensor.changed:
                 view[start : start + count] = tensor.array[start : start + count]

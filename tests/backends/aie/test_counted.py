@@ -65,9 +65,10 @@ def test_decode_attention_reads_only_the_valid_kv_tiles():
     assert gemv_attention.is_attention(attention)  # its 4 KV heads fill a column: it runs on the GEMVs' configuration
     p = attention.params
     tkv = p["attn_tkv"]
-    assert p["attn_rows"] * 16 * 2 <= next(s.tile_bytes for s in attention.streams if s.name == "w")
+    w_tile = next(s.tile_bytes for s in attention.streams if s.name == "w")
+    assert p["attn_rows"] * 16 * 2 <= w_tile
     # K and V of one cache tile, 4 heads, both layers: a weight tile per CR KV rows of 16 bf16
-    tile_bytes = 2 * 2 * (tkv // p["attn_rows"]) * next(s.tile_bytes for s in attention.streams if s.name == "w") * 4
+    tile_bytes = 2 * 2 * (tkv // p["attn_rows"]) * w_tile * 4
     assert 256 // tkv >= 2
     designs: dict = {}
     one = counted.decode_token_count(module, NPU2, decode, 1, designs)

@@ -134,7 +134,8 @@ def test_a_decode_attention_member_computes_bit_for_bit_what_its_own_design_comp
     records, kv, want_out, want_k = _own_run(library, own_plan, own, q, k, v, k_cache, v_cache, position)
     assert np.abs(want_out).max() > 0
     _, launch, plan = member
-    tail = gemv_attention.kv_tail_bytes(launch.params, o[2].shape["tile_bytes"])
+    tail = gemv_attention.kv_tail_bytes(launch)
+    assert tail == o[2].shape["tile_bytes"] - launch.params["attn_rows"] * d * 2
     cache_row = np.concatenate([kv, np.zeros(-(-tail // 2), np.uint16)])
     tensors = gemv_attention.tensors(launch, plan.shape, records, Resident("kv/l0/0", cache_row))
     sequence = kv_sequence_for(shared, position, launch.params["attn_tkv"], member=name)

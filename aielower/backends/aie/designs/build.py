@@ -573,13 +573,13 @@ class DesignBuilder:
         for key, offsets in self.seq[kv.index].items():
             items = len(self.padded[key])
             # elements per cache tile and item: one KV tile, or (decode attention on another family's
-            # configuration) the tile's K rows and then its V rows in several elements
-            per, rest = divmod(len(offsets), items * full) if items and full else (0, len(offsets))
-            if rest or items and full and not per:
+            # configuration) the tile's K rows and then its V rows in several elements; none on an idle core
+            per, rest = divmod(len(offsets), items * full) if items else (0, len(offsets))
+            if rest or items and not per:
                 raise CompileError(f"internal: {self.name}: core {key} receives {len(offsets)} KV elements, not "
                                    f"whole tiles of {items} items x {full}")
             cut.seq[kv.index][key] = offsets.reshape(items, full * per, -1)[:, : tiles * per].reshape(
-                -1, offsets.shape[1]) if per else offsets
+                -1, offsets.shape[1]) if items else offsets
         tkv = self.kv_tile_rows
         cut.rtp = (tiles * tkv, tiles * tkv + self.launch.bucket, tiles)
         return cut

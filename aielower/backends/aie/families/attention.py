@@ -822,12 +822,12 @@ class Attention(KernelFamily):
             raise AielowerError(f"positions {pos}..{pos + s - 1} do not fit the KV cache of {cache_len}")
         if s != 1:
             raise AielowerError(f"{op.name}: decode attention on the GEMV configuration runs one token, not {s}")
-        tail = gemv_attention.kv_tail_bytes(attn.params, next(x.tile_bytes for x in attn.streams if x.name == "w"))
+        tail = gemv_attention.kv_tail_bytes(attn)
         layout = dict(kv_heads=kv_heads, d_pad=d_pad, tkv=tkv)
         out = np.empty((b, heads, s, d), np.float32)
         new_k = None if resident else np.array(k_cache, copy=True)
         new_v = None if resident else np.array(v_cache, copy=True)
-        rotary = pad2(cs, 1, d_pad)[0] if attn.params["attn_rope"] else None
+        rotary = pad2(cs, 1, d_pad)[0]  # the rotary embedding is fused (gemv_attention.require_matches)
         for bi in range(b):
             keys, values = to_bf16(k[bi]), to_bf16(v[bi])
             step_kv = tuple(pad3(a, kv_heads, 1, d_pad).reshape(kv_heads, 1, d_pad) for a in (keys, values))
@@ -842,8 +842,7 @@ class Attention(KernelFamily):
             tensors = gemv_attention.tensors(attn, shape, records, kv)
             host.submit(plan, attn, tensors, pos)
             result, rotated = gemv_attention.results(attn, shape, tensors["y"])
-            keys = (rotated if rotated is not None else pad3(keys, kv_heads, 1, d_pad)).reshape(
-                kv_heads, 1, d_pad)[:, :, :d]
+            keys = rotated.reshape(kv_heads, 1, d_pad)[:, :, :d]  # as the design rotated them
             if resident:
                 k_cache.write(bi, pos, keys, values, **layout)
             else:

@@ -38,8 +38,8 @@ import numpy as np
 from aielower.backends.aie import schedule as sched
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.kernels import (ARCHS, ATTENTION_WORDS, REDUCE_16, SCALAR_ELEMENTARY, STEP_HEADER, Arg,
-                                           Ops, VectorModel, encode_float, loads, require_positive, require_rule,
-                                           stores)
+                                           Ops, VectorModel, arch_of, encode_float, loads, require_positive,
+                                           require_rule, stores)
 from aielower.backends.aie.launcher import Resident
 from aielower.backends.aie.plan import AccessPattern, Buffer, LaunchPlan
 from aielower.backends.aie.planner import BF16, F32, Unplannable, checked, roundup
@@ -100,9 +100,15 @@ def chunk_rows(d: int, tkv: int, tile_bytes: int) -> int:
     return max((cr for cr in range(1, tkv + 1) if tkv % cr == 0 and cr * d * BF16 <= tile_bytes), default=0)
 
 
-def kv_tail_bytes(p: dict, tile_bytes: int) -> int:
-    """Bytes a member reads past a cache row's last KV row (its last weight tile runs past the rows it carries)."""
-    return tile_bytes - p["attn_rows"] * p["attn_d"] * BF16
+def weight_tile_bytes(launch: LaunchPlan) -> int:
+    """Bytes of a weight tile of the configuration ``launch`` runs on (what a ``w`` element carries)."""
+    return next(s.tile_bytes for s in launch.streams if s.name == "w")
+
+
+def kv_tail_bytes(launch: LaunchPlan) -> int:
+    """Bytes member ``launch`` reads past a cache row's last KV row (its last weight tile runs past the rows it
+    carries)."""
+    return weight_tile_bytes(launch) - launch.params["attn_rows"] * launch.params["attn_d"] * BF16
 
 
 def store_slots(p: dict) -> int:
@@ -249,9 +255,12 @@ def plan_member(offer, attention: LaunchPlan, shape: dict, device: Device) -> La
     if d % ys:
         raise Unplannable(f"attention: the head dim {d} is not whole stores of {ys}")
     rope = a.get("rope", 0)
+    if rope != shape["head_dim"]:  # what require_matches asks of the member
+        raise Unplannable("attention: only decode attention with the rotary embedding fused joins a GEMV "
+                          "configuration")
     params = dict(tn=tn, tk=tk, group=f["group"], bias=False, nb=f["nb"], ys=ys, header=True,
                   attn_d=d, attn_gq=gq, attn_tkv=tkv, attn_rows=cr, attn_record=record_bf16(gq, d, rope, tk),
-                  attn_rope=rope, attn_scale=float(a["scale"]), attn_arch=_arch(device))
+                  attn_rope=rope, attn_scale=float(a["scale"]), attn_arch=arch_of(device))
     params["nb"] = max(f["nb"], -(-accumulator_floats(params) // tn))
     buffers = tuple(Buffer("acc", "L1", params["nb"] * tn * F32) if (b.name, b.tier) == ("acc", "L1") else b
                     for b in gemv.buffers if b.name not in ("stack", "kernel_static"))
@@ -265,12 +274,6 @@ def plan_member(offer, attention: LaunchPlan, shape: dict, device: Device) -> La
         ddr_read=kv_heads * record * BF16, ddr_write=out_bf16 * BF16,
         ddr_read_per_kv=-(-kv_heads * per_tile // tkv), macs_per_kv=heads * d * 2,
     ), device)
-
-
-def _arch(device: Device) -> str:
-    from aielower.backends.aie.kernels import arch_of
-
-    return arch_of(device)
 
 
 def require_matches(launch: LaunchPlan, shape: dict) -> None:
@@ -309,7 +312,7 @@ def schedule(launch: LaunchPlan, shape: dict, kv_tiles: int | None = None):
     require_matches(launch, shape)
     p = launch.params
     d, tkv, cr, tk, ys = p["attn_d"], p["attn_tkv"], p["attn_rows"], p["tk"], p["ys"]
-    record, tile = p["attn_record"], dict((s.name, s.tile_bytes) for s in launch.streams)["w"]
+    record, tile = p["attn_record"], weight_tile_bytes(launch)
     cache = shape["cache_len"]
     tiles = cache // tkv if kv_tiles is None else kv_tiles
     position = tiles * tkv
@@ -373,12 +376,12 @@ def tensors(launch: LaunchPlan, shape: dict, records: np.ndarray, kv: Resident) 
         raise CompileError(f"decode attention: a query record of {rows.shape[1]} bf16 exceeds the planned {record}")
     x = np.zeros((kv_heads, record), np.uint16)
     x[:, : rows.shape[1]] = rows
-    tile = dict((s.name, s.tile_bytes) for s in launch.streams)["w"]
-    need = kv_heads * shape["cache_len"] * 2 * p["attn_d"] * BF16 + kv_tail_bytes(p, tile)
+    tail = kv_tail_bytes(launch)
+    need = kv_heads * shape["cache_len"] * 2 * p["attn_d"] * BF16 + tail
     if kv.array.nbytes < need:
         raise AielowerError(f"decode attention on the GEMV configuration reads {need} bytes of the KV cache row "
                             f"{kv.key}, which has {kv.array.nbytes}: allocate the cache with "
-                            f"{kv_tail_bytes(p, tile)} bytes after its rows")
+                            f"{tail} bytes after its rows")
     item = kv.array.itemsize
     changed = None if kv.changed is None else tuple((a * item, n * item) for a, n in kv.changed)
     return {"x": x.reshape(-1), "w": Resident(kv.key, kv.array.view(np.uint8), changed),
@@ -398,4 +401,4 @@ __all__ = ["PARAMS", "ROLE", "WORDS_AT", "accumulator_floats", "attention_params
            "chunk_rows", "columns_used", "cycles", "functions", "is_attention", "is_attention_params",
            "kv_tail_bytes", "plan_member", "record_bf16", "require_matches", "results", "schedule", "signatures",
            "spec_entries",
-           "stack_bytes", "store_slots", "symbol_suffix", "tensors"]
+           "stack_bytes", "store_slots", "symbol_suffix", "tensors", "weight_tile_bytes"]

@@ -830,10 +830,7 @@ class LinearW4(KernelFamily):
         return launch.params["attn_tkv"]
 
     def kv_tail_bytes(self, launch: LaunchPlan) -> int:
-        if not gemv_attention.is_attention(launch):
-            return 0
-        return gemv_attention.kv_tail_bytes(launch.params, next(s.tile_bytes for s in launch.streams
-                                                                if s.name == "w"))
+        return gemv_attention.kv_tail_bytes(launch) if gemv_attention.is_attention(launch) else 0
 
     def scheduled_kv_len(self, launch: LaunchPlan, op_plan: OpPlan) -> int:
         return op_plan.shape.get("cache_len", 0) if gemv_attention.is_attention(launch) else 0
