@@ -202,6 +202,7 @@ class LinearLike:
     """
 
     linear_fields: ClassVar[tuple[str, str, str | None]] = ("x", "weight", "bias")
+    has_epilogue: ClassVar[bool] = True  # False: the op's result is the linear's (nn.linear, quant.linear)
 
     @property
     def linear_input(self) -> Value:

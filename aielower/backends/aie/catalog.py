@@ -2,22 +2,25 @@
 share one design (one xclbin), and one per group of launches that share a device configuration
 (:mod:`.designs.shared`: their kernel family gives them one :meth:`configuration_key
 <aielower.backends.aie.families.base.KernelFamily.configuration_key>`), each launch then one runtime sequence of
-it. The artifact writes them; :mod:`.counted` counts what they move and issue."""
+it, and each chain of its launches that runs as one submission (:mod:`.chains`) one more. The artifact writes them;
+:mod:`.counted` counts what they move and issue."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
 
 from aielower.backends.aie.binding import kernel_spec
+from aielower.backends.aie.chains import Chain, ChainedOps, chain_sequence_name, find_chains
 from aielower.backends.aie.device import Device
 from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.kernels import KernelSpec
 from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of
 from aielower.errors import CompileError
-from aielower.ir import Module
+from aielower.ir import Function, Module
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Design:
     name: str
     members: tuple[Member, ...]
     spec: KernelSpec
+    chains: tuple[tuple[str, Chain], ...] = ()  # (runtime sequence, chain) of its chains, a shared design's
 
     @property
     def launch(self) -> LaunchPlan:
@@ -97,7 +101,7 @@ def collect(module: Module, device: Device) -> tuple[dict[str, KernelSpec], dict
             for launch in plan.launches:
                 name = design_name(launch, plan)
                 launches.setdefault(name, Member(name, launch, plan))
-    designs = designs_of(launches, device)
+    designs = with_chains(designs_of(launches, device), module)
     kernels: dict[str, KernelSpec] = {}
     for d in designs.values():
         kernels.setdefault(d.spec.symbol, d.spec)
@@ -127,6 +131,22 @@ def designs_of(launches: dict[str, Member], device: Device) -> dict[str, Design]
                 name = shared_name(members)
                 designs[name] = Design(name, tuple(members), spec)
     return dict(sorted(designs.items()))
+
+
+def with_chains(designs: dict[str, Design], module: Module) -> dict[str, Design]:
+    """``designs`` with the chains of the module's functions (:func:`~.chains.find_chains`) on their shared
+    configurations, each distinct chain once, named by its members' header indices
+    (:func:`~.chains.chain_sequence_name`), in order of name."""
+    where = placements(designs)
+    found: dict[str, dict[str, Chain]] = {}
+    for fn in module.functions.values():
+        for chained in find_chains(fn, lambda launch, plan: where[design_name(launch, plan)]):
+            chain = chained.chain
+            members = [x.name for x in designs[chain.design].members]
+            name = chain_sequence_name([members.index(m) for m in chain.members])
+            found.setdefault(chain.design, {}).setdefault(name, chain)
+    return {name: dataclasses.replace(d, chains=tuple(sorted(found[name].items()))) if name in found else d
+            for name, d in designs.items()}
 
 
 # 32-bit words of a core's parameter buffer
@@ -189,6 +209,18 @@ class Placement:
         self.kernels, self.designs = collect(module, device)
         self._where = placements(self.designs)
         self._placed: dict[tuple[int, int], tuple] = {}  # (launch id, plan id) -> (launch, plan, where)
+        self._chains: dict[int, tuple[Function, list[tuple[str, ChainedOps]]]] = {}
+
+    def chains(self, fn: Function) -> list[tuple[str, ChainedOps]]:
+        """The chains of ``fn``'s one-row step, each with the runtime sequence that runs it (:mod:`.chains`)."""
+        found = self._chains.get(id(fn))
+        if found is None:
+            out = []
+            for chained in find_chains(fn, self.place):
+                names = [x.name for x in self.designs[chained.chain.design].members]
+                out.append((chain_sequence_name([names.index(m) for m in chained.chain.members]), chained))
+            found = self._chains[id(fn)] = (fn, out)  # the entry holds fn, so its id is not reused
+        return found[1]
 
     def place(self, launch: LaunchPlan, plan: OpPlan) -> tuple[str, str | None]:
         found = self._placed.get((id(launch), id(plan)))  # the entry holds both, so neither id is reused
@@ -202,4 +234,5 @@ class Placement:
         return where
 
 
-__all__ = ["Design", "Member", "Placement", "collect", "design_name", "designs_of", "placements", "shared_name"]
+__all__ = ["Design", "Member", "Placement", "collect", "design_name", "designs_of", "placements", "shared_name",
+           "with_chains"]

@@ -49,7 +49,7 @@ class AieArtifact:
         placement = Placement(self.ir, self.device)
         library = KernelLibrary.build(placement.kernels.values(), self.out_dir / "host-build")
         return HostProgram(self.ir, self.device, blobs, arrays, design_reader(self.out_dir, placement),
-                           DesignLauncher(library.function))
+                           DesignLauncher(library.function), placement.chains)
 
     def emulate(self, input_ids) -> np.ndarray:
         """Logits [batch, seq, vocab] of ``prefill`` on the host emulator."""

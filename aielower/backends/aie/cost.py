@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -37,6 +37,7 @@ from aielower.backends.aie.kernels import KernelSpec
 from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of, rows_follow_tokens
 from aielower.errors import CompileError
 from aielower.ir import Function, Module, QTensorType, TensorType, Weight
+from aielower.backends.aie.chains import CHAIN_BUCKET
 from aielower.ir.core import LinearLike
 from aielower.ir.dialects import fused
 
@@ -45,7 +46,8 @@ from aielower.ir.dialects import fused
 MMUL_KERNELS = {"linear_w4_gemm": "bf16"}
 
 # How the per-launch overhead is charged.
-#   "launch":     Device.launch_overhead_s for every launch (each design is one XRT run, waited on before the next).
+#   "launch":     Device.launch_overhead_s for every launch (each design is one XRT run, waited on before the next),
+#                 but a launch that runs in a chain after its first (one submission, chains.py) pays none.
 #   "submission": once per function call (one token step, or one prompt chunk): every design of the step queued in
 #                 one submission (an XRT runlist), the device chaining them without a host round trip.
 #   "none":       no overhead: DMA and compute only.
@@ -181,6 +183,7 @@ class PlannedOp:
     plan: OpPlan
     count: int
     per_token: bool = True  # rows grow with the call's tokens; else one row per sequence (the last-token lm_head)
+    chained: bool = False  # its one-row launch runs in a chain after the chain's first: no submission of its own
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,9 @@ class FunctionPlan:
         return found[2]
 
     @classmethod
-    def of(cls, fn: Function) -> "FunctionPlan":
+    def of(cls, fn: Function, chained: Collection[int] = ()) -> "FunctionPlan":
+        """The plan of ``fn``; ``chained``: the ids of its ops whose one-row launch runs in a chain after the
+        chain's first (:meth:`aielower.backends.aie.catalog.Placement.chains`)."""
         groups: dict[tuple, list] = {}
         host: Counter = Counter()
         for op in fn.ops:
@@ -215,13 +220,13 @@ class FunctionPlan:
             if plan is None:
                 host[op.name] += 1
                 continue
-            key = (op_label(op), op.name, plan, rows_follow_tokens(op))
+            key = (op_label(op), op.name, plan, rows_follow_tokens(op), id(op) in chained)
             if key in groups:
                 groups[key][1] += 1
             else:
                 groups[key] = [plan, 1]
-        ops = tuple(PlannedOp(label, name, plan, count, per_token)
-                    for (label, name, _, per_token), (plan, count) in groups.items())
+        ops = tuple(PlannedOp(label, name, plan, count, per_token, in_chain)
+                    for (label, name, _, per_token, in_chain), (plan, count) in groups.items())
         return cls(fn.name, ops, host)
 
     @property
@@ -331,7 +336,8 @@ def _function_cost(planned: FunctionPlan, device: Device, tokens: int, kv_len: i
             done += rows
             chunk_kv = max(start + done, 0) if kv_len else 0
             for launch in p.plan.launches_for(p.plan.bucket_for(rows if p.per_token else 1)):
-                launches.append(launch_cost(launch, device, chunk_kv, overhead=per_launch, shape=p.plan.shape,
+                submitted = per_launch and not (p.chained and launch.bucket == CHAIN_BUCKET)
+                launches.append(launch_cost(launch, device, chunk_kv, overhead=submitted, shape=p.plan.shape,
                                             spec=planned.spec_for(launch, device)))
         costs.append(OpCost(p.label, p.op_name, p.plan.kind, p.count, tuple(launches)))
     submission = device.launch_overhead_s * len(chunks) if overhead == "submission" else 0.0

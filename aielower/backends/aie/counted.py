@@ -4,9 +4,9 @@ For every launch a decode step makes (each planned op of ``@decode``, its bucket
 it is built exactly as the artifact writes it, and its runtime sequence is walked: DDR bytes read (shim MM2S
 transfers) and written (S2MM), transfers (one buffer descriptor each), waits, run-time-parameter writes, and the
 words of the NPU instruction stream they lower to. Every launch is one submission of its design's runtime sequence
-(the launch's own design, or its sequence of a shared configuration, :mod:`.designs.shared`), so submissions per
-token = launches per token; the distinct designs a token uses are the device configurations it switches between,
-and a launch whose design is the one before's needs no switch.
+(the launch's own design, or its sequence of a shared configuration, :mod:`.designs.shared`), but a chain of
+launches is one submission of the chain's sequence (:mod:`.chains`); the distinct designs a token uses are the
+device configurations it switches between, and a launch whose design is the one before's needs no switch.
 
 Instruction words per op, from mlir-aie at :data:`~aielower.backends.aie.toolchain.MLIR_AIE_COMMIT`
 (``lib/Targets/AIETargetNPU.cpp`` encodings, ``lib/Dialect/AIEX/Transforms/AIEDmaToNpu.cpp`` lowering; checked
@@ -98,6 +98,7 @@ class TokenCount:
     reconfigurations: int = 0  # launches whose design differs from the launch before (the token repeats)
     designs_per_token: int = 0
     device_configurations: int = 0
+    chains: int = 0  # submissions that run several launches (a chain's sequence)
     by_role: Counter = field(default_factory=Counter)  # launch role -> DDR bytes per token
 
     def as_dict(self) -> dict:
@@ -105,7 +106,8 @@ class TokenCount:
         return {"ddr_bytes": t.ddr_bytes, "ddr_read_bytes": t.ddr_read_bytes, "ddr_write_bytes": t.ddr_write_bytes,
                 "transfers": t.transfers, "buffer_descriptors": t.transfers, "waits": t.waits,
                 "rtp_writes": t.rtp_writes, "instruction_words": t.instruction_words,
-                "submissions": self.submissions, "reconfigurations": self.reconfigurations,
+                "submissions": self.submissions, "chained_submissions": self.chains,
+                "reconfigurations": self.reconfigurations,
                 "designs_per_token": self.designs_per_token,
                 "device_configurations": self.device_configurations,
                 "ddr_bytes_by_role": dict(sorted(self.by_role.items()))}
@@ -126,6 +128,7 @@ def decode_token_count(module: Module, device: Device, decode: Function, kv_len:
     placement = Placement(module, device) if placement is None else placement
     result = TokenCount(device_configurations=len(placement.designs))
     order: list[str] = []
+    chained = {id(op): (sequence, place) for sequence, c in placement.chains(decode) for place, op in enumerate(c.ops)}
     for op in decode.ops:
         plan = plan_of(op)
         if plan is None:
@@ -141,16 +144,25 @@ def decode_token_count(module: Module, device: Device, decode: Function, kv_len:
                 cache = plan.shape.get("cache_len", 0)
                 sequence = kv_sequence_for(design, (cache if kv_len is None else kv_len) - launch.bucket,
                                            family.kv_tile_rows(launch), member=sequence)
-            key = (name, sequence)
-            if key not in counts:
-                counts[key] = count_sequence(design, sequence)
+            own = _counted(counts, design, sequence)
+            result.by_role[launch.role] += own.ddr_bytes  # a chain moves what its members move
+            chain = chained.get(id(op))
+            if chain is not None and chain[1]:  # in the chain's submission, counted at its first launch
+                continue
             order.append(name)
-            result.total = result.total + counts[key]
+            result.total = result.total + (own if chain is None else _counted(counts, design, chain[0]))
             result.submissions += 1
-            result.by_role[launch.role] += counts[key].ddr_bytes
     result.designs_per_token = len(set(order))
     result.reconfigurations = reconfigurations(order)
+    result.chains = sum(1 for _, place in chained.values() if not place)
     return result
+
+
+def _counted(counts: dict, design: m.Design, sequence: str | None) -> SequenceCount:
+    key = (design.name, sequence)
+    if key not in counts:
+        counts[key] = count_sequence(design, sequence)
+    return counts[key]
 
 
 def decode_design_names(decode: Function, placement: Placement) -> list[str]:

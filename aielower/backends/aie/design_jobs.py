@@ -79,7 +79,7 @@ def build_planned(planned: Planned, device: Device) -> m.Design:
     """The design of a catalog entry: a launch's own, or a shared configuration of its members."""
     if planned.shared:
         return build_shared_design([(x.name, x.launch, x.plan) for x in planned.members], device, planned.spec,
-                                   planned.name)
+                                   planned.name, planned.chains)
     return build_design(planned.launch, planned.plan, device, planned.spec, planned.name)
 
 

@@ -17,9 +17,12 @@ runs executed by the host emulator.
 
 Buffer objects keep host memory and device memory apart: the device sees only what ``sync(TO_DEVICE)`` copied,
 and the host sees a result only after ``sync(FROM_DEVICE)``, so a runtime that forgets a sync reads stale data
-here as it would on an NPU. Group ids are checked as XRT checks them: the instruction buffer in ``group_id(1)``,
-runtime-sequence argument ``i`` in ``group_id(3 + i)``. Every figure measured on this device is emulated: it is
-the time of this CPU running the emulation, not of an NPU.
+here as it would on an NPU. Memory groups are those of the xclbin kernel aiecc makes (python/compiler/aiecc/main.py
+``emit_design_kernel_json`` at 5ff2ab97): the instruction buffer (argument 1) in the ``SRAM`` group, the five
+buffer arguments ``bo0`` .. ``bo4`` (arguments 3 to 7, the runtime sequence's arguments in order) in the ``HOST``
+group, which a run checks, as XRT checks a buffer's group against its argument's; a run with more buffers than the
+kernel's five is refused. Every figure measured on this device is emulated: it is the time of this CPU running the
+emulation, not of an NPU.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from aielower import names
-from aielower.backends.aie.designs.model import MemrefType
+from aielower.backends.aie.designs.model import MAX_SEQUENCE_ARGS, MemrefType
 from aielower.backends.aie.designs.parse import parse_design
 from aielower.backends.aie.designs.simulate import NUMPY_DTYPES, DesignRun
 from aielower.backends.aie.runtime import KERNEL_NAME, OPCODE
 from aielower.errors import AielowerError, CompileError
 
 XCLBIN_FORMAT = "aielower-emulated-xclbin/1"
+HOST_GROUP, SRAM_GROUP = 0, 1  # the memory groups of aiecc's mem_topology: HOST, SRAM
 INSTRUCTIONS_MAGIC = b"aielower-emulated-instructions/1\n"
 
 
@@ -199,7 +203,13 @@ class EmulatedKernel:
         self.runs = 0
 
     def group_id(self, argument: int) -> int:
-        return argument
+        """The memory group of kernel argument ``argument`` (see the module docs)."""
+        if argument == 1:
+            return SRAM_GROUP
+        if 3 <= argument < 3 + MAX_SEQUENCE_ARGS:
+            return HOST_GROUP
+        raise AielowerError(f"kernel {self.name} has no buffer argument {argument} (opcode 0, instructions 1, their "
+                            f"count 2, buffers 3 to {2 + MAX_SEQUENCE_ARGS})")
 
     def __call__(self, opcode: int, instructions: EmulatedBo, words: int, *buffers: EmulatedBo) -> EmulatedRun:
         try:
@@ -213,6 +223,8 @@ class EmulatedKernel:
         d = self.design
         if opcode != OPCODE:
             raise AielowerError(f"design {d.name}: opcode {opcode}, expected {OPCODE}")
+        if len(buffers) > MAX_SEQUENCE_ARGS:
+            raise AielowerError(f"design {d.name}: {len(buffers)} buffers; the kernel takes {MAX_SEQUENCE_ARGS}")
         if instructions.group != self.group_id(1) or words * 4 > instructions.size():
             raise AielowerError(f"design {d.name}: the instruction buffer must be in group_id(1) and hold {words} words")
         sequence = _decode_instructions(bytes(instructions._device[: words * 4]), d.name)

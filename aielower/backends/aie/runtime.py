@@ -108,7 +108,7 @@ class XrtLauncher:
         self._programs: dict[str, _Program] = {}
         self._scratch: dict[tuple, tuple[object, np.ndarray]] = {}
         self._resident: dict[str, tuple[object, np.ndarray]] = {}
-        self._outputs: dict[str, frozenset[str]] = {}
+        self._outputs: dict[str, tuple[frozenset[str], frozenset[str]]] = {}  # design -> (outputs, inputs)
 
     def program(self, design: str) -> _Program:
         found = self._programs.get(design)
@@ -163,9 +163,10 @@ class XrtLauncher:
     def launch(self, design: Design, sequence: str | None, tensors: Mapping[str, np.ndarray | Resident]) -> None:
         program = self.program(design.name)
         instructions, words = program.instructions(sequence or "")
-        outputs = self._outputs.get(design.name)
-        if outputs is None:
-            outputs = self._outputs[design.name] = design.output_args()
+        found = self._outputs.get(design.name)
+        if found is None:
+            found = self._outputs[design.name] = (design.output_args(), design.input_args())
+        outputs, inputs = found
         buffers, results = [], []
         for i, arg in enumerate(design.runtime_sequence(sequence).args):
             tensor = tensors.get(arg.name)
@@ -181,7 +182,7 @@ class XrtLauncher:
                                     f"got {tensor.size} {tensor.dtype}")
             if arg.name in outputs:
                 results.append((bo, view, tensor))
-            else:
+            if arg.name in inputs or arg.name not in outputs:  # (a chain's %io is both: see designs/shared.py)
                 view[:] = tensor[: arg.type.size]
                 self._to_device(bo, arg.type.bytes)
             buffers.append(bo)
@@ -236,7 +237,7 @@ class AieRuntime:
         self.xrt_device = self.xrt.device(0)
         self.launcher = XrtLauncher(self.xrt, self.xrt_device, self.out_dir, record)
         self.program = HostProgram(self.module, aie_device, blobs, arrays,
-                                   design_reader(self.out_dir, self.placement), self.launcher)
+                                   design_reader(self.out_dir, self.placement), self.launcher, self.placement.chains)
         self.last_stats = None
         tables = [op.table.type.shape[0] for op in self.module.functions["decode"].ops if op.name == "nn.embedding"]
         self._vocab = tables[0] if tables else None

@@ -70,6 +70,16 @@ class Tiles(dict):
             found = self[("In",) + key] = In((self[key],))
         return found
 
+    def reads(self, tensor: str, base: int, size: int, n: int) -> list["In"]:
+        """:meth:`read` of the ``n`` consecutive tiles of ``size`` elements from ``base`` (a list made once per
+        ``base``, grown as needed)."""
+        run = self.get(("run", tensor, base, size))
+        if run is None:
+            run = self[("run", tensor, base, size)] = []
+        for j in range(len(run), n):
+            run.append(self.read((tensor, base + j * size, size)))
+        return run
+
 
 def cores_of(launch: LaunchPlan) -> list[CoreProgram]:
     return [CoreProgram(c, r) for c in range(launch.columns) for r in range(launch.rows)]

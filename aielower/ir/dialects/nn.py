@@ -36,6 +36,7 @@ class LinearBase(LinearLike, Op):
     """Shared by ``nn.linear`` and ``quant.linear``: ``y = x @ W^T + bias``, W [out, in] (the plain
     :class:`~aielower.ir.core.LinearLike`: no epilogue)."""
 
+    has_epilogue = False
     x = operand()
     weight = operand()
     bias = operand(optional=True)

@@ -170,7 +170,7 @@ def test_a_sequence_without_its_header_first_breaks_the_header_rule():
                     if getattr(op, "arg", None) == HEADER_ARG else op for op in first.ops)
     problems = [str(v) for v in check_design(dataclasses.replace(
         design, sequences=(dataclasses.replace(first, ops=twisted),) + design.sequences[1:])) if v.rule == "header"]
-    assert problems and "read plainly from the start of %hdr" in problems[0]
+    assert problems and "read plainly from element 0 of %hdr" in problems[0]
     # a core fed by a header channel that does not read the header would take it for activations
     core = design.cores[1]
     headless = dataclasses.replace(core, body=core.body[3:])
@@ -181,7 +181,7 @@ def test_a_sequence_without_its_header_first_breaks_the_header_rule():
     lone = tuple(op for op in first.ops if not (getattr(op, "fifo", "") == "x_c0" and op.arg == "x"))
     problems = [str(v) for v in check_design(dataclasses.replace(
         design, sequences=(dataclasses.replace(first, ops=lone),) + design.sequences[1:])) if v.rule == "header"]
-    assert problems and "carries one element only" in problems[0]
+    assert problems and "carries headers only" in problems[0]
 
 
 def test_header_words_select_one_sequence():
@@ -593,7 +593,7 @@ def test_decode_norm_on_the_prompt_grid_leaves_columns_idle_and_computes_its_row
     lone = tuple(op for op in sequence.ops if getattr(op, "fifo", "") != "w_c0" or op.arg == HEADER_ARG)
     broken = dataclasses.replace(shared, sequences=tuple(
         dataclasses.replace(s, ops=lone) if s.name == decode else s for s in shared.sequences))
-    assert any("carries one element only" in str(v) for v in check_design(broken))
+    assert any("carries headers only" in str(v) for v in check_design(broken))
     own_spec = kernel_spec(launch_1, NPU2)
     library = KernelLibrary.build([spec, own_spec], tmp_path / "k")
     rng = np.random.default_rng(13)

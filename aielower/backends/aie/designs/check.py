@@ -16,6 +16,8 @@ runtime-sequence op, and the rule; :func:`require_valid` turns them into one Com
   encodable range compile to wrong encodings, so they are checked here): d0 <= 1023 words unless linear,
   d1 <= 1023, d3 <= 64, strides <= 2^20 words, 4-byte offsets; transfers stay inside their argument.
 - ``shim-queue``: a shim DMA channel holds 4 tasks (AMD AM020); a push onto a full queue is dropped.
+- ``sequence-args``: a runtime sequence takes at most 5 arguments: the xclbin kernel aiecc makes has five buffer
+  arguments, ``bo0`` .. ``bo4`` (python/compiler/aiecc/main.py ``emit_design_kernel_json`` at 5ff2ab97).
 - ``shim-bd``: buffer-descriptor ids 0..15 (16 per shim tile), never reused while the transfer may still run.
 - ``tokens``: a wait consumes its channel's oldest completion token: it needs a token-issuing transfer to wait for,
   and every S2MM transfer (always token-issuing) needs exactly one wait, or the channel's next wait is off by one.
@@ -30,7 +32,9 @@ runtime-sequence op, and the rule; :func:`require_valid` turns them into one Com
   element: a shared configuration, ``designs/shared.py``) takes the first element its FIFO delivers in every run; so
   every runtime sequence must send exactly that first element first on the shim channel behind that FIFO (one per core
   the channel's link feeds: one for a broadcast, one each for a split), each read plainly from the start of its header
-  argument ``%hdr`` (read for nothing else there, and on no other channel), then the run's data; and every core that
+  argument ``%hdr`` (read for nothing else there, and on no other channel), then the run's data (a chain's sequence,
+  which runs several launches, sends each launch's header before its data, the k-th from element k of ``%hdr``);
+  and every core that
   channel feeds must read its first element as the header (else the cores take activations for the header, or wait for
   one that never comes). A channel may carry the header alone only in a column the sequence moves nothing else
   through (a launch that leaves those cores idle).
@@ -47,6 +51,7 @@ from aielower.backends.aie.designs.model import (
     Design,
     DmaMemcpy,
     HEADER_ARG,
+    MAX_SEQUENCE_ARGS,
     DmaWait,
     MemrefType,
     ObjectFifo,
@@ -169,6 +174,9 @@ def check_sequence(design: Design) -> list[Violation]:
 def _check_one_sequence(design: Design, sequence) -> list[Violation]:
     out = []
     label = f"{design.name}" + (f" @{sequence.name}" if sequence.name else "")
+    if len(sequence.args) > MAX_SEQUENCE_ARGS:
+        out.append(Violation("sequence-args", label, f"{len(sequence.args)} arguments; the xclbin kernel takes "
+                             f"{MAX_SEQUENCE_ARGS} buffers"))
     fifos = {f.name: f for f in design.fifos}
     args = {a.name: a.type for a in sequence.args}
     queue: dict[str, list[tuple[int, DmaMemcpy]]] = defaultdict(list)  # issued, not known to be finished
@@ -406,29 +414,31 @@ def check_headers(design: Design) -> list[Violation]:
                 continue
             i, first = mine[0]
             where = f"{label}: runtime-sequence op #{i}"
-            arg = args.get(first.arg)
             if first.arg != HEADER_ARG:
                 out.append(Violation("header", where, f"the first transfer on @{fifo} reads %{first.arg}, not the "
                                      f"header %{HEADER_ARG} the cores read first"))
                 continue
-            # one element per core the channel's link feeds (a split: one each; a broadcast: one for all), each read
-            # plainly from the start of %hdr: a repeat (d3, stride 0) of one run
+            # each run of the cores (one per launch: several in a chain's sequence) starts with its header: one
+            # element per core the channel's link feeds (a split: one each; a broadcast: one for all), each read
+            # plainly from %hdr (a repeat, d3 stride 0, of one run), the k-th header from element k of %hdr
             copies = len(design.link_of(fifo).destinations)
             run, uneven = divmod(fifos[fifo].element.bytes, copies)
-            plain = (first.offset == 0 and first.sizes[:3] == (copies, 1, 1) and first.strides[3] == 1
-                     and (copies == 1 or first.strides[0] == 0))
-            if arg is None or uneven or not plain or first.sizes[3] * arg.element_bytes != run or arg.bytes != run:
-                out.append(Violation("header", where, f"the first transfer on @{fifo} is not one element per core "
-                                     f"it feeds, each read plainly from the start of %{HEADER_ARG}, the header the "
-                                     "cores read first"))
-                continue
-            others = [j for j, op in transfers if op.arg == first.arg and op.fifo == fifo and j != i]
-            if others:
-                out.append(Violation("header", where, f"%{first.arg} is read again on @{fifo} (op #{others[0]}): "
-                                     "the first transfer is activations, not the header"))
-            elif len(mine) == 1 and _column(fifos[fifo]) in busy:
-                out.append(Violation("header", where, f"@{fifo} carries one element only: a header and no "
-                                     "activations, or activations and no header"))
+            arg = args.get(HEADER_ARG)
+            headers = [(j, op) for j, op in mine if op.arg == HEADER_ARG]
+            for k, (j, op) in enumerate(headers):
+                plain = (arg is not None and not uneven and op.sizes[:3] == (copies, 1, 1) and op.strides[3] == 1
+                         and (copies == 1 or op.strides[0] == 0) and op.sizes[3] * arg.element_bytes == run
+                         and op.offset * arg.element_bytes == k * run)
+                if not plain:
+                    out.append(Violation("header", f"{label}: runtime-sequence op #{j}", f"the transfer on @{fifo} "
+                                         f"of header {k} is not one element per core it feeds, each read plainly from "
+                                         f"element {k} of %{HEADER_ARG}, the header the cores read first"))
+            if arg is not None and arg.bytes != len(headers) * run:
+                out.append(Violation("header", where, f"%{HEADER_ARG} holds {arg.bytes} bytes, not the "
+                                     f"{len(headers)} header(s) of {run} bytes sent on @{fifo}"))
+            elif len(mine) == len(headers) and _column(fifos[fifo]) in busy:
+                out.append(Violation("header", where, f"@{fifo} carries headers only: no activations, or "
+                                     "activations and no header"))
         for j, op in transfers:
             if op.arg == HEADER_ARG and op.fifo not in channels:
                 out.append(Violation("header", f"{label}: runtime-sequence op #{j}", f"%{HEADER_ARG} is sent on "

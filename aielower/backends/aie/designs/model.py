@@ -24,6 +24,9 @@ from aielower.errors import CompileError
 
 ELEMENT_BYTES = {"bf16": 2, "f32": 4, "i8": 1, "i32": 4}
 HEADER_ARG = "hdr"  # the runtime-sequence argument holding a launch's header (a shared configuration's)
+# Buffer arguments of the xclbin kernel aiecc makes for a design (bo0 .. bo4: python/compiler/aiecc/main.py
+# emit_design_kernel_json at 5ff2ab97, every one connected to HOST memory): a runtime sequence takes at most these.
+MAX_SEQUENCE_ARGS = 5
 Dims = tuple[tuple[int, int], ...]  # (size, stride) pairs, outermost first, in elements
 
 
@@ -321,6 +324,13 @@ class Design:
         into_ddr = self.fifos_into_ddr()
         return frozenset(op.arg for s in self.sequences for op in s.ops
                          if isinstance(op, DmaMemcpy) and op.fifo in into_ddr)
+
+    def input_args(self) -> frozenset[str]:
+        """The runtime-sequence arguments the design reads (the sources of its transfers from DDR); an argument may
+        be both (a chain's, :mod:`..chains`: one launch's result is the next one's operand)."""
+        into_ddr = self.fifos_into_ddr()
+        return frozenset(op.arg for s in self.sequences for op in s.ops
+                         if isinstance(op, DmaMemcpy) and op.fifo not in into_ddr)
 
     def fifo(self, name: str) -> ObjectFifo:
         for f in self.fifos:

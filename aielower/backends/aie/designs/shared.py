@@ -45,6 +45,7 @@ from dataclasses import fields, is_dataclass, replace
 
 import numpy as np
 
+from aielower.backends.aie.chains import CHAIN_PREFIX, Chain, ChainLink, is_chain_sequence
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.designs.simulate import NUMPY_DTYPES
 from aielower.backends.aie.designs.build import (AIE_DEVICE, Acquire, Arith, Call, CoreDesign, DesignBuilder, Load,
@@ -62,8 +63,9 @@ HEADER_ARG = m.HEADER_ARG  # the runtime-sequence argument holding a launch's he
 
 def member_names(design: m.Design) -> list[str]:
     """The members of shared ``design`` in header order: its runtime sequences, a member with one sequence per KV
-    tile count (``<member>_kv_tiles_<n>``, :func:`~aielower.backends.aie.designs.build.kv_sequence_name`) once."""
-    return list(dict.fromkeys(_member_of(s.name) for s in design.sequences))
+    tile count (``<member>_kv_tiles_<n>``, :func:`~aielower.backends.aie.designs.build.kv_sequence_name`) once, its
+    chains' sequences (:func:`chain_sequence`) not."""
+    return list(dict.fromkeys(_member_of(s.name) for s in design.sequences if not is_chain_sequence(s.name)))
 
 
 def _member_of(sequence: str) -> str:
@@ -82,6 +84,9 @@ def header_words(design: m.Design, sequence: str) -> np.ndarray:
         raise CompileError(f"design {design.name}: no runtime sequence @{sequence} (it has "
                            f"{', '.join('@' + n for n in names)})")
     members = member_names(design)
+    if is_chain_sequence(sequence):  # the headers of its members, one after the other
+        return np.concatenate([header_words(design, members[int(i)])
+                               for i in sequence[len(CHAIN_PREFIX):].split("_")])
     member = _member_of(sequence)
     need = len(members) + (member != sequence)  # and the KV tile count
     arg = design.runtime_sequence(sequence).arg(HEADER_ARG)
@@ -94,9 +99,11 @@ def header_words(design: m.Design, sequence: str) -> np.ndarray:
     return words.view(NUMPY_DTYPES[arg.type.element])
 
 
-def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: Device, spec, name: str) -> m.Design:
+def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: Device, spec, name: str,
+                        chains: tuple[tuple[str, Chain], ...] = ()) -> m.Design:
     """The design of a shared configuration: ``members`` are (sequence name, launch, op plan), in header order;
-    ``spec`` the members' kernel (see the module docs)."""
+    ``spec`` the members' kernel (see the module docs); ``chains`` (sequence name, chain) its chains of members
+    that run as one submission (:func:`chain_sequence`)."""
     if len(members) < 2:
         raise CompileError(f"{name}: a shared configuration runs two or more launches, not {len(members)}")
     if len({seq for seq, _, _ in members}) != len(members):
@@ -182,6 +189,13 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
         # the member's own parameter words (constants of its sequence), then the header, then its transfers
         ops = sequence_ops(b, mine, device, heads)
         sequences.append(m.RuntimeSequence(seq, tuple(ops), args))
+    by_name = {sequence.name: sequence for sequence in sequences}
+    from_ddr = {f.name for f in fifos if f.producer.kind == "shim"}
+    for seq, chain in chains:
+        missing = [x for x in chain.members if x not in by_name]
+        if missing or chain.design != name:
+            raise CompileError(f"{name}: chain @{seq} runs {', '.join(missing) or chain.design}, not a member of it")
+        sequences.append(chain_sequence(seq, [by_name[x] for x in chain.members], chain.links, from_ddr))
     functions, tiles = kernel_functions(spec), design_tiles(launch)
     buckets = sorted({member.bucket for _, member, _ in members})
     kinds = Counter(plan.kind for _, _, plan in members)
@@ -200,8 +214,106 @@ def build_shared_design(members: list[tuple[str, LaunchPlan, OpPlan]], device: D
                  "column: int32 word i = 1 runs launch i (runtime sequence i, which sends the header from %hdr), 0 "
                  "skips it. The cores copy it into their parameter words (_header) and run each launch that many "
                  "times.",)
+    for seq, chain in chains:
+        comments += (f"@{seq}: {' then '.join('@' + x for x in chain.members)} in one submission, each reading the "
+                     "one before's result where it wrote it (" + ", ".join(
+                         f"%{k.result_arg}{i} from element {k.result_offset} as %{k.operand_arg}"
+                         for i, k in enumerate(chain.links)) + ")",)
     return m.Design(name, AIE_DEVICE[device.name], functions, tiles, tuple(fifos), tuple(links), tuple(buffers),
                     tuple(core_models), tuple(sequences), comments)
+
+
+# ---------------------------------------------------------------------------------------- chains of members
+
+
+IO_ARG = "io"  # a chain's activations and results, one after the other (chain_layout)
+
+
+def chain_layout(parts: list[m.RuntimeSequence],
+                 links: tuple[ChainLink, ...]) -> dict[tuple[int, str], tuple[str, int]]:
+    """Where the arguments of a chain's member sequences ``parts`` are in the chain's sequence: ``(part, argument)
+    -> (the chain's argument, first element there)``. A chain's sequence must fit the kernel's five buffer
+    arguments (:data:`~.model.MAX_SEQUENCE_ARGS`), so the members' arguments of the header's element type (their
+    activations and results, bf16) are one argument, ``%io``, one after the other, in order; the argument of a
+    member that reads the member before's result (``links[i - 1].operand_arg``) is that result, where the member
+    before wrote it. Every other argument (a member's weight tiles, bytes) is its own, ``<name><part>``. The header
+    (``%hdr``) is not in it (see :func:`chain_sequence`)."""
+    if len(parts) < 2 or len(links) != len(parts) - 1:
+        raise CompileError(f"internal: a chain of {len(parts)} sequences with {len(links)} links")
+    header = parts[0].arg(HEADER_ARG)
+    if header is None or any(p.arg(HEADER_ARG) != header for p in parts):
+        raise CompileError("a chain's members take headers of other types")
+    where: dict[tuple[int, str], tuple[str, int]] = {}
+    size = 0
+    for i, part in enumerate(parts):
+        link = links[i - 1] if i else None
+        for a in part.args:
+            if a.name == HEADER_ARG:
+                continue
+            if link is not None and a.name == link.operand_arg:
+                produced = parts[i - 1].arg(link.result_arg)
+                arg, start = where.get((i - 1, link.result_arg), (None, 0))
+                if produced is None or produced.type.element != a.type.element or (
+                        link.result_offset + a.type.size > produced.type.size):
+                    raise CompileError(f"@{part.name}'s %{a.name} cannot read %{link.result_arg} of "
+                                       f"@{parts[i - 1].name} from element {link.result_offset}")
+                where[(i, a.name)] = (arg, start + link.result_offset)
+            elif a.type.element == header.type.element:
+                where[(i, a.name)] = (IO_ARG, size)
+                size += a.type.size
+            else:
+                where[(i, a.name)] = (f"{a.name}{i}", 0)
+    return where
+
+
+def chain_args(parts: list[m.RuntimeSequence], links: tuple[ChainLink, ...]) -> tuple[m.SequenceArg, ...]:
+    """The arguments of a chain's sequence (:func:`chain_layout`): its members' own, ``%io``, then ``%hdr``, one
+    header per member."""
+    where = chain_layout(parts, links)
+    header = parts[0].arg(HEADER_ARG).type
+    own = [m.SequenceArg(arg, parts[i].arg(name).type) for (i, name), (arg, _) in where.items() if arg != IO_ARG]
+    io = sum(parts[i].arg(name).type.size for (i, name), (arg, start) in where.items()
+             if arg == IO_ARG and (i == 0 or name != links[i - 1].operand_arg))
+    packed = (m.SequenceArg(IO_ARG, m.MemrefType(io, header.element)),) if io else ()
+    return tuple(own) + packed + (m.SequenceArg(HEADER_ARG, m.MemrefType(len(parts) * header.size, header.element)),)
+
+
+def chain_sequence(name: str, parts: list[m.RuntimeSequence], links: tuple[ChainLink, ...],
+                   from_ddr: set[str]) -> m.RuntimeSequence:
+    """One runtime sequence running the member sequences ``parts`` one after the other (a chain, :mod:`..chains`):
+
+    - the members' arguments are where :func:`chain_layout` puts them (a member that reads the member before's
+      result reads it where that member wrote it); ``%hdr`` holds one header per member, one after the other
+      (member ``i``'s header transfers read from element ``i`` times a header's);
+    - after every member but the last, the sequence waits until the member's transfers from DDR are done too (its
+      last transfer per object FIFO issues a token), as it already waits for the member's results: the next member
+      then reuses the shim's buffer descriptors and task queues as if the sequence started there, and reads the
+      results the member before wrote."""
+    try:
+        where = chain_layout(parts, links)
+        args = chain_args(parts, links)
+    except CompileError as e:
+        raise CompileError(f"chain @{name}: {e}") from None
+    header = parts[0].arg(HEADER_ARG).type
+    ops: list[m.SequenceOp] = []
+    for i, part in enumerate(parts):
+        mine = []
+        for op in part.ops:
+            if isinstance(op, m.DmaMemcpy):
+                arg, start = (HEADER_ARG, i * header.size) if op.arg == HEADER_ARG else where[(i, op.arg)]
+                op = replace(op, arg=arg, offset=op.offset + start)
+            elif isinstance(op, m.RtpWrite):
+                raise CompileError(f"chain @{name}: @{part.name} writes parameter words; a chain's members take "
+                                   "their values from the header")
+            mine.append(op)
+        if i < len(parts) - 1:
+            last = {op.fifo: j for j, op in enumerate(mine) if isinstance(op, m.DmaMemcpy) and op.fifo in from_ddr}
+            for fifo, j in last.items():
+                if not mine[j].issue_token:  # (one that does is waited for in the member already)
+                    mine[j] = replace(mine[j], issue_token=True)
+                    mine.append(m.DmaWait(fifo))
+        ops += mine
+    return m.RuntimeSequence(name, tuple(ops), args)
 
 
 # ---------------------------------------------------------------------------------------- one body for alike members
@@ -342,4 +454,5 @@ def _rename_calls(body: list, old: str, new: str) -> None:
             node.function = new
 
 
-__all__ = ["HEADER_ARG", "build_shared_design", "header_words", "member_names", "merged_bodies"]
+__all__ = ["HEADER_ARG", "IO_ARG", "build_shared_design", "chain_args", "chain_layout", "chain_sequence",
+           "header_words", "member_names", "merged_bodies"]

@@ -13,11 +13,15 @@ What each core receives is derived from the design alone, as the object-FIFO low
 - the runtime sequence walks its DDR arguments with each transfer's four-dimensional pattern, in order; a wait or
   the end of the sequence runs the array until the transfers it waits for are complete;
 - cores run their bodies (loops, acquires, kernel calls through the host-built kernel library, run-time parameter
-  loads, i32 arithmetic) once per run of the runtime sequence, blocking on acquires of data not yet delivered.
+  loads, i32 arithmetic) over and over, as the rendered ``scf.for`` around every body does, blocking on acquires of
+  data not yet delivered. A run of the runtime sequence ends when its transfers are done and every core waits at
+  the start of an iteration, having run at least one: one iteration per launch, or one per launch of a chain that
+  runs several members of a shared configuration in one sequence (:mod:`.shared`).
 
-A run that cannot finish (a core waiting for data that never comes, values left over in a stream, a transfer that
-waits forever) is an :class:`~aielower.errors.AielowerError` naming the core, FIFO or transfer. Produced elements
-start filled with a poison pattern (bf16 NaN), so a kernel that leaves part of its output unwritten shows.
+A run that cannot finish (a core waiting for data that never comes or stopped inside an iteration, values left over
+in a stream, a transfer that waits forever) is an :class:`~aielower.errors.AielowerError` naming the core, FIFO or
+transfer. Produced elements start filled with a poison pattern (bf16 NaN), so a kernel that leaves part of its
+output unwritten shows.
 """
 
 from __future__ import annotations
@@ -139,7 +143,8 @@ class _CoreState:
     tile: Tile
     generator: object = None
     blocked_on: str = ""
-    finished: bool = False
+    iterations: int = 0  # iterations of the body completed in this run
+    moved: int = 0  # elements taken or given in the current iteration (0: waiting at its start)
     buffers: dict = field(default_factory=dict)
 
 
@@ -251,6 +256,7 @@ class DesignRun:
                         buf = np.full(et.size, POISON[et.element], NUMPY_DTYPES[et.element])
                         _write(buf, 0, fifo.from_stream, stream.take(et.size), f"S2MM of {core.tile.name}")
                         self.ticks += 1
+                        state.moved += 1
                     else:
                         if fifo.producer != core.tile:
                             raise AielowerError(f"core {core.tile.name} produces into @{node.fifo}, which it does "
@@ -269,6 +275,7 @@ class DesignRun:
                         self._deliver(fifo, _read(buf, 0, fifo.element.size, fifo.to_stream,
                                                   f"MM2S of {core.tile.name}"))
                         self.ticks += 1
+                        state.moved += 1
                 elif isinstance(node, LoadWord):
                     env[node.var] = int(state.buffers[node.buffer][node.index])
                 elif isinstance(node, IndexCast):
@@ -291,24 +298,34 @@ class DesignRun:
                 else:
                     raise AielowerError(f"core {core.tile.name}: cannot run {node!r}")
 
-        yield from run(core.body, {}, {})
+        while True:  # the rendered scf.for around the body: one iteration per launch
+            calls = self.calls
+            yield from run(core.body, {}, {})
+            state.iterations += 1
+            if not state.moved:  # a body that moves no data (a core the design leaves idle) never waits for any
+                if self.calls != calls:
+                    raise AielowerError(f"core {core.tile.name}: its body calls kernels without taking or giving "
+                                        "data, so the core would loop without waiting")
+                while True:  # idle: nothing it does is observable
+                    yield
+            state.moved = 0
 
     def _step_cores(self) -> bool:
-        """Run every core until it blocks without progress or finishes; True if any moved data or called a
-        kernel. A core's program yields only when an acquire finds too few values."""
+        """Run every core until it blocks without progress; True if any moved data or called a kernel. A core's
+        program yields only when an acquire finds too few values."""
         start = self.ticks
         for core in self.design.cores:
             state = self.core_state[core.tile]
-            while not state.finished:
+            while True:
                 before = self.ticks
-                try:
-                    next(state.generator)
-                except StopIteration:
-                    state.finished = True
-                    break
+                next(state.generator)
                 if self.ticks == before:
                     break
         return self.ticks != start
+
+    def _idle(self) -> bool:
+        """Every core waits at the start of an iteration, having completed one at least in this run."""
+        return all(s.iterations and not s.moved for s in self.core_state.values())
 
     # -- the runtime sequence ----------------------------------------------------------------------------------
 
@@ -326,7 +343,7 @@ class DesignRun:
                                     f"least {a.type.size} elements, got {arr.dtype} {arr.shape}")
         self._reset_streams()
         for state in self.core_state.values():
-            state.finished, state.blocked_on = False, ""
+            state.blocked_on, state.iterations, state.moved = "", 0, 0
         self.ticks = 0
         for core in d.cores:
             self.core_state[core.tile].generator = self._core_program(core)
@@ -356,7 +373,7 @@ class DesignRun:
                     while not first.done:
                         if not self._progress(args, pending):
                             raise self._stuck(f"waiting for a transfer on @{op.fifo}")
-        while any(q for q in pending.values()) or not all(s.finished for s in self.core_state.values()):
+        while any(q for q in pending.values()) or not self._idle():
             if not self._progress(args, pending):
                 if any(q for q in pending.values()):
                     raise self._stuck("at the end of the runtime sequence, transfers into DDR are incomplete")
@@ -387,7 +404,8 @@ class DesignRun:
             moved = True
 
     def _stuck(self, what: str) -> AielowerError:
-        blocked = [f"{t.name}: {s.blocked_on}" for t, s in self.core_state.items() if s.blocked_on and not s.finished]
+        blocked = [f"{t.name}: {s.blocked_on}" + ("" if s.moved else " (at the start of an iteration, none done)")
+                   for t, s in self.core_state.items() if s.blocked_on and (s.moved or not s.iterations)]
         streams = {s.label: s.count for s in self.streams.values() if s.count}
         return AielowerError(f"design {self.design.name} cannot finish {what}; blocked cores: "
                              f"{'; '.join(blocked) or 'none'}; values waiting in streams: {streams or 'none'}")

@@ -518,10 +518,12 @@ def _attention_item(core, h, qt, gq, tq, tkv, d, s_pad, kv_rows, kv_valid, posit
         k_new = sched.Out((sched.TileRef("k_new", AccessPattern(h * d, (d,), (1,))),))
         calls.append(sched.Call("rotate", (q, k_new)))
     base, size = h * kv_rows * 2 * d, 2 * tkv * d
-    for j in range(-(-last // tkv)):
-        row = j * tkv
-        calls.append(sched.Call("step", (q, tiles.read(("kv", base + row * 2 * d, size)), acc, q_pos0, row,
-                                   min(tkv, cached_valid - row))))
+    kv = tiles.reads("kv", base, size, -(-last // tkv))  # a 7B prompt bucket makes a million of these calls
+    step = sched.Call
+    calls.extend([step("step", (q, kv[j], acc, q_pos0, j * tkv, tkv)) for j in range(last // tkv)])
+    if last % tkv:
+        row = last // tkv * tkv
+        calls.append(step("step", (q, kv[last // tkv], acc, q_pos0, row, min(tkv, cached_valid - row))))
     if step_rows:
         calls.append(sched.Call("step_new", (q, acc, q_pos0, position, min(step_rows, s))))
     calls.append(sched.Call("store", (acc, sched.Out((sched.TileRef("out", q_ap),)))))

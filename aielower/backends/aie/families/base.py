@@ -168,6 +168,19 @@ class KernelFamily:
         :class:`~aielower.backends.aie.host_program.HostProgram`)."""
         raise NotImplementedError
 
+    def ddr_results(self, op, launch: LaunchPlan, op_plan: OpPlan) -> tuple[tuple[str, int, int] | None, ...]:
+        """Per result of ``op``: (runtime-sequence argument, first element, elements) when ``launch`` writes the
+        result into DDR exactly as it is, its elements in order in one run of that argument (bf16), so that the next
+        launch can read it there (a chain, :mod:`aielower.backends.aie.chains`); None when the host reshapes, crops
+        or splits it. The default: () (no result is)."""
+        return ()
+
+    def ddr_operand(self, op, launch: LaunchPlan, op_plan: OpPlan) -> tuple[str, int] | None:
+        """(runtime-sequence argument, elements) when ``launch`` (of ``op``) reads the op's first operand from DDR
+        exactly as the operand is (bf16, in order, not padded, from the argument's first element), so that it can
+        read an earlier launch's result there; None (the default) when the host pads it or lays it out otherwise."""
+        return None
+
     def __repr__(self) -> str:
         return f"<kernel family {self.name}: kinds {', '.join(self.kinds)}; kernels {', '.join(self.kernels)}>"
 

@@ -14,7 +14,8 @@ element per core, ``y`` YS bf16 split):
   delta ``b``; ``ND`` the width padded to whole elements and slices), every column's cores all of them;
 - ``w``: per core one weight tile whose first ``2 NL`` bytes are its slice of the norm weight (``NL = ND / cores``
   columns from column ``k NL``, core ``k = column x rows + row``);
-- ``y``: per core its slice of the sum (bf16) then of the norm, ``2 NL / YS`` elements.
+- ``y``: per core its slice of the sum (bf16) then of the norm, ``2 NL / YS`` elements, into ``[sum | norm]`` (each
+  ``ND`` wide): the norm is one run a linear after it can read where it is (a chain, :mod:`..chains`).
 
 Every core sums the squares of the whole row, in the order the norm kernel does (the kernel functions share
 ``_rms_row.cc.j2`` with ``rms_norm.cc.j2``), so a member computes bit for bit what the norm's own design computes.
@@ -176,9 +177,9 @@ def plan_member(offer, d: int, eps: float, role: str, device: Device) -> LaunchP
 
 def schedule(launch: LaunchPlan) -> list[sched.CoreProgram]:
     """Tensors: ``x`` [ND / (TK/2)][TK] bf16 (element ``i``: columns ``i TK/2 ..`` of ``a``, then of ``b``), ``w``
-    [cores][tile] bytes (core ``k``'s slice of the norm weight first), ``y`` [cores][2][NL] bf16 (core ``k``'s
-    slice of the sum, then of the norm). Core ``k = column x rows + row`` takes its weight tile, every row element,
-    then stores its slice."""
+    [cores][tile] bytes (core ``k``'s slice of the norm weight first), ``y`` [2][ND] bf16 (the sum, then the
+    norm). Core ``k = column x rows + row`` takes its weight tile, every row element, then stores its slices of the
+    sum and of the norm (columns ``k NL ..``)."""
     p = launch.params
     tk, ys, nd, nl = p["tk"], p["ys"], p["norm_d"], p["norm_slice"]
     tile = linear_tile_bytes(p["tn"], tk, p["group"], False)
@@ -190,7 +191,8 @@ def schedule(launch: LaunchPlan) -> list[sched.CoreProgram]:
         k = core.column * launch.rows + core.row
         core.calls.append(sched.Call("norm_init", (sched.In((sched.contiguous("w", k * tile, tile),)), acc, k * nl)))
         core.calls.extend(sched.Call("norm_row", (x, acc, i)) for i, x in enumerate(rows))
-        out = [sched.Out((sched.contiguous("y", k * 2 * nl + j * ys, ys),)) for j in range(2 * nl // ys)]
+        out = [sched.Out((sched.contiguous("y", half * nd + k * nl + j * ys, ys),))
+               for half in (0, 1) for j in range(nl // ys)]
         core.calls.extend(sched.Call("norm_store", (acc, j, y)) for j, y in enumerate(out))
     return cores
 
@@ -221,10 +223,15 @@ def tensors(launch: LaunchPlan, a: np.ndarray, b: np.ndarray, weight: np.ndarray
 
 def results(launch: LaunchPlan, y: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
     """(the sum, the norm) [d] float from the launch's ``y``."""
-    parts = y.reshape(launch.cores, 2, launch.params["norm_slice"])
-    return tuple(from_bf16(parts[:, i].reshape(-1)[:d]) for i in (0, 1))
+    nd = launch.params["norm_d"]
+    return from_bf16(y[:d]), from_bf16(y[nd : nd + d])
+
+
+def result_places(launch: LaunchPlan, d: int) -> tuple[tuple[str, int, int], tuple[str, int, int]]:
+    """Where the launch writes (the sum, the norm) of width ``d``: (``y``, first element, elements) each."""
+    return ("y", 0, d), ("y", launch.params["norm_d"], d)
 
 
 __all__ = ["FUNCTIONS", "PARAMS", "accumulator_floats", "calls_per_core", "check", "cycles", "gemv_format", "is_norm",
-           "is_norm_params", "norm_params", "plan_member", "results", "schedule", "signatures", "spec_entries",
-           "symbol_suffix", "tensors"]
+           "is_norm_params", "norm_params", "plan_member", "result_places", "results", "schedule", "signatures",
+           "spec_entries", "symbol_suffix", "tensors"]

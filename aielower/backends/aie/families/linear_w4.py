@@ -890,6 +890,27 @@ class LinearW4(KernelFamily):
         """The launches of ``plan`` compute the op's epilogue too (their result is the op's)."""
         return bool(plan.shape.get("epilogue"))
 
+    @staticmethod
+    def _plain_gemv(launch: LaunchPlan) -> bool:
+        return launch.kernel == "linear_w4_gemv" and not gemv_norm.is_norm(launch) and not gemv_attention.is_attention(
+            launch)
+
+    def ddr_results(self, op, launch: LaunchPlan, op_plan: OpPlan) -> tuple[tuple[str, int, int] | None, ...]:
+        """A GEMV's ``y`` when it is the op's result (the op has no epilogue, or the kernel computes it) and its
+        outputs are not padded (:meth:`run` crops nothing)."""
+        if not self._plain_gemv(launch) or op.has_epilogue and not self.computes_epilogue(op_plan):
+            return ()
+        s = op_plan.shape
+        n, n_pad = (s["n"] // 2, s["n_pad"] // 2) if s.get("epilogue") else (s["n"], s["n_pad"])
+        return (("y", 0, n) if n == n_pad else None,)
+
+    def ddr_operand(self, op, launch: LaunchPlan, op_plan: OpPlan) -> tuple[str, int] | None:
+        """A GEMV's ``x`` when its K is not padded (:meth:`run` pads nothing)."""
+        if not self._plain_gemv(launch):
+            return None
+        s = op_plan.shape
+        return ("x", s["k"]) if s["k"] == s["k_pad"] else None
+
     def run(self, host, op, plan: OpPlan, operands: tuple):
         """``x @ W.T (+ b)`` for the rows of ``x`` (with the silu_mul epilogue: ``silu(g) * u`` of its halves):
         chunks of the largest bucket, each a GEMV (one row) or a GEMM launch over the pre-tiled weight blob

@@ -220,6 +220,14 @@ class RmsNorm(KernelFamily):
     def calls_per_core(self, launch: LaunchPlan, shape: dict, kv_len: int = 0) -> dict[str, int]:
         return {"": per_core(-(-launch.bucket // launch.params["tr"]), launch)}
 
+    def ddr_results(self, op, launch: LaunchPlan, op_plan: OpPlan) -> tuple[tuple[str, int, int] | None, ...]:
+        """Decode's norm on the GEMV configuration: the sum (with the residual add) and the norm, each one run of
+        its ``y`` (:func:`~.gemv_norm.result_places`)."""
+        if not gemv_norm.is_norm(launch):
+            return ()
+        total, normed = gemv_norm.result_places(launch, op_plan.shape["d"])
+        return (total, normed) if op_plan.kind == "add_rms_norm" else (normed,)
+
     def run(self, host, op, plan: OpPlan, operands: tuple):
         """``y = norm(x)``, or ``(sum, y) = (a + b, norm(a + b))``, for all rows in one launch (a plain norm planned
         on the add kernel adds a residual of -0 and keeps the norm, :func:`plan_norm`)."""
