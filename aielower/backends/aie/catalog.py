@@ -144,7 +144,10 @@ def with_chains(designs: dict[str, Design], module: Module) -> dict[str, Design]
             chain = chained.chain
             members = [x.name for x in designs[chain.design].members]
             name = chain_sequence_name([members.index(m) for m in chain.members])
-            found.setdefault(chain.design, {}).setdefault(name, chain)
+            known = found.setdefault(chain.design, {}).setdefault(name, chain)
+            if known != chain:
+                raise CompileError(f"design {chain.design}: two chains of launches {', '.join(chain.members)} link "
+                                   "them at other places; one runtime sequence cannot run both")
     return {name: dataclasses.replace(d, chains=tuple(sorted(found[name].items()))) if name in found else d
             for name, d in designs.items()}
 

@@ -14,8 +14,9 @@ norm, the gate/up GEMV with its silu_mul epilogue and the down GEMV on its resul
 
 A chain is found on the ops of a function (:func:`find_chains`), at the one-row bucket (a decode step): planned ops,
 each with one launch at that bucket, next to each other among the function's planned ops, all launches members of
-one shared configuration, each op's first operand a result of the op before, and every other reader of a member's
-results after the chain's last op (the host reads them once the chain ran). The design catalog gives the
+one shared configuration, each op's first operand a result of the op before (and no other operand of it), every
+other reader of a member's results after the chain's last op (the host reads them once the chain ran), at most
+:data:`MAX_CHAIN` launches (the kernel's five buffer arguments). The design catalog gives the
 configuration one runtime sequence per distinct chain, the host program submits a chain's launches as one
 (:class:`~aielower.backends.aie.host_program.HostProgram`), and the counts from the designs
 (:mod:`aielower.backends.aie.counted`) take it as one submission.
@@ -26,12 +27,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aielower.backends.aie.designs.model import MAX_SEQUENCE_ARGS
 from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.plan import LaunchPlan, OpPlan, plan_of
 from aielower.ir import Function
 
 CHAIN_BUCKET = 1  # chains run at a decode step's one row
 CHAIN_PREFIX = "chain_"  # a chain's runtime sequence: chain_<i>_<j>.. (its members' header words)
+# Launches a chain runs at most: its sequence takes each member's weight tiles, the activations and results (%io)
+# and the headers, and the kernel aiecc makes has five buffer arguments (designs/model.py MAX_SEQUENCE_ARGS).
+MAX_CHAIN = MAX_SEQUENCE_ARGS - 2
 
 
 @dataclass(frozen=True)
@@ -84,12 +89,17 @@ def link(first: tuple, second: tuple) -> ChainLink | None:
 
 
 def _read_after(ops: list, fn: Function) -> bool:
-    """Whether every reader of the results of ``ops[:-1]`` that is not one of ``ops`` comes after ``ops[-1]``
-    (or is ``fn``, returning it)."""
+    """Whether every reader of the results of ``ops[:-1]`` comes after ``ops[-1]`` (or is ``fn``, returning it),
+    but for the next op reading the result linked to it as its first operand, and as nothing else."""
     last = fn.ops.order_of(ops[-1])
-    members = {id(op) for op in ops}
-    return all(user is fn or id(user) in members or fn.ops.order_of(user) > last
-               for op in ops[:-1] for result in op.results for user in result.users)
+    for op, nxt in zip(ops, ops[1:]):
+        for result in op.results:
+            for user in result.users:
+                if user is nxt and [v is result for v in nxt.operands] == [True] + [False] * (len(nxt.operands) - 1):
+                    continue
+                if user is not fn and fn.ops.order_of(user) <= last:
+                    return False
+    return True
 
 
 def find_chains(fn: Function, place: Place) -> list[ChainedOps]:
@@ -125,7 +135,7 @@ def find_chains(fn: Function, place: Place) -> list[ChainedOps]:
         if run:
             prev_op, prev_launch, prev_plan, prev_where = run[-1]
             joined = None
-            if where[0] == prev_where[0]:
+            if where[0] == prev_where[0] and len(run) < MAX_CHAIN:
                 joined = link((prev_op, prev_launch, prev_plan), (op, launch, plan))
             if joined is None:
                 close()
@@ -145,5 +155,5 @@ def is_chain_sequence(name: str) -> bool:
     return name.startswith(CHAIN_PREFIX)
 
 
-__all__ = ["CHAIN_BUCKET", "CHAIN_PREFIX", "Chain", "ChainLink", "ChainedOps", "chain_sequence_name", "find_chains",
-           "is_chain_sequence", "link"]
+__all__ = ["CHAIN_BUCKET", "CHAIN_PREFIX", "MAX_CHAIN", "Chain", "ChainLink", "ChainedOps", "chain_sequence_name",
+           "find_chains", "is_chain_sequence", "link"]

@@ -171,7 +171,10 @@ class HostProgram:
             for sequence, chained in (self.chains(self.module.functions[function]) if self.chains else ()):
                 for place, op in enumerate(chained.ops):
                     self._chained[id(op)] = (sequence, chained, place)
-        return interp(*args)
+        try:
+            return interp(*args)
+        finally:  # a run that stopped inside a chain (an error, an interrupt) leaves nothing held for the next
+            self._held, self._parts, self._launched, self._replay, self._running = [], [], None, None, None
 
     # -- NPU ops ----------------------------------------------------------------------------------------------
 

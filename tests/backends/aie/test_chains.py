@@ -114,9 +114,19 @@ def test_a_chain_computes_what_its_members_compute_one_by_one(library):
     assert first["y"].any() and second["y"].any()
     io = np.concatenate([first["x"], np.zeros(1024, np.uint16)])
     args = {"w0": first["w"], "w1": second["w"], IO_ARG: io, HEADER_ARG: header_words(design, "chain_0_1")}
-    DesignRun(design, library.function).run(args, sequence="chain_0_1")
+    run = DesignRun(design, library.function)
+    run.run(args, sequence="chain_0_1")
     np.testing.assert_array_equal(io[512:1024], first["y"])
     np.testing.assert_array_equal(io[1024:], second["y"])
+    # the calls of the two launches (each member's sequence run on its own), and not those a core makes in its next
+    # iteration before it waits for data
+    calls = {}
+    for i, (name, _, _) in enumerate(members):
+        alone = DesignRun(design, library.function)
+        tensors = first if i == 0 else second
+        alone.run({**tensors, HEADER_ARG: header_words(design, name)}, sequence=name)
+        calls[i] = alone.calls
+    assert run.calls == calls[0] + calls[1]
     # without the second member's data the cores stop inside their second iteration: the run cannot end
     seq = design.runtime_sequence("chain_0_1")
     cut = dataclasses.replace(seq, ops=tuple(op for op in seq.ops if getattr(op, "arg", "") != "w1"))
@@ -150,18 +160,36 @@ def test_the_header_rule_takes_one_header_per_launch_of_a_chain():
     # the second launch's header read from element 0 again: its cores would run the first launch twice
     again = tuple(dataclasses.replace(op, offset=0) if getattr(op, "arg", "") == HEADER_ARG else op for op in seq.ops)
     short = dataclasses.replace(seq, args=seq.args[:-1] + (m.SequenceArg(HEADER_ARG, m.MemrefType(size, "bf16")),))
+    # both headers first: the cores would take the second header for the first launch's activations
+    heads = [op for op in seq.ops if getattr(op, "arg", "") == HEADER_ARG]
+    early = tuple(heads) + tuple(op for op in seq.ops if op not in heads)
     for broken, message in ((dataclasses.replace(seq, ops=again), "of header 1 is not one element per core"),
-                            (short, "holds 1024 bytes, not the 2 header(s) of 1024 bytes")):
+                            (short, "holds 1024 bytes, not the 2 header(s) of 1024 bytes"),
+                            (dataclasses.replace(seq, ops=early), "header 1 on @x_c0 follows header 0 with no data")):
         d = dataclasses.replace(design, sequences=tuple(broken if s.name == seq.name else s for s in design.sequences))
         problems = [str(v) for v in check_design(d) if v.rule == "header"]
         assert problems and message in problems[0], (message, problems)
 
 
+# A one-layer model wide enough that its decode GEMVs (gate/up and down too) share the norms' configuration: its
+# second norm, gate/up and down GEMVs are one chain of three, as on Qwen1.5-7B.
+WIDE = dict(hidden_size=512, intermediate_size=1024, num_attention_heads=8, num_key_value_heads=8,
+            num_hidden_layers=1)
+
+
+def _compiled(config, tmp_path_factory, name):
+    return aielower.compile(tiny_qwen2(**config), target="aie", quant=QUANT, max_seq_len=64,
+                            out_dir=tmp_path_factory.mktemp(name) / "aie")
+
+
 @pytest.fixture(scope="module")
 def mha(tmp_path_factory):
-    model = tiny_qwen2(**MODELS["mha"])
-    return aielower.compile(model, target="aie", quant=QUANT, max_seq_len=64,
-                            out_dir=tmp_path_factory.mktemp("mha") / "aie")
+    return _compiled(MODELS["mha"], tmp_path_factory, "mha")
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    return _compiled(WIDE, tmp_path_factory, "wide")
 
 
 def test_chains_of_the_tiny_models_decode(mha):
@@ -191,41 +219,60 @@ def test_chains_of_the_tiny_models_decode(mha):
         probe.drop_operands()
 
 
-def test_decode_with_chains_is_bit_for_bit_decode_without(mha):
-    """The host emulator with chains (held-back launches, one chain sequence, the held-back members' results read
-    from what the device wrote) gives the logits and caches of one launch per op, with fewer launches."""
-    program = mha.emulator
+def _decode(art, with_chains: bool, fail_once: bool = False):
+    """Two decode steps after a 5-token prompt on the host emulator, with or without chains: (logits, caches,
+    sequences launched). ``fail_once``: the first chain launch raises (an interrupted run)."""
+    program = art.emulator
     launched = []
     submit = program.launcher.launch
+    failing = [fail_once]
 
     def recording(design, sequence, tensors):
+        if failing[0] and sequence and sequence.startswith("chain_"):
+            failing[0] = False
+            raise KeyboardInterrupt
         launched.append(sequence)
         return submit(design, sequence, tensors)
 
-    program.launcher.launch = recording
-    ids = np.random.default_rng(0).integers(0, 128, size=(1, 5))
     chains = program.chains
-    out = {}
+    program.launcher.launch = recording
+    program.chains = chains if with_chains else None
+    program._interpreters.clear()
+    program._chained.clear()
     try:
-        for with_chains in (True, False):
-            program.chains = chains if with_chains else None
-            program._interpreters.clear()
-            program._chained.clear()
-            cache = mha.new_cache(1)
-            mha.emulate_decode(ids, 0, cache)
-            launched.clear()
-            logits = [mha.emulate_decode(np.array([[9 + i]]), 5 + i, cache) for i in range(2)]
-            out[with_chains] = (logits, [c.copy() for c in cache], list(launched))
+        ids = np.random.default_rng(0).integers(0, 128, size=(1, 5))
+        cache = art.new_cache(1)
+        if fail_once:  # the prompt's launches run at its bucket, unchained; a step's chains are interrupted
+            art.emulate_decode(ids, 0, cache)
+            with pytest.raises(KeyboardInterrupt):
+                art.emulate_decode(np.array([[9]]), 5, cache)
+            cache = art.new_cache(1)
+        art.emulate_decode(ids, 0, cache)
+        launched.clear()
+        logits = [art.emulate_decode(np.array([[9 + i]]), 5 + i, cache) for i in range(2)]
+        return logits, [c.copy() for c in cache], list(launched)
     finally:
         program.chains = chains
         program._interpreters.clear()
         program._chained.clear()
         program.launcher.launch = submit
-    (logits, caches, seqs), (plain, plain_caches, plain_seqs) = out[True], out[False]
+
+
+@pytest.mark.parametrize("model", ["mha", "wide"])
+def test_decode_with_chains_is_bit_for_bit_decode_without(model, request):
+    """The host emulator with chains (held-back launches, one chain sequence, the held-back members' results read
+    from what the device wrote) gives the logits and caches of one launch per op, with fewer launches; on the wide
+    model with a chain of three (the middle member's operand and result both on the device only). A run interrupted
+    at a chain's launch leaves nothing held back for the next."""
+    art = request.getfixturevalue(model)
+    chains = Placement(art.ir, art.device).chains(art.ir.functions["decode"])
+    assert max(len(c.ops) for _, c in chains) == (3 if model == "wide" else 2)
+    logits, caches, seqs = _decode(art, True, fail_once=model == "mha")
+    plain, plain_caches, plain_seqs = _decode(art, False)
     for a, b in zip(logits + caches, plain + plain_caches):
         np.testing.assert_array_equal(a, b)
     chained = [s for s in seqs if s and s.startswith("chain_")]
-    assert chained and len(seqs) == len(plain_seqs) - len(chained)
+    assert chained and len(seqs) == len(plain_seqs) - sum(s.count("_") - 1 for s in chained)
 
 
 def test_counts_take_a_chain_as_one_submission(mha):

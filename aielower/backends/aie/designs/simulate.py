@@ -145,6 +145,7 @@ class _CoreState:
     blocked_on: str = ""
     iterations: int = 0  # iterations of the body completed in this run
     moved: int = 0  # elements taken or given in the current iteration (0: waiting at its start)
+    calls: int = 0  # kernel calls made in the current iteration
     buffers: dict = field(default_factory=dict)
 
 
@@ -293,22 +294,22 @@ class DesignRun:
                         else:
                             args.append(env[a])
                     self._kernel(node.function)(*args)
-                    self.calls += 1
+                    state.calls += 1
                     self.ticks += 1
                 else:
                     raise AielowerError(f"core {core.tile.name}: cannot run {node!r}")
 
         while True:  # the rendered scf.for around the body: one iteration per launch
-            calls = self.calls
             yield from run(core.body, {}, {})
             state.iterations += 1
             if not state.moved:  # a body that moves no data (a core the design leaves idle) never waits for any
-                if self.calls != calls:
+                if state.calls:
                     raise AielowerError(f"core {core.tile.name}: its body calls kernels without taking or giving "
                                         "data, so the core would loop without waiting")
                 while True:  # idle: nothing it does is observable
                     yield
-            state.moved = 0
+            self.calls += state.calls  # (the calls an iteration makes before it blocks count once it is done)
+            state.moved = state.calls = 0
 
     def _step_cores(self) -> bool:
         """Run every core until it blocks without progress; True if any moved data or called a kernel. A core's
@@ -343,7 +344,7 @@ class DesignRun:
                                     f"least {a.type.size} elements, got {arr.dtype} {arr.shape}")
         self._reset_streams()
         for state in self.core_state.values():
-            state.blocked_on, state.iterations, state.moved = "", 0, 0
+            state.blocked_on, state.iterations, state.moved, state.calls = "", 0, 0, 0
         self.ticks = 0
         for core in d.cores:
             self.core_state[core.tile].generator = self._core_program(core)
