@@ -17,7 +17,7 @@ from aielower.backends.aie.binding import kernel_spec
 from aielower.backends.aie.catalog import Placement, design_name
 from aielower.backends.aie.chains import ChainLink, find_chains
 from aielower.backends.aie.counted import decode_token_count
-from aielower.backends.aie.designs import DesignRun, build_design, check_design
+from aielower.backends.aie.designs import DesignRun, build_design, check_design, render
 from aielower.backends.aie.designs import model as m
 from aielower.backends.aie.designs.shared import (HEADER_ARG, IO_ARG, build_shared_design, chain_sequence,
                                                   header_words)
@@ -26,6 +26,7 @@ from aielower.backends.aie.families import KERNEL_FAMILIES
 from aielower.backends.aie.families.linear_w4 import plan_linear
 from aielower.backends.aie.kernels import KernelLibrary
 from aielower.backends.aie.plan import plan_of
+from aielower.backends.aie.toolchain import check_designs, find_aie_opt
 from aielower.errors import AielowerError, CompileError
 from aielower.ir.dialects import nn
 from tests.backends.aie.test_emulator import MODELS, QUANT
@@ -97,6 +98,23 @@ def test_a_chain_sequence_runs_its_members_one_after_the_other():
     d = dataclasses.replace(design, sequences=design.sequences + (long,))
     assert [str(v) for v in check_design(d) if v.rule == "sequence-args"] == [
         "[sequence-args] shared @chain_1_1_1_1: 6 arguments; the xclbin kernel takes 5 buffers"]
+
+
+def test_aie_opt_lowers_a_design_with_a_chain(tmp_path):
+    """mlir-aie's own passes (verify, addressing, routing, the NPU lowering of the runtime sequences) take the
+    chain's sequence: waits on object FIFOs from DDR, its headers from one %hdr, the members' data in one %io."""
+    try:
+        tool = find_aie_opt()
+    except CompileError as e:
+        pytest.skip(f"needs mlir-aie's aie-opt: {e}")
+    _, design = _chained()
+    path = tmp_path / "chained.mlir"
+    path.write_text(render(design))
+    report = check_designs([path], tool)
+    assert report.ok, report.summary()
+    [result] = report.results
+    # every sequence lowered to NPU instructions, the chain's too (a transfer is a few of them, a wait one)
+    assert result.npu_ops > sum(len(seq.ops) for seq in design.sequences)
 
 
 def test_a_chain_computes_what_its_members_compute_one_by_one(library):
