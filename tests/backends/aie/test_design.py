@@ -3,6 +3,8 @@ against the schedule, determinism, the text read back by the parser."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import random
 import re
 import subprocess
@@ -499,3 +501,42 @@ def test_a_statically_lowered_acquiring_loop_of_an_odd_count_is_cut_and_its_rest
     assert "scf.for %i0 = %c0 to %c4 step %c1" in core
     assert re.search(r"%v\d+_u0_sub = aie.objectfifo.acquire @x_c0_r0\(Consume, 1\)", core)
     assert core.count("func.call @rms_norm") == 2
+
+
+def test_the_generator_refuses_a_core_body_that_does_not_reproduce_its_schedule(monkeypatch):
+    """checked_core traces every core body against the launch's schedule (one trace per distinct body, the cores'
+    own tiles put in): cores with one body trace to their own tiles; a body that calls another function, or
+    takes one element more, is an internal error naming the core."""
+    from aielower.backends.aie.designs.build import (Acquire, Call, DesignBuilder, _expected, _trace, checked_core,
+                                                      walk_nodes)
+    from aielower.backends.aie.families.rms_norm import plan_norm
+    from aielower.backends.aie.binding import kernel_spec
+
+    plan = plan_norm("test", 64, 1e-6, True, (128,), NPU2)
+    launch = plan.launches[0]
+    b = DesignBuilder(launch, plan, NPU2, kernel_spec(launch, NPU2), "test")
+    traces: dict = {}
+    cores = [b.core(c, r, "v") for c in range(launch.columns) for r in range(launch.rows)]
+    for core in cores:
+        assert _trace(core, b.streams, None, traces) == _expected(b.padded[(core.column, core.row)], 1)
+    assert len(traces) < len(cores)  # one trace served several cores
+    made = b.core
+
+    def other_call(column, row, prefix="v"):  # the body's first kernel call to another function
+        core = made(column, row, prefix)
+        body = copy.deepcopy(core.body)
+        next(n for n in walk_nodes(body) if isinstance(n, Call)).function = "other"
+        return dataclasses.replace(core, body=body)
+
+    monkeypatch.setattr(b, "core", other_call)
+    with pytest.raises(CompileError, match=r"the design of core \(0, 0\) does not reproduce the schedule"):
+        checked_core(b, 0, 0)
+
+    def one_more(column, row, prefix="v"):  # an element of the body's first stream taken and never used
+        core = made(column, row, prefix)
+        first = next(n for n in walk_nodes(core.body) if isinstance(n, Acquire))
+        return dataclasses.replace(core, body=[Acquire(first.stream, "extra")] + core.body)
+
+    monkeypatch.setattr(b, "core", one_more)
+    with pytest.raises(CompileError, match=r"core \(0, 0\) takes \d+ elements of stream"):
+        checked_core(b, 0, 0)

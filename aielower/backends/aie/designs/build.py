@@ -226,6 +226,7 @@ class DesignBuilder:
         self.joined = self.dynamic_kv and self.family != "attention"
         self.work = kernel_family.array_work(launch, op_plan)
         self.linear_traces: dict[str, tuple] = {}  # repr of a core body -> its array trace (_linear_calls)
+        self.traces: dict[tuple, tuple] = {}  # (repr of a core body, parameter words, tkv) -> its trace (_trace)
         if self.work is not None:  # scheduled as arrays (sched.LinearWork), checked on arrays
             self.rtp = ()
             self._linear_init()
@@ -962,17 +963,46 @@ class DesignBuilder:
 # ================================================================================== checking and ordering
 
 
-def _trace(core: CoreDesign, streams: list[StreamInfo], tkv: int | None = None) -> list[tuple]:
+def _trace(core: CoreDesign, streams: list[StreamInfo], tkv: int | None = None,
+           traces: dict | None = None) -> list[tuple]:
     """Run a core body symbolically: the kernel calls it makes, with the tiles each FIFO element holds. With ``tkv``
     (attention), a ``step`` call's valid KV count is clamped to it, as the kernel clamps it (the schedule passes it
-    clamped, the design's loop does not). The body is compiled once into closures (one per node), then run: a 7B
-    prompt-attention core makes hundreds of thousands of calls."""
+    clamped, the design's loop does not). The body is traced once per body, parameter words and ``tkv`` (cached in
+    ``traces``: cores with the same body differ only in the tiles they take), with the element each call argument
+    holds; the core's own elements are then put in."""
+    key = (repr(core.body), core.rtp, tkv)
+    traced = traces.get(key) if traces is not None else None
+    if traced is None:
+        traced = _trace_body(core, streams, tkv)
+        if traces is not None:
+            traces[key] = traced
+    calls, taken = traced
+    for s in streams:
+        if taken[s.index] != len(core.elements[s.index]):
+            raise CompileError(f"internal: core ({core.column}, {core.row}) takes {taken[s.index]} elements of stream "
+                               f"'{s.plan.name}', which delivers {len(core.elements[s.index])}")
+    elements = core.elements
+    out = []
+    append = out.append
+    for function, args, slots in calls:
+        if slots:
+            args = list(args)
+            for position, stream, n in slots:
+                args[position] = elements[stream][n]
+            args = tuple(args)
+        append((function, args))
+    return out
+
+
+def _trace_body(core: CoreDesign, streams: list[StreamInfo], tkv: int | None) -> tuple[list, dict]:
+    """:func:`_trace`'s trace of ``core``'s body: per call (function, arguments, and per FIFO-element argument
+    (position, stream, element index)), and the elements taken per stream. The body is compiled once into closures
+    (one per node), then run: a 7B prompt-attention core makes hundreds of thousands of calls."""
     taken = {s.index: 0 for s in streams}
     held: dict[str, tuple] = {}
     ints: dict[str, int] = {}
     calls: list[tuple] = []
     append = calls.append
-    elements = core.elements
     arith = {"addi": operator.add, "subi": operator.sub, "muli": operator.mul}
 
     def value(x):
@@ -986,14 +1016,14 @@ def _trace(core: CoreDesign, streams: list[StreamInfo], tkv: int | None = None) 
         args = tuple((0, x) if kind == "elem" else (1, x) if kind == "i32" and not isinstance(x, int)
                      else (2, x) if kind == "i32" else (2, (kind, x)) for kind, x in node.args)
         function = node.function
-        if tkv and function in ("step", "attn_kv"):
-            def call(iv):
-                values = [held[x] if code == 0 else ints[x] if code == 1 else x for code, x in args]
+        elems = [(position, x) for position, (code, x) in enumerate(args) if code == 0]
+        clamp = bool(tkv) and function in ("step", "attn_kv")
+
+        def call(iv):
+            values = [None if code == 0 else ints[x] if code == 1 else x for code, x in args]
+            if clamp:
                 values[5] = min(tkv, values[5])
-                append((function, tuple(values)))
-        else:
-            def call(iv):
-                append((function, tuple([held[x] if code == 0 else ints[x] if code == 1 else x for code, x in args])))
+            append((function, tuple(values), tuple((position, *held[x]) for position, x in elems)))
         return call
 
     def compile_node(node):
@@ -1001,11 +1031,11 @@ def _trace(core: CoreDesign, streams: list[StreamInfo], tkv: int | None = None) 
         if kind is Call:
             return compile_call(node)
         if kind is Acquire:
-            stream, var, delivered = node.stream, node.var, elements[node.stream]
+            stream, var = node.stream, node.var
 
             def acquire(iv):
                 n = taken[stream]
-                held[var] = delivered[n]
+                held[var] = (stream, n)
                 taken[stream] = n + 1
             return acquire
         if kind is Loop:
@@ -1050,11 +1080,7 @@ def _trace(core: CoreDesign, streams: list[StreamInfo], tkv: int | None = None) 
         return body
 
     compile_body(core.body)(0)
-    for s in streams:
-        if taken[s.index] != len(core.elements[s.index]):
-            raise CompileError(f"internal: core ({core.column}, {core.row}) takes {taken[s.index]} elements of stream "
-                               f"'{s.plan.name}', which delivers {len(core.elements[s.index])}")
-    return calls
+    return calls, taken
 
 
 def _distinct(offsets: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -1284,28 +1310,21 @@ def _expected(units, acc_size: int) -> list[tuple]:
     of tile refs), an int, or ``("acc", accumulator index)``; the forms cannot be equal to one another. (Written out
     inline: the big attention designs check millions of arguments.)"""
     seen: dict[int, tuple] = {}  # id(argument) -> its form; the arguments are shared objects, alive in ``units``
+
+    def form(a):
+        kind = type(a)
+        if kind is sched.In or kind is sched.Out:
+            found = a.tiles
+        elif kind is sched.Acc:
+            found = ("acc", a.offset // acc_size)
+        else:
+            return int(a)  # ints are small and may share ids with other values: not kept
+        seen[id(a)] = found
+        return found
+
     get = seen.get
-    out = []
-    append = out.append
-    for unit in units:
-        for call in unit:
-            args = []
-            for a in call.args:
-                kind = type(a)
-                if kind is int:
-                    args.append(a)
-                    continue
-                found = get(id(a))
-                if found is None:
-                    if kind is sched.In or kind is sched.Out:
-                        found = seen[id(a)] = a.tiles
-                    elif kind is sched.Acc:
-                        found = seen[id(a)] = ("acc", a.offset // acc_size)
-                    else:
-                        found = int(a)  # ints are small and may share ids with other values: not kept
-                args.append(found)
-            append((call.function, tuple(args)))
-    return out
+    return [(call.function, tuple([a if type(a) is int else get(id(a)) or form(a) for a in call.args]))
+            for unit in units for call in unit]
 
 
 def issue_order(transfers: list[Transfer], bds: int, queue_depth: int = SHIM_QUEUE_DEPTH) -> list[m.SequenceOp]:
@@ -1433,7 +1452,7 @@ def checked_core(b: DesignBuilder, column: int, row: int, prefix: str = "v") -> 
     if b.work is not None:
         return linear_core(b, column, row, prefix)
     core = b.core(column, row, prefix)
-    got = _trace(core, b.streams, b.kv_tile_rows)
+    got = _trace(core, b.streams, b.kv_tile_rows, b.traces)
     want = _expected(b.padded[(column, row)], core.acc_size or 1)
     if got != want:
         first = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
