@@ -434,10 +434,10 @@ def check_headers(design: Design) -> list[Violation]:
                                          f"of header {k} is not one element per core it feeds, each read plainly from "
                                          f"element {k} of %{HEADER_ARG}, the header the cores read first"))
             if _column(fifos[fifo]) in busy:  # each launch's data after its header, before the next header
-                order = [op.arg == HEADER_ARG for _, op in mine]
-                for k, (j, _) in enumerate(headers[1:], 1):
-                    before = order[: next(n for n, (i2, _) in enumerate(mine) if i2 == j)]
-                    if before[-1]:
+                k = 0
+                for (_, previous), (j, op) in zip(mine, mine[1:]):
+                    k += op.arg == HEADER_ARG
+                    if op.arg == HEADER_ARG and previous.arg == HEADER_ARG:
                         out.append(Violation("header", f"{label}: runtime-sequence op #{j}", f"header {k} on "
                                              f"@{fifo} follows header {k - 1} with no data of launch {k - 1} "
                                              "between them: the cores would take it for that data"))
