@@ -133,17 +133,25 @@ def designs_of(launches: dict[str, Member], device: Device) -> dict[str, Design]
     return dict(sorted(designs.items()))
 
 
+def named_chains(fn: Function, designs: dict[str, Design], place) -> list[tuple[str, ChainedOps]]:
+    """The chains of ``fn`` (:func:`~.chains.find_chains`; ``place`` gives a launch's design and sequence), each
+    with the runtime sequence its design runs it with, named by its members' header indices
+    (:func:`~.chains.chain_sequence_name`)."""
+    out = []
+    for chained in find_chains(fn, place):
+        members = [x.name for x in designs[chained.chain.design].members]
+        out.append((chain_sequence_name([members.index(m) for m in chained.chain.members]), chained))
+    return out
+
+
 def with_chains(designs: dict[str, Design], module: Module) -> dict[str, Design]:
-    """``designs`` with the chains of the module's functions (:func:`~.chains.find_chains`) on their shared
-    configurations, each distinct chain once, named by its members' header indices
-    (:func:`~.chains.chain_sequence_name`), in order of name."""
+    """``designs`` with the chains of the module's functions (:func:`named_chains`) on their shared
+    configurations, each distinct chain once, in order of name."""
     where = placements(designs)
     found: dict[str, dict[str, Chain]] = {}
     for fn in module.functions.values():
-        for chained in find_chains(fn, lambda launch, plan: where[design_name(launch, plan)]):
+        for name, chained in named_chains(fn, designs, lambda launch, plan: where[design_name(launch, plan)]):
             chain = chained.chain
-            members = [x.name for x in designs[chain.design].members]
-            name = chain_sequence_name([members.index(m) for m in chain.members])
             known = found.setdefault(chain.design, {}).setdefault(name, chain)
             if known != chain:
                 raise CompileError(f"design {chain.design}: two chains of launches {', '.join(chain.members)} link "
@@ -217,12 +225,8 @@ class Placement:
     def chains(self, fn: Function) -> list[tuple[str, ChainedOps]]:
         """The chains of ``fn``'s one-row step, each with the runtime sequence that runs it (:mod:`.chains`)."""
         found = self._chains.get(id(fn))
-        if found is None:
-            out = []
-            for chained in find_chains(fn, self.place):
-                names = [x.name for x in self.designs[chained.chain.design].members]
-                out.append((chain_sequence_name([names.index(m) for m in chained.chain.members]), chained))
-            found = self._chains[id(fn)] = (fn, out)  # the entry holds fn, so its id is not reused
+        if found is None:  # the entry holds fn, so its id is not reused
+            found = self._chains[id(fn)] = (fn, named_chains(fn, self.designs, self.place))
         return found[1]
 
     def place(self, launch: LaunchPlan, plan: OpPlan) -> tuple[str, str | None]:
@@ -238,4 +242,4 @@ class Placement:
 
 
 __all__ = ["Design", "Member", "Placement", "collect", "design_name", "designs_of", "placements", "shared_name",
-           "with_chains"]
+           "named_chains", "with_chains"]

@@ -77,6 +77,7 @@ class HostProgram:
         self._parts: list[tuple] = []  # (op, plan, operands, results) of the chain's held-back ops
         self._replay: dict | None = None  # the tensors the device wrote for the op being run again
         self._launched: list[dict] | None = None  # every member's tensors of the chain just submitted
+        self._outputs: dict[str, frozenset[str]] = {}  # design -> the runtime-sequence arguments it writes
 
     @property
     def calls(self) -> int:
@@ -120,7 +121,9 @@ class HostProgram:
         self._held.append(tensors)
         design, member = self.design_for(launch, plan)
         if place < len(chained.ops) - 1:  # poisoned until the chain ran (only the device reads them before)
-            outputs = design.output_args()
+            outputs = self._outputs.get(design.name)
+            if outputs is None:  # (a walk of every sequence of the design: once per design, not per launch)
+                outputs = self._outputs[design.name] = design.output_args()
             for arg in design.runtime_sequence(member).args:
                 if arg.name in outputs and isinstance(tensors.get(arg.name), np.ndarray):
                     tensors[arg.name][:] = POISON[arg.type.element]

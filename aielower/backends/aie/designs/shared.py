@@ -266,16 +266,23 @@ def chain_layout(parts: list[m.RuntimeSequence],
     return where
 
 
-def chain_args(parts: list[m.RuntimeSequence], links: tuple[ChainLink, ...]) -> tuple[m.SequenceArg, ...]:
-    """The arguments of a chain's sequence (:func:`chain_layout`): its members' own, ``%io``, then ``%hdr``, one
-    header per member."""
-    where = chain_layout(parts, links)
+def chain_args(parts: list[m.RuntimeSequence],
+               where: dict[tuple[int, str], tuple[str, int]]) -> tuple[m.SequenceArg, ...]:
+    """The arguments of a chain's sequence with layout ``where`` (:func:`chain_layout`): its members' own (an
+    argument a member reads the member before's result from is that result's), ``%io`` as long as its contents
+    reach, then ``%hdr``, one header per member."""
     header = parts[0].arg(HEADER_ARG).type
-    own = [m.SequenceArg(arg, parts[i].arg(name).type) for (i, name), (arg, _) in where.items() if arg != IO_ARG]
-    io = sum(parts[i].arg(name).type.size for (i, name), (arg, start) in where.items()
-             if arg == IO_ARG and (i == 0 or name != links[i - 1].operand_arg))
+    own: dict[str, m.SequenceArg] = {}
+    io = 0
+    for (i, name), (arg, start) in where.items():
+        given = parts[i].arg(name).type
+        if arg == IO_ARG:
+            io = max(io, start + given.size)
+        else:
+            own.setdefault(arg, m.SequenceArg(arg, given))
     packed = (m.SequenceArg(IO_ARG, m.MemrefType(io, header.element)),) if io else ()
-    return tuple(own) + packed + (m.SequenceArg(HEADER_ARG, m.MemrefType(len(parts) * header.size, header.element)),)
+    return tuple(own.values()) + packed + (
+        m.SequenceArg(HEADER_ARG, m.MemrefType(len(parts) * header.size, header.element)),)
 
 
 def chain_sequence(name: str, parts: list[m.RuntimeSequence], links: tuple[ChainLink, ...],
@@ -291,7 +298,7 @@ def chain_sequence(name: str, parts: list[m.RuntimeSequence], links: tuple[Chain
       results the member before wrote."""
     try:
         where = chain_layout(parts, links)
-        args = chain_args(parts, links)
+        args = chain_args(parts, where)
     except CompileError as e:
         raise CompileError(f"chain @{name}: {e}") from None
     header = parts[0].arg(HEADER_ARG).type
